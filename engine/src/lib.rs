@@ -1,0 +1,1 @@
+//! tapir engine (to be written).

@@ -1,0 +1,1 @@
+//! A whole node (to be written).

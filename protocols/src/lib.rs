@@ -1,0 +1,22 @@
+//! tapir's sans-IO core: wire formats and protocol state machines.
+//!
+//! This crate owns every byte-level decision of the stack and nothing else: it never reads a clock
+//! (time is passed in as [`time::Instant`]), never draws randomness on its own (a seeded
+//! [`rand::Rng`] is passed in), never makes a syscall and never spawns a thread. That is what lets
+//! a whole node run inside a simulated network in virtual time (see `iface`), and lets the engine
+//! drive the same code from a tap.
+//!
+//! Layers, bottom up:
+//! - [`wire`]: zero-copy views (`*Packet<T>`) and parsed representations (`*Repr`) of Ethernet II,
+//!   ARP, IPv4, ICMPv4, UDP and TCP, with checksums.
+//! - [`tcp`]: one TCP connection's state machine (RFC 9293), its buffers, timers and RTT estimator.
+//! - [`iface`]: a whole node: ARP cache, IPv4 dispatch, ICMP, UDP and TCP socket tables, drop
+//!   counters. Frames in, frames out.
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod iface;
+pub mod rand;
+pub mod tcp;
+pub mod time;
+pub mod wire;

@@ -1,0 +1,1 @@
+//! One TCP connection (to be written).
