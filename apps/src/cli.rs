@@ -1,0 +1,73 @@
+//! The node options every subcommand takes (DESIGN.md's CLI contract), and how they become a
+//! [`NodeConfig`].
+
+use std::net::Ipv4Addr;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use engine::NodeConfig;
+use protocols::wire::{EthernetAddress, Ipv4Cidr};
+
+/// Options that say which tap to attach to and who the node is.
+#[derive(Debug, Clone, Args)]
+pub struct NodeOpts {
+    /// Tap device to attach to (created if it does not exist).
+    #[arg(long, default_value = "tap0", value_name = "NAME")]
+    pub tap: String,
+    /// Open the tap inside this network namespace (as made by `ip netns add`).
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+    /// The node's address and subnet, e.g. 10.7.0.2/24.
+    #[arg(long, value_name = "CIDR")]
+    pub ip: Option<Ipv4Cidr>,
+    /// Next hop for destinations off the subnet.
+    #[arg(long, value_name = "IP")]
+    pub gateway: Option<Ipv4Addr>,
+    /// The node's MAC address (default: a locally administered one derived from its address).
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<EthernetAddress>,
+    /// IP MTU in bytes.
+    #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u16).range(576..=9000))]
+    pub mtu: u16,
+    /// Tap queues, one pinned worker each.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub queues: u16,
+    /// Most TCP connections held at once.
+    #[arg(long, default_value_t = 65536, value_name = "N")]
+    pub max_conns: usize,
+}
+
+impl NodeOpts {
+    /// The node configuration these options describe.
+    pub fn node_config(&self) -> Result<NodeConfig> {
+        let Some(cidr) = self.ip else {
+            bail!("--ip is required: give the node an address, e.g. --ip 10.7.0.2/24");
+        };
+        if cidr.prefix_len() > 30 || cidr.address() == cidr.network() || cidr.address() == cidr.broadcast() {
+            bail!("--ip {cidr}: use a host address inside a subnet of /30 or larger, e.g. 10.7.0.2/24");
+        }
+        if let Some(gw) = self.gateway {
+            if !cidr.contains(gw) {
+                bail!("--gateway {gw} is not inside {cidr}: the gateway must be on the node's subnet");
+            }
+        }
+        let mut c = NodeConfig::new(&self.tap, cidr);
+        c.netns = self.netns.clone();
+        c.queues = usize::from(self.queues);
+        c.stack.mac = self.mac.unwrap_or_else(|| default_mac(cidr.address()));
+        if !c.stack.mac.is_unicast() {
+            bail!("--mac {}: a node needs a unicast MAC address", c.stack.mac);
+        }
+        c.stack.gateway = self.gateway;
+        c.stack.mtu = usize::from(self.mtu);
+        c.stack.max_conns = self.max_conns;
+        Ok(c)
+    }
+}
+
+/// A locally administered unicast MAC that embeds the address: stable across runs, so the
+/// kernel's neighbour cache stays right when a node restarts.
+pub fn default_mac(ip: Ipv4Addr) -> EthernetAddress {
+    let o = ip.octets();
+    EthernetAddress([0x02, 0x74, o[0], o[1], o[2], o[3]])
+}

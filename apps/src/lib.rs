@@ -1,0 +1,9 @@
+//! The `tapir` command: node options, services, clients, the lab and the demo.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod demo;
+pub mod lab;
+pub mod ping;
+pub mod serve;
+pub mod services;

@@ -1,0 +1,161 @@
+//! The services `tapir serve` runs: echo, daytime, discard (RFC 862, 867, 863) on TCP and UDP,
+//! and HTTP.
+
+mod daytime;
+mod http;
+mod simple;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::thread;
+
+use anyhow::{Context, Result};
+use engine::Node;
+
+pub use daytime::daytime_string;
+
+/// Which service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Echo,
+    Daytime,
+    Discard,
+    Http,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Echo => "echo",
+            Kind::Daytime => "daytime",
+            Kind::Discard => "discard",
+            Kind::Http => "http",
+        }
+    }
+
+    pub fn default_port(self) -> u16 {
+        match self {
+            Kind::Echo => 7,
+            Kind::Daytime => 13,
+            Kind::Discard => 9,
+            Kind::Http => 80,
+        }
+    }
+}
+
+/// A service to run, as written on the command line: `NAME[:PORT][=ARG]`, e.g. `echo`,
+/// `echo:7007`, `http=/srv/www`, `http:8080=/srv/www`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub kind: Kind,
+    pub port: u16,
+    /// For http: the directory to serve.
+    pub dir: Option<PathBuf>,
+}
+
+/// A bad service spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError(pub String);
+
+
+impl std::fmt::Display for SpecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for ServiceSpec {
+    type Err = SpecError;
+
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        let (head, arg) = match s.split_once('=') {
+            Some((h, a)) => (h, Some(a)),
+            None => (s, None),
+        };
+        let (name, port) = match head.split_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (head, None),
+        };
+        let kind = match name {
+            "echo" => Kind::Echo,
+            "daytime" => Kind::Daytime,
+            "discard" => Kind::Discard,
+            "http" => Kind::Http,
+            _ => {
+                return Err(SpecError(format!(
+                    "unknown service '{name}': choose from echo, daytime, discard, http[=DIR] (NAME[:PORT][=ARG])"
+                )))
+            }
+        };
+        let port = match port {
+            None => kind.default_port(),
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| SpecError(format!("bad port '{p}' in '{s}': use 1-65535")))?,
+        };
+        let dir = match (kind, arg) {
+            (Kind::Http, Some(d)) => Some(PathBuf::from(d)),
+            (_, None) => None,
+            (_, Some(_)) => {
+                return Err(SpecError(format!("service '{name}' takes no argument (only http=DIR does)")))
+            }
+        };
+        Ok(ServiceSpec { kind, port, dir })
+    }
+}
+
+/// Starts `spec` on `node`; returns the labels of what now listens (e.g. `echo/tcp:7`).
+pub fn start(node: &Node, spec: &ServiceSpec) -> Result<Vec<String>> {
+    let name = spec.kind.name();
+    let port = spec.port;
+    let mut labels = vec![format!("{name}/tcp:{port}")];
+    let listener = engine::TcpListener::bind(node, port)
+        .with_context(|| format!("cannot listen on TCP port {port} for {name}"))?;
+    match spec.kind {
+        Kind::Http => {
+            let root = match &spec.dir {
+                Some(d) => Some(
+                    d.canonicalize()
+                        .with_context(|| format!("http={}: no such directory", d.display()))?,
+                ),
+                None => None,
+            };
+            let server = http::Server::new(root);
+            spawn(name, move || server.run(listener));
+        }
+        kind => {
+            let udp = engine::UdpSocket::bind(node, port)
+                .with_context(|| format!("cannot bind UDP port {port} for {name}"))?;
+            labels.push(format!("{name}/udp:{port}"));
+            spawn(name, move || simple::run_tcp(kind, listener));
+            spawn(name, move || simple::run_udp(kind, udp));
+        }
+    }
+    Ok(labels)
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
+    let _ = thread::Builder::new().name(format!("svc-{name}")).spawn(f);
+}
+
+impl std::error::Error for SpecError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_with_ports_and_dirs() {
+        assert_eq!("echo".parse::<ServiceSpec>().unwrap(), ServiceSpec { kind: Kind::Echo, port: 7, dir: None });
+        assert_eq!("daytime:1313".parse::<ServiceSpec>().unwrap().port, 1313);
+        let h: ServiceSpec = "http:8080=/tmp".parse().unwrap();
+        assert_eq!((h.kind, h.port, h.dir), (Kind::Http, 8080, Some(PathBuf::from("/tmp"))));
+        let e = "gopher".parse::<ServiceSpec>().unwrap_err();
+        assert!(e.0.contains("unknown service 'gopher'"), "{e}");
+        assert!("echo:0".parse::<ServiceSpec>().is_err());
+        assert!("echo:99999".parse::<ServiceSpec>().is_err());
+        assert!("echo=x".parse::<ServiceSpec>().is_err());
+    }
+}

@@ -1,0 +1,302 @@
+//! A node: a tap device, one worker per queue, and the shared wake-up that blocking callers wait
+//! on.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use protocols::iface::{ConnInfo, Counters, Stack, StackConfig};
+use protocols::rand::Rng;
+use protocols::time::Instant;
+use protocols::wire::{EthernetAddress, Ipv4Cidr};
+
+use crate::clock::Clock;
+use crate::pool::BufferPool;
+use crate::sys::event::EventFd;
+use crate::sys::tap::{open_tap, TapError, TapOptions};
+use crate::worker::{self, WorkerCounters};
+
+/// Frames waiting in one worker's hand-off channel before more are dropped.
+pub const HANDOFF_QUEUE: usize = 4096;
+
+/// How to start a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The tap to attach to (created when it does not exist).
+    pub tap: String,
+    /// Open the tap inside this network namespace.
+    pub netns: Option<String>,
+    /// Tap queues, one worker each.
+    pub queues: usize,
+    /// Pin worker `i` to core `i % cores`.
+    pub pin: bool,
+    pub stack: StackConfig,
+    /// Seed of the node's randomness (ISN keys, ports, IP ids); None draws one from the OS.
+    pub seed: Option<u64>,
+}
+
+impl NodeConfig {
+    pub fn new(tap: &str, cidr: Ipv4Cidr) -> Self {
+        NodeConfig {
+            tap: tap.to_string(),
+            netns: None,
+            queues: 1,
+            pin: true,
+            stack: StackConfig::new(EthernetAddress([0x02, 0x54, 0x41, 0x50, 0, 0x02]), cidr),
+            seed: None,
+        }
+    }
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Tap(#[from] TapError),
+    #[error("cannot set up worker {worker}: {source}")]
+    Worker { worker: usize, source: std::io::Error },
+    #[error("--queues must be between 1 and 64 (got {0})")]
+    Queues(usize),
+}
+
+/// Counters of a whole node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeStats {
+    /// The stacks' counters summed over workers.
+    pub stack: Counters,
+    /// Per worker: frames read and written, hand-offs.
+    pub workers: Vec<WorkerCounters>,
+}
+
+/// One worker's state that application threads reach: its stack behind its own lock.
+pub(crate) struct WorkerShared {
+    pub stack: Mutex<WorkerState>,
+    pub wake: EventFd,
+    pub handoff_tx: Sender<Vec<u8>>,
+    pub counters: Mutex<WorkerCounters>,
+}
+
+pub(crate) struct WorkerState {
+    pub stack: Stack,
+    /// The instant the worker sleeps until (None: until woken).
+    pub sleep_until: Option<Instant>,
+}
+
+pub(crate) struct Inner {
+    pub workers: Vec<WorkerShared>,
+    pub clock: Clock,
+    pub stop: AtomicBool,
+    /// Bumped (and waiters woken) whenever any worker has news for applications.
+    pub epoch: Mutex<u64>,
+    pub news: Condvar,
+    pub config: NodeConfig,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    pub rng: Mutex<Rng>,
+}
+
+/// A running node. Cheap to clone; the workers stop when [`Node::shutdown`] is called or the
+/// last clone is dropped.
+#[derive(Clone)]
+pub struct Node {
+    pub(crate) inner: Arc<Inner>,
+    _guard: Arc<StopGuard>,
+}
+
+struct StopGuard(Arc<Inner>);
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        stop(&self.0);
+    }
+}
+
+fn stop(inner: &Inner) {
+    inner.stop.store(true, Ordering::SeqCst);
+    for w in &inner.workers {
+        w.wake.notify();
+    }
+    let threads = std::mem::take(&mut *inner.threads.lock().unwrap_or_else(|e| e.into_inner()));
+    for t in threads {
+        let _ = t.join();
+    }
+    inner.news.notify_all();
+}
+
+impl Node {
+    /// Opens the tap and starts one worker per queue.
+    pub fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        if config.queues == 0 || config.queues > 64 {
+            return Err(NodeError::Queues(config.queues));
+        }
+        let tap = open_tap(&TapOptions {
+            name: config.tap.clone(),
+            queues: config.queues,
+            netns: config.netns.clone(),
+            vnet_hdr: false,
+        })?;
+        let seed = config.seed.unwrap_or_else(os_seed);
+        let mut rng = Rng::new(seed);
+        let clock = Clock::new();
+        let mut workers = Vec::new();
+        let mut receivers: Vec<Receiver<Vec<u8>>> = Vec::new();
+        for i in 0..config.queues {
+            let stack = Stack::new(config.stack.clone(), Rng::new(rng.next_u64()));
+            let wake = EventFd::new().map_err(|source| NodeError::Worker { worker: i, source })?;
+            let (tx, rx) = bounded(HANDOFF_QUEUE);
+            receivers.push(rx);
+            workers.push(WorkerShared {
+                stack: Mutex::new(WorkerState { stack, sleep_until: None }),
+                wake,
+                handoff_tx: tx,
+                counters: Mutex::new(WorkerCounters::default()),
+            });
+        }
+        let inner = Arc::new(Inner {
+            workers,
+            clock,
+            stop: AtomicBool::new(false),
+            epoch: Mutex::new(0),
+            news: Condvar::new(),
+            config: config.clone(),
+            threads: Mutex::new(Vec::new()),
+            rng: Mutex::new(rng),
+        });
+        let cores = crate::sys::affinity::available_cores().max(1);
+        let mut threads = Vec::new();
+        for (i, (queue, rx)) in tap.queues.into_iter().zip(receivers).enumerate() {
+            let pool = BufferPool::new(worker::POOL_BUFFERS, worker::BUF_SIZE)
+                .map_err(|source| NodeError::Worker { worker: i, source })?;
+            let inner2 = inner.clone();
+            let core = if config.pin { Some(i % cores) } else { None };
+            let t = std::thread::Builder::new()
+                .name(format!("tapir-q{i}"))
+                .spawn(move || worker::run(inner2, i, queue, pool, rx, core))
+                .map_err(|source| NodeError::Worker { worker: i, source })?;
+            threads.push(t);
+        }
+        *inner.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads;
+        let guard = Arc::new(StopGuard(inner.clone()));
+        Ok(Node { inner, _guard: guard })
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.inner.config
+    }
+
+    pub fn address(&self) -> Ipv4Addr {
+        self.inner.config.stack.cidr.address()
+    }
+
+    pub fn queues(&self) -> usize {
+        self.inner.workers.len()
+    }
+
+    pub fn now(&self) -> Instant {
+        self.inner.clock.now()
+    }
+
+    /// Stops the workers (idempotent). Sockets fail with an error afterwards.
+    pub fn shutdown(&self) {
+        stop(&self.inner);
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.inner.stop.load(Ordering::SeqCst)
+    }
+
+    /// Counters summed over workers, and per worker.
+    pub fn stats(&self) -> NodeStats {
+        let mut s = NodeStats::default();
+        for w in &self.inner.workers {
+            s.stack.merge(lock(&w.stack).stack.counters());
+            s.workers.push(lock(&w.counters).clone());
+        }
+        s
+    }
+
+    /// Every TCP connection of every worker.
+    pub fn conns(&self) -> Vec<(usize, ConnInfo)> {
+        let mut v = Vec::new();
+        for (i, w) in self.inner.workers.iter().enumerate() {
+            v.extend(lock(&w.stack).stack.tcp_conns().into_iter().map(|c| (i, c)));
+        }
+        v
+    }
+
+    /// Runs `f` on worker `w`'s stack, then wakes the worker if `f` gave it earlier work.
+    pub(crate) fn with_stack<R>(&self, w: usize, f: impl FnOnce(&mut Stack, Instant) -> R) -> R {
+        let shared = &self.inner.workers[w];
+        let mut st = lock(&shared.stack);
+        let now = self.inner.clock.now();
+        let r = f(&mut st.stack, now);
+        if let Some(t) = st.stack.poll_at() {
+            if st.sleep_until.is_none_or(|s| t < s) {
+                st.sleep_until = Some(t);
+                shared.wake.notify();
+            }
+        }
+        r
+    }
+
+    /// The current news epoch: read it before trying an operation, then wait for it to change.
+    pub(crate) fn epoch(&self) -> u64 {
+        *lock(&self.inner.epoch)
+    }
+
+    /// Waits until the epoch moves past `seen`, the deadline passes, or the node stops.
+    /// Returns false on timeout.
+    pub(crate) fn wait_news(&self, seen: u64, deadline: Option<std::time::Instant>) -> bool {
+        let mut e = lock(&self.inner.epoch);
+        while *e == seen && !self.is_stopped() {
+            match deadline {
+                None => e = self.inner.news.wait(e).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let now = std::time::Instant::now();
+                    if now >= d {
+                        return false;
+                    }
+                    let (g, _) = self
+                        .inner
+                        .news
+                        .wait_timeout(e, d - now)
+                        .unwrap_or_else(|p| p.into_inner());
+                    e = g;
+                }
+            }
+        }
+        true
+    }
+
+    /// Draws from the node's RNG (application-level choices such as ICMP idents).
+    pub(crate) fn random_u64(&self) -> u64 {
+        lock(&self.inner.rng).next_u64()
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Inner {
+    pub(crate) fn publish_news(&self) {
+        let mut e = lock(&self.epoch);
+        *e = e.wrapping_add(1);
+        self.news.notify_all();
+    }
+}
+
+/// A seed from the OS's random source, falling back to the clock.
+fn os_seed() -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_ok() {
+        return u64::from_le_bytes(b);
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    t.as_nanos() as u64 ^ u64::from(std::process::id())
+}

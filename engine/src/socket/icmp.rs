@@ -1,0 +1,69 @@
+//! `IcmpSocket`: ICMP echo, for ping.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use protocols::iface::{EchoReply, SocketHandle};
+
+use super::{deadline, stopped, timed_out};
+use crate::node::Node;
+
+/// An echo socket: sends echo requests with its own identifier and receives the replies that
+/// carry it, whichever worker they arrive on.
+pub struct IcmpSocket {
+    node: Node,
+    ident: u16,
+    handles: Vec<SocketHandle>,
+}
+
+impl IcmpSocket {
+    /// Opens an echo socket with a random identifier.
+    pub fn bind(node: &Node) -> io::Result<IcmpSocket> {
+        let ident = node.random_u64() as u16;
+        let handles = (0..node.queues()).map(|w| node.with_stack(w, |s, _| s.icmp_bind(ident))).collect();
+        Ok(IcmpSocket { node: node.clone(), ident, handles })
+    }
+
+    pub fn ident(&self) -> u16 {
+        self.ident
+    }
+
+    /// Queues an echo request.
+    pub fn send_echo(&self, dst: Ipv4Addr, seq_no: u16, ttl: Option<u8>, data: &[u8]) -> io::Result<()> {
+        let h = self.handles[0];
+        if self.node.with_stack(0, |s, _| s.icmp_send_echo(h, dst, seq_no, ttl, data)) {
+            Ok(())
+        } else {
+            Err(io::Error::new(io::ErrorKind::WouldBlock, "echo send queue full"))
+        }
+    }
+
+    /// The next echo reply, waiting at most `timeout`. Its `at` is on the node's clock
+    /// ([`Node::now`]).
+    pub fn recv_echo(&self, timeout: Option<Duration>) -> io::Result<EchoReply> {
+        let until = deadline(timeout);
+        loop {
+            let seen = self.node.epoch();
+            for (w, &h) in self.handles.iter().enumerate() {
+                if let Some(r) = self.node.with_stack(w, |s, _| s.icmp_recv(h)) {
+                    return Ok(r);
+                }
+            }
+            if self.node.is_stopped() {
+                return Err(stopped());
+            }
+            if !self.node.wait_news(seen, until) {
+                return Err(timed_out());
+            }
+        }
+    }
+}
+
+impl Drop for IcmpSocket {
+    fn drop(&mut self) {
+        for (w, &h) in self.handles.iter().enumerate() {
+            self.node.with_stack(w, |s, _| s.icmp_close(h));
+        }
+    }
+}

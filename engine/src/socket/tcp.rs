@@ -1,0 +1,279 @@
+//! `TcpListener` and `TcpStream`.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddrV4};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use protocols::iface::{SocketHandle, TcpError};
+use protocols::tcp::State;
+
+use super::{deadline, stopped, tcp_error, timed_out};
+use crate::node::Node;
+use crate::steer::flow_owner;
+
+/// Accept queue length per worker.
+pub const DEFAULT_BACKLOG: usize = 128;
+
+/// A listening TCP port: every worker accepts connections on it.
+pub struct TcpListener {
+    node: Node,
+    port: u16,
+    next: AtomicUsize,
+}
+
+impl TcpListener {
+    /// Listens on `port` of the node's address.
+    pub fn bind(node: &Node, port: u16) -> io::Result<TcpListener> {
+        Self::bind_with_backlog(node, port, DEFAULT_BACKLOG)
+    }
+
+    pub fn bind_with_backlog(node: &Node, port: u16, backlog: usize) -> io::Result<TcpListener> {
+        for w in 0..node.queues() {
+            if let Err(e) = node.with_stack(w, |s, _| s.tcp_listen(port, backlog)) {
+                for undo in 0..w {
+                    node.with_stack(undo, |s, _| s.tcp_unlisten(port));
+                }
+                return Err(tcp_error(e));
+            }
+        }
+        Ok(TcpListener { node: node.clone(), port, next: AtomicUsize::new(0) })
+    }
+
+    pub fn local_addr(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(self.node.address(), self.port)
+    }
+
+    /// Waits for the next established connection.
+    pub fn accept(&self) -> io::Result<(TcpStream, SocketAddrV4)> {
+        self.accept_timeout(None)
+    }
+
+    /// Like `accept`, giving up with `TimedOut` after `timeout`.
+    pub fn accept_timeout(&self, timeout: Option<Duration>) -> io::Result<(TcpStream, SocketAddrV4)> {
+        let until = deadline(timeout);
+        let n = self.node.queues();
+        loop {
+            let seen = self.node.epoch();
+            let start = self.next.fetch_add(1, Ordering::Relaxed);
+            for i in 0..n {
+                let w = (start + i) % n;
+                let got = self.node.with_stack(w, |s, _| s.tcp_accept(self.port)).map_err(tcp_error)?;
+                if let Some((handle, remote)) = got {
+                    let stream = TcpStream::from_parts(&self.node, w, handle, remote);
+                    return Ok((stream, remote));
+                }
+            }
+            if self.node.is_stopped() {
+                return Err(stopped());
+            }
+            if !self.node.wait_news(seen, until) {
+                return Err(timed_out());
+            }
+        }
+    }
+
+    /// An iterator over accepted streams, like `std::net::TcpListener::incoming`.
+    pub fn incoming(&self) -> impl Iterator<Item = io::Result<TcpStream>> + '_ {
+        std::iter::from_fn(move || Some(self.accept().map(|(s, _)| s)))
+    }
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        for w in 0..self.node.queues() {
+            self.node.with_stack(w, |s, _| s.tcp_unlisten(self.port));
+        }
+    }
+}
+
+/// A TCP connection, owned by one worker.
+pub struct TcpStream {
+    node: Node,
+    worker: usize,
+    handle: SocketHandle,
+    remote: SocketAddrV4,
+    local_port: u16,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+}
+
+impl TcpStream {
+    fn from_parts(node: &Node, worker: usize, handle: SocketHandle, remote: SocketAddrV4) -> Self {
+        let local_port = node
+            .with_stack(worker, |s, _| s.tcp_info(handle).map(|i| i.local.port()))
+            .unwrap_or(0);
+        TcpStream {
+            node: node.clone(),
+            worker,
+            handle,
+            remote,
+            local_port,
+            read_timeout: None,
+            write_timeout: None,
+        }
+    }
+
+    /// Opens a connection and waits until it is established (or refused, or timed out by TCP's
+    /// own SYN retries).
+    pub fn connect(node: &Node, remote: SocketAddrV4) -> io::Result<TcpStream> {
+        Self::connect_timeout(node, remote, None)
+    }
+
+    pub fn connect_timeout(node: &Node, remote: SocketAddrV4, timeout: Option<Duration>) -> io::Result<TcpStream> {
+        let n = node.queues();
+        let w = (node.random_u64() % n as u64) as usize;
+        let ip = remote.ip().octets();
+        // Pick a source port whose flow this worker owns, so the kernel's replies come back here.
+        let port_ok = move |p: u16| flow_owner(p, ip, remote.port(), n) == w;
+        let handle = node
+            .with_stack(w, |s, now| s.tcp_connect(now, remote, None, &port_ok))
+            .map_err(tcp_error)?;
+        let stream = TcpStream::from_parts(node, w, handle, remote);
+        let until = deadline(timeout);
+        loop {
+            let seen = node.epoch();
+            let r = node.with_stack(w, |s, _| s.tcp_readiness(handle)).map_err(tcp_error)?;
+            if let Some(e) = r.error {
+                return Err(tcp_error(e));
+            }
+            if !matches!(r.state, State::SynSent | State::SynReceived) {
+                return Ok(stream);
+            }
+            if node.is_stopped() {
+                return Err(stopped());
+            }
+            if !node.wait_news(seen, until) {
+                return Err(timed_out());
+            }
+        }
+    }
+
+    pub fn peer_addr(&self) -> SocketAddrV4 {
+        self.remote
+    }
+
+    pub fn local_addr(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(self.node.address(), self.local_port)
+    }
+
+    /// The worker that owns this connection.
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+
+    pub fn set_read_timeout(&mut self, t: Option<Duration>) {
+        self.read_timeout = t;
+    }
+
+    pub fn set_write_timeout(&mut self, t: Option<Duration>) {
+        self.write_timeout = t;
+    }
+
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        self.node.with_stack(self.worker, |s, _| s.tcp_set_nodelay(self.handle, on)).map_err(tcp_error)
+    }
+
+    /// The connection's TCP state.
+    pub fn state(&self) -> Option<State> {
+        self.node.with_stack(self.worker, |s, _| s.tcp_readiness(self.handle).ok().map(|r| r.state))
+    }
+
+    /// Shuts down one or both halves. `Write` sends FIN after the queued data.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match how {
+            Shutdown::Read => Ok(()),
+            Shutdown::Write | Shutdown::Both => {
+                self.node.with_stack(self.worker, |s, _| s.tcp_close(self.handle)).map_err(tcp_error)
+            }
+        }
+    }
+
+    /// Waits until the connection is fully closed (our FIN acknowledged and theirs received, or
+    /// reset), or the timeout passes. Useful before exiting so that nothing queued is lost.
+    pub fn wait_closed(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let until = deadline(timeout);
+        loop {
+            let seen = self.node.epoch();
+            let state = self.state();
+            if matches!(state, None | Some(State::Closed | State::TimeWait)) {
+                return Ok(());
+            }
+            if self.node.is_stopped() {
+                return Err(stopped());
+            }
+            if !self.node.wait_news(seen, until) {
+                return Err(timed_out());
+            }
+        }
+    }
+
+    fn blocking<R>(
+        &self,
+        timeout: Option<Duration>,
+        mut op: impl FnMut(&mut protocols::iface::Stack) -> Result<R, TcpError>,
+    ) -> io::Result<R> {
+        let until = deadline(timeout);
+        loop {
+            let seen = self.node.epoch();
+            match self.node.with_stack(self.worker, |s, _| op(s)) {
+                Ok(r) => return Ok(r),
+                Err(TcpError::WouldBlock) => {}
+                Err(e) => return Err(tcp_error(e)),
+            }
+            if self.node.is_stopped() {
+                return Err(stopped());
+            }
+            if !self.node.wait_news(seen, until) {
+                return Err(io::Error::new(io::ErrorKind::WouldBlock, "timed out"));
+            }
+        }
+    }
+}
+
+impl Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+}
+
+impl Read for &TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let h = self.handle;
+        self.blocking(self.read_timeout, |s| s.tcp_recv(h, buf))
+    }
+}
+
+impl Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for &TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let h = self.handle;
+        self.blocking(self.write_timeout, |s| s.tcp_send(h, buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for TcpStream {
+    fn drop(&mut self) {
+        let h = self.handle;
+        self.node.with_stack(self.worker, |s, _| s.tcp_release(h));
+    }
+}

@@ -1,0 +1,88 @@
+//! `UdpSocket`.
+
+use std::io;
+use std::net::SocketAddrV4;
+use std::time::Duration;
+
+use protocols::iface::{SocketHandle, UdpError};
+
+use super::{deadline, stopped, udp_error};
+use crate::node::Node;
+use crate::steer::flow_owner;
+
+/// A UDP socket bound to one port on every worker: datagrams of a flow are received by the
+/// worker that owns it, and sent by it.
+pub struct UdpSocket {
+    node: Node,
+    port: u16,
+    handles: Vec<SocketHandle>,
+    read_timeout: Option<Duration>,
+}
+
+impl UdpSocket {
+    /// Binds `port` (0: a random free ephemeral port).
+    pub fn bind(node: &Node, port: u16) -> io::Result<UdpSocket> {
+        let first = node.with_stack(0, |s, _| s.udp_bind(port)).map_err(udp_error)?;
+        let port = node.with_stack(0, |s, _| s.udp_local_port(first)).unwrap_or(port);
+        let mut handles = vec![first];
+        for w in 1..node.queues() {
+            match node.with_stack(w, |s, _| s.udp_bind(port)) {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    for (i, h) in handles.into_iter().enumerate() {
+                        node.with_stack(i, |s, _| s.udp_close(h));
+                    }
+                    return Err(udp_error(e));
+                }
+            }
+        }
+        Ok(UdpSocket { node: node.clone(), port, handles, read_timeout: None })
+    }
+
+    pub fn local_addr(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(self.node.address(), self.port)
+    }
+
+    pub fn set_read_timeout(&mut self, t: Option<Duration>) {
+        self.read_timeout = t;
+    }
+
+    /// Queues one datagram to `dst` on the worker that owns the flow.
+    pub fn send_to(&self, buf: &[u8], dst: SocketAddrV4) -> io::Result<usize> {
+        let w = flow_owner(self.port, dst.ip().octets(), dst.port(), self.handles.len());
+        let h = self.handles[w];
+        self.node.with_stack(w, |s, _| s.udp_send_to(h, dst, buf)).map_err(udp_error)?;
+        Ok(buf.len())
+    }
+
+    /// Receives one datagram; a datagram longer than `buf` is truncated, as with `std::net`.
+    pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddrV4)> {
+        let until = deadline(self.read_timeout);
+        loop {
+            let seen = self.node.epoch();
+            for (w, &h) in self.handles.iter().enumerate() {
+                let got = self.node.with_stack(w, |s, _| s.udp_recv_from(h)).map_err(udp_error)?;
+                if let Some(d) = got {
+                    let n = d.data.len().min(buf.len());
+                    buf[..n].copy_from_slice(&d.data[..n]);
+                    return Ok((n, d.from));
+                }
+            }
+            if self.node.is_stopped() {
+                return Err(stopped());
+            }
+            if !self.node.wait_news(seen, until) {
+                return Err(io::Error::new(io::ErrorKind::WouldBlock, "timed out"));
+            }
+        }
+    }
+}
+
+impl Drop for UdpSocket {
+    fn drop(&mut self) {
+        for (w, &h) in self.handles.iter().enumerate() {
+            self.node.with_stack(w, |s, _| s.udp_close(h));
+        }
+    }
+}
+

@@ -1,0 +1,119 @@
+//! Flow steering: which worker owns a frame's flow.
+//!
+//! The kernel's tun driver picks a queue by its own keyed hash, which user space cannot compute
+//! (DESIGN.md). tapir decides ownership with its own hash of the 4-tuple; the owner writes its
+//! flows' packets on its own queue, which teaches the kernel's flow table to steer them there,
+//! and a frame that still lands on another worker is handed to the owner.
+
+use protocols::wire::{ethernet, EtherType, IpProtocol};
+
+/// Where a received frame should be processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Steer {
+    /// By the worker that read it.
+    Here,
+    /// By worker `n`.
+    Owner(usize),
+    /// By every worker (ARP: each worker keeps its own cache).
+    All,
+}
+
+/// The worker that owns the flow (our port, their address, their port) among `workers`.
+/// Symmetric in the sense that matters: the same flow maps to the same worker whichever side
+/// sent the packet, because it is always keyed from our point of view.
+pub fn flow_owner(local_port: u16, remote_ip: [u8; 4], remote_port: u16, workers: usize) -> usize {
+    if workers <= 1 {
+        return 0;
+    }
+    // FNV-1a over the tuple, then a final avalanche: cheap, and good enough to spread ports.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in local_port.to_be_bytes().iter().chain(remote_ip.iter()).chain(remote_port.to_be_bytes().iter()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    (h % workers as u64) as usize
+}
+
+/// Decides who processes `frame`, reading only what it needs and trusting nothing: anything it
+/// cannot classify is processed here (and dropped with a counted reason there).
+pub fn classify(frame: &[u8], me: usize, workers: usize) -> Steer {
+    if workers <= 1 {
+        return Steer::Here;
+    }
+    let ethertype = match frame.get(12..14) {
+        Some(b) => EtherType::from(u16::from_be_bytes([b[0], b[1]])),
+        None => return Steer::Here,
+    };
+    match ethertype {
+        EtherType::Arp => Steer::All,
+        EtherType::Ipv4 => {
+            let ip = match frame.get(ethernet::HEADER_LEN..) {
+                Some(ip) => ip,
+                None => return Steer::Here,
+            };
+            let (Some(&vihl), Some(&proto)) = (ip.first(), ip.get(9)) else { return Steer::Here };
+            let ihl = usize::from(vihl & 0x0f) * 4;
+            let proto = IpProtocol::from(proto);
+            if !matches!(proto, IpProtocol::Tcp | IpProtocol::Udp) {
+                return Steer::Here;
+            }
+            let (Some(src), Some(ports)) = (ip.get(12..16), ip.get(ihl..ihl + 4)) else {
+                return Steer::Here;
+            };
+            let remote_ip = [src[0], src[1], src[2], src[3]];
+            let remote_port = u16::from_be_bytes([ports[0], ports[1]]);
+            let local_port = u16::from_be_bytes([ports[2], ports[3]]);
+            let owner = flow_owner(local_port, remote_ip, remote_port, workers);
+            if owner == me {
+                Steer::Here
+            } else {
+                Steer::Owner(owner)
+            }
+        }
+        _ => Steer::Here,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_spread_and_are_stable() {
+        let mut counts = [0usize; 4];
+        for port in 40000..44000u16 {
+            let o = flow_owner(80, [10, 0, 0, 1], port, 4);
+            assert_eq!(o, flow_owner(80, [10, 0, 0, 1], port, 4));
+            counts[o] += 1;
+        }
+        for c in counts {
+            assert!((800..1200).contains(&c), "uneven spread: {counts:?}");
+        }
+        assert_eq!(flow_owner(80, [10, 0, 0, 1], 5, 1), 0);
+    }
+
+    #[test]
+    fn classify_never_panics_and_steers_arp_to_all() {
+        assert_eq!(classify(&[], 0, 2), Steer::Here);
+        let mut arp = vec![0u8; 42];
+        arp[12] = 0x08;
+        arp[13] = 0x06;
+        assert_eq!(classify(&arp, 0, 2), Steer::All);
+        let mut tcp = vec![0u8; 54];
+        tcp[12] = 0x08;
+        tcp[14] = 0x45;
+        tcp[14 + 9] = 6;
+        tcp[14 + 12..14 + 16].copy_from_slice(&[10, 0, 0, 1]);
+        tcp[34..36].copy_from_slice(&1234u16.to_be_bytes());
+        tcp[36..38].copy_from_slice(&80u16.to_be_bytes());
+        let owner = flow_owner(80, [10, 0, 0, 1], 1234, 2);
+        let expect = if owner == 0 { Steer::Here } else { Steer::Owner(owner) };
+        assert_eq!(classify(&tcp, 0, 2), expect);
+        for len in 0..tcp.len() {
+            let _ = classify(&tcp[..len], 1, 2);
+        }
+    }
+}

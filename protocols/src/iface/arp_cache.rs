@@ -1,0 +1,288 @@
+//! The ARP cache (RFC 826) with the RFC 1122 §2.3.2 rules: bounded, entries expire, at most one
+//! request a second per destination, and a bounded queue of packets waiting for resolution.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::Ipv4Addr;
+
+use crate::time::{Duration, Instant};
+use crate::wire::EthernetAddress;
+
+/// Limits of the cache.
+#[derive(Debug, Clone)]
+pub struct ArpConfig {
+    /// Most resolved entries held; the one closest to expiry is evicted beyond it.
+    pub capacity: usize,
+    /// How long a resolved entry is trusted.
+    pub entry_ttl: Duration,
+    /// Least time between two requests for one address (RFC 1122: one a second).
+    pub request_interval: Duration,
+    /// Requests sent for one address before its waiting packets are dropped.
+    pub max_requests: u32,
+    /// Packets held per unresolved address.
+    pub pending_per_addr: usize,
+    /// Packets held over all unresolved addresses.
+    pub pending_total: usize,
+}
+
+impl Default for ArpConfig {
+    fn default() -> Self {
+        ArpConfig {
+            capacity: 1024,
+            entry_ttl: Duration::from_secs(60),
+            request_interval: Duration::from_secs(1),
+            max_requests: 3,
+            pending_per_addr: 16,
+            pending_total: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    mac: EthernetAddress,
+    expires_at: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// Whole frames, Ethernet destination still to be filled.
+    frames: VecDeque<Vec<u8>>,
+    last_request: Option<Instant>,
+    requests_sent: u32,
+}
+
+/// What [`ArpCache::enqueue`] did with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Held; a request should go out now.
+    HeldSendRequest,
+    /// Held; a request went out less than a second ago.
+    Held,
+    /// The pending queue is full: the packet was not kept.
+    QueueFull,
+}
+
+/// Outcome of a timer pass: requests to (re)send and how many packets were given up on.
+#[derive(Debug, Default)]
+pub struct ArpTimeouts {
+    pub resend: Vec<Ipv4Addr>,
+    pub dropped: u64,
+}
+
+#[derive(Debug)]
+pub struct ArpCache {
+    config: ArpConfig,
+    entries: HashMap<Ipv4Addr, Entry>,
+    pending: HashMap<Ipv4Addr, Pending>,
+    pending_total: usize,
+}
+
+impl ArpCache {
+    pub fn new(config: ArpConfig) -> Self {
+        ArpCache {
+            config,
+            entries: HashMap::new(),
+            pending: HashMap::new(),
+            pending_total: 0,
+        }
+    }
+
+    /// The address's MAC if a live entry exists.
+    pub fn lookup(&self, addr: Ipv4Addr, now: Instant) -> Option<EthernetAddress> {
+        self.entries.get(&addr).filter(|e| e.expires_at > now).map(|e| e.mac)
+    }
+
+    /// True if an entry (live or not) exists for `addr`: RFC 826's "merge" rule updates only
+    /// those, unless the packet was addressed to us.
+    pub fn knows(&self, addr: Ipv4Addr) -> bool {
+        self.entries.contains_key(&addr) || self.pending.contains_key(&addr)
+    }
+
+    /// Records `addr` at `mac`, and returns the frames that were waiting for it.
+    pub fn insert(&mut self, addr: Ipv4Addr, mac: EthernetAddress, now: Instant) -> Vec<Vec<u8>> {
+        if !self.entries.contains_key(&addr) && self.entries.len() >= self.config.capacity {
+            self.evict_one(now);
+        }
+        self.entries.insert(addr, Entry { mac, expires_at: now + self.config.entry_ttl });
+        match self.pending.remove(&addr) {
+            Some(p) => {
+                self.pending_total -= p.frames.len();
+                p.frames.into()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    fn evict_one(&mut self, now: Instant) {
+        // Expired entries first, else the one closest to expiry.
+        let victim = self
+            .entries
+            .iter()
+            .min_by_key(|(_, e)| if e.expires_at <= now { Instant::ZERO } else { e.expires_at })
+            .map(|(a, _)| *a);
+        if let Some(a) = victim {
+            self.entries.remove(&a);
+        }
+    }
+
+    /// Holds `frame` until `addr` resolves; says whether a request should be sent now.
+    pub fn enqueue(&mut self, addr: Ipv4Addr, frame: Vec<u8>, now: Instant) -> Enqueued {
+        let interval = self.config.request_interval;
+        let per_addr = self.config.pending_per_addr;
+        if self.pending_total >= self.config.pending_total {
+            return Enqueued::QueueFull;
+        }
+        let p = self.pending.entry(addr).or_default();
+        if p.frames.len() >= per_addr {
+            return Enqueued::QueueFull;
+        }
+        p.frames.push_back(frame);
+        self.pending_total += 1;
+        let due = p.last_request.is_none_or(|t| now >= t + interval);
+        if due && p.requests_sent < self.config.max_requests {
+            p.last_request = Some(now);
+            p.requests_sent += 1;
+            Enqueued::HeldSendRequest
+        } else {
+            Enqueued::Held
+        }
+    }
+
+    /// Whether a request for `addr` (with nothing to hold) may go out now; records it if so.
+    pub fn may_request(&mut self, addr: Ipv4Addr, now: Instant) -> bool {
+        let interval = self.config.request_interval;
+        let p = self.pending.entry(addr).or_default();
+        if p.last_request.is_none_or(|t| now >= t + interval) {
+            p.last_request = Some(now);
+            p.requests_sent += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The next instant at which [`ArpCache::handle_timeout`] has work.
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.pending
+            .values()
+            .filter_map(|p| p.last_request.map(|t| t + self.config.request_interval))
+            .min()
+    }
+
+    /// Re-sends due requests (one a second) and gives up on addresses that never answered.
+    pub fn handle_timeout(&mut self, now: Instant) -> ArpTimeouts {
+        let mut out = ArpTimeouts::default();
+        let interval = self.config.request_interval;
+        let max = self.config.max_requests;
+        let mut given_up = Vec::new();
+        for (addr, p) in self.pending.iter_mut() {
+            let Some(last) = p.last_request else { continue };
+            if now < last + interval {
+                continue;
+            }
+            if p.requests_sent >= max {
+                given_up.push(*addr);
+            } else {
+                p.last_request = Some(now);
+                p.requests_sent += 1;
+                out.resend.push(*addr);
+            }
+        }
+        for addr in given_up {
+            if let Some(p) = self.pending.remove(&addr) {
+                self.pending_total -= p.frames.len();
+                out.dropped += p.frames.len() as u64;
+            }
+        }
+        out
+    }
+
+    /// Live entries, for `arp` in the shell: (address, MAC, time left).
+    pub fn entries(&self, now: Instant) -> Vec<(Ipv4Addr, EthernetAddress, Duration)> {
+        let mut v: Vec<_> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.expires_at > now)
+            .map(|(a, e)| (*a, e.mac, e.expires_at - now))
+            .collect();
+        v.sort_by_key(|(a, _, _)| *a);
+        v
+    }
+
+    pub fn pending_frames(&self) -> usize {
+        self.pending_total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
+
+    fn small() -> ArpCache {
+        ArpCache::new(ArpConfig {
+            capacity: 2,
+            pending_per_addr: 2,
+            pending_total: 3,
+            ..ArpConfig::default()
+        })
+    }
+
+    #[test]
+    fn entries_expire() {
+        let mut c = small();
+        let t0 = Instant::from_secs(1);
+        c.insert(A, MAC, t0);
+        assert_eq!(c.lookup(A, t0 + Duration::from_secs(59)), Some(MAC));
+        assert_eq!(c.lookup(A, t0 + Duration::from_secs(60)), None);
+    }
+
+    #[test]
+    fn capacity_is_bounded_evicting_the_oldest() {
+        let mut c = small();
+        for i in 1..=3u8 {
+            c.insert(Ipv4Addr::new(10, 0, 0, i), MAC, Instant::from_secs(u64::from(i)));
+        }
+        let now = Instant::from_secs(3);
+        assert_eq!(c.entries(now).len(), 2);
+        assert_eq!(c.lookup(Ipv4Addr::new(10, 0, 0, 1), now), None);
+        assert_eq!(c.lookup(Ipv4Addr::new(10, 0, 0, 3), now), Some(MAC));
+    }
+
+    #[test]
+    fn one_request_a_second_and_bounded_queue() {
+        let mut c = small();
+        let t0 = Instant::from_secs(10);
+        assert_eq!(c.enqueue(A, vec![1], t0), Enqueued::HeldSendRequest);
+        assert_eq!(c.enqueue(A, vec![2], t0 + Duration::from_millis(500)), Enqueued::Held);
+        assert_eq!(c.enqueue(A, vec![3], t0), Enqueued::QueueFull);
+        let b = Ipv4Addr::new(10, 0, 0, 9);
+        assert_eq!(c.enqueue(b, vec![4], t0), Enqueued::HeldSendRequest);
+        assert_eq!(c.enqueue(b, vec![5], t0), Enqueued::QueueFull, "total bound");
+        assert_eq!(c.poll_at(), Some(t0 + Duration::from_secs(1)));
+        let waiting = c.insert(A, MAC, t0 + Duration::from_millis(700));
+        assert_eq!(waiting, vec![vec![1], vec![2]]);
+        assert_eq!(c.pending_frames(), 1);
+    }
+
+    #[test]
+    fn gives_up_after_max_requests() {
+        let mut c = small();
+        let mut now = Instant::from_secs(1);
+        assert_eq!(c.enqueue(A, vec![1], now), Enqueued::HeldSendRequest);
+        let mut resent = 0;
+        let mut dropped = 0;
+        for _ in 0..5 {
+            now += Duration::from_secs(1);
+            let t = c.handle_timeout(now);
+            resent += t.resend.len();
+            dropped += t.dropped;
+        }
+        assert_eq!(resent, 2, "3 requests in all");
+        assert_eq!(dropped, 1);
+        assert_eq!(c.pending_frames(), 0);
+        assert_eq!(c.poll_at(), None);
+    }
+}

@@ -1,0 +1,133 @@
+//! Counters: every frame the stack drops is dropped for a named reason.
+
+use core::fmt;
+
+macro_rules! drop_reasons {
+    ($($variant:ident => $name:literal, $doc:literal;)*) => {
+        /// Why the stack dropped a frame or packet. `stats` prints these by name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(usize)]
+        pub enum DropReason {
+            $(#[doc = $doc] $variant,)*
+        }
+
+        impl DropReason {
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// The counter's name, as `stats` and the trace print it.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(DropReason::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    EthTruncated => "eth_truncated", "A frame shorter than an Ethernet header.";
+    NotForUs => "not_for_us", "A frame or packet addressed to another host.";
+    UnknownEthertype => "unknown_ethertype", "An EtherType this stack does not handle (IPv6 included).";
+    ArpMalformed => "arp_malformed", "An ARP packet that is truncated or not Ethernet/IPv4.";
+    Ipv4Truncated => "ipv4_truncated", "An IPv4 packet shorter than its header or its total length.";
+    Ipv4Malformed => "ipv4_malformed", "An IPv4 header with a bad version, header length or total length.";
+    Ipv4BadChecksum => "ipv4_bad_checksum", "An IPv4 header whose checksum is wrong.";
+    Ipv4BadSource => "ipv4_bad_source", "An IPv4 packet from a broadcast, multicast or our own address.";
+    Fragment => "fragment", "An IPv4 fragment (reassembly is not enabled).";
+    UnknownProtocol => "unknown_protocol", "An IPv4 protocol with no handler and no raw socket.";
+    IcmpMalformed => "icmp_malformed", "A truncated ICMP message.";
+    IcmpBadChecksum => "icmp_bad_checksum", "An ICMP message whose checksum is wrong.";
+    IcmpUnhandled => "icmp_unhandled", "An ICMP message no socket wanted (e.g. an echo reply nobody waits for).";
+    UdpMalformed => "udp_malformed", "A UDP datagram that is truncated or whose length field is wrong.";
+    UdpBadChecksum => "udp_bad_checksum", "A UDP datagram whose checksum is wrong.";
+    UdpNoListener => "udp_no_listener", "A UDP datagram to a closed port (answered by port unreachable).";
+    UdpRxQueueFull => "udp_rx_queue_full", "A UDP datagram for a socket whose receive queue is full.";
+    TcpMalformed => "tcp_malformed", "A TCP segment that is truncated or whose data offset or options are bad.";
+    TcpBadChecksum => "tcp_bad_checksum", "A TCP segment whose checksum is wrong.";
+    TcpNoListener => "tcp_no_listener", "A TCP segment for no connection and no listener (answered by RST).";
+    TcpBacklogFull => "tcp_backlog_full", "A SYN for a listener whose backlog is full.";
+    TcpMaxConns => "tcp_max_conns", "A SYN refused because the node holds --max-conns connections.";
+    NoRoute => "no_route", "A packet to send with no route (off-subnet and no gateway).";
+    ArpUnresolved => "arp_unresolved", "A packet that waited for an ARP reply that never came.";
+    ArpQueueFull => "arp_queue_full", "A packet that could not wait for ARP because the pending queue is full.";
+    TxTooBig => "tx_too_big", "A packet to send larger than the MTU.";
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Frame and drop counters of one stack (one worker).
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+    pub arp_requests_sent: u64,
+    pub icmp_echo_replied: u64,
+    pub icmp_errors_sent: u64,
+    pub tcp_rst_sent: u64,
+    pub tcp_conns_opened: u64,
+    drops: [u64; DropReason::COUNT],
+}
+
+impl Counters {
+    pub fn drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    /// Every reason with a non-zero count.
+    pub fn nonzero_drops(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL.iter().map(|&r| (r, self.drops(r))).filter(|&(_, n)| n > 0)
+    }
+
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// Adds `other` into `self` (to sum the workers of a node).
+    pub fn merge(&mut self, other: &Counters) {
+        self.rx_frames += other.rx_frames;
+        self.rx_bytes += other.rx_bytes;
+        self.tx_frames += other.tx_frames;
+        self.tx_bytes += other.tx_bytes;
+        self.arp_requests_sent += other.arp_requests_sent;
+        self.icmp_echo_replied += other.icmp_echo_replied;
+        self.icmp_errors_sent += other.icmp_errors_sent;
+        self.tcp_rst_sent += other.tcp_rst_sent;
+        self.tcp_conns_opened += other.tcp_conns_opened;
+        for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
+            *a += b;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_counted() {
+        let mut names: Vec<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+        let mut c = Counters::default();
+        c.drop(DropReason::TcpBadChecksum);
+        c.drop(DropReason::TcpBadChecksum);
+        assert_eq!(c.drops(DropReason::TcpBadChecksum), 2);
+        assert_eq!(c.nonzero_drops().collect::<Vec<_>>(), vec![(DropReason::TcpBadChecksum, 2)]);
+        let mut total = Counters::default();
+        total.merge(&c);
+        total.merge(&c);
+        assert_eq!(total.total_drops(), 4);
+    }
+}

@@ -1,0 +1,237 @@
+//! ICMPv4 (RFC 792, RFC 1122 §3.2.2): echo replies, echo sockets for ping, and the errors this
+//! node sends (port and protocol unreachable), never about an ICMP error, a broadcast or a
+//! non-first fragment, and rate-limited.
+
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+
+use super::counters::DropReason;
+use super::egress::emit_ipv4;
+use super::ingress::IpMeta;
+use super::sockets::{Slab, SocketHandle};
+use super::{Sink, Stack};
+use crate::time::{Duration, Instant};
+use crate::wire::{self, IpProtocol, Icmpv4Packet, Icmpv4Repr};
+
+/// Most bytes of the offending datagram quoted in an error (RFC 1812 §4.3.2.3: the whole error
+/// fits in 576 bytes).
+const MAX_QUOTE: usize = 576 - 20 - 8;
+
+/// An echo reply received by an echo socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EchoReply {
+    pub from: Ipv4Addr,
+    pub ident: u16,
+    pub seq_no: u16,
+    pub ttl: u8,
+    pub data: Vec<u8>,
+    /// When the stack received it.
+    pub at: Instant,
+}
+
+#[derive(Debug)]
+struct EchoSocket {
+    ident: u16,
+    rx: VecDeque<EchoReply>,
+}
+
+#[derive(Debug)]
+struct EchoRequest {
+    dst: Ipv4Addr,
+    ident: u16,
+    seq_no: u16,
+    ttl: u8,
+    data: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct IcmpTable {
+    sockets: Slab<EchoSocket>,
+    tx: VecDeque<EchoRequest>,
+}
+
+const ECHO_RX_QUEUE: usize = 256;
+const ECHO_TX_QUEUE: usize = 256;
+
+impl Stack {
+    pub(super) fn receive_icmp(
+        &mut self,
+        now: Instant,
+        meta: IpMeta,
+        body: &[u8],
+        sink: &mut impl Sink,
+    ) {
+        let packet = match Icmpv4Packet::new_checked(body) {
+            Ok(p) => p,
+            Err(_) => return self.counters.drop(DropReason::IcmpMalformed),
+        };
+        let repr = match Icmpv4Repr::parse(&packet, self.config.rx_verify_checksums) {
+            Ok(r) => r,
+            Err(wire::Error::BadChecksum) => {
+                return self.counters.drop(DropReason::IcmpBadChecksum)
+            }
+            Err(_) => return self.counters.drop(DropReason::IcmpMalformed),
+        };
+        match repr {
+            Icmpv4Repr::EchoRequest { ident, seq_no, data } => {
+                if meta.broadcast {
+                    // RFC 1122 §3.2.2.6 lets us ignore broadcast pings; we do (smurf defence).
+                    return self.counters.drop(DropReason::NotForUs);
+                }
+                self.send_echo(now, sink, meta.src, true, ident, seq_no, self.config.ttl, data);
+                self.counters.icmp_echo_replied += 1;
+            }
+            Icmpv4Repr::EchoReply { ident, seq_no, data } => {
+                let sock = self.icmp.sockets.iter().find(|(_, s)| s.ident == ident).map(|(h, _)| h);
+                match sock.and_then(|h| self.icmp.sockets.get_mut(h)) {
+                    Some(s) if s.rx.len() < ECHO_RX_QUEUE => {
+                        s.rx.push_back(EchoReply {
+                            from: meta.src,
+                            ident,
+                            seq_no,
+                            ttl: meta.ttl,
+                            data: data.to_vec(),
+                            at: now,
+                        });
+                        self.wakeup = true;
+                    }
+                    _ => self.counters.drop(DropReason::IcmpUnhandled),
+                }
+            }
+            _ => self.counters.drop(DropReason::IcmpUnhandled),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_echo(
+        &mut self,
+        now: Instant,
+        sink: &mut impl Sink,
+        dst: Ipv4Addr,
+        reply: bool,
+        ident: u16,
+        seq_no: u16,
+        ttl: u8,
+        data: &[u8],
+    ) {
+        let repr = if reply {
+            Icmpv4Repr::EchoReply { ident, seq_no, data }
+        } else {
+            Icmpv4Repr::EchoRequest { ident, seq_no, data }
+        };
+        let src = self.address();
+        let mut eg = self.egress();
+        let ident_ip = eg.next_ident();
+        eg.send_ipv4(now, sink, dst, |buf| {
+            let len = repr.buffer_len();
+            if 20 + len > buf.len() {
+                return 0;
+            }
+            repr.emit(&mut Icmpv4Packet::new_unchecked(&mut buf[20..20 + len]));
+            emit_ipv4(buf, src, dst, IpProtocol::Icmp, len, ident_ip, ttl)
+        });
+    }
+
+    /// Sends a destination-unreachable error about a received datagram (`header` is its IPv4
+    /// header, `body` its payload), unless RFC 1122 §3.2.2 forbids it or the rate limit is hit.
+    pub(super) fn send_icmp_error(
+        &mut self,
+        now: Instant,
+        sink: &mut impl Sink,
+        meta: IpMeta,
+        code: u8,
+        header: &[u8],
+        body: &[u8],
+    ) {
+        if meta.broadcast || meta.src.is_unspecified() {
+            return;
+        }
+        // Never about an ICMP error, nor about a non-first fragment.
+        let protocol = header.get(9).copied();
+        let frag_offset = header.get(6..8).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) & 0x1fff);
+        if (protocol == Some(1) && is_icmp_error(body)) || frag_offset != 0 {
+            return;
+        }
+        if !self.take_icmp_token(now) {
+            return;
+        }
+        let quote_len = (header.len() + body.len()).min(MAX_QUOTE);
+        let mut invoking = Vec::with_capacity(quote_len);
+        invoking.extend_from_slice(header);
+        invoking.extend_from_slice(body);
+        invoking.truncate(quote_len);
+        let repr = Icmpv4Repr::DstUnreachable { code, next_hop_mtu: 0, invoking: &invoking };
+        let src = self.address();
+        let dst = meta.src;
+        let ttl = self.config.ttl;
+        self.counters.icmp_errors_sent += 1;
+        let mut eg = self.egress();
+        let ident = eg.next_ident();
+        eg.send_ipv4(now, sink, dst, |buf| {
+            let len = repr.buffer_len();
+            if 20 + len > buf.len() {
+                return 0;
+            }
+            repr.emit(&mut Icmpv4Packet::new_unchecked(&mut buf[20..20 + len]));
+            emit_ipv4(buf, src, dst, IpProtocol::Icmp, len, ident, ttl)
+        });
+    }
+
+    fn take_icmp_token(&mut self, now: Instant) -> bool {
+        let rate = self.config.icmp_error_rate;
+        if now >= self.icmp_tokens_at + Duration::from_secs(1) {
+            self.icmp_tokens = rate;
+            self.icmp_tokens_at = now;
+        }
+        if self.icmp_tokens == 0 {
+            return false;
+        }
+        self.icmp_tokens -= 1;
+        true
+    }
+
+    /// Opens an echo socket that receives the echo replies carrying `ident`.
+    pub fn icmp_bind(&mut self, ident: u16) -> SocketHandle {
+        self.icmp.sockets.insert(EchoSocket { ident, rx: VecDeque::new() })
+    }
+
+    /// Queues an echo request; it goes out at the next `poll`. False if the queue is full.
+    pub fn icmp_send_echo(
+        &mut self,
+        h: SocketHandle,
+        dst: Ipv4Addr,
+        seq_no: u16,
+        ttl: Option<u8>,
+        data: &[u8],
+    ) -> bool {
+        let Some(s) = self.icmp.sockets.get(h) else { return false };
+        if self.icmp.tx.len() >= ECHO_TX_QUEUE {
+            return false;
+        }
+        let ident = s.ident;
+        let ttl = ttl.unwrap_or(self.config.ttl);
+        self.icmp.tx.push_back(EchoRequest { dst, ident, seq_no, ttl, data: data.to_vec() });
+        true
+    }
+
+    /// The next echo reply received by `h`, if any.
+    pub fn icmp_recv(&mut self, h: SocketHandle) -> Option<EchoReply> {
+        self.icmp.sockets.get_mut(h)?.rx.pop_front()
+    }
+
+    pub fn icmp_close(&mut self, h: SocketHandle) {
+        self.icmp.sockets.remove(h);
+    }
+
+    pub(super) fn flush_icmp(&mut self, now: Instant, sink: &mut impl Sink) {
+        while let Some(r) = self.icmp.tx.pop_front() {
+            self.send_echo(now, sink, r.dst, false, r.ident, r.seq_no, r.ttl, &r.data);
+        }
+    }
+}
+
+/// RFC 1122 §3.2.2: true when `code`-style errors must not be sent about this ICMP message
+/// (it is itself an error).
+pub(super) fn is_icmp_error(body: &[u8]) -> bool {
+    matches!(body.first(), Some(3 | 4 | 5 | 11 | 12))
+}

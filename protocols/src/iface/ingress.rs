@@ -1,0 +1,128 @@
+//! The way in: Ethernet, ARP, IPv4 checks, and dispatch to ICMP, UDP and TCP. Every frame that
+//! is not handed to a protocol is dropped for a counted reason; nothing here can panic on input.
+
+use std::net::Ipv4Addr;
+
+use super::counters::DropReason;
+use super::{Sink, Stack};
+use crate::time::Instant;
+use crate::wire::{
+    self, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetFrame, IpProtocol, Ipv4Packet,
+    Ipv4Repr,
+};
+
+/// What the IPv4 layer tells a transport about a received packet.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct IpMeta {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub ttl: u8,
+    /// Sent to a broadcast address: never answered with an error or a RST.
+    pub broadcast: bool,
+}
+
+impl Stack {
+    /// Processes one received Ethernet frame. Immediate answers (ARP replies, echo replies, RSTs,
+    /// ICMP errors, TCP ACKs) go into `sink`.
+    pub fn receive(&mut self, now: Instant, frame: &[u8], sink: &mut impl Sink) {
+        self.counters.rx_frames += 1;
+        self.counters.rx_bytes += frame.len() as u64;
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            self.counters.drop(DropReason::EthTruncated);
+            return;
+        };
+        let dst = eth.dst_addr();
+        if dst != self.config.mac && !dst.is_broadcast() {
+            self.counters.drop(DropReason::NotForUs);
+            return;
+        }
+        match eth.ethertype() {
+            EtherType::Arp => self.receive_arp(now, eth.payload(), sink),
+            EtherType::Ipv4 => self.receive_ipv4(now, eth.payload(), sink),
+            _ => self.counters.drop(DropReason::UnknownEthertype),
+        }
+    }
+
+    fn receive_arp(&mut self, now: Instant, payload: &[u8], sink: &mut impl Sink) {
+        let repr = match ArpPacket::new_checked(payload).and_then(|p| ArpRepr::parse(&p)) {
+            Ok(r) => r,
+            Err(_) => {
+                self.counters.drop(DropReason::ArpMalformed);
+                return;
+            }
+        };
+        let me = self.address();
+        let sender = repr.source_protocol_addr;
+        let for_me = repr.target_protocol_addr == me;
+        let sender_ok = !sender.is_unspecified()
+            && !sender.is_broadcast()
+            && sender != me
+            && repr.source_hardware_addr.is_unicast();
+        // RFC 826 merge: update an address we already know or wait for; add it when the packet
+        // was meant for us.
+        if sender_ok && (for_me || self.arp.knows(sender)) {
+            let waiting = self.arp.insert(sender, repr.source_hardware_addr, now);
+            if !waiting.is_empty() {
+                self.egress().flush_pending(sink, repr.source_hardware_addr, waiting);
+            }
+        }
+        if !for_me {
+            if repr.operation == ArpOperation::Request || !sender_ok {
+                self.counters.drop(DropReason::NotForUs);
+            }
+            return;
+        }
+        if repr.operation == ArpOperation::Request && sender_ok {
+            self.egress().send_arp(sink, ArpOperation::Reply, sender, repr.source_hardware_addr);
+        }
+    }
+
+    fn receive_ipv4(&mut self, now: Instant, payload: &[u8], sink: &mut impl Sink) {
+        let packet = match Ipv4Packet::new_checked(payload) {
+            Ok(p) => p,
+            Err(wire::Error::Truncated) => return self.counters.drop(DropReason::Ipv4Truncated),
+            Err(_) => return self.counters.drop(DropReason::Ipv4Malformed),
+        };
+        let repr = match Ipv4Repr::parse(&packet, self.config.rx_verify_checksums) {
+            Ok(r) => r,
+            Err(wire::Error::BadChecksum) => {
+                return self.counters.drop(DropReason::Ipv4BadChecksum)
+            }
+            Err(wire::Error::Truncated) => return self.counters.drop(DropReason::Ipv4Truncated),
+            Err(_) => return self.counters.drop(DropReason::Ipv4Malformed),
+        };
+        let me = self.address();
+        let cidr = self.config.cidr;
+        let broadcast = repr.dst_addr.is_broadcast() || repr.dst_addr == cidr.broadcast();
+        if repr.dst_addr != me && !broadcast {
+            return self.counters.drop(DropReason::NotForUs);
+        }
+        let src = repr.src_addr;
+        if src.is_broadcast() || src.is_multicast() || src == cidr.broadcast() || src == me {
+            return self.counters.drop(DropReason::Ipv4BadSource);
+        }
+        if repr.more_frags || repr.frag_offset != 0 {
+            return self.counters.drop(DropReason::Fragment);
+        }
+        let meta = IpMeta { src, dst: repr.dst_addr, ttl: repr.ttl, broadcast };
+        let header = payload.get(..usize::from(packet.header_len())).unwrap_or_default();
+        let body = packet.payload();
+        match repr.protocol {
+            IpProtocol::Icmp => self.receive_icmp(now, meta, body, sink),
+            IpProtocol::Udp => self.receive_udp(now, meta, header, body, sink),
+            IpProtocol::Tcp => self.receive_tcp(now, meta, header, body, sink),
+            _ => {
+                self.counters.drop(DropReason::UnknownProtocol);
+                // RFC 1122 §3.2.2.1: protocol unreachable.
+                self.send_icmp_error(
+                    now,
+                    sink,
+                    meta,
+                    wire::icmpv4::dst_unreachable::PROTO_UNREACHABLE,
+                    header,
+                    body,
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,539 @@
+//! TCP sockets of one stack: connections found by a keyed hash of their 4-tuple, listeners with
+//! a bounded accept queue, RSTs for segments nobody owns (RFC 9293 §3.10.7.1), and the timer and
+//! dirty lists that let `poll` visit only the connections with work.
+
+use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use siphasher::sip::SipHasher13;
+
+use super::counters::DropReason;
+use super::egress::{emit_ipv4, Egress};
+use super::ingress::IpMeta;
+use super::sockets::{Slab, SocketHandle};
+use super::{Sink, Stack};
+use crate::tcp::{rst_for_unexpected, ConnError, Connection, RecvError, SendError, State};
+use crate::time::{Duration, Instant};
+use crate::wire::{self, IpProtocol, TcpPacket, TcpRepr};
+
+/// Why a TCP call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TcpError {
+    #[error("address in use")]
+    AddrInUse,
+    #[error("no free ephemeral port")]
+    NoFreePort,
+    #[error("too many connections")]
+    MaxConns,
+    #[error("no such socket")]
+    BadHandle,
+    #[error("operation would block")]
+    WouldBlock,
+    #[error("not connected")]
+    NotConnected,
+    #[error("connection refused")]
+    Refused,
+    #[error("connection reset")]
+    Reset,
+    #[error("connection timed out")]
+    TimedOut,
+    #[error("connection closed for sending")]
+    Closed,
+}
+
+impl From<ConnError> for TcpError {
+    fn from(e: ConnError) -> Self {
+        match e {
+            ConnError::Refused => TcpError::Refused,
+            ConnError::Reset => TcpError::Reset,
+            ConnError::TimedOut => TcpError::TimedOut,
+        }
+    }
+}
+
+/// A connection as `conns` shows it.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub handle: SocketHandle,
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+    pub state: State,
+    pub send_queue: usize,
+    pub recv_queue: usize,
+    pub rtt: Option<Duration>,
+    pub cwnd: usize,
+}
+
+/// What a blocked caller may do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    /// `recv` would not block: data, EOF or an error.
+    pub readable: bool,
+    /// `send` would not block: room, or an error.
+    pub writable: bool,
+    pub state: State,
+    pub error: Option<TcpError>,
+}
+
+/// SipHash-1-3 keyed from the stack's RNG, so that remote peers cannot aim at one bucket.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct KeyedHash(u64, u64);
+
+impl BuildHasher for KeyedHash {
+    type Hasher = SipHasher13;
+    fn build_hasher(&self) -> SipHasher13 {
+        SipHasher13::new_with_keys(self.0, self.1)
+    }
+}
+
+type Tuple = (u16, SocketAddrV4);
+
+/// Segments one connection may send in one `poll` before the others get their turn.
+const MAX_BURST: usize = 64;
+
+#[derive(Debug)]
+struct TcpSocket {
+    conn: Connection,
+    remote: SocketAddrV4,
+    /// The listening port this connection came from, until it is accepted.
+    listener: Option<u16>,
+    /// The application holds a handle (connected, or accepted from a listener).
+    owned: bool,
+    /// The application let go of its handle: free the socket once closed.
+    released: bool,
+    dirty: bool,
+    timer_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Listener {
+    backlog: usize,
+    /// Established connections waiting for `accept`.
+    ready: VecDeque<SocketHandle>,
+    /// Connections in SYN-RECEIVED.
+    half_open: usize,
+}
+
+#[derive(Debug)]
+pub(super) struct TcpTable {
+    sockets: Slab<TcpSocket>,
+    conns: HashMap<Tuple, SocketHandle, KeyedHash>,
+    listeners: HashMap<u16, Listener>,
+}
+
+impl TcpTable {
+    pub fn new(key: (u64, u64)) -> Self {
+        TcpTable {
+            sockets: Slab::default(),
+            conns: HashMap::with_hasher(KeyedHash(key.0, key.1)),
+            listeners: HashMap::new(),
+        }
+    }
+}
+
+impl Stack {
+    pub(super) fn receive_tcp(
+        &mut self,
+        now: Instant,
+        meta: IpMeta,
+        _header: &[u8],
+        body: &[u8],
+        sink: &mut impl Sink,
+    ) {
+        let packet = match TcpPacket::new_checked(body) {
+            Ok(p) => p,
+            Err(_) => return self.counters.drop(DropReason::TcpMalformed),
+        };
+        let verify = self.config.rx_verify_checksums;
+        let repr = match TcpRepr::parse(&packet, meta.src, meta.dst, verify) {
+            Ok(r) => r,
+            Err(wire::Error::BadChecksum) => return self.counters.drop(DropReason::TcpBadChecksum),
+            Err(_) => return self.counters.drop(DropReason::TcpMalformed),
+        };
+        if meta.broadcast {
+            return self.counters.drop(DropReason::NotForUs);
+        }
+        let remote = SocketAddrV4::new(meta.src, repr.src_port);
+        let key = (repr.dst_port, remote);
+        if let Some(&h) = self.tcp.conns.get(&key) {
+            if let Some(s) = self.tcp.sockets.get_mut(h) {
+                s.conn.handle_segment(now, &repr, packet.payload());
+            }
+            self.touch(h);
+            return;
+        }
+        let flags = repr.flags;
+        if flags.syn() && !flags.ack() && !flags.rst() {
+            if let Some(l) = self.tcp.listeners.get(&repr.dst_port) {
+                if l.ready.len() + l.half_open >= l.backlog {
+                    return self.counters.drop(DropReason::TcpBacklogFull);
+                }
+                if self.tcp.sockets.len() >= self.config.max_conns {
+                    return self.counters.drop(DropReason::TcpMaxConns);
+                }
+                let isn = self.isn.isn((meta.dst, repr.dst_port), (meta.src, repr.src_port), now);
+                let conn = Connection::accept(&self.config.tcp, &repr, isn, now);
+                let h = self.tcp.sockets.insert(TcpSocket {
+                    conn,
+                    remote,
+                    listener: Some(repr.dst_port),
+                    owned: false,
+                    released: false,
+                    dirty: false,
+                    timer_at: None,
+                });
+                self.tcp.conns.insert(key, h);
+                if let Some(l) = self.tcp.listeners.get_mut(&repr.dst_port) {
+                    l.half_open += 1;
+                }
+                self.counters.tcp_conns_opened += 1;
+                self.touch(h);
+                return;
+            }
+        }
+        self.counters.drop(DropReason::TcpNoListener);
+        if let Some(rst) = rst_for_unexpected(&repr) {
+            self.counters.tcp_rst_sent += 1;
+            let local = self.address();
+            let mut eg = self.egress();
+            send_segment(&mut eg, now, sink, local, remote, |_| Some(rst));
+        }
+    }
+
+    /// Anything happened to connection `h` (a segment, a timer, an application call): it may
+    /// have something to send at the next `poll`.
+    fn touch(&mut self, h: SocketHandle) {
+        if let Some(s) = self.tcp.sockets.get_mut(h) {
+            if !s.dirty {
+                s.dirty = true;
+                self.dirty.push(h);
+            }
+        }
+        self.settle(h);
+    }
+
+    /// Bookkeeping after connection `h` changed: wake the application, move it to its
+    /// listener's accept queue, schedule its timer, free it when done.
+    fn settle(&mut self, h: SocketHandle) {
+        let Some(s) = self.tcp.sockets.get_mut(h) else { return };
+        if s.conn.take_wakeup() {
+            self.wakeup = true;
+        }
+        let state = s.conn.state();
+        if let Some(port) = s.listener {
+            let synchronized = !matches!(state, State::SynReceived | State::Closed | State::Listen);
+            if synchronized || state == State::Closed {
+                s.listener = None;
+                if let Some(l) = self.tcp.listeners.get_mut(&port) {
+                    l.half_open = l.half_open.saturating_sub(1);
+                    if synchronized {
+                        l.ready.push_back(h);
+                        self.wakeup = true;
+                    }
+                }
+            }
+        }
+        self.reschedule(h);
+    }
+
+    fn reschedule(&mut self, h: SocketHandle) {
+        let Some(s) = self.tcp.sockets.get_mut(h) else { return };
+        if s.conn.is_closed() && s.listener.is_none() && (s.released || !s.owned) && !self.in_accept_queue(h) {
+            self.remove_conn(h);
+            return;
+        }
+        let Some(s) = self.tcp.sockets.get_mut(h) else { return };
+        let at = s.conn.poll_at();
+        if at != s.timer_at {
+            s.timer_at = at;
+            if let Some(t) = at {
+                self.timers.push(Reverse((t, h)));
+            }
+        }
+    }
+
+    fn in_accept_queue(&self, h: SocketHandle) -> bool {
+        let Some(s) = self.tcp.sockets.get(h) else { return false };
+        if s.owned {
+            return false;
+        }
+        self.tcp.listeners.values().any(|l| l.ready.contains(&h))
+    }
+
+    fn remove_conn(&mut self, h: SocketHandle) {
+        if let Some(s) = self.tcp.sockets.remove(h) {
+            let key = (s.conn.local_port(), s.remote);
+            if self.tcp.conns.get(&key) == Some(&h) {
+                self.tcp.conns.remove(&key);
+            }
+        }
+    }
+
+    pub(super) fn poll_tcp_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((t, h))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(s) = self.tcp.sockets.get_mut(h) else { continue };
+            if s.timer_at != Some(t) {
+                continue; // stale entry
+            }
+            s.timer_at = None;
+            s.conn.handle_timeout(now);
+            self.touch(h);
+        }
+    }
+
+    pub(super) fn flush_tcp(&mut self, now: Instant, sink: &mut impl Sink) {
+        let local = self.address();
+        let dirty = std::mem::take(&mut self.dirty);
+        for h in dirty {
+            let Stack { tcp, config, arp, counters, ip_ident, .. } = self;
+            let Some(s) = tcp.sockets.get_mut(h) else { continue };
+            s.dirty = false;
+            let remote = s.remote;
+            let mut eg = Egress { config, arp, counters, ip_ident };
+            // Bounded so that one connection cannot starve the others within a poll; one that
+            // still has more goes back on the dirty list.
+            let mut sent_all = false;
+            for _ in 0..MAX_BURST {
+                let conn = &mut s.conn;
+                if !send_segment(&mut eg, now, sink, local, remote, |seg| conn.poll_transmit(now, seg)) {
+                    sent_all = true;
+                    break;
+                }
+            }
+            if sent_all {
+                self.settle(h);
+            } else {
+                self.touch(h);
+            }
+        }
+    }
+
+    /// Listens on `port` with an accept queue of `backlog` connections (half-open included).
+    pub fn tcp_listen(&mut self, port: u16, backlog: usize) -> Result<(), TcpError> {
+        match self.tcp.listeners.entry(port) {
+            Entry::Occupied(_) => Err(TcpError::AddrInUse),
+            Entry::Vacant(v) => {
+                v.insert(Listener { backlog: backlog.max(1), ready: VecDeque::new(), half_open: 0 });
+                Ok(())
+            }
+        }
+    }
+
+    /// Stops listening; connections not yet accepted are reset.
+    pub fn tcp_unlisten(&mut self, port: u16) {
+        if let Some(l) = self.tcp.listeners.remove(&port) {
+            for h in l.ready {
+                if let Some(s) = self.tcp.sockets.get_mut(h) {
+                    s.conn.abort();
+                    s.released = true;
+                    s.owned = true;
+                }
+                self.touch(h);
+            }
+        }
+    }
+
+    /// An established connection from `port`'s accept queue, if any.
+    pub fn tcp_accept(&mut self, port: u16) -> Result<Option<(SocketHandle, SocketAddrV4)>, TcpError> {
+        let l = self.tcp.listeners.get_mut(&port).ok_or(TcpError::BadHandle)?;
+        let Some(h) = l.ready.pop_front() else { return Ok(None) };
+        let s = self.tcp.sockets.get_mut(h).ok_or(TcpError::BadHandle)?;
+        s.owned = true;
+        Ok(Some((h, s.remote)))
+    }
+
+    /// Opens a connection to `remote` from `local_port` (None: a random free ephemeral port
+    /// accepted by `port_ok`, RFC 6056 algorithm 1).
+    pub fn tcp_connect(
+        &mut self,
+        now: Instant,
+        remote: SocketAddrV4,
+        local_port: Option<u16>,
+        port_ok: &dyn Fn(u16) -> bool,
+    ) -> Result<SocketHandle, TcpError> {
+        if self.tcp.sockets.len() >= self.config.max_conns {
+            return Err(TcpError::MaxConns);
+        }
+        let port = match local_port {
+            Some(p) => {
+                if self.tcp.conns.contains_key(&(p, remote)) {
+                    return Err(TcpError::AddrInUse);
+                }
+                p
+            }
+            None => self.tcp_ephemeral_port(remote, port_ok)?,
+        };
+        let isn = self.isn.isn((self.address(), port), (*remote.ip(), remote.port()), now);
+        let conn = Connection::connect(&self.config.tcp, port, remote.port(), isn, now);
+        let h = self.tcp.sockets.insert(TcpSocket {
+            conn,
+            remote,
+            listener: None,
+            owned: true,
+            released: false,
+            dirty: false,
+            timer_at: None,
+        });
+        self.tcp.conns.insert((port, remote), h);
+        self.counters.tcp_conns_opened += 1;
+        self.touch(h);
+        Ok(h)
+    }
+
+    fn tcp_ephemeral_port(&mut self, remote: SocketAddrV4, port_ok: &dyn Fn(u16) -> bool) -> Result<u16, TcpError> {
+        let (lo, hi) = (*super::udp::EPHEMERAL_PORTS.start(), *super::udp::EPHEMERAL_PORTS.end());
+        let span = u64::from(hi - lo) + 1;
+        let start = self.rng.below(span) as u16;
+        for i in 0..span as u16 {
+            let port = lo + (start.wrapping_add(i) % span as u16);
+            if !self.tcp.listeners.contains_key(&port) && !self.tcp.conns.contains_key(&(port, remote)) && port_ok(port) {
+                return Ok(port);
+            }
+        }
+        Err(TcpError::NoFreePort)
+    }
+
+    fn conn_mut(&mut self, h: SocketHandle) -> Result<&mut Connection, TcpError> {
+        self.tcp.sockets.get_mut(h).map(|s| &mut s.conn).ok_or(TcpError::BadHandle)
+    }
+
+    /// Copies what fits of `data` into the send buffer.
+    pub fn tcp_send(&mut self, h: SocketHandle, data: &[u8]) -> Result<usize, TcpError> {
+        let conn = self.conn_mut(h)?;
+        if let Some(e) = conn.error() {
+            return Err(e.into());
+        }
+        let r = conn.send(data);
+        self.touch(h);
+        match r {
+            Ok(0) if !data.is_empty() => Err(TcpError::WouldBlock),
+            Ok(n) => Ok(n),
+            Err(SendError::NotConnected) => Err(TcpError::NotConnected),
+            Err(_) => Err(TcpError::Closed),
+        }
+    }
+
+    /// Reads received data: Ok(0) is the end of the stream.
+    pub fn tcp_recv(&mut self, h: SocketHandle, buf: &mut [u8]) -> Result<usize, TcpError> {
+        let conn = self.conn_mut(h)?;
+        let r = conn.recv(buf);
+        let err = conn.error();
+        self.touch(h);
+        match r {
+            Ok(n) => Ok(n),
+            Err(RecvError::WouldBlock) => match err {
+                Some(e) => Err(e.into()),
+                None => Err(TcpError::WouldBlock),
+            },
+            Err(_) => Err(err.map(TcpError::from).unwrap_or(TcpError::NotConnected)),
+        }
+    }
+
+    /// Shuts down the sending half: FIN after the queued data.
+    pub fn tcp_close(&mut self, h: SocketHandle) -> Result<(), TcpError> {
+        self.conn_mut(h)?.close();
+        self.touch(h);
+        Ok(())
+    }
+
+    /// Resets the connection.
+    pub fn tcp_abort(&mut self, h: SocketHandle) -> Result<(), TcpError> {
+        self.conn_mut(h)?.abort();
+        self.touch(h);
+        Ok(())
+    }
+
+    /// The application dropped its handle: the connection closes gracefully on its own and is
+    /// freed when closed.
+    pub fn tcp_release(&mut self, h: SocketHandle) {
+        if let Some(s) = self.tcp.sockets.get_mut(h) {
+            s.released = true;
+            if !s.conn.is_closed() {
+                s.conn.close();
+            }
+        }
+        self.touch(h);
+    }
+
+    pub fn tcp_set_nodelay(&mut self, h: SocketHandle, on: bool) -> Result<(), TcpError> {
+        self.conn_mut(h)?.set_nodelay(on);
+        Ok(())
+    }
+
+    pub fn tcp_readiness(&self, h: SocketHandle) -> Result<Readiness, TcpError> {
+        let s = self.tcp.sockets.get(h).ok_or(TcpError::BadHandle)?;
+        let c = &s.conn;
+        let error = c.error().map(TcpError::from);
+        let state = c.state();
+        let readable = error.is_some() || c.recv_queue() > 0 || (!c.may_recv() && !matches!(state, State::SynSent | State::SynReceived));
+        let writable = error.is_some() || (c.may_send() && c.send_capacity() > 0) || state == State::Closed;
+        Ok(Readiness { readable, writable, state, error })
+    }
+
+    pub fn tcp_info(&self, h: SocketHandle) -> Option<ConnInfo> {
+        let s = self.tcp.sockets.get(h)?;
+        Some(self.info_of(h, s))
+    }
+
+    fn info_of(&self, handle: SocketHandle, s: &TcpSocket) -> ConnInfo {
+        let c = &s.conn;
+        ConnInfo {
+            handle,
+            local: SocketAddrV4::new(self.address(), c.local_port()),
+            remote: s.remote,
+            state: c.state(),
+            send_queue: c.send_queue(),
+            recv_queue: c.recv_queue(),
+            rtt: c.rtt(),
+            cwnd: c.cwnd(),
+        }
+    }
+
+    /// Every connection, for `conns`.
+    pub fn tcp_conns(&self) -> Vec<ConnInfo> {
+        self.tcp.sockets.iter().map(|(h, s)| self.info_of(h, s)).collect()
+    }
+
+    /// Ports with a listener.
+    pub fn tcp_listeners(&self) -> Vec<u16> {
+        let mut v: Vec<u16> = self.tcp.listeners.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// Builds one TCP segment straight into a frame: `make` gets the room for the segment and
+/// returns its header (payload already written after it), or None for nothing to send.
+/// Returns whether a segment was produced.
+fn send_segment<S: Sink>(
+    eg: &mut Egress<'_>,
+    now: Instant,
+    sink: &mut S,
+    local: Ipv4Addr,
+    remote: SocketAddrV4,
+    make: impl FnOnce(&mut [u8]) -> Option<TcpRepr>,
+) -> bool {
+    let ident = eg.next_ident();
+    let ttl = eg.config.ttl;
+    let csum = eg.config.tx_checksum;
+    let dst = *remote.ip();
+    let mut produced = false;
+    let produced_ref = &mut produced;
+    eg.send_ipv4(now, sink, dst, |buf| {
+        let Some(seg) = buf.get_mut(20..) else { return 0 };
+        let Some(repr) = make(seg) else { return 0 };
+        *produced_ref = true;
+        let seg_len = repr.header_len() + repr.payload_len;
+        let Some(seg) = seg.get_mut(..seg_len) else { return 0 };
+        repr.emit(&mut TcpPacket::new_unchecked(seg), local, dst, csum);
+        emit_ipv4(buf, local, dst, IpProtocol::Tcp, seg_len, ident, ttl)
+    });
+    produced
+}

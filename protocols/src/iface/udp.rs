@@ -1,0 +1,174 @@
+//! UDP (RFC 768): sockets bound to a port, a bounded receive queue each, and port unreachable
+//! for datagrams to a closed port.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddrV4;
+
+use super::counters::DropReason;
+use super::egress::emit_ipv4;
+use super::ingress::IpMeta;
+use super::sockets::{Slab, SocketHandle};
+use super::{Sink, Stack};
+use crate::time::Instant;
+use crate::wire::{self, icmpv4, IpProtocol, UdpPacket, UdpRepr};
+
+/// Datagrams queued for sending across all UDP sockets of a stack.
+const TX_QUEUE: usize = 1024;
+/// RFC 6056 §2.1: the ephemeral range suggested by IANA.
+pub const EPHEMERAL_PORTS: core::ops::RangeInclusive<u16> = 49152..=65535;
+
+/// A received datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    pub from: SocketAddrV4,
+    pub data: Vec<u8>,
+}
+
+/// Why a UDP call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UdpError {
+    #[error("address in use")]
+    AddrInUse,
+    #[error("no free ephemeral port")]
+    NoFreePort,
+    #[error("datagram larger than the MTU allows")]
+    TooBig,
+    #[error("send queue full")]
+    QueueFull,
+    #[error("socket closed")]
+    BadHandle,
+}
+
+#[derive(Debug)]
+struct UdpSocket {
+    port: u16,
+    rx: VecDeque<Datagram>,
+}
+
+#[derive(Debug)]
+struct Outgoing {
+    src_port: u16,
+    dst: SocketAddrV4,
+    data: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct UdpTable {
+    sockets: Slab<UdpSocket>,
+    by_port: HashMap<u16, SocketHandle>,
+    tx: VecDeque<Outgoing>,
+}
+
+impl Stack {
+    pub(super) fn receive_udp(
+        &mut self,
+        now: Instant,
+        meta: IpMeta,
+        header: &[u8],
+        body: &[u8],
+        sink: &mut impl Sink,
+    ) {
+        let packet = match UdpPacket::new_checked(body) {
+            Ok(p) => p,
+            Err(_) => return self.counters.drop(DropReason::UdpMalformed),
+        };
+        let verify = self.config.rx_verify_checksums;
+        let repr = match UdpRepr::parse(&packet, meta.src, meta.dst, verify) {
+            Ok(r) => r,
+            Err(wire::Error::BadChecksum) => return self.counters.drop(DropReason::UdpBadChecksum),
+            Err(_) => return self.counters.drop(DropReason::UdpMalformed),
+        };
+        let limit = self.config.udp_rx_queue;
+        let Some(&h) = self.udp.by_port.get(&repr.dst_port) else {
+            self.counters.drop(DropReason::UdpNoListener);
+            let code = icmpv4::dst_unreachable::PORT_UNREACHABLE;
+            self.send_icmp_error(now, sink, meta, code, header, body);
+            return;
+        };
+        let Some(sock) = self.udp.sockets.get_mut(h) else { return };
+        if sock.rx.len() >= limit {
+            return self.counters.drop(DropReason::UdpRxQueueFull);
+        }
+        sock.rx.push_back(Datagram {
+            from: SocketAddrV4::new(meta.src, repr.src_port),
+            data: packet.payload().to_vec(),
+        });
+        self.wakeup = true;
+    }
+
+    /// Binds a UDP socket to `port` (0 picks a random free ephemeral port, RFC 6056).
+    pub fn udp_bind(&mut self, port: u16) -> Result<SocketHandle, UdpError> {
+        let port = if port == 0 { self.udp_ephemeral_port()? } else { port };
+        if self.udp.by_port.contains_key(&port) {
+            return Err(UdpError::AddrInUse);
+        }
+        let h = self.udp.sockets.insert(UdpSocket { port, rx: VecDeque::new() });
+        self.udp.by_port.insert(port, h);
+        Ok(h)
+    }
+
+    fn udp_ephemeral_port(&mut self) -> Result<u16, UdpError> {
+        let span = u64::from(EPHEMERAL_PORTS.end() - EPHEMERAL_PORTS.start()) + 1;
+        for _ in 0..64 {
+            let port = EPHEMERAL_PORTS.start() + self.rng.below(span) as u16;
+            if !self.udp.by_port.contains_key(&port) {
+                return Ok(port);
+            }
+        }
+        EPHEMERAL_PORTS.clone().find(|p| !self.udp.by_port.contains_key(p)).ok_or(UdpError::NoFreePort)
+    }
+
+    pub fn udp_local_port(&self, h: SocketHandle) -> Option<u16> {
+        self.udp.sockets.get(h).map(|s| s.port)
+    }
+
+    /// Queues a datagram; it goes out at the next `poll`.
+    pub fn udp_send_to(
+        &mut self,
+        h: SocketHandle,
+        dst: SocketAddrV4,
+        data: &[u8],
+    ) -> Result<(), UdpError> {
+        let sock = self.udp.sockets.get(h).ok_or(UdpError::BadHandle)?;
+        if data.len() + 28 > self.config.mtu {
+            return Err(UdpError::TooBig);
+        }
+        if self.udp.tx.len() >= TX_QUEUE {
+            return Err(UdpError::QueueFull);
+        }
+        let src_port = sock.port;
+        self.udp.tx.push_back(Outgoing { src_port, dst, data: data.to_vec() });
+        Ok(())
+    }
+
+    /// The next datagram received by `h`, if any.
+    pub fn udp_recv_from(&mut self, h: SocketHandle) -> Result<Option<Datagram>, UdpError> {
+        let sock = self.udp.sockets.get_mut(h).ok_or(UdpError::BadHandle)?;
+        Ok(sock.rx.pop_front())
+    }
+
+    pub fn udp_close(&mut self, h: SocketHandle) {
+        if let Some(s) = self.udp.sockets.remove(h) {
+            self.udp.by_port.remove(&s.port);
+        }
+    }
+
+    pub(super) fn flush_udp(&mut self, now: Instant, sink: &mut impl Sink) {
+        let src = self.address();
+        let ttl = self.config.ttl;
+        let csum = self.config.tx_checksum;
+        while let Some(out) = self.udp.tx.pop_front() {
+            let mut eg = self.egress();
+            let ident = eg.next_ident();
+            let dst = *out.dst.ip();
+            let repr = UdpRepr { src_port: out.src_port, dst_port: out.dst.port() };
+            eg.send_ipv4(now, sink, dst, |buf| {
+                let udp_len = 8 + out.data.len();
+                let Some(seg) = buf.get_mut(20..20 + udp_len) else { return 0 };
+                seg[8..].copy_from_slice(&out.data);
+                repr.emit(&mut UdpPacket::new_unchecked(seg), src, dst, out.data.len(), csum);
+                emit_ipv4(buf, src, dst, IpProtocol::Udp, udp_len, ident, ttl)
+            });
+        }
+    }
+}
