@@ -1,1 +1,4 @@
 //! tapir engine (to be written).
+
+pub mod pool;
+pub mod sys;
