@@ -81,3 +81,45 @@ impl Drop for Lab {
             .status();
     }
 }
+
+/// Drops CAP_NET_ADMIN from the calling thread only (capabilities are per thread in Linux and the raw syscall
+/// does not broadcast like glibc's setuid family), so a test can see what an unprivileged caller sees while keeping
+/// CAP_SYS_ADMIN for `setns`. Threads spawned afterwards from this thread inherit the reduced set.
+pub fn drop_net_admin_on_this_thread() -> std::io::Result<()> {
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    const CAP_NET_ADMIN: u32 = 12;
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut header = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget reads the header and writes two `__user_cap_data_struct`s (version 3), which `data` holds;
+    // both are live locals laid out as the kernel's structs (#[repr(C)]).
+    super::cvt(unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut Header,
+            data.as_mut_ptr(),
+        )
+    } as libc::c_int)?;
+    data[0].effective &= !(1 << CAP_NET_ADMIN);
+    data[0].permitted &= !(1 << CAP_NET_ADMIN);
+    // SAFETY: capset reads the same header and two data structs; pid 0 means the calling thread only.
+    super::cvt(
+        unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) }
+            as libc::c_int,
+    )?;
+    Ok(())
+}

@@ -235,3 +235,33 @@ fn created_tap_vanishes_with_its_last_queue() {
         .status
         .success());
 }
+
+#[test]
+fn tap_of_another_user_is_permission_denied_without_net_admin() {
+    let Some(lab) = Lab::new() else { return };
+    lab.ip(&[
+        "tuntap",
+        "add",
+        "dev",
+        "tapirnb",
+        "mode",
+        "tap",
+        "multi_queue",
+        "user",
+        "nobody",
+    ]);
+    let o = opts(&lab, "tapirnb", 1);
+    let create = opts(&lab, "tapirnew", 1);
+    // A scratch thread without CAP_NET_ADMIN; open_tap's netns helper inherits its capabilities.
+    let (attach, make) = std::thread::spawn(move || {
+        crate::sys::testlab::drop_net_admin_on_this_thread().expect("capset");
+        (open_tap(&o), open_tap(&create))
+    })
+    .join()
+    .unwrap();
+    let err = attach.unwrap_err();
+    assert!(matches!(err, TapError::PermissionDenied { .. }), "{err}");
+    assert!(err.to_string().contains("deploy/hostonly up"), "{err}");
+    let err = make.unwrap_err();
+    assert!(matches!(err, TapError::PermissionDenied { .. }), "{err}");
+}
