@@ -288,7 +288,7 @@ mod tests {
     }
 
     #[test]
-    fn foreign_id_reads_as_empty_in_release_semantics() {
+    fn foreign_id_is_refused() {
         let mut big = BufferPool::new(8, 64).unwrap();
         let mut small = BufferPool::new(1, 64).unwrap();
         let far = (0..8).map(|_| big.alloc().unwrap()).last().unwrap();
