@@ -116,7 +116,7 @@ impl Drop for StopGuard {
 fn stop(inner: &Inner) {
     inner.stop.store(true, Ordering::SeqCst);
     for w in &inner.workers {
-        w.wake.notify();
+        let _ = w.wake.notify();
     }
     let threads = std::mem::take(&mut *inner.threads.lock().unwrap_or_else(|e| e.into_inner()));
     for t in threads {
@@ -235,7 +235,7 @@ impl Node {
         if let Some(t) = st.stack.poll_at() {
             if st.sleep_until.is_none_or(|s| t < s) {
                 st.sleep_until = Some(t);
-                shared.wake.notify();
+                let _ = shared.wake.notify();
             }
         }
         r

@@ -1,6 +1,7 @@
 //! One worker: reads its tap queue, runs its stack to completion, writes on its own queue.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,9 +77,7 @@ pub(crate) fn run(
     }
     let shared = &inner.workers[me];
     let workers = inner.workers.len();
-    let Ok(mut poller) = Poller::new(&[queue.as_raw_fd_(), shared.wake.as_raw_fd_()]) else {
-        return;
-    };
+    let mut poller = Poller::new(&[queue.as_raw_fd(), shared.wake.as_raw_fd()]);
     let mut frames: Vec<(BufId, usize)> = Vec::with_capacity(RX_BATCH * 4);
     let mut rx_buf = vec![0u8; BUF_SIZE];
     let mut counters = crate::worker::WorkerCounters::default();
@@ -102,7 +101,7 @@ pub(crate) fn run(
             // EINTR and friends: go round again.
             continue;
         }
-        shared.wake.drain();
+        let _ = shared.wake.drain();
         if inner.stop.load(Ordering::SeqCst) {
             break;
         }
@@ -159,7 +158,7 @@ fn hand_off(inner: &Inner, owner: usize, frame: &[u8], counters: &mut WorkerCoun
     match w.handoff_tx.try_send(frame.to_vec()) {
         Ok(()) => {
             counters.handed_off += 1;
-            w.wake.notify();
+            let _ = w.wake.notify();
         }
         Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
             counters.handoff_dropped += 1;
