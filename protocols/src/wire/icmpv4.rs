@@ -360,6 +360,24 @@ mod tests {
         assert_eq!(repr.buffer_len(), 16);
     }
 
+    /// The repr borrows the caller's buffer, not the (temporary) view.
+    fn parse_through(icmp: &[u8]) -> Result<Icmpv4Repr<'_>> {
+        Icmpv4Repr::parse(&Icmpv4Packet::new_checked(icmp)?, true)
+    }
+
+    #[test]
+    fn repr_outlives_view() {
+        let repr = parse_through(&ECHO_REQUEST).unwrap();
+        assert!(matches!(
+            repr,
+            Icmpv4Repr::EchoRequest {
+                data: b"abcdefgh",
+                ..
+            }
+        ));
+        assert_eq!(parse_through(&ECHO_REQUEST[..7]), Err(Error::Truncated));
+    }
+
     #[test]
     fn emit_echo_request() {
         let repr = Icmpv4Repr::EchoRequest {
@@ -395,8 +413,7 @@ mod tests {
 
     #[test]
     fn frag_required_and_time_exceeded() {
-        let buf = [3, 4, 0xfb, 0x1b, 0, 0, 0x05, 0xdc, 0x45, 0];
-        let mut buf = buf.to_vec();
+        let mut buf = [3, 4, 0, 0, 0, 0, 0x05, 0xdc, 0x45, 0];
         Icmpv4Packet::new_unchecked(&mut buf[..]).fill_checksum();
         let p = Icmpv4Packet::new_checked(&buf[..]).unwrap();
         assert_eq!(p.next_hop_mtu(), 1500);

@@ -9,6 +9,10 @@ use core::ops::{Add, AddAssign, Sub};
 use super::checksum;
 use super::{Error, Result, TxChecksum};
 
+mod option;
+pub use option::TcpOption;
+use option::{be_u16, be_u32};
+
 /// A TCP sequence number: arithmetic wraps modulo 2^32 and comparison is by signed distance
 /// (RFC 9293 §3.4), so `a < b` means "a comes before b" within half the sequence space.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -404,137 +408,6 @@ mod field {
 /// Length of a TCP header without options.
 pub const HEADER_LEN: usize = field::URGENT.end;
 
-mod kind {
-    pub const END: u8 = 0;
-    pub const NOP: u8 = 1;
-    pub const MSS: u8 = 2;
-    pub const WS: u8 = 3;
-    pub const SACK_PERM: u8 = 4;
-    pub const SACK_RANGE: u8 = 5;
-    pub const TSTAMP: u8 = 8;
-}
-
-/// One TCP option.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TcpOption<'a> {
-    EndOfList,
-    NoOperation,
-    MaxSegmentSize(u16),
-    /// The raw shift count as received (`TcpRepr::parse` clamps it to 14).
-    WindowScale(u8),
-    SackPermitted,
-    /// Used blocks first, then `None`.
-    SackRange([Option<(SeqNumber, SeqNumber)>; MAX_SACK_BLOCKS]),
-    Timestamps(TcpTimestamp),
-    Unknown {
-        kind: u8,
-        data: &'a [u8],
-    },
-}
-
-fn be_u16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
-}
-
-fn be_u32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-}
-
-impl<'a> TcpOption<'a> {
-    /// Parses the option at the start of `buffer` (the rest of the option area) and returns
-    /// what follows it. Any inconsistency is `Malformed`: a length below 2 or past the area,
-    /// or a wrong length for a known kind.
-    pub fn parse(buffer: &'a [u8]) -> Result<(&'a [u8], TcpOption<'a>)> {
-        let (&kind, after_kind) = buffer.split_first().ok_or(Error::Malformed)?;
-        match kind {
-            kind::END => return Ok((after_kind, TcpOption::EndOfList)),
-            kind::NOP => return Ok((after_kind, TcpOption::NoOperation)),
-            _ => {}
-        }
-        let len = usize::from(*after_kind.first().ok_or(Error::Malformed)?);
-        if len < 2 || len > buffer.len() {
-            return Err(Error::Malformed);
-        }
-        let data = &buffer[2..len];
-        let option = match (kind, len) {
-            (kind::MSS, 4) => TcpOption::MaxSegmentSize(be_u16(data)),
-            (kind::WS, 3) => TcpOption::WindowScale(data[0]),
-            (kind::SACK_PERM, 2) => TcpOption::SackPermitted,
-            (kind::SACK_RANGE, 10 | 18 | 26 | 34) => {
-                let mut ranges = [None; MAX_SACK_BLOCKS];
-                for (slot, block) in ranges.iter_mut().zip(data.chunks_exact(8)) {
-                    *slot = Some((SeqNumber(be_u32(block)), SeqNumber(be_u32(&block[4..]))));
-                }
-                TcpOption::SackRange(ranges)
-            }
-            (kind::TSTAMP, 10) => TcpOption::Timestamps(TcpTimestamp {
-                tsval: be_u32(data),
-                tsecr: be_u32(&data[4..]),
-            }),
-            (kind::MSS | kind::WS | kind::SACK_PERM | kind::SACK_RANGE | kind::TSTAMP, _) => {
-                return Err(Error::Malformed)
-            }
-            (kind, _) => TcpOption::Unknown { kind, data },
-        };
-        Ok((&buffer[len..], option))
-    }
-
-    /// Bytes the option occupies on the wire.
-    pub fn buffer_len(&self) -> usize {
-        match self {
-            TcpOption::EndOfList | TcpOption::NoOperation => 1,
-            TcpOption::MaxSegmentSize(_) => 4,
-            TcpOption::WindowScale(_) => 3,
-            TcpOption::SackPermitted => 2,
-            TcpOption::SackRange(ranges) => 2 + 8 * ranges.iter().flatten().count(),
-            TcpOption::Timestamps(_) => 10,
-            TcpOption::Unknown { data, .. } => 2 + data.len(),
-        }
-    }
-
-    /// Writes the option at the start of `buffer` (which must hold `buffer_len()` bytes) and
-    /// returns the bytes written. Only the `Some` SACK blocks are written.
-    pub fn emit(&self, buffer: &mut [u8]) -> usize {
-        let len = self.buffer_len();
-        let (kind, data) = match self {
-            TcpOption::EndOfList => {
-                buffer[0] = kind::END;
-                return 1;
-            }
-            TcpOption::NoOperation => {
-                buffer[0] = kind::NOP;
-                return 1;
-            }
-            TcpOption::MaxSegmentSize(_) => (kind::MSS, &mut buffer[2..len]),
-            TcpOption::WindowScale(_) => (kind::WS, &mut buffer[2..len]),
-            TcpOption::SackPermitted => (kind::SACK_PERM, &mut buffer[2..len]),
-            TcpOption::SackRange(_) => (kind::SACK_RANGE, &mut buffer[2..len]),
-            TcpOption::Timestamps(_) => (kind::TSTAMP, &mut buffer[2..len]),
-            TcpOption::Unknown { kind, .. } => (*kind, &mut buffer[2..len]),
-        };
-        match self {
-            TcpOption::MaxSegmentSize(mss) => data.copy_from_slice(&mss.to_be_bytes()),
-            TcpOption::WindowScale(shift) => data[0] = *shift,
-            TcpOption::SackRange(ranges) => {
-                for (block, (left, right)) in data.chunks_exact_mut(8).zip(ranges.iter().flatten())
-                {
-                    block[..4].copy_from_slice(&left.0.to_be_bytes());
-                    block[4..].copy_from_slice(&right.0.to_be_bytes());
-                }
-            }
-            TcpOption::Timestamps(ts) => {
-                data[..4].copy_from_slice(&ts.tsval.to_be_bytes());
-                data[4..].copy_from_slice(&ts.tsecr.to_be_bytes());
-            }
-            TcpOption::Unknown { data: bytes, .. } => data.copy_from_slice(bytes),
-            TcpOption::EndOfList | TcpOption::NoOperation | TcpOption::SackPermitted => {}
-        }
-        buffer[0] = kind;
-        buffer[1] = len as u8;
-        len
-    }
-}
-
 /// A read/write view of a TCP segment. The buffer must be exactly the segment: the payload
 /// and the checksum run to its end.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -694,5 +567,306 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
         let pseudo = checksum::pseudo_header(src, dst, PROTOCOL, data.len() as u32);
         let sum = checksum::combine(&[pseudo, checksum::data(data)]);
         self.set_checksum(checksum::finish(sum));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const DST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+    /// A Linux SYN from 10.0.0.1:46066 to 10.0.0.2:80 with its usual options: MSS 1460,
+    /// SACK-permitted, timestamps, NOP, window scale 7.
+    const LINUX_SYN: [u8; 40] = [
+        0xb3, 0xf2, 0x00, 0x50, 0x5c, 0x9a, 0x3e, 0x21, 0x00, 0x00, 0x00, 0x00, 0xa0, 0x02, 0xfa,
+        0xf0, 0xb3, 0xb6, 0x00, 0x00, 0x02, 0x04, 0x05, 0xb4, 0x04, 0x02, 0x08, 0x0a, 0x0a, 0x1b,
+        0x2c, 0x3d, 0x00, 0x00, 0x00, 0x00, 0x01, 0x03, 0x03, 0x07,
+    ];
+
+    fn syn_repr() -> TcpRepr {
+        TcpRepr {
+            src_port: 46066,
+            dst_port: 80,
+            flags: TcpFlags::SYN,
+            seq_number: SeqNumber(0x5c9a_3e21),
+            ack_number: None,
+            window_len: 64240,
+            urgent_pointer: 0,
+            max_seg_size: Some(1460),
+            window_scale: Some(7),
+            sack_permitted: true,
+            sack_ranges: [None; MAX_SACK_BLOCKS],
+            timestamp: Some(TcpTimestamp {
+                tsval: 0x0a1b_2c3d,
+                tsecr: 0,
+            }),
+            payload_len: 0,
+        }
+    }
+
+    /// `bytes` with the checksum recomputed, for tests that alter a valid segment.
+    fn refilled(mut bytes: Vec<u8>) -> Vec<u8> {
+        TcpPacket::new_unchecked(&mut bytes[..]).fill_checksum(SRC, DST);
+        bytes
+    }
+
+    fn emit_to_vec(repr: &TcpRepr, payload: &[u8], mode: TxChecksum) -> Vec<u8> {
+        let mut buf = vec![0u8; repr.header_len() + payload.len()];
+        buf[repr.header_len()..].copy_from_slice(payload);
+        repr.emit(&mut TcpPacket::new_unchecked(&mut buf[..]), SRC, DST, mode);
+        buf
+    }
+
+    #[test]
+    fn parse_linux_syn() {
+        let p = TcpPacket::new_checked(&LINUX_SYN[..]).unwrap();
+        assert_eq!(p.src_port(), 46066);
+        assert_eq!(p.dst_port(), 80);
+        assert_eq!(p.seq_number(), SeqNumber(0x5c9a_3e21));
+        assert_eq!(p.ack_number(), SeqNumber(0));
+        assert_eq!(p.header_len(), 40);
+        assert_eq!(p.flags(), TcpFlags::SYN);
+        assert_eq!(p.window_len(), 64240);
+        assert_eq!(p.checksum(), 0xb3b6);
+        assert_eq!(p.urgent_at(), 0);
+        assert_eq!(p.options(), &LINUX_SYN[20..]);
+        assert!(p.payload().is_empty());
+        assert!(p.verify_checksum(SRC, DST));
+        assert!(!p.verify_checksum(DST, Ipv4Addr::new(10, 0, 0, 3)));
+        let repr = TcpRepr::parse(&p, SRC, DST, true).unwrap();
+        assert_eq!(repr, syn_repr());
+        assert_eq!(repr.segment_len(), 1);
+        assert!(!repr.is_ack_only());
+    }
+
+    #[test]
+    fn emit_syn() {
+        let repr = syn_repr();
+        assert_eq!(repr.header_len(), 40);
+        let buf = emit_to_vec(&repr, &[], TxChecksum::Full);
+        assert_eq!(&buf[..16], &LINUX_SYN[..16]);
+        assert_eq!(&buf[18..20], &[0, 0]);
+        // Our layout: MSS; NOP, WS; SACK-permitted packed with timestamps.
+        assert_eq!(
+            &buf[20..],
+            &[
+                0x02, 0x04, 0x05, 0xb4, 0x01, 0x03, 0x03, 0x07, 0x04, 0x02, 0x08, 0x0a, 0x0a, 0x1b,
+                0x2c, 0x3d, 0x00, 0x00, 0x00, 0x00
+            ]
+        );
+        let p = TcpPacket::new_checked(&buf[..]).unwrap();
+        assert_eq!(TcpRepr::parse(&p, SRC, DST, true), Ok(repr));
+    }
+
+    #[test]
+    fn ack_with_sack_blocks() {
+        let block = |l: u32| Some((SeqNumber(l), SeqNumber(l + 100)));
+        let repr = TcpRepr {
+            flags: TcpFlags::ACK,
+            ack_number: Some(SeqNumber(1000)),
+            timestamp: Some(TcpTimestamp { tsval: 5, tsecr: 6 }),
+            sack_ranges: [block(2000), block(3000), block(4000), block(5000)],
+            payload_len: 3,
+            ..TcpRepr::default()
+        };
+        // 12 bytes of timestamps leave room for 3 blocks (RFC 2018 §3).
+        assert_eq!(repr.sack_blocks_to_emit(), 3);
+        assert_eq!(repr.header_len(), 60);
+        let buf = emit_to_vec(&repr, b"abc", TxChecksum::Full);
+        assert_eq!(&buf[32..36], &[1, 1, 5, 26]);
+        let p = TcpPacket::new_checked(&buf[..]).unwrap();
+        assert_eq!(p.payload(), b"abc");
+        let parsed = TcpRepr::parse(&p, SRC, DST, true).unwrap();
+        let mut expected = repr;
+        expected.sack_ranges[3] = None;
+        assert_eq!(parsed, expected);
+        assert!(!parsed.is_ack_only());
+
+        let without_ts = TcpRepr {
+            timestamp: None,
+            ..repr
+        };
+        assert_eq!(without_ts.sack_blocks_to_emit(), 4);
+        assert_eq!(without_ts.header_len(), 56);
+        let pure_ack = TcpRepr {
+            payload_len: 0,
+            ..without_ts
+        };
+        assert!(pure_ack.is_ack_only());
+    }
+
+    #[test]
+    fn ack_flag_follows_ack_number() {
+        let repr = TcpRepr {
+            flags: TcpFlags::ACK | TcpFlags::FIN,
+            ..TcpRepr::default()
+        };
+        let buf = emit_to_vec(&repr, &[], TxChecksum::Full);
+        let p = TcpPacket::new_checked(&buf[..]).unwrap();
+        assert_eq!(p.flags(), TcpFlags::FIN);
+        let parsed = TcpRepr::parse(&p, SRC, DST, true).unwrap();
+        assert_eq!(parsed.ack_number, None);
+    }
+
+    #[test]
+    fn checksum_offload() {
+        let repr = TcpRepr {
+            ack_number: Some(SeqNumber(7)),
+            payload_len: 5,
+            ..syn_repr()
+        };
+        let full = emit_to_vec(&repr, b"hello", TxChecksum::Full);
+        let partial = emit_to_vec(&repr, b"hello", TxChecksum::PseudoHeaderOnly);
+        let total = (repr.header_len() + 5) as u32;
+        let p = TcpPacket::new_checked(&partial[..]).unwrap();
+        assert_eq!(p.checksum(), checksum::pseudo_header(SRC, DST, 6, total));
+        // What the device does: sum the segment (pseudo sum in the field) and complement.
+        let offloaded = checksum::finish(checksum::data(&partial));
+        assert_eq!(offloaded.to_be_bytes(), [full[16], full[17]]);
+        let none = emit_to_vec(&repr, b"hello", TxChecksum::None);
+        assert_eq!(&none[16..18], &[0, 0]);
+    }
+
+    #[test]
+    fn truncated_and_malformed() {
+        for len in 0..LINUX_SYN.len() {
+            assert_eq!(
+                TcpPacket::new_checked(&LINUX_SYN[..len]),
+                Err(Error::Truncated)
+            );
+        }
+        for offset in 0..5u8 {
+            let mut buf = LINUX_SYN;
+            buf[12] = offset << 4;
+            assert_eq!(TcpPacket::new_checked(&buf[..]), Err(Error::Malformed));
+        }
+    }
+
+    #[test]
+    fn malformed_options() {
+        let bad_options: [&[u8]; 9] = [
+            &[2, 3, 5, 0],              // MSS with length 3
+            &[2, 5, 5, 0xb4],           // MSS with length 5, past the area
+            &[3, 4, 7, 0],              // window scale with length 4
+            &[4, 3, 0, 0],              // SACK-permitted with length 3
+            &[1, 1, 8, 9, 0, 0, 0, 0],  // timestamps with length 9
+            &[5, 12, 0, 0, 0, 0, 0, 0], // SACK with a partial block
+            &[0x99, 1, 0, 0],           // length below 2
+            &[0x99, 0, 0, 0],           // length 0
+            &[1, 1, 1, 0x99],           // no room for the length byte
+        ];
+        for options in bad_options {
+            let mut bytes = LINUX_SYN[..20].to_vec();
+            bytes[12] = (((20 + options.len()) / 4) << 4) as u8;
+            bytes.extend_from_slice(options);
+            let bytes = refilled(bytes);
+            let p = TcpPacket::new_checked(&bytes[..]).unwrap();
+            assert_eq!(
+                TcpRepr::parse(&p, SRC, DST, true),
+                Err(Error::Malformed),
+                "{options:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn option_edge_cases() {
+        // Unknown options are skipped; nothing after EOL is parsed; window scale is clamped.
+        let options = [0x1e, 4, 0xaa, 0xbb, 3, 3, 15, 0, 0xff, 0xff, 0xff, 0xff];
+        let mut bytes = LINUX_SYN[..20].to_vec();
+        bytes[12] = 0x80;
+        bytes.extend_from_slice(&options);
+        let bytes = refilled(bytes);
+        let p = TcpPacket::new_checked(&bytes[..]).unwrap();
+        let repr = TcpRepr::parse(&p, SRC, DST, true).unwrap();
+        assert_eq!(repr.window_scale, Some(14));
+        assert_eq!(repr.max_seg_size, None);
+    }
+
+    #[test]
+    fn bad_checksum() {
+        let mut buf = LINUX_SYN;
+        buf[15] ^= 1;
+        let p = TcpPacket::new_checked(&buf[..]).unwrap();
+        assert_eq!(TcpRepr::parse(&p, SRC, DST, true), Err(Error::BadChecksum));
+        assert_eq!(
+            TcpRepr::parse(&p, SRC, DST, false).unwrap().window_len,
+            64241
+        );
+    }
+
+    prop_compose! {
+        fn arb_repr()(ports in any::<(u16, u16)>(), flags in any::<u8>(),
+                      seq in any::<u32>(), ack in proptest::option::of(any::<u32>()),
+                      window_urgent in any::<(u16, u16)>(),
+                      mss in proptest::option::of(any::<u16>()),
+                      window_scale in proptest::option::of(0u8..=14),
+                      sack_permitted in any::<bool>(),
+                      timestamp in proptest::option::of(any::<(u32, u32)>()),
+                      sacks in proptest::collection::vec(any::<(u32, u32)>(), 0..=MAX_SACK_BLOCKS),
+                      payload_len in 0usize..64) -> TcpRepr {
+            let mut flags = TcpFlags(flags & !TcpFlags::ACK.0);
+            if ack.is_some() {
+                flags |= TcpFlags::ACK;
+            }
+            let mut sack_ranges = [None; MAX_SACK_BLOCKS];
+            for (slot, (l, r)) in sack_ranges.iter_mut().zip(sacks) {
+                *slot = Some((SeqNumber(l), SeqNumber(r)));
+            }
+            TcpRepr {
+                src_port: ports.0,
+                dst_port: ports.1,
+                flags,
+                seq_number: SeqNumber(seq),
+                ack_number: ack.map(SeqNumber),
+                window_len: window_urgent.0,
+                urgent_pointer: window_urgent.1,
+                max_seg_size: mss,
+                window_scale,
+                sack_permitted,
+                sack_ranges,
+                timestamp: timestamp.map(|(tsval, tsecr)| TcpTimestamp { tsval, tsecr }),
+                payload_len,
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn roundtrip(repr in arb_repr(), fill in any::<u8>()) {
+            let payload: Vec<u8> = (0..repr.payload_len).map(|i| fill ^ i as u8).collect();
+            prop_assert!(repr.header_len() <= 60 && repr.header_len() % 4 == 0);
+            let buf = emit_to_vec(&repr, &payload, TxChecksum::Full);
+            let p = TcpPacket::new_checked(&buf[..]).unwrap();
+            prop_assert_eq!(p.payload(), &payload[..]);
+            let mut expected = repr;
+            for slot in &mut expected.sack_ranges[repr.sack_blocks_to_emit()..] {
+                *slot = None;
+            }
+            prop_assert_eq!(TcpRepr::parse(&p, SRC, DST, true), Ok(expected));
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            if let Ok(p) = TcpPacket::new_checked(&bytes[..]) {
+                let _ = TcpRepr::parse(&p, SRC, DST, true);
+                let _ = TcpRepr::parse(&p, SRC, DST, false);
+                let _ = (p.options(), p.payload());
+            }
+        }
+
+        #[test]
+        fn random_options_never_panic(words in 0usize..=10, options in any::<[u8; 40]>()) {
+            let mut bytes = LINUX_SYN[..20].to_vec();
+            bytes[12] = ((5 + words) << 4) as u8;
+            bytes.extend_from_slice(&options[..words * 4]);
+            let p = TcpPacket::new_checked(&bytes[..]).unwrap();
+            if let Ok(repr) = TcpRepr::parse(&p, SRC, DST, false) {
+                prop_assert!(repr.window_scale.unwrap_or(0) <= 14);
+            }
+        }
     }
 }
