@@ -14,8 +14,14 @@ pub mod ipv4;
 pub mod tcp;
 pub mod udp;
 
-pub use tcp::{SeqNumber, TcpFlags, TcpRepr, TcpTimestamp};
-
+pub use arp::{ArpOperation, ArpPacket, ArpRepr};
+pub use ethernet::{
+    EtherType, EthernetAddress, EthernetFrame, EthernetRepr, ParseEthernetAddressError,
+};
+pub use icmpv4::{Icmpv4Packet, Icmpv4Repr};
+pub use ipv4::{CidrError, IpProtocol, Ipv4Cidr, Ipv4Packet, Ipv4Repr};
+pub use tcp::{SeqNumber, TcpFlags, TcpOption, TcpPacket, TcpRepr, TcpTimestamp, MAX_SACK_BLOCKS};
+pub use udp::{UdpPacket, UdpRepr};
 
 /// Why a buffer could not be read as a packet of some format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
