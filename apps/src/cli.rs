@@ -43,12 +43,17 @@ impl NodeOpts {
         let Some(cidr) = self.ip else {
             bail!("--ip is required: give the node an address, e.g. --ip 10.7.0.2/24");
         };
-        if cidr.prefix_len() > 30 || cidr.address() == cidr.network() || cidr.address() == cidr.broadcast() {
+        if cidr.prefix_len() > 30
+            || cidr.address() == cidr.network()
+            || cidr.address() == cidr.broadcast()
+        {
             bail!("--ip {cidr}: use a host address inside a subnet of /30 or larger, e.g. 10.7.0.2/24");
         }
         if let Some(gw) = self.gateway {
             if !cidr.contains(gw) {
-                bail!("--gateway {gw} is not inside {cidr}: the gateway must be on the node's subnet");
+                bail!(
+                    "--gateway {gw} is not inside {cidr}: the gateway must be on the node's subnet"
+                );
             }
         }
         let mut c = NodeConfig::new(&self.tap, cidr);

@@ -27,24 +27,33 @@ pub fn run(queues: usize) -> Result<bool> {
     // Removing the lab on Ctrl-C too: the signal thread exits the process after `lab` is
     // dropped by the main thread's unwinding is not guaranteed, so it removes it itself.
     let ns = lab.ns.clone();
-    let mut signals =
-        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {
-            let _ = std::process::Command::new("ip").args(["netns", "del", &ns]).status();
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &ns])
+                .status();
             eprintln!("\ntapir demo: interrupted; lab {ns} removed");
             std::process::exit(130);
         }
     });
-    println!("lab {}: kernel {}/24 on {}, tapir {}", lab.ns, lab.host, lab.tap, lab.node);
+    println!(
+        "lab {}: kernel {}/24 on {}, tapir {}",
+        lab.ns, lab.host, lab.tap, lab.node
+    );
 
     let mut config = engine::NodeConfig::new(&lab.tap, lab.node);
     config.netns = Some(lab.ns.clone());
     config.queues = queues;
     config.stack.mac = default_mac(lab.node.address());
     let node = Node::start(config).context("cannot start the node on the lab tap")?;
-    let specs: Vec<ServiceSpec> =
-        ["echo", "daytime", "discard", "http"].iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
+    let specs: Vec<ServiceSpec> = ["echo", "daytime", "discard", "http"]
+        .iter()
+        .map(|s| s.parse())
+        .collect::<Result<_, _>>()?;
     let labels = start_services(&node, &specs)?;
     println!("{}", start_line(&node, &labels));
 
@@ -59,9 +68,14 @@ pub fn run(queues: usize) -> Result<bool> {
         closed_udp(&lab),
     ];
     println!();
-    println!("  {:<34} {:<6} {}", "check", "result", "detail");
+    println!("  {:<40} {:<6} {}", "check", "result", "detail");
     for c in &checks {
-        println!("  {:<34} {:<6} {}", c.name, if c.ok { "ok" } else { "FAIL" }, c.detail);
+        println!(
+            "  {:<40} {:<6} {}",
+            c.name,
+            if c.ok { "ok" } else { "FAIL" },
+            c.detail
+        );
     }
     let stats = node.stats();
     println!(
@@ -85,8 +99,16 @@ pub fn run(queues: usize) -> Result<bool> {
 
 fn check(name: &str, r: Result<String>) -> Check {
     match r {
-        Ok(detail) => Check { name: name.into(), ok: true, detail },
-        Err(e) => Check { name: name.into(), ok: false, detail: format!("{e:#}") },
+        Ok(detail) => Check {
+            name: name.into(),
+            ok: true,
+            detail,
+        },
+        Err(e) => Check {
+            name: name.into(),
+            ok: false,
+            detail: format!("{e:#}"),
+        },
     }
 }
 
@@ -94,13 +116,32 @@ fn kernel_ping(lab: &Lab) -> Check {
     let r = (|| {
         let out = lab
             .command("ping")
-            .args(["-c", "3", "-i", "0.2", "-W", "2", &lab.node.address().to_string()])
+            .args([
+                "-c",
+                "3",
+                "-i",
+                "0.2",
+                "-W",
+                "2",
+                &lab.node.address().to_string(),
+            ])
             .output()
             .context("cannot run ping (install iputils-ping)")?;
         let text = String::from_utf8_lossy(&out.stdout);
-        let summary = text.lines().find(|l| l.contains("packets transmitted")).unwrap_or("").to_string();
-        anyhow::ensure!(out.status.success() && summary.contains(" 3 received"), "ping said: {summary}");
-        let rtt = text.lines().find(|l| l.starts_with("rtt")).unwrap_or("").to_string();
+        let summary = text
+            .lines()
+            .find(|l| l.contains("packets transmitted"))
+            .unwrap_or("")
+            .to_string();
+        anyhow::ensure!(
+            out.status.success() && summary.contains(" 3 received"),
+            "ping said: {summary}"
+        );
+        let rtt = text
+            .lines()
+            .find(|l| l.starts_with("rtt"))
+            .unwrap_or("")
+            .to_string();
         Ok(format!("3/3 replies; {rtt}"))
     })();
     check(&format!("kernel: ping -c 3 {}", lab.node.address()), r)
@@ -108,7 +149,14 @@ fn kernel_ping(lab: &Lab) -> Check {
 
 fn tapir_ping(node: &Node, lab: &Lab) -> Check {
     let r = (|| {
-        let opts = PingOpts { host: lab.host, count: 3, interval: 0.2, size: 56, timeout: 2.0, ttl: None };
+        let opts = PingOpts {
+            host: lab.host,
+            count: 3,
+            interval: 0.2,
+            size: 56,
+            timeout: 2.0,
+            ttl: None,
+        };
         let mut sink = Vec::new();
         let s = ping::run(node, &opts, &mut sink)?;
         anyhow::ensure!(s.received == 3, "{} of 3 replies", s.received);
@@ -123,11 +171,24 @@ fn curl_page(lab: &Lab) -> Check {
     let r = (|| {
         let out = lab
             .command("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{content_type}", "-m", "5", &url])
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{size_download} %{content_type}",
+                "-m",
+                "5",
+                &url,
+            ])
             .output()
             .context("cannot run curl (install curl)")?;
         let text = String::from_utf8_lossy(&out.stdout).to_string();
-        anyhow::ensure!(out.status.success() && text.starts_with("200 "), "curl: {text} (exit {})", out.status);
+        anyhow::ensure!(
+            out.status.success() && text.starts_with("200 "),
+            "curl: {text} (exit {})",
+            out.status
+        );
         Ok(text)
     })();
     check(&format!("kernel: curl {url}"), r)
@@ -163,9 +224,16 @@ fn tcp_echo(lab: &Lab) -> Check {
         });
         let mut back = Vec::with_capacity(data.len());
         s.read_to_end(&mut back)?;
-        writer.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
+        writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("writer panicked"))??;
         let secs = start.elapsed().as_secs_f64();
-        anyhow::ensure!(back == data, "echoed {} bytes, differing from the {} sent", back.len(), data.len());
+        anyhow::ensure!(
+            back == data,
+            "echoed {} bytes, differing from the {} sent",
+            back.len(),
+            data.len()
+        );
         Ok(format!("1 MiB byte-exact in {:.0} ms", secs * 1000.0))
     });
     check(&format!("kernel: TCP echo 1 MiB to {addr}"), r)
@@ -181,7 +249,10 @@ fn udp_echo(lab: &Lab) -> Check {
             let msg = format!("tapir udp echo {i}");
             s.send_to(msg.as_bytes(), addr)?;
             let (n, _) = s.recv_from(&mut buf)?;
-            anyhow::ensure!(&buf[..n] == msg.as_bytes(), "datagram {i} came back different");
+            anyhow::ensure!(
+                &buf[..n] == msg.as_bytes(),
+                "datagram {i} came back different"
+            );
         }
         Ok("10 datagrams echoed".to_string())
     });
@@ -195,7 +266,10 @@ fn daytime(lab: &Lab) -> Check {
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
         let mut text = String::new();
         s.read_to_string(&mut text)?;
-        anyhow::ensure!(text.ends_with("-UTC\r\n"), "unexpected daytime answer {text:?}");
+        anyhow::ensure!(
+            text.ends_with("-UTC\r\n"),
+            "unexpected daytime answer {text:?}"
+        );
         Ok(text.trim_end().to_string())
     });
     check(&format!("kernel: daytime TCP {addr}"), r)
@@ -206,9 +280,10 @@ fn closed_tcp(lab: &Lab) -> Check {
     let r = in_lab(lab, || {
         let start = Instant::now();
         match TcpStream::connect_timeout(&SocketAddr::V4(addr), Duration::from_secs(5)) {
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                Ok(format!("refused (RST) in {:.2} ms", start.elapsed().as_secs_f64() * 1000.0))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(format!(
+                "refused (RST) in {:.2} ms",
+                start.elapsed().as_secs_f64() * 1000.0
+            )),
             Err(e) => anyhow::bail!("expected refused, got {e}"),
             Ok(_) => anyhow::bail!("connected to a closed port"),
         }

@@ -53,7 +53,8 @@ impl Lab {
             ns,
             tap: "tap0".into(),
             host: Ipv4Addr::new(10, 7, 0, 1),
-            node: Ipv4Cidr::new(Ipv4Addr::new(10, 7, 0, 2), 24).map_err(|e| anyhow::anyhow!("{e}"))?,
+            node: Ipv4Cidr::new(Ipv4Addr::new(10, 7, 0, 2), 24)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
         })
     }
 

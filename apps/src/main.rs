@@ -61,7 +61,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Cmd::Demo { queues } => {
             let ok = demo::run(usize::from(queues))?;
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Cmd::Serve { node, services } => {
             let config = node_config(&node)?;
@@ -77,7 +81,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let node = Node::start(config)?;
             let summary = ping::run(&node, &opts, &mut std::io::stdout())?;
             node.shutdown();
-            Ok(if summary.received > 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if summary.received > 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
 }

@@ -58,7 +58,14 @@ pub fn run(node: &Node, opts: &PingOpts, out: &mut dyn std::io::Write) -> Result
     let wait = secs(opts.timeout, "-W")?;
     let sock = IcmpSocket::bind(node)?;
     let size = usize::from(opts.size);
-    writeln!(out, "PING {} ({}) {}({}) bytes of data.", opts.host, opts.host, size, size + 28)?;
+    writeln!(
+        out,
+        "PING {} ({}) {}({}) bytes of data.",
+        opts.host,
+        opts.host,
+        size,
+        size + 28
+    )?;
     let start = Instant::now();
     let mut summary = PingSummary::default();
     let mut sent_at: Vec<Option<Instant>> = Vec::new();
@@ -81,7 +88,11 @@ pub fn run(node: &Node, opts: &PingOpts, out: &mut dyn std::io::Write) -> Result
         if all_sent && (summary.received >= summary.transmitted || now >= last_sent + wait) {
             break;
         }
-        let until = if all_sent { last_sent + wait } else { next_send };
+        let until = if all_sent {
+            last_sent + wait
+        } else {
+            next_send
+        };
         match sock.recv_echo(Some(until.saturating_duration_since(now))) {
             Ok(reply) => {
                 let idx = usize::from(reply.seq_no).wrapping_sub(1);
@@ -116,12 +127,19 @@ pub fn run(node: &Node, opts: &PingOpts, out: &mut dyn std::io::Write) -> Result
         elapsed.as_millis()
     )?;
     if !summary.rtts.is_empty() {
-        let ms: Vec<f64> = summary.rtts.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        let ms: Vec<f64> = summary
+            .rtts
+            .iter()
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .collect();
         let min = ms.iter().copied().fold(f64::INFINITY, f64::min);
         let max = ms.iter().copied().fold(0.0, f64::max);
         let avg = ms.iter().sum::<f64>() / ms.len() as f64;
         let mdev = (ms.iter().map(|x| (x - avg) * (x - avg)).sum::<f64>() / ms.len() as f64).sqrt();
-        writeln!(out, "rtt min/avg/max/mdev = {min:.3}/{avg:.3}/{max:.3}/{mdev:.3} ms")?;
+        writeln!(
+            out,
+            "rtt min/avg/max/mdev = {min:.3}/{avg:.3}/{max:.3}/{mdev:.3} ms"
+        )?;
     }
     Ok(summary)
 }

@@ -19,7 +19,11 @@ pub fn start_services(node: &Node, specs: &[ServiceSpec]) -> Result<Vec<String>>
 pub fn start_line(node: &Node, labels: &[String]) -> String {
     let c = node.config();
     let q = node.queues();
-    let ns = c.netns.as_deref().map(|n| format!(" in netns {n}")).unwrap_or_default();
+    let ns = c
+        .netns
+        .as_deref()
+        .map(|n| format!(" in netns {n}"))
+        .unwrap_or_default();
     let mut line = format!(
         "tapir @ {} on {}{} ({} queue{})",
         c.stack.cidr,
@@ -37,6 +41,9 @@ pub fn start_line(node: &Node, labels: &[String]) -> String {
 
 /// Blocks until SIGINT or SIGTERM.
 pub fn wait_for_signal() -> Result<i32> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
     Ok(signals.forever().next().unwrap_or(0))
 }

@@ -16,13 +16,19 @@ impl Default for Clock {
 
 impl Clock {
     pub fn new() -> Self {
-        Clock { epoch: std::time::Instant::now() }
+        Clock {
+            epoch: std::time::Instant::now(),
+        }
     }
 
     pub fn now(&self) -> Instant {
         let micros = self.epoch.elapsed().as_micros();
         // Starts at 1 s so that "zero" never means "now" to a timer.
-        Instant::from_micros(u64::try_from(micros).unwrap_or(u64::MAX).saturating_add(1_000_000))
+        Instant::from_micros(
+            u64::try_from(micros)
+                .unwrap_or(u64::MAX)
+                .saturating_add(1_000_000),
+        )
     }
 
     /// The std instant at which protocols instant `t` falls.

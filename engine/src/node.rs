@@ -57,7 +57,10 @@ pub enum NodeError {
     #[error(transparent)]
     Tap(#[from] TapError),
     #[error("cannot set up worker {worker}: {source}")]
-    Worker { worker: usize, source: std::io::Error },
+    Worker {
+        worker: usize,
+        source: std::io::Error,
+    },
     #[error("--queues must be between 1 and 64 (got {0})")]
     Queues(usize),
 }
@@ -148,7 +151,10 @@ impl Node {
             let (tx, rx) = bounded(HANDOFF_QUEUE);
             receivers.push(rx);
             workers.push(WorkerShared {
-                stack: Mutex::new(WorkerState { stack, sleep_until: None }),
+                stack: Mutex::new(WorkerState {
+                    stack,
+                    sleep_until: None,
+                }),
                 wake,
                 handoff_tx: tx,
                 counters: Mutex::new(WorkerCounters::default()),
@@ -179,7 +185,10 @@ impl Node {
         }
         *inner.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads;
         let guard = Arc::new(StopGuard(inner.clone()));
-        Ok(Node { inner, _guard: guard })
+        Ok(Node {
+            inner,
+            _guard: guard,
+        })
     }
 
     pub fn config(&self) -> &NodeConfig {
@@ -292,7 +301,10 @@ impl Inner {
 fn os_seed() -> u64 {
     use std::io::Read;
     let mut b = [0u8; 8];
-    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_ok() {
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok()
+    {
         return u64::from_le_bytes(b);
     }
     let t = std::time::SystemTime::now()

@@ -27,7 +27,12 @@ pub fn flow_owner(local_port: u16, remote_ip: [u8; 4], remote_port: u16, workers
     }
     // FNV-1a over the tuple, then a final avalanche: cheap, and good enough to spread ports.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in local_port.to_be_bytes().iter().chain(remote_ip.iter()).chain(remote_port.to_be_bytes().iter()) {
+    for b in local_port
+        .to_be_bytes()
+        .iter()
+        .chain(remote_ip.iter())
+        .chain(remote_port.to_be_bytes().iter())
+    {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -54,7 +59,9 @@ pub fn classify(frame: &[u8], me: usize, workers: usize) -> Steer {
                 Some(ip) => ip,
                 None => return Steer::Here,
             };
-            let (Some(&vihl), Some(&proto)) = (ip.first(), ip.get(9)) else { return Steer::Here };
+            let (Some(&vihl), Some(&proto)) = (ip.first(), ip.get(9)) else {
+                return Steer::Here;
+            };
             let ihl = usize::from(vihl & 0x0f) * 4;
             let proto = IpProtocol::from(proto);
             if !matches!(proto, IpProtocol::Tcp | IpProtocol::Udp) {
@@ -110,7 +117,11 @@ mod tests {
         tcp[34..36].copy_from_slice(&1234u16.to_be_bytes());
         tcp[36..38].copy_from_slice(&80u16.to_be_bytes());
         let owner = flow_owner(80, [10, 0, 0, 1], 1234, 2);
-        let expect = if owner == 0 { Steer::Here } else { Steer::Owner(owner) };
+        let expect = if owner == 0 {
+            Steer::Here
+        } else {
+            Steer::Owner(owner)
+        };
         assert_eq!(classify(&tcp, 0, 2), expect);
         for len in 0..tcp.len() {
             let _ = classify(&tcp[..len], 1, 2);

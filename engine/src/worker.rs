@@ -84,7 +84,11 @@ pub(crate) fn run(
     {
         let mut st = lock(&shared.stack);
         let now = inner.clock.now();
-        let mut tx = TxBatch { pool: &mut pool, frames: &mut frames, no_buffer: 0 };
+        let mut tx = TxBatch {
+            pool: &mut pool,
+            frames: &mut frames,
+            no_buffer: 0,
+        };
         st.stack.start(now, &mut tx);
     }
     write_frames(&queue, &mut pool, &mut frames, &mut counters);
@@ -109,7 +113,11 @@ pub(crate) fn run(
         {
             let mut st = lock(&shared.stack);
             let now = inner.clock.now();
-            let mut tx = TxBatch { pool: &mut pool, frames: &mut frames, no_buffer: 0 };
+            let mut tx = TxBatch {
+                pool: &mut pool,
+                frames: &mut frames,
+                no_buffer: 0,
+            };
             // Frames other workers handed over first: they have waited longest.
             while let Ok(frame) = handoff_rx.try_recv() {
                 counters.handed_in += 1;
@@ -154,7 +162,9 @@ pub(crate) fn run(
 }
 
 fn hand_off(inner: &Inner, owner: usize, frame: &[u8], counters: &mut WorkerCounters) {
-    let Some(w) = inner.workers.get(owner) else { return };
+    let Some(w) = inner.workers.get(owner) else {
+        return;
+    };
     match w.handoff_tx.try_send(frame.to_vec()) {
         Ok(()) => {
             counters.handed_off += 1;

@@ -13,7 +13,10 @@
 //! - [`iface`]: a whole node: ARP cache, IPv4 dispatch, ICMP, UDP and TCP socket tables, drop
 //!   counters. Frames in, frames out.
 #![forbid(unsafe_code)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod iface;
 pub mod rand;

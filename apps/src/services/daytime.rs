@@ -2,15 +2,36 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-const DAYS: [&str; 7] = ["Thursday", "Friday", "Saturday", "Sunday", "Monday", "Tuesday", "Wednesday"];
+const DAYS: [&str; 7] = [
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+];
 const MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-    "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 ];
 
 /// e.g. `Tuesday, November 24, 2026 23:11:56-UTC\r\n`.
 pub fn daytime_string() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     format_utc(secs)
 }
 
@@ -51,7 +72,13 @@ mod tests {
     #[test]
     fn known_dates() {
         assert_eq!(format_utc(0), "Thursday, January 1, 1970 00:00:00-UTC\r\n");
-        assert_eq!(format_utc(1_795_561_916), "Tuesday, November 24, 2026 23:11:56-UTC\r\n");
-        assert_eq!(format_utc(951_782_400), "Tuesday, February 29, 2000 00:00:00-UTC\r\n");
+        assert_eq!(
+            format_utc(1_795_561_916),
+            "Tuesday, November 24, 2026 23:11:56-UTC\r\n"
+        );
+        assert_eq!(
+            format_utc(951_782_400),
+            "Tuesday, February 29, 2000 00:00:00-UTC\r\n"
+        );
     }
 }

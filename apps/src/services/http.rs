@@ -15,7 +15,8 @@ const MAX_HEAD: usize = 16 * 1024;
 /// Idle time after which a keep-alive connection is closed.
 const IDLE: Duration = Duration::from_secs(30);
 
-const PAGE: &str = "<!doctype html>\n<html><head><title>tapir</title></head>\n<body>\n<h1>tapir</h1>\n\
+const PAGE: &str =
+    "<!doctype html>\n<html><head><title>tapir</title></head>\n<body>\n<h1>tapir</h1>\n\
 <p>Served by tapir, a user-space TCP/IP stack on a Linux tap.</p>\n</body></html>\n";
 
 #[derive(Clone)]
@@ -34,7 +35,13 @@ struct Response {
 impl Response {
     fn error(status: u16, reason: &'static str) -> Response {
         let body = format!("<html><body><h1>{status} {reason}</h1></body></html>\n").into_bytes();
-        Response { status, reason, content_type: "text/html; charset=utf-8", body, extra: Vec::new() }
+        Response {
+            status,
+            reason,
+            content_type: "text/html; charset=utf-8",
+            body,
+            extra: Vec::new(),
+        }
     }
 }
 
@@ -46,7 +53,9 @@ impl Server {
     pub fn run(self, listener: TcpListener) {
         while let Ok((stream, _)) = listener.accept() {
             let me = self.clone();
-            let _ = thread::Builder::new().name("http-conn".into()).spawn(move || me.serve(stream));
+            let _ = thread::Builder::new()
+                .name("http-conn".into())
+                .spawn(move || me.serve(stream));
         }
     }
 
@@ -142,7 +151,10 @@ impl Server {
         };
         // Refuse any path that names a parent, before touching the file system.
         let rel = Path::new(decoded.trim_start_matches('/'));
-        if rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+        if rel
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+        {
             return Response::error(403, "Forbidden");
         }
         let mut file = root.join(rel);
@@ -172,7 +184,12 @@ fn close(stream: TcpStream) {
     let _ = stream.wait_closed(Some(Duration::from_secs(10)));
 }
 
-fn write_response(stream: &mut TcpStream, r: &Response, head_only: bool, keep: bool) -> io::Result<()> {
+fn write_response(
+    stream: &mut TcpStream,
+    r: &Response,
+    head_only: bool,
+    keep: bool,
+) -> io::Result<()> {
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nServer: tapir\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n",
         r.status,
@@ -193,7 +210,12 @@ fn write_response(stream: &mut TcpStream, r: &Response, head_only: bool, keep: b
 }
 
 fn content_type(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .as_deref()
+    {
         Some("html" | "htm") => "text/html; charset=utf-8",
         Some("txt") => "text/plain; charset=utf-8",
         Some("css") => "text/css",
@@ -230,7 +252,6 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,7 +267,10 @@ mod tests {
         fs::write(dir.join("f.txt"), b"hi").unwrap();
         let s = Server::new(Some(dir.canonicalize().unwrap()));
         let ok = s.get("/f.txt");
-        assert_eq!((ok.status, ok.body.as_slice(), ok.content_type), (200, &b"hi"[..], "text/plain; charset=utf-8"));
+        assert_eq!(
+            (ok.status, ok.body.as_slice(), ok.content_type),
+            (200, &b"hi"[..], "text/plain; charset=utf-8")
+        );
         assert_eq!(s.get("/%2e%2e/etc/passwd").status, 403);
         assert_eq!(s.get("/../etc/passwd").status, 403);
         assert_eq!(s.get("/nope").status, 404);

@@ -57,7 +57,6 @@ pub struct ServiceSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpecError(pub String);
 
-
 impl std::fmt::Display for SpecError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -99,7 +98,9 @@ impl FromStr for ServiceSpec {
             (Kind::Http, Some(d)) => Some(PathBuf::from(d)),
             (_, None) => None,
             (_, Some(_)) => {
-                return Err(SpecError(format!("service '{name}' takes no argument (only http=DIR does)")))
+                return Err(SpecError(format!(
+                    "service '{name}' takes no argument (only http=DIR does)"
+                )))
             }
         };
         Ok(ServiceSpec { kind, port, dir })
@@ -148,10 +149,20 @@ mod tests {
 
     #[test]
     fn specs_parse_with_ports_and_dirs() {
-        assert_eq!("echo".parse::<ServiceSpec>().unwrap(), ServiceSpec { kind: Kind::Echo, port: 7, dir: None });
+        assert_eq!(
+            "echo".parse::<ServiceSpec>().unwrap(),
+            ServiceSpec {
+                kind: Kind::Echo,
+                port: 7,
+                dir: None
+            }
+        );
         assert_eq!("daytime:1313".parse::<ServiceSpec>().unwrap().port, 1313);
         let h: ServiceSpec = "http:8080=/tmp".parse().unwrap();
-        assert_eq!((h.kind, h.port, h.dir), (Kind::Http, 8080, Some(PathBuf::from("/tmp"))));
+        assert_eq!(
+            (h.kind, h.port, h.dir),
+            (Kind::Http, 8080, Some(PathBuf::from("/tmp")))
+        );
         let e = "gopher".parse::<ServiceSpec>().unwrap_err();
         assert!(e.0.contains("unknown service 'gopher'"), "{e}");
         assert!("echo:0".parse::<ServiceSpec>().is_err());

@@ -21,8 +21,14 @@ impl IcmpSocket {
     /// Opens an echo socket with a random identifier.
     pub fn bind(node: &Node) -> io::Result<IcmpSocket> {
         let ident = node.random_u64() as u16;
-        let handles = (0..node.queues()).map(|w| node.with_stack(w, |s, _| s.icmp_bind(ident))).collect();
-        Ok(IcmpSocket { node: node.clone(), ident, handles })
+        let handles = (0..node.queues())
+            .map(|w| node.with_stack(w, |s, _| s.icmp_bind(ident)))
+            .collect();
+        Ok(IcmpSocket {
+            node: node.clone(),
+            ident,
+            handles,
+        })
     }
 
     pub fn ident(&self) -> u16 {
@@ -30,12 +36,24 @@ impl IcmpSocket {
     }
 
     /// Queues an echo request.
-    pub fn send_echo(&self, dst: Ipv4Addr, seq_no: u16, ttl: Option<u8>, data: &[u8]) -> io::Result<()> {
+    pub fn send_echo(
+        &self,
+        dst: Ipv4Addr,
+        seq_no: u16,
+        ttl: Option<u8>,
+        data: &[u8],
+    ) -> io::Result<()> {
         let h = self.handles[0];
-        if self.node.with_stack(0, |s, _| s.icmp_send_echo(h, dst, seq_no, ttl, data)) {
+        if self
+            .node
+            .with_stack(0, |s, _| s.icmp_send_echo(h, dst, seq_no, ttl, data))
+        {
             Ok(())
         } else {
-            Err(io::Error::new(io::ErrorKind::WouldBlock, "echo send queue full"))
+            Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "echo send queue full",
+            ))
         }
     }
 

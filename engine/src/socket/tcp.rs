@@ -37,7 +37,11 @@ impl TcpListener {
                 return Err(tcp_error(e));
             }
         }
-        Ok(TcpListener { node: node.clone(), port, next: AtomicUsize::new(0) })
+        Ok(TcpListener {
+            node: node.clone(),
+            port,
+            next: AtomicUsize::new(0),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddrV4 {
@@ -50,7 +54,10 @@ impl TcpListener {
     }
 
     /// Like `accept`, giving up with `TimedOut` after `timeout`.
-    pub fn accept_timeout(&self, timeout: Option<Duration>) -> io::Result<(TcpStream, SocketAddrV4)> {
+    pub fn accept_timeout(
+        &self,
+        timeout: Option<Duration>,
+    ) -> io::Result<(TcpStream, SocketAddrV4)> {
         let until = deadline(timeout);
         let n = self.node.queues();
         loop {
@@ -58,7 +65,10 @@ impl TcpListener {
             let start = self.next.fetch_add(1, Ordering::Relaxed);
             for i in 0..n {
                 let w = (start + i) % n;
-                let got = self.node.with_stack(w, |s, _| s.tcp_accept(self.port)).map_err(tcp_error)?;
+                let got = self
+                    .node
+                    .with_stack(w, |s, _| s.tcp_accept(self.port))
+                    .map_err(tcp_error)?;
                 if let Some((handle, remote)) = got {
                     let stream = TcpStream::from_parts(&self.node, w, handle, remote);
                     return Ok((stream, remote));
@@ -120,7 +130,11 @@ impl TcpStream {
         Self::connect_timeout(node, remote, None)
     }
 
-    pub fn connect_timeout(node: &Node, remote: SocketAddrV4, timeout: Option<Duration>) -> io::Result<TcpStream> {
+    pub fn connect_timeout(
+        node: &Node,
+        remote: SocketAddrV4,
+        timeout: Option<Duration>,
+    ) -> io::Result<TcpStream> {
         let n = node.queues();
         let w = (node.random_u64() % n as u64) as usize;
         let ip = remote.ip().octets();
@@ -133,7 +147,9 @@ impl TcpStream {
         let until = deadline(timeout);
         loop {
             let seen = node.epoch();
-            let r = node.with_stack(w, |s, _| s.tcp_readiness(handle)).map_err(tcp_error)?;
+            let r = node
+                .with_stack(w, |s, _| s.tcp_readiness(handle))
+                .map_err(tcp_error)?;
             if let Some(e) = r.error {
                 return Err(tcp_error(e));
             }
@@ -171,21 +187,26 @@ impl TcpStream {
     }
 
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
-        self.node.with_stack(self.worker, |s, _| s.tcp_set_nodelay(self.handle, on)).map_err(tcp_error)
+        self.node
+            .with_stack(self.worker, |s, _| s.tcp_set_nodelay(self.handle, on))
+            .map_err(tcp_error)
     }
 
     /// The connection's TCP state.
     pub fn state(&self) -> Option<State> {
-        self.node.with_stack(self.worker, |s, _| s.tcp_readiness(self.handle).ok().map(|r| r.state))
+        self.node.with_stack(self.worker, |s, _| {
+            s.tcp_readiness(self.handle).ok().map(|r| r.state)
+        })
     }
 
     /// Shuts down one or both halves. `Write` sends FIN after the queued data.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         match how {
             Shutdown::Read => Ok(()),
-            Shutdown::Write | Shutdown::Both => {
-                self.node.with_stack(self.worker, |s, _| s.tcp_close(self.handle)).map_err(tcp_error)
-            }
+            Shutdown::Write | Shutdown::Both => self
+                .node
+                .with_stack(self.worker, |s, _| s.tcp_close(self.handle))
+                .map_err(tcp_error),
         }
     }
 

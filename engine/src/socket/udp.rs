@@ -4,7 +4,7 @@ use std::io;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use protocols::iface::{SocketHandle, UdpError};
+use protocols::iface::SocketHandle;
 
 use super::{deadline, stopped, udp_error};
 use crate::node::Node;
@@ -22,8 +22,12 @@ pub struct UdpSocket {
 impl UdpSocket {
     /// Binds `port` (0: a random free ephemeral port).
     pub fn bind(node: &Node, port: u16) -> io::Result<UdpSocket> {
-        let first = node.with_stack(0, |s, _| s.udp_bind(port)).map_err(udp_error)?;
-        let port = node.with_stack(0, |s, _| s.udp_local_port(first)).unwrap_or(port);
+        let first = node
+            .with_stack(0, |s, _| s.udp_bind(port))
+            .map_err(udp_error)?;
+        let port = node
+            .with_stack(0, |s, _| s.udp_local_port(first))
+            .unwrap_or(port);
         let mut handles = vec![first];
         for w in 1..node.queues() {
             match node.with_stack(w, |s, _| s.udp_bind(port)) {
@@ -36,7 +40,12 @@ impl UdpSocket {
                 }
             }
         }
-        Ok(UdpSocket { node: node.clone(), port, handles, read_timeout: None })
+        Ok(UdpSocket {
+            node: node.clone(),
+            port,
+            handles,
+            read_timeout: None,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddrV4 {
@@ -51,7 +60,9 @@ impl UdpSocket {
     pub fn send_to(&self, buf: &[u8], dst: SocketAddrV4) -> io::Result<usize> {
         let w = flow_owner(self.port, dst.ip().octets(), dst.port(), self.handles.len());
         let h = self.handles[w];
-        self.node.with_stack(w, |s, _| s.udp_send_to(h, dst, buf)).map_err(udp_error)?;
+        self.node
+            .with_stack(w, |s, _| s.udp_send_to(h, dst, buf))
+            .map_err(udp_error)?;
         Ok(buf.len())
     }
 
@@ -61,7 +72,10 @@ impl UdpSocket {
         loop {
             let seen = self.node.epoch();
             for (w, &h) in self.handles.iter().enumerate() {
-                let got = self.node.with_stack(w, |s, _| s.udp_recv_from(h)).map_err(udp_error)?;
+                let got = self
+                    .node
+                    .with_stack(w, |s, _| s.udp_recv_from(h))
+                    .map_err(udp_error)?;
                 if let Some(d) = got {
                     let n = d.data.len().min(buf.len());
                     buf[..n].copy_from_slice(&d.data[..n]);
@@ -85,4 +99,3 @@ impl Drop for UdpSocket {
         }
     }
 }
-

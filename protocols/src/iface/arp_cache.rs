@@ -89,7 +89,10 @@ impl ArpCache {
 
     /// The address's MAC if a live entry exists.
     pub fn lookup(&self, addr: Ipv4Addr, now: Instant) -> Option<EthernetAddress> {
-        self.entries.get(&addr).filter(|e| e.expires_at > now).map(|e| e.mac)
+        self.entries
+            .get(&addr)
+            .filter(|e| e.expires_at > now)
+            .map(|e| e.mac)
     }
 
     /// True if an entry (live or not) exists for `addr`: RFC 826's "merge" rule updates only
@@ -103,7 +106,13 @@ impl ArpCache {
         if !self.entries.contains_key(&addr) && self.entries.len() >= self.config.capacity {
             self.evict_one(now);
         }
-        self.entries.insert(addr, Entry { mac, expires_at: now + self.config.entry_ttl });
+        self.entries.insert(
+            addr,
+            Entry {
+                mac,
+                expires_at: now + self.config.entry_ttl,
+            },
+        );
         match self.pending.remove(&addr) {
             Some(p) => {
                 self.pending_total -= p.frames.len();
@@ -118,7 +127,13 @@ impl ArpCache {
         let victim = self
             .entries
             .iter()
-            .min_by_key(|(_, e)| if e.expires_at <= now { Instant::ZERO } else { e.expires_at })
+            .min_by_key(|(_, e)| {
+                if e.expires_at <= now {
+                    Instant::ZERO
+                } else {
+                    e.expires_at
+                }
+            })
             .map(|(a, _)| *a);
         if let Some(a) = victim {
             self.entries.remove(&a);
@@ -243,7 +258,11 @@ mod tests {
     fn capacity_is_bounded_evicting_the_oldest() {
         let mut c = small();
         for i in 1..=3u8 {
-            c.insert(Ipv4Addr::new(10, 0, 0, i), MAC, Instant::from_secs(u64::from(i)));
+            c.insert(
+                Ipv4Addr::new(10, 0, 0, i),
+                MAC,
+                Instant::from_secs(u64::from(i)),
+            );
         }
         let now = Instant::from_secs(3);
         assert_eq!(c.entries(now).len(), 2);
@@ -256,11 +275,18 @@ mod tests {
         let mut c = small();
         let t0 = Instant::from_secs(10);
         assert_eq!(c.enqueue(A, vec![1], t0), Enqueued::HeldSendRequest);
-        assert_eq!(c.enqueue(A, vec![2], t0 + Duration::from_millis(500)), Enqueued::Held);
+        assert_eq!(
+            c.enqueue(A, vec![2], t0 + Duration::from_millis(500)),
+            Enqueued::Held
+        );
         assert_eq!(c.enqueue(A, vec![3], t0), Enqueued::QueueFull);
         let b = Ipv4Addr::new(10, 0, 0, 9);
         assert_eq!(c.enqueue(b, vec![4], t0), Enqueued::HeldSendRequest);
-        assert_eq!(c.enqueue(b, vec![5], t0), Enqueued::QueueFull, "total bound");
+        assert_eq!(
+            c.enqueue(b, vec![5], t0),
+            Enqueued::QueueFull,
+            "total bound"
+        );
         assert_eq!(c.poll_at(), Some(t0 + Duration::from_secs(1)));
         let waiting = c.insert(A, MAC, t0 + Duration::from_millis(700));
         assert_eq!(waiting, vec![vec![1], vec![2]]);

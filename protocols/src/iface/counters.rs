@@ -86,7 +86,10 @@ impl Counters {
 
     /// Every reason with a non-zero count.
     pub fn nonzero_drops(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
-        DropReason::ALL.iter().map(|&r| (r, self.drops(r))).filter(|&(_, n)| n > 0)
+        DropReason::ALL
+            .iter()
+            .map(|&r| (r, self.drops(r)))
+            .filter(|&(_, n)| n > 0)
     }
 
     pub fn total_drops(&self) -> u64 {
@@ -124,7 +127,10 @@ mod tests {
         c.drop(DropReason::TcpBadChecksum);
         c.drop(DropReason::TcpBadChecksum);
         assert_eq!(c.drops(DropReason::TcpBadChecksum), 2);
-        assert_eq!(c.nonzero_drops().collect::<Vec<_>>(), vec![(DropReason::TcpBadChecksum, 2)]);
+        assert_eq!(
+            c.nonzero_drops().collect::<Vec<_>>(),
+            vec![(DropReason::TcpBadChecksum, 2)]
+        );
         let mut total = Counters::default();
         total.merge(&c);
         total.merge(&c);

@@ -83,7 +83,12 @@ impl Egress<'_> {
                     return true;
                 }
                 frame.truncate(ethernet::HEADER_LEN + n);
-                write_eth(&mut frame, src_mac, EthernetAddress::BROADCAST, EtherType::Ipv4);
+                write_eth(
+                    &mut frame,
+                    src_mac,
+                    EthernetAddress::BROADCAST,
+                    EtherType::Ipv4,
+                );
                 match self.arp.enqueue(hop, frame, now) {
                     Enqueued::HeldSendRequest => {
                         self.send_arp(sink, ArpOperation::Request, hop, EthernetAddress([0; 6]));
@@ -130,7 +135,9 @@ impl Egress<'_> {
             buf.fill(0);
             let (head, rest) = buf.split_at_mut(ethernet::HEADER_LEN);
             write_eth(head, src_mac, dst_mac, EtherType::Arp);
-            repr.emit(&mut ArpPacket::new_unchecked(&mut rest[..repr.buffer_len()]));
+            repr.emit(&mut ArpPacket::new_unchecked(
+                &mut rest[..repr.buffer_len()],
+            ));
             counters.tx_frames += 1;
             counters.tx_bytes += 60;
             60
@@ -138,7 +145,12 @@ impl Egress<'_> {
     }
 
     /// Writes frames that waited for ARP, now that `mac` is known.
-    pub fn flush_pending<S: Sink>(&mut self, sink: &mut S, mac: EthernetAddress, frames: Vec<Vec<u8>>) {
+    pub fn flush_pending<S: Sink>(
+        &mut self,
+        sink: &mut S,
+        mac: EthernetAddress,
+        frames: Vec<Vec<u8>>,
+    ) {
         for mut frame in frames {
             if let Some(dst) = frame.get_mut(0..6) {
                 dst.copy_from_slice(&mac.0);
@@ -155,7 +167,11 @@ impl Egress<'_> {
 }
 
 fn write_eth(head: &mut [u8], src: EthernetAddress, dst: EthernetAddress, ethertype: EtherType) {
-    let repr = EthernetRepr { src_addr: src, dst_addr: dst, ethertype };
+    let repr = EthernetRepr {
+        src_addr: src,
+        dst_addr: dst,
+        ethertype,
+    };
     repr.emit(&mut EthernetFrame::new_unchecked(head));
 }
 
@@ -198,7 +214,8 @@ impl Stack {
     }
 
     pub(super) fn send_arp_request_for<S: Sink>(&mut self, target: Ipv4Addr, sink: &mut S) {
-        self.egress().send_arp(sink, ArpOperation::Request, target, EthernetAddress([0; 6]));
+        self.egress()
+            .send_arp(sink, ArpOperation::Request, target, EthernetAddress([0; 6]));
     }
 
     pub(super) fn poll_arp<S: Sink>(&mut self, now: Instant, sink: &mut S) {

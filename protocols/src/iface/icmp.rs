@@ -11,7 +11,7 @@ use super::ingress::IpMeta;
 use super::sockets::{Slab, SocketHandle};
 use super::{Sink, Stack};
 use crate::time::{Duration, Instant};
-use crate::wire::{self, IpProtocol, Icmpv4Packet, Icmpv4Repr};
+use crate::wire::{self, Icmpv4Packet, Icmpv4Repr, IpProtocol};
 
 /// Most bytes of the offending datagram quoted in an error (RFC 1812 §4.3.2.3: the whole error
 /// fits in 576 bytes).
@@ -53,6 +53,12 @@ pub(super) struct IcmpTable {
 const ECHO_RX_QUEUE: usize = 256;
 const ECHO_TX_QUEUE: usize = 256;
 
+impl IcmpTable {
+    pub fn has_tx(&self) -> bool {
+        !self.tx.is_empty()
+    }
+}
+
 impl Stack {
     pub(super) fn receive_icmp(
         &mut self,
@@ -73,16 +79,38 @@ impl Stack {
             Err(_) => return self.counters.drop(DropReason::IcmpMalformed),
         };
         match repr {
-            Icmpv4Repr::EchoRequest { ident, seq_no, data } => {
+            Icmpv4Repr::EchoRequest {
+                ident,
+                seq_no,
+                data,
+            } => {
                 if meta.broadcast {
                     // RFC 1122 §3.2.2.6 lets us ignore broadcast pings; we do (smurf defence).
                     return self.counters.drop(DropReason::NotForUs);
                 }
-                self.send_echo(now, sink, meta.src, true, ident, seq_no, self.config.ttl, data);
+                self.send_echo(
+                    now,
+                    sink,
+                    meta.src,
+                    true,
+                    ident,
+                    seq_no,
+                    self.config.ttl,
+                    data,
+                );
                 self.counters.icmp_echo_replied += 1;
             }
-            Icmpv4Repr::EchoReply { ident, seq_no, data } => {
-                let sock = self.icmp.sockets.iter().find(|(_, s)| s.ident == ident).map(|(h, _)| h);
+            Icmpv4Repr::EchoReply {
+                ident,
+                seq_no,
+                data,
+            } => {
+                let sock = self
+                    .icmp
+                    .sockets
+                    .iter()
+                    .find(|(_, s)| s.ident == ident)
+                    .map(|(h, _)| h);
                 match sock.and_then(|h| self.icmp.sockets.get_mut(h)) {
                     Some(s) if s.rx.len() < ECHO_RX_QUEUE => {
                         s.rx.push_back(EchoReply {
@@ -115,9 +143,17 @@ impl Stack {
         data: &[u8],
     ) {
         let repr = if reply {
-            Icmpv4Repr::EchoReply { ident, seq_no, data }
+            Icmpv4Repr::EchoReply {
+                ident,
+                seq_no,
+                data,
+            }
         } else {
-            Icmpv4Repr::EchoRequest { ident, seq_no, data }
+            Icmpv4Repr::EchoRequest {
+                ident,
+                seq_no,
+                data,
+            }
         };
         let src = self.address();
         let mut eg = self.egress();
@@ -148,7 +184,9 @@ impl Stack {
         }
         // Never about an ICMP error, nor about a non-first fragment.
         let protocol = header.get(9).copied();
-        let frag_offset = header.get(6..8).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) & 0x1fff);
+        let frag_offset = header
+            .get(6..8)
+            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) & 0x1fff);
         if (protocol == Some(1) && is_icmp_error(body)) || frag_offset != 0 {
             return;
         }
@@ -160,7 +198,11 @@ impl Stack {
         invoking.extend_from_slice(header);
         invoking.extend_from_slice(body);
         invoking.truncate(quote_len);
-        let repr = Icmpv4Repr::DstUnreachable { code, next_hop_mtu: 0, invoking: &invoking };
+        let repr = Icmpv4Repr::DstUnreachable {
+            code,
+            next_hop_mtu: 0,
+            invoking: &invoking,
+        };
         let src = self.address();
         let dst = meta.src;
         let ttl = self.config.ttl;
@@ -192,7 +234,10 @@ impl Stack {
 
     /// Opens an echo socket that receives the echo replies carrying `ident`.
     pub fn icmp_bind(&mut self, ident: u16) -> SocketHandle {
-        self.icmp.sockets.insert(EchoSocket { ident, rx: VecDeque::new() })
+        self.icmp.sockets.insert(EchoSocket {
+            ident,
+            rx: VecDeque::new(),
+        })
     }
 
     /// Queues an echo request; it goes out at the next `poll`. False if the queue is full.
@@ -204,13 +249,21 @@ impl Stack {
         ttl: Option<u8>,
         data: &[u8],
     ) -> bool {
-        let Some(s) = self.icmp.sockets.get(h) else { return false };
+        let Some(s) = self.icmp.sockets.get(h) else {
+            return false;
+        };
         if self.icmp.tx.len() >= ECHO_TX_QUEUE {
             return false;
         }
         let ident = s.ident;
         let ttl = ttl.unwrap_or(self.config.ttl);
-        self.icmp.tx.push_back(EchoRequest { dst, ident, seq_no, ttl, data: data.to_vec() });
+        self.icmp.tx.push_back(EchoRequest {
+            dst,
+            ident,
+            seq_no,
+            ttl,
+            data: data.to_vec(),
+        });
         true
     }
 

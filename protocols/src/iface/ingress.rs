@@ -63,7 +63,8 @@ impl Stack {
         if sender_ok && (for_me || self.arp.knows(sender)) {
             let waiting = self.arp.insert(sender, repr.source_hardware_addr, now);
             if !waiting.is_empty() {
-                self.egress().flush_pending(sink, repr.source_hardware_addr, waiting);
+                self.egress()
+                    .flush_pending(sink, repr.source_hardware_addr, waiting);
             }
         }
         if !for_me {
@@ -73,7 +74,8 @@ impl Stack {
             return;
         }
         if repr.operation == ArpOperation::Request && sender_ok {
-            self.egress().send_arp(sink, ArpOperation::Reply, sender, repr.source_hardware_addr);
+            self.egress()
+                .send_arp(sink, ArpOperation::Reply, sender, repr.source_hardware_addr);
         }
     }
 
@@ -104,8 +106,15 @@ impl Stack {
         if repr.more_frags || repr.frag_offset != 0 {
             return self.counters.drop(DropReason::Fragment);
         }
-        let meta = IpMeta { src, dst: repr.dst_addr, ttl: repr.ttl, broadcast };
-        let header = payload.get(..usize::from(packet.header_len())).unwrap_or_default();
+        let meta = IpMeta {
+            src,
+            dst: repr.dst_addr,
+            ttl: repr.ttl,
+            broadcast,
+        };
+        let header = payload
+            .get(..usize::from(packet.header_len()))
+            .unwrap_or_default();
         let body = packet.payload();
         match repr.protocol {
             IpProtocol::Icmp => self.receive_icmp(now, meta, body, sink),

@@ -23,8 +23,8 @@ mod sockets;
 mod tcp_table;
 mod udp;
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::Ipv4Addr;
 
 pub use arp_cache::ArpConfig;
@@ -195,7 +195,8 @@ impl Stack {
     pub fn poll_at(&self) -> Option<Instant> {
         let tcp = self.timers.peek().map(|Reverse((t, _))| *t);
         let arp = self.arp.poll_at();
-        let dirty = if self.dirty.is_empty() { None } else { Some(Instant::ZERO) };
+        let queued = !self.dirty.is_empty() || self.udp.has_tx() || self.icmp.has_tx();
+        let dirty = if queued { Some(Instant::ZERO) } else { None };
         [tcp, arp, dirty].into_iter().flatten().min()
     }
 

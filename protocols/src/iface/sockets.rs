@@ -26,7 +26,11 @@ pub struct Slab<T> {
 
 impl<T> Default for Slab<T> {
     fn default() -> Self {
-        Slab { slots: Vec::new(), free: Vec::new(), len: 0 }
+        Slab {
+            slots: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
     }
 }
 
@@ -37,12 +41,18 @@ impl<T> Slab<T> {
             if let Some(slot) = self.slots.get_mut(index as usize) {
                 slot.0 = slot.0.wrapping_add(1);
                 slot.1 = Some(value);
-                return SocketHandle { index, generation: slot.0 };
+                return SocketHandle {
+                    index,
+                    generation: slot.0,
+                };
             }
         }
         let index = self.slots.len() as u32;
         self.slots.push((0, Some(value)));
-        SocketHandle { index, generation: 0 }
+        SocketHandle {
+            index,
+            generation: 0,
+        }
     }
 
     pub fn get(&self, h: SocketHandle) -> Option<&T> {
@@ -74,13 +84,17 @@ impl<T> Slab<T> {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     pub fn iter(&self) -> impl Iterator<Item = (SocketHandle, &T)> {
         self.slots.iter().enumerate().filter_map(|(i, (g, v))| {
-            v.as_ref().map(|v| (SocketHandle { index: i as u32, generation: *g }, v))
+            v.as_ref().map(|v| {
+                (
+                    SocketHandle {
+                        index: i as u32,
+                        generation: *g,
+                    },
+                    v,
+                )
+            })
         })
     }
 }

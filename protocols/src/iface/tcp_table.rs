@@ -174,7 +174,9 @@ impl Stack {
                 if self.tcp.sockets.len() >= self.config.max_conns {
                     return self.counters.drop(DropReason::TcpMaxConns);
                 }
-                let isn = self.isn.isn((meta.dst, repr.dst_port), (meta.src, repr.src_port), now);
+                let isn = self
+                    .isn
+                    .isn((meta.dst, repr.dst_port), (meta.src, repr.src_port), now);
                 let conn = Connection::accept(&self.config.tcp, &repr, isn, now);
                 let h = self.tcp.sockets.insert(TcpSocket {
                     conn,
@@ -218,7 +220,9 @@ impl Stack {
     /// Bookkeeping after connection `h` changed: wake the application, move it to its
     /// listener's accept queue, schedule its timer, free it when done.
     fn settle(&mut self, h: SocketHandle) {
-        let Some(s) = self.tcp.sockets.get_mut(h) else { return };
+        let Some(s) = self.tcp.sockets.get_mut(h) else {
+            return;
+        };
         if s.conn.take_wakeup() {
             self.wakeup = true;
         }
@@ -240,12 +244,20 @@ impl Stack {
     }
 
     fn reschedule(&mut self, h: SocketHandle) {
-        let Some(s) = self.tcp.sockets.get_mut(h) else { return };
-        if s.conn.is_closed() && s.listener.is_none() && (s.released || !s.owned) && !self.in_accept_queue(h) {
+        let Some(s) = self.tcp.sockets.get_mut(h) else {
+            return;
+        };
+        if s.conn.is_closed()
+            && s.listener.is_none()
+            && (s.released || !s.owned)
+            && !self.in_accept_queue(h)
+        {
             self.remove_conn(h);
             return;
         }
-        let Some(s) = self.tcp.sockets.get_mut(h) else { return };
+        let Some(s) = self.tcp.sockets.get_mut(h) else {
+            return;
+        };
         let at = s.conn.poll_at();
         if at != s.timer_at {
             s.timer_at = at;
@@ -256,7 +268,9 @@ impl Stack {
     }
 
     fn in_accept_queue(&self, h: SocketHandle) -> bool {
-        let Some(s) = self.tcp.sockets.get(h) else { return false };
+        let Some(s) = self.tcp.sockets.get(h) else {
+            return false;
+        };
         if s.owned {
             return false;
         }
@@ -278,7 +292,9 @@ impl Stack {
                 break;
             }
             self.timers.pop();
-            let Some(s) = self.tcp.sockets.get_mut(h) else { continue };
+            let Some(s) = self.tcp.sockets.get_mut(h) else {
+                continue;
+            };
             if s.timer_at != Some(t) {
                 continue; // stale entry
             }
@@ -292,17 +308,33 @@ impl Stack {
         let local = self.address();
         let dirty = std::mem::take(&mut self.dirty);
         for h in dirty {
-            let Stack { tcp, config, arp, counters, ip_ident, .. } = self;
-            let Some(s) = tcp.sockets.get_mut(h) else { continue };
+            let Stack {
+                tcp,
+                config,
+                arp,
+                counters,
+                ip_ident,
+                ..
+            } = self;
+            let Some(s) = tcp.sockets.get_mut(h) else {
+                continue;
+            };
             s.dirty = false;
             let remote = s.remote;
-            let mut eg = Egress { config, arp, counters, ip_ident };
+            let mut eg = Egress {
+                config,
+                arp,
+                counters,
+                ip_ident,
+            };
             // Bounded so that one connection cannot starve the others within a poll; one that
             // still has more goes back on the dirty list.
             let mut sent_all = false;
             for _ in 0..MAX_BURST {
                 let conn = &mut s.conn;
-                if !send_segment(&mut eg, now, sink, local, remote, |seg| conn.poll_transmit(now, seg)) {
+                if !send_segment(&mut eg, now, sink, local, remote, |seg| {
+                    conn.poll_transmit(now, seg)
+                }) {
                     sent_all = true;
                     break;
                 }
@@ -320,7 +352,11 @@ impl Stack {
         match self.tcp.listeners.entry(port) {
             Entry::Occupied(_) => Err(TcpError::AddrInUse),
             Entry::Vacant(v) => {
-                v.insert(Listener { backlog: backlog.max(1), ready: VecDeque::new(), half_open: 0 });
+                v.insert(Listener {
+                    backlog: backlog.max(1),
+                    ready: VecDeque::new(),
+                    half_open: 0,
+                });
                 Ok(())
             }
         }
@@ -341,9 +377,18 @@ impl Stack {
     }
 
     /// An established connection from `port`'s accept queue, if any.
-    pub fn tcp_accept(&mut self, port: u16) -> Result<Option<(SocketHandle, SocketAddrV4)>, TcpError> {
-        let l = self.tcp.listeners.get_mut(&port).ok_or(TcpError::BadHandle)?;
-        let Some(h) = l.ready.pop_front() else { return Ok(None) };
+    pub fn tcp_accept(
+        &mut self,
+        port: u16,
+    ) -> Result<Option<(SocketHandle, SocketAddrV4)>, TcpError> {
+        let l = self
+            .tcp
+            .listeners
+            .get_mut(&port)
+            .ok_or(TcpError::BadHandle)?;
+        let Some(h) = l.ready.pop_front() else {
+            return Ok(None);
+        };
         let s = self.tcp.sockets.get_mut(h).ok_or(TcpError::BadHandle)?;
         s.owned = true;
         Ok(Some((h, s.remote)))
@@ -370,7 +415,9 @@ impl Stack {
             }
             None => self.tcp_ephemeral_port(remote, port_ok)?,
         };
-        let isn = self.isn.isn((self.address(), port), (*remote.ip(), remote.port()), now);
+        let isn = self
+            .isn
+            .isn((self.address(), port), (*remote.ip(), remote.port()), now);
         let conn = Connection::connect(&self.config.tcp, port, remote.port(), isn, now);
         let h = self.tcp.sockets.insert(TcpSocket {
             conn,
@@ -387,13 +434,23 @@ impl Stack {
         Ok(h)
     }
 
-    fn tcp_ephemeral_port(&mut self, remote: SocketAddrV4, port_ok: &dyn Fn(u16) -> bool) -> Result<u16, TcpError> {
-        let (lo, hi) = (*super::udp::EPHEMERAL_PORTS.start(), *super::udp::EPHEMERAL_PORTS.end());
+    fn tcp_ephemeral_port(
+        &mut self,
+        remote: SocketAddrV4,
+        port_ok: &dyn Fn(u16) -> bool,
+    ) -> Result<u16, TcpError> {
+        let (lo, hi) = (
+            *super::udp::EPHEMERAL_PORTS.start(),
+            *super::udp::EPHEMERAL_PORTS.end(),
+        );
         let span = u64::from(hi - lo) + 1;
         let start = self.rng.below(span) as u16;
         for i in 0..span as u16 {
             let port = lo + (start.wrapping_add(i) % span as u16);
-            if !self.tcp.listeners.contains_key(&port) && !self.tcp.conns.contains_key(&(port, remote)) && port_ok(port) {
+            if !self.tcp.listeners.contains_key(&port)
+                && !self.tcp.conns.contains_key(&(port, remote))
+                && port_ok(port)
+            {
                 return Ok(port);
             }
         }
@@ -401,7 +458,11 @@ impl Stack {
     }
 
     fn conn_mut(&mut self, h: SocketHandle) -> Result<&mut Connection, TcpError> {
-        self.tcp.sockets.get_mut(h).map(|s| &mut s.conn).ok_or(TcpError::BadHandle)
+        self.tcp
+            .sockets
+            .get_mut(h)
+            .map(|s| &mut s.conn)
+            .ok_or(TcpError::BadHandle)
     }
 
     /// Copies what fits of `data` into the send buffer.
@@ -472,9 +533,17 @@ impl Stack {
         let c = &s.conn;
         let error = c.error().map(TcpError::from);
         let state = c.state();
-        let readable = error.is_some() || c.recv_queue() > 0 || (!c.may_recv() && !matches!(state, State::SynSent | State::SynReceived));
-        let writable = error.is_some() || (c.may_send() && c.send_capacity() > 0) || state == State::Closed;
-        Ok(Readiness { readable, writable, state, error })
+        let readable = error.is_some()
+            || c.recv_queue() > 0
+            || (!c.may_recv() && !matches!(state, State::SynSent | State::SynReceived));
+        let writable =
+            error.is_some() || (c.may_send() && c.send_capacity() > 0) || state == State::Closed;
+        Ok(Readiness {
+            readable,
+            writable,
+            state,
+            error,
+        })
     }
 
     pub fn tcp_info(&self, h: SocketHandle) -> Option<ConnInfo> {
@@ -498,7 +567,11 @@ impl Stack {
 
     /// Every connection, for `conns`.
     pub fn tcp_conns(&self) -> Vec<ConnInfo> {
-        self.tcp.sockets.iter().map(|(h, s)| self.info_of(h, s)).collect()
+        self.tcp
+            .sockets
+            .iter()
+            .map(|(h, s)| self.info_of(h, s))
+            .collect()
     }
 
     /// Ports with a listener.
@@ -527,11 +600,15 @@ fn send_segment<S: Sink>(
     let mut produced = false;
     let produced_ref = &mut produced;
     eg.send_ipv4(now, sink, dst, |buf| {
-        let Some(seg) = buf.get_mut(20..) else { return 0 };
+        let Some(seg) = buf.get_mut(20..) else {
+            return 0;
+        };
         let Some(repr) = make(seg) else { return 0 };
         *produced_ref = true;
         let seg_len = repr.header_len() + repr.payload_len;
-        let Some(seg) = seg.get_mut(..seg_len) else { return 0 };
+        let Some(seg) = seg.get_mut(..seg_len) else {
+            return 0;
+        };
         repr.emit(&mut TcpPacket::new_unchecked(seg), local, dst, csum);
         emit_ipv4(buf, local, dst, IpProtocol::Tcp, seg_len, ident, ttl)
     });

@@ -8,7 +8,7 @@ use crate::tcp::State;
 use crate::time::{Duration, Instant};
 use crate::wire::{
     icmpv4, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame,
-    EthernetRepr, IpProtocol, Icmpv4Packet, Icmpv4Repr, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket,
+    EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket,
     TcpRepr, TxChecksum, UdpPacket, UdpRepr,
 };
 
@@ -26,7 +26,11 @@ fn stack(mac: EthernetAddress, ip: Ipv4Addr, seed: u64) -> Stack {
 fn node_b() -> Stack {
     let mut b = stack(MAC_B, IP_B, 2);
     let mut out = Vec::new();
-    b.receive(Instant::from_secs(1), &arp_frame(ArpOperation::Request, IP_B), &mut out);
+    b.receive(
+        Instant::from_secs(1),
+        &arp_frame(ArpOperation::Request, IP_B),
+        &mut out,
+    );
     b
 }
 
@@ -35,13 +39,21 @@ fn arp_frame(op: ArpOperation, target: Ipv4Addr) -> Vec<u8> {
         operation: op,
         source_hardware_addr: MAC_A,
         source_protocol_addr: IP_A,
-        target_hardware_addr: if op == ArpOperation::Reply { MAC_B } else { EthernetAddress([0; 6]) },
+        target_hardware_addr: if op == ArpOperation::Reply {
+            MAC_B
+        } else {
+            EthernetAddress([0; 6])
+        },
         target_protocol_addr: target,
     };
     let mut buf = vec![0u8; 14 + repr.buffer_len()];
     EthernetRepr {
         src_addr: MAC_A,
-        dst_addr: if op == ArpOperation::Reply { MAC_B } else { EthernetAddress::BROADCAST },
+        dst_addr: if op == ArpOperation::Reply {
+            MAC_B
+        } else {
+            EthernetAddress::BROADCAST
+        },
         ethertype: EtherType::Arp,
     }
     .emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
@@ -52,8 +64,12 @@ fn arp_frame(op: ArpOperation, target: Ipv4Addr) -> Vec<u8> {
 /// An IPv4 frame from A to B carrying `payload` built by `fill` (given the transport region).
 fn ip_frame(protocol: IpProtocol, payload_len: usize, fill: impl FnOnce(&mut [u8])) -> Vec<u8> {
     let mut buf = vec![0u8; 14 + 20 + payload_len];
-    EthernetRepr { src_addr: MAC_A, dst_addr: MAC_B, ethertype: EtherType::Ipv4 }
-        .emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
+    EthernetRepr {
+        src_addr: MAC_A,
+        dst_addr: MAC_B,
+        ethertype: EtherType::Ipv4,
+    }
+    .emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
     fill(&mut buf[34..]);
     let ip = Ipv4Repr {
         src_addr: IP_A,
@@ -74,7 +90,11 @@ fn ip_frame(protocol: IpProtocol, payload_len: usize, fill: impl FnOnce(&mut [u8
 fn udp_frame(dst_port: u16, data: &[u8]) -> Vec<u8> {
     ip_frame(IpProtocol::Udp, 8 + data.len(), |seg| {
         seg[8..].copy_from_slice(data);
-        UdpRepr { src_port: 40000, dst_port }.emit(
+        UdpRepr {
+            src_port: 40000,
+            dst_port,
+        }
+        .emit(
             &mut UdpPacket::new_unchecked(seg),
             IP_A,
             IP_B,
@@ -85,10 +105,19 @@ fn udp_frame(dst_port: u16, data: &[u8]) -> Vec<u8> {
 }
 
 fn tcp_frame(repr: &TcpRepr, payload: &[u8]) -> Vec<u8> {
+    let repr = TcpRepr {
+        payload_len: payload.len(),
+        ..*repr
+    };
     let hl = repr.header_len();
     ip_frame(IpProtocol::Tcp, hl + payload.len(), |seg| {
         seg[hl..].copy_from_slice(payload);
-        repr.emit(&mut TcpPacket::new_unchecked(seg), IP_A, IP_B, TxChecksum::Full);
+        repr.emit(
+            &mut TcpPacket::new_unchecked(seg),
+            IP_A,
+            IP_B,
+            TxChecksum::Full,
+        );
     })
 }
 
@@ -117,7 +146,13 @@ fn parse_ip(frame: &[u8]) -> (EthernetRepr, Ipv4Repr, Vec<u8>) {
 fn parse_tcp(frame: &[u8]) -> TcpRepr {
     let (_, ip, body) = parse_ip(frame);
     assert_eq!(ip.protocol, IpProtocol::Tcp);
-    TcpRepr::parse(&TcpPacket::new_checked(&body[..]).unwrap(), ip.src_addr, ip.dst_addr, true).unwrap()
+    TcpRepr::parse(
+        &TcpPacket::new_checked(&body[..]).unwrap(),
+        ip.src_addr,
+        ip.dst_addr,
+        true,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -130,7 +165,10 @@ fn start_sends_a_gratuitous_arp() {
     assert_eq!(eth.dst_addr(), EthernetAddress::BROADCAST);
     let arp = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).unwrap()).unwrap();
     assert_eq!(arp.operation, ArpOperation::Request);
-    assert_eq!((arp.source_protocol_addr, arp.target_protocol_addr), (IP_B, IP_B));
+    assert_eq!(
+        (arp.source_protocol_addr, arp.target_protocol_addr),
+        (IP_B, IP_B)
+    );
     assert_eq!(arp.source_hardware_addr, MAC_B);
 }
 
@@ -145,13 +183,23 @@ fn arp_request_for_us_is_answered_and_sender_learned() {
     assert_eq!(eth.dst_addr(), MAC_A);
     let arp = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).unwrap()).unwrap();
     assert_eq!(arp.operation, ArpOperation::Reply);
-    assert_eq!((arp.source_hardware_addr, arp.source_protocol_addr), (MAC_B, IP_B));
-    assert_eq!((arp.target_hardware_addr, arp.target_protocol_addr), (MAC_A, IP_A));
+    assert_eq!(
+        (arp.source_hardware_addr, arp.source_protocol_addr),
+        (MAC_B, IP_B)
+    );
+    assert_eq!(
+        (arp.target_hardware_addr, arp.target_protocol_addr),
+        (MAC_A, IP_A)
+    );
     assert_eq!(b.arp_entries(now).len(), 1);
     // A request for someone else is not answered and teaches nothing new.
     let mut c = stack(MAC_B, IP_B, 1);
     out.clear();
-    c.receive(now, &arp_frame(ArpOperation::Request, Ipv4Addr::new(10, 0, 0, 9)), &mut out);
+    c.receive(
+        now,
+        &arp_frame(ArpOperation::Request, Ipv4Addr::new(10, 0, 0, 9)),
+        &mut out,
+    );
     assert!(out.is_empty());
     assert!(c.arp_entries(now).is_empty());
 }
@@ -160,7 +208,11 @@ fn arp_request_for_us_is_answered_and_sender_learned() {
 fn echo_request_gets_a_reply_with_the_same_data() {
     let mut b = node_b();
     let data = b"0123456789abcdef";
-    let req = Icmpv4Repr::EchoRequest { ident: 7, seq_no: 3, data };
+    let req = Icmpv4Repr::EchoRequest {
+        ident: 7,
+        seq_no: 3,
+        data,
+    };
     let frame = ip_frame(IpProtocol::Icmp, req.buffer_len(), |seg| {
         req.emit(&mut Icmpv4Packet::new_unchecked(seg));
     });
@@ -169,10 +221,20 @@ fn echo_request_gets_a_reply_with_the_same_data() {
     assert_eq!(out.len(), 1);
     let (eth, ip, body) = parse_ip(&out[0]);
     assert_eq!(eth.dst_addr, MAC_A);
-    assert_eq!((ip.src_addr, ip.dst_addr, ip.protocol), (IP_B, IP_A, IpProtocol::Icmp));
+    assert_eq!(
+        (ip.src_addr, ip.dst_addr, ip.protocol),
+        (IP_B, IP_A, IpProtocol::Icmp)
+    );
     let pkt = Icmpv4Packet::new_checked(&body[..]).unwrap();
     let reply = Icmpv4Repr::parse(&pkt, true).unwrap();
-    assert_eq!(reply, Icmpv4Repr::EchoReply { ident: 7, seq_no: 3, data });
+    assert_eq!(
+        reply,
+        Icmpv4Repr::EchoReply {
+            ident: 7,
+            seq_no: 3,
+            data
+        }
+    );
     assert_eq!(b.counters().icmp_echo_replied, 1);
 }
 
@@ -232,7 +294,10 @@ fn udp_datagrams_reach_a_bound_socket() {
     let (_, ip, body) = parse_ip(&out[0]);
     let pkt = UdpPacket::new_checked(&body[..]).unwrap();
     let r = UdpRepr::parse(&pkt, ip.src_addr, ip.dst_addr, true).unwrap();
-    assert_eq!((r.src_port, r.dst_port, pkt.payload()), (7, 40000, &b"pong"[..]));
+    assert_eq!(
+        (r.src_port, r.dst_port, pkt.payload()),
+        (7, 40000, &b"pong"[..])
+    );
 }
 
 #[test]
@@ -277,7 +342,10 @@ fn syn_to_listener_gets_syn_ack_and_handshake_completes_into_accept_queue() {
     };
     out.clear();
     b.receive(now, &tcp_frame(&ack, b"GET"), &mut out);
-    let (h, remote) = b.tcp_accept(80).unwrap().expect("established connection queued");
+    let (h, remote) = b
+        .tcp_accept(80)
+        .unwrap()
+        .expect("established connection queued");
     assert_eq!(remote, SocketAddrV4::new(IP_A, 40000));
     let mut buf = [0u8; 16];
     assert_eq!(b.tcp_recv(h, &mut buf).unwrap(), 3);
@@ -312,7 +380,8 @@ fn malformed_input_is_dropped_and_counted_by_reason() {
     bad[14] = 0x4f;
     b.receive(now, &bad, &mut out);
     assert_eq!(
-        b.counters().drops(DropReason::Ipv4Truncated) + b.counters().drops(DropReason::Ipv4Malformed),
+        b.counters().drops(DropReason::Ipv4Truncated)
+            + b.counters().drops(DropReason::Ipv4Malformed),
         2
     );
 
@@ -377,7 +446,13 @@ impl Pair {
         let mut out = Vec::new();
         a.start(now, &mut out);
         b.start(now, &mut out);
-        Pair { a, b, now, drop_every: 0, frames: 0 }
+        Pair {
+            a,
+            b,
+            now,
+            drop_every: 0,
+            frames: 0,
+        }
     }
 
     /// Delivers frames both ways until quiet, then jumps to the next timer. Returns false when
@@ -388,7 +463,10 @@ impl Pair {
         self.a.poll(self.now, &mut a_out);
         self.b.poll(self.now, &mut b_out);
         if a_out.is_empty() && b_out.is_empty() {
-            let next = [self.a.poll_at(), self.b.poll_at()].into_iter().flatten().min();
+            let next = [self.a.poll_at(), self.b.poll_at()]
+                .into_iter()
+                .flatten()
+                .min();
             match next {
                 Some(t) if t > self.now => {
                     self.now = t;
@@ -427,7 +505,9 @@ fn transfer(drop_every: usize) {
     let mut p = Pair::new();
     p.drop_every = drop_every;
     p.b.tcp_listen(7, 8).unwrap();
-    let ca = p.a.tcp_connect(p.now, SocketAddrV4::new(IP_B, 7), None, &|_| true).unwrap();
+    let ca =
+        p.a.tcp_connect(p.now, SocketAddrV4::new(IP_B, 7), None, &|_| true)
+            .unwrap();
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
     let mut sent = 0;
     let mut got = Vec::new();
@@ -462,15 +542,25 @@ fn transfer(drop_every: usize) {
         if !p.step() {
             break;
         }
-        let done = |s: &Stack, h| s.tcp_readiness(h).map(|r| matches!(r.state, State::Closed | State::TimeWait)).unwrap_or(true);
+        let done = |s: &Stack, h| {
+            s.tcp_readiness(h)
+                .map(|r| matches!(r.state, State::Closed | State::TimeWait))
+                .unwrap_or(true)
+        };
         if closed_a && cb.is_some_and(|h| done(&p.b, h)) && done(&p.a, ca) {
             break;
         }
     }
     assert_eq!(got.len(), data.len());
     assert!(got == data, "byte stream differs");
-    let sb = p.b.tcp_readiness(cb.unwrap()).map(|r| r.state).unwrap_or(State::Closed);
-    assert!(matches!(sb, State::Closed | State::TimeWait), "b ended in {sb:?}");
+    let sb =
+        p.b.tcp_readiness(cb.unwrap())
+            .map(|r| r.state)
+            .unwrap_or(State::Closed);
+    assert!(
+        matches!(sb, State::Closed | State::TimeWait),
+        "b ended in {sb:?}"
+    );
 }
 
 #[test]

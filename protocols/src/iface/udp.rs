@@ -59,6 +59,12 @@ pub(super) struct UdpTable {
     tx: VecDeque<Outgoing>,
 }
 
+impl UdpTable {
+    pub fn has_tx(&self) -> bool {
+        !self.tx.is_empty()
+    }
+}
+
 impl Stack {
     pub(super) fn receive_udp(
         &mut self,
@@ -85,7 +91,9 @@ impl Stack {
             self.send_icmp_error(now, sink, meta, code, header, body);
             return;
         };
-        let Some(sock) = self.udp.sockets.get_mut(h) else { return };
+        let Some(sock) = self.udp.sockets.get_mut(h) else {
+            return;
+        };
         if sock.rx.len() >= limit {
             return self.counters.drop(DropReason::UdpRxQueueFull);
         }
@@ -98,11 +106,18 @@ impl Stack {
 
     /// Binds a UDP socket to `port` (0 picks a random free ephemeral port, RFC 6056).
     pub fn udp_bind(&mut self, port: u16) -> Result<SocketHandle, UdpError> {
-        let port = if port == 0 { self.udp_ephemeral_port()? } else { port };
+        let port = if port == 0 {
+            self.udp_ephemeral_port()?
+        } else {
+            port
+        };
         if self.udp.by_port.contains_key(&port) {
             return Err(UdpError::AddrInUse);
         }
-        let h = self.udp.sockets.insert(UdpSocket { port, rx: VecDeque::new() });
+        let h = self.udp.sockets.insert(UdpSocket {
+            port,
+            rx: VecDeque::new(),
+        });
         self.udp.by_port.insert(port, h);
         Ok(h)
     }
@@ -115,7 +130,10 @@ impl Stack {
                 return Ok(port);
             }
         }
-        EPHEMERAL_PORTS.clone().find(|p| !self.udp.by_port.contains_key(p)).ok_or(UdpError::NoFreePort)
+        EPHEMERAL_PORTS
+            .clone()
+            .find(|p| !self.udp.by_port.contains_key(p))
+            .ok_or(UdpError::NoFreePort)
     }
 
     pub fn udp_local_port(&self, h: SocketHandle) -> Option<u16> {
@@ -137,7 +155,11 @@ impl Stack {
             return Err(UdpError::QueueFull);
         }
         let src_port = sock.port;
-        self.udp.tx.push_back(Outgoing { src_port, dst, data: data.to_vec() });
+        self.udp.tx.push_back(Outgoing {
+            src_port,
+            dst,
+            data: data.to_vec(),
+        });
         Ok(())
     }
 
@@ -161,12 +183,23 @@ impl Stack {
             let mut eg = self.egress();
             let ident = eg.next_ident();
             let dst = *out.dst.ip();
-            let repr = UdpRepr { src_port: out.src_port, dst_port: out.dst.port() };
+            let repr = UdpRepr {
+                src_port: out.src_port,
+                dst_port: out.dst.port(),
+            };
             eg.send_ipv4(now, sink, dst, |buf| {
                 let udp_len = 8 + out.data.len();
-                let Some(seg) = buf.get_mut(20..20 + udp_len) else { return 0 };
+                let Some(seg) = buf.get_mut(20..20 + udp_len) else {
+                    return 0;
+                };
                 seg[8..].copy_from_slice(&out.data);
-                repr.emit(&mut UdpPacket::new_unchecked(seg), src, dst, out.data.len(), csum);
+                repr.emit(
+                    &mut UdpPacket::new_unchecked(seg),
+                    src,
+                    dst,
+                    out.data.len(),
+                    csum,
+                );
                 emit_ipv4(buf, src, dst, IpProtocol::Udp, udp_len, ident, ttl)
             });
         }
