@@ -1,0 +1,361 @@
+//! Interop: the `tapir` binary on a real tap in a private lab namespace, against the Linux
+//! kernel's own stack and stock tools (ping, curl). Needs root and /dev/net/tun; each test builds
+//! its own namespace (`tapir-it-PID-N`) and removes it on every path.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use engine::sys::netns::run_in_netns;
+use tapir_apps::lab::Lab;
+
+const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
+
+/// False (and the test returns early) only when the caller asked to skip interop tests; without
+/// root they fail, so a CI without privileges cannot pass by skipping.
+fn interop_allowed() -> bool {
+    if std::env::var_os("TAPIR_SKIP_INTEROP").is_some() {
+        eprintln!("TAPIR_SKIP_INTEROP set: skipping");
+        return false;
+    }
+    let uid = Command::new("id").arg("-u").output().expect("id -u");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "interop tests need root and /dev/net/tun (set TAPIR_SKIP_INTEROP=1 to skip them)"
+    );
+    true
+}
+
+/// A `tapir serve` process in a lab, killed (by its pid) before the lab is removed.
+struct Served {
+    child: Child,
+    start_line: String,
+    lab: Lab,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(tag: &str, extra: &[&str], services: &[&str]) -> Served {
+    let lab = Lab::up(tag).expect("lab up");
+    let mut child = Command::new(TAPIR)
+        .arg("serve")
+        .args(lab.node_args())
+        .args(extra)
+        .args(services)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tapir serve");
+    // The start line is printed once every service listens: no sleeping.
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("stdout");
+    let n = BufReader::new(stdout).read_line(&mut line).expect("read start line");
+    if n == 0 {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        let _ = child.kill();
+        panic!("tapir serve exited before its start line: {err}");
+    }
+    Served { child, start_line: line, lab }
+}
+
+fn node_addr(s: &Served, port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(s.lab.node.address(), port)
+}
+
+/// Runs `f` inside the lab namespace, where sockets are the kernel's.
+fn kernel<T: Send>(lab: &Lab, f: impl FnOnce() -> T + Send) -> T {
+    run_in_netns(&lab.ns, f).expect("enter lab namespace")
+}
+
+fn random_bytes(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 7) as u8
+        })
+        .collect()
+}
+
+/// Sends `data` to the echo service from a kernel socket and returns what came back.
+fn kernel_tcp_echo(addr: SocketAddrV4, data: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect_timeout(&SocketAddr::V4(addr), Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut back = Vec::with_capacity(data.len());
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            w.write_all(data).expect("write");
+            w.shutdown(Shutdown::Write).expect("shutdown");
+        });
+        s.read_to_end(&mut back).expect("read echo");
+    });
+    back
+}
+
+#[test]
+fn start_line_says_where_the_node_is() {
+    if !interop_allowed() {
+        return;
+    }
+    let s = serve("it", &[], &["echo", "daytime"]);
+    let expect = format!(
+        "tapir @ 10.7.0.2/24 on tap0 in netns {} (1 queue): echo/tcp:7 echo/udp:7 daytime/tcp:13 daytime/udp:13",
+        s.lab.ns
+    );
+    assert_eq!(s.start_line.trim_end(), expect);
+}
+
+#[test]
+fn kernel_ping_gets_three_replies() {
+    if !interop_allowed() {
+        return;
+    }
+    let s = serve("it", &[], &["echo"]);
+    let out = s
+        .lab
+        .command("ping")
+        .args(["-c", "3", "-i", "0.2", "-W", "2", &s.lab.node.address().to_string()])
+        .output()
+        .expect("run ping");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "ping failed: {text}");
+    assert!(text.contains("3 packets transmitted, 3 received"), "{text}");
+}
+
+#[test]
+fn tapir_ping_of_the_kernel_gets_its_replies() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = Lab::up("it").expect("lab");
+    let out = Command::new(TAPIR)
+        .arg("ping")
+        .args(lab.node_args())
+        .args([&lab.host.to_string(), "-c", "3", "-i", "0.2"])
+        .output()
+        .expect("run tapir ping");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "tapir ping failed: {text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("3 packets transmitted, 3 received, 0% packet loss"), "{text}");
+    assert_eq!(text.matches(" bytes from 10.7.0.1: icmp_seq=").count(), 3, "{text}");
+    assert!(text.contains("rtt min/avg/max/mdev = "), "{text}");
+}
+
+#[test]
+fn tapir_ping_of_a_silent_address_exits_1() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = Lab::up("it").expect("lab");
+    let out = Command::new(TAPIR)
+        .arg("ping")
+        .args(lab.node_args())
+        .args(["10.7.0.99", "-c", "2", "-i", "0.2", "-W", "1"])
+        .output()
+        .expect("run tapir ping");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("2 packets transmitted, 0 received, 100% packet loss"), "{text}");
+}
+
+#[test]
+fn tcp_echo_returns_a_mebibyte_of_random_bytes_exactly() {
+    if !interop_allowed() {
+        return;
+    }
+    let s = serve("it", &[], &["echo"]);
+    let data = random_bytes(1 << 20, 7);
+    let back = kernel(&s.lab, || kernel_tcp_echo(node_addr(&s, 7), &data));
+    assert_eq!(back.len(), data.len());
+    assert!(back == data, "echoed bytes differ");
+}
+
+#[test]
+fn two_queues_echo_parallel_flows_exactly() {
+    if !interop_allowed() {
+        return;
+    }
+    let s = serve("it", &["--queues", "2"], &["echo"]);
+    assert!(s.start_line.contains("(2 queues)"), "{}", s.start_line);
+    let addr = node_addr(&s, 7);
+    let results: Vec<bool> = kernel(&s.lab, || {
+        std::thread::scope(|sc| {
+            let handles: Vec<_> = (0..8u32)
+                .map(|i| {
+                    sc.spawn(move || {
+                        let data = random_bytes(256 * 1024, i + 1);
+                        kernel_tcp_echo(addr, &data) == data
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(false)).collect()
+        })
+    });
+    assert_eq!(results, vec![true; 8]);
+}
+
+#[test]
+fn udp_echo_and_daytime_answer_datagrams() {
+    if !interop_allowed() {
+        return;
+    }
+    let s = serve("it", &[], &["echo", "daytime"]);
+    let (echo, daytime) = (node_addr(&s, 7), node_addr(&s, 13));
+    kernel(&s.lab, || {
+        let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 2048];
+        for i in 0..32u32 {
+            let msg = random_bytes(1 + (i as usize * 37) % 1400, i + 100);
+            sock.send_to(&msg, echo).unwrap();
+            let (n, from) = sock.recv_from(&mut buf).expect("echo reply");
+            assert_eq!(from, SocketAddr::V4(echo));
+            assert_eq!(&buf[..n], &msg[..], "datagram {i}");
+        }
+        sock.send_to(b"", daytime).unwrap();
+        let (n, _) = sock.recv_from(&mut buf).expect("daytime reply");
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.ends_with("-UTC\r\n") && text.contains(", 20"), "{text:?}");
+    });
+    // And daytime over TCP.
+    let text = kernel(&s.lab, || {
+        let mut c = TcpStream::connect_timeout(&SocketAddr::V4(daytime), Duration::from_secs(5)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut t = String::new();
+        c.read_to_string(&mut t).unwrap();
+        t
+    });
+    assert!(text.ends_with("-UTC\r\n"), "{text:?}");
+}
+
+fn curl(lab: &Lab, args: &[&str]) -> Output {
+    lab.command("curl").args(["-s", "-m", "10"]).args(args).output().expect("run curl")
+}
+
+#[test]
+fn curl_gets_the_page_and_files_and_404s() {
+    if !interop_allowed() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("tapir-it-www-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let big = random_bytes(300_000, 99);
+    std::fs::write(dir.join("sub/big.bin"), &big).unwrap();
+    std::fs::write(dir.join("hello.txt"), b"hello from a file\n").unwrap();
+    let spec = format!("http:8080={}", dir.display());
+    let s = serve("it", &[], &["http", &spec]);
+    let ip = s.lab.node.address();
+
+    let out = curl(&s.lab, &["-w", "\n%{http_code} %{content_type}", &format!("http://{ip}/")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("<h1>tapir</h1>"), "{text}");
+    assert!(text.ends_with("\n200 text/html; charset=utf-8"), "{text}");
+
+    let out = curl(&s.lab, &[&format!("http://{ip}:8080/sub/big.bin")]);
+    assert!(out.status.success());
+    assert!(out.stdout == big, "file body differs ({} bytes)", out.stdout.len());
+
+    // Two requests on one connection: curl reuses it when the server keeps it alive.
+    let u = format!("http://{ip}:8080/hello.txt");
+    let out = curl(&s.lab, &["-v", &u, &u]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from a file\nhello from a file\n");
+    assert!(err.contains("Re-using existing connection") || err.contains("Reusing existing"), "{err}");
+
+    let out = curl(&s.lab, &["-o", "/dev/null", "-w", "%{http_code}", &format!("http://{ip}:8080/nope")]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
+    let out = curl(&s.lab, &["--path-as-is", "-o", "/dev/null", "-w", "%{http_code}", &format!("http://{ip}:8080/../../etc/passwd")]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
+    let out = curl(&s.lab, &["-I", "-w", "%{http_code}", &format!("http://{ip}:8080/hello.txt")]);
+    let head = String::from_utf8_lossy(&out.stdout);
+    assert!(head.contains("Content-Length: 18") && head.ends_with("200"), "{head}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn closed_ports_are_refused_at_once() {
+    if !interop_allowed() {
+        return;
+    }
+    let s = serve("it", &[], &["echo"]);
+    let addr = node_addr(&s, 8);
+    let (tcp, udp) = kernel(&s.lab, || {
+        // A RST makes connect fail with ECONNREFUSED; silence would be a timeout instead.
+        let tcp = TcpStream::connect_timeout(&SocketAddr::V4(addr), Duration::from_secs(5)).map(|_| ());
+        let u = UdpSocket::bind("0.0.0.0:0").unwrap();
+        u.connect(addr).unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        u.send(b"anyone?").unwrap();
+        let mut buf = [0u8; 16];
+        let udp = u.recv(&mut buf).map(|_| ());
+        (tcp, udp)
+    });
+    assert_eq!(tcp.unwrap_err().kind(), std::io::ErrorKind::ConnectionRefused);
+    // The kernel turns tapir's ICMP port unreachable into ECONNREFUSED on a connected socket.
+    assert_eq!(udp.unwrap_err().kind(), std::io::ErrorKind::ConnectionRefused);
+}
+
+fn run_tapir(args: &[&str]) -> Output {
+    Command::new(TAPIR).args(args).output().expect("run tapir")
+}
+
+fn assert_clean_error(out: &Output, code: i32, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+}
+
+#[test]
+fn bad_usage_gets_one_clear_line_and_status_2() {
+    let out = run_tapir(&["serve", "--ip", "10.7.0.300/24", "echo"]);
+    assert_clean_error(&out, 2, "expected an IPv4 address with a prefix length");
+    let out = run_tapir(&["serve", "--ip", "10.7.0.2", "echo"]);
+    assert_clean_error(&out, 2, "expected an IPv4 address with a prefix length");
+    let out = run_tapir(&["serve", "--ip", "10.7.0.2/24", "gopher"]);
+    assert_clean_error(&out, 2, "unknown service 'gopher'");
+    let out = run_tapir(&["serve", "echo"]);
+    assert_clean_error(&out, 2, "--ip is required");
+    let out = run_tapir(&["ping", "--ip", "10.7.0.2/24"]);
+    assert_clean_error(&out, 2, "HOST");
+}
+
+#[test]
+fn a_tap_that_cannot_be_opened_is_one_clear_line_and_status_1() {
+    if !interop_allowed() {
+        return;
+    }
+    let out = run_tapir(&["serve", "--netns", "tapir-no-such-ns", "--ip", "10.7.0.2/24", "echo"]);
+    assert_clean_error(&out, 1, "tapir-no-such-ns");
+
+    // Without privileges (nobody, no capabilities) creating a tap is refused.
+    let lab = Lab::up("it").expect("lab");
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--"])
+        .arg(TAPIR)
+        .args(["serve", "--tap", "tapirnoperm0", "--ip", "10.7.0.2/24", "echo"])
+        .output()
+        .expect("run setpriv");
+    assert_clean_error(&out, 1, "deploy/hostonly");
+    drop(lab);
+
+    // No /dev/net/tun: hide it in a private mount namespace.
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &format!("mount -t tmpfs none /dev/net && exec {TAPIR} serve --ip 10.7.0.2/24 echo")])
+        .output()
+        .expect("run unshare");
+    assert_clean_error(&out, 1, "/dev/net/tun");
+}
