@@ -1,1 +1,194 @@
-//! One TCP connection (to be written).
+//! One TCP connection (RFC 9293), sans-IO.
+//!
+//! This module owns the per-connection state machine and everything it needs: the send buffer
+//! ([`send_buffer`]), the receive buffer with out-of-order reassembly ([`recv_buffer`]), the RFC
+//! 6298 RTT/RTO estimator ([`rtt`]), the timer table ([`timer`]), congestion control behind a
+//! trait ([`congestion`]) and the RFC 6528 ISN generator ([`isn`]). It never reads a clock, never
+//! draws randomness and never touches a socket: segments come in through
+//! [`Connection::handle_segment`], time through `now` arguments, and segments go out through
+//! [`Connection::poll_transmit`]. Listening sockets, demultiplexing and checksums belong to the
+//! caller.
+
+pub mod congestion;
+mod connection;
+mod isn;
+mod recv_buffer;
+mod rtt;
+mod send_buffer;
+mod timer;
+
+#[cfg(test)]
+mod tests;
+
+use core::fmt;
+
+use crate::time::Duration;
+use crate::wire::tcp::{SeqNumber, TcpFlags, TcpRepr};
+
+pub use congestion::{CongestionController, NewReno};
+pub use connection::Connection;
+pub use isn::IsnGenerator;
+pub use rtt::RttEstimator;
+
+/// Per-connection settings. `Default` gives the values documented on each field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpConfig {
+    /// MSS we advertise, and the cap on the payload of the segments we send (default 1460).
+    pub mss: u16,
+    /// Receive buffer bytes (default 256 KiB); the advertised window is its free space.
+    pub rx_buffer: usize,
+    /// Send buffer bytes (default 256 KiB).
+    pub tx_buffer: usize,
+    /// Offer/accept the RFC 7323 window scale option; our shift follows from `rx_buffer`.
+    pub window_scaling: bool,
+    /// Offer/accept RFC 7323 timestamps; RTT is sampled from them when they are on.
+    pub timestamps: bool,
+    /// Offer/accept SACK-permitted (RFC 2018) and send SACK blocks for out-of-order data.
+    pub sack: bool,
+    /// Nagle's algorithm (RFC 9293 §3.7.4), default on.
+    pub nagle: bool,
+    /// Delayed ACK timeout (default 40 ms); an ACK also goes out for every second full segment.
+    pub delayed_ack: Duration,
+    /// RFC 6298 (2.1): 1 s.
+    pub initial_rto: Duration,
+    /// Lower clamp on the RTO (default 200 ms, below RFC 6298's 1 s as every modern stack does).
+    pub min_rto: Duration,
+    /// Upper clamp on the RTO (default 60 s).
+    pub max_rto: Duration,
+    /// R2 (RFC 9293 §3.8.3): give up with [`ConnError::TimedOut`] after this many consecutive
+    /// retransmission timeouts on a synchronized connection (default 15).
+    pub max_retransmissions: u32,
+    /// The same for SYN and SYN-ACK (default 6).
+    pub max_syn_retransmissions: u32,
+    /// TIME-WAIT length, 2*MSL (default 60 s).
+    pub time_wait: Duration,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            mss: 1460,
+            rx_buffer: 256 * 1024,
+            tx_buffer: 256 * 1024,
+            window_scaling: true,
+            timestamps: true,
+            sack: true,
+            nagle: true,
+            delayed_ack: Duration::from_millis(40),
+            initial_rto: Duration::from_secs(1),
+            min_rto: Duration::from_millis(200),
+            max_rto: Duration::from_secs(60),
+            max_retransmissions: 15,
+            max_syn_retransmissions: 6,
+            time_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Connection states of RFC 9293 §3.3.2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    Closed,
+    Listen,
+    SynSent,
+    SynReceived,
+    Established,
+    FinWait1,
+    FinWait2,
+    CloseWait,
+    Closing,
+    LastAck,
+    TimeWait,
+}
+
+impl State {
+    /// States in which both sequence spaces are known (RFC 9293 "synchronized").
+    pub fn is_synchronized(self) -> bool {
+        !matches!(self, State::Closed | State::Listen | State::SynSent)
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            State::Closed => "CLOSED",
+            State::Listen => "LISTEN",
+            State::SynSent => "SYN-SENT",
+            State::SynReceived => "SYN-RECEIVED",
+            State::Established => "ESTABLISHED",
+            State::FinWait1 => "FIN-WAIT-1",
+            State::FinWait2 => "FIN-WAIT-2",
+            State::CloseWait => "CLOSE-WAIT",
+            State::Closing => "CLOSING",
+            State::LastAck => "LAST-ACK",
+            State::TimeWait => "TIME-WAIT",
+        };
+        f.write_str(name)
+    }
+}
+
+/// Why a connection ended abnormally.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConnError {
+    /// The peer answered our SYN with a RST.
+    #[error("connection refused")]
+    Refused,
+    /// The peer reset an established connection.
+    #[error("connection reset by peer")]
+    Reset,
+    /// Retransmissions went unanswered R2 times.
+    #[error("connection timed out")]
+    TimedOut,
+}
+
+/// Why [`Connection::send`] could not take data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Not established yet, or the connection failed ([`Connection::error`] says why) or was
+    /// aborted.
+    #[error("not connected")]
+    NotConnected,
+    /// The write side was shut down by [`Connection::close`].
+    #[error("connection closed for writing")]
+    Closed,
+}
+
+/// Why [`Connection::recv`] returned no data. End of stream is `Ok(0)`, not an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecvError {
+    /// Nothing to read yet.
+    #[error("no data yet")]
+    WouldBlock,
+    /// The connection was closed locally (aborted, or closed before it was established)
+    /// without an end of stream from the peer.
+    #[error("not connected")]
+    NotConnected,
+    /// The connection failed.
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+}
+
+/// The reply to a segment that matches no connection (RFC 9293 §3.10.7.1): a RST whose sequence
+/// number makes it acceptable to the sender, or `None` for an incoming RST.
+pub fn rst_for_unexpected(seg: &TcpRepr) -> Option<TcpRepr> {
+    if seg.flags.rst() {
+        return None;
+    }
+    let mut rst = TcpRepr {
+        src_port: seg.dst_port,
+        dst_port: seg.src_port,
+        ..TcpRepr::default()
+    };
+    match seg.ack_number {
+        Some(ack) => {
+            rst.flags = TcpFlags::RST;
+            rst.seq_number = ack;
+        }
+        None => {
+            rst.flags = TcpFlags::RST | TcpFlags::ACK;
+            rst.seq_number = SeqNumber(0);
+            rst.ack_number = Some(seg.seq_number + seg.segment_len());
+        }
+    }
+    Some(rst)
+}

@@ -1,0 +1,543 @@
+//! The connection: RFC 9293 state, sequence variables and the application API.
+//!
+//! Calling order (one connection, one owner):
+//! - inputs: [`Connection::handle_segment`] for every segment of the 4-tuple,
+//!   [`Connection::handle_timeout`] once `now` reaches [`Connection::poll_at`], and the
+//!   application commands (`send`, `recv`, `close`, `abort`, `set_nodelay`);
+//! - outputs: after any input, call [`Connection::poll_transmit`] until it returns `None`, then
+//!   re-read [`Connection::poll_at`]; [`Connection::take_wakeup`] says whether the application
+//!   has something new to look at.
+//!
+//! Segment arrival lives in `input.rs`, segment building in `output.rs`; this file holds the
+//! state, the constructors, timers and the application side.
+
+mod input;
+mod output;
+
+use super::congestion::{CongestionController, NewReno};
+use super::recv_buffer::RecvBuffer;
+use super::rtt::RttEstimator;
+use super::send_buffer::SendBuffer;
+use super::timer::{Timer, TimerTable};
+use super::{ConnError, RecvError, SendError, State, TcpConfig};
+use crate::time::{Duration, Instant};
+use crate::wire::tcp::{SeqNumber, TcpFlags, TcpRepr};
+
+/// RFC 9293 §3.7.1: the send MSS when the peer sends no MSS option.
+const DEFAULT_PEER_MSS: usize = 536;
+
+/// RFC 7323 §2.3: the largest window shift.
+const MAX_WINDOW_SHIFT: u8 = 14;
+
+/// Bytes the timestamps option takes in every segment once negotiated (10 + 2 NOPs).
+const TIMESTAMP_OPTION_LEN: usize = 12;
+
+/// One TCP connection. See the module docs for the calling order.
+#[derive(Debug)]
+pub struct Connection {
+    cfg: TcpConfig,
+    state: State,
+    local_port: u16,
+    remote_port: u16,
+
+    // Send sequence space (RFC 9293 §3.3.1).
+    iss: SeqNumber,
+    snd_una: SeqNumber,
+    snd_nxt: SeqNumber,
+    /// Highest sequence number sent so far (SND.NXT before a go-back after a timeout).
+    snd_max: SeqNumber,
+    /// Peer's window in bytes, scale applied.
+    snd_wnd: usize,
+    max_snd_wnd: usize,
+    snd_wl1: SeqNumber,
+    snd_wl2: SeqNumber,
+    /// Shift applied to the peer's window field.
+    snd_wscale: u8,
+    /// Window scaling negotiated (both sides offered it).
+    wscale_on: bool,
+    /// Largest segment (payload plus options) the peer accepts, capped by our own MSS.
+    snd_mss: usize,
+    tx: SendBuffer,
+    /// Sequence number of the first byte in `tx`.
+    tx_start: SeqNumber,
+    /// `close()` was called: a FIN follows the queued data, at `tx_start + tx.len()`.
+    fin_queued: bool,
+
+    // Receive sequence space.
+    irs: SeqNumber,
+    rcv_nxt: SeqNumber,
+    /// Shift applied to the window field we send.
+    rcv_wscale: u8,
+    /// Right edge of the window we last advertised; it never moves left.
+    rcv_adv_edge: SeqNumber,
+    rx: RecvBuffer,
+    fin_received: bool,
+    /// A FIN that arrived past a hole, taken once RCV.NXT reaches it.
+    pending_fin: Option<SeqNumber>,
+
+    // Negotiated options.
+    ts_on: bool,
+    ts_recent: u32,
+    ts_offset: u32,
+    last_ack_sent: SeqNumber,
+    sack_on: bool,
+
+    // Timers, RTT, loss recovery.
+    timers: TimerTable,
+    rtt: RttEstimator,
+    /// Segment end and send time of the one segment being timed (when timestamps are off);
+    /// cleared on any retransmission (Karn's rule).
+    rtt_probe: Option<(SeqNumber, Instant)>,
+    /// Consecutive retransmission timeouts (R2 counter).
+    rto_count: u32,
+    /// Zero-window probes sent since the window was last open (persist backoff).
+    persist_count: u32,
+    send_probe: bool,
+    cc: Box<dyn CongestionController>,
+    dupacks: u32,
+    in_recovery: bool,
+    /// RFC 6582 `recover`: highest sequence sent when recovery (or a timeout) began.
+    recover: SeqNumber,
+    /// Retransmit the first unacknowledged segment on the next poll (fast retransmit).
+    retransmit_una: bool,
+
+    // ACK generation.
+    ack_now: bool,
+    unacked_bytes: usize,
+    pending_rst: Option<TcpRepr>,
+
+    error: Option<ConnError>,
+    wakeup: bool,
+    nodelay: bool,
+}
+
+impl Connection {
+    fn new(
+        cfg: &TcpConfig,
+        local_port: u16,
+        remote_port: u16,
+        iss: SeqNumber,
+        state: State,
+    ) -> Self {
+        let rcv_wscale = if cfg.window_scaling {
+            window_shift_for(cfg.rx_buffer)
+        } else {
+            0
+        };
+        let mss = usize::from(cfg.mss).max(1);
+        Connection {
+            cfg: cfg.clone(),
+            state,
+            local_port,
+            remote_port,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_wl1: SeqNumber(0),
+            snd_wl2: iss,
+            snd_wscale: 0,
+            wscale_on: false,
+            snd_mss: mss,
+            tx: SendBuffer::new(cfg.tx_buffer),
+            tx_start: iss + 1,
+            fin_queued: false,
+            irs: SeqNumber(0),
+            rcv_nxt: SeqNumber(0),
+            rcv_wscale,
+            rcv_adv_edge: SeqNumber(0),
+            rx: RecvBuffer::new(cfg.rx_buffer),
+            fin_received: false,
+            pending_fin: None,
+            ts_on: false,
+            ts_recent: 0,
+            // RFC 7323 §5.4: a per-connection offset keeps TSval from revealing the clock.
+            ts_offset: iss.0.rotate_left(13),
+            last_ack_sent: SeqNumber(0),
+            sack_on: false,
+            timers: TimerTable::default(),
+            rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
+            rtt_probe: None,
+            rto_count: 0,
+            persist_count: 0,
+            send_probe: false,
+            cc: Box::new(NewReno::new(mss)),
+            dupacks: 0,
+            in_recovery: false,
+            recover: iss,
+            retransmit_una: false,
+            ack_now: false,
+            unacked_bytes: 0,
+            pending_rst: None,
+            error: None,
+            wakeup: false,
+            nodelay: !cfg.nagle,
+        }
+    }
+
+    /// Active open: state SYN-SENT; the SYN comes out of the next [`Connection::poll_transmit`].
+    pub fn connect(
+        config: &TcpConfig,
+        local_port: u16,
+        remote_port: u16,
+        isn: SeqNumber,
+        _now: Instant,
+    ) -> Connection {
+        let mut c = Connection::new(config, local_port, remote_port, isn, State::SynSent);
+        c.ts_on = config.timestamps;
+        c.sack_on = config.sack;
+        c
+    }
+
+    /// Passive open from a received SYN (the listener is the caller's): state SYN-RECEIVED, the
+    /// SYN-ACK comes out of the next poll. MSS, window scale, SACK-permitted and timestamps are
+    /// negotiated from `syn`.
+    pub fn accept(config: &TcpConfig, syn: &TcpRepr, isn: SeqNumber, _now: Instant) -> Connection {
+        let mut c = Connection::new(config, syn.dst_port, syn.src_port, isn, State::SynReceived);
+        c.take_peer_syn(syn);
+        c.snd_wnd = usize::from(syn.window_len);
+        c.max_snd_wnd = c.snd_wnd;
+        c.snd_wl1 = syn.seq_number;
+        c.snd_wl2 = isn;
+        c
+    }
+
+    /// Learns the peer's ISN and options from its SYN (or SYN-ACK).
+    fn take_peer_syn(&mut self, syn: &TcpRepr) {
+        self.irs = syn.seq_number;
+        self.rcv_nxt = syn.seq_number + 1;
+        let peer_mss = syn.max_seg_size.map_or(DEFAULT_PEER_MSS, usize::from);
+        self.snd_mss = peer_mss.min(usize::from(self.cfg.mss)).max(1);
+        match syn.window_scale {
+            Some(shift) if self.cfg.window_scaling => {
+                self.snd_wscale = shift.min(MAX_WINDOW_SHIFT);
+                self.wscale_on = true;
+            }
+            _ => {
+                self.snd_wscale = 0;
+                self.rcv_wscale = 0;
+                self.wscale_on = false;
+            }
+        }
+        self.sack_on = self.cfg.sack && syn.sack_permitted;
+        match syn.timestamp {
+            Some(ts) if self.cfg.timestamps => {
+                self.ts_on = true;
+                self.ts_recent = ts.tsval;
+            }
+            _ => self.ts_on = false,
+        }
+        // Our SYN's window is never scaled (RFC 7323 §2.2).
+        self.rcv_adv_edge = self.rcv_nxt + self.rx.window().min(usize::from(u16::MAX));
+        self.last_ack_sent = self.rcv_nxt;
+        let smss = self.smss();
+        self.cc.set_mss(smss);
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn local_port(&self) -> u16 {
+        self.local_port
+    }
+
+    pub fn remote_port(&self) -> u16 {
+        self.remote_port
+    }
+
+    /// The earliest instant at which [`Connection::handle_timeout`] must run, if any.
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.timers.earliest()
+    }
+
+    /// Runs every timer that expired at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.timers.take_expired(Timer::TimeWait, now) {
+            self.set_state(State::Closed);
+            self.timers.stop_all();
+            return;
+        }
+        if self.timers.take_expired(Timer::Retransmit, now) {
+            self.on_retransmit_timeout(now);
+        }
+        if self.timers.take_expired(Timer::DelayedAck, now) {
+            self.ack_now = true;
+        }
+        if self.timers.take_expired(Timer::Persist, now) {
+            self.send_probe = true;
+            self.persist_count = self.persist_count.saturating_add(1);
+            let at = now + self.persist_interval();
+            self.timers.set(Timer::Persist, at);
+        }
+    }
+
+    fn on_retransmit_timeout(&mut self, now: Instant) {
+        if self.state == State::Closed {
+            return;
+        }
+        let limit = if self.syn_acked() && self.state != State::SynReceived {
+            self.cfg.max_retransmissions
+        } else {
+            self.cfg.max_syn_retransmissions
+        };
+        if self.rto_count >= limit {
+            self.fail(ConnError::TimedOut);
+            return;
+        }
+        self.rto_count += 1;
+        self.rtt.back_off();
+        self.rtt_probe = None;
+        self.retransmit_una = false;
+        self.dupacks = 0;
+        self.in_recovery = false;
+        let data_outstanding = self.snd_una < self.tx_start + self.tx.len();
+        if self.snd_wnd == 0 && self.syn_acked() && data_outstanding {
+            // The peer's window is closed: what is outstanding lies beyond it, so this is the
+            // persist timer's business, not a loss (RFC 9293 §3.8.6.1).
+            self.rto_count -= 1;
+            self.snd_nxt = self.snd_una;
+            self.update_persist(now);
+            return;
+        }
+        let flight = self.snd_max - self.snd_una;
+        self.cc.on_rto(now, flight);
+        // RFC 6582 §3.2 step 1 after a timeout: no fast retransmit for data sent before it.
+        self.recover = self.snd_max;
+        // Go back: everything from SND.UNA is sent again, SYN or FIN included.
+        self.snd_nxt = self.snd_una;
+    }
+
+    /// Interval before the next zero-window probe: RTO backed off per probe, clamped.
+    fn persist_interval(&self) -> Duration {
+        let shift = self.persist_count.min(16);
+        self.rtt
+            .rto()
+            .checked_mul(1 << shift)
+            .unwrap_or(self.cfg.max_rto)
+            .min(self.cfg.max_rto)
+    }
+
+    /// Starts or stops the persist timer after anything changed.
+    fn update_persist(&mut self, now: Instant) {
+        let can_send = matches!(
+            self.state,
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::LastAck
+                | State::Closing
+        );
+        let unsent = self.tx_start + self.tx.len() > self.snd_nxt;
+        if can_send && self.snd_wnd == 0 && unsent && !self.timers.is_set(Timer::Retransmit) {
+            let at = now + self.persist_interval();
+            self.timers.set_if_stopped(Timer::Persist, at);
+        } else {
+            self.timers.stop(Timer::Persist);
+            self.send_probe = false;
+            if self.snd_wnd > 0 {
+                self.persist_count = 0;
+            }
+        }
+    }
+
+    fn set_state(&mut self, state: State) {
+        if self.state != state {
+            self.state = state;
+            self.wakeup = true;
+        }
+    }
+
+    /// The connection failed: record why and close at once.
+    fn fail(&mut self, err: ConnError) {
+        self.error = Some(err);
+        self.set_state(State::Closed);
+        self.timers.stop_all();
+        self.ack_now = false;
+        self.wakeup = true;
+    }
+
+    fn syn_acked(&self) -> bool {
+        self.snd_una != self.iss
+    }
+
+    /// Whether our FIN has been acknowledged.
+    fn fin_acked(&self) -> bool {
+        self.fin_queued && self.snd_una == self.tx_start + self.tx.len() + 1
+    }
+
+    /// Sender MSS in payload bytes, options that every segment carries taken off (RFC 6691).
+    fn smss(&self) -> usize {
+        let ts = if self.ts_on { TIMESTAMP_OPTION_LEN } else { 0 };
+        self.snd_mss.saturating_sub(ts).max(1)
+    }
+
+    /// Timestamp clock: milliseconds plus the per-connection offset.
+    fn ts_now(&self, now: Instant) -> u32 {
+        (now.total_millis() as u32).wrapping_add(self.ts_offset)
+    }
+
+    // Application side.
+
+    /// Copies as much of `data` as fits into the send buffer; returns how much (may be 0).
+    pub fn send(&mut self, data: &[u8]) -> Result<usize, SendError> {
+        match self.state {
+            State::Established | State::CloseWait => Ok(self.tx.write(data)),
+            State::FinWait1
+            | State::FinWait2
+            | State::Closing
+            | State::LastAck
+            | State::TimeWait => Err(SendError::Closed),
+            State::Closed if self.fin_queued && self.error.is_none() => Err(SendError::Closed),
+            _ => Err(SendError::NotConnected),
+        }
+    }
+
+    /// Reads in-order data. `Ok(0)` is the end of the stream (the peer's FIN, with everything
+    /// before it read); data received before a reset stays readable.
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        if self.rx.ready() > 0 {
+            return Ok(self.rx.read(buf));
+        }
+        if self.fin_received {
+            return Ok(0);
+        }
+        if let Some(err) = self.error {
+            return Err(err.into());
+        }
+        match self.state {
+            State::Closed => Err(RecvError::NotConnected),
+            _ => Err(RecvError::WouldBlock),
+        }
+    }
+
+    /// In-order bytes ready to read.
+    pub fn recv_queue(&self) -> usize {
+        self.rx.ready()
+    }
+
+    /// Bytes in the send buffer (unsent and unacknowledged).
+    pub fn send_queue(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Free room in the send buffer.
+    pub fn send_capacity(&self) -> usize {
+        self.tx.free()
+    }
+
+    /// Whether `send` can take data now (or once the handshake is done, it will).
+    pub fn may_send(&self) -> bool {
+        matches!(self.state, State::Established | State::CloseWait)
+    }
+
+    /// Whether more data may still arrive or be read.
+    pub fn may_recv(&self) -> bool {
+        self.rx.ready() > 0
+            || matches!(
+                self.state,
+                State::Established | State::FinWait1 | State::FinWait2
+            )
+    }
+
+    /// Shuts down the write side: a FIN follows the queued data.
+    pub fn close(&mut self) {
+        match self.state {
+            State::SynSent | State::Listen => {
+                self.set_state(State::Closed);
+                self.timers.stop_all();
+            }
+            State::SynReceived | State::Established => {
+                self.fin_queued = true;
+                self.set_state(State::FinWait1);
+            }
+            State::CloseWait => {
+                self.fin_queued = true;
+                self.set_state(State::LastAck);
+            }
+            _ => {}
+        }
+    }
+
+    /// Resets the connection: a RST goes out (if synchronized) on the next poll, state CLOSED.
+    pub fn abort(&mut self) {
+        if self.state.is_synchronized() && self.state != State::TimeWait {
+            self.pending_rst = Some(TcpRepr {
+                src_port: self.local_port,
+                dst_port: self.remote_port,
+                flags: TcpFlags::RST,
+                seq_number: self.snd_nxt,
+                ..TcpRepr::default()
+            });
+        }
+        self.set_state(State::Closed);
+        self.timers.stop_all();
+        self.ack_now = false;
+    }
+
+    /// CLOSED with nothing left to send: the owner may drop the connection.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed && self.pending_rst.is_none()
+    }
+
+    pub fn error(&self) -> Option<ConnError> {
+        self.error
+    }
+
+    /// Whether anything the application can see changed since the last call.
+    pub fn take_wakeup(&mut self) -> bool {
+        core::mem::take(&mut self.wakeup)
+    }
+
+    /// Turns Nagle's algorithm off (`on == true`) or back on.
+    pub fn set_nodelay(&mut self, on: bool) {
+        self.nodelay = on;
+    }
+
+    /// Smoothed RTT, once measured.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.rtt.srtt()
+    }
+
+    /// Current retransmission timeout.
+    pub fn rto(&self) -> Duration {
+        self.rtt.rto()
+    }
+
+    /// Congestion window in bytes.
+    pub fn cwnd(&self) -> usize {
+        self.cc.window()
+    }
+
+    /// Replaces the congestion controller (the default is NewReno).
+    pub fn set_congestion_controller(&mut self, mut cc: Box<dyn CongestionController>) {
+        cc.set_mss(self.smss());
+        self.cc = cc;
+    }
+
+    /// The peer's window in bytes (scale applied).
+    pub fn peer_window(&self) -> usize {
+        self.snd_wnd
+    }
+
+    /// The MSS we send with (payload bytes, per-segment options taken off).
+    pub fn send_mss(&self) -> usize {
+        self.smss()
+    }
+
+    /// The window shifts in use: (ours, the peer's).
+    pub fn window_scales(&self) -> (u8, u8) {
+        (self.rcv_wscale, self.snd_wscale)
+    }
+}
+
+/// The smallest shift that lets `buffer` bytes fit the 16-bit window field (RFC 7323 §2.3).
+fn window_shift_for(buffer: usize) -> u8 {
+    let mut shift = 0;
+    while shift < MAX_WINDOW_SHIFT && (buffer >> shift) > usize::from(u16::MAX) {
+        shift += 1;
+    }
+    shift
+}

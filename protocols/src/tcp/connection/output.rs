@@ -1,0 +1,323 @@
+//! Segment building: what goes out next, in priority order (RST, SYN/SYN-ACK, fast
+//! retransmission, new data or FIN, zero-window probe, pure ACK or window update).
+
+use super::Connection;
+use crate::tcp::timer::Timer;
+use crate::tcp::State;
+use crate::time::Instant;
+use crate::wire::tcp::{SeqNumber, TcpFlags, TcpRepr, TcpTimestamp, MAX_SACK_BLOCKS};
+
+/// Fixed TCP header bytes.
+const BASE_HEADER_LEN: usize = 20;
+
+/// Bytes of options `repr` carries, padded to a multiple of 4 (NOPs before each option as the
+/// common layouts do).
+fn options_len(repr: &TcpRepr) -> usize {
+    let mut n = 0;
+    if repr.max_seg_size.is_some() {
+        n += 4;
+    }
+    if repr.window_scale.is_some() {
+        n += 4;
+    }
+    if repr.sack_permitted {
+        n += 4;
+    }
+    if repr.timestamp.is_some() {
+        n += 12;
+    }
+    let blocks = repr.sack_ranges.iter().flatten().count();
+    if blocks > 0 {
+        n += 4 + 8 * blocks;
+    }
+    (n + 3) & !3
+}
+
+/// Header length of `repr`: 20 bytes plus options.
+pub(crate) fn header_len(repr: &TcpRepr) -> usize {
+    BASE_HEADER_LEN + options_len(repr)
+}
+
+impl Connection {
+    /// The next segment to send, if any. `buf` is the room for the whole segment; the payload
+    /// is written at `buf[header_len..header_len + payload_len]` where `header_len` is 20 plus
+    /// the returned repr's options, and the caller emits the header into `buf[..header_len]`.
+    /// Call until `None`.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<TcpRepr> {
+        if let Some(rst) = self.pending_rst.take() {
+            return Some(rst);
+        }
+        let out = self.next_segment(now, buf);
+        self.update_persist(now);
+        out
+    }
+
+    fn next_segment(&mut self, now: Instant, buf: &mut [u8]) -> Option<TcpRepr> {
+        match self.state {
+            State::Closed | State::Listen => return None,
+            State::TimeWait => return self.pure_ack(now, buf.len()),
+            _ => {}
+        }
+        if !self.syn_acked() && self.snd_nxt == self.iss {
+            return Some(self.send_syn(now));
+        }
+        if self.state == State::SynSent {
+            return None;
+        }
+        if self.retransmit_una {
+            self.retransmit_una = false;
+            if let Some(seg) = self.send_from(now, buf, self.snd_una, true) {
+                return Some(seg);
+            }
+        }
+        if let Some(seg) = self.send_from(now, buf, self.snd_nxt, false) {
+            return Some(seg);
+        }
+        if self.send_probe {
+            self.send_probe = false;
+            // A zero-window probe: an old sequence number and no data, which any receiver
+            // answers with an ACK carrying its current window.
+            let repr = self.header(now, TcpFlags::ACK, self.snd_una - 1);
+            if header_len(&repr) <= buf.len() {
+                self.on_sent(&repr);
+                return Some(repr);
+            }
+        }
+        if self.ack_now || self.window_update_due() {
+            return self.pure_ack(now, buf.len());
+        }
+        None
+    }
+
+    fn pure_ack(&mut self, now: Instant, room: usize) -> Option<TcpRepr> {
+        if !self.ack_now && self.state == State::TimeWait {
+            return None;
+        }
+        let repr = self.header(now, TcpFlags::ACK, self.snd_nxt);
+        if header_len(&repr) > room {
+            return None;
+        }
+        self.on_sent(&repr);
+        Some(repr)
+    }
+
+    /// SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED), with our options.
+    fn send_syn(&mut self, now: Instant) -> TcpRepr {
+        let active = self.state == State::SynSent;
+        let mut repr = TcpRepr {
+            src_port: self.local_port,
+            dst_port: self.remote_port,
+            flags: TcpFlags::SYN,
+            seq_number: self.iss,
+            // Never scaled in a SYN (RFC 7323 §2.2).
+            window_len: self.rx.window().min(usize::from(u16::MAX)) as u16,
+            max_seg_size: Some(self.cfg.mss),
+            ..TcpRepr::default()
+        };
+        if active {
+            repr.window_scale = self.cfg.window_scaling.then_some(self.rcv_wscale);
+            repr.sack_permitted = self.cfg.sack;
+            if self.cfg.timestamps {
+                repr.timestamp = Some(TcpTimestamp {
+                    tsval: self.ts_now(now),
+                    tsecr: 0,
+                });
+            }
+        } else {
+            repr.flags |= TcpFlags::ACK;
+            repr.ack_number = Some(self.rcv_nxt);
+            repr.window_scale = self.wscale_on.then_some(self.rcv_wscale);
+            repr.sack_permitted = self.sack_on;
+            if self.ts_on {
+                repr.timestamp = Some(TcpTimestamp {
+                    tsval: self.ts_now(now),
+                    tsecr: self.ts_recent,
+                });
+            }
+            self.ack_now = false;
+            self.timers.stop(Timer::DelayedAck);
+        }
+        if self.rto_count == 0 {
+            self.rtt_probe = Some((self.iss + 1, now));
+        }
+        self.snd_nxt = self.iss + 1;
+        self.snd_max = self.snd_max.max(self.snd_nxt);
+        self.timers
+            .set_if_stopped(Timer::Retransmit, now + self.rtt.rto());
+        repr
+    }
+
+    /// Data and/or FIN starting at `seq` (SND.NXT for new data, SND.UNA for a fast
+    /// retransmission, which ignores the windows, Nagle and the congestion window).
+    fn send_from(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        seq: SeqNumber,
+        retransmit: bool,
+    ) -> Option<TcpRepr> {
+        if !matches!(
+            self.state,
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
+        ) {
+            return None;
+        }
+        if seq < self.tx_start {
+            return None;
+        }
+        let offset = seq - self.tx_start;
+        let unsent = self.tx.len().saturating_sub(offset);
+        let data_end = self.tx_start + self.tx.len();
+        let fin_pending = self.fin_queued && seq <= data_end;
+        if unsent == 0 && !fin_pending {
+            return None;
+        }
+        let mut repr = self.header(now, TcpFlags::ACK, seq);
+        let hlen = header_len(&repr);
+        if hlen >= buf.len() {
+            return None;
+        }
+        let max_payload = self
+            .snd_mss
+            .saturating_sub(options_len(&repr))
+            .max(1)
+            .min(buf.len() - hlen);
+        let len = if retransmit {
+            unsent.min(max_payload)
+        } else {
+            let wnd = self.snd_wnd.min(self.cc.window());
+            let room = (self.snd_una + wnd) - seq;
+            unsent.min(room).min(max_payload)
+        };
+        let fin = fin_pending && len == unsent;
+        if len == 0 && !fin {
+            return None;
+        }
+        if !retransmit && !fin && len < max_payload {
+            // Nagle (RFC 9293 §3.7.4) and sender-side SWS avoidance (§3.8.6.2.1): a short
+            // segment only when it empties the queue and nothing is in flight (or Nagle is
+            // off), or when it is at least half the largest window the peer offered.
+            let idle = self.snd_nxt == self.snd_una || self.nodelay;
+            let sws_ok = self.max_snd_wnd > 0 && len >= self.max_snd_wnd / 2;
+            if !((len == unsent && idle) || sws_ok) {
+                return None;
+            }
+        }
+        self.tx.read_at(offset, &mut buf[hlen..hlen + len]);
+        repr.payload_len = len;
+        if fin {
+            repr.flags |= TcpFlags::FIN;
+        }
+        if len > 0 && len == unsent {
+            repr.flags |= TcpFlags::PSH;
+        }
+        let end = seq + repr.segment_len();
+        if retransmit || end <= self.snd_max {
+            // Karn's rule: nothing that was sent before is timed.
+            if self.rtt_probe.is_some_and(|(probe_end, _)| probe_end > seq) {
+                self.rtt_probe = None;
+            }
+        } else if self.rtt_probe.is_none() && seq >= self.snd_max {
+            self.rtt_probe = Some((end, now));
+        }
+        if !retransmit {
+            self.snd_nxt = end;
+        }
+        self.snd_max = self.snd_max.max(end);
+        self.timers
+            .set_if_stopped(Timer::Retransmit, now + self.rtt.rto());
+        self.on_sent(&repr);
+        Some(repr)
+    }
+
+    /// A header with ACK, window, timestamps and SACK blocks filled in; no side effects.
+    fn header(&self, now: Instant, flags: TcpFlags, seq: SeqNumber) -> TcpRepr {
+        let mut repr = TcpRepr {
+            src_port: self.local_port,
+            dst_port: self.remote_port,
+            flags: flags | TcpFlags::ACK,
+            seq_number: seq,
+            ack_number: Some(self.rcv_nxt),
+            window_len: self.window_field(),
+            ..TcpRepr::default()
+        };
+        if self.ts_on {
+            repr.timestamp = Some(TcpTimestamp {
+                tsval: self.ts_now(now),
+                tsecr: self.ts_recent,
+            });
+        }
+        if self.sack_on && self.rx.has_held() {
+            // RFC 2018 §3: three blocks fit beside timestamps, four without.
+            let max = if self.ts_on { 3 } else { MAX_SACK_BLOCKS };
+            for (slot, (s, e)) in repr
+                .sack_ranges
+                .iter_mut()
+                .zip(self.rx.held_recent_first().take(max))
+            {
+                *slot = Some((self.rcv_nxt + s, self.rcv_nxt + e));
+            }
+        }
+        repr
+    }
+
+    /// Bookkeeping for any segment that carries an ACK.
+    fn on_sent(&mut self, repr: &TcpRepr) {
+        self.ack_now = false;
+        self.unacked_bytes = 0;
+        self.send_probe = false;
+        self.timers.stop(Timer::DelayedAck);
+        self.last_ack_sent = self.rcv_nxt;
+        let edge = self.rcv_nxt + (usize::from(repr.window_len) << self.rcv_wscale);
+        if edge > self.rcv_adv_edge {
+            self.rcv_adv_edge = edge;
+        }
+    }
+
+    /// The receive window we may offer now, in bytes: the free buffer space, but the right edge
+    /// only moves when it can move by at least min(buffer / 2, MSS) (receiver-side SWS
+    /// avoidance, RFC 9293 §3.8.6.2.2), and never moves left.
+    fn window_to_offer(&self) -> usize {
+        let current = self.rcv_adv_edge - self.rcv_nxt;
+        let free = self.rx.window();
+        let step = (self.rx.capacity() / 2)
+            .min(usize::from(self.cfg.mss))
+            .max(1);
+        if free >= current + step {
+            free
+        } else {
+            current
+        }
+    }
+
+    /// The window field: [`Self::window_to_offer`] scaled, rounded up when rounding down would
+    /// pull the right edge left of what was advertised.
+    fn window_field(&self) -> u16 {
+        let wnd = self.window_to_offer();
+        let shift = self.rcv_wscale;
+        let mut field = (wnd >> shift).min(usize::from(u16::MAX));
+        let current = self.rcv_adv_edge - self.rcv_nxt;
+        if (field << shift) < current && field < usize::from(u16::MAX) {
+            field += 1;
+        }
+        field as u16
+    }
+
+    /// A window update is worth a segment of its own when the window at least doubles and
+    /// grows by at least one step (which covers a window reopening from zero).
+    fn window_update_due(&self) -> bool {
+        if !matches!(
+            self.state,
+            State::Established | State::FinWait1 | State::FinWait2
+        ) {
+            return false;
+        }
+        let current = self.rcv_adv_edge - self.rcv_nxt;
+        let offered = self.window_to_offer();
+        offered > current && offered >= 2 * current
+    }
+}

@@ -1,0 +1,67 @@
+//! The connection's timers: one deadline per kind, in a table indexed by [`Timer`].
+
+use crate::time::Instant;
+
+/// Every timer a connection runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    /// Retransmission of SYN, data or FIN (RFC 6298).
+    Retransmit,
+    /// Delayed ACK (RFC 9293 §3.8.6.3).
+    DelayedAck,
+    /// Zero-window probe (RFC 9293 §3.8.6.1).
+    Persist,
+    /// End of TIME-WAIT (2*MSL).
+    TimeWait,
+}
+
+/// Deadlines, `None` when a timer is stopped.
+#[derive(Clone, Debug, Default)]
+pub struct TimerTable {
+    deadlines: [Option<Instant>; 4],
+}
+
+impl TimerTable {
+    pub fn set(&mut self, timer: Timer, at: Instant) {
+        self.deadlines[timer as usize] = Some(at);
+    }
+
+    /// Sets the timer unless it is already running.
+    pub fn set_if_stopped(&mut self, timer: Timer, at: Instant) {
+        if self.get(timer).is_none() {
+            self.set(timer, at);
+        }
+    }
+
+    pub fn stop(&mut self, timer: Timer) {
+        self.deadlines[timer as usize] = None;
+    }
+
+    pub fn stop_all(&mut self) {
+        self.deadlines = [None; 4];
+    }
+
+    pub fn get(&self, timer: Timer) -> Option<Instant> {
+        self.deadlines[timer as usize]
+    }
+
+    pub fn is_set(&self, timer: Timer) -> bool {
+        self.get(timer).is_some()
+    }
+
+    /// The earliest deadline of all running timers.
+    pub fn earliest(&self) -> Option<Instant> {
+        self.deadlines.iter().flatten().min().copied()
+    }
+
+    /// Stops and returns `timer` if its deadline has passed at `now`.
+    pub fn take_expired(&mut self, timer: Timer, now: Instant) -> bool {
+        match self.get(timer) {
+            Some(at) if at <= now => {
+                self.stop(timer);
+                true
+            }
+            _ => false,
+        }
+    }
+}
