@@ -93,7 +93,10 @@ impl Connection {
         if !self.ack_now && self.state == State::TimeWait {
             return None;
         }
-        let repr = self.header(now, TcpFlags::ACK, self.snd_nxt);
+        // After a timeout SND.NXT went back; a pure ACK carries the highest sequence number
+        // sent instead, or the peer, which has seen it, would find the ACK unacceptable
+        // (as BSD does).
+        let repr = self.header(now, TcpFlags::ACK, self.snd_max);
         if header_len(&repr) > room {
             return None;
         }
