@@ -74,6 +74,18 @@ impl Connection {
                 }
             }
         }
+        if self.state == State::SynReceived
+            && seg.flags.syn()
+            && !seg.flags.rst()
+            && seg.ack_number.is_none()
+            && seg.seq_number == self.irs
+        {
+            // The peer did not see our SYN-ACK: send it again now rather than at our timeout.
+            if !self.syn_acked() {
+                self.snd_nxt = self.iss;
+            }
+            return;
+        }
         if !self.acceptable(seg) {
             if !seg.flags.rst() {
                 self.ack_now = true;
@@ -97,13 +109,8 @@ impl Connection {
             return;
         }
         if seg.flags.syn() {
-            if self.state == State::SynReceived && seg.seq_number == self.irs {
-                // The peer did not see our SYN-ACK: send it again.
-                self.snd_nxt = self.iss;
-            } else {
-                // RFC 5961 §4: challenge ACK.
-                self.ack_now = true;
-            }
+            // RFC 5961 §4: challenge ACK.
+            self.ack_now = true;
             return;
         }
         let Some(ack) = seg.ack_number else {
