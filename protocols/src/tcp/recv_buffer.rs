@@ -134,7 +134,7 @@ impl RecvBuffer {
         for (i, h) in self.held.iter().take(n).enumerate() {
             order[i] = (h.stamp, i);
         }
-        order[..n].sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        order[..n].sort_unstable_by_key(|&(stamp, _)| core::cmp::Reverse(stamp));
         let base = self.ready_end();
         (0..n).map(move |k| {
             let h = self.held[order[k].1];

@@ -315,7 +315,11 @@ impl Connection {
             return;
         }
         self.unacked_bytes += advanced;
-        let full = usize::from(self.cfg.mss).saturating_sub(if self.ts_on { 12 } else { 0 });
+        let full = usize::from(self.cfg.mss).saturating_sub(if self.ts_on {
+            super::TIMESTAMP_OPTION_LEN
+        } else {
+            0
+        });
         if self.cfg.delayed_ack.is_zero() || self.unacked_bytes >= 2 * full.max(1) {
             self.ack_now = true;
         } else {

@@ -91,24 +91,21 @@ fn run_pair(cfg: &TcpConfig, len: usize, drop_every: usize, delay: Duration) -> 
             let Some(c) = e.conn.as_mut() else { continue };
             while let Some(repr) = c.poll_transmit(now, &mut buf) {
                 count += 1;
-                if std::env::var("PAIR_TRACE").is_ok() && true {
+                let drop = drop_every > 0 && count.checked_rem(drop_every) == Some(0);
+                if std::env::var_os("PAIR_TRACE").is_some() {
+                    // Debugging aid: PAIR_TRACE=1 cargo test ... -- --nocapture
                     eprintln!(
-                        "{now:?} {i}->{} #{count} {:?} seq {} ack {:?} win {} len {} sack {:?}{}",
+                        "{now:?} {i}->{} #{count} {:?} seq {} ack {:?} win {} len {}{}",
                         1 - i,
                         repr.flags,
                         repr.seq_number,
                         repr.ack_number,
                         repr.window_len,
                         repr.payload_len,
-                        repr.sack_ranges[0],
-                        if drop_every > 0 && count % drop_every == 0 {
-                            " DROP"
-                        } else {
-                            ""
-                        }
+                        if drop { " DROP" } else { "" }
                     );
                 }
-                if drop_every > 0 && count % drop_every == 0 {
+                if drop {
                     dropped += 1;
                     continue;
                 }
