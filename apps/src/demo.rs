@@ -68,7 +68,7 @@ pub fn run(queues: usize) -> Result<bool> {
         closed_udp(&lab),
     ];
     println!();
-    println!("  {:<40} {:<6} {}", "check", "result", "detail");
+    println!("  {:<40} {:<6} detail", "check", "result");
     for c in &checks {
         println!(
             "  {:<40} {:<6} {}",

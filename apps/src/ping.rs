@@ -46,7 +46,7 @@ impl PingSummary {
 }
 
 fn secs(x: f64, what: &str) -> Result<Duration> {
-    if !(x.is_finite() && x >= 0.0 && x <= 3600.0) {
+    if !(x.is_finite() && (0.0..=3600.0).contains(&x)) {
         anyhow::bail!("{what} must be a number of seconds between 0 and 3600 (got {x})");
     }
     Ok(Duration::from_secs_f64(x))

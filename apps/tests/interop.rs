@@ -56,7 +56,9 @@ fn serve(tag: &str, extra: &[&str], services: &[&str]) -> Served {
     // The start line is printed once every service listens: no sleeping.
     let mut line = String::new();
     let stdout = child.stdout.take().expect("stdout");
-    let n = BufReader::new(stdout).read_line(&mut line).expect("read start line");
+    let n = BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read start line");
     if n == 0 {
         let mut err = String::new();
         if let Some(mut e) = child.stderr.take() {
@@ -65,7 +67,11 @@ fn serve(tag: &str, extra: &[&str], services: &[&str]) -> Served {
         let _ = child.kill();
         panic!("tapir serve exited before its start line: {err}");
     }
-    Served { child, start_line: line, lab }
+    Served {
+        child,
+        start_line: line,
+        lab,
+    }
 }
 
 fn node_addr(s: &Served, port: u16) -> SocketAddrV4 {
@@ -91,7 +97,8 @@ fn random_bytes(n: usize, seed: u32) -> Vec<u8> {
 
 /// Sends `data` to the echo service from a kernel socket and returns what came back.
 fn kernel_tcp_echo(addr: SocketAddrV4, data: &[u8]) -> Vec<u8> {
-    let mut s = TcpStream::connect_timeout(&SocketAddr::V4(addr), Duration::from_secs(5)).expect("connect");
+    let mut s =
+        TcpStream::connect_timeout(&SocketAddr::V4(addr), Duration::from_secs(5)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut w = s.try_clone().unwrap();
     let mut back = Vec::with_capacity(data.len());
@@ -127,7 +134,15 @@ fn kernel_ping_gets_three_replies() {
     let out = s
         .lab
         .command("ping")
-        .args(["-c", "3", "-i", "0.2", "-W", "2", &s.lab.node.address().to_string()])
+        .args([
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            &s.lab.node.address().to_string(),
+        ])
         .output()
         .expect("run ping");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -148,9 +163,20 @@ fn tapir_ping_of_the_kernel_gets_its_replies() {
         .output()
         .expect("run tapir ping");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "tapir ping failed: {text} {}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("3 packets transmitted, 3 received, 0% packet loss"), "{text}");
-    assert_eq!(text.matches(" bytes from 10.7.0.1: icmp_seq=").count(), 3, "{text}");
+    assert!(
+        out.status.success(),
+        "tapir ping failed: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("3 packets transmitted, 3 received, 0% packet loss"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches(" bytes from 10.7.0.1: icmp_seq=").count(),
+        3,
+        "{text}"
+    );
     assert!(text.contains("rtt min/avg/max/mdev = "), "{text}");
 }
 
@@ -168,7 +194,10 @@ fn tapir_ping_of_a_silent_address_exits_1() {
         .expect("run tapir ping");
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("2 packets transmitted, 0 received, 100% packet loss"), "{text}");
+    assert!(
+        text.contains("2 packets transmitted, 0 received, 100% packet loss"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -201,7 +230,10 @@ fn two_queues_echo_parallel_flows_exactly() {
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or(false)).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(false))
+                .collect()
         })
     });
     assert_eq!(results, vec![true; 8]);
@@ -228,11 +260,15 @@ fn udp_echo_and_daytime_answer_datagrams() {
         sock.send_to(b"", daytime).unwrap();
         let (n, _) = sock.recv_from(&mut buf).expect("daytime reply");
         let text = String::from_utf8_lossy(&buf[..n]);
-        assert!(text.ends_with("-UTC\r\n") && text.contains(", 20"), "{text:?}");
+        assert!(
+            text.ends_with("-UTC\r\n") && text.contains(", 20"),
+            "{text:?}"
+        );
     });
     // And daytime over TCP.
     let text = kernel(&s.lab, || {
-        let mut c = TcpStream::connect_timeout(&SocketAddr::V4(daytime), Duration::from_secs(5)).unwrap();
+        let mut c =
+            TcpStream::connect_timeout(&SocketAddr::V4(daytime), Duration::from_secs(5)).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut t = String::new();
         c.read_to_string(&mut t).unwrap();
@@ -242,7 +278,11 @@ fn udp_echo_and_daytime_answer_datagrams() {
 }
 
 fn curl(lab: &Lab, args: &[&str]) -> Output {
-    lab.command("curl").args(["-s", "-m", "10"]).args(args).output().expect("run curl")
+    lab.command("curl")
+        .args(["-s", "-m", "10"])
+        .args(args)
+        .output()
+        .expect("run curl")
 }
 
 #[test]
@@ -259,29 +299,76 @@ fn curl_gets_the_page_and_files_and_404s() {
     let s = serve("it", &[], &["http", &spec]);
     let ip = s.lab.node.address();
 
-    let out = curl(&s.lab, &["-w", "\n%{http_code} %{content_type}", &format!("http://{ip}/")]);
+    let out = curl(
+        &s.lab,
+        &[
+            "-w",
+            "\n%{http_code} %{content_type}",
+            &format!("http://{ip}/"),
+        ],
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("<h1>tapir</h1>"), "{text}");
     assert!(text.ends_with("\n200 text/html; charset=utf-8"), "{text}");
 
     let out = curl(&s.lab, &[&format!("http://{ip}:8080/sub/big.bin")]);
     assert!(out.status.success());
-    assert!(out.stdout == big, "file body differs ({} bytes)", out.stdout.len());
+    assert!(
+        out.stdout == big,
+        "file body differs ({} bytes)",
+        out.stdout.len()
+    );
 
     // Two requests on one connection: curl reuses it when the server keeps it alive.
     let u = format!("http://{ip}:8080/hello.txt");
     let out = curl(&s.lab, &["-v", &u, &u]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from a file\nhello from a file\n");
-    assert!(err.contains("Re-using existing connection") || err.contains("Reusing existing"), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from a file\nhello from a file\n"
+    );
+    assert!(
+        err.contains("Re-using existing connection") || err.contains("Reusing existing"),
+        "{err}"
+    );
 
-    let out = curl(&s.lab, &["-o", "/dev/null", "-w", "%{http_code}", &format!("http://{ip}:8080/nope")]);
+    let out = curl(
+        &s.lab,
+        &[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://{ip}:8080/nope"),
+        ],
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
-    let out = curl(&s.lab, &["--path-as-is", "-o", "/dev/null", "-w", "%{http_code}", &format!("http://{ip}:8080/../../etc/passwd")]);
+    let out = curl(
+        &s.lab,
+        &[
+            "--path-as-is",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://{ip}:8080/../../etc/passwd"),
+        ],
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
-    let out = curl(&s.lab, &["-I", "-w", "%{http_code}", &format!("http://{ip}:8080/hello.txt")]);
+    let out = curl(
+        &s.lab,
+        &[
+            "-I",
+            "-w",
+            "%{http_code}",
+            &format!("http://{ip}:8080/hello.txt"),
+        ],
+    );
     let head = String::from_utf8_lossy(&out.stdout);
-    assert!(head.contains("Content-Length: 18") && head.ends_with("200"), "{head}");
+    assert!(
+        head.contains("Content-Length: 18") && head.ends_with("200"),
+        "{head}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -294,7 +381,8 @@ fn closed_ports_are_refused_at_once() {
     let addr = node_addr(&s, 8);
     let (tcp, udp) = kernel(&s.lab, || {
         // A RST makes connect fail with ECONNREFUSED; silence would be a timeout instead.
-        let tcp = TcpStream::connect_timeout(&SocketAddr::V4(addr), Duration::from_secs(5)).map(|_| ());
+        let tcp =
+            TcpStream::connect_timeout(&SocketAddr::V4(addr), Duration::from_secs(5)).map(|_| ());
         let u = UdpSocket::bind("0.0.0.0:0").unwrap();
         u.connect(addr).unwrap();
         u.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
@@ -303,9 +391,15 @@ fn closed_ports_are_refused_at_once() {
         let udp = u.recv(&mut buf).map(|_| ());
         (tcp, udp)
     });
-    assert_eq!(tcp.unwrap_err().kind(), std::io::ErrorKind::ConnectionRefused);
+    assert_eq!(
+        tcp.unwrap_err().kind(),
+        std::io::ErrorKind::ConnectionRefused
+    );
     // The kernel turns tapir's ICMP port unreachable into ECONNREFUSED on a connected socket.
-    assert_eq!(udp.unwrap_err().kind(), std::io::ErrorKind::ConnectionRefused);
+    assert_eq!(
+        udp.unwrap_err().kind(),
+        std::io::ErrorKind::ConnectionRefused
+    );
 }
 
 fn run_tapir(args: &[&str]) -> Output {
@@ -316,7 +410,10 @@ fn assert_clean_error(out: &Output, code: i32, needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "stderr: {err}");
     assert!(err.contains(needle), "expected {needle:?} in: {err}");
-    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -338,15 +435,36 @@ fn a_tap_that_cannot_be_opened_is_one_clear_line_and_status_1() {
     if !interop_allowed() {
         return;
     }
-    let out = run_tapir(&["serve", "--netns", "tapir-no-such-ns", "--ip", "10.7.0.2/24", "echo"]);
+    let out = run_tapir(&[
+        "serve",
+        "--netns",
+        "tapir-no-such-ns",
+        "--ip",
+        "10.7.0.2/24",
+        "echo",
+    ]);
     assert_clean_error(&out, 1, "tapir-no-such-ns");
 
     // Without privileges (nobody, no capabilities) creating a tap is refused.
     let lab = Lab::up("it").expect("lab");
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--",
+        ])
         .arg(TAPIR)
-        .args(["serve", "--tap", "tapirnoperm0", "--ip", "10.7.0.2/24", "echo"])
+        .args([
+            "serve",
+            "--tap",
+            "tapirnoperm0",
+            "--ip",
+            "10.7.0.2/24",
+            "echo",
+        ])
         .output()
         .expect("run setpriv");
     assert_clean_error(&out, 1, "deploy/hostonly");
@@ -354,7 +472,12 @@ fn a_tap_that_cannot_be_opened_is_one_clear_line_and_status_1() {
 
     // No /dev/net/tun: hide it in a private mount namespace.
     let out = Command::new("unshare")
-        .args(["-m", "sh", "-c", &format!("mount -t tmpfs none /dev/net && exec {TAPIR} serve --ip 10.7.0.2/24 echo")])
+        .args([
+            "-m",
+            "sh",
+            "-c",
+            &format!("mount -t tmpfs none /dev/net && exec {TAPIR} serve --ip 10.7.0.2/24 echo"),
+        ])
         .output()
         .expect("run unshare");
     assert_clean_error(&out, 1, "/dev/net/tun");

@@ -112,9 +112,7 @@ impl Stack {
             ttl: repr.ttl,
             broadcast,
         };
-        let header = payload
-            .get(..usize::from(packet.header_len()))
-            .unwrap_or_default();
+        let header = payload.get(..packet.header_len()).unwrap_or_default();
         let body = packet.payload();
         match repr.protocol {
             IpProtocol::Icmp => self.receive_icmp(now, meta, body, sink),

@@ -476,28 +476,36 @@ impl Pair {
                 None => return false,
             }
         }
+        let now = self.now;
         for f in a_out {
-            self.frames += 1;
-            if self.drop_every == 0 || self.frames % self.drop_every != 0 {
-                let mut sink = Vec::new();
-                self.b.receive(self.now, &f, &mut sink);
-                for g in sink {
-                    self.a.receive(self.now, &g, &mut Vec::new());
-                }
+            if self.pass() {
+                deliver(now, &mut self.b, &mut self.a, &f);
             }
         }
         for f in b_out {
-            self.frames += 1;
-            if self.drop_every == 0 || self.frames % self.drop_every != 0 {
-                let mut sink = Vec::new();
-                self.a.receive(self.now, &f, &mut sink);
-                for g in sink {
-                    self.b.receive(self.now, &g, &mut Vec::new());
-                }
+            if self.pass() {
+                deliver(now, &mut self.a, &mut self.b, &f);
             }
         }
         self.now += Duration::from_micros(100);
         true
+    }
+}
+
+impl Pair {
+    /// Counts a frame on the link; false when it is to be lost.
+    fn pass(&mut self) -> bool {
+        self.frames += 1;
+        self.drop_every == 0 || !self.frames.is_multiple_of(self.drop_every)
+    }
+}
+
+/// `to` receives `frame`; its immediate answers go straight back to `from`.
+fn deliver(now: Instant, to: &mut Stack, from: &mut Stack, frame: &[u8]) {
+    let mut answers: Vec<Vec<u8>> = Vec::new();
+    to.receive(now, frame, &mut answers);
+    for a in answers {
+        from.receive(now, &a, &mut Vec::new());
     }
 }
 
