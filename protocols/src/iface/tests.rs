@@ -580,3 +580,113 @@ fn two_stacks_transfer_and_close_over_a_clean_link() {
 fn two_stacks_transfer_and_close_despite_lost_frames() {
     transfer(13);
 }
+
+#[test]
+fn unknown_protocol_draws_protocol_unreachable_but_fragments_draw_nothing() {
+    let mut b = node_b();
+    let now = Instant::from_secs(2);
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let frame = ip_frame(IpProtocol::Unknown(200), 12, |seg| seg.fill(0xab));
+    b.receive(now, &frame, &mut out);
+    assert_eq!(out.len(), 1);
+    let (_, _, body) = parse_ip(&out[0]);
+    match Icmpv4Repr::parse(&Icmpv4Packet::new_checked(&body[..]).unwrap(), true).unwrap() {
+        Icmpv4Repr::DstUnreachable { code, .. } => {
+            assert_eq!(code, icmpv4::dst_unreachable::PROTO_UNREACHABLE)
+        }
+        other => panic!("expected protocol unreachable, got {other:?}"),
+    }
+    assert_eq!(b.counters().drops(DropReason::UnknownProtocol), 1);
+
+    // A non-first fragment of the same: dropped, counted, never answered.
+    out.clear();
+    let mut frag = frame.clone();
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut frag[14..]);
+        ip.set_frag_offset(1480);
+        ip.fill_checksum();
+    }
+    b.receive(now, &frag, &mut out);
+    assert!(out.is_empty());
+    assert_eq!(b.counters().drops(DropReason::Fragment), 1);
+}
+
+#[test]
+fn icmp_errors_are_rate_limited() {
+    let mut b = node_b();
+    let now = Instant::from_secs(2);
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..250 {
+        b.receive(now, &udp_frame(9999, b"x"), &mut out);
+    }
+    let limit = b.config().icmp_error_rate as usize;
+    assert_eq!(out.len(), limit, "at most {limit} errors a second");
+    assert_eq!(b.counters().drops(DropReason::UdpNoListener), 250);
+    out.clear();
+    b.receive(
+        now + Duration::from_secs(1),
+        &udp_frame(9999, b"x"),
+        &mut out,
+    );
+    assert_eq!(out.len(), 1, "the budget refills after a second");
+}
+
+#[test]
+fn unresolved_next_hop_waits_for_arp_then_sends() {
+    let mut b = stack(MAC_B, IP_B, 3);
+    let now = Instant::from_secs(1);
+    let h = b.udp_bind(5000).unwrap();
+    b.udp_send_to(h, SocketAddrV4::new(IP_A, 9), b"queued")
+        .unwrap();
+    b.udp_send_to(h, SocketAddrV4::new(IP_A, 9), b"queued too")
+        .unwrap();
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    b.poll(now, &mut out);
+    assert_eq!(out.len(), 1, "one ARP request for two packets");
+    let eth = EthernetFrame::new_checked(&out[0][..]).unwrap();
+    assert_eq!(eth.ethertype(), EtherType::Arp);
+    // No second request within the second (RFC 1122), one after it.
+    out.clear();
+    b.poll(now + Duration::from_millis(500), &mut out);
+    assert!(out.is_empty());
+    b.poll(now + Duration::from_millis(1000), &mut out);
+    assert_eq!(out.len(), 1, "the request is repeated after a second");
+    // The reply releases both packets, addressed to the learned MAC.
+    out.clear();
+    b.receive(
+        now + Duration::from_millis(1100),
+        &arp_frame(ArpOperation::Reply, IP_B),
+        &mut out,
+    );
+    assert_eq!(out.len(), 2);
+    for f in &out {
+        let (eth, ip, _) = parse_ip(f);
+        assert_eq!((eth.dst_addr, ip.dst_addr), (MAC_A, IP_A));
+    }
+}
+
+#[test]
+fn off_subnet_goes_to_the_gateway_or_is_dropped_without_one() {
+    let mut b = stack(MAC_B, IP_B, 4);
+    let now = Instant::from_secs(1);
+    let h = b.udp_bind(5000).unwrap();
+    let far = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 9);
+    b.udp_send_to(h, far, b"x").unwrap();
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    b.poll(now, &mut out);
+    assert!(out.is_empty());
+    assert_eq!(b.counters().drops(DropReason::NoRoute), 1);
+
+    let mut config = StackConfig::new(MAC_B, Ipv4Cidr::new(IP_B, 24).unwrap());
+    config.gateway = Some(IP_A);
+    let mut g = Stack::new(config, Rng::new(5));
+    g.receive(now, &arp_frame(ArpOperation::Request, IP_B), &mut out);
+    out.clear();
+    let h = g.udp_bind(5000).unwrap();
+    g.udp_send_to(h, far, b"x").unwrap();
+    g.poll(now, &mut out);
+    assert_eq!(out.len(), 1);
+    let (eth, ip, _) = parse_ip(&out[0]);
+    assert_eq!(eth.dst_addr, MAC_A, "framed to the gateway");
+    assert_eq!(ip.dst_addr, *far.ip(), "addressed to the far host");
+}
