@@ -9,7 +9,7 @@ use engine::Node;
 use tapir_apps::cli::NodeOpts;
 use tapir_apps::ping::PingOpts;
 use tapir_apps::services::ServiceSpec;
-use tapir_apps::{demo, ping, serve};
+use tapir_apps::{demo, ping, serve, shell};
 
 /// tapir: a user-space TCP/IP node on a Linux tap.
 #[derive(Debug, Parser)]
@@ -36,6 +36,18 @@ enum Cmd {
         /// Services to run.
         #[arg(required = true, value_name = "SERVICE")]
         services: Vec<ServiceSpec>,
+    },
+    /// An interactive shell on a live node (ping, serve, arp, route, conns, stats, ...); with
+    /// --exec or piped input, runs the commands and exits with the last one's status.
+    Node {
+        #[command(flatten)]
+        node: NodeOpts,
+        /// Services to start first, comma-separated (e.g. echo,http=/srv/www).
+        #[arg(long, value_name = "LIST", value_delimiter = ',')]
+        serve: Vec<ServiceSpec>,
+        /// Commands to run, separated by ';', instead of a prompt.
+        #[arg(long, value_name = "CMDS")]
+        exec: Option<String>,
     },
     /// Send ICMP echo requests and print the replies, like iputils ping.
     Ping {
@@ -75,6 +87,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             serve::wait_for_signal()?;
             node.shutdown();
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Node { node, serve, exec } => {
+            let config = node_config(&node)?;
+            let node = Node::start(config)?;
+            let mut shell = shell::Shell::new(node.clone());
+            let labels = shell.serve(&serve)?;
+            println!("{}", serve::start_line(&node, &labels));
+            let status = shell::run(&mut shell, exec.as_deref());
+            node.shutdown();
+            Ok(ExitCode::from(status))
         }
         Cmd::Ping { node, ping: opts } => {
             let config = node_config(&node)?;

@@ -235,6 +235,28 @@ impl Node {
         v
     }
 
+    /// The ARP cache (every worker keeps one; merged, freshest entry first): (address, MAC,
+    /// seconds left).
+    pub fn arp_entries(&self) -> Vec<(Ipv4Addr, EthernetAddress, Duration)> {
+        let now = self.inner.clock.now();
+        let mut all: Vec<(Ipv4Addr, EthernetAddress, Duration)> = Vec::new();
+        for w in &self.inner.workers {
+            all.extend(lock(&w.stack).stack.arp_entries(now));
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0).then(b.2.cmp(&a.2)));
+        all.dedup_by_key(|e| e.0);
+        all
+    }
+
+    /// TCP ports with a listener.
+    pub fn listeners(&self) -> Vec<u16> {
+        self.inner
+            .workers
+            .first()
+            .map(|w| lock(&w.stack).stack.tcp_listeners())
+            .unwrap_or_default()
+    }
+
     /// Runs `f` on worker `w`'s stack, then wakes the worker if `f` gave it earlier work.
     pub(crate) fn with_stack<R>(&self, w: usize, f: impl FnOnce(&mut Stack, Instant) -> R) -> R {
         let shared = &self.inner.workers[w];

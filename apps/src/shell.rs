@@ -1,0 +1,362 @@
+//! `tapir node`: the interactive node shell, PyIP's REPL grown up. Line editing, history and
+//! completion on a terminal; commands from `--exec` or from standard input otherwise.
+//!
+//! Every command writes to the given output and returns an exit status (0 ok, 1 failed, 2 bad
+//! usage), so a script's status is its last command's.
+
+use std::io::{self, BufRead, IsTerminal, Write};
+
+use clap::Parser;
+use engine::Node;
+
+use crate::ping::{self, PingOpts};
+use crate::services::ServiceSpec;
+
+/// Commands and a one-line description each, for `help` and completion.
+pub const COMMANDS: &[(&str, &str)] = &[
+    (
+        "ping",
+        "ping HOST [-c N] [-i SECS] [-s BYTES] [-W SECS] [-t TTL]: ICMP echo",
+    ),
+    (
+        "serve",
+        "serve start SERVICE... | serve list: run services on this node",
+    ),
+    ("arp", "arp: the ARP cache"),
+    ("route", "route: the routing table"),
+    (
+        "conns",
+        "conns: every TCP connection with its state, queues, RTT and cwnd",
+    ),
+    (
+        "stats",
+        "stats: frame counters and drops by reason, per worker",
+    ),
+    ("help", "help: this list"),
+    ("quit", "quit: leave (also exit, or end of input)"),
+];
+
+/// The shell's state: the node and what it serves.
+pub struct Shell {
+    node: Node,
+    serving: Vec<String>,
+}
+
+/// What a command asks of the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue(u8),
+    Quit,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "ping", no_binary_name = true, disable_version_flag = true)]
+struct PingCmd {
+    #[command(flatten)]
+    opts: PingOpts,
+}
+
+impl Shell {
+    pub fn new(node: Node) -> Shell {
+        Shell {
+            node,
+            serving: Vec::new(),
+        }
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Starts services (as `--serve` and `serve start` do); returns their labels.
+    pub fn serve(&mut self, specs: &[ServiceSpec]) -> anyhow::Result<Vec<String>> {
+        let labels = crate::serve::start_services(&self.node, specs)?;
+        self.serving.extend(labels.iter().cloned());
+        Ok(labels)
+    }
+
+    /// Runs one command line (no `;`).
+    pub fn run_line(&mut self, line: &str, out: &mut dyn Write) -> Flow {
+        let Some(words) = shlex::split(line) else {
+            let _ = writeln!(out, "unbalanced quotes in: {line}");
+            return Flow::Continue(2);
+        };
+        let Some((cmd, args)) = words.split_first() else {
+            return Flow::Continue(0);
+        };
+        let status = match cmd.as_str() {
+            "quit" | "exit" => return Flow::Quit,
+            "help" | "?" => {
+                for (name, what) in COMMANDS {
+                    let _ = writeln!(out, "  {name:<8} {what}");
+                }
+                0
+            }
+            "ping" => self.ping(args, out),
+            "serve" => self.serve_cmd(args, out),
+            "arp" => self.arp(out),
+            "route" => self.route(out),
+            "conns" => self.conns(out),
+            "stats" => self.stats(out),
+            other => {
+                let _ = writeln!(out, "unknown command '{other}': try 'help'");
+                2
+            }
+        };
+        Flow::Continue(status)
+    }
+
+    /// Runs `a; b; c`, stopping at `quit`. Returns the last status, and whether to quit.
+    pub fn run_script(&mut self, script: &str, out: &mut dyn Write) -> (u8, bool) {
+        let mut status = 0;
+        for part in script.split(';') {
+            match self.run_line(part.trim(), out) {
+                Flow::Continue(s) => status = s,
+                Flow::Quit => return (status, true),
+            }
+        }
+        (status, false)
+    }
+
+    fn ping(&self, args: &[String], out: &mut dyn Write) -> u8 {
+        let cmd = match PingCmd::try_parse_from(args) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = write!(out, "{e}");
+                return 2;
+            }
+        };
+        match ping::run(&self.node, &cmd.opts, out) {
+            Ok(s) if s.received > 0 => 0,
+            Ok(_) => 1,
+            Err(e) => {
+                let _ = writeln!(out, "ping: {e:#}");
+                1
+            }
+        }
+    }
+
+    fn serve_cmd(&mut self, args: &[String], out: &mut dyn Write) -> u8 {
+        match args.split_first() {
+            Some((s, specs)) if s == "start" && !specs.is_empty() => {
+                let parsed: Result<Vec<ServiceSpec>, _> = specs.iter().map(|s| s.parse()).collect();
+                let specs = match parsed {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = writeln!(out, "serve: {e}");
+                        return 2;
+                    }
+                };
+                match self.serve(&specs) {
+                    Ok(labels) => {
+                        let _ = writeln!(out, "serving {}", labels.join(" "));
+                        0
+                    }
+                    Err(e) => {
+                        let _ = writeln!(out, "serve: {e:#}");
+                        1
+                    }
+                }
+            }
+            Some((s, _)) if s == "list" => {
+                if self.serving.is_empty() {
+                    let _ = writeln!(out, "serving nothing");
+                } else {
+                    let _ = writeln!(out, "serving {}", self.serving.join(" "));
+                }
+                0
+            }
+            _ => {
+                let _ = writeln!(out, "usage: serve start SERVICE... | serve list");
+                2
+            }
+        }
+    }
+
+    fn arp(&self, out: &mut dyn Write) -> u8 {
+        let entries = self.node.arp_entries();
+        let _ = writeln!(out, "{:<16} {:<18} expires", "address", "hwaddr");
+        for (ip, mac, left) in entries {
+            let _ = writeln!(
+                out,
+                "{:<16} {:<18} {}s",
+                ip.to_string(),
+                mac.to_string(),
+                left.as_secs()
+            );
+        }
+        0
+    }
+
+    fn route(&self, out: &mut dyn Write) -> u8 {
+        let c = &self.node.config().stack;
+        let _ = writeln!(
+            out,
+            "{} dev {} scope link src {}",
+            net(c.cidr),
+            self.node.config().tap,
+            c.cidr.address()
+        );
+        if let Some(gw) = c.gateway {
+            let _ = writeln!(out, "default via {gw} dev {}", self.node.config().tap);
+        }
+        0
+    }
+
+    fn conns(&self, out: &mut dyn Write) -> u8 {
+        let listeners = self.node.listeners();
+        if !listeners.is_empty() {
+            let ports: Vec<String> = listeners.iter().map(|p| p.to_string()).collect();
+            let _ = writeln!(out, "listening on tcp ports {}", ports.join(" "));
+        }
+        let _ = writeln!(
+            out,
+            "{:<3} {:<22} {:<22} {:<12} {:>8} {:>8} {:>9} {:>8}",
+            "q", "local", "remote", "state", "send-q", "recv-q", "rtt", "cwnd"
+        );
+        for (w, c) in self.node.conns() {
+            let rtt = c
+                .rtt
+                .map(|r| format!("{:.3}ms", r.as_secs_f64() * 1000.0))
+                .unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                out,
+                "{:<3} {:<22} {:<22} {:<12} {:>8} {:>8} {:>9} {:>8}",
+                w,
+                c.local.to_string(),
+                c.remote.to_string(),
+                c.state.to_string(),
+                c.send_queue,
+                c.recv_queue,
+                rtt,
+                c.cwnd
+            );
+        }
+        0
+    }
+
+    fn stats(&self, out: &mut dyn Write) -> u8 {
+        let s = self.node.stats();
+        let t = &s.stack;
+        let _ = writeln!(
+            out,
+            "frames: {} in ({} bytes), {} out ({} bytes)",
+            t.rx_frames, t.rx_bytes, t.tx_frames, t.tx_bytes
+        );
+        let _ = writeln!(
+            out,
+            "arp requests sent {}, echo replies {}, icmp errors {}, tcp resets {}, tcp conns opened {}",
+            t.arp_requests_sent, t.icmp_echo_replied, t.icmp_errors_sent, t.tcp_rst_sent, t.tcp_conns_opened
+        );
+        let _ = writeln!(out, "drops: {}", t.total_drops());
+        for (reason, n) in t.nonzero_drops() {
+            let _ = writeln!(out, "  {:<20} {n}", reason.name());
+        }
+        for (i, w) in s.workers.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "queue {i}: rx {} tx {} handed-off {} handed-in {} handoff-dropped {}",
+                w.rx_frames, w.tx_frames, w.handed_off, w.handed_in, w.handoff_dropped
+            );
+        }
+        0
+    }
+}
+
+fn net(c: protocols::wire::Ipv4Cidr) -> String {
+    format!("{}/{}", c.network(), c.prefix_len())
+}
+
+/// Completes command names at the start of the line.
+struct Completer;
+
+impl rustyline::completion::Completer for Completer {
+    type Candidate = String;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        let head = &line[..pos];
+        if head.contains(char::is_whitespace) {
+            return Ok((pos, Vec::new()));
+        }
+        let c = COMMANDS
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| n.starts_with(head))
+            .map(|n| format!("{n} "))
+            .collect();
+        Ok((0, c))
+    }
+}
+
+impl rustyline::hint::Hinter for Completer {
+    type Hint = String;
+}
+impl rustyline::highlight::Highlighter for Completer {}
+impl rustyline::validate::Validator for Completer {}
+impl rustyline::Helper for Completer {}
+
+/// Runs the shell: `--exec` commands, else an interactive prompt on a terminal, else commands
+/// from standard input. Returns the exit status.
+pub fn run(shell: &mut Shell, exec: Option<&str>) -> u8 {
+    let mut stdout = io::stdout();
+    if let Some(script) = exec {
+        return shell.run_script(script, &mut stdout).0;
+    }
+    if !io::stdin().is_terminal() {
+        let mut status = 0;
+        for line in io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            let (s, quit) = shell.run_script(&line, &mut stdout);
+            status = s;
+            let _ = stdout.flush();
+            if quit {
+                break;
+            }
+        }
+        return status;
+    }
+    interactive(shell)
+}
+
+fn interactive(shell: &mut Shell) -> u8 {
+    let history =
+        std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".tapir_history"));
+    let mut rl = match rustyline::Editor::<Completer, rustyline::history::DefaultHistory>::new() {
+        Ok(rl) => rl,
+        Err(e) => {
+            eprintln!("tapir: cannot open the terminal for line editing: {e}");
+            return 1;
+        }
+    };
+    rl.set_helper(Some(Completer));
+    if let Some(h) = &history {
+        let _ = rl.load_history(h);
+    }
+    let prompt = format!("tapir {}> ", shell.node().address());
+    let mut status = 0;
+    loop {
+        match rl.readline(&prompt) {
+            Ok(line) => {
+                if !line.trim().is_empty() {
+                    let _ = rl.add_history_entry(line.as_str());
+                }
+                let (s, quit) = shell.run_script(&line, &mut io::stdout());
+                status = s;
+                if quit {
+                    break;
+                }
+            }
+            Err(rustyline::error::ReadlineError::Interrupted) => continue,
+            Err(_) => break,
+        }
+    }
+    if let Some(h) = &history {
+        let _ = rl.save_history(h);
+    }
+    status
+}
