@@ -202,17 +202,7 @@ fn in_lab<T: Send>(lab: &Lab, f: impl FnOnce() -> Result<T> + Send) -> Result<T>
 fn tcp_echo(lab: &Lab) -> Check {
     let addr = SocketAddrV4::new(lab.node.address(), 7);
     let r = in_lab(lab, || {
-        let data: Vec<u8> = {
-            let mut x: u32 = 0x1234_5678;
-            (0..1 << 20)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 17;
-                    x ^= x << 5;
-                    x as u8
-                })
-                .collect()
-        };
+        let data = crate::lab::pseudo_random_bytes(1 << 20, 0x1234_5678);
         let start = Instant::now();
         let mut s = TcpStream::connect_timeout(&SocketAddr::V4(addr), Duration::from_secs(5))?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;

@@ -91,3 +91,17 @@ impl Drop for Lab {
         }
     }
 }
+
+/// Deterministic pseudo-random bytes (xorshift32) for test payloads: the same `seed` gives the
+/// same bytes, so a failing comparison can be reproduced.
+pub fn pseudo_random_bytes(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 7) as u8
+        })
+        .collect()
+}

@@ -10,23 +10,10 @@ use std::time::Duration;
 use engine::sys::netns::run_in_netns;
 use tapir_apps::lab::Lab;
 
-const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
+mod common;
+use common::{interop_allowed, random_bytes};
 
-/// False (and the test returns early) only when the caller asked to skip interop tests; without
-/// root they fail, so a CI without privileges cannot pass by skipping.
-fn interop_allowed() -> bool {
-    if std::env::var_os("TAPIR_SKIP_INTEROP").is_some() {
-        eprintln!("TAPIR_SKIP_INTEROP set: skipping");
-        return false;
-    }
-    let uid = Command::new("id").arg("-u").output().expect("id -u");
-    assert_eq!(
-        String::from_utf8_lossy(&uid.stdout).trim(),
-        "0",
-        "interop tests need root and /dev/net/tun (set TAPIR_SKIP_INTEROP=1 to skip them)"
-    );
-    true
-}
+const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
 
 /// A `tapir serve` process in a lab, killed (by its pid) before the lab is removed.
 struct Served {
@@ -81,18 +68,6 @@ fn node_addr(s: &Served, port: u16) -> SocketAddrV4 {
 /// Runs `f` inside the lab namespace, where sockets are the kernel's.
 fn kernel<T: Send>(lab: &Lab, f: impl FnOnce() -> T + Send) -> T {
     run_in_netns(&lab.ns, f).expect("enter lab namespace")
-}
-
-fn random_bytes(n: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 7) as u8
-        })
-        .collect()
 }
 
 /// Sends `data` to the echo service from a kernel socket and returns what came back.
@@ -277,6 +252,13 @@ fn udp_echo_and_daytime_answer_datagrams() {
     assert!(text.ends_with("-UTC\r\n"), "{text:?}");
 }
 
+/// The HTTP status curl saw for `url`.
+fn http_status(lab: &Lab, extra: &[&str], url: &str) -> String {
+    let mut args = extra.to_vec();
+    args.extend(["-o", "/dev/null", "-w", "%{http_code}", url]);
+    String::from_utf8_lossy(&curl(lab, &args).stdout).into_owned()
+}
+
 fn curl(lab: &Lab, args: &[&str]) -> Output {
     lab.command("curl")
         .args(["-s", "-m", "10"])
@@ -332,29 +314,12 @@ fn curl_gets_the_page_and_files_and_404s() {
         "{err}"
     );
 
-    let out = curl(
-        &s.lab,
-        &[
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &format!("http://{ip}:8080/nope"),
-        ],
+    assert_eq!(
+        http_status(&s.lab, &[], &format!("http://{ip}:8080/nope")),
+        "404"
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
-    let out = curl(
-        &s.lab,
-        &[
-            "--path-as-is",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &format!("http://{ip}:8080/../../etc/passwd"),
-        ],
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
+    let up = format!("http://{ip}:8080/../../etc/passwd");
+    assert_eq!(http_status(&s.lab, &["--path-as-is"], &up), "403");
     let out = curl(
         &s.lab,
         &[

@@ -6,20 +6,10 @@ use std::process::{Command, Stdio};
 
 use tapir_apps::lab::Lab;
 
-const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
+mod common;
+use common::interop_allowed;
 
-fn interop_allowed() -> bool {
-    if std::env::var_os("TAPIR_SKIP_INTEROP").is_some() {
-        return false;
-    }
-    let uid = Command::new("id").arg("-u").output().expect("id -u");
-    assert_eq!(
-        String::from_utf8_lossy(&uid.stdout).trim(),
-        "0",
-        "interop tests need root"
-    );
-    true
-}
+const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
 
 #[test]
 fn exec_runs_commands_and_exits_with_the_last_status() {

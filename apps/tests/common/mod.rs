@@ -1,0 +1,22 @@
+//! Shared by the interop test files: the privilege gate and test data.
+#![allow(dead_code, unused_imports)]
+
+use std::process::Command;
+
+/// False (and the test returns early) only when the caller asked to skip interop tests; without
+/// root they fail, so a CI without privileges cannot pass by skipping.
+pub fn interop_allowed() -> bool {
+    if std::env::var_os("TAPIR_SKIP_INTEROP").is_some() {
+        eprintln!("TAPIR_SKIP_INTEROP set: skipping");
+        return false;
+    }
+    let uid = Command::new("id").arg("-u").output().expect("id -u");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "interop tests need root and /dev/net/tun (set TAPIR_SKIP_INTEROP=1 to skip them)"
+    );
+    true
+}
+
+pub use tapir_apps::lab::pseudo_random_bytes as random_bytes;
