@@ -118,7 +118,11 @@ fn r2_gives_up_with_timed_out() {
 
 #[test]
 fn fast_retransmit_after_three_dupacks_with_newreno_recovery() {
-    let mut h = established(&plain_config(), 60_000);
+    let cfg = TcpConfig {
+        congestion: crate::tcp::CongestionAlgorithm::NewReno,
+        ..plain_config()
+    };
+    let mut h = established(&cfg, 60_000);
     h.conn.send(&vec![7; 20_000]).unwrap();
     let segs = h.drain();
     assert_eq!(segs.len(), 10, "initial window: 10 segments of 1000");
