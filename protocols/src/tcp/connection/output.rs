@@ -191,7 +191,14 @@ impl Connection {
         if self.in_recovery && self.sack_on {
             self.pipe_room()
         } else {
-            (self.snd_una + self.cwnd()) - seq
+            // RFC 3042 limited transmit: the first two duplicate ACKs each let one new
+            // segment out beyond cwnd, to draw the duplicates fast retransmit needs.
+            let extra = if self.in_recovery {
+                0
+            } else {
+                self.dupacks.min(2) as usize * self.smss()
+            };
+            (self.snd_una + self.cwnd() + extra) - seq
         }
     }
 

@@ -28,8 +28,21 @@ impl Connection {
                 // RFC 6582 §3.2 step 3: one more segment left the network.
                 self.recovery_cwnd += self.smss();
             }
-        } else if self.dupacks as usize >= DUP_THRESH {
+        } else if self.dupacks as usize >= self.dup_thresh() {
             self.enter_recovery(now);
+        }
+    }
+
+    /// DupThresh: 3, lowered by RFC 5827 early retransmit when fewer than four segments are
+    /// outstanding and no new data is waiting to go (so three duplicates can never come).
+    fn dup_thresh(&self) -> usize {
+        let smss = self.smss();
+        let outstanding = (self.snd_max - self.snd_una).div_ceil(smss);
+        let unsent = self.tx_start + self.tx.len() > self.snd_max;
+        if outstanding < DUP_THRESH + 1 && !unsent {
+            outstanding.saturating_sub(1).max(1)
+        } else {
+            DUP_THRESH
         }
     }
 
