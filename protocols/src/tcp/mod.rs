@@ -2,8 +2,9 @@
 //!
 //! This module owns the per-connection state machine and everything it needs: the send buffer
 //! ([`send_buffer`]), the receive buffer with out-of-order reassembly ([`recv_buffer`]), the RFC
-//! 6298 RTT/RTO estimator ([`rtt`]), the timer table ([`timer`]), congestion control behind a
-//! trait ([`congestion`]) and the RFC 6528 ISN generator ([`isn`]). It never reads a clock, never
+//! 6298 RTT/RTO estimator ([`rtt`]), the timer table ([`timer`]), the RFC 6675 SACK scoreboard
+//! ([`sack`]), congestion control behind a trait ([`congestion`]: CUBIC by default, NewReno),
+//! the RFC 6528 ISN generator ([`isn`]) and the RFC 4987 SYN cookie codec ([`syn_cookie`]). It never reads a clock, never
 //! draws randomness and never touches a socket: segments come in through
 //! [`Connection::handle_segment`], time through `now` arguments, and segments go out through
 //! [`Connection::poll_transmit`]. Listening sockets, demultiplexing and checksums belong to the
