@@ -48,6 +48,11 @@ drop_reasons! {
     TcpNoListener => "tcp_no_listener", "A TCP segment for no connection and no listener (answered by RST).";
     TcpBacklogFull => "tcp_backlog_full", "A SYN for a listener whose backlog is full.";
     TcpMaxConns => "tcp_max_conns", "A SYN refused because the node holds --max-conns connections.";
+    TcpPaws => "tcp_paws", "A TCP segment older than TS.Recent (RFC 7323 PAWS), answered by an ACK.";
+    TcpOutOfWindow => "tcp_out_of_window", "A TCP segment outside the receive window (answered by an ACK unless a RST).";
+    TcpBadAck => "tcp_bad_ack", "A TCP segment acknowledging data never sent or older than the window (RFC 5961 §5).";
+    TcpChallengeAckLimited => "tcp_challenge_ack_limited", "A challenge ACK (RFC 5961) not sent: the per-second budget was spent.";
+    TcpBadSynCookie => "tcp_bad_syn_cookie", "An ACK to a listener that matches no connection and carries no valid SYN cookie (answered by RST).";
     NoRoute => "no_route", "A packet to send with no route (off-subnet and no gateway).";
     ArpUnresolved => "arp_unresolved", "A packet that waited for an ARP reply that never came.";
     ArpQueueFull => "arp_queue_full", "A packet that could not wait for ARP because the pending queue is full.";
@@ -72,6 +77,8 @@ pub struct Counters {
     pub icmp_errors_sent: u64,
     pub tcp_rst_sent: u64,
     pub tcp_conns_opened: u64,
+    /// SYN-ACKs sent with a SYN cookie instead of a half-open connection (RFC 4987).
+    pub tcp_syn_cookies_sent: u64,
     drops: [u64; DropReason::COUNT],
 }
 
@@ -107,6 +114,7 @@ impl Counters {
         self.icmp_errors_sent += other.icmp_errors_sent;
         self.tcp_rst_sent += other.tcp_rst_sent;
         self.tcp_conns_opened += other.tcp_conns_opened;
+        self.tcp_syn_cookies_sent += other.tcp_syn_cookies_sent;
         for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
             *a += b;
         }

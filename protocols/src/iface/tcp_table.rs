@@ -15,7 +15,9 @@ use super::egress::{emit_ipv4, Egress};
 use super::ingress::IpMeta;
 use super::sockets::{Slab, SocketHandle};
 use super::{Sink, Stack};
-use crate::tcp::{rst_for_unexpected, ConnError, Connection, RecvError, SendError, State};
+use crate::tcp::{
+    rst_for_unexpected, ConnError, Connection, RecvError, SegmentDrop, SendError, State, SynCookies,
+};
 use crate::time::{Duration, Instant};
 use crate::wire::{self, IpProtocol, TcpPacket, TcpRepr};
 
@@ -158,18 +160,46 @@ impl Stack {
         }
         let remote = SocketAddrV4::new(meta.src, repr.src_port);
         let key = (repr.dst_port, remote);
+        let flags = repr.flags;
+        let bare_syn = flags.syn() && !flags.ack() && !flags.rst();
         if let Some(&h) = self.tcp.conns.get(&key) {
+            // RFC 6191: a SYN with a newer timestamp (or ISN) for a 4-tuple in TIME-WAIT opens
+            // a new incarnation: the old one gives way, the listener takes the SYN.
+            let reuse = bare_syn
+                && self.tcp.listeners.contains_key(&repr.dst_port)
+                && self
+                    .tcp
+                    .sockets
+                    .get(h)
+                    .is_some_and(|s| s.conn.time_wait_accepts(&repr));
+            if !reuse {
+                let mut dropped = None;
+                if let Some(s) = self.tcp.sockets.get_mut(h) {
+                    s.conn.handle_segment(now, &repr, packet.payload());
+                    dropped = s.conn.take_drop();
+                }
+                if let Some(d) = dropped {
+                    self.counters.drop(drop_reason(d));
+                }
+                self.touch(h);
+                return;
+            }
+            self.tcp.conns.remove(&key);
             if let Some(s) = self.tcp.sockets.get_mut(h) {
-                s.conn.handle_segment(now, &repr, packet.payload());
+                s.conn.abort(); // TIME-WAIT: closes without a RST
             }
             self.touch(h);
-            return;
         }
-        let flags = repr.flags;
-        if flags.syn() && !flags.ack() && !flags.rst() {
+        if bare_syn {
             if let Some(l) = self.tcp.listeners.get(&repr.dst_port) {
-                if l.ready.len() + l.half_open >= l.backlog {
+                if l.ready.len() >= l.backlog {
                     return self.counters.drop(DropReason::TcpBacklogFull);
+                }
+                if l.ready.len() + l.half_open >= l.backlog {
+                    if !self.config.tcp.syn_cookies {
+                        return self.counters.drop(DropReason::TcpBacklogFull);
+                    }
+                    return self.send_syn_cookie(now, meta, &repr, sink);
                 }
                 if self.tcp.sockets.len() >= self.config.max_conns {
                     return self.counters.drop(DropReason::TcpMaxConns);
@@ -196,13 +226,105 @@ impl Stack {
                 return;
             }
         }
+        if flags.ack() && !flags.syn() && !flags.rst() && self.config.tcp.syn_cookies {
+            if let Some(l) = self.tcp.listeners.get(&repr.dst_port) {
+                let accept_full = l.ready.len() >= l.backlog;
+                if self.accept_syn_cookie(now, meta, &repr, packet.payload(), accept_full) {
+                    return;
+                }
+                self.counters.drop(DropReason::TcpBadSynCookie);
+                return self.send_rst_for(now, remote, &repr, sink);
+            }
+        }
         self.counters.drop(DropReason::TcpNoListener);
-        if let Some(rst) = rst_for_unexpected(&repr) {
+        self.send_rst_for(now, remote, &repr, sink);
+    }
+
+    fn send_rst_for(
+        &mut self,
+        now: Instant,
+        remote: SocketAddrV4,
+        repr: &TcpRepr,
+        sink: &mut impl Sink,
+    ) {
+        if let Some(rst) = rst_for_unexpected(repr) {
             self.counters.tcp_rst_sent += 1;
             let local = self.address();
             let mut eg = self.egress();
             send_segment(&mut eg, now, sink, local, remote, |_| Some(rst));
         }
+    }
+
+    /// RFC 4987: the listener's queue of half-open connections is full: answer with a SYN-ACK
+    /// whose ISN is a cookie, and keep no state.
+    fn send_syn_cookie(&mut self, now: Instant, meta: IpMeta, syn: &TcpRepr, sink: &mut impl Sink) {
+        let cookies = SynCookies::new(&self.isn);
+        let peer_mss = syn.max_seg_size.unwrap_or(536);
+        let (isn, mss) = cookies.make(
+            (meta.dst, syn.dst_port),
+            (meta.src, syn.src_port),
+            syn.seq_number,
+            peer_mss,
+            now,
+        );
+        let synack = Connection::syn_cookie_syn_ack(&self.config.tcp, syn, isn, mss, now);
+        self.counters.tcp_syn_cookies_sent += 1;
+        let local = self.address();
+        let remote = SocketAddrV4::new(meta.src, syn.src_port);
+        let mut eg = self.egress();
+        send_segment(&mut eg, now, sink, local, remote, |_| Some(synack));
+    }
+
+    /// An ACK for a listener with no connection: if it returns a valid SYN cookie, the
+    /// connection is made now (ESTABLISHED, into the accept queue). Returns whether it was.
+    fn accept_syn_cookie(
+        &mut self,
+        now: Instant,
+        meta: IpMeta,
+        ack: &TcpRepr,
+        payload: &[u8],
+        accept_full: bool,
+    ) -> bool {
+        let Some(ack_number) = ack.ack_number else {
+            return false;
+        };
+        let cookies = SynCookies::new(&self.isn);
+        let Some(mss) = cookies.check(
+            (meta.dst, ack.dst_port),
+            (meta.src, ack.src_port),
+            ack.seq_number,
+            ack_number,
+            now,
+        ) else {
+            return false;
+        };
+        if accept_full {
+            self.counters.drop(DropReason::TcpBacklogFull);
+            return true;
+        }
+        if self.tcp.sockets.len() >= self.config.max_conns {
+            self.counters.drop(DropReason::TcpMaxConns);
+            return true;
+        }
+        let isn = ack_number - 1usize;
+        let conn = Connection::from_syn_cookie(&self.config.tcp, ack, payload, isn, mss, now);
+        let remote = SocketAddrV4::new(meta.src, ack.src_port);
+        let h = self.tcp.sockets.insert(TcpSocket {
+            conn,
+            remote,
+            listener: Some(ack.dst_port),
+            owned: false,
+            released: false,
+            dirty: false,
+            timer_at: None,
+        });
+        self.tcp.conns.insert((ack.dst_port, remote), h);
+        if let Some(l) = self.tcp.listeners.get_mut(&ack.dst_port) {
+            l.half_open += 1; // settled into the accept queue by `touch`
+        }
+        self.counters.tcp_conns_opened += 1;
+        self.touch(h);
+        true
     }
 
     /// Anything happened to connection `h` (a segment, a timer, an application call): it may
@@ -579,6 +701,16 @@ impl Stack {
         let mut v: Vec<u16> = self.tcp.listeners.keys().copied().collect();
         v.sort_unstable();
         v
+    }
+}
+
+/// The counter for a segment a connection dropped.
+fn drop_reason(d: SegmentDrop) -> DropReason {
+    match d {
+        SegmentDrop::Paws => DropReason::TcpPaws,
+        SegmentDrop::ChallengeAckLimited => DropReason::TcpChallengeAckLimited,
+        SegmentDrop::BadAck => DropReason::TcpBadAck,
+        SegmentDrop::OutOfWindow => DropReason::TcpOutOfWindow,
     }
 }
 

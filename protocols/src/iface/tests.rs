@@ -690,3 +690,5 @@ fn off_subnet_goes_to_the_gateway_or_is_dropped_without_one() {
     assert_eq!(eth.dst_addr, MAC_A, "framed to the gateway");
     assert_eq!(ip.dst_addr, *far.ip(), "addressed to the far host");
 }
+
+mod tcp_listen;

@@ -14,7 +14,7 @@ use crate::wire::tcp::SeqNumber;
 /// RFC 6528 ISN generator.
 #[derive(Clone)]
 pub struct IsnGenerator {
-    key: [u8; 16],
+    pub(super) key: [u8; 16],
 }
 
 impl core::fmt::Debug for IsnGenerator {

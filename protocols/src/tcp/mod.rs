@@ -2,8 +2,9 @@
 //!
 //! This module owns the per-connection state machine and everything it needs: the send buffer
 //! ([`send_buffer`]), the receive buffer with out-of-order reassembly ([`recv_buffer`]), the RFC
-//! 6298 RTT/RTO estimator ([`rtt`]), the timer table ([`timer`]), congestion control behind a
-//! trait ([`congestion`]) and the RFC 6528 ISN generator ([`isn`]). It never reads a clock, never
+//! 6298 RTT/RTO estimator ([`rtt`]), the timer table ([`timer`]), the RFC 6675 SACK scoreboard
+//! ([`sack`]), congestion control behind a trait ([`congestion`]: CUBIC by default, NewReno),
+//! the RFC 6528 ISN generator ([`isn`]) and the RFC 4987 SYN cookie codec ([`syn_cookie`]). It never reads a clock, never
 //! draws randomness and never touches a socket: segments come in through
 //! [`Connection::handle_segment`], time through `now` arguments, and segments go out through
 //! [`Connection::poll_transmit`]. Listening sockets, demultiplexing and checksums belong to the
@@ -14,7 +15,9 @@ mod connection;
 mod isn;
 mod recv_buffer;
 mod rtt;
+mod sack;
 mod send_buffer;
+mod syn_cookie;
 mod timer;
 
 #[cfg(test)]
@@ -25,10 +28,11 @@ use core::fmt;
 use crate::time::Duration;
 use crate::wire::tcp::{SeqNumber, TcpFlags, TcpRepr};
 
-pub use congestion::{CongestionController, NewReno};
+pub use congestion::{CongestionAlgorithm, CongestionController, Cubic, NewReno};
 pub use connection::Connection;
 pub use isn::IsnGenerator;
 pub use rtt::RttEstimator;
+pub use syn_cookie::SynCookies;
 
 /// Per-connection settings. `Default` gives the values documented on each field.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +66,27 @@ pub struct TcpConfig {
     pub max_syn_retransmissions: u32,
     /// TIME-WAIT length, 2*MSL (default 60 s).
     pub time_wait: Duration,
+    /// The congestion controller a connection starts with (default CUBIC).
+    pub congestion: CongestionAlgorithm,
+    /// Keep-alive (RFC 9293 §3.8.4): off by default; `Some(idle)` sends a probe after `idle`
+    /// without a segment from the peer.
+    pub keepalive: Option<Duration>,
+    /// Time between unanswered keep-alive probes (default 75 s).
+    pub keepalive_interval: Duration,
+    /// Unanswered probes before the connection fails with [`ConnError::TimedOut`] (default 9).
+    pub keepalive_count: u32,
+    /// RFC 5482-style user timeout: fail with [`ConnError::TimedOut`] when sent data stays
+    /// unacknowledged this long (default off; R2 applies). When set it replaces the R2 count.
+    pub user_timeout: Option<Duration>,
+    /// Close a connection idle this long in FIN-WAIT-2 (default 60 s, Linux `tcp_fin_timeout`;
+    /// every segment from the peer restarts it). `None` waits forever.
+    pub fin_wait2_timeout: Option<Duration>,
+    /// RFC 5961 §7: challenge ACKs sent per second at most, per connection (default 1000, the
+    /// figure of Linux's former global limit; per connection, so that the count leaks nothing
+    /// across connections as the global one did, CVE-2016-5696).
+    pub challenge_ack_limit: u32,
+    /// Answer SYNs with RFC 4987 SYN cookies when a listener's queue is full (default on).
+    pub syn_cookies: bool,
 }
 
 impl Default for TcpConfig {
@@ -81,6 +106,14 @@ impl Default for TcpConfig {
             max_retransmissions: 15,
             max_syn_retransmissions: 6,
             time_wait: Duration::from_secs(60),
+            congestion: CongestionAlgorithm::Cubic,
+            keepalive: None,
+            keepalive_interval: Duration::from_secs(75),
+            keepalive_count: 9,
+            user_timeout: None,
+            fin_wait2_timeout: Some(Duration::from_secs(60)),
+            challenge_ack_limit: 1000,
+            syn_cookies: true,
         }
     }
 }
@@ -139,6 +172,20 @@ pub enum ConnError {
     /// Retransmissions went unanswered R2 times.
     #[error("connection timed out")]
     TimedOut,
+}
+
+/// A segment the connection dropped, or an answer it held back, for the caller's counters
+/// ([`Connection::take_drop`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentDrop {
+    /// RFC 7323 §5: TSval older than TS.Recent (answered by an ACK).
+    Paws,
+    /// RFC 5961: a challenge ACK was due but this second's budget is spent.
+    ChallengeAckLimited,
+    /// RFC 5961 §5: the ACK field acknowledges data never sent, or older than the window.
+    BadAck,
+    /// Outside the receive window (answered by an ACK unless it is a RST).
+    OutOfWindow,
 }
 
 /// Why [`Connection::send`] could not take data.

@@ -13,12 +13,21 @@ pub enum Timer {
     Persist,
     /// End of TIME-WAIT (2*MSL).
     TimeWait,
+    /// Keep-alive idle time or probe interval (RFC 9293 §3.8.4).
+    KeepAlive,
+    /// FIN-WAIT-2 idle limit (Linux `tcp_fin_timeout`).
+    FinWait2,
+    /// Data unacknowledged for longer than the user timeout (RFC 5482).
+    UserTimeout,
 }
+
+/// Number of [`Timer`] kinds.
+const COUNT: usize = 7;
 
 /// Deadlines, `None` when a timer is stopped.
 #[derive(Clone, Debug, Default)]
 pub struct TimerTable {
-    deadlines: [Option<Instant>; 4],
+    deadlines: [Option<Instant>; COUNT],
 }
 
 impl TimerTable {
@@ -38,7 +47,7 @@ impl TimerTable {
     }
 
     pub fn stop_all(&mut self) {
-        self.deadlines = [None; 4];
+        self.deadlines = [None; COUNT];
     }
 
     pub fn get(&self, timer: Timer) -> Option<Instant> {

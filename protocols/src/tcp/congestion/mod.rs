@@ -1,12 +1,16 @@
-//! Congestion control behind a trait, so that an algorithm (NewReno here; CUBIC later) is a
-//! swap of one boxed object.
+//! Congestion control behind a trait, so that an algorithm (CUBIC by default, NewReno on
+//! request) is a swap of one boxed object.
 //!
-//! Division of labour: the connection detects loss (duplicate ACKs, partial ACKs, timeouts),
-//! chooses what to retransmit and keeps the recovery point; a controller only turns those events
-//! into a congestion window. A SACK-based loss detector can later drive the same events.
+//! Division of labour: the connection detects loss (duplicate ACKs, SACK scoreboard, partial
+//! ACKs, timeouts), chooses what to retransmit, keeps the recovery point and decides how much
+//! may be in flight during recovery (RFC 6675 `pipe` with SACK, RFC 6582 window inflation
+//! without). A controller only turns those events into a congestion window and a slow-start
+//! threshold; during recovery the connection uses `window()` as the reduced `cwnd`.
 
+mod cubic;
 mod new_reno;
 
+pub use cubic::Cubic;
 pub use new_reno::NewReno;
 
 use crate::time::{Duration, Instant};
@@ -14,6 +18,26 @@ use crate::time::{Duration, Instant};
 /// RFC 6928 initial window: min(10*MSS, max(2*MSS, 14600)).
 pub fn initial_window(mss: usize) -> usize {
     (10 * mss).min((2 * mss).max(14_600))
+}
+
+/// Which controller a connection starts with ([`crate::tcp::TcpConfig::congestion`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum CongestionAlgorithm {
+    /// RFC 9438 (the default, as in Linux).
+    #[default]
+    Cubic,
+    /// RFC 5681 / RFC 6582.
+    NewReno,
+}
+
+impl CongestionAlgorithm {
+    /// A fresh controller for a sender MSS of `mss` bytes.
+    pub fn build(self, mss: usize) -> Box<dyn CongestionController> {
+        match self {
+            CongestionAlgorithm::Cubic => Box::new(Cubic::new(mss)),
+            CongestionAlgorithm::NewReno => Box::new(NewReno::new(mss)),
+        }
+    }
 }
 
 /// A congestion control algorithm. All sizes are bytes.
@@ -31,15 +55,10 @@ pub trait CongestionController: core::fmt::Debug + Send {
     /// any.
     fn on_ack(&mut self, now: Instant, bytes_acked: usize, rtt: Option<Duration>);
 
-    /// Loss detected by duplicate ACKs: fast retransmit, entering recovery (RFC 5681 §3.2
-    /// step 2). `flight` is the data outstanding when the loss was detected.
-    fn on_fast_retransmit(&mut self, now: Instant, flight: usize);
-
-    /// Another duplicate ACK during recovery: one more segment left the network.
-    fn on_recovery_dup_ack(&mut self) {}
-
-    /// A partial ACK during recovery (RFC 6582 §3.2 step 5) acknowledged `bytes_acked`.
-    fn on_partial_ack(&mut self, _bytes_acked: usize) {}
+    /// Loss detected by duplicate ACKs or SACK: recovery begins (RFC 5681 §3.2 step 2, RFC
+    /// 6675 §5 step 4.2). The controller sets `ssthresh` and lowers the window to it. `flight`
+    /// is the data outstanding when the loss was detected.
+    fn on_congestion_event(&mut self, now: Instant, flight: usize);
 
     /// Recovery ended with a full ACK; `flight` is the data still outstanding.
     fn on_recovery_end(&mut self, _now: Instant, _flight: usize) {}

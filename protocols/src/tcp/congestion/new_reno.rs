@@ -61,24 +61,12 @@ impl CongestionController for NewReno {
         }
     }
 
-    fn on_fast_retransmit(&mut self, _now: Instant, flight: usize) {
+    fn on_congestion_event(&mut self, _now: Instant, flight: usize) {
+        // The connection inflates the window by 3*SMSS (RFC 6582 §3.2 step 2) when it recovers
+        // without SACK; with SACK, RFC 6675 uses cwnd = ssthresh and counts `pipe`.
         self.ssthresh = self.half_flight(flight);
-        self.cwnd = self.ssthresh + 3 * self.mss;
+        self.cwnd = self.ssthresh;
         self.acked_in_ca = 0;
-    }
-
-    fn on_recovery_dup_ack(&mut self) {
-        self.cwnd += self.mss;
-    }
-
-    fn on_partial_ack(&mut self, bytes_acked: usize) {
-        // RFC 6582 §3.2 step 5: deflate by the amount acknowledged, add back one SMSS if that
-        // was at least one SMSS.
-        self.cwnd = self.cwnd.saturating_sub(bytes_acked);
-        if bytes_acked >= self.mss {
-            self.cwnd += self.mss;
-        }
-        self.cwnd = self.cwnd.max(self.mss);
     }
 
     fn on_recovery_end(&mut self, _now: Instant, flight: usize) {
@@ -131,14 +119,12 @@ mod tests {
     #[test]
     fn fast_recovery() {
         let mut cc = NewReno::new(1000);
-        cc.on_fast_retransmit(T, 10_000);
+        cc.on_congestion_event(T, 10_000);
         assert_eq!(cc.ssthresh(), 5000);
-        assert_eq!(cc.window(), 8000);
-        cc.on_recovery_dup_ack();
-        assert_eq!(cc.window(), 9000);
-        cc.on_partial_ack(3000);
-        assert_eq!(cc.window(), 7000);
+        assert_eq!(cc.window(), 5000);
         cc.on_recovery_end(T, 2000);
         assert_eq!(cc.window(), 3000);
+        cc.on_recovery_end(T, 9000);
+        assert_eq!(cc.window(), 5000);
     }
 }

@@ -3,9 +3,12 @@
 
 use super::Connection;
 use crate::tcp::timer::Timer;
-use crate::tcp::{ConnError, State};
+use crate::tcp::{ConnError, SegmentDrop, State};
 use crate::time::{Duration, Instant};
 use crate::wire::tcp::{SeqNumber, TcpFlags, TcpRepr};
+
+/// RFC 7323 §5.5: TS.Recent is not trusted after this long without an update (24 days).
+const PAWS_IDLE_LIMIT: Duration = Duration::from_secs(24 * 24 * 3600);
 
 impl Connection {
     /// Processes one segment of this connection's 4-tuple (checksum already verified) and its
@@ -43,6 +46,7 @@ impl Connection {
             return;
         }
         self.take_peer_syn(seg);
+        self.ts_recent_at = now;
         // Data on a SYN is not kept: the peer sends it again once the handshake is done.
         self.snd_wnd = usize::from(seg.window_len);
         self.max_snd_wnd = self.snd_wnd;
@@ -52,6 +56,7 @@ impl Connection {
                 self.snd_wl2 = ack;
                 self.on_new_ack(now, seg, ack);
                 self.set_state(State::Established);
+                self.on_peer_activity(now);
                 self.ack_now = true;
             }
             None => {
@@ -65,11 +70,14 @@ impl Connection {
 
     /// RFC 9293 §3.10.7.4, for SYN-RECEIVED and later.
     fn process_synchronized(&mut self, now: Instant, seg: &TcpRepr, payload: &[u8]) {
-        // RFC 7323 §5.3 PAWS, minimal: a segment older than TS.Recent is a duplicate.
+        // RFC 7323 §5.3 R1 (PAWS): a segment whose TSval is older than TS.Recent is an old
+        // duplicate: ACK and drop. Not for RSTs; not once TS.Recent went stale (§5.5).
         if self.ts_on && !seg.flags.rst() {
             if let Some(ts) = seg.timestamp {
-                if (ts.tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
+                let fresh = now - self.ts_recent_at <= PAWS_IDLE_LIMIT;
+                if fresh && (ts.tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
                     self.ack_now = true;
+                    self.last_drop = Some(SegmentDrop::Paws);
                     return;
                 }
             }
@@ -86,7 +94,15 @@ impl Connection {
             }
             return;
         }
+        if seg.flags.syn() && !seg.flags.rst() {
+            // RFC 5961 §4 (RFC 9293 §3.10.7.4 fourth): a SYN in a synchronized state, in the
+            // window or not, draws a challenge ACK and is dropped. (A SYN reopening a TIME-WAIT
+            // 4-tuple, RFC 6191, is decided by the connection table before it gets here.)
+            self.challenge_ack(now);
+            return;
+        }
         if !self.acceptable(seg) {
+            self.last_drop = Some(SegmentDrop::OutOfWindow);
             if !seg.flags.rst() {
                 self.ack_now = true;
                 if self.state == State::TimeWait && seg.flags.fin() {
@@ -101,21 +117,18 @@ impl Connection {
                 // RFC 7323 §4.3: remember TSval of segments that reach the left window edge.
                 if seg.seq_number <= self.last_ack_sent {
                     self.ts_recent = ts.tsval;
+                    self.ts_recent_at = now;
                 }
             }
         }
         if seg.flags.rst() {
-            self.process_rst(seg);
-            return;
-        }
-        if seg.flags.syn() {
-            // RFC 5961 §4: challenge ACK.
-            self.ack_now = true;
+            self.process_rst(now, seg);
             return;
         }
         let Some(ack) = seg.ack_number else {
             return;
         };
+        self.on_peer_activity(now);
         if self.state == State::SynReceived {
             if !(self.snd_una < ack && ack <= self.snd_max) {
                 self.queue_rst(ack);
@@ -123,9 +136,11 @@ impl Connection {
             }
             self.set_state(State::Established);
         }
-        if ack > self.snd_max {
-            // Acknowledges something never sent.
-            self.ack_now = true;
+        // RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT]; others
+        // (data never sent, or older than any window) are dropped with a (challenge) ACK.
+        if ack > self.snd_max || ack < self.snd_una - self.max_snd_wnd {
+            self.last_drop = Some(SegmentDrop::BadAck);
+            self.challenge_ack(now);
             return;
         }
         self.process_ack(now, seg, ack);
@@ -156,10 +171,10 @@ impl Connection {
         }
     }
 
-    fn process_rst(&mut self, seg: &TcpRepr) {
+    fn process_rst(&mut self, now: Instant, seg: &TcpRepr) {
         if seg.seq_number != self.rcv_nxt {
             // RFC 5961 §3.2: in the window but not exact: challenge ACK.
-            self.ack_now = true;
+            self.challenge_ack(now);
             return;
         }
         match self.state {
@@ -178,15 +193,22 @@ impl Connection {
             return;
         }
         let peer_wnd = usize::from(seg.window_len) << self.snd_wscale;
-        if ack > self.snd_una {
-            self.on_new_ack(now, seg, ack);
-        } else if seg.payload_len == 0
+        let classic_dup = ack == self.snd_una
+            && seg.payload_len == 0
             && !seg.flags.fin()
             && self.snd_max > self.snd_una
-            && peer_wnd == self.snd_wnd
-        {
+            && peer_wnd == self.snd_wnd;
+        let has_sack = seg.sack_ranges.iter().any(Option::is_some);
+        let newly_sacked = self.update_scoreboard(seg, ack);
+        if ack > self.snd_una {
+            self.on_new_ack(now, seg, ack);
+        }
+        // RFC 6675 §2: with SACK, a duplicate is an ACK that SACKs new data (cumulative or
+        // not); without SACK information, RFC 5681's definition.
+        if (self.sack_on && newly_sacked > 0) || (classic_dup && !(self.sack_on && has_sack)) {
             self.on_dup_ack(now);
         }
+        self.check_sack_loss(now);
         // RFC 9293 §3.10.7.4: update the window from the newest segment.
         if self.snd_wl1 < seg.seq_number || (self.snd_wl1 == seg.seq_number && self.snd_wl2 <= ack)
         {
@@ -197,7 +219,10 @@ impl Connection {
         }
         if self.fin_acked() {
             match self.state {
-                State::FinWait1 => self.set_state(State::FinWait2),
+                State::FinWait1 => {
+                    self.set_state(State::FinWait2);
+                    self.on_peer_activity(now);
+                }
                 State::Closing => self.enter_time_wait(now),
                 State::LastAck => {
                     self.set_state(State::Closed);
@@ -225,9 +250,17 @@ impl Connection {
         if self.snd_nxt < ack {
             self.snd_nxt = ack;
         }
+        let after_timeout = self.rto_count > 0;
         self.rto_count = 0;
 
-        let sample = self.rtt_sample(now, seg, ack);
+        // Karn for timestamps too: the first ACK after a timeout may echo the TSval of a
+        // segment sent long before (the peer only updates TS.Recent at the left window
+        // edge), which would inflate the RTO without bound under repeated losses.
+        let sample = if after_timeout && self.ts_on {
+            None
+        } else {
+            self.rtt_sample(now, seg, ack)
+        };
         if let Some(r) = sample {
             self.rtt.on_sample(r);
         }
@@ -238,16 +271,15 @@ impl Connection {
             self.timers.set(Timer::Retransmit, now + self.rtt.rto());
         }
 
-        let flight = self.snd_max - self.snd_una;
-        if self.in_recovery {
-            if ack >= self.recover {
-                self.in_recovery = false;
-                self.cc.on_recovery_end(now, flight);
+        if let Some(t) = self.cfg.user_timeout {
+            if self.snd_una == self.snd_max {
+                self.timers.stop(Timer::UserTimeout);
             } else {
-                // RFC 6582 §3.2 step 5: a partial ACK; the next hole is lost too.
-                self.cc.on_partial_ack(acked);
-                self.retransmit_una = true;
+                self.timers.set(Timer::UserTimeout, now + t);
             }
+        }
+        if self.in_recovery {
+            self.on_ack_in_recovery(now, ack, acked);
         } else {
             self.cc.on_ack(now, acked, sample);
         }
@@ -269,21 +301,6 @@ impl Connection {
                 Some(now - sent)
             }
             _ => None,
-        }
-    }
-
-    fn on_dup_ack(&mut self, now: Instant) {
-        self.dupacks += 1;
-        if self.in_recovery {
-            self.cc.on_recovery_dup_ack();
-        } else if self.dupacks == 3 && self.snd_una > self.recover {
-            // RFC 5681 §3.2 / RFC 6582 §3.2 step 2: fast retransmit and enter recovery.
-            let flight = self.snd_max - self.snd_una;
-            self.in_recovery = true;
-            self.recover = self.snd_max;
-            self.cc.on_fast_retransmit(now, flight);
-            self.retransmit_una = true;
-            self.rtt_probe = None;
         }
     }
 

@@ -13,13 +13,15 @@
 
 mod input;
 mod output;
+mod recovery;
 
-use super::congestion::{CongestionController, NewReno};
+use super::congestion::CongestionController;
 use super::recv_buffer::RecvBuffer;
 use super::rtt::RttEstimator;
+use super::sack::Scoreboard;
 use super::send_buffer::SendBuffer;
 use super::timer::{Timer, TimerTable};
-use super::{ConnError, RecvError, SendError, State, TcpConfig};
+use super::{ConnError, RecvError, SegmentDrop, SendError, State, TcpConfig};
 use crate::time::{Duration, Instant};
 use crate::wire::tcp::{SeqNumber, TcpFlags, TcpRepr};
 
@@ -78,6 +80,8 @@ pub struct Connection {
     // Negotiated options.
     ts_on: bool,
     ts_recent: u32,
+    /// When TS.Recent was last set (RFC 7323 §5.5: it goes stale after 24 days idle).
+    ts_recent_at: Instant,
     ts_offset: u32,
     last_ack_sent: SeqNumber,
     sack_on: bool,
@@ -96,10 +100,24 @@ pub struct Connection {
     cc: Box<dyn CongestionController>,
     dupacks: u32,
     in_recovery: bool,
-    /// RFC 6582 `recover`: highest sequence sent when recovery (or a timeout) began.
+    /// RFC 6582 `recover` / RFC 6675 `RecoveryPoint`: highest sequence sent when recovery (or
+    /// a timeout) began.
     recover: SeqNumber,
     /// Retransmit the first unacknowledged segment on the next poll (fast retransmit).
     retransmit_una: bool,
+    /// SACK scoreboard (RFC 6675), used when SACK was negotiated.
+    sack: Scoreboard,
+    /// RFC 6675 `HighRxt`: the end of the highest retransmission in this recovery.
+    high_rxt: SeqNumber,
+    /// The inflated window of RFC 6582 recovery (without SACK).
+    recovery_cwnd: usize,
+
+    // Keep-alive and RFC 5961 challenge ACK budget.
+    keepalive_probes: u32,
+    send_keepalive: bool,
+    challenge_second: u64,
+    challenge_sent: u32,
+    last_drop: Option<SegmentDrop>,
 
     // ACK generation.
     ack_now: bool,
@@ -153,6 +171,7 @@ impl Connection {
             pending_fin: None,
             ts_on: false,
             ts_recent: 0,
+            ts_recent_at: Instant::ZERO,
             // RFC 7323 §5.4: a per-connection offset keeps TSval from revealing the clock.
             ts_offset: iss.0.rotate_left(13),
             last_ack_sent: SeqNumber(0),
@@ -163,11 +182,19 @@ impl Connection {
             rto_count: 0,
             persist_count: 0,
             send_probe: false,
-            cc: Box::new(NewReno::new(mss)),
+            cc: cfg.congestion.build(mss),
             dupacks: 0,
             in_recovery: false,
             recover: iss,
             retransmit_una: false,
+            sack: Scoreboard::default(),
+            high_rxt: iss,
+            recovery_cwnd: 0,
+            keepalive_probes: 0,
+            send_keepalive: false,
+            challenge_second: 0,
+            challenge_sent: 0,
+            last_drop: None,
             ack_now: false,
             unacked_bytes: 0,
             pending_rst: None,
@@ -194,14 +221,88 @@ impl Connection {
     /// Passive open from a received SYN (the listener is the caller's): state SYN-RECEIVED, the
     /// SYN-ACK comes out of the next poll. MSS, window scale, SACK-permitted and timestamps are
     /// negotiated from `syn`.
-    pub fn accept(config: &TcpConfig, syn: &TcpRepr, isn: SeqNumber, _now: Instant) -> Connection {
+    pub fn accept(config: &TcpConfig, syn: &TcpRepr, isn: SeqNumber, now: Instant) -> Connection {
         let mut c = Connection::new(config, syn.dst_port, syn.src_port, isn, State::SynReceived);
         c.take_peer_syn(syn);
+        c.ts_recent_at = now;
         c.snd_wnd = usize::from(syn.window_len);
         c.max_snd_wnd = c.snd_wnd;
         c.snd_wl1 = syn.seq_number;
         c.snd_wl2 = isn;
         c
+    }
+
+    /// A connection made from a SYN cookie (RFC 4987): `ack` is the peer's segment completing
+    /// the handshake (its ACK field is our ISN `isn` + 1) and `mss` the MSS the cookie kept.
+    /// The connection starts ESTABLISHED, without window scaling, SACK or timestamps (a
+    /// cookie SYN-ACK offers none of them), and processes `ack` with its `payload`.
+    pub fn from_syn_cookie(
+        config: &TcpConfig,
+        ack: &TcpRepr,
+        payload: &[u8],
+        isn: SeqNumber,
+        mss: u16,
+        now: Instant,
+    ) -> Connection {
+        let syn = TcpRepr {
+            flags: TcpFlags::SYN,
+            seq_number: ack.seq_number - 1usize,
+            ack_number: None,
+            max_seg_size: Some(mss),
+            payload_len: 0,
+            ..TcpRepr::default()
+        };
+        let syn = TcpRepr {
+            src_port: ack.src_port,
+            dst_port: ack.dst_port,
+            window_len: ack.window_len,
+            ..syn
+        };
+        let mut c = Connection::accept(config, &syn, isn, now);
+        // The SYN-ACK went out with the cookie; it is not timed (no RTT sample from it).
+        c.snd_nxt = isn + 1;
+        c.snd_max = c.snd_nxt;
+        c.handle_segment(now, ack, payload);
+        c.rtt_probe = None;
+        c
+    }
+
+    /// The SYN-ACK that carries a SYN cookie `isn` for `syn`: only the MSS option (`mss`,
+    /// from the cookie), no state kept.
+    pub fn syn_cookie_syn_ack(
+        config: &TcpConfig,
+        syn: &TcpRepr,
+        isn: SeqNumber,
+        mss: u16,
+        now: Instant,
+    ) -> TcpRepr {
+        let bare = TcpRepr {
+            max_seg_size: Some(mss),
+            window_scale: None,
+            sack_permitted: false,
+            timestamp: None,
+            ..*syn
+        };
+        let mut c = Connection::accept(config, &bare, isn, now);
+        c.send_syn(now)
+    }
+
+    /// RFC 6191: whether this connection, in TIME-WAIT, may give way to a new incarnation
+    /// opened by `syn`: its timestamp is newer than TS.Recent when both incarnations use
+    /// timestamps, or else its ISN lies beyond RCV.NXT.
+    pub fn time_wait_accepts(&self, syn: &TcpRepr) -> bool {
+        if self.state != State::TimeWait {
+            return false;
+        }
+        match (self.ts_on, syn.timestamp) {
+            (true, Some(ts)) => (ts.tsval.wrapping_sub(self.ts_recent) as i32) > 0,
+            _ => syn.seq_number > self.rcv_nxt,
+        }
+    }
+
+    /// The last segment dropped (or answer held back) since the previous call, for counters.
+    pub fn take_drop(&mut self) -> Option<SegmentDrop> {
+        self.last_drop.take()
     }
 
     /// Learns the peer's ISN and options from its SYN (or SYN-ACK).
@@ -272,6 +373,72 @@ impl Connection {
             let at = now + self.persist_interval();
             self.timers.set(Timer::Persist, at);
         }
+        if self.timers.take_expired(Timer::UserTimeout, now) && self.snd_una < self.snd_max {
+            self.fail(ConnError::TimedOut);
+            return;
+        }
+        if self.timers.take_expired(Timer::FinWait2, now) && self.state == State::FinWait2 {
+            // Linux `tcp_fin_timeout`: the peer never closed; give up quietly.
+            self.set_state(State::Closed);
+            self.timers.stop_all();
+            return;
+        }
+        if self.timers.take_expired(Timer::KeepAlive, now) {
+            self.on_keepalive_timeout(now);
+        }
+    }
+
+    /// RFC 9293 §3.8.4: the connection was idle for the keep-alive time (or a probe went
+    /// unanswered for the interval).
+    fn on_keepalive_timeout(&mut self, now: Instant) {
+        let Some(idle) = self.cfg.keepalive else {
+            return;
+        };
+        if !matches!(self.state, State::Established | State::CloseWait) {
+            return;
+        }
+        let busy = self.snd_max > self.snd_una || self.tx_start + self.tx.len() > self.snd_nxt;
+        if busy {
+            // Retransmissions watch over a busy connection.
+            self.timers.set(Timer::KeepAlive, now + idle);
+        } else if self.keepalive_probes >= self.cfg.keepalive_count {
+            self.fail(ConnError::TimedOut);
+        } else {
+            self.keepalive_probes += 1;
+            self.send_keepalive = true;
+            self.timers
+                .set(Timer::KeepAlive, now + self.cfg.keepalive_interval);
+        }
+    }
+
+    /// A segment from the peer passed the acceptability test: the peer is alive.
+    fn on_peer_activity(&mut self, now: Instant) {
+        self.keepalive_probes = 0;
+        if let Some(idle) = self.cfg.keepalive {
+            if matches!(self.state, State::Established | State::CloseWait) {
+                self.timers.set(Timer::KeepAlive, now + idle);
+            }
+        }
+        if self.state == State::FinWait2 {
+            if let Some(t) = self.cfg.fin_wait2_timeout {
+                self.timers.set(Timer::FinWait2, now + t);
+            }
+        }
+    }
+
+    /// RFC 5961 §7: a challenge ACK, unless this second's budget is spent.
+    fn challenge_ack(&mut self, now: Instant) {
+        let second = now.total_micros() / 1_000_000;
+        if second != self.challenge_second {
+            self.challenge_second = second;
+            self.challenge_sent = 0;
+        }
+        if self.challenge_sent < self.cfg.challenge_ack_limit {
+            self.challenge_sent += 1;
+            self.ack_now = true;
+        } else {
+            self.last_drop = Some(SegmentDrop::ChallengeAckLimited);
+        }
     }
 
     fn on_retransmit_timeout(&mut self, now: Instant) {
@@ -283,16 +450,23 @@ impl Connection {
         } else {
             self.cfg.max_syn_retransmissions
         };
-        if self.rto_count >= limit {
+        let user_timeout = self.cfg.user_timeout.is_some() && self.syn_acked();
+        if self.rto_count >= limit && !user_timeout {
             self.fail(ConnError::TimedOut);
             return;
         }
-        self.rto_count += 1;
+        self.rto_count = self.rto_count.saturating_add(1);
         self.rtt.back_off();
         self.rtt_probe = None;
         self.retransmit_una = false;
         self.dupacks = 0;
         self.in_recovery = false;
+        self.high_rxt = self.snd_una;
+        if self.rto_count >= 2 {
+            // RFC 6675 §5.1: SACKed data the peer may have reneged on is sent again after a
+            // second timeout in a row.
+            self.sack.clear();
+        }
         let data_outstanding = self.snd_una < self.tx_start + self.tx.len();
         if self.snd_wnd == 0 && self.syn_acked() && data_outstanding {
             // The peer's window is closed: what is outstanding lies beyond it, so this is the
@@ -308,6 +482,8 @@ impl Connection {
         self.recover = self.snd_max;
         // Go back: everything from SND.UNA is sent again, SYN or FIN included.
         self.snd_nxt = self.snd_una;
+        // Keep timing while anything is outstanding, whether or not a segment fits right now.
+        self.timers.set(Timer::Retransmit, now + self.rtt.rto());
     }
 
     /// Interval before the next zero-window probe: RTO backed off per probe, clamped.
@@ -506,12 +682,31 @@ impl Connection {
         self.rtt.rto()
     }
 
-    /// Congestion window in bytes.
+    /// Congestion window in bytes (inflated during RFC 6582 recovery).
     pub fn cwnd(&self) -> usize {
-        self.cc.window()
+        if self.in_recovery && !self.sack_on {
+            self.recovery_cwnd
+        } else {
+            self.cc.window()
+        }
     }
 
-    /// Replaces the congestion controller (the default is NewReno).
+    /// Slow-start threshold in bytes.
+    pub fn ssthresh(&self) -> usize {
+        self.cc.ssthresh()
+    }
+
+    /// Whether fast recovery is in progress (SACK-based when SACK was negotiated).
+    pub fn in_recovery(&self) -> bool {
+        self.in_recovery
+    }
+
+    /// Whether SACK was negotiated.
+    pub fn sack_enabled(&self) -> bool {
+        self.sack_on
+    }
+
+    /// Replaces the congestion controller (the default follows `TcpConfig::congestion`).
     pub fn set_congestion_controller(&mut self, mut cc: Box<dyn CongestionController>) {
         cc.set_mss(self.smss());
         self.cc = cc;

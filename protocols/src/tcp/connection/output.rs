@@ -1,5 +1,6 @@
 //! Segment building: what goes out next, in priority order (RST, SYN/SYN-ACK, fast
-//! retransmission, new data or FIN, zero-window probe, pure ACK or window update).
+//! retransmission, SACK recovery per RFC 6675 `NextSeg` or new data or FIN, zero-window probe,
+//! keep-alive probe, pure ACK or window update).
 
 use super::Connection;
 use crate::tcp::timer::Timer;
@@ -66,17 +67,41 @@ impl Connection {
         }
         if self.retransmit_una {
             self.retransmit_una = false;
-            if let Some(seg) = self.send_from(now, buf, self.snd_una, true) {
+            let end = self.snd_una + self.sack_limit(self.snd_una).min(u32::MAX as usize >> 1);
+            if let Some(seg) = self.retransmit_range(now, buf, self.snd_una, end) {
                 return Some(seg);
             }
         }
-        if let Some(seg) = self.send_from(now, buf, self.snd_nxt, false) {
-            return Some(seg);
+        if self.in_recovery && self.sack_on {
+            if let Some(seg) = self.sack_recovery_segment(now, buf) {
+                return Some(seg);
+            }
+        } else {
+            if self.sack_on && self.snd_nxt < self.snd_max {
+                // Going back after a timeout: what the peer SACKed is not sent again.
+                if let Some(end) = self.sack.sacked_until(self.snd_nxt) {
+                    self.snd_nxt = end.min(self.snd_max);
+                }
+            }
+            let limit = self.sack_limit(self.snd_nxt);
+            if let Some(seg) = self.send_from(now, buf, self.snd_nxt, false, limit) {
+                return Some(seg);
+            }
         }
         if self.send_probe {
             self.send_probe = false;
             // A zero-window probe: an old sequence number and no data, which any receiver
             // answers with an ACK carrying its current window.
+            let repr = self.header(now, TcpFlags::ACK, self.snd_una - 1);
+            if header_len(&repr) <= buf.len() {
+                self.on_sent(&repr);
+                return Some(repr);
+            }
+        }
+        if self.send_keepalive {
+            self.send_keepalive = false;
+            // RFC 9293 §3.8.4: SEG.SEQ = SND.NXT - 1 and no data, which the peer answers with an
+            // ACK (the form every stack answers, unlike one garbage byte).
             let repr = self.header(now, TcpFlags::ACK, self.snd_una - 1);
             if header_len(&repr) <= buf.len() {
                 self.on_sent(&repr);
@@ -105,7 +130,7 @@ impl Connection {
     }
 
     /// SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED), with our options.
-    fn send_syn(&mut self, now: Instant) -> TcpRepr {
+    pub(super) fn send_syn(&mut self, now: Instant) -> TcpRepr {
         let active = self.state == State::SynSent;
         let mut repr = TcpRepr {
             src_port: self.local_port,
@@ -150,14 +175,42 @@ impl Connection {
         repr
     }
 
-    /// Data and/or FIN starting at `seq` (SND.NXT for new data, SND.UNA for a fast
-    /// retransmission, which ignores the windows, Nagle and the congestion window).
-    fn send_from(
+    /// Bytes from `seq` up to the next range the peer SACKed (unbounded without SACK).
+    fn sack_limit(&self, seq: SeqNumber) -> usize {
+        if self.sack_on {
+            self.sack.unsacked_run(seq)
+        } else {
+            usize::MAX
+        }
+    }
+
+    /// Room the congestion window leaves for a segment starting at `seq`: `cwnd - pipe` in
+    /// SACK recovery (RFC 6675), else what lies between `seq` and SND.UNA + cwnd (the window
+    /// inflated during RFC 6582 recovery).
+    fn cwnd_room(&self, seq: SeqNumber) -> usize {
+        if self.in_recovery && self.sack_on {
+            self.pipe_room()
+        } else {
+            // RFC 3042 limited transmit: the first two duplicate ACKs each let one new
+            // segment out beyond cwnd, to draw the duplicates fast retransmit needs.
+            let extra = if self.in_recovery {
+                0
+            } else {
+                self.dupacks.min(2) as usize * self.smss()
+            };
+            (self.snd_una + self.cwnd() + extra) - seq
+        }
+    }
+
+    /// Data and/or FIN starting at `seq`, at most `limit` bytes of data (SND.NXT for new data;
+    /// a retransmission ignores the windows, Nagle and the congestion window).
+    pub(super) fn send_from(
         &mut self,
         now: Instant,
         buf: &mut [u8],
         seq: SeqNumber,
         retransmit: bool,
+        limit: usize,
     ) -> Option<TcpRepr> {
         if !matches!(
             self.state,
@@ -190,17 +243,18 @@ impl Connection {
             .max(1)
             .min(buf.len() - hlen);
         let len = if retransmit {
-            unsent.min(max_payload)
+            unsent.min(max_payload).min(limit)
         } else {
-            let wnd = self.snd_wnd.min(self.cc.window());
-            let room = (self.snd_una + wnd) - seq;
-            unsent.min(room).min(max_payload)
+            let room = ((self.snd_una + self.snd_wnd) - seq).min(self.cwnd_room(seq));
+            unsent.min(room).min(max_payload).min(limit)
         };
         let fin = fin_pending && len == unsent;
         if len == 0 && !fin {
             return None;
         }
-        if !retransmit && !fin && len < max_payload {
+        // Data sent before (going back after a timeout, up to a SACKed range) is never held.
+        let resend = seq < self.snd_max;
+        if !retransmit && !resend && !fin && len < max_payload {
             // Nagle (RFC 9293 §3.7.4) and sender-side SWS avoidance (§3.8.6.2.1): a short
             // segment only when it empties the queue and nothing is in flight (or Nagle is
             // off), or when it is at least half the largest window the peer offered.
@@ -233,6 +287,9 @@ impl Connection {
         self.snd_max = self.snd_max.max(end);
         self.timers
             .set_if_stopped(Timer::Retransmit, now + self.rtt.rto());
+        if let Some(t) = self.cfg.user_timeout {
+            self.timers.set_if_stopped(Timer::UserTimeout, now + t);
+        }
         self.on_sent(&repr);
         Some(repr)
     }

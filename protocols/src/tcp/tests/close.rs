@@ -19,7 +19,11 @@ fn active_close_to_time_wait_and_expiry() {
     h.now = ms(50);
     h.send(peer(ACK, 0, Some(4), 8192), &[]);
     assert_eq!(h.conn.state(), State::FinWait2);
-    assert_eq!(h.conn.poll_at(), None);
+    assert_eq!(
+        h.conn.poll_at(),
+        Some(ms(50) + Duration::from_secs(60)),
+        "FIN-WAIT-2 timeout"
+    );
     // Half-close: the peer can still send to us.
     h.send(peer(ACK, 0, Some(4), 8192), b"late data");
     assert_eq!(h.conn.recv_queue(), 9);

@@ -118,15 +118,23 @@ fn r2_gives_up_with_timed_out() {
 
 #[test]
 fn fast_retransmit_after_three_dupacks_with_newreno_recovery() {
-    let mut h = established(&plain_config(), 60_000);
+    let cfg = TcpConfig {
+        congestion: crate::tcp::CongestionAlgorithm::NewReno,
+        ..plain_config()
+    };
+    let mut h = established(&cfg, 60_000);
     h.conn.send(&vec![7; 20_000]).unwrap();
     let segs = h.drain();
     assert_eq!(segs.len(), 10, "initial window: 10 segments of 1000");
     assert_eq!(h.conn.cwnd(), 10_000);
     h.now = ms(20);
     // Segments 0 and 3 are lost; the peer ACKs segments 1, 2, 4.. with duplicate ACKs.
+    // RFC 3042 limited transmit: each of the first two duplicates lets one new segment out.
     h.send(peer(ACK, 0, Some(0), 60_000), &[]);
+    assert_eq!(h.expect().0.seq_number, lseq(10_000));
+    h.expect_nothing();
     h.send(peer(ACK, 0, Some(0), 60_000), &[]);
+    assert_eq!(h.expect().0.seq_number, lseq(11_000));
     h.expect_nothing();
     h.send(peer(ACK, 0, Some(0), 60_000), &[]);
     let (rexmit, payload) = h.expect();
@@ -135,31 +143,32 @@ fn fast_retransmit_after_three_dupacks_with_newreno_recovery() {
         (lseq(0), 1000),
         "fast retransmit on the 3rd dupack"
     );
-    // ssthresh = 10000/2, cwnd = ssthresh + 3*MSS.
-    assert_eq!(h.conn.cwnd(), 8000);
+    // ssthresh = flight 12000 / 2, cwnd = ssthresh + 3*MSS.
+    assert_eq!(h.conn.ssthresh(), 6000);
+    assert_eq!(h.conn.cwnd(), 9000);
     h.expect_nothing();
-    // More dupacks inflate the window: after 3 more, cwnd 11000 allows one new segment.
-    for _ in 0..3 {
+    // More dupacks inflate the window: after 4 more, cwnd 13000 allows one new segment.
+    for _ in 0..4 {
         h.send(peer(ACK, 0, Some(0), 60_000), &[]);
     }
-    assert_eq!(h.conn.cwnd(), 11_000);
+    assert_eq!(h.conn.cwnd(), 13_000);
     let (new, _) = h.expect();
-    assert_eq!(new.seq_number, lseq(10_000));
+    assert_eq!(new.seq_number, lseq(12_000));
     h.expect_nothing();
     // Partial ACK (up to the second hole at 3000): the next hole is retransmitted at once.
     h.now = ms(40);
     h.send(peer(ACK, 0, Some(3000), 60_000), &[]);
     let out = h.drain();
-    assert_eq!(out[0].0.seq_number, lseq(3000));
-    // cwnd = 11000 - 3000 + 1000 = 9000 over a flight of 8000: one new segment too.
-    assert_eq!(h.conn.cwnd(), 9000);
+    // cwnd = 13000 - 3000 + 1000 = 11000 over a flight of 10000: one new segment too.
+    assert_eq!(h.conn.cwnd(), 11_000);
     assert_eq!(
         out.iter().map(|(r, _)| r.seq_number).collect::<Vec<_>>(),
-        vec![lseq(3000), lseq(11_000)]
+        vec![lseq(3000), lseq(13_000)]
     );
-    // Full ACK (past the recovery point, 10000): recovery ends, cwnd deflates.
-    h.send(peer(ACK, 0, Some(11_000), 60_000), &[]);
-    // min(ssthresh 5000, flight 1000 + MSS).
+    // Full ACK (past the recovery point, 12000): recovery ends, cwnd deflates.
+    h.send(peer(ACK, 0, Some(13_000), 60_000), &[]);
+    // min(ssthresh 6000, flight 1000 + MSS).
     assert_eq!(h.conn.cwnd(), 2000);
-    assert_eq!(h.conn.send_queue(), 9000);
+    assert!(!h.conn.in_recovery());
+    assert_eq!(h.conn.send_queue(), 7000);
 }

@@ -6,6 +6,9 @@ mod data;
 mod handshake;
 mod loss;
 mod pair;
+mod robustness;
+mod sack;
+mod timers;
 
 use super::{Connection, State, TcpConfig};
 use crate::time::{Duration, Instant};
@@ -149,6 +152,11 @@ pub fn options_len_for_test(r: &TcpRepr) -> usize {
 /// A connection established by active open at time 0 with `cfg`; the peer offered `window`
 /// and MSS 1000, and no other options.
 pub fn established(cfg: &TcpConfig, window: u16) -> Harness {
+    established_with(cfg, window, |_| {})
+}
+
+/// As [`established`], with the peer's SYN-ACK edited by `edit` (to add options).
+pub fn established_with(cfg: &TcpConfig, window: u16, edit: impl FnOnce(&mut TcpRepr)) -> Harness {
     let mut h = Harness {
         conn: Connection::connect(cfg, LOCAL_PORT, REMOTE_PORT, LOCAL_ISS, ms(0)),
         now: ms(0),
@@ -156,11 +164,12 @@ pub fn established(cfg: &TcpConfig, window: u16) -> Harness {
     let (syn, _) = h.expect();
     assert_eq!(syn.flags, SYN);
     h.now = ms(10);
-    let synack = TcpRepr {
+    let mut synack = TcpRepr {
         seq_number: REMOTE_ISS,
         max_seg_size: Some(1000),
         ..peer(SYN, 0, Some(0), window)
     };
+    edit(&mut synack);
     h.send(synack, &[]);
     let (ack, _) = h.expect();
     assert_eq!(ack.flags, ACK);

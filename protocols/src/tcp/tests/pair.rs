@@ -199,8 +199,24 @@ fn one_mib_each_way_lossless() {
 
 #[test]
 fn one_mib_each_way_dropping_every_13th_segment() {
-    let (_, dropped) = run_pair(&TcpConfig::default(), 1 << 20, 13, Duration::from_millis(2));
+    let (end, dropped) = run_pair(&TcpConfig::default(), 1 << 20, 13, Duration::from_millis(2));
     assert!(dropped > 50);
+    // SACK recovery, limited transmit and early retransmit: seconds, not minutes (TIME-WAIT
+    // is the 60 s).
+    assert!(end < Instant::from_secs(1 + 60 + 5), "{end:?}");
+}
+
+#[test]
+fn one_mib_each_way_newreno_with_sack_dropping_every_6th() {
+    let cfg = TcpConfig {
+        congestion: crate::tcp::CongestionAlgorithm::NewReno,
+        ..TcpConfig::default()
+    };
+    // (Every 5th is a pathological period: the one ACK per RTO cycle is always the one
+    // dropped, so the backoff never clears; without tail-loss probes it crawls.)
+    let (end, dropped) = run_pair(&cfg, 1 << 20, 6, Duration::from_millis(2));
+    assert!(dropped > 200);
+    assert!(end < Instant::from_secs(1 + 60 + 30), "{end:?}");
 }
 
 #[test]
@@ -213,6 +229,7 @@ fn one_mib_each_way_without_options_dropping_every_7th() {
         tx_buffer: 16 * 1024,
         ..TcpConfig::default()
     };
-    let (_, dropped) = run_pair(&cfg, 1 << 20, 7, Duration::from_millis(5));
+    let (end, dropped) = run_pair(&cfg, 1 << 20, 7, Duration::from_millis(5));
     assert!(dropped > 100);
+    assert!(end < Instant::from_secs(1 + 60 + 40), "{end:?}");
 }

@@ -1,0 +1,191 @@
+//! Listener-side TCP at node level: SYN cookies under a SYN flood (RFC 4987) and TIME-WAIT
+//! reuse by a newer SYN (RFC 6191).
+
+use super::*;
+use crate::wire::{SeqNumber, TcpTimestamp};
+
+/// A SYN from `src_port` offering every option, with TSval `tsval`.
+fn full_syn(src_port: u16, seq: u32, tsval: u32) -> TcpRepr {
+    TcpRepr {
+        src_port,
+        seq_number: SeqNumber(seq),
+        window_scale: Some(7),
+        sack_permitted: true,
+        timestamp: Some(TcpTimestamp { tsval, tsecr: 0 }),
+        ..syn(80)
+    }
+}
+
+fn segments(out: &[Vec<u8>]) -> Vec<TcpRepr> {
+    out.iter().map(|f| parse_tcp(f)).collect()
+}
+
+#[test]
+fn syn_flood_beyond_backlog_is_answered_with_cookies_and_a_cookie_completes() {
+    let mut b = node_b();
+    b.tcp_listen(80, 4).unwrap();
+    let now = Instant::from_secs(2);
+    let mut synacks = Vec::new();
+    for port in 40000..40050u16 {
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        b.receive(now, &tcp_frame(&full_syn(port, 7000, 1), &[]), &mut out);
+        b.poll(now, &mut out);
+        let segs = segments(&out);
+        assert_eq!(segs.len(), 1, "one SYN-ACK for port {port}");
+        synacks.push(segs[0]);
+    }
+    // Four half-open connections hold state and negotiate every option; the rest are
+    // cookies: stateless, MSS only.
+    assert_eq!(b.tcp_conns().len(), 4);
+    assert_eq!(b.counters().tcp_syn_cookies_sent, 46);
+    assert!(synacks[..4]
+        .iter()
+        .all(|s| s.window_scale.is_some() && s.sack_permitted && s.timestamp.is_some()));
+    for s in &synacks[4..] {
+        assert!(s.flags.syn() && s.flags.ack());
+        assert_eq!(s.ack_number, Some(SeqNumber(7001)));
+        assert_eq!(s.max_seg_size, Some(1460));
+        assert_eq!(
+            (s.window_scale, s.sack_permitted, s.timestamp),
+            (None, false, None)
+        );
+    }
+    // The peer on port 40030 completes the handshake from its cookie, 2 s later, with data.
+    let cookie = synacks[30];
+    let later = now + Duration::from_secs(2);
+    let ack = TcpRepr {
+        src_port: 40030,
+        flags: TcpFlags::ACK,
+        seq_number: SeqNumber(7001),
+        ack_number: Some(cookie.seq_number + 1),
+        max_seg_size: None,
+        ..syn(80)
+    };
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    b.receive(later, &tcp_frame(&ack, b"hello"), &mut out);
+    let (h, remote) = b
+        .tcp_accept(80)
+        .unwrap()
+        .expect("connection from the cookie");
+    assert_eq!(remote, SocketAddrV4::new(IP_A, 40030));
+    let mut buf = [0u8; 8];
+    assert_eq!(b.tcp_recv(h, &mut buf).unwrap(), 5);
+    assert_eq!(&buf[..5], b"hello");
+    assert_eq!(b.tcp_readiness(h).unwrap().state, State::Established);
+    // A forged cookie (one bit off) from another port draws a RST and is counted.
+    let forged = TcpRepr {
+        src_port: 40031,
+        ack_number: Some(SeqNumber(synacks[31].seq_number.0 ^ 0x10) + 1),
+        ..ack
+    };
+    out.clear();
+    b.receive(later, &tcp_frame(&forged, &[]), &mut out);
+    let segs = segments(&out);
+    assert_eq!(segs.len(), 1);
+    assert!(segs[0].flags.rst());
+    assert_eq!(b.counters().drops(DropReason::TcpBadSynCookie), 1);
+    // A cookie too old (three 64 s ticks later) is refused too.
+    let stale = TcpRepr {
+        src_port: 40032,
+        ack_number: Some(synacks[32].seq_number + 1),
+        ..ack
+    };
+    let much_later = now + Duration::from_secs(200);
+    // (A's address is learned again first: B's ARP entry aged out meanwhile.)
+    b.receive(
+        much_later,
+        &arp_frame(ArpOperation::Request, IP_B),
+        &mut out,
+    );
+    out.clear();
+    b.receive(much_later, &tcp_frame(&stale, &[]), &mut out);
+    assert!(segments(&out)[0].flags.rst());
+    assert_eq!(b.tcp_accept(80).unwrap(), None);
+}
+
+#[test]
+fn cookies_off_drops_syns_beyond_the_backlog() {
+    let mut cfg = StackConfig::new(MAC_B, Ipv4Cidr::new(IP_B, 24).unwrap());
+    cfg.tcp.syn_cookies = false;
+    let mut b = Stack::new(cfg, Rng::new(3));
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    b.receive(
+        Instant::from_secs(1),
+        &arp_frame(ArpOperation::Request, IP_B),
+        &mut out,
+    );
+    b.tcp_listen(80, 2).unwrap();
+    let now = Instant::from_secs(2);
+    for port in 40000..40005u16 {
+        b.receive(now, &tcp_frame(&full_syn(port, 1, 1), &[]), &mut out);
+    }
+    assert_eq!(b.tcp_conns().len(), 2);
+    assert_eq!(b.counters().drops(DropReason::TcpBacklogFull), 3);
+}
+
+/// B accepts a connection from A:40000 with timestamps, closes it first and ends in TIME-WAIT.
+/// Returns the time and A's last TSval.
+fn b_in_time_wait(b: &mut Stack) -> Instant {
+    b.tcp_listen(80, 4).unwrap();
+    let mut now = Instant::from_secs(2);
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    b.receive(now, &tcp_frame(&full_syn(40000, 1000, 100), &[]), &mut out);
+    b.poll(now, &mut out);
+    let sa = parse_tcp(&out[0]);
+    let b_ts = sa.timestamp.unwrap().tsval;
+    let a = |flags: TcpFlags, seq: u32, ack: SeqNumber, tsval: u32| TcpRepr {
+        flags,
+        seq_number: SeqNumber(seq),
+        ack_number: Some(ack),
+        max_seg_size: None,
+        timestamp: Some(TcpTimestamp { tsval, tsecr: b_ts }),
+        window_len: 1000,
+        ..syn(80)
+    };
+    out.clear();
+    b.receive(
+        now,
+        &tcp_frame(&a(TcpFlags::ACK, 1001, sa.seq_number + 1, 101), &[]),
+        &mut out,
+    );
+    let (h, _) = b.tcp_accept(80).unwrap().unwrap();
+    b.tcp_close(h).unwrap();
+    b.poll(now, &mut out);
+    let fin = parse_tcp(out.last().unwrap());
+    assert!(fin.flags.fin());
+    now += Duration::from_millis(10);
+    out.clear();
+    let fin_ack = a(TcpFlags::ACK | TcpFlags::FIN, 1001, fin.seq_number + 1, 102);
+    b.receive(now, &tcp_frame(&fin_ack, &[]), &mut out);
+    b.poll(now, &mut out);
+    assert_eq!(b.tcp_readiness(h).unwrap().state, State::TimeWait);
+    b.tcp_release(h);
+    now
+}
+
+#[test]
+fn time_wait_gives_way_to_a_syn_with_a_newer_timestamp_only() {
+    let mut b = node_b();
+    let now = b_in_time_wait(&mut b) + Duration::from_secs(1);
+    // An old SYN (TSval not newer than TS.Recent = 102): the TIME-WAIT connection answers
+    // with an ACK, no new connection.
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    b.receive(now, &tcp_frame(&full_syn(40000, 5000, 102), &[]), &mut out);
+    b.poll(now, &mut out);
+    let segs = segments(&out);
+    assert_eq!(segs.len(), 1);
+    assert!(!segs[0].flags.syn() && segs[0].flags.ack());
+    assert_eq!(b.tcp_conns().len(), 1);
+    assert_eq!(b.tcp_conns()[0].state, State::TimeWait);
+    // A SYN with a newer TSval (RFC 6191): TIME-WAIT gives way, a SYN-ACK opens the new one.
+    out.clear();
+    b.receive(now, &tcp_frame(&full_syn(40000, 5000, 500), &[]), &mut out);
+    b.poll(now, &mut out);
+    let segs = segments(&out);
+    assert_eq!(segs.len(), 1);
+    assert!(segs[0].flags.syn() && segs[0].flags.ack());
+    assert_eq!(segs[0].ack_number, Some(SeqNumber(5001)));
+    let conns = b.tcp_conns();
+    assert_eq!(conns.len(), 1);
+    assert_eq!(conns[0].state, State::SynReceived);
+}
