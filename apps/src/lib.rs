@@ -7,3 +7,5 @@ pub mod lab;
 pub mod ping;
 pub mod serve;
 pub mod services;
+pub mod traceroute;
+pub mod wget;

@@ -9,7 +9,9 @@ use engine::Node;
 use tapir_apps::cli::NodeOpts;
 use tapir_apps::ping::PingOpts;
 use tapir_apps::services::ServiceSpec;
-use tapir_apps::{demo, ping, serve};
+use tapir_apps::traceroute::TracerouteOpts;
+use tapir_apps::wget::WgetOpts;
+use tapir_apps::{demo, ping, serve, traceroute, wget};
 
 /// tapir: a user-space TCP/IP node on a Linux tap.
 #[derive(Debug, Parser)]
@@ -43,6 +45,21 @@ enum Cmd {
         node: NodeOpts,
         #[command(flatten)]
         ping: PingOpts,
+    },
+    /// Print the path to a host hop by hop (UDP probes, or ICMP echo with -I), like Linux
+    /// traceroute. Exit status 1 when the host was not reached.
+    Traceroute {
+        #[command(flatten)]
+        node: NodeOpts,
+        #[command(flatten)]
+        opts: TracerouteOpts,
+    },
+    /// Fetch a URL over HTTP/1.1 (redirects, chunked bodies) into a file, like wget.
+    Wget {
+        #[command(flatten)]
+        node: NodeOpts,
+        #[command(flatten)]
+        opts: WgetOpts,
     },
 }
 
@@ -86,6 +103,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Cmd::Traceroute { node, opts } => {
+            let config = node_config(&node)?;
+            let node = Node::start(config)?;
+            let trace = traceroute::run(&node, &opts, &mut std::io::stdout())?;
+            node.shutdown();
+            Ok(if trace.reached {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Wget { node, opts } => {
+            let config = node_config(&node)?;
+            let node = Node::start(config)?;
+            let r = wget::run(&node, &opts);
+            node.shutdown();
+            r?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
