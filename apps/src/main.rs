@@ -30,11 +30,17 @@ enum Cmd {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
         queues: u16,
     },
-    /// Run services on a node until SIGINT or SIGTERM: echo, daytime, discard, http[=DIR]
-    /// (each as NAME[:PORT][=ARG]).
+    /// Run services on a node until SIGINT or SIGTERM: echo, daytime, discard, chargen,
+    /// http[=DIR], http.log[=DIR] (each as NAME[:PORT][=ARG]).
     Serve {
         #[command(flatten)]
         node: NodeOpts,
+        /// HTTP: print an access log line per request on stdout (as the service name http.log).
+        #[arg(long)]
+        access_log: bool,
+        /// HTTP: connections served at once; more are answered 503.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        http_max_conns: Option<u32>,
         /// Services to run.
         #[arg(required = true, value_name = "SERVICE")]
         services: Vec<ServiceSpec>,
@@ -84,7 +90,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Cmd::Serve { node, services } => {
+        Cmd::Serve {
+            node,
+            access_log,
+            http_max_conns,
+            mut services,
+        } => {
+            for s in &mut services {
+                s.access_log |= access_log;
+                if let Some(n) = http_max_conns {
+                    s.max_conns = n as usize;
+                }
+            }
             let config = node_config(&node)?;
             let node = Node::start(config)?;
             let labels = serve::start_services(&node, &services)?;

@@ -149,10 +149,17 @@ impl Prober {
 /// Traces the path to `opts.host`, printing a line per hop to `out` as it goes.
 pub fn run(node: &Node, opts: &TracerouteOpts, out: &mut dyn Write) -> Result<Trace> {
     if !(opts.wait.is_finite() && (0.0..=60.0).contains(&opts.wait)) {
-        bail!("-w must be a number of seconds between 0 and 60 (got {})", opts.wait);
+        bail!(
+            "-w must be a number of seconds between 0 and 60 (got {})",
+            opts.wait
+        );
     }
     if opts.first_ttl > opts.max_ttl {
-        bail!("-f {} is beyond -m {}: the first TTL must not exceed the largest", opts.first_ttl, opts.max_ttl);
+        bail!(
+            "-f {} is beyond -m {}: the first TTL must not exceed the largest",
+            opts.first_ttl,
+            opts.max_ttl
+        );
     }
     let wait = Duration::from_secs_f64(opts.wait);
     let prober = if opts.icmp {
@@ -211,12 +218,10 @@ pub fn run(node: &Node, opts: &TracerouteOpts, out: &mut dyn Write) -> Result<Tr
         writeln!(out, "{}", hop_line(&hop))?;
         trace.hops.push(hop);
         if final_hop {
-            trace.reached = trace
-                .hops
-                .last()
-                .into_iter()
-                .flat_map(|h| &h.probes)
-                .any(|p| matches!(p, ProbeResult::Answer { from, note: None, .. } if *from == dst));
+            trace.reached =
+                trace.hops.last().into_iter().flat_map(|h| &h.probes).any(
+                    |p| matches!(p, ProbeResult::Answer { from, note: None, .. } if *from == dst),
+                );
             break;
         }
     }

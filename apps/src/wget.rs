@@ -27,7 +27,12 @@ pub struct WgetOpts {
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub max_redirect: u32,
     /// Seconds to wait for a connection or for data before giving up.
-    #[arg(short = 'T', long = "timeout", default_value_t = 30, value_name = "SECS")]
+    #[arg(
+        short = 'T',
+        long = "timeout",
+        default_value_t = 30,
+        value_name = "SECS"
+    )]
     pub timeout: u64,
 }
 
@@ -283,7 +288,10 @@ pub fn run(node: &Node, opts: &WgetOpts) -> Result<Fetched> {
             env!("CARGO_PKG_VERSION")
         );
         (&stream).write_all(req.as_bytes())?;
-        say(opts, format_args!("HTTP request sent, awaiting response... "));
+        say(
+            opts,
+            format_args!("HTTP request sent, awaiting response... "),
+        );
         let mut reader = BufReader::with_capacity(64 * 1024, &stream);
         let head = read_head(&mut reader)?;
         say(opts, format_args!("{} {}", head.status, head.reason));
@@ -418,7 +426,10 @@ mod tests {
         );
         assert_eq!(u.file_name(), "b.txt");
         assert_eq!(Url::parse("10.0.0.1").unwrap().path, "/");
-        assert_eq!(Url::parse("http://10.0.0.1/").unwrap().file_name(), "index.html");
+        assert_eq!(
+            Url::parse("http://10.0.0.1/").unwrap().file_name(),
+            "index.html"
+        );
         assert!(Url::parse("https://x/").is_err());
         assert!(Url::parse("http://x:0/").is_err());
         assert_eq!(u.join("c.txt").unwrap().path, "/a/c.txt");
@@ -429,7 +440,8 @@ mod tests {
 
     #[test]
     fn chunked_bodies_decode() {
-        let wire = b"4\r\nWiki\r\n6;ext=1\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        let wire =
+            b"4\r\nWiki\r\n6;ext=1\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\nNEXT";
         let mut r = io::Cursor::new(&wire[..]);
         let mut body = String::new();
         Chunked::new(&mut r).read_to_string(&mut body).unwrap();
@@ -439,7 +451,9 @@ mod tests {
         assert_eq!(rest, "NEXT", "nothing after the trailers is consumed");
         let mut s = String::new();
         assert!(Chunked::new(&b"zz\r\n"[..]).read_to_string(&mut s).is_err());
-        assert!(Chunked::new(&b"5\r\nab"[..]).read_to_string(&mut s).is_err());
+        assert!(Chunked::new(&b"5\r\nab"[..])
+            .read_to_string(&mut s)
+            .is_err());
     }
 
     #[test]

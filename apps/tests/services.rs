@@ -34,11 +34,17 @@ fn interop_allowed() -> bool {
 /// A tool the tests drive; scripts/setup installs it.
 fn need(tool: &str) {
     let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool} || test -x /usr/sbin/{tool}")])
+        .args([
+            "-c",
+            &format!("command -v {tool} || test -x /usr/sbin/{tool}"),
+        ])
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    assert!(found, "{tool} is missing: run scripts/setup (as root) to install it");
+    assert!(
+        found,
+        "{tool} is missing: run scripts/setup (as root) to install it"
+    );
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -253,11 +259,7 @@ fn tapir_traceroute_lists_three_routers_then_the_destination() {
     for mode in [&[][..], &["-I"][..]] {
         let out = tapir_traceroute(&c, mode);
         let so = text(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{mode:?}: {so} {}",
-            text(&out.stderr)
-        );
+        assert!(out.status.success(), "{mode:?}: {so} {}", text(&out.stderr));
         assert!(
             so.starts_with("traceroute to 10.7.3.2 (10.7.3.2), 8 hops max, 60 byte packets\n"),
             "{so}"
@@ -424,14 +426,20 @@ fn tapir_wget_fetches_from_nginx_follows_redirects_and_decodes_chunks() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(sha256(&got), sha256(&big), "6 MiB body differs");
     let err = text(&out.stderr);
-    assert!(err.contains("200 OK") && err.contains("Length: 6291456"), "{err}");
+    assert!(
+        err.contains("200 OK") && err.contains("Length: 6291456"),
+        "{err}"
+    );
 
     // Two redirects: 302 to an absolute URL, then 301 to a path.
     let got2 = dl.0.join("via-redirect.bin");
     let out = tapir_wget(&lab, "http://10.7.0.1:8081/hop", &got2);
     let err = text(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("302 Moved Temporarily") && err.contains("301 Moved Permanently"), "{err}");
+    assert!(
+        err.contains("302 Moved Temporarily") && err.contains("301 Moved Permanently"),
+        "{err}"
+    );
     assert_eq!(sha256(&got2), sha256(&big));
 
     // nginx sends a filtered body chunked (no length known in advance): check that it does.
@@ -464,7 +472,11 @@ fn tapir_wget_fetches_from_nginx_follows_redirects_and_decodes_chunks() {
     // A 404 is a failed operation: status 1 and the server's answer on stderr.
     let out = tapir_wget(&lab, "http://10.7.0.1:8081/missing", &dl.0.join("m"));
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("404 Not Found"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("404 Not Found"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 /// Runs `nc` in the lab with `input` on its stdin; returns what it printed.
@@ -528,7 +540,10 @@ fn echo_daytime_chargen_answer_nc_over_tcp_and_udp() {
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(&l[72..], b"\r\n");
         let first = b' ' + (i % 95) as u8;
-        assert_eq!(l[0], first, "line {i} starts one character later than the last");
+        assert_eq!(
+            l[0], first,
+            "line {i} starts one character later than the last"
+        );
     }
 }
 
@@ -668,7 +683,13 @@ fn curl_and_nc_against_tapir_http() {
     // A directory without its slash is redirected to it.
     let out = curl(
         &s.lab,
-        &["-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", &format!("{base}/docs")],
+        &[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+            &format!("{base}/docs"),
+        ],
     );
     assert_eq!(text(&out.stdout), format!("301 {base}/docs/"));
     // Keep-alive: curl reuses the connection for a second URL.
@@ -686,12 +707,16 @@ HEAD /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     let ip = s.lab.node.address().to_string();
     let out = text(&nc(&s.lab, &["-N", "-w", "5", &ip, "8080"], reqs));
     let statuses: Vec<&str> = out
-        .lines()
-        .filter(|l| l.starts_with("HTTP/1.1 "))
+        .match_indices("HTTP/1.1 ")
+        .filter_map(|(i, _)| out[i..].split("\r\n").next())
         .collect();
     assert_eq!(
         statuses,
-        ["HTTP/1.1 200 OK", "HTTP/1.1 404 Not Found", "HTTP/1.1 200 OK"],
+        [
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 404 Not Found",
+            "HTTP/1.1 200 OK"
+        ],
         "{out}"
     );
     assert!(out.contains("\r\n\r\n0123456789HTTP/1.1 404"), "{out}");
@@ -705,7 +730,8 @@ HEAD /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
         "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
         "b".repeat(20_000)
     );
-    assert!(raw_http(&s, 8080, big_head.as_bytes()).starts_with("HTTP/1.1 431 "));
+    let r = raw_http(&s, 8080, big_head.as_bytes());
+    assert!(r.starts_with("HTTP/1.1 431 "), "{r}");
     let body = b"POST /hello.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n";
     assert!(raw_http(&s, 8080, body).starts_with("HTTP/1.1 413 "));
     let v2 = b"GET / HTTP/2.0\r\nHost: x\r\n\r\n";
@@ -720,12 +746,13 @@ HEAD /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
         }
     }
     assert!(
-        log.iter()
-            .any(|l| l.starts_with("10.7.0.1 - - [") && l.contains("] \"GET /style.css HTTP/1.1\" 200 7")),
+        log.iter().any(|l| l.starts_with("10.7.0.1 - - [")
+            && l.contains("] \"GET /style.css HTTP/1.1\" 200 7")),
         "{log:#?}"
     );
     assert!(
-        log.iter().any(|l| l.contains("\"GET /nope HTTP/1.1\" 404 ")),
+        log.iter()
+            .any(|l| l.contains("\"GET /nope HTTP/1.1\" 404 ")),
         "{log:#?}"
     );
 }
@@ -745,7 +772,8 @@ fn http_connection_limit_answers_503_beyond_it() {
             .map(|_| {
                 let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
                 c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                c.write_all(b"GET /digits.txt HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+                c.write_all(b"GET /digits.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .unwrap();
                 let mut buf = [0u8; 512];
                 let n = c.read(&mut buf).unwrap();
                 assert!(text(&buf[..n]).starts_with("HTTP/1.1 200"));
@@ -754,7 +782,8 @@ fn http_connection_limit_answers_503_beyond_it() {
             .collect();
         let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        c.write_all(b"GET /digits.txt HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        c.write_all(b"GET /digits.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
         let mut out = Vec::new();
         let _ = c.read_to_end(&mut out);
         drop(held);

@@ -1,5 +1,5 @@
-//! The services `tapir serve` runs: echo, daytime, discard (RFC 862, 867, 863) on TCP and UDP,
-//! and HTTP.
+//! The services `tapir serve` runs: echo, daytime, discard, chargen (RFC 862, 867, 863, 864) on
+//! TCP and UDP, and HTTP.
 
 mod daytime;
 mod http;
@@ -20,6 +20,7 @@ pub enum Kind {
     Echo,
     Daytime,
     Discard,
+    Chargen,
     Http,
 }
 
@@ -29,6 +30,7 @@ impl Kind {
             Kind::Echo => "echo",
             Kind::Daytime => "daytime",
             Kind::Discard => "discard",
+            Kind::Chargen => "chargen",
             Kind::Http => "http",
         }
     }
@@ -38,19 +40,24 @@ impl Kind {
             Kind::Echo => 7,
             Kind::Daytime => 13,
             Kind::Discard => 9,
+            Kind::Chargen => 19,
             Kind::Http => 80,
         }
     }
 }
 
 /// A service to run, as written on the command line: `NAME[:PORT][=ARG]`, e.g. `echo`,
-/// `echo:7007`, `http=/srv/www`, `http:8080=/srv/www`.
+/// `echo:7007`, `http=/srv/www`, `http:8080=/srv/www`; `http.log` is http with its access log on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceSpec {
     pub kind: Kind,
     pub port: u16,
     /// For http: the directory to serve.
     pub dir: Option<PathBuf>,
+    /// For http: print an access log line per request.
+    pub access_log: bool,
+    /// For http: connections served at once.
+    pub max_conns: usize,
 }
 
 /// A bad service spec.
@@ -79,10 +86,11 @@ impl FromStr for ServiceSpec {
             "echo" => Kind::Echo,
             "daytime" => Kind::Daytime,
             "discard" => Kind::Discard,
-            "http" => Kind::Http,
+            "chargen" => Kind::Chargen,
+            "http" | "http.log" => Kind::Http,
             _ => {
                 return Err(SpecError(format!(
-                    "unknown service '{name}': choose from echo, daytime, discard, http[=DIR] (NAME[:PORT][=ARG])"
+                    "unknown service '{name}': choose from echo, daytime, discard, chargen, http[=DIR], http.log[=DIR] (NAME[:PORT][=ARG])"
                 )))
             }
         };
@@ -103,7 +111,13 @@ impl FromStr for ServiceSpec {
                 )))
             }
         };
-        Ok(ServiceSpec { kind, port, dir })
+        Ok(ServiceSpec {
+            kind,
+            port,
+            dir,
+            access_log: name == "http.log",
+            max_conns: http::DEFAULT_MAX_CONNS,
+        })
     }
 }
 
@@ -123,7 +137,11 @@ pub fn start(node: &Node, spec: &ServiceSpec) -> Result<Vec<String>> {
                 ),
                 None => None,
             };
-            let server = http::Server::new(root);
+            let server = http::Server::new(http::Config {
+                root,
+                access_log: spec.access_log,
+                max_conns: spec.max_conns.max(1),
+            });
             spawn(name, move || server.run(listener));
         }
         kind => {
@@ -154,7 +172,9 @@ mod tests {
             ServiceSpec {
                 kind: Kind::Echo,
                 port: 7,
-                dir: None
+                dir: None,
+                access_log: false,
+                max_conns: http::DEFAULT_MAX_CONNS,
             }
         );
         assert_eq!("daytime:1313".parse::<ServiceSpec>().unwrap().port, 1313);
@@ -168,5 +188,8 @@ mod tests {
         assert!("echo:0".parse::<ServiceSpec>().is_err());
         assert!("echo:99999".parse::<ServiceSpec>().is_err());
         assert!("echo=x".parse::<ServiceSpec>().is_err());
+        assert_eq!("chargen".parse::<ServiceSpec>().unwrap().port, 19);
+        let l: ServiceSpec = "http.log=/tmp".parse().unwrap();
+        assert!(l.access_log && l.kind == Kind::Http);
     }
 }
