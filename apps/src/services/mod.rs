@@ -3,6 +3,7 @@
 
 mod daytime;
 mod http;
+pub mod login;
 mod simple;
 
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ pub enum Kind {
     Discard,
     Chargen,
     Http,
+    Login,
 }
 
 impl Kind {
@@ -32,6 +34,7 @@ impl Kind {
             Kind::Discard => "discard",
             Kind::Chargen => "chargen",
             Kind::Http => "http",
+            Kind::Login => "login",
         }
     }
 
@@ -42,6 +45,7 @@ impl Kind {
             Kind::Discard => 9,
             Kind::Chargen => 19,
             Kind::Http => 80,
+            Kind::Login => 513,
         }
     }
 }
@@ -52,7 +56,7 @@ impl Kind {
 pub struct ServiceSpec {
     pub kind: Kind,
     pub port: u16,
-    /// For http: the directory to serve.
+    /// For http: the directory to serve; for login: the credentials file.
     pub dir: Option<PathBuf>,
     /// For http: print an access log line per request.
     pub access_log: bool,
@@ -88,9 +92,10 @@ impl FromStr for ServiceSpec {
             "discard" => Kind::Discard,
             "chargen" => Kind::Chargen,
             "http" | "http.log" => Kind::Http,
+            "login" => Kind::Login,
             _ => {
                 return Err(SpecError(format!(
-                    "unknown service '{name}': choose from echo, daytime, discard, chargen, http[=DIR], http.log[=DIR] (NAME[:PORT][=ARG])"
+                    "unknown service '{name}': choose from echo, daytime, discard, chargen, http[=DIR], http.log[=DIR], login=FILE (NAME[:PORT][=ARG])"
                 )))
             }
         };
@@ -103,11 +108,16 @@ impl FromStr for ServiceSpec {
                 .ok_or_else(|| SpecError(format!("bad port '{p}' in '{s}': use 1-65535")))?,
         };
         let dir = match (kind, arg) {
-            (Kind::Http, Some(d)) => Some(PathBuf::from(d)),
+            (Kind::Http | Kind::Login, Some(d)) => Some(PathBuf::from(d)),
+            (Kind::Login, None) => {
+                return Err(SpecError(
+                    "login needs its credentials file: login=FILE (lines of user:$6$... SHA-512 crypt hashes)".into(),
+                ))
+            }
             (_, None) => None,
             (_, Some(_)) => {
                 return Err(SpecError(format!(
-                    "service '{name}' takes no argument (only http=DIR does)"
+                    "service '{name}' takes no argument (only http=DIR and login=FILE do)"
                 )))
             }
         };
@@ -142,6 +152,14 @@ pub fn start(node: &Node, spec: &ServiceSpec) -> Result<Vec<String>> {
                 access_log: spec.access_log,
                 max_conns: spec.max_conns.max(1),
             });
+            spawn(name, move || server.run(listener));
+        }
+        Kind::Login => {
+            let file = spec.dir.clone().unwrap_or_default();
+            std::fs::metadata(&file).with_context(|| {
+                format!("login={}: cannot read the credentials file", file.display())
+            })?;
+            let server = login::Server::new(file);
             spawn(name, move || server.run(listener));
         }
         kind => {
