@@ -791,3 +791,116 @@ fn http_connection_limit_answers_503_beyond_it() {
     });
     assert!(third.starts_with("HTTP/1.1 503 "), "{third}");
 }
+
+/// A python3 pty harness: runs ARGV on a pty, answers "Password: " with PASSWORD, sends COMMAND,
+/// waits for MARKER, then sends "exit" and waits for the end. Prints everything it saw; exits 0
+/// only when MARKER was seen and the session ended. Every wait is bounded.
+const PTY_DRIVER: &str = r#"
+import os, pty, select, sys, time
+password, command, marker = sys.argv[1], sys.argv[2], sys.argv[3]
+argv = sys.argv[4:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(argv[0], argv)
+seen = b""
+def wait_for(needle, secs):
+    global seen
+    end = time.time() + secs
+    while time.time() < end:
+        if needle is not None and needle in seen:
+            return True
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                d = os.read(fd, 4096)
+            except OSError:
+                d = b""
+            if not d:
+                return needle is None
+            seen += d
+    return False
+ok = wait_for(b"Password: ", 15)
+if ok:
+    os.write(fd, password.encode() + b"\r")
+    time.sleep(0.5)
+    os.write(fd, command.encode() + b"\r")
+    ok = wait_for(marker.encode(), 15)
+    if ok:
+        os.write(fd, b"exit\r")
+        ok = wait_for(None, 15)
+    else:
+        wait_for(None, 5)
+sys.stdout.write(seen.decode("utf-8", "replace"))
+try:
+    os.kill(pid, 9)
+except OSError:
+    pass
+sys.exit(0 if ok else 1)
+"#;
+
+/// A system account for login tests, removed on drop.
+struct TestUser(String);
+
+impl TestUser {
+    fn new() -> TestUser {
+        let name = format!("tapirlg{}", std::process::id() % 100_000);
+        run_ok(Command::new("useradd").args(["-M", "-d", "/tmp", "-s", "/bin/sh", &name]));
+        TestUser(name)
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn debian_rlogin_logs_in_to_tapir_login_and_a_wrong_password_is_refused() {
+    if !interop_allowed() {
+        return;
+    }
+    need("rlogin");
+    need("openssl");
+    let user = TestUser::new();
+    let hash =
+        run_ok(Command::new("openssl").args(["passwd", "-6", "-salt", "tapirsalt", "s3cret"]));
+    let dir = TempDir::new("login");
+    let creds = dir.0.join("credentials");
+    std::fs::write(
+        &creds,
+        format!(
+            "# tapir login credentials\n{}:{}",
+            user.0,
+            text(&hash.stdout)
+        ),
+    )
+    .unwrap();
+    let spec = format!("login={}", creds.display());
+    let s = serve(&[], &[&spec]);
+    assert!(s.start_line.contains("login/tcp:513"), "{}", s.start_line);
+    let ip = s.lab.node.address().to_string();
+    let drive = |password: &str| {
+        Command::new("python3")
+            .args([
+                "-c",
+                PTY_DRIVER,
+                password,
+                "echo tapir-$((6*7)) as $(id -un)",
+                "tapir-42 as ",
+            ])
+            .args([
+                "ip", "netns", "exec", &s.lab.ns, "rlogin", "-l", &user.0, &ip,
+            ])
+            .output()
+            .expect("run the pty driver")
+    };
+    let out = drive("s3cret");
+    let seen = text(&out.stdout);
+    assert!(out.status.success(), "{seen}");
+    assert!(seen.contains(&format!("tapir-42 as {}", user.0)), "{seen}");
+    let out = drive("wrong");
+    let seen = text(&out.stdout);
+    assert!(!out.status.success(), "{seen}");
+    assert!(seen.contains("Login incorrect"), "{seen}");
+}
