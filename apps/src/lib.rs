@@ -8,3 +8,5 @@ pub mod ping;
 pub mod serve;
 pub mod services;
 pub mod shell;
+pub mod traceroute;
+pub mod wget;

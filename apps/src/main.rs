@@ -9,7 +9,9 @@ use engine::Node;
 use tapir_apps::cli::NodeOpts;
 use tapir_apps::ping::PingOpts;
 use tapir_apps::services::ServiceSpec;
-use tapir_apps::{demo, ping, serve, shell};
+use tapir_apps::traceroute::TracerouteOpts;
+use tapir_apps::wget::WgetOpts;
+use tapir_apps::{demo, ping, serve, shell, traceroute, wget};
 
 /// tapir: a user-space TCP/IP node on a Linux tap.
 #[derive(Debug, Parser)]
@@ -28,11 +30,17 @@ enum Cmd {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
         queues: u16,
     },
-    /// Run services on a node until SIGINT or SIGTERM: echo, daytime, discard, http[=DIR]
-    /// (each as NAME[:PORT][=ARG]).
+    /// Run services on a node until SIGINT or SIGTERM: echo, daytime, discard, chargen,
+    /// http[=DIR], http.log[=DIR] (each as NAME[:PORT][=ARG]).
     Serve {
         #[command(flatten)]
         node: NodeOpts,
+        /// HTTP: print an access log line per request on stdout (as the service name http.log).
+        #[arg(long)]
+        access_log: bool,
+        /// HTTP: connections served at once; more are answered 503.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        http_max_conns: Option<u32>,
         /// Services to run.
         #[arg(required = true, value_name = "SERVICE")]
         services: Vec<ServiceSpec>,
@@ -55,6 +63,21 @@ enum Cmd {
         node: NodeOpts,
         #[command(flatten)]
         ping: PingOpts,
+    },
+    /// Print the path to a host hop by hop (UDP probes, or ICMP echo with -I), like Linux
+    /// traceroute. Exit status 1 when the host was not reached.
+    Traceroute {
+        #[command(flatten)]
+        node: NodeOpts,
+        #[command(flatten)]
+        opts: TracerouteOpts,
+    },
+    /// Fetch a URL over HTTP/1.1 (redirects, chunked bodies) into a file, like wget.
+    Wget {
+        #[command(flatten)]
+        node: NodeOpts,
+        #[command(flatten)]
+        opts: WgetOpts,
     },
 }
 
@@ -79,7 +102,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Cmd::Serve { node, services } => {
+        Cmd::Serve {
+            node,
+            access_log,
+            http_max_conns,
+            mut services,
+        } => {
+            for s in &mut services {
+                s.access_log |= access_log;
+                if let Some(n) = http_max_conns {
+                    s.max_conns = n as usize;
+                }
+            }
             let config = node_config(&node)?;
             let node = Node::start(config)?;
             let labels = serve::start_services(&node, &services)?;
@@ -108,6 +142,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Cmd::Traceroute { node, opts } => {
+            let config = node_config(&node)?;
+            let node = Node::start(config)?;
+            let trace = traceroute::run(&node, &opts, &mut std::io::stdout())?;
+            node.shutdown();
+            Ok(if trace.reached {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Wget { node, opts } => {
+            let config = node_config(&node)?;
+            let node = Node::start(config)?;
+            let r = wget::run(&node, &opts);
+            node.shutdown();
+            r?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -20,4 +20,4 @@ pub mod sys;
 mod worker;
 
 pub use node::{Node, NodeConfig, NodeError, NodeStats};
-pub use socket::{IcmpSocket, TcpListener, TcpStream, UdpSocket};
+pub use socket::{IcmpEvent, IcmpSocket, TcpListener, TcpStream, UdpSocket};

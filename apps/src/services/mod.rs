@@ -1,8 +1,9 @@
-//! The services `tapir serve` runs: echo, daytime, discard (RFC 862, 867, 863) on TCP and UDP,
-//! and HTTP.
+//! The services `tapir serve` runs: echo, daytime, discard, chargen (RFC 862, 867, 863, 864) on
+//! TCP and UDP, and HTTP.
 
 mod daytime;
 mod http;
+pub mod login;
 mod simple;
 
 use std::path::PathBuf;
@@ -20,7 +21,9 @@ pub enum Kind {
     Echo,
     Daytime,
     Discard,
+    Chargen,
     Http,
+    Login,
 }
 
 impl Kind {
@@ -29,7 +32,9 @@ impl Kind {
             Kind::Echo => "echo",
             Kind::Daytime => "daytime",
             Kind::Discard => "discard",
+            Kind::Chargen => "chargen",
             Kind::Http => "http",
+            Kind::Login => "login",
         }
     }
 
@@ -38,19 +43,25 @@ impl Kind {
             Kind::Echo => 7,
             Kind::Daytime => 13,
             Kind::Discard => 9,
+            Kind::Chargen => 19,
             Kind::Http => 80,
+            Kind::Login => 513,
         }
     }
 }
 
 /// A service to run, as written on the command line: `NAME[:PORT][=ARG]`, e.g. `echo`,
-/// `echo:7007`, `http=/srv/www`, `http:8080=/srv/www`.
+/// `echo:7007`, `http=/srv/www`, `http:8080=/srv/www`; `http.log` is http with its access log on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceSpec {
     pub kind: Kind,
     pub port: u16,
-    /// For http: the directory to serve.
+    /// For http: the directory to serve; for login: the credentials file.
     pub dir: Option<PathBuf>,
+    /// For http: print an access log line per request.
+    pub access_log: bool,
+    /// For http: connections served at once.
+    pub max_conns: usize,
 }
 
 /// A bad service spec.
@@ -79,10 +90,12 @@ impl FromStr for ServiceSpec {
             "echo" => Kind::Echo,
             "daytime" => Kind::Daytime,
             "discard" => Kind::Discard,
-            "http" => Kind::Http,
+            "chargen" => Kind::Chargen,
+            "http" | "http.log" => Kind::Http,
+            "login" => Kind::Login,
             _ => {
                 return Err(SpecError(format!(
-                    "unknown service '{name}': choose from echo, daytime, discard, http[=DIR] (NAME[:PORT][=ARG])"
+                    "unknown service '{name}': choose from echo, daytime, discard, chargen, http[=DIR], http.log[=DIR], login=FILE (NAME[:PORT][=ARG])"
                 )))
             }
         };
@@ -95,15 +108,26 @@ impl FromStr for ServiceSpec {
                 .ok_or_else(|| SpecError(format!("bad port '{p}' in '{s}': use 1-65535")))?,
         };
         let dir = match (kind, arg) {
-            (Kind::Http, Some(d)) => Some(PathBuf::from(d)),
+            (Kind::Http | Kind::Login, Some(d)) => Some(PathBuf::from(d)),
+            (Kind::Login, None) => {
+                return Err(SpecError(
+                    "login needs its credentials file: login=FILE (lines of user:$6$... SHA-512 crypt hashes)".into(),
+                ))
+            }
             (_, None) => None,
             (_, Some(_)) => {
                 return Err(SpecError(format!(
-                    "service '{name}' takes no argument (only http=DIR does)"
+                    "service '{name}' takes no argument (only http=DIR and login=FILE do)"
                 )))
             }
         };
-        Ok(ServiceSpec { kind, port, dir })
+        Ok(ServiceSpec {
+            kind,
+            port,
+            dir,
+            access_log: name == "http.log",
+            max_conns: http::DEFAULT_MAX_CONNS,
+        })
     }
 }
 
@@ -123,7 +147,19 @@ pub fn start(node: &Node, spec: &ServiceSpec) -> Result<Vec<String>> {
                 ),
                 None => None,
             };
-            let server = http::Server::new(root);
+            let server = http::Server::new(http::Config {
+                root,
+                access_log: spec.access_log,
+                max_conns: spec.max_conns.max(1),
+            });
+            spawn(name, move || server.run(listener));
+        }
+        Kind::Login => {
+            let file = spec.dir.clone().unwrap_or_default();
+            std::fs::metadata(&file).with_context(|| {
+                format!("login={}: cannot read the credentials file", file.display())
+            })?;
+            let server = login::Server::new(file);
             spawn(name, move || server.run(listener));
         }
         kind => {
@@ -154,7 +190,9 @@ mod tests {
             ServiceSpec {
                 kind: Kind::Echo,
                 port: 7,
-                dir: None
+                dir: None,
+                access_log: false,
+                max_conns: http::DEFAULT_MAX_CONNS,
             }
         );
         assert_eq!("daytime:1313".parse::<ServiceSpec>().unwrap().port, 1313);
@@ -168,5 +206,8 @@ mod tests {
         assert!("echo:0".parse::<ServiceSpec>().is_err());
         assert!("echo:99999".parse::<ServiceSpec>().is_err());
         assert!("echo=x".parse::<ServiceSpec>().is_err());
+        assert_eq!("chargen".parse::<ServiceSpec>().unwrap().port, 19);
+        let l: ServiceSpec = "http.log=/tmp".parse().unwrap();
+        assert!(l.access_log && l.kind == Kind::Http);
     }
 }

@@ -1,4 +1,4 @@
-//! echo (RFC 862), daytime (RFC 867) and discard (RFC 863), on TCP and UDP.
+//! echo (RFC 862), daytime (RFC 867), discard (RFC 863) and chargen (RFC 864), on TCP and UDP.
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
@@ -34,7 +34,15 @@ fn serve_tcp(kind: Kind, mut stream: TcpStream) {
         Kind::Daytime => {
             let _ = stream.write_all(daytime_string().as_bytes());
         }
-        Kind::Http => {}
+        Kind::Chargen => {
+            // Until the client goes away (a write fails) or stops reading for a minute.
+            stream.set_write_timeout(Some(std::time::Duration::from_secs(60)));
+            let cycle = chargen_lines(0, CHARGEN_CYCLE);
+            while stream.write_all(&cycle).is_ok() {}
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+        Kind::Http | Kind::Login => {}
     }
     let _ = stream.shutdown(Shutdown::Write);
     // Hold the stream until the peer closes too, so nothing queued is cut off.
@@ -43,11 +51,54 @@ fn serve_tcp(kind: Kind, mut stream: TcpStream) {
 
 pub fn run_udp(kind: Kind, socket: UdpSocket) {
     let mut buf = vec![0u8; 65536];
+    let mut next_line = 0;
     while let Ok((n, from)) = socket.recv_from(&mut buf) {
         let _ = match kind {
             Kind::Echo => socket.send_to(&buf[..n], from),
             Kind::Daytime => socket.send_to(daytime_string().as_bytes(), from),
+            Kind::Chargen => {
+                // RFC 864: an answer of 0 to 512 characters; six whole lines are 444.
+                let d = chargen_lines(next_line, 6);
+                next_line = (next_line + 6) % CHARGEN_CYCLE;
+                socket.send_to(&d, from)
+            }
             _ => Ok(0),
         };
+    }
+}
+
+/// RFC 864's pattern repeats after this many lines: the 95 printable ASCII characters, each
+/// line starting one character later than the one before.
+const CHARGEN_CYCLE: usize = 95;
+/// Characters per line, before CR LF.
+const CHARGEN_WIDTH: usize = 72;
+
+/// `count` lines of the chargen pattern starting at line `first`.
+pub fn chargen_lines(first: usize, count: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(count * (CHARGEN_WIDTH + 2));
+    for line in first..first + count {
+        for i in 0..CHARGEN_WIDTH {
+            out.push(b' ' + ((line + i) % CHARGEN_CYCLE) as u8);
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chargen_pattern_is_rfc_864s() {
+        let d = chargen_lines(0, 96);
+        let lines: Vec<&[u8]> = d.chunks(74).collect();
+        assert_eq!(&lines[0][..4], b" !\"#");
+        assert_eq!(lines[0][CHARGEN_WIDTH - 1], b'g');
+        assert_eq!(lines[1][0], b'!');
+        assert_eq!(lines[94][0], b'~');
+        assert_eq!(lines[94][1], b' ', "the pattern wraps after '~'");
+        assert_eq!(lines[95], lines[0], "and repeats every 95 lines");
+        assert!(lines.iter().all(|l| l.ends_with(b"\r\n")));
     }
 }

@@ -4,7 +4,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use protocols::iface::{EchoReply, SocketHandle};
+use protocols::iface::{EchoReply, IcmpErrorReport, SocketHandle};
 
 use super::{deadline, stopped, timed_out};
 use crate::node::Node;
@@ -66,6 +66,40 @@ impl IcmpSocket {
             for (w, &h) in self.handles.iter().enumerate() {
                 if let Some(r) = self.node.with_stack(w, |s, _| s.icmp_recv(h)) {
                     return Ok(r);
+                }
+            }
+            if self.node.is_stopped() {
+                return Err(stopped());
+            }
+            if !self.node.wait_news(seen, until) {
+                return Err(timed_out());
+            }
+        }
+    }
+}
+
+/// What an echo socket received: a reply, or an ICMP error about one of its requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IcmpEvent {
+    Reply(EchoReply),
+    Error(IcmpErrorReport),
+}
+
+impl IcmpSocket {
+    /// The next echo reply or ICMP error about a request of this socket, waiting at most
+    /// `timeout` (traceroute -I).
+    pub fn recv_event(&self, timeout: Option<Duration>) -> io::Result<IcmpEvent> {
+        let until = deadline(timeout);
+        loop {
+            let seen = self.node.epoch();
+            for (w, &h) in self.handles.iter().enumerate() {
+                let got = self.node.with_stack(w, |s, _| {
+                    s.icmp_recv(h)
+                        .map(IcmpEvent::Reply)
+                        .or_else(|| s.icmp_recv_error(h).map(IcmpEvent::Error))
+                });
+                if let Some(e) = got {
+                    return Ok(e);
                 }
             }
             if self.node.is_stopped() {

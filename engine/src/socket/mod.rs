@@ -8,7 +8,7 @@ mod icmp;
 mod tcp;
 mod udp;
 
-pub use icmp::IcmpSocket;
+pub use icmp::{IcmpEvent, IcmpSocket};
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
 

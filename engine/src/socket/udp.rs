@@ -4,7 +4,7 @@ use std::io;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use protocols::iface::SocketHandle;
+use protocols::iface::{IcmpErrorReport, SocketHandle};
 
 use super::{deadline, stopped, udp_error};
 use crate::node::Node;
@@ -64,6 +64,40 @@ impl UdpSocket {
             .with_stack(w, |s, _| s.udp_send_to(h, dst, buf))
             .map_err(udp_error)?;
         Ok(buf.len())
+    }
+
+    /// Queues one datagram to `dst` with IP TTL `ttl` (traceroute's probes).
+    pub fn send_to_ttl(&self, buf: &[u8], dst: SocketAddrV4, ttl: u8) -> io::Result<usize> {
+        let w = flow_owner(self.port, dst.ip().octets(), dst.port(), self.handles.len());
+        let h = self.handles[w];
+        self.node
+            .with_stack(w, |s, _| s.udp_send_to_ttl(h, dst, buf, Some(ttl)))
+            .map_err(udp_error)?;
+        Ok(buf.len())
+    }
+
+    /// The next ICMP error (time exceeded, unreachable) about a datagram this socket sent,
+    /// waiting at most `timeout`. Its `at` is on the node's clock ([`Node::now`]).
+    pub fn recv_error(&self, timeout: Option<Duration>) -> io::Result<IcmpErrorReport> {
+        let until = deadline(timeout);
+        loop {
+            let seen = self.node.epoch();
+            for (w, &h) in self.handles.iter().enumerate() {
+                let got = self
+                    .node
+                    .with_stack(w, |s, _| s.udp_recv_error(h))
+                    .map_err(udp_error)?;
+                if let Some(r) = got {
+                    return Ok(r);
+                }
+            }
+            if self.node.is_stopped() {
+                return Err(stopped());
+            }
+            if !self.node.wait_news(seen, until) {
+                return Err(super::timed_out());
+            }
+        }
     }
 
     /// Receives one datagram; a datagram longer than `buf` is truncated, as with `std::net`.

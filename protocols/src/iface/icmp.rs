@@ -29,10 +29,63 @@ pub struct EchoReply {
     pub at: Instant,
 }
 
+/// An ICMP error (destination unreachable, time exceeded) about a datagram this node sent,
+/// handed to the socket that sent it: the UDP socket whose port it quotes, or the echo socket
+/// whose identifier it quotes. traceroute is built on these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IcmpErrorReport {
+    /// Who sent the error (a router on the path, or the destination).
+    pub from: Ipv4Addr,
+    /// ICMP type: 3 (destination unreachable) or 11 (time exceeded).
+    pub msg_type: u8,
+    pub code: u8,
+    /// The destination of the quoted datagram.
+    pub dst: Ipv4Addr,
+    /// The quoted datagram's UDP destination port, or its echo sequence number.
+    pub detail: u16,
+    /// When the stack received it.
+    pub at: Instant,
+}
+
+/// Most error reports a socket holds before it drops new ones.
+pub(super) const ERROR_QUEUE: usize = 64;
+
+/// What an ICMP error quotes (RFC 792: the IPv4 header and at least 8 bytes of its payload).
+struct Quoted {
+    protocol: u8,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    /// The first 8 bytes of the quoted transport header.
+    head: [u8; 8],
+}
+
+fn parse_quote(invoking: &[u8]) -> Option<Quoted> {
+    let ihl = usize::from(invoking.first()? & 0x0f) * 4;
+    if invoking.first()? >> 4 != 4 || ihl < 20 {
+        return None;
+    }
+    let head: [u8; 8] = invoking.get(ihl..ihl + 8)?.try_into().ok()?;
+    let addr = |o: usize| {
+        Ipv4Addr::new(
+            invoking[o],
+            invoking[o + 1],
+            invoking[o + 2],
+            invoking[o + 3],
+        )
+    };
+    Some(Quoted {
+        protocol: invoking[9],
+        src: addr(12),
+        dst: addr(16),
+        head,
+    })
+}
+
 #[derive(Debug)]
 struct EchoSocket {
     ident: u16,
     rx: VecDeque<EchoReply>,
+    errors: VecDeque<IcmpErrorReport>,
 }
 
 #[derive(Debug)]
@@ -126,7 +179,82 @@ impl Stack {
                     _ => self.counters.drop(DropReason::IcmpUnhandled),
                 }
             }
+            Icmpv4Repr::DstUnreachable { code, invoking, .. } => self.deliver_icmp_error(
+                now,
+                meta,
+                wire::icmpv4::msg_type::DST_UNREACHABLE,
+                code,
+                invoking,
+            ),
+            Icmpv4Repr::TimeExceeded { code, invoking } => self.deliver_icmp_error(
+                now,
+                meta,
+                wire::icmpv4::msg_type::TIME_EXCEEDED,
+                code,
+                invoking,
+            ),
             _ => self.counters.drop(DropReason::IcmpUnhandled),
+        }
+    }
+
+    /// Hands an ICMP error to the UDP or echo socket that sent the datagram it quotes.
+    fn deliver_icmp_error(
+        &mut self,
+        now: Instant,
+        meta: IpMeta,
+        msg_type: u8,
+        code: u8,
+        invoking: &[u8],
+    ) {
+        let Some(q) = parse_quote(invoking) else {
+            return self.counters.drop(DropReason::IcmpMalformed);
+        };
+        if q.src != self.address() {
+            return self.counters.drop(DropReason::IcmpUnhandled);
+        }
+        let h = &q.head;
+        let delivered = match q.protocol {
+            17 => {
+                let report = IcmpErrorReport {
+                    from: meta.src,
+                    msg_type,
+                    code,
+                    dst: q.dst,
+                    detail: u16::from_be_bytes([h[2], h[3]]),
+                    at: now,
+                };
+                self.udp_push_error(u16::from_be_bytes([h[0], h[1]]), report)
+            }
+            1 if h[0] == wire::icmpv4::msg_type::ECHO_REQUEST => {
+                let ident = u16::from_be_bytes([h[4], h[5]]);
+                let report = IcmpErrorReport {
+                    from: meta.src,
+                    msg_type,
+                    code,
+                    dst: q.dst,
+                    detail: u16::from_be_bytes([h[6], h[7]]),
+                    at: now,
+                };
+                let sock = self
+                    .icmp
+                    .sockets
+                    .iter()
+                    .find(|(_, s)| s.ident == ident)
+                    .map(|(h, _)| h);
+                match sock.and_then(|sh| self.icmp.sockets.get_mut(sh)) {
+                    Some(s) if s.errors.len() < ERROR_QUEUE => {
+                        s.errors.push_back(report);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            _ => false,
+        };
+        if delivered {
+            self.wakeup = true;
+        } else {
+            self.counters.drop(DropReason::IcmpUnhandled);
         }
     }
 
@@ -237,6 +365,7 @@ impl Stack {
         self.icmp.sockets.insert(EchoSocket {
             ident,
             rx: VecDeque::new(),
+            errors: VecDeque::new(),
         })
     }
 
@@ -270,6 +399,11 @@ impl Stack {
     /// The next echo reply received by `h`, if any.
     pub fn icmp_recv(&mut self, h: SocketHandle) -> Option<EchoReply> {
         self.icmp.sockets.get_mut(h)?.rx.pop_front()
+    }
+
+    /// The next ICMP error about an echo request sent by `h`, if any.
+    pub fn icmp_recv_error(&mut self, h: SocketHandle) -> Option<IcmpErrorReport> {
+        self.icmp.sockets.get_mut(h)?.errors.pop_front()
     }
 
     pub fn icmp_close(&mut self, h: SocketHandle) {

@@ -29,7 +29,7 @@ use std::net::Ipv4Addr;
 
 pub use arp_cache::ArpConfig;
 pub use counters::{Counters, DropReason};
-pub use icmp::EchoReply;
+pub use icmp::{EchoReply, IcmpErrorReport};
 pub use sockets::SocketHandle;
 pub use tcp_table::{ConnInfo, Readiness, TcpError};
 pub use udp::{Datagram, UdpError, EPHEMERAL_PORTS};

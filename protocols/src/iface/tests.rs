@@ -692,3 +692,80 @@ fn off_subnet_goes_to_the_gateway_or_is_dropped_without_one() {
 }
 
 mod tcp_listen;
+/// An ICMP error frame from A to B quoting `invoking` (a datagram B sent).
+fn icmp_error_frame(time_exceeded: bool, invoking: &[u8]) -> Vec<u8> {
+    let repr = if time_exceeded {
+        Icmpv4Repr::TimeExceeded {
+            code: icmpv4::time_exceeded::TTL_EXPIRED,
+            invoking,
+        }
+    } else {
+        Icmpv4Repr::DstUnreachable {
+            code: icmpv4::dst_unreachable::PORT_UNREACHABLE,
+            next_hop_mtu: 0,
+            invoking,
+        }
+    };
+    ip_frame(IpProtocol::Icmp, repr.buffer_len(), |seg| {
+        repr.emit(&mut Icmpv4Packet::new_unchecked(seg))
+    })
+}
+
+#[test]
+fn icmp_errors_reach_the_udp_socket_whose_datagram_they_quote() {
+    let mut b = node_b();
+    let h = b.udp_bind(45000).unwrap();
+    let other = b.udp_bind(45001).unwrap();
+    b.udp_send_to_ttl(h, SocketAddrV4::new(IP_A, 33434), b"probe", Some(1))
+        .unwrap();
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    b.poll(Instant::from_secs(2), &mut out);
+    assert_eq!(out.len(), 1);
+    let (_, ip, _) = parse_ip(&out[0]);
+    assert_eq!(ip.ttl, 1, "the probe carries the TTL asked for");
+    let sent = out[0][14..].to_vec();
+    let mut answers: Vec<Vec<u8>> = Vec::new();
+    b.receive(
+        Instant::from_secs(3),
+        &icmp_error_frame(true, &sent[..28]),
+        &mut answers,
+    );
+    assert!(answers.is_empty(), "never an error about an error");
+    assert!(b.take_wakeup());
+    let r = b.udp_recv_error(h).unwrap().expect("a report");
+    assert_eq!(
+        (r.from, r.msg_type, r.code, r.dst, r.detail),
+        (IP_A, 11, 0, IP_A, 33434)
+    );
+    assert_eq!(b.udp_recv_error(h).unwrap(), None);
+    assert_eq!(b.udp_recv_error(other).unwrap(), None);
+    // A quote too short to name the port is malformed, not delivered.
+    b.receive(
+        Instant::from_secs(3),
+        &icmp_error_frame(false, &sent[..24]),
+        &mut answers,
+    );
+    assert_eq!(b.udp_recv_error(h).unwrap(), None);
+    assert_eq!(b.counters().drops(DropReason::IcmpMalformed), 1);
+}
+
+#[test]
+fn icmp_errors_reach_the_echo_socket_whose_request_they_quote() {
+    let mut b = node_b();
+    let h = b.icmp_bind(0x1234);
+    assert!(b.icmp_send_echo(h, IP_A, 7, Some(3), b"abcdefgh"));
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    b.poll(Instant::from_secs(2), &mut out);
+    assert_eq!(out.len(), 1);
+    let (_, ip, _) = parse_ip(&out[0]);
+    assert_eq!(ip.ttl, 3);
+    let sent = out[0][14..].to_vec();
+    b.receive(
+        Instant::from_secs(3),
+        &icmp_error_frame(false, &sent),
+        &mut Vec::new(),
+    );
+    let r = b.icmp_recv_error(h).expect("a report");
+    assert_eq!((r.from, r.msg_type, r.code, r.detail), (IP_A, 3, 3, 7));
+    assert_eq!(b.icmp_recv(h), None, "an error is not an echo reply");
+}

@@ -6,6 +6,7 @@ use std::net::SocketAddrV4;
 
 use super::counters::DropReason;
 use super::egress::emit_ipv4;
+use super::icmp::{IcmpErrorReport, ERROR_QUEUE};
 use super::ingress::IpMeta;
 use super::sockets::{Slab, SocketHandle};
 use super::{Sink, Stack};
@@ -43,6 +44,7 @@ pub enum UdpError {
 struct UdpSocket {
     port: u16,
     rx: VecDeque<Datagram>,
+    errors: VecDeque<IcmpErrorReport>,
 }
 
 #[derive(Debug)]
@@ -50,6 +52,7 @@ struct Outgoing {
     src_port: u16,
     dst: SocketAddrV4,
     data: Vec<u8>,
+    ttl: Option<u8>,
 }
 
 #[derive(Debug, Default)]
@@ -117,6 +120,7 @@ impl Stack {
         let h = self.udp.sockets.insert(UdpSocket {
             port,
             rx: VecDeque::new(),
+            errors: VecDeque::new(),
         });
         self.udp.by_port.insert(port, h);
         Ok(h)
@@ -147,6 +151,17 @@ impl Stack {
         dst: SocketAddrV4,
         data: &[u8],
     ) -> Result<(), UdpError> {
+        self.udp_send_to_ttl(h, dst, data, None)
+    }
+
+    /// Queues a datagram with its own IP TTL (traceroute's probes); `None` is the stack's.
+    pub fn udp_send_to_ttl(
+        &mut self,
+        h: SocketHandle,
+        dst: SocketAddrV4,
+        data: &[u8],
+        ttl: Option<u8>,
+    ) -> Result<(), UdpError> {
         let sock = self.udp.sockets.get(h).ok_or(UdpError::BadHandle)?;
         if data.len() + 28 > self.config.mtu {
             return Err(UdpError::TooBig);
@@ -159,6 +174,7 @@ impl Stack {
             src_port,
             dst,
             data: data.to_vec(),
+            ttl,
         });
         Ok(())
     }
@@ -169,6 +185,26 @@ impl Stack {
         Ok(sock.rx.pop_front())
     }
 
+    /// The next ICMP error about a datagram sent by `h`, if any.
+    pub fn udp_recv_error(&mut self, h: SocketHandle) -> Result<Option<IcmpErrorReport>, UdpError> {
+        let sock = self.udp.sockets.get_mut(h).ok_or(UdpError::BadHandle)?;
+        Ok(sock.errors.pop_front())
+    }
+
+    /// Queues `report` on the socket bound to `port`; false if there is none or it is full.
+    pub(super) fn udp_push_error(&mut self, port: u16, report: IcmpErrorReport) -> bool {
+        let Some(&h) = self.udp.by_port.get(&port) else {
+            return false;
+        };
+        match self.udp.sockets.get_mut(h) {
+            Some(s) if s.errors.len() < ERROR_QUEUE => {
+                s.errors.push_back(report);
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub fn udp_close(&mut self, h: SocketHandle) {
         if let Some(s) = self.udp.sockets.remove(h) {
             self.udp.by_port.remove(&s.port);
@@ -177,12 +213,13 @@ impl Stack {
 
     pub(super) fn flush_udp(&mut self, now: Instant, sink: &mut impl Sink) {
         let src = self.address();
-        let ttl = self.config.ttl;
+        let default_ttl = self.config.ttl;
         let csum = self.config.tx_checksum;
         while let Some(out) = self.udp.tx.pop_front() {
             let mut eg = self.egress();
             let ident = eg.next_ident();
             let dst = *out.dst.ip();
+            let ttl = out.ttl.unwrap_or(default_ttl);
             let repr = UdpRepr {
                 src_port: out.src_port,
                 dst_port: out.dst.port(),

@@ -1,0 +1,366 @@
+//! What a GET of a path under the root means: a file (whole, or a byte range), a directory index,
+//! a redirect to a directory's slash, or an error. Paths that leave the root are refused before
+//! the file system is touched, and again after symlinks are resolved.
+
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::path::{Component, Path};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::response::{Body, Response};
+
+/// Decodes %XX escapes; None for a bad escape, a decoded NUL or bytes that are not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            let v = u8::from_str_radix(hex, 16).ok()?;
+            if v == 0 {
+                return None;
+            }
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Escapes a path segment for an href.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Content-Type by extension.
+pub fn content_type(path: &Path) -> &'static str {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("html" | "htm") => "text/html; charset=utf-8",
+        Some("txt" | "text" | "log" | "md") => "text/plain; charset=utf-8",
+        Some("css") => "text/css",
+        Some("js" | "mjs") => "text/javascript",
+        Some("json") => "application/json",
+        Some("xml") => "application/xml",
+        Some("csv") => "text/csv",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("gif") => "image/gif",
+        Some("svg") => "image/svg+xml",
+        Some("ico") => "image/x-icon",
+        Some("webp") => "image/webp",
+        Some("pdf") => "application/pdf",
+        Some("wasm") => "application/wasm",
+        Some("gz") => "application/gzip",
+        Some("zip") => "application/zip",
+        Some("tar") => "application/x-tar",
+        Some("mp4") => "video/mp4",
+        Some("mp3") => "audio/mpeg",
+        Some("woff2") => "font/woff2",
+        _ => "application/octet-stream",
+    }
+}
+
+/// A `Range: bytes=...` header against a body of `len` bytes (RFC 9110 §14.1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeAsk {
+    /// Serve the whole body (no header, or one this server does not honour: several ranges or
+    /// another unit).
+    Whole,
+    /// Bytes `start..=end`.
+    Part(u64, u64),
+    /// No byte of it exists: 416.
+    Unsatisfiable,
+}
+
+pub fn parse_range(header: Option<&str>, len: u64) -> RangeAsk {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return RangeAsk::Whole;
+    };
+    if spec.contains(',') {
+        return RangeAsk::Whole;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeAsk::Whole;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() {
+        // A suffix: the last n bytes.
+        let Ok(n) = b.parse::<u64>() else {
+            return RangeAsk::Whole;
+        };
+        if n == 0 || len == 0 {
+            return RangeAsk::Unsatisfiable;
+        }
+        return RangeAsk::Part(len.saturating_sub(n), len - 1);
+    }
+    let Ok(start) = a.parse::<u64>() else {
+        return RangeAsk::Whole;
+    };
+    let end = if b.is_empty() {
+        u64::MAX
+    } else {
+        match b.parse::<u64>() {
+            Ok(e) if e >= start => e,
+            _ => return RangeAsk::Whole,
+        }
+    };
+    if start >= len {
+        return RangeAsk::Unsatisfiable;
+    }
+    RangeAsk::Part(start, end.min(len - 1))
+}
+
+/// What the request asked for, beyond the path.
+pub struct Ask<'a> {
+    pub range: Option<&'a str>,
+    pub if_modified_since: Option<&'a str>,
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The response for `target` (the request path, still escaped) under `root`.
+pub fn get(root: &Path, target: &str, ask: &Ask<'_>) -> Response {
+    let path = target.split(['?', '#']).next().unwrap_or("/");
+    let Some(decoded) = percent_decode(path) else {
+        return Response::error(400, "Bad Request");
+    };
+    let rel = Path::new(decoded.trim_start_matches('/'));
+    if rel
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Response::error(403, "Forbidden");
+    }
+    let full = root.join(rel);
+    // Symlinks may still point outside: compare the resolved path with the root.
+    let real = match full.canonicalize() {
+        Ok(r) if r.starts_with(root) => r,
+        Ok(_) => return Response::error(403, "Forbidden"),
+        Err(_) => return Response::error(404, "Not Found"),
+    };
+    if real.is_dir() {
+        if !decoded.ends_with('/') {
+            let mut r = Response::error(301, "Moved Permanently");
+            r.headers.push(("Location".into(), format!("{path}/")));
+            return r;
+        }
+        let index = real.join("index.html");
+        if index.is_file() {
+            return file(&index, ask);
+        }
+        return listing(&real, &decoded);
+    }
+    file(&real, ask)
+}
+
+fn file(path: &Path, ask: &Ask<'_>) -> Response {
+    let Ok(f) = File::open(path) else {
+        return Response::error(403, "Forbidden");
+    };
+    let Ok(meta) = f.metadata() else {
+        return Response::error(404, "Not Found");
+    };
+    let len = meta.len();
+    let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
+    let last_modified = httpdate::fmt_http_date(mtime);
+    let base = |status, reason| {
+        let mut r = Response::new(status, reason, content_type(path));
+        r.headers
+            .push(("Last-Modified".into(), last_modified.clone()));
+        r.headers.push(("Accept-Ranges".into(), "bytes".into()));
+        r
+    };
+    if let Some(since) = ask
+        .if_modified_since
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+    {
+        if unix_secs(mtime) <= unix_secs(since) {
+            let mut r = base(304, "Not Modified");
+            r.body = Body::None;
+            return r;
+        }
+    }
+    match parse_range(ask.range, len) {
+        RangeAsk::Whole => {
+            let mut r = base(200, "OK");
+            r.body = Body::File {
+                file: f,
+                start: 0,
+                len,
+            };
+            r
+        }
+        RangeAsk::Part(start, end) => {
+            let mut r = base(206, "Partial Content");
+            r.headers
+                .push(("Content-Range".into(), format!("bytes {start}-{end}/{len}")));
+            r.body = Body::File {
+                file: f,
+                start,
+                len: end - start + 1,
+            };
+            r
+        }
+        RangeAsk::Unsatisfiable => {
+            let mut r = Response::error(416, "Range Not Satisfiable");
+            r.headers
+                .push(("Content-Range".into(), format!("bytes */{len}")));
+            r
+        }
+    }
+}
+
+/// An HTML listing of `dir`, shown at `url_path` (which ends with '/').
+fn listing(dir: &Path, url_path: &str) -> Response {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Response::error(403, "Forbidden");
+    };
+    let mut items: Vec<(String, bool, u64)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let meta = e.metadata().ok()?;
+            Some((name, meta.is_dir(), meta.len()))
+        })
+        .collect();
+    items.sort_by(|a, b| (!a.1, &a.0).cmp(&(!b.1, &b.0)));
+    let title = html_escape(url_path);
+    let mut page = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Index of {title}</title></head>\n\
+<body>\n<h1>Index of {title}</h1>\n<ul>\n"
+    );
+    if url_path != "/" {
+        page.push_str("<li><a href=\"../\">../</a></li>\n");
+    }
+    for (name, is_dir, size) in items {
+        let slash = if is_dir { "/" } else { "" };
+        let size = if is_dir {
+            String::new()
+        } else {
+            format!(" ({size} bytes)")
+        };
+        let _ = writeln!(
+            page,
+            "<li><a href=\"{}{slash}\">{}{slash}</a>{size}</li>",
+            percent_encode(&name),
+            html_escape(&name)
+        );
+    }
+    page.push_str("</ul>\n</body></html>\n");
+    let mut r = Response::new(200, "OK", "text/html; charset=utf-8");
+    r.body = Body::Bytes(page.into_bytes());
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_parse_as_rfc_9110_says() {
+        use RangeAsk::*;
+        assert_eq!(parse_range(None, 10), Whole);
+        assert_eq!(parse_range(Some("bytes=2-5"), 10), Part(2, 5));
+        assert_eq!(parse_range(Some("bytes=2-"), 10), Part(2, 9));
+        assert_eq!(parse_range(Some("bytes=2-99"), 10), Part(2, 9));
+        assert_eq!(parse_range(Some("bytes=-3"), 10), Part(7, 9));
+        assert_eq!(parse_range(Some("bytes=-30"), 10), Part(0, 9));
+        assert_eq!(parse_range(Some("bytes=10-"), 10), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=-0"), 10), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=5-2"), 10), Whole);
+        assert_eq!(parse_range(Some("bytes=0-1,4-5"), 10), Whole);
+        assert_eq!(parse_range(Some("items=0-1"), 10), Whole);
+        assert_eq!(parse_range(Some("bytes=x-1"), 10), Whole);
+    }
+
+    #[test]
+    fn decoding_escaping_and_types() {
+        assert_eq!(percent_decode("/a%20b").as_deref(), Some("/a b"));
+        assert_eq!(percent_decode("/%2e%2e/etc"), Some("/../etc".to_string()));
+        assert_eq!(percent_decode("/%zz"), None);
+        assert_eq!(percent_decode("/%00"), None);
+        assert_eq!(percent_encode("b & c.txt"), "b%20%26%20c.txt");
+        assert_eq!(
+            html_escape("<a href=\"x\">&"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;"
+        );
+        assert_eq!(content_type(Path::new("x.CSS")), "text/css");
+        assert_eq!(content_type(Path::new("x")), "application/octet-stream");
+    }
+
+    #[test]
+    fn files_directories_and_traversal() {
+        let dir = std::env::temp_dir().join(format!("tapir-http-files-{}", std::process::id()));
+        fs::create_dir_all(dir.join("d")).unwrap();
+        fs::write(dir.join("f.txt"), b"0123456789").unwrap();
+        let root = dir.canonicalize().unwrap();
+        let none = Ask {
+            range: None,
+            if_modified_since: None,
+        };
+        let r = get(&root, "/f.txt", &none);
+        assert_eq!((r.status, r.body_len()), (200, 10));
+        let ranged = Ask {
+            range: Some("bytes=3-4"),
+            if_modified_since: None,
+        };
+        let r = get(&root, "/f.txt", &ranged);
+        assert_eq!((r.status, r.body_len()), (206, 2));
+        let later = httpdate::fmt_http_date(SystemTime::now() + std::time::Duration::from_secs(60));
+        let ims = Ask {
+            range: None,
+            if_modified_since: Some(&later),
+        };
+        assert_eq!(get(&root, "/f.txt", &ims).status, 304);
+        let old = Ask {
+            range: None,
+            if_modified_since: Some("Sun, 06 Nov 1994 08:49:37 GMT"),
+        };
+        assert_eq!(get(&root, "/f.txt", &old).status, 200);
+        assert_eq!(get(&root, "/d", &none).status, 301);
+        let idx = get(&root, "/", &none);
+        assert_eq!(idx.status, 200);
+        match idx.body {
+            Body::Bytes(b) => {
+                let t = String::from_utf8(b).unwrap();
+                assert!(
+                    t.contains("href=\"d/\"") && t.contains("href=\"f.txt\""),
+                    "{t}"
+                );
+            }
+            _ => panic!("a listing is built in memory"),
+        }
+        assert_eq!(get(&root, "/%2e%2e/etc/passwd", &none).status, 403);
+        assert_eq!(get(&root, "/../etc/passwd", &none).status, 403);
+        assert_eq!(get(&root, "/nope", &none).status, 404);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

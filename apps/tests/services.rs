@@ -1,0 +1,906 @@
+//! Interop for the services and clients of issue 5: traceroute (kernel's and tapir's, through a
+//! chain of router namespaces), tapir wget against nginx, curl and nc against tapir's HTTP,
+//! chargen/echo/daytime answered to nc. Needs root and /dev/net/tun; every namespace is made by the
+//! test (names start with `tapir`) and removed on every path by a Drop guard; every server a test
+//! starts is killed by its pid.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, SocketAddrV4, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use engine::sys::netns::run_in_netns;
+use tapir_apps::lab::Lab;
+
+const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
+
+fn interop_allowed() -> bool {
+    if std::env::var_os("TAPIR_SKIP_INTEROP").is_some() {
+        eprintln!("TAPIR_SKIP_INTEROP set: skipping");
+        return false;
+    }
+    let uid = Command::new("id").arg("-u").output().expect("id -u");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "interop tests need root and /dev/net/tun (set TAPIR_SKIP_INTEROP=1 to skip them)"
+    );
+    true
+}
+
+/// A tool the tests drive; scripts/setup installs it.
+fn need(tool: &str) {
+    let found = Command::new("sh")
+        .args([
+            "-c",
+            &format!("command -v {tool} || test -x /usr/sbin/{tool}"),
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "{tool} is missing: run scripts/setup (as root) to install it"
+    );
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!("tapir-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("make temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed (by its pid) and reaped on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `tapir serve` in a lab. Its stdout after the start line (access log lines) arrives on `log`.
+struct Served {
+    _proc: Proc,
+    start_line: String,
+    log: mpsc::Receiver<String>,
+    lab: Lab,
+}
+
+fn serve_in(lab: Lab, extra: &[&str], services: &[&str]) -> Served {
+    let mut child = Command::new(TAPIR)
+        .arg("serve")
+        .args(lab.node_args())
+        .args(extra)
+        .args(services)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tapir serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let proc = Proc(child);
+    let mut reader = BufReader::new(stdout);
+    let mut line = String::new();
+    let n = reader.read_line(&mut line).expect("read start line");
+    assert!(n > 0, "tapir serve exited before its start line");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in reader.lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    Served {
+        _proc: proc,
+        start_line: line,
+        log: rx,
+        lab,
+    }
+}
+
+fn serve(extra: &[&str], services: &[&str]) -> Served {
+    serve_in(Lab::up("sv").expect("lab up"), extra, services)
+}
+
+fn kernel<T: Send>(lab: &Lab, f: impl FnOnce() -> T + Send) -> T {
+    run_in_netns(&lab.ns, f).expect("enter lab namespace")
+}
+
+fn random_bytes(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 7) as u8
+        })
+        .collect()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run command");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {} {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+fn ip(args: &[&str]) {
+    run_ok(Command::new("ip").args(args));
+}
+
+/// Extra namespaces made by a test, deleted (with their veths) on drop.
+struct Namespaces(Vec<String>);
+
+impl Namespaces {
+    fn add(&mut self, tag: &str) -> String {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("tapir-{tag}-{}-{n}", std::process::id());
+        ip(&["netns", "add", &name]);
+        self.0.push(name.clone());
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        name
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for ns in self.0.iter().rev() {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn sysctl(ns: &str, kv: &str) {
+    run_ok(Command::new("ip").args(["netns", "exec", ns, "sysctl", "-q", "-w", kv]));
+}
+
+/// Joins `a` and `b` with a veth pair addressed `a_ip` / `b_ip` (CIDRs).
+fn veth(a: &str, a_ip: &str, b: &str, b_ip: &str) {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let (ea, eb) = (format!("tpa{n}"), format!("tpb{n}"));
+    ip(&[
+        "-n", a, "link", "add", &ea, "type", "veth", "peer", "name", &eb, "netns", b,
+    ]);
+    ip(&["-n", a, "addr", "add", a_ip, "dev", &ea]);
+    ip(&["-n", b, "addr", "add", b_ip, "dev", &eb]);
+    ip(&["-n", a, "link", "set", &ea, "up"]);
+    ip(&["-n", b, "link", "set", &eb, "up"]);
+}
+
+/// The lab (router 1: 10.7.0.1 towards tapir) and two more routers and a destination:
+/// tapir 10.7.0.2 -> 10.7.0.1 | 10.7.1.1 -> 10.7.1.2 | 10.7.2.1 -> 10.7.2.2 | 10.7.3.1 -> 10.7.3.2.
+struct Chain {
+    lab: Lab,
+    _ns: Namespaces,
+}
+
+fn chain() -> Chain {
+    let lab = Lab::up("tr").expect("lab up");
+    let mut ns = Namespaces(Vec::new());
+    let r2 = ns.add("r2");
+    let r3 = ns.add("r3");
+    let dst = ns.add("dst");
+    veth(&lab.ns, "10.7.1.1/24", &r2, "10.7.1.2/24");
+    veth(&r2, "10.7.2.1/24", &r3, "10.7.2.2/24");
+    veth(&r3, "10.7.3.1/24", &dst, "10.7.3.2/24");
+    for r in [lab.ns.as_str(), &r2, &r3] {
+        sysctl(r, "net.ipv4.ip_forward=1");
+        // Routers answer every probe (no ICMP rate limit inside the test's own namespaces).
+        sysctl(r, "net.ipv4.icmp_ratelimit=0");
+    }
+    for net in ["10.7.2.0/24", "10.7.3.0/24"] {
+        ip(&["-n", &lab.ns, "route", "add", net, "via", "10.7.1.2"]);
+    }
+    ip(&["-n", &r2, "route", "add", "10.7.0.0/24", "via", "10.7.1.1"]);
+    ip(&["-n", &r2, "route", "add", "10.7.3.0/24", "via", "10.7.2.2"]);
+    ip(&["-n", &r3, "route", "add", "default", "via", "10.7.2.1"]);
+    ip(&["-n", &dst, "route", "add", "default", "via", "10.7.3.1"]);
+    Chain { lab, _ns: ns }
+}
+
+fn tapir_traceroute(c: &Chain, extra: &[&str]) -> Output {
+    Command::new(TAPIR)
+        .arg("traceroute")
+        .args(c.lab.node_args())
+        .args(["--gateway", "10.7.0.1", "10.7.3.2", "-w", "2", "-m", "8"])
+        .args(extra)
+        .output()
+        .expect("run tapir traceroute")
+}
+
+/// The hop lines' first address, in order.
+fn hop_addrs(out: &str) -> Vec<String> {
+    out.lines()
+        .skip(1)
+        .map(|l| {
+            l.split_whitespace()
+                .find(|w| w.contains('.') && !w.contains("ms"))
+                .unwrap_or("*")
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn tapir_traceroute_lists_three_routers_then_the_destination() {
+    if !interop_allowed() {
+        return;
+    }
+    let c = chain();
+    for mode in [&[][..], &["-I"][..]] {
+        let out = tapir_traceroute(&c, mode);
+        let so = text(&out.stdout);
+        assert!(out.status.success(), "{mode:?}: {so} {}", text(&out.stderr));
+        assert!(
+            so.starts_with("traceroute to 10.7.3.2 (10.7.3.2), 8 hops max, 60 byte packets\n"),
+            "{so}"
+        );
+        assert_eq!(
+            hop_addrs(&so),
+            ["10.7.0.1", "10.7.1.2", "10.7.2.2", "10.7.3.2"],
+            "{mode:?}: {so}"
+        );
+        // Every probe of every hop answered, with a time.
+        for l in so.lines().skip(1) {
+            assert_eq!(l.matches(" ms").count(), 3, "{mode:?}: {l}");
+            assert!(!l.contains('*'), "{mode:?}: {l}");
+        }
+    }
+}
+
+#[test]
+fn tapir_traceroute_of_a_silent_host_prints_stars_and_exits_1() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = Lab::up("tr").expect("lab up");
+    // 10.7.0.99 is on the link but nobody has it: no ARP reply, so every probe goes unanswered.
+    let out = Command::new(TAPIR)
+        .arg("traceroute")
+        .args(lab.node_args())
+        .args(["10.7.0.99", "-m", "2", "-q", "2", "-w", "0.3"])
+        .output()
+        .expect("run tapir traceroute");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "traceroute to 10.7.0.99 (10.7.0.99), 2 hops max, 60 byte packets\n 1  * *\n 2  * *\n"
+    );
+}
+
+#[test]
+fn kernel_traceroute_reaches_tapir() {
+    if !interop_allowed() {
+        return;
+    }
+    need("traceroute");
+    let s = serve(&[], &["echo"]);
+    let node = s.lab.node.address().to_string();
+    for mode in [&[][..], &["-I"][..]] {
+        let out = run_ok(
+            s.lab
+                .command("traceroute")
+                .args(["-n", "-q", "2", "-w", "2", "-m", "5"])
+                .args(mode)
+                .arg(&node),
+        );
+        let so = text(&out.stdout);
+        let hops: Vec<&str> = so.lines().skip(1).collect();
+        assert_eq!(hops.len(), 1, "{mode:?}: one hop, and it is tapir: {so}");
+        assert!(
+            hops[0].starts_with(" 1  10.7.0.2 ") && hops[0].matches(" ms").count() == 2,
+            "{mode:?}: {so}"
+        );
+    }
+}
+
+/// nginx in the lab namespace on 10.7.0.1:8081, serving `root` with a redirect and a chunked
+/// location; killed by its pid on drop.
+struct Nginx {
+    _proc: Proc,
+    _dir: TempDir,
+}
+
+fn nginx(lab: &Lab, root: &Path) -> Nginx {
+    need("nginx");
+    let dir = TempDir::new("nginx");
+    let conf = format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
+http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+  fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+  types {{ text/plain txt; application/octet-stream bin; }}\n\
+  server {{\n    listen 10.7.0.1:8081;\n    root {r};\n\
+    location = /old {{ return 301 /big.bin; }}\n\
+    location = /hop {{ return 302 http://10.7.0.1:8081/old; }}\n\
+    location = /chunked.txt {{ sub_filter 'PLACEHOLDER' 'filtered'; sub_filter_types text/plain; }}\n\
+  }}\n}}\n",
+        d = dir.0.display(),
+        r = root.display()
+    );
+    let conf_path = dir.0.join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let child = lab
+        .command("nginx")
+        .args(["-p", &dir.0.display().to_string(), "-c"])
+        .arg(&conf_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn nginx");
+    let n = Nginx {
+        _proc: Proc(child),
+        _dir: dir,
+    };
+    // Ready when it accepts a connection (bounded: 10 s).
+    let ok = kernel(lab, || {
+        let addr: SocketAddr = "10.7.0.1:8081".parse().unwrap();
+        (0..200).any(|_| {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(50)).is_ok() || {
+                std::thread::sleep(Duration::from_millis(50));
+                false
+            }
+        })
+    });
+    assert!(ok, "nginx did not start listening");
+    n
+}
+
+fn tapir_wget(lab: &Lab, url: &str, out: &Path) -> Output {
+    Command::new(TAPIR)
+        .arg("wget")
+        .args(lab.node_args())
+        .args([url, "-O"])
+        .arg(out)
+        .args(["-T", "20"])
+        .output()
+        .expect("run tapir wget")
+}
+
+fn sha256(p: &Path) -> String {
+    let out = run_ok(Command::new("sha256sum").arg(p));
+    text(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn tapir_wget_fetches_from_nginx_follows_redirects_and_decodes_chunks() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = Lab::up("wg").expect("lab up");
+    let www = TempDir::new("www");
+    let big = www.0.join("big.bin");
+    std::fs::write(&big, random_bytes(6 << 20, 5)).unwrap();
+    std::fs::write(
+        www.0.join("chunked.txt"),
+        "first line\nPLACEHOLDER body\nlast line\n",
+    )
+    .unwrap();
+    // nginx (its worker) runs as www-data: let it read the files.
+    let _ = Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&www.0)
+        .status();
+    let _ = Command::new("chmod")
+        .args(["a+x"])
+        .arg(std::env::temp_dir())
+        .status();
+    let _nginx = nginx(&lab, &www.0);
+    let dl = TempDir::new("dl");
+
+    let got = dl.0.join("big.bin");
+    let out = tapir_wget(&lab, "http://10.7.0.1:8081/big.bin", &got);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(sha256(&got), sha256(&big), "6 MiB body differs");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("200 OK") && err.contains("Length: 6291456"),
+        "{err}"
+    );
+
+    // Two redirects: 302 to an absolute URL, then 301 to a path.
+    let got2 = dl.0.join("via-redirect.bin");
+    let out = tapir_wget(&lab, "http://10.7.0.1:8081/hop", &got2);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("302 Moved Temporarily") && err.contains("301 Moved Permanently"),
+        "{err}"
+    );
+    assert_eq!(sha256(&got2), sha256(&big));
+
+    // nginx sends a filtered body chunked (no length known in advance): check that it does.
+    let head = run_ok(lab.command("curl").args([
+        "-s",
+        "-m",
+        "10",
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        "http://10.7.0.1:8081/chunked.txt",
+    ]));
+    assert!(
+        text(&head.stdout)
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{}",
+        text(&head.stdout)
+    );
+    let got3 = dl.0.join("chunked.txt");
+    let out = tapir_wget(&lab, "http://10.7.0.1:8081/chunked.txt", &got3);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&got3).unwrap(),
+        "first line\nfiltered body\nlast line\n"
+    );
+    assert!(text(&out.stderr).contains("Length: unspecified"));
+
+    // A 404 is a failed operation: status 1 and the server's answer on stderr.
+    let out = tapir_wget(&lab, "http://10.7.0.1:8081/missing", &dl.0.join("m"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("404 Not Found"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// Runs `nc` in the lab with `input` on its stdin; returns what it printed.
+fn nc(lab: &Lab, args: &[&str], input: &[u8]) -> Vec<u8> {
+    need("nc");
+    let mut child = lab
+        .command("nc")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn nc");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("nc output");
+    let _ = writer.join();
+    out.stdout
+}
+
+#[test]
+fn echo_daytime_chargen_answer_nc_over_tcp_and_udp() {
+    if !interop_allowed() {
+        return;
+    }
+    let s = serve(&[], &["echo", "daytime", "chargen", "discard"]);
+    assert!(
+        s.start_line.contains("chargen/tcp:19 chargen/udp:19"),
+        "{}",
+        s.start_line
+    );
+    let ip = s.lab.node.address().to_string();
+    // TCP: -N closes our side after stdin ends, -q waits for the rest.
+    let out = nc(&s.lab, &["-N", "-w", "5", &ip, "7"], b"hello tapir\n");
+    assert_eq!(text(&out), "hello tapir\n");
+    let out = nc(&s.lab, &["-d", "-w", "5", &ip, "13"], b"");
+    assert!(text(&out).ends_with("-UTC\r\n"), "{:?}", text(&out));
+    // UDP: nc sends a line and prints the answer; -w bounds the wait for it.
+    let out = nc(&s.lab, &["-u", "-w", "2", &ip, "7"], b"udp echo\n");
+    assert_eq!(text(&out), "udp echo\n");
+    let out = nc(&s.lab, &["-u", "-w", "2", &ip, "13"], b"\n");
+    assert!(text(&out).ends_with("-UTC\r\n"), "{:?}", text(&out));
+    let out = nc(&s.lab, &["-u", "-w", "2", &ip, "19"], b"\n");
+    let t = text(&out);
+    assert!(!t.is_empty() && t.len() <= 512, "{t:?}");
+    assert!(t.lines().all(|l| l.len() == 72), "{t:?}");
+
+    // chargen over TCP: read a few KiB and hang up; the stream is RFC 864's rotating pattern.
+    let addr: SocketAddr = format!("{ip}:19").parse().unwrap();
+    let got = kernel(&s.lab, || {
+        let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = vec![0u8; 10 * 74];
+        c.read_exact(&mut buf).unwrap();
+        buf
+    });
+    let lines: Vec<&[u8]> = got.chunks(74).collect();
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(&l[72..], b"\r\n");
+        let first = b' ' + (i % 95) as u8;
+        assert_eq!(
+            l[0], first,
+            "line {i} starts one character later than the last"
+        );
+    }
+}
+
+fn curl(lab: &Lab, args: &[&str]) -> Output {
+    lab.command("curl")
+        .args(["-s", "-m", "10"])
+        .args(args)
+        .output()
+        .expect("run curl")
+}
+
+fn addr_of(s: &Served, port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(s.lab.node.address(), port))
+}
+
+/// Sends `raw` on one connection from the kernel and reads until the server closes.
+fn raw_http(s: &Served, port: u16, raw: &[u8]) -> String {
+    let addr = addr_of(s, port);
+    kernel(&s.lab, || {
+        let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(raw).unwrap();
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        text(&out)
+    })
+}
+
+fn http_site() -> TempDir {
+    let d = TempDir::new("site");
+    std::fs::create_dir_all(d.0.join("docs/sub")).unwrap();
+    std::fs::write(d.0.join("hello.txt"), "hello from a file\n").unwrap();
+    std::fs::write(d.0.join("style.css"), "body{}\n").unwrap();
+    std::fs::write(d.0.join("docs/a.json"), "{}\n").unwrap();
+    std::fs::write(d.0.join("docs/b & c.txt"), "bc\n").unwrap();
+    std::fs::write(d.0.join("digits.txt"), "0123456789").unwrap();
+    std::fs::write(d.0.join("big.bin"), random_bytes(3 << 20, 11)).unwrap();
+    d
+}
+
+#[test]
+fn curl_and_nc_against_tapir_http() {
+    if !interop_allowed() {
+        return;
+    }
+    let site = http_site();
+    let spec = format!("http:8080={}", site.0.display());
+    let s = serve(&["--access-log"], &[&spec]);
+    let base = format!("http://{}:8080", s.lab.node.address());
+
+    // 200 with length and type.
+    let out = curl(
+        &s.lab,
+        &[
+            "-w",
+            "%{http_code} %{content_type} %{size_download}",
+            "-o",
+            "/dev/null",
+            &format!("{base}/style.css"),
+        ],
+    );
+    assert_eq!(text(&out.stdout), "200 text/css 7");
+    // A big file streams byte-exact.
+    let out = curl(&s.lab, &[&format!("{base}/big.bin")]);
+    assert!(out.stdout == random_bytes(3 << 20, 11), "big.bin differs");
+    // HEAD: the headers, no body.
+    let out = curl(&s.lab, &["-I", &format!("{base}/hello.txt")]);
+    let head = text(&out.stdout);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("Content-Length: 18\r\n"), "{head}");
+    assert!(head.contains("Last-Modified: "), "{head}");
+    assert!(head.contains("Accept-Ranges: bytes\r\n"), "{head}");
+    // Ranges: 206 with Content-Range; an unsatisfiable one is 416.
+    let out = curl(
+        &s.lab,
+        &["-r", "2-5", "-D", "-", &format!("{base}/digits.txt")],
+    );
+    let t = text(&out.stdout);
+    assert!(t.starts_with("HTTP/1.1 206 Partial Content\r\n"), "{t}");
+    assert!(t.contains("Content-Range: bytes 2-5/10\r\n"), "{t}");
+    assert!(t.ends_with("\r\n\r\n2345"), "{t}");
+    let out = curl(&s.lab, &["-r", "-3", &format!("{base}/digits.txt")]);
+    assert_eq!(text(&out.stdout), "789");
+    let out = curl(
+        &s.lab,
+        &[
+            "-r",
+            "20-30",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("{base}/digits.txt"),
+        ],
+    );
+    assert_eq!(text(&out.stdout), "416");
+    // If-Modified-Since: 304 once the client has the current copy.
+    let lm = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Last-Modified: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let out = curl(
+        &s.lab,
+        &[
+            "-H",
+            &format!("If-Modified-Since: {lm}"),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("{base}/hello.txt"),
+        ],
+    );
+    assert_eq!(text(&out.stdout), "304");
+    // 404, traversal refused, 405.
+    let code = |args: &[&str]| {
+        let mut a = vec!["-o", "/dev/null", "-w", "%{http_code}"];
+        a.extend_from_slice(args);
+        text(&curl(&s.lab, &a).stdout)
+    };
+    assert_eq!(code(&[&format!("{base}/nope")]), "404");
+    assert_eq!(
+        code(&["--path-as-is", &format!("{base}/../../etc/passwd")]),
+        "403"
+    );
+    assert_eq!(code(&[&format!("{base}/%2e%2e/%2e%2e/etc/passwd")]), "403");
+    assert_eq!(code(&["-X", "DELETE", &format!("{base}/hello.txt")]), "405");
+    // A directory index lists the entries, names escaped.
+    let out = curl(&s.lab, &[&format!("{base}/docs/")]);
+    let idx = text(&out.stdout);
+    assert!(idx.contains("Index of /docs/"), "{idx}");
+    assert!(idx.contains("href=\"a.json\""), "{idx}");
+    assert!(idx.contains("href=\"sub/\""), "{idx}");
+    assert!(idx.contains("b &amp; c.txt"), "{idx}");
+    // A directory without its slash is redirected to it.
+    let out = curl(
+        &s.lab,
+        &[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+            &format!("{base}/docs"),
+        ],
+    );
+    assert_eq!(text(&out.stdout), format!("301 {base}/docs/"));
+    // Keep-alive: curl reuses the connection for a second URL.
+    let u = format!("{base}/hello.txt");
+    let out = curl(&s.lab, &["-v", &u, &u]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("Re-using existing connection") || err.contains("Reusing existing"),
+        "{err}"
+    );
+
+    // Pipelining with nc: three requests in one write, answered in order.
+    let reqs = b"GET /digits.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n\
+HEAD /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let ip = s.lab.node.address().to_string();
+    let out = text(&nc(&s.lab, &["-N", "-w", "5", &ip, "8080"], reqs));
+    let statuses: Vec<&str> = out
+        .match_indices("HTTP/1.1 ")
+        .filter_map(|(i, _)| out[i..].split("\r\n").next())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 404 Not Found",
+            "HTTP/1.1 200 OK"
+        ],
+        "{out}"
+    );
+    assert!(out.contains("\r\n\r\n0123456789HTTP/1.1 404"), "{out}");
+    assert!(out.ends_with("\r\n\r\n"), "HEAD has no body: {out}");
+
+    // Bad requests get their own status and the connection is closed.
+    assert!(raw_http(&s, 8080, b"BLAH\r\n\r\n").starts_with("HTTP/1.1 400 "));
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
+    assert!(raw_http(&s, 8080, long_uri.as_bytes()).starts_with("HTTP/1.1 414 "));
+    let big_head = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(20_000)
+    );
+    let r = raw_http(&s, 8080, big_head.as_bytes());
+    assert!(r.starts_with("HTTP/1.1 431 "), "{r}");
+    let body = b"POST /hello.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n";
+    assert!(raw_http(&s, 8080, body).starts_with("HTTP/1.1 413 "));
+    let v2 = b"GET / HTTP/2.0\r\nHost: x\r\n\r\n";
+    assert!(raw_http(&s, 8080, v2).starts_with("HTTP/1.1 400 "));
+
+    // The access log has a line per request, in common log format.
+    let mut log = Vec::new();
+    while let Ok(l) = s.log.recv_timeout(Duration::from_secs(2)) {
+        log.push(l);
+        if log.iter().any(|l| l.contains("\"GET / HTTP/2.0\"")) {
+            break;
+        }
+    }
+    assert!(
+        log.iter().any(|l| l.starts_with("10.7.0.1 - - [")
+            && l.contains("] \"GET /style.css HTTP/1.1\" 200 7")),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains("\"GET /nope HTTP/1.1\" 404 ")),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn http_connection_limit_answers_503_beyond_it() {
+    if !interop_allowed() {
+        return;
+    }
+    let site = http_site();
+    let spec = format!("http:8080={}", site.0.display());
+    let s = serve(&["--http-max-conns", "2"], &[&spec]);
+    let addr = addr_of(&s, 8080);
+    let third = kernel(&s.lab, || {
+        // Two idle keep-alive connections hold both slots.
+        let held: Vec<TcpStream> = (0..2)
+            .map(|_| {
+                let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                c.write_all(b"GET /digits.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .unwrap();
+                let mut buf = [0u8; 512];
+                let n = c.read(&mut buf).unwrap();
+                assert!(text(&buf[..n]).starts_with("HTTP/1.1 200"));
+                c
+            })
+            .collect();
+        let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(b"GET /digits.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        drop(held);
+        text(&out)
+    });
+    assert!(third.starts_with("HTTP/1.1 503 "), "{third}");
+}
+
+/// A python3 pty harness: runs ARGV on a pty, answers "Password: " with PASSWORD, sends COMMAND,
+/// waits for MARKER, then sends "exit" and waits for the end. Prints everything it saw; exits 0
+/// only when MARKER was seen and the session ended. Every wait is bounded.
+const PTY_DRIVER: &str = r#"
+import os, pty, select, sys, time
+password, command, marker = sys.argv[1], sys.argv[2], sys.argv[3]
+argv = sys.argv[4:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(argv[0], argv)
+seen = b""
+def wait_for(needle, secs):
+    global seen
+    end = time.time() + secs
+    while time.time() < end:
+        if needle is not None and needle in seen:
+            return True
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                d = os.read(fd, 4096)
+            except OSError:
+                d = b""
+            if not d:
+                return needle is None
+            seen += d
+    return False
+ok = wait_for(b"Password: ", 15)
+if ok:
+    os.write(fd, password.encode() + b"\r")
+    time.sleep(0.5)
+    os.write(fd, command.encode() + b"\r")
+    ok = wait_for(marker.encode(), 15)
+    if ok:
+        os.write(fd, b"exit\r")
+        ok = wait_for(None, 15)
+    else:
+        wait_for(None, 5)
+sys.stdout.write(seen.decode("utf-8", "replace"))
+try:
+    os.kill(pid, 9)
+except OSError:
+    pass
+sys.exit(0 if ok else 1)
+"#;
+
+/// A system account for login tests, removed on drop.
+struct TestUser(String);
+
+impl TestUser {
+    fn new() -> TestUser {
+        let name = format!("tapirlg{}", std::process::id() % 100_000);
+        run_ok(Command::new("useradd").args(["-M", "-d", "/tmp", "-s", "/bin/sh", &name]));
+        TestUser(name)
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn debian_rlogin_logs_in_to_tapir_login_and_a_wrong_password_is_refused() {
+    if !interop_allowed() {
+        return;
+    }
+    need("rlogin");
+    need("openssl");
+    let user = TestUser::new();
+    let hash =
+        run_ok(Command::new("openssl").args(["passwd", "-6", "-salt", "tapirsalt", "s3cret"]));
+    let dir = TempDir::new("login");
+    let creds = dir.0.join("credentials");
+    std::fs::write(
+        &creds,
+        format!(
+            "# tapir login credentials\n{}:{}",
+            user.0,
+            text(&hash.stdout)
+        ),
+    )
+    .unwrap();
+    let spec = format!("login={}", creds.display());
+    let s = serve(&[], &[&spec]);
+    assert!(s.start_line.contains("login/tcp:513"), "{}", s.start_line);
+    let ip = s.lab.node.address().to_string();
+    let drive = |password: &str| {
+        Command::new("python3")
+            .args([
+                "-c",
+                PTY_DRIVER,
+                password,
+                "echo tapir-$((6*7)) as $(id -un)",
+                "tapir-42 as ",
+            ])
+            .args([
+                "ip", "netns", "exec", &s.lab.ns, "rlogin", "-l", &user.0, &ip,
+            ])
+            .output()
+            .expect("run the pty driver")
+    };
+    let out = drive("s3cret");
+    let seen = text(&out.stdout);
+    assert!(out.status.success(), "{seen}");
+    assert!(seen.contains(&format!("tapir-42 as {}", user.0)), "{seen}");
+    let out = drive("wrong");
+    let seen = text(&out.stdout);
+    assert!(!out.status.success(), "{seen}");
+    assert!(seen.contains("Login incorrect"), "{seen}");
+}
