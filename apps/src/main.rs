@@ -8,8 +8,9 @@ use clap::{Parser, Subcommand};
 use engine::Node;
 use tapir_apps::cli::NodeOpts;
 use tapir_apps::ping::PingOpts;
+use tapir_apps::resolve::{ResolveError, ResolveOpts};
 use tapir_apps::services::ServiceSpec;
-use tapir_apps::{demo, ping, serve};
+use tapir_apps::{demo, ping, resolve, serve};
 
 /// tapir: a user-space TCP/IP node on a Linux tap.
 #[derive(Debug, Parser)]
@@ -43,6 +44,14 @@ enum Cmd {
         node: NodeOpts,
         #[command(flatten)]
         ping: PingOpts,
+    },
+    /// Resolve a name to its IPv4 addresses over DNS (servers from --dns), printing the alias
+    /// chain; exit 1 when the name does not exist or no server answers.
+    Resolve {
+        #[command(flatten)]
+        node: NodeOpts,
+        #[command(flatten)]
+        resolve: ResolveOpts,
     },
 }
 
@@ -86,6 +95,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Cmd::Resolve {
+            node,
+            resolve: opts,
+        } => {
+            if node.dns.is_empty() {
+                eprintln!("tapir: {}", ResolveError::NoServers);
+                return Ok(ExitCode::from(2));
+            }
+            let config = node_config(&node)?;
+            let n = Node::start(config)?;
+            let r = resolve::run(&n, &node.dns, &opts, &mut std::io::stdout());
+            n.shutdown();
+            match r {
+                Ok(_) => Ok(ExitCode::SUCCESS),
+                Err(e) => {
+                    eprintln!("tapir: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
         }
     }
 }

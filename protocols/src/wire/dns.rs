@@ -183,11 +183,7 @@ impl Name {
     /// The name with ASCII letters lowered: a key for maps that must ignore case.
     pub fn to_lowercase(&self) -> Name {
         Name {
-            labels: self
-                .labels
-                .iter()
-                .map(|l| l.to_ascii_lowercase())
-                .collect(),
+            labels: self.labels.iter().map(|l| l.to_ascii_lowercase()).collect(),
         }
     }
 }
@@ -251,12 +247,15 @@ pub struct Flags {
     pub rcode: Rcode,
 }
 
+// The enums come from a macro that cannot derive Default for some and not others.
+#[allow(clippy::derivable_impls)]
 impl Default for Opcode {
     fn default() -> Self {
         Opcode::Query
     }
 }
 
+#[allow(clippy::derivable_impls)]
 impl Default for Rcode {
     fn default() -> Self {
         Rcode::NoError
@@ -387,7 +386,10 @@ pub enum RecordData {
     Soa(Soa),
     /// Any other type, its RDATA as received (names in it, if any, left compressed: such data
     /// is only meaningful inside the message it came in).
-    Other { rtype: Type, data: Vec<u8> },
+    Other {
+        rtype: Type,
+        data: Vec<u8>,
+    },
 }
 
 impl RecordData {

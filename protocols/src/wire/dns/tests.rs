@@ -11,8 +11,8 @@ fn name(s: &str) -> Name {
 /// `lab.test` inside the question, the A owner a pointer into the CNAME's data.
 const ALIAS_ANSWER: [u8; 66] = [
     0x12, 0x34, 0x85, 0x80, 0x00, 0x01, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, // header
-    0x05, b'a', b'l', b'i', b'a', b's', 0x03, b'l', b'a', b'b', 0x04, b't', b'e', b's', b't',
-    0x00, 0x00, 0x01, 0x00, 0x01, // question
+    0x05, b'a', b'l', b'i', b'a', b's', 0x03, b'l', b'a', b'b', 0x04, b't', b'e', b's', b't', 0x00,
+    0x00, 0x01, 0x00, 0x01, // question
     0xc0, 0x0c, 0x00, 0x05, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x06, // CNAME
     0x03, b'w', b'w', b'w', 0xc0, 0x12, // www + -> lab.test
     0xc0, 0x2c, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, // A
@@ -206,7 +206,10 @@ fn names_from_strings() {
     );
     assert!(name("WWW.Lab.test").eq_ignore_case(&name("www.lab.TEST")));
     assert_ne!(name("WWW.Lab.test"), name("www.lab.test"));
-    assert_eq!(Name::from_labels([b"a.b".as_slice()]).unwrap().to_string(), "a\\046b");
+    assert_eq!(
+        Name::from_labels([b"a.b".as_slice()]).unwrap().to_string(),
+        "a\\046b"
+    );
 }
 
 #[test]
@@ -225,7 +228,8 @@ fn arb_name() -> impl Strategy<Value = Name> {
         Just(b"WWW".to_vec()),
         proptest::collection::vec(any::<u8>(), 1..=63),
     ];
-    proptest::collection::vec(label, 0..5).prop_filter_map("too long", |ls| Name::from_labels(ls).ok())
+    proptest::collection::vec(label, 0..5)
+        .prop_filter_map("too long", |ls| Name::from_labels(ls).ok())
 }
 
 fn arb_data() -> impl Strategy<Value = RecordData> {
@@ -245,17 +249,25 @@ fn arb_data() -> impl Strategy<Value = RecordData> {
             minimum: v[4],
         })),
         // Types whose data this module keeps raw (not ones it decodes).
-        (prop_oneof![Just(16u16), Just(15), Just(41), 100u16..200], proptest::collection::vec(any::<u8>(), 0..40))
-            .prop_map(|(t, data)| RecordData::Other { rtype: Type::from(t), data }),
+        (
+            prop_oneof![Just(16u16), Just(15), Just(41), 100u16..200],
+            proptest::collection::vec(any::<u8>(), 0..40)
+        )
+            .prop_map(|(t, data)| RecordData::Other {
+                rtype: Type::from(t),
+                data
+            }),
     ]
 }
 
 fn arb_record() -> impl Strategy<Value = Record> {
-    (arb_name(), any::<u16>(), any::<u32>(), arb_data()).prop_map(|(name, class, ttl, data)| Record {
-        name,
-        class: Class::from(class),
-        ttl,
-        data,
+    (arb_name(), any::<u16>(), any::<u32>(), arb_data()).prop_map(|(name, class, ttl, data)| {
+        Record {
+            name,
+            class: Class::from(class),
+            ttl,
+            data,
+        }
     })
 }
 
