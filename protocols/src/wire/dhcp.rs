@@ -8,7 +8,7 @@
 
 use core::net::Ipv4Addr;
 
-use super::{EthernetAddress, Error, Result};
+use super::{Error, EthernetAddress, Result};
 
 /// The server's port.
 pub const SERVER_PORT: u16 = 67;

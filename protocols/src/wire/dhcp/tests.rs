@@ -75,7 +75,10 @@ fn emit_is_padded_and_parses_back() {
     assert_eq!(d.to_bytes().len(), MIN_EMIT_LEN);
     // Same fixed part as dnsmasq's; options in this module's order.
     assert_eq!(&b[..OPTIONS_OFFSET], &offer_bytes()[..OPTIONS_OFFSET]);
-    assert_eq!(DhcpRepr::parse(&DhcpPacket::new_checked(&b[..]).unwrap()), Ok(r));
+    assert_eq!(
+        DhcpRepr::parse(&DhcpPacket::new_checked(&b[..]).unwrap()),
+        Ok(r)
+    );
     let mut small = [0u8; 299];
     assert_eq!(offer_repr().emit(&mut small), Err(Error::Truncated));
 }
@@ -92,8 +95,8 @@ fn discover_bytes() {
     assert_eq!(
         &b[240..262],
         &[
-            53, 1, 1, 61, 7, 1, 0x02, 0x74, 0x0a, 0x07, 0x00, 0x02, 55, 8, 1, 3, 6, 15, 26, 51,
-            58, 59
+            53, 1, 1, 61, 7, 1, 0x02, 0x74, 0x0a, 0x07, 0x00, 0x02, 55, 8, 1, 3, 6, 15, 26, 51, 58,
+            59
         ]
     );
     assert_eq!(b[262], 255);
@@ -104,7 +107,10 @@ fn discover_bytes() {
 fn truncations_and_bad_options() {
     let b = offer_bytes();
     for n in 0..OPTIONS_OFFSET {
-        assert_eq!(DhcpPacket::new_checked(&b[..n]).err(), Some(Error::Truncated));
+        assert_eq!(
+            DhcpPacket::new_checked(&b[..n]).err(),
+            Some(Error::Truncated)
+        );
     }
     // Cut inside an option.
     let p = DhcpPacket::new_checked(&b[..OPTIONS_OFFSET + 5]).unwrap();
@@ -115,7 +121,10 @@ fn truncations_and_bad_options() {
     // Wrong cookie: BOOTP, not DHCP.
     let mut c = b.clone();
     c[236] = 0;
-    assert_eq!(DhcpPacket::new_checked(&c[..]).err(), Some(Error::Unsupported));
+    assert_eq!(
+        DhcpPacket::new_checked(&c[..]).err(),
+        Some(Error::Unsupported)
+    );
     // A lease time of 3 bytes.
     let mut c = b.clone();
     c.pop();
@@ -152,7 +161,10 @@ fn repeated_and_long_options_concatenate() {
     let mut r = offer_repr();
     r.other_options = vec![(200, vec![7; 600])];
     let b = r.to_bytes();
-    assert_eq!(DhcpRepr::parse(&DhcpPacket::new_checked(&b[..]).unwrap()), Ok(r));
+    assert_eq!(
+        DhcpRepr::parse(&DhcpPacket::new_checked(&b[..]).unwrap()),
+        Ok(r)
+    );
 }
 
 fn arb_addr() -> impl Strategy<Value = Ipv4Addr> {
@@ -195,7 +207,12 @@ fn arb_repr() -> impl Strategy<Value = DhcpRepr> {
         proptest::collection::btree_map(100u8..=200, arb_bytes(), 0..3),
     );
     (fixed, opts1, opts2).prop_map(|(f, o1, o2)| {
-        let mut r = DhcpRepr::new(Op::from(f.0), MessageType::from(f.7), f.2, EthernetAddress(f.6));
+        let mut r = DhcpRepr::new(
+            Op::from(f.0),
+            MessageType::from(f.7),
+            f.2,
+            EthernetAddress(f.6),
+        );
         r.hops = f.1;
         r.secs = f.3;
         r.broadcast = f.4;
