@@ -513,7 +513,7 @@ fn one_addr(d: &[u8]) -> Result<Ipv4Addr> {
         .map_err(|_| Error::Malformed)
 }
 fn addrs(d: &[u8]) -> Result<Vec<Ipv4Addr>> {
-    if d.is_empty() || d.len() % 4 != 0 {
+    if d.is_empty() || d.len() & 3 != 0 {
         return Err(Error::Malformed);
     }
     Ok(d.chunks_exact(4)
