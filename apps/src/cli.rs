@@ -32,6 +32,9 @@ pub struct NodeOpts {
     /// Tap queues, one pinned worker each.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub queues: u16,
+    /// A DNS server to ask (repeatable; asked in order).
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<Ipv4Addr>,
     /// Most TCP connections held at once.
     #[arg(long, default_value_t = 65536, value_name = "N")]
     pub max_conns: usize,

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod demo;
 pub mod lab;
 pub mod ping;
+pub mod resolve;
 pub mod serve;
 pub mod services;
 pub mod shell;

@@ -8,10 +8,11 @@ use clap::{Parser, Subcommand};
 use engine::Node;
 use tapir_apps::cli::NodeOpts;
 use tapir_apps::ping::PingOpts;
+use tapir_apps::resolve::{ResolveError, ResolveOpts};
 use tapir_apps::services::ServiceSpec;
 use tapir_apps::traceroute::TracerouteOpts;
 use tapir_apps::wget::WgetOpts;
-use tapir_apps::{demo, ping, serve, shell, traceroute, wget};
+use tapir_apps::{demo, ping, resolve, serve, shell, traceroute, wget};
 
 /// tapir: a user-space TCP/IP node on a Linux tap.
 #[derive(Debug, Parser)]
@@ -78,6 +79,14 @@ enum Cmd {
         node: NodeOpts,
         #[command(flatten)]
         opts: WgetOpts,
+    },
+    /// Resolve a name to its IPv4 addresses over DNS (servers from --dns), printing the alias
+    /// chain; exit 1 when the name does not exist or no server answers.
+    Resolve {
+        #[command(flatten)]
+        node: NodeOpts,
+        #[command(flatten)]
+        resolve: ResolveOpts,
     },
 }
 
@@ -161,6 +170,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
             node.shutdown();
             r?;
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Resolve {
+            node,
+            resolve: opts,
+        } => {
+            if node.dns.is_empty() {
+                eprintln!("tapir: {}", ResolveError::NoServers);
+                return Ok(ExitCode::from(2));
+            }
+            let config = node_config(&node)?;
+            let n = Node::start(config)?;
+            let r = resolve::run(&n, &node.dns, &opts, &mut std::io::stdout());
+            n.shutdown();
+            match r {
+                Ok(_) => Ok(ExitCode::SUCCESS),
+                Err(e) => {
+                    eprintln!("tapir: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
         }
     }
 }

@@ -10,6 +10,8 @@
 //! - [`wire`]: zero-copy views (`*Packet<T>`) and parsed representations (`*Repr`) of Ethernet II,
 //!   ARP, IPv4, ICMPv4, UDP and TCP, with checksums.
 //! - [`tcp`]: one TCP connection's state machine (RFC 9293), its buffers, timers and RTT estimator.
+//! - [`dhcp`]: the DHCP client's lease state machine (RFC 2131, RFC 5227 probing), driven by
+//!   the node.
 //! - [`iface`]: a whole node: ARP cache, IPv4 dispatch, ICMP, UDP and TCP socket tables, drop
 //!   counters. Frames in, frames out.
 #![forbid(unsafe_code)]
@@ -18,6 +20,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod dhcp;
 pub mod iface;
 pub mod rand;
 pub mod tcp;

@@ -8,6 +8,8 @@
 
 pub mod arp;
 pub mod checksum;
+pub mod dhcp;
+pub mod dns;
 pub mod ethernet;
 pub mod icmpv4;
 pub mod ipv4;

@@ -1,0 +1,213 @@
+//! Interop: `tapir resolve` in a private lab against a stock dnsmasq that the test starts inside
+//! the lab namespace on the kernel side of the tap (10.7.0.1), answering only from its own
+//! records (`--no-resolv --no-hosts --local=/lab.test/`: nothing is forwarded anywhere).
+//! Needs root, /dev/net/tun and dnsmasq (`scripts/setup` installs it).
+//!
+//! The truncated answer: `many.lab.test` has 40 A records (`--host-record` repeated). tapir
+//! queries without EDNS, so dnsmasq must fit its UDP answer in 512 bytes (RFC 1035 §4.2.1);
+//! 40 records of 16 bytes each do not fit, so it sets TC and tapir asks again over TCP, where
+//! dnsmasq (a forked child) sends all 40.
+
+use std::process::{Child, Command, Output, Stdio};
+
+use tapir_apps::lab::Lab;
+
+const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
+
+fn interop_allowed() -> bool {
+    if std::env::var_os("TAPIR_SKIP_INTEROP").is_some() {
+        eprintln!("TAPIR_SKIP_INTEROP set: skipping");
+        return false;
+    }
+    let uid = Command::new("id").arg("-u").output().expect("id -u");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "interop tests need root and /dev/net/tun (set TAPIR_SKIP_INTEROP=1 to skip them)"
+    );
+    true
+}
+
+/// A lab with dnsmasq serving lab.test on 10.7.0.1:53; dnsmasq is killed by its pid before
+/// the lab goes.
+struct DnsLab {
+    dnsmasq: Child,
+    lab: Lab,
+}
+
+impl Drop for DnsLab {
+    fn drop(&mut self) {
+        let _ = self.dnsmasq.kill();
+        let _ = self.dnsmasq.wait();
+    }
+}
+
+fn dns_lab(tag: &str) -> DnsLab {
+    let lab = Lab::up(tag).expect("lab up");
+    let mut args: Vec<String> = [
+        "--keep-in-foreground",
+        "--no-resolv",
+        "--no-hosts",
+        "--port=53",
+        "--listen-address=10.7.0.1",
+        "--bind-interfaces",
+        "--pid-file=",
+        "--local=/lab.test/",
+        "--host-record=www.lab.test,10.7.0.80",
+        "--cname=alias.lab.test,www.lab.test",
+        "--cname=alias2.lab.test,alias.lab.test",
+        "--log-facility=-",
+        "--log-queries",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for i in 1..=40 {
+        args.push(format!("--host-record=many.lab.test,10.7.1.{i}"));
+    }
+    let mut dnsmasq = lab
+        .command("dnsmasq")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn dnsmasq (is it installed? scripts/setup installs it)");
+    // dnsmasq logs "started" once it listens: read stderr until then, then drain it in a thread.
+    let stderr = dnsmasq.stderr.take().expect("stderr");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let mut seen = Vec::new();
+    loop {
+        match lines.next() {
+            Some(Ok(l)) => {
+                let started = l.contains("started");
+                seen.push(l);
+                if started {
+                    break;
+                }
+            }
+            _ => {
+                let _ = dnsmasq.kill();
+                let _ = dnsmasq.wait();
+                panic!("dnsmasq exited before it started: {}", seen.join("\n"));
+            }
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    DnsLab { dnsmasq, lab }
+}
+
+fn resolve(l: &DnsLab, dns: &[&str], extra: &[&str], name: &str) -> Output {
+    let mut c = Command::new(TAPIR);
+    c.arg("resolve").args(l.lab.node_args());
+    for d in dns {
+        c.args(["--dns", d]);
+    }
+    c.args(extra).arg(name);
+    c.output().expect("run tapir resolve")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn a_record() {
+    if !interop_allowed() {
+        return;
+    }
+    let l = dns_lab("dns-a");
+    let out = resolve(&l, &["10.7.0.1"], &[], "www.lab.test");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "www.lab.test has address 10.7.0.80\n");
+}
+
+#[test]
+fn cname_chain_followed() {
+    if !interop_allowed() {
+        return;
+    }
+    let l = dns_lab("dns-cname");
+    let out = resolve(&l, &["10.7.0.1"], &[], "alias2.lab.test");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "alias2.lab.test is an alias for alias.lab.test.\n\
+         alias.lab.test is an alias for www.lab.test.\n\
+         www.lab.test has address 10.7.0.80\n"
+    );
+}
+
+#[test]
+fn nxdomain_exits_1_with_a_clear_message() {
+    if !interop_allowed() {
+        return;
+    }
+    let l = dns_lab("dns-nx");
+    let out = resolve(&l, &["10.7.0.1"], &[], "nothere.lab.test");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        text(&out.stderr),
+        "tapir: nothere.lab.test: no such domain (NXDOMAIN)\n"
+    );
+}
+
+#[test]
+fn dead_first_server_skipped() {
+    if !interop_allowed() {
+        return;
+    }
+    let l = dns_lab("dns-dead");
+    // Nothing answers at 10.7.0.9 (not even ARP): tapir waits 1 s, then asks 10.7.0.1.
+    let out = resolve(
+        &l,
+        &["10.7.0.9", "10.7.0.1"],
+        &["--timeout", "1"],
+        "www.lab.test",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "www.lab.test has address 10.7.0.80\n");
+    // Only dead servers: a timeout, exit 1, naming them.
+    let out = resolve(
+        &l,
+        &["10.7.0.9"],
+        &["--timeout", "0.3", "--attempts", "1"],
+        "www.lab.test",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no answer from 10.7.0.9"));
+}
+
+#[test]
+fn truncated_answer_retried_over_tcp() {
+    if !interop_allowed() {
+        return;
+    }
+    let l = dns_lab("dns-tc");
+    let out = resolve(&l, &["10.7.0.1"], &[], "many.lab.test");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some(";; answer truncated over UDP, asked again over TCP")
+    );
+    let mut got: Vec<String> = lines.map(str::to_string).collect();
+    got.sort();
+    let mut want: Vec<String> = (1..=40)
+        .map(|i| format!("many.lab.test has address 10.7.1.{i}"))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn no_server_is_a_usage_error() {
+    // No lab needed: the check happens before the node starts.
+    let out = Command::new(TAPIR)
+        .args(["resolve", "--ip", "10.7.0.2/24", "www.lab.test"])
+        .output()
+        .expect("run tapir");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--dns"));
+}
