@@ -7,3 +7,4 @@ pub mod lab;
 pub mod ping;
 pub mod serve;
 pub mod services;
+pub mod trace_cmd;

@@ -9,6 +9,7 @@ use engine::Node;
 use tapir_apps::cli::NodeOpts;
 use tapir_apps::ping::PingOpts;
 use tapir_apps::services::ServiceSpec;
+use tapir_apps::trace_cmd::{self, TraceOpts};
 use tapir_apps::{demo, ping, serve};
 
 /// tapir: a user-space TCP/IP node on a Linux tap.
@@ -44,6 +45,9 @@ enum Cmd {
         #[command(flatten)]
         ping: PingOpts,
     },
+    /// Decode a pcapng capture offline with tapir's decoders, one tcpdump-style line per
+    /// packet, stack events (packet comments) below it.
+    Trace(TraceOpts),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +90,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Cmd::Trace(opts) => {
+            let filter = match opts.filter() {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("tapir: {e}");
+                    eprintln!("tapir: a filter reads like `tcp and port 80`, `not arp` or `src host 10.0.0.1`");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            trace_cmd::run(&opts, filter.as_ref(), &mut out)?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

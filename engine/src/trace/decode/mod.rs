@@ -307,9 +307,9 @@ impl LineDecoder {
             dst_port: dport,
             dir,
         };
-        if let Some(d) = self.decoders.iter().find(|d| d.matches(&meta)) {
-            let _ = write!(out, "UDP, length {}: ", payload.len());
-            d.decode(payload, out);
+        if self.decoders.iter().any(|d| d.matches(&meta)) {
+            let _ = write!(out, "UDP, length {}", payload.len());
+            self.app(&meta, payload, out);
             return;
         }
         let mark = out.len();
@@ -331,8 +331,12 @@ impl LineDecoder {
             return;
         }
         if let Some(d) = self.decoders.iter().find(|d| d.matches(meta)) {
+            let mark = out.len();
             out.push_str(": ");
             d.decode(payload, out);
+            if out.len() == mark + 2 {
+                out.truncate(mark);
+            }
         }
     }
 }
