@@ -149,9 +149,7 @@ pub fn run(opts: &TraceOpts, filter: Option<&Filter>, out: &mut dyn Write) -> Re
         }
     }
     match out.flush() {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
-            Err(e).context("cannot write the trace")
-        }
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e).context("cannot write the trace"),
         _ => Ok(printed),
     }
 }

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use engine::trace::event::ConnId;
 use engine::trace::{
-    self, sample, DecodeOptions, Direction, FrameMeta, LineDecoder, RetransmitReason,
-    StackEvent, TraceConfig,
+    self, sample, DecodeOptions, Direction, FrameMeta, LineDecoder, RetransmitReason, StackEvent,
+    TraceConfig,
 };
 use protocols::iface::DropReason;
 use protocols::tcp::State;
@@ -72,7 +72,8 @@ fn write_capture(path: &Path) -> Vec<Written> {
     let mut written = Vec::new();
     for (i, f) in sample::session().into_iter().enumerate() {
         let ts = T0 + 1000 * i as u64;
-        let tcp = f.what.contains("syn") || ["ack", "request", "response", "retransmission"].contains(&f.what);
+        let tcp = f.what.contains("syn")
+            || ["ack", "request", "response", "retransmission"].contains(&f.what);
         let queue = u16::from(tcp);
         let mut events = Vec::new();
         let mut drop = None;
@@ -135,7 +136,13 @@ fn tshark_allowed() -> bool {
 
 fn tshark(args: &[&str]) -> String {
     let out = Command::new("tshark")
-        .args(["-n", "-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE"])
+        .args([
+            "-n",
+            "-o",
+            "ip.check_checksum:TRUE",
+            "-o",
+            "tcp.check_checksum:TRUE",
+        ])
         .args(["-o", "udp.check_checksum:TRUE"])
         .args(args)
         .output()
@@ -164,11 +171,20 @@ fn tshark_reads_the_capture_without_warnings() {
     assert_eq!(v.matches("\nFrame ").count() + 1, written.len(), "{v}");
     assert!(v.contains("Interface name: tapir-q0"), "{v}");
     assert!(v.contains("Interface name: tapir-q1"), "{v}");
-    assert!(v.contains("Direction: Inbound") && v.contains("Direction: Outbound"), "{v}");
-    assert!(v.contains("Dynamic Host Configuration Protocol (Discover)"), "{v}");
+    assert!(
+        v.contains("Direction: Inbound") && v.contains("Direction: Outbound"),
+        "{v}"
+    );
+    assert!(
+        v.contains("Dynamic Host Configuration Protocol (Discover)"),
+        "{v}"
+    );
     assert!(v.contains("Domain Name System (query)"), "{v}");
     assert!(v.contains("Domain Name System (response)"), "{v}");
-    assert!(v.contains("example.com: type A, class IN, addr 10.9.0.80"), "{v}");
+    assert!(
+        v.contains("example.com: type A, class IN, addr 10.9.0.80"),
+        "{v}"
+    );
     assert!(v.contains("(suspected) retransmission"), "{v}");
     assert!(v.contains("Hypertext Transfer Protocol"), "{v}");
 }
@@ -227,7 +243,10 @@ fn tapir_fields(frame: &[u8], dir: Direction) -> [String; 6] {
     (f[1], f[3]) = split(dst);
     let (letters, after) = flags.split_once(']').unwrap();
     f[4] = format!("0x{:04x}", flag_bits(letters));
-    let seq = after.split(", ").find_map(|p| p.strip_prefix("seq ")).unwrap_or("");
+    let seq = after
+        .split(", ")
+        .find_map(|p| p.strip_prefix("seq "))
+        .unwrap_or("");
     f[5] = seq.split(':').next().unwrap().to_string();
     f
 }
@@ -241,9 +260,31 @@ fn tshark_fields_agree_with_tapirs_lines_and_comments_sit_on_their_packets() {
     let written = write_capture(&cap.0);
     let path = cap.0.to_str().unwrap();
     let out = tshark(&[
-        "-r", path, "-T", "fields", "-E", "separator=|", "-E", "aggregator=;", "-e", "ip.src",
-        "-e", "ip.dst", "-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "tcp.flags", "-e",
-        "tcp.seq_raw", "-e", "frame.comment", "-e", "frame.interface_name", "-e",
+        "-r",
+        path,
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        "-E",
+        "aggregator=;",
+        "-e",
+        "ip.src",
+        "-e",
+        "ip.dst",
+        "-e",
+        "tcp.srcport",
+        "-e",
+        "tcp.dstport",
+        "-e",
+        "tcp.flags",
+        "-e",
+        "tcp.seq_raw",
+        "-e",
+        "frame.comment",
+        "-e",
+        "frame.interface_name",
+        "-e",
         "frame.time_epoch",
     ]);
     let rows: Vec<&str> = out.lines().collect();
@@ -270,8 +311,16 @@ fn tshark_fields_agree_with_tapirs_lines_and_comments_sit_on_their_packets() {
         assert!((ts - w.ts as f64 / 1e6).abs() < 1e-5, "{row}");
     }
     // The rows that matter, named: the retransmission carries its events.
-    assert!(rows[9].contains("retransmit seq 7000001 len 40 (rto)"), "{}", rows[9]);
-    assert!(rows[11].contains("dropped: udp_no_listener"), "{}", rows[11]);
+    assert!(
+        rows[9].contains("retransmit seq 7000001 len 40 (rto)"),
+        "{}",
+        rows[9]
+    );
+    assert!(
+        rows[11].contains("dropped: udp_no_listener"),
+        "{}",
+        rows[11]
+    );
 }
 
 fn tapir_trace(args: &[&str]) -> Output {
@@ -318,7 +367,10 @@ fn tapir_trace_prints_the_capture_and_filters_it() {
     let text = String::from_utf8(out.stdout).unwrap();
     let heads: Vec<&str> = text.lines().filter(|l| !l.starts_with("    #")).collect();
     assert_eq!(heads.len(), 3, "{text}");
-    assert!(heads.iter().all(|l| l.contains("IP 10.9.0.2.80 > ")), "{text}");
+    assert!(
+        heads.iter().all(|l| l.contains("IP 10.9.0.2.80 > ")),
+        "{text}"
+    );
 
     let out = tapir_trace(&[path, "arp or (udp and in)"]);
     let text = String::from_utf8(out.stdout).unwrap();
@@ -351,7 +403,10 @@ fn a_missing_or_foreign_file_fails_clearly() {
     let out = tapir_trace(&["/nonexistent/tapir.pcapng"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("cannot read /nonexistent/tapir.pcapng"), "{err}");
+    assert!(
+        err.contains("cannot read /nonexistent/tapir.pcapng"),
+        "{err}"
+    );
 
     let cap = TempCapture::new("foreign");
     std::fs::write(&cap.0, b"this is not a capture at all").unwrap();

@@ -14,7 +14,7 @@ use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 use protocols::iface::DropReason;
 
 use super::pcapng::{EpbRecord, PcapngWriter};
-use super::{Direction, FrameMeta, Filter, LineDecoder, StackEvent, StackObserver};
+use super::{Direction, Filter, FrameMeta, LineDecoder, StackEvent, StackObserver};
 
 /// Microseconds since the Unix epoch, for the hook's timestamps.
 pub fn unix_micros() -> u64 {
@@ -138,7 +138,14 @@ impl Tracer {
     /// Records a frame the stack dropped, with its reason (the capture's comment reads
     /// "dropped: REASON").
     #[inline]
-    pub fn dropped(&self, ts_micros: u64, queue: u16, dir: Direction, frame: &[u8], reason: DropReason) {
+    pub fn dropped(
+        &self,
+        ts_micros: u64,
+        queue: u16,
+        dir: Direction,
+        frame: &[u8],
+        reason: DropReason,
+    ) {
         self.frame_with_events(ts_micros, queue, dir, frame, Some(reason), &[]);
     }
 

@@ -168,7 +168,8 @@ fn tokenize(src: &str) -> Vec<(usize, Tok<'_>)> {
             _ => {
                 let start = i;
                 while i < bytes.len() && !b" \t\n\r()!".contains(&bytes[i]) {
-                    if (bytes[i] == b'&' || bytes[i] == b'|') && bytes.get(i + 1) == Some(&bytes[i]) {
+                    if (bytes[i] == b'&' || bytes[i] == b'|') && bytes.get(i + 1) == Some(&bytes[i])
+                    {
                         break;
                     }
                     i += 1;
@@ -292,8 +293,22 @@ impl<'a> Parser<'a> {
                 let after = if word == "src" { "src" } else { "dst" };
                 let (col, t) = self.next();
                 match t {
-                    Tok::Word("host") => self.host(side, if side == Side::Src { "src host" } else { "dst host" })?,
-                    Tok::Word("port") => self.port(side, if side == Side::Src { "src port" } else { "dst port" })?,
+                    Tok::Word("host") => self.host(
+                        side,
+                        if side == Side::Src {
+                            "src host"
+                        } else {
+                            "dst host"
+                        },
+                    )?,
+                    Tok::Word("port") => self.port(
+                        side,
+                        if side == Side::Src {
+                            "src port"
+                        } else {
+                            "dst port"
+                        },
+                    )?,
                     _ => {
                         return Err(FilterError {
                             column: col,

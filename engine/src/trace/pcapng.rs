@@ -195,7 +195,9 @@ pub enum PcapngError {
     Truncated { offset: usize },
     #[error("bad block length at byte {offset}")]
     BadLength { offset: usize },
-    #[error("packet at byte {offset} names interface {interface}, which the section does not describe")]
+    #[error(
+        "packet at byte {offset} names interface {interface}, which the section does not describe"
+    )]
     UnknownInterface { offset: usize, interface: u32 },
 }
 
@@ -267,7 +269,7 @@ pub fn read(bytes: &[u8]) -> Result<Vec<Packet>, PcapngError> {
         }
         let ty = e.u32(head);
         let len = e.u32(&head[4..]) as usize;
-        if len < 12 || len % 4 != 0 {
+        if len < 12 || len & 3 != 0 {
             return Err(PcapngError::BadLength { offset: at });
         }
         let block = bytes
@@ -340,12 +342,10 @@ pub fn read(bytes: &[u8]) -> Result<Vec<Packet>, PcapngError> {
                 packets.push(p);
             }
             SPB if body.len() >= 4 => {
-                let iface = interfaces
-                    .first()
-                    .ok_or(PcapngError::UnknownInterface {
-                        offset: at,
-                        interface: 0,
-                    })?;
+                let iface = interfaces.first().ok_or(PcapngError::UnknownInterface {
+                    offset: at,
+                    interface: 0,
+                })?;
                 let orig_len = e.u32(body);
                 let data = &body[4..];
                 let data = &data[..(orig_len as usize).min(data.len())];

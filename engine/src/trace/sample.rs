@@ -6,7 +6,7 @@ use core::net::Ipv4Addr;
 
 use protocols::wire::{
     ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
-    IpProtocol, Icmpv4Packet, Icmpv4Repr, Ipv4Packet, Ipv4Repr, SeqNumber, TcpFlags, TcpPacket,
+    Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, SeqNumber, TcpFlags, TcpPacket,
     TcpRepr, TcpTimestamp, TxChecksum, UdpPacket, UdpRepr,
 };
 
@@ -19,7 +19,12 @@ pub const NODE: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
 pub const DNS_SERVER: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 53);
 
 /// An Ethernet frame around `payload`.
-pub fn ethernet(src: EthernetAddress, dst: EthernetAddress, ty: EtherType, payload: &[u8]) -> Vec<u8> {
+pub fn ethernet(
+    src: EthernetAddress,
+    dst: EthernetAddress,
+    ty: EtherType,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut buf = vec![0u8; 14 + payload.len()];
     let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
     EthernetRepr {
@@ -41,7 +46,13 @@ fn macs(src: Ipv4Addr) -> (EthernetAddress, EthernetAddress) {
 }
 
 /// An IPv4 packet (in an Ethernet frame) carrying `payload` as protocol `proto`.
-pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, ident: u16, payload: &[u8]) -> Vec<u8> {
+pub fn ipv4(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: IpProtocol,
+    ident: u16,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut buf = vec![0u8; 20 + payload.len()];
     buf[20..].copy_from_slice(payload);
     Ipv4Repr {
@@ -62,14 +73,26 @@ pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, ident: u16, payload
 }
 
 pub fn arp_request() -> Vec<u8> {
-    arp(ArpOperation::Request, NODE_MAC, NODE, EthernetAddress([0; 6]), HOST)
+    arp(
+        ArpOperation::Request,
+        NODE_MAC,
+        NODE,
+        EthernetAddress([0; 6]),
+        HOST,
+    )
 }
 
 pub fn arp_reply() -> Vec<u8> {
     arp(ArpOperation::Reply, HOST_MAC, HOST, NODE_MAC, NODE)
 }
 
-fn arp(op: ArpOperation, sha: EthernetAddress, spa: Ipv4Addr, tha: EthernetAddress, tpa: Ipv4Addr) -> Vec<u8> {
+fn arp(
+    op: ArpOperation,
+    sha: EthernetAddress,
+    spa: Ipv4Addr,
+    tha: EthernetAddress,
+    tpa: Ipv4Addr,
+) -> Vec<u8> {
     let repr = ArpRepr {
         operation: op,
         source_hardware_addr: sha,
@@ -287,11 +310,63 @@ pub fn session() -> Vec<SampleFrame> {
         f(In, "ping request", ping(HOST, NODE, false, 0x4242, 1)),
         f(Out, "ping reply", ping(NODE, HOST, true, 0x4242, 1)),
         f(In, "syn", tcp(c, s, TcpFlags::SYN, ci, None, true, &[])),
-        f(Out, "syn-ack", tcp(s, c, TcpFlags::SYN | TcpFlags::ACK, si, Some(ci + 1), true, &[])),
-        f(In, "ack", tcp(c, s, TcpFlags::ACK, ci + 1, Some(si + 1), false, &[])),
-        f(In, "request", tcp(c, s, TcpFlags::PSH | TcpFlags::ACK, ci + 1, Some(si + 1), false, REQUEST)),
-        f(Out, "response", tcp(s, c, TcpFlags::PSH | TcpFlags::ACK, si + 1, Some(ci + 1 + rl), false, RESPONSE)),
-        f(Out, "retransmission", tcp(s, c, TcpFlags::PSH | TcpFlags::ACK, si + 1, Some(ci + 1 + rl), false, RESPONSE)),
+        f(
+            Out,
+            "syn-ack",
+            tcp(
+                s,
+                c,
+                TcpFlags::SYN | TcpFlags::ACK,
+                si,
+                Some(ci + 1),
+                true,
+                &[],
+            ),
+        ),
+        f(
+            In,
+            "ack",
+            tcp(c, s, TcpFlags::ACK, ci + 1, Some(si + 1), false, &[]),
+        ),
+        f(
+            In,
+            "request",
+            tcp(
+                c,
+                s,
+                TcpFlags::PSH | TcpFlags::ACK,
+                ci + 1,
+                Some(si + 1),
+                false,
+                REQUEST,
+            ),
+        ),
+        f(
+            Out,
+            "response",
+            tcp(
+                s,
+                c,
+                TcpFlags::PSH | TcpFlags::ACK,
+                si + 1,
+                Some(ci + 1 + rl),
+                false,
+                RESPONSE,
+            ),
+        ),
+        f(
+            Out,
+            "retransmission",
+            tcp(
+                s,
+                c,
+                TcpFlags::PSH | TcpFlags::ACK,
+                si + 1,
+                Some(ci + 1 + rl),
+                false,
+                RESPONSE,
+            ),
+        ),
         f(Out, "dns query", dns_query()),
         f(In, "dns answer", dns_answer()),
         f(Out, "dhcp discover", dhcp_discover()),

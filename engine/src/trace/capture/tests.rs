@@ -90,9 +90,16 @@ fn frames_events_and_drops_reach_the_capture_and_the_lines() {
     let text = String::from_utf8(text.bytes().clone()).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 6, "{text}");
-    assert!(lines[0].starts_with("00:00:01.000000 in q0 IP 10.9.0.1.40000 > 10.9.0.2.80: Flags [S]"));
-    assert!(lines[1].starts_with("00:00:02.000000 out q1 IP 10.9.0.2.80 > 10.9.0.1.40000: Flags [P.]"));
-    assert_eq!(lines[2], "    # tcp 10.9.0.2:80-10.9.0.1:40000: rto fired (200 ms, backoff 1)");
+    assert!(
+        lines[0].starts_with("00:00:01.000000 in q0 IP 10.9.0.1.40000 > 10.9.0.2.80: Flags [S]")
+    );
+    assert!(
+        lines[1].starts_with("00:00:02.000000 out q1 IP 10.9.0.2.80 > 10.9.0.1.40000: Flags [P.]")
+    );
+    assert_eq!(
+        lines[2],
+        "    # tcp 10.9.0.2:80-10.9.0.1:40000: rto fired (200 ms, backoff 1)"
+    );
     assert_eq!(lines[5], "    # dropped: icmp_bad_checksum");
 }
 

@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use protocols::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetFrame, IpProtocol, Ipv4Packet,
-    TcpOption, TcpPacket, UdpPacket,
+    ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, TcpOption,
+    TcpPacket, UdpPacket,
 };
 
 use super::{Direction, FrameMeta};
@@ -201,12 +201,7 @@ impl LineDecoder {
             }
         }
         if fragmented {
-            let _ = write!(
-                out,
-                " (frag {}:{}@0+)",
-                ip.ident(),
-                payload.len()
-            );
+            let _ = write!(out, " (frag {}:{}@0+)", ip.ident(), payload.len());
         }
     }
 
@@ -283,7 +278,14 @@ impl LineDecoder {
         self.app(&meta, payload, out);
     }
 
-    fn udp(&mut self, dir: Direction, src: Ipv4Addr, dst: Ipv4Addr, dgram: &[u8], out: &mut String) {
+    fn udp(
+        &mut self,
+        dir: Direction,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        dgram: &[u8],
+        out: &mut String,
+    ) {
         let Ok(udp) = UdpPacket::new_checked(dgram) else {
             let _ = write!(out, "{src} > {dst}: [|udp]");
             return;

@@ -76,7 +76,11 @@ fn verbosity_adds_ip_fields_and_checksum_status() {
         verbosity: 2,
         ..DecodeOptions::default()
     });
-    assert!(vv[2].contains("length 84, cksum 0x2694 (correct))"), "{}", vv[2]);
+    assert!(
+        vv[2].contains("length 84, cksum 0x2694 (correct))"),
+        "{}",
+        vv[2]
+    );
     assert!(vv[11].contains("43981 q: A? example.com. 1/0/0 A 10.9.0.80"));
     assert!(vv[13].contains("offset 1480, flags [none]"));
 }

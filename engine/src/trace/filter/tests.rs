@@ -35,10 +35,7 @@ fn protocols() {
 
 #[test]
 fn hosts() {
-    assert_eq!(
-        select("host 10.9.0.53"),
-        ["dns query", "dns answer"]
-    );
+    assert_eq!(select("host 10.9.0.53"), ["dns query", "dns answer"]);
     assert_eq!(select("src host 10.9.0.53"), ["dns answer"]);
     assert_eq!(select("dst host 10.9.0.53"), ["dns query"]);
     // ARP sender/target count as hosts.
@@ -62,10 +59,7 @@ fn ports() {
     assert_eq!(select("port 67 or port 68"), ["dhcp discover"]);
     // A later fragment has no ports.
     assert!(!select("udp and not port 53 and not port 67").contains(&"dns query"));
-    assert_eq!(
-        select("udp and not port 53 and not port 67"),
-        ["fragment"]
-    );
+    assert_eq!(select("udp and not port 53 and not port 67"), ["fragment"]);
 }
 
 #[test]
@@ -81,14 +75,26 @@ fn direction() {
 #[test]
 fn precedence_and_grouping() {
     // `and` binds tighter than `or`.
-    assert_eq!(select("arp or tcp and in"), ["arp request", "arp reply", "syn", "ack", "request"]);
-    assert_eq!(select("(arp or tcp) and in"), ["arp reply", "syn", "ack", "request"]);
+    assert_eq!(
+        select("arp or tcp and in"),
+        ["arp request", "arp reply", "syn", "ack", "request"]
+    );
+    assert_eq!(
+        select("(arp or tcp) and in"),
+        ["arp reply", "syn", "ack", "request"]
+    );
     // `not` binds tightest.
     assert_eq!(select("not tcp and port 80"), Vec::<&str>::new());
-    assert_eq!(select("not (tcp and in) and port 80"), ["syn-ack", "response", "retransmission"]);
+    assert_eq!(
+        select("not (tcp and in) and port 80"),
+        ["syn-ack", "response", "retransmission"]
+    );
     // Juxtaposition and the C-style operators.
     assert_eq!(select("tcp dst port 80"), ["syn", "ack", "request"]);
-    assert_eq!(select("icmp && in || arp && !in"), ["arp request", "ping request"]);
+    assert_eq!(
+        select("icmp && in || arp && !in"),
+        ["arp request", "ping request"]
+    );
 }
 
 fn err(expr: &str) -> String {
@@ -137,7 +143,10 @@ fn errors_name_the_column_and_what_was_expected() {
 
 #[test]
 fn parsing_never_panics() {
-    let words = ["tcp", "(", ")", "and", "or", "not", "!", "&&", "||", "host", "port", "src", "1.2.3.4", "80", "&", "é", "in"];
+    let words = [
+        "tcp", "(", ")", "and", "or", "not", "!", "&&", "||", "host", "port", "src", "1.2.3.4",
+        "80", "&", "é", "in",
+    ];
     let mut seed = 7u32;
     for _ in 0..5000 {
         let mut s = String::new();
