@@ -9,5 +9,6 @@ pub mod resolve;
 pub mod serve;
 pub mod services;
 pub mod shell;
+pub mod trace_cmd;
 pub mod traceroute;
 pub mod wget;

@@ -10,6 +10,7 @@ use tapir_apps::cli::NodeOpts;
 use tapir_apps::ping::PingOpts;
 use tapir_apps::resolve::{ResolveError, ResolveOpts};
 use tapir_apps::services::ServiceSpec;
+use tapir_apps::trace_cmd::{self, TraceOpts};
 use tapir_apps::traceroute::TracerouteOpts;
 use tapir_apps::wget::WgetOpts;
 use tapir_apps::{demo, ping, resolve, serve, shell, traceroute, wget};
@@ -88,6 +89,9 @@ enum Cmd {
         #[command(flatten)]
         resolve: ResolveOpts,
     },
+    /// Decode a pcapng capture offline with tapir's decoders, one tcpdump-style line per
+    /// packet, stack events (packet comments) below it.
+    Trace(TraceOpts),
 }
 
 fn main() -> ExitCode {
@@ -190,6 +194,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     Ok(ExitCode::from(1))
                 }
             }
+        }
+        Cmd::Trace(opts) => {
+            let filter = match opts.filter() {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("tapir: {e}");
+                    eprintln!("tapir: a filter reads like `tcp and port 80`, `not arp` or `src host 10.0.0.1`");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            trace_cmd::run(&opts, filter.as_ref(), &mut out)?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
