@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 
 pub mod clock;
+pub mod fault;
 pub mod node;
 pub mod pool;
 pub mod socket;
@@ -19,5 +20,6 @@ pub mod steer;
 pub mod sys;
 mod worker;
 
+pub use fault::{FaultCounters, ImpairSpec};
 pub use node::{Node, NodeConfig, NodeError, NodeStats};
 pub use socket::{IcmpSocket, TcpListener, TcpStream, UdpSocket};
