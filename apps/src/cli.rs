@@ -38,6 +38,10 @@ pub struct NodeOpts {
     /// Most TCP connections held at once.
     #[arg(long, default_value_t = 65536, value_name = "N")]
     pub max_conns: usize,
+    /// Impair the frames tapir reads and writes, seeded: loss=P,reorder=P,dup=P,corrupt=P,seed=N
+    /// (any subset), e.g. loss=0.01,reorder=0.02.
+    #[arg(long, value_name = "SPEC")]
+    pub impair: Option<engine::ImpairSpec>,
 }
 
 impl NodeOpts {
@@ -69,6 +73,7 @@ impl NodeOpts {
         c.stack.gateway = self.gateway;
         c.stack.mtu = usize::from(self.mtu);
         c.stack.max_conns = self.max_conns;
+        c.impair = self.impair;
         Ok(c)
     }
 }

@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 
 pub mod clock;
+pub mod fault;
 pub mod node;
 pub mod pool;
 pub mod socket;
@@ -20,5 +21,6 @@ pub mod sys;
 pub mod trace;
 mod worker;
 
+pub use fault::{FaultCounters, ImpairSpec};
 pub use node::{Node, NodeConfig, NodeError, NodeStats};
 pub use socket::{IcmpEvent, IcmpSocket, TcpListener, TcpStream, UdpSocket};

@@ -36,6 +36,8 @@ pub struct NodeConfig {
     pub stack: StackConfig,
     /// Seed of the node's randomness (ISN keys, ports, IP ids); None draws one from the OS.
     pub seed: Option<u64>,
+    /// Impair the frames every worker reads and writes (`--impair`, see [`crate::fault`]).
+    pub impair: Option<crate::fault::ImpairSpec>,
 }
 
 impl NodeConfig {
@@ -47,6 +49,7 @@ impl NodeConfig {
             pin: true,
             stack: StackConfig::new(EthernetAddress([0x02, 0x54, 0x41, 0x50, 0, 0x02]), cidr),
             seed: None,
+            impair: None,
         }
     }
 }
@@ -142,6 +145,8 @@ impl Node {
         })?;
         let seed = config.seed.unwrap_or_else(os_seed);
         let mut rng = Rng::new(seed);
+        // Not drawn from `rng`: turning impairment on must not change the node's other choices.
+        let impair_seed = seed ^ 0x696d_7061_6972;
         let clock = Clock::new();
         let mut workers = Vec::new();
         let mut receivers: Vec<Receiver<Vec<u8>>> = Vec::new();
@@ -177,9 +182,12 @@ impl Node {
                 .map_err(|source| NodeError::Worker { worker: i, source })?;
             let inner2 = inner.clone();
             let core = if config.pin { Some(i % cores) } else { None };
+            let faults = config
+                .impair
+                .map(|spec| worker::Faults::new(spec, spec.seed.unwrap_or(impair_seed), i));
             let t = std::thread::Builder::new()
                 .name(format!("tapir-q{i}"))
-                .spawn(move || worker::run(inner2, i, queue, pool, rx, core))
+                .spawn(move || worker::run(inner2, i, queue, pool, rx, core, faults))
                 .map_err(|source| NodeError::Worker { worker: i, source })?;
             threads.push(t);
         }

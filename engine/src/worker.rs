@@ -9,6 +9,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, TrySendError};
 use protocols::iface::Sink;
 
+use crate::fault::{FaultCounters, FaultInjector, ImpairSpec};
 use crate::node::{lock, Inner};
 use crate::pool::{BufId, BufferPool};
 use crate::steer::{classify, Steer};
@@ -37,6 +38,26 @@ pub struct WorkerCounters {
     pub tx_no_buffer: u64,
     pub tx_errors: u64,
     pub rx_errors: u64,
+    /// What `--impair` did to frames read, and to frames written.
+    pub impair_rx: FaultCounters,
+    pub impair_tx: FaultCounters,
+}
+
+/// A worker's fault injectors (`--impair`): one for the frames it reads, one for those it
+/// writes, each with its own generator.
+pub(crate) struct Faults {
+    rx: FaultInjector,
+    tx: FaultInjector,
+}
+
+impl Faults {
+    pub fn new(spec: ImpairSpec, seed: u64, worker: usize) -> Self {
+        let base = seed.wrapping_add((worker as u64) << 8);
+        Faults {
+            rx: FaultInjector::new(spec, base),
+            tx: FaultInjector::new(spec, base ^ 0x7478),
+        }
+    }
 }
 
 /// Collects the frames a stack sends into pool buffers, written after the stack lock is let go.
@@ -70,13 +91,13 @@ pub(crate) fn run(
     mut pool: BufferPool,
     handoff_rx: Receiver<Vec<u8>>,
     core: Option<usize>,
+    mut faults: Option<Faults>,
 ) {
     if let Some(c) = core {
         // Pinning is an optimisation: a worker that cannot pin still works.
         let _ = crate::sys::affinity::pin_current_thread(c);
     }
     let shared = &inner.workers[me];
-    let workers = inner.workers.len();
     let mut poller = Poller::new(&[queue.as_raw_fd(), shared.wake.as_raw_fd()]);
     let mut frames: Vec<(BufId, usize)> = Vec::with_capacity(RX_BATCH * 4);
     let mut rx_buf = vec![0u8; BUF_SIZE];
@@ -91,7 +112,13 @@ pub(crate) fn run(
         };
         st.stack.start(now, &mut tx);
     }
-    write_frames(&queue, &mut pool, &mut frames, &mut counters);
+    write_frames(
+        &queue,
+        &mut pool,
+        &mut frames,
+        &mut counters,
+        faults.as_mut(),
+    );
 
     while !inner.stop.load(Ordering::SeqCst) {
         let timeout = {
@@ -129,15 +156,20 @@ pub(crate) fn run(
                     Ok(n) => {
                         counters.rx_frames += 1;
                         let frame = &rx_buf[..n];
-                        match classify(frame, me, workers) {
-                            Steer::Here => st.stack.receive(now, frame, &mut tx),
-                            Steer::Owner(o) => hand_off(&inner, o, frame, &mut counters),
-                            Steer::All => {
-                                for o in (0..workers).filter(|&o| o != me) {
-                                    hand_off(&inner, o, frame, &mut counters);
-                                }
-                                st.stack.receive(now, frame, &mut tx);
-                            }
+                        let mut rx = |frame: &[u8]| {
+                            ingress(
+                                &inner,
+                                me,
+                                frame,
+                                now,
+                                &mut st.stack,
+                                &mut tx,
+                                &mut counters,
+                            )
+                        };
+                        match faults.as_mut() {
+                            None => rx(frame),
+                            Some(f) => f.rx.apply(frame, rx),
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -148,17 +180,60 @@ pub(crate) fn run(
                     }
                 }
             }
+            if let Some(f) = faults.as_mut() {
+                f.rx.flush(|frame| {
+                    ingress(
+                        &inner,
+                        me,
+                        frame,
+                        now,
+                        &mut st.stack,
+                        &mut tx,
+                        &mut counters,
+                    )
+                });
+                counters.impair_rx = f.rx.counters;
+            }
             st.stack.poll(now, &mut tx);
             counters.tx_no_buffer += tx.no_buffer;
             news |= st.stack.take_wakeup();
         }
-        write_frames(&queue, &mut pool, &mut frames, &mut counters);
+        write_frames(
+            &queue,
+            &mut pool,
+            &mut frames,
+            &mut counters,
+            faults.as_mut(),
+        );
         if news {
             inner.publish_news();
         }
         *lock(&shared.counters) = counters.clone();
     }
     inner.publish_news();
+}
+
+/// One received frame (after any impairment): to this worker's stack, or to its owner.
+fn ingress(
+    inner: &Inner,
+    me: usize,
+    frame: &[u8],
+    now: protocols::time::Instant,
+    stack: &mut protocols::iface::Stack,
+    tx: &mut TxBatch<'_>,
+    counters: &mut WorkerCounters,
+) {
+    let workers = inner.workers.len();
+    match classify(frame, me, workers) {
+        Steer::Here => stack.receive(now, frame, tx),
+        Steer::Owner(o) => hand_off(inner, o, frame, counters),
+        Steer::All => {
+            for o in (0..workers).filter(|&o| o != me) {
+                hand_off(inner, o, frame, counters);
+            }
+            stack.receive(now, frame, tx);
+        }
+    }
 }
 
 fn hand_off(inner: &Inner, owner: usize, frame: &[u8], counters: &mut WorkerCounters) {
@@ -181,13 +256,26 @@ fn write_frames(
     pool: &mut BufferPool,
     frames: &mut Vec<(BufId, usize)>,
     counters: &mut WorkerCounters,
+    faults: Option<&mut Faults>,
 ) {
-    for (id, len) in frames.drain(..) {
-        let buf = pool.get(id);
-        match queue.write(&buf[..len]) {
-            Ok(_) => counters.tx_frames += 1,
-            Err(_) => counters.tx_errors += 1,
+    let write = |frame: &[u8], counters: &mut WorkerCounters| match queue.write(frame) {
+        Ok(_) => counters.tx_frames += 1,
+        Err(_) => counters.tx_errors += 1,
+    };
+    match faults {
+        None => {
+            for (id, len) in frames.drain(..) {
+                write(&pool.get(id)[..len], counters);
+                pool.free(id);
+            }
         }
-        pool.free(id);
+        Some(f) => {
+            for (id, len) in frames.drain(..) {
+                f.tx.apply(&pool.get(id)[..len], |frame| write(frame, counters));
+                pool.free(id);
+            }
+            f.tx.flush(|frame| write(frame, counters));
+            counters.impair_tx = f.tx.counters;
+        }
     }
 }
