@@ -136,9 +136,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Node { node, serve, exec } => {
+            let node_opts = node.clone();
             let config = node_config(&node)?;
             let node = Node::start(config)?;
-            let mut shell = shell::Shell::new(node.clone());
+            let dns = node_opts.dns.clone();
+            let mut shell = shell::Shell::new(node.clone(), dns);
             let labels = shell.serve(&serve)?;
             println!("{}", serve::start_line(&node, &labels));
             let status = shell::run(&mut shell, exec.as_deref());
@@ -168,9 +170,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Cmd::Wget { node, opts } => {
+            let node_opts_dns = node.dns.clone();
             let config = node_config(&node)?;
             let node = Node::start(config)?;
-            let r = wget::run(&node, &opts);
+            let dns = node_opts_dns.clone();
+            let r = wget::run(&node, &opts, &dns);
             node.shutdown();
             r?;
             Ok(ExitCode::SUCCESS)
