@@ -80,11 +80,19 @@ pub struct Counters {
     /// SYN-ACKs sent with a SYN cookie instead of a half-open connection (RFC 4987).
     pub tcp_syn_cookies_sent: u64,
     drops: [u64; DropReason::COUNT],
+    /// The reason of the latest drop not yet taken (for tracing the dropped frame).
+    last_drop: Option<DropReason>,
 }
 
 impl Counters {
     pub fn drop(&mut self, reason: DropReason) {
         self.drops[reason as usize] += 1;
+        self.last_drop = Some(reason);
+    }
+
+    /// The latest drop's reason, once.
+    pub fn take_last_drop(&mut self) -> Option<DropReason> {
+        self.last_drop.take()
     }
 
     pub fn drops(&self, reason: DropReason) -> u64 {

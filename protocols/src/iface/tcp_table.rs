@@ -12,6 +12,7 @@ use siphasher::sip::SipHasher13;
 
 use super::counters::DropReason;
 use super::egress::{emit_ipv4, Egress};
+use super::event::{ConnId, StackEvent};
 use super::ingress::IpMeta;
 use super::sockets::{Slab, SocketHandle};
 use super::{Sink, Stack};
@@ -207,7 +208,8 @@ impl Stack {
                 let isn = self
                     .isn
                     .isn((meta.dst, repr.dst_port), (meta.src, repr.src_port), now);
-                let conn = Connection::accept(&self.config.tcp, &repr, isn, now);
+                let mut conn = Connection::accept(&self.config.tcp, &repr, isn, now);
+                conn.set_events(self.events_on);
                 let h = self.tcp.sockets.insert(TcpSocket {
                     conn,
                     remote,
@@ -307,7 +309,8 @@ impl Stack {
             return true;
         }
         let isn = ack_number - 1usize;
-        let conn = Connection::from_syn_cookie(&self.config.tcp, ack, payload, isn, mss, now);
+        let mut conn = Connection::from_syn_cookie(&self.config.tcp, ack, payload, isn, mss, now);
+        conn.set_events(self.events_on);
         let remote = SocketAddrV4::new(meta.src, ack.src_port);
         let h = self.tcp.sockets.insert(TcpSocket {
             conn,
@@ -342,6 +345,9 @@ impl Stack {
     /// Bookkeeping after connection `h` changed: wake the application, move it to its
     /// listener's accept queue, schedule its timer, free it when done.
     fn settle(&mut self, h: SocketHandle) {
+        if self.events_on {
+            self.collect_events(h);
+        }
         let Some(s) = self.tcp.sockets.get_mut(h) else {
             return;
         };
@@ -363,6 +369,45 @@ impl Stack {
             }
         }
         self.reschedule(h);
+    }
+
+    fn collect_events(&mut self, h: SocketHandle) {
+        let local = self.address();
+        let Some(s) = self.tcp.sockets.get_mut(h) else {
+            return;
+        };
+        let conn = ConnId {
+            local: (local, s.conn.local_port()),
+            remote: (*s.remote.ip(), s.remote.port()),
+        };
+        let mut evs = [None; 8];
+        let mut n = 0;
+        while n < evs.len() {
+            match s.conn.take_event() {
+                Some(e) => {
+                    evs[n] = Some(e);
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        for e in evs.into_iter().flatten() {
+            self.record(StackEvent::from_tcp(conn, e));
+        }
+        if n == 8 {
+            // More than fit in one pass: come back for the rest.
+            self.collect_events(h);
+        }
+    }
+
+    /// Turns event recording on or off for every connection (and those made later).
+    pub(super) fn tcp_set_events(&mut self, on: bool) {
+        let handles: Vec<SocketHandle> = self.tcp.sockets.iter().map(|(h, _)| h).collect();
+        for h in handles {
+            if let Some(s) = self.tcp.sockets.get_mut(h) {
+                s.conn.set_events(on);
+            }
+        }
     }
 
     fn reschedule(&mut self, h: SocketHandle) {
@@ -540,7 +585,8 @@ impl Stack {
         let isn = self
             .isn
             .isn((self.address(), port), (*remote.ip(), remote.port()), now);
-        let conn = Connection::connect(&self.config.tcp, port, remote.port(), isn, now);
+        let mut conn = Connection::connect(&self.config.tcp, port, remote.port(), isn, now);
+        conn.set_events(self.events_on);
         let h = self.tcp.sockets.insert(TcpSocket {
             conn,
             remote,
