@@ -10,7 +10,6 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +18,9 @@ use engine::sys::netns::run_in_netns;
 use engine::{ImpairSpec, Node, NodeConfig};
 use tapir_apps::lab::Lab;
 
+mod common;
+use common::interop_allowed;
+
 /// MB sent each way at 1% loss.
 const MB_1PCT: usize = 100;
 /// MB from tapir to the kernel at 5% loss with 2% reordering. Measured with today's NewReno-only
@@ -26,20 +28,6 @@ const MB_1PCT: usize = 100;
 /// default is 8 MB to stay under a minute; the kernel-to-tapir direction carries the full 100 MB
 /// (about 1 s). Override both with TAPIR_TRANSFER_MB.
 const LOSSY_TAPIR_TO_KERNEL_MB: usize = 8;
-
-fn interop_allowed() -> bool {
-    if std::env::var_os("TAPIR_SKIP_INTEROP").is_some() {
-        eprintln!("TAPIR_SKIP_INTEROP set: skipping");
-        return false;
-    }
-    let uid = Command::new("id").arg("-u").output().expect("id -u");
-    assert_eq!(
-        String::from_utf8_lossy(&uid.stdout).trim(),
-        "0",
-        "interop tests need root and /dev/net/tun (set TAPIR_SKIP_INTEROP=1 to skip them)"
-    );
-    true
-}
 
 fn megabytes(default: usize) -> usize {
     std::env::var("TAPIR_TRANSFER_MB")
