@@ -7,9 +7,10 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use engine::Node;
 use tapir_apps::cli::NodeOpts;
+use tapir_apps::perf::PerfOpts;
 use tapir_apps::ping::PingOpts;
 use tapir_apps::services::ServiceSpec;
-use tapir_apps::{demo, ping, serve};
+use tapir_apps::{demo, perf, ping, serve};
 
 /// tapir: a user-space TCP/IP node on a Linux tap.
 #[derive(Debug, Parser)]
@@ -36,6 +37,13 @@ enum Cmd {
         /// Services to run.
         #[arg(required = true, value_name = "SERVICE")]
         services: Vec<ServiceSpec>,
+    },
+    /// iperf3-compatible TCP throughput server (-s) or client (-c HOST).
+    Perf {
+        #[command(flatten)]
+        node: NodeOpts,
+        #[command(flatten)]
+        perf: PerfOpts,
     },
     /// Send ICMP echo requests and print the replies, like iputils ping.
     Ping {
@@ -74,6 +82,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", serve::start_line(&node, &labels));
             serve::wait_for_signal()?;
             node.shutdown();
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Perf { node, perf: opts } => {
+            if !opts.server && opts.client.is_none() {
+                eprintln!("tapir: perf needs -s (server) or -c HOST (client)");
+                return Ok(ExitCode::from(2));
+            }
+            let config = node_config(&node)?;
+            let node = Node::start(config)?;
+            let r = perf::run(&node, &opts, &mut std::io::stdout());
+            node.shutdown();
+            r?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Ping { node, ping: opts } => {
