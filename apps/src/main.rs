@@ -92,6 +92,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let config = node_config(&node)?;
             let node = Node::start(config)?;
             let r = perf::run(&node, &opts, &mut std::io::stdout());
+            eprintln!("tapir perf: {}", node.stats());
             node.shutdown();
             r?;
             Ok(ExitCode::SUCCESS)

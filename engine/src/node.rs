@@ -74,6 +74,48 @@ pub struct NodeStats {
     pub workers: Vec<WorkerCounters>,
 }
 
+impl std::fmt::Display for NodeStats {
+    /// One line: frames per queue, hand-offs, then every drop by reason (stack and engine).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stats:")?;
+        for (i, w) in self.workers.iter().enumerate() {
+            write!(
+                f,
+                " q{i} rx={} tx={} handed_off={} handed_in={};",
+                w.rx_frames, w.tx_frames, w.handed_off, w.handed_in
+            )?;
+        }
+        write!(f, " drops:")?;
+        let mut any = false;
+        for (r, n) in self.stack.nonzero_drops() {
+            write!(f, " {r}={n}")?;
+            any = true;
+        }
+        let engine = [
+            (
+                "handoff_full",
+                self.workers.iter().map(|w| w.handoff_dropped).sum::<u64>(),
+            ),
+            (
+                "tx_no_buffer",
+                self.workers.iter().map(|w| w.tx_no_buffer).sum(),
+            ),
+            ("tx_error", self.workers.iter().map(|w| w.tx_errors).sum()),
+            ("rx_error", self.workers.iter().map(|w| w.rx_errors).sum()),
+        ];
+        for (name, n) in engine {
+            if n > 0 {
+                write!(f, " {name}={n}")?;
+                any = true;
+            }
+        }
+        if !any {
+            write!(f, " none")?;
+        }
+        Ok(())
+    }
+}
+
 /// One worker's state that application threads reach: its stack behind its own lock.
 pub(crate) struct WorkerShared {
     pub stack: Mutex<WorkerState>,

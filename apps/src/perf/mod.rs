@@ -163,7 +163,11 @@ pub fn run(node: &Node, opts: &PerfOpts, out: &mut dyn Write) -> Result<()> {
                         (r.received, "receiver")
                     };
                     let label = if r.streams > 1 { "SUM" } else { "  5" };
-                    writeln!(out, "{}", proto::summary_line(label, r.seconds, bytes, role))?;
+                    writeln!(
+                        out,
+                        "{}",
+                        proto::summary_line(label, r.seconds, bytes, role)
+                    )?;
                 }
                 out.flush()?;
             }
@@ -193,7 +197,20 @@ fn pump(stream: &TcpStream, send: bool, len: usize, count: &AtomicU64, stop: &At
     }
     let mut off = 0;
     let mut s = stream;
-    while !stop.load(Ordering::Relaxed) {
+    let mut give_up: Option<Instant> = None;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            // A sender finishes the block it started: iperf3's receiver reads whole blocks
+            // (`Nread` of the block length) and would wait for the rest until the connection
+            // closed. A receiver that stopped reading gets a bounded grace.
+            if !send || off == 0 {
+                break;
+            }
+            let t = *give_up.get_or_insert_with(|| Instant::now() + Duration::from_secs(2));
+            if Instant::now() >= t {
+                break;
+            }
+        }
         let r = if send {
             s.write(&buf[off..])
         } else {
@@ -207,7 +224,11 @@ fn pump(stream: &TcpStream, send: bool, len: usize, count: &AtomicU64, stop: &At
                     off = (off + n) % len;
                 }
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => break,
         }
     }
@@ -241,6 +262,10 @@ fn run_streams(
         stop.store(true, Ordering::Relaxed);
         r
     });
+    if send {
+        // What a sender wrote includes the end of its last block.
+        at_end = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    }
     r.map(|()| (seconds, at_end))
 }
 
@@ -262,14 +287,17 @@ fn serve_one(node: &Node, listener: &TcpListener) -> Result<TestReport> {
     let mut cookie = [0u8; COOKIE_SIZE];
     ctrl.read_exact(&mut cookie).context("reading the cookie")?;
     proto::write_state(&mut ctrl, state::PARAM_EXCHANGE)?;
-    let params = Params::from_json(&proto::read_json(&mut ctrl)?).map_err(|e| {
+    let params = proto::read_json(&mut ctrl).context("reading the parameters")?;
+    let params = Params::from_json(&params).map_err(|e| {
         let _ = proto::write_state(&mut ctrl, state::SERVER_ERROR);
         anyhow!("client {peer}: {e}")
     })?;
     proto::write_state(&mut ctrl, state::CREATE_STREAMS)?;
     let mut streams = Vec::new();
     while streams.len() < params.parallel {
-        let (mut s, _) = listener.accept_timeout(Some(CONTROL_TIMEOUT))?;
+        let (mut s, _) = listener
+            .accept_timeout(Some(CONTROL_TIMEOUT))
+            .context("waiting for the data connections")?;
         s.set_read_timeout(Some(CONTROL_TIMEOUT));
         let mut c = [0u8; COOKIE_SIZE];
         if s.read_exact(&mut c).is_ok() && c == cookie {
@@ -285,14 +313,20 @@ fn serve_one(node: &Node, listener: &TcpListener) -> Result<TestReport> {
     let limit = Duration::from_secs(params.time) + CONTROL_TIMEOUT;
     let (seconds, bytes) = run_streams(&mut streams, send, params.len, || {
         ctrl.set_read_timeout(Some(limit));
-        match proto::read_state(&mut ctrl)? {
+        match proto::read_state(&mut ctrl).context("waiting for the end of the test")? {
             state::TEST_END => Ok(()),
             s => Err(server_error(s)),
         }
     })?;
+    // As iperf3's server does on TEST_END: close the data streams, so that a client blocked
+    // reading a whole block sees the end of the stream instead of waiting for more.
+    for s in &streams {
+        let _ = s.shutdown(Shutdown::Write);
+    }
     ctrl.set_read_timeout(Some(CONTROL_TIMEOUT));
     proto::write_state(&mut ctrl, state::EXCHANGE_RESULTS)?;
-    let theirs = proto::parse_results(&proto::read_json(&mut ctrl)?).map_err(|e| anyhow!(e))?;
+    let theirs = proto::read_json(&mut ctrl).context("reading the client's results")?;
+    let theirs = proto::parse_results(&theirs).map_err(|e| anyhow!(e))?;
     let ours: Vec<StreamResult> = bytes
         .iter()
         .enumerate()

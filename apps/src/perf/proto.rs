@@ -198,7 +198,10 @@ pub fn parse_results(v: &Value) -> Result<Vec<StreamResult>, String> {
     streams
         .iter()
         .map(|s| {
-            let id = s.get("id").and_then(Value::as_u64).ok_or("stream without id")?;
+            let id = s
+                .get("id")
+                .and_then(Value::as_u64)
+                .ok_or("stream without id")?;
             let bytes = s
                 .get("bytes")
                 .and_then(Value::as_u64)
@@ -297,7 +300,10 @@ mod tests {
         )
         .unwrap();
         let p = Params::from_json(&v).unwrap();
-        assert_eq!((p.time, p.parallel, p.len, p.reverse), (2, 2, 131072, false));
+        assert_eq!(
+            (p.time, p.parallel, p.len, p.reverse),
+            (2, 2, 131072, false)
+        );
         let udp: Value = serde_json::from_str(r#"{"udp":true}"#).unwrap();
         assert!(Params::from_json(&udp).is_err());
     }
