@@ -32,6 +32,9 @@ pub struct NodeOpts {
     /// Tap queues, one pinned worker each.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub queues: u16,
+    /// Tap offloads (vnet header, checksum, TSO/GRO segments up to 64 KiB): on or off.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"], value_name = "on|off")]
+    pub offload: String,
     /// Most TCP connections held at once.
     #[arg(long, default_value_t = 65536, value_name = "N")]
     pub max_conns: usize,
@@ -66,6 +69,7 @@ impl NodeOpts {
         c.stack.gateway = self.gateway;
         c.stack.mtu = usize::from(self.mtu);
         c.stack.max_conns = self.max_conns;
+        c.offload = self.offload == "on";
         Ok(c)
     }
 }

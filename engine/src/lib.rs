@@ -17,6 +17,7 @@ pub mod socket;
 pub mod steer;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod vnet;
 mod worker;
 
 pub use node::{Node, NodeConfig, NodeError, NodeStats};

@@ -34,6 +34,9 @@ pub struct NodeConfig {
     /// Pin worker `i` to core `i % cores`.
     pub pin: bool,
     pub stack: StackConfig,
+    /// Ask the tap for offloads (`IFF_VNET_HDR`, checksum and TSO/GRO): probed, falling back to
+    /// what the kernel grants.
+    pub offload: bool,
     /// Seed of the node's randomness (ISN keys, ports, IP ids); None draws one from the OS.
     pub seed: Option<u64>,
 }
@@ -47,6 +50,7 @@ impl NodeConfig {
             pin: true,
             stack: StackConfig::new(EthernetAddress([0x02, 0x54, 0x41, 0x50, 0, 0x02]), cidr),
             seed: None,
+            offload: true,
         }
     }
 }
@@ -85,6 +89,9 @@ impl std::fmt::Display for NodeStats {
                 w.rx_frames, w.tx_frames, w.handed_off, w.handed_in
             )?;
         }
+        let gso: u64 = self.workers.iter().map(|w| w.rx_gso_frames).sum();
+        let trusted: u64 = self.workers.iter().map(|w| w.rx_csum_trusted).sum();
+        write!(f, " rx_gso={gso} rx_csum_trusted={trusted};")?;
         write!(f, " drops:")?;
         let mut any = false;
         for (r, n) in self.stack.nonzero_drops() {
@@ -140,6 +147,8 @@ pub(crate) struct Inner {
     pub config: NodeConfig,
     threads: Mutex<Vec<JoinHandle<()>>>,
     pub rng: Mutex<Rng>,
+    /// The TUN_F_* offloads the kernel granted (0 with `--offload off`).
+    pub offloads: u32,
 }
 
 /// A running node. Cheap to clone; the workers stop when [`Node::shutdown`] is called or the
@@ -180,8 +189,19 @@ impl Node {
             name: config.tap.clone(),
             queues: config.queues,
             netns: config.netns.clone(),
-            vnet_hdr: false,
+            vnet_hdr: config.offload,
         })?;
+        let offloads = if config.offload {
+            negotiate_offloads(&tap.queues[0]).map_err(|source| NodeError::Worker {
+                worker: 0,
+                source,
+            })?
+        } else {
+            // A persistent tap keeps the offloads a previous user asked for: clear them, so the
+            // kernel segments and checksums everything before it reaches us.
+            let _ = tap.queues[0].set_offload(0);
+            0
+        };
         let seed = config.seed.unwrap_or_else(os_seed);
         let mut rng = Rng::new(seed);
         let clock = Clock::new();
@@ -211,6 +231,7 @@ impl Node {
             config: config.clone(),
             threads: Mutex::new(Vec::new()),
             rng: Mutex::new(rng),
+            offloads,
         });
         let cores = crate::sys::affinity::available_cores().max(1);
         let mut threads = Vec::new();
@@ -243,6 +264,11 @@ impl Node {
 
     pub fn queues(&self) -> usize {
         self.inner.workers.len()
+    }
+
+    /// The TUN_F_* offloads in force (0 when off).
+    pub fn offloads(&self) -> u32 {
+        self.inner.offloads
     }
 
     pub fn now(&self) -> Instant {
@@ -337,6 +363,23 @@ impl Inner {
         *e = e.wrapping_add(1);
         self.news.notify_all();
     }
+}
+
+/// Sets the vnet header length and asks for checksum and TSO offloads, falling back to checksum
+/// only, then none. Returns the TUN_F_* bits granted. TUNSETOFFLOAD applies to the whole device.
+fn negotiate_offloads(q: &crate::sys::tap::TapQueue) -> std::io::Result<u32> {
+    q.set_vnet_hdr_len(crate::vnet::LEN as libc::c_int)?;
+    let tries = [
+        libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6,
+        libc::TUN_F_CSUM,
+        0,
+    ];
+    for flags in tries {
+        if q.set_offload(flags).is_ok() {
+            return Ok(flags);
+        }
+    }
+    Ok(0)
 }
 
 /// A seed from the OS's random source, falling back to the clock.
