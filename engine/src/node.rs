@@ -192,10 +192,8 @@ impl Node {
             vnet_hdr: config.offload,
         })?;
         let offloads = if config.offload {
-            negotiate_offloads(&tap.queues[0]).map_err(|source| NodeError::Worker {
-                worker: 0,
-                source,
-            })?
+            negotiate_offloads(&tap.queues[0])
+                .map_err(|source| NodeError::Worker { worker: 0, source })?
         } else {
             // A persistent tap keeps the offloads a previous user asked for: clear them, so the
             // kernel segments and checksums everything before it reaches us.
