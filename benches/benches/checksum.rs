@@ -27,7 +27,11 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("checksum");
     for size in [64usize, 1500, 65536] {
         let data: Vec<u8> = (0..size).map(|i| (i * 31 + 7) as u8).collect();
-        assert_eq!(checksum::data(&data), naive(&data), "implementations disagree");
+        assert_eq!(
+            checksum::data(&data),
+            naive(&data),
+            "implementations disagree"
+        );
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_with_input(BenchmarkId::new("wide", size), &data, |b, d| {
             b.iter(|| checksum::data(black_box(d)))
