@@ -32,9 +32,21 @@ pub struct NodeOpts {
     /// Tap queues, one pinned worker each.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub queues: u16,
+    /// Print one tcpdump-style line per frame matching EXPR (e.g. 'tcp and port 80', or all).
+    #[arg(long, value_name = "EXPR")]
+    pub trace: Option<String>,
+    /// Write every frame (or those matching --pcap-filter) to a pcapng capture.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<std::path::PathBuf>,
+    /// Only frames matching EXPR go to the --pcap capture.
+    #[arg(long, value_name = "EXPR", requires = "pcap")]
+    pub pcap_filter: Option<String>,
     /// A DNS server to ask (repeatable; asked in order).
     #[arg(long = "dns", value_name = "IP")]
     pub dns: Vec<Ipv4Addr>,
+    /// Tap offloads (vnet header, checksum, TSO/GRO segments up to 64 KiB): on or off.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"], value_name = "on|off")]
+    pub offload: String,
     /// Most TCP connections held at once.
     #[arg(long, default_value_t = 65536, value_name = "N")]
     pub max_conns: usize,
@@ -74,6 +86,7 @@ impl NodeOpts {
         c.stack.mtu = usize::from(self.mtu);
         c.stack.max_conns = self.max_conns;
         c.impair = self.impair;
+        c.offload = self.offload == "on";
         Ok(c)
     }
 }

@@ -7,7 +7,7 @@
 use std::io::{self, BufRead, IsTerminal, Write};
 
 use clap::Parser;
-use engine::Node;
+use engine::{Node, TraceSlot};
 
 use std::net::Ipv4Addr;
 
@@ -26,6 +26,14 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (
         "serve",
         "serve start SERVICE... | serve list: run services on this node",
+    ),
+    (
+        "trace",
+        "trace on [EXPR] | trace off: tcpdump-style lines for frames matching EXPR",
+    ),
+    (
+        "pcap",
+        "pcap start FILE [EXPR] | pcap stop: a pcapng capture Wireshark reads",
     ),
     ("arp", "arp: the ARP cache"),
     ("route", "route: the routing table"),
@@ -135,6 +143,8 @@ impl Shell {
             "wget" => self.wget(args, out),
             "resolve" => self.resolve(args, out),
             "serve" => self.serve_cmd(args, out),
+            "trace" => self.trace(args, out),
+            "pcap" => self.pcap(args, out),
             "arp" => self.arp(out),
             "route" => self.route(out),
             "conns" => self.conns(out),
@@ -261,6 +271,85 @@ impl Shell {
             }
             _ => {
                 let _ = writeln!(out, "usage: serve start SERVICE... | serve list");
+                2
+            }
+        }
+    }
+
+    fn trace(&self, args: &[String], out: &mut dyn Write) -> u8 {
+        match args.split_first() {
+            Some((on, expr)) if on == "on" => {
+                let expr = expr.join(" ");
+                match crate::tracing::start_lines(&self.node, Some(&expr)) {
+                    Ok(()) => {
+                        let what = if expr.is_empty() {
+                            "every frame"
+                        } else {
+                            &expr
+                        };
+                        let _ = writeln!(out, "tracing {what}");
+                        0
+                    }
+                    Err(e) => {
+                        let _ = writeln!(out, "trace: {e:#}");
+                        2
+                    }
+                }
+            }
+            Some((off, _)) if off == "off" => {
+                match self.node.stop_trace(TraceSlot::Lines) {
+                    Some(s) => {
+                        let _ = writeln!(
+                            out,
+                            "tracing off: {} frames shown, {} filtered out",
+                            s.recorded, s.filtered_out
+                        );
+                    }
+                    None => {
+                        let _ = writeln!(out, "tracing was off");
+                    }
+                }
+                0
+            }
+            _ => {
+                let _ = writeln!(out, "usage: trace on [EXPR] | trace off");
+                2
+            }
+        }
+    }
+
+    fn pcap(&self, args: &[String], out: &mut dyn Write) -> u8 {
+        match args {
+            [start, file, expr @ ..] if start == "start" => {
+                let expr = expr.join(" ");
+                match crate::tracing::start_pcap(
+                    &self.node,
+                    std::path::Path::new(file),
+                    Some(&expr),
+                ) {
+                    Ok(()) => {
+                        let _ = writeln!(out, "capturing to {file}");
+                        0
+                    }
+                    Err(e) => {
+                        let _ = writeln!(out, "pcap: {e:#}");
+                        1
+                    }
+                }
+            }
+            [stop] if stop == "stop" => {
+                match self.node.stop_trace(TraceSlot::Pcap) {
+                    Some(s) => {
+                        let _ = writeln!(out, "capture closed: {} frames written", s.recorded);
+                    }
+                    None => {
+                        let _ = writeln!(out, "no capture running");
+                    }
+                }
+                0
+            }
+            _ => {
+                let _ = writeln!(out, "usage: pcap start FILE [EXPR] | pcap stop");
                 2
             }
         }

@@ -19,8 +19,9 @@ pub mod steer;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod trace;
+pub mod vnet;
 mod worker;
 
 pub use fault::{FaultCounters, ImpairSpec};
-pub use node::{Node, NodeConfig, NodeError, NodeStats};
+pub use node::{Node, NodeConfig, NodeError, NodeStats, TraceSlot};
 pub use socket::{IcmpEvent, IcmpSocket, TcpListener, TcpStream, UdpSocket};
