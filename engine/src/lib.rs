@@ -14,6 +14,7 @@ pub mod clock;
 pub mod fault;
 pub mod node;
 pub mod pool;
+pub mod rtc;
 pub mod socket;
 pub mod steer;
 #[allow(unsafe_code)]
@@ -24,4 +25,5 @@ mod worker;
 
 pub use fault::{FaultCounters, ImpairSpec};
 pub use node::{Node, NodeConfig, NodeError, NodeStats, TraceSlot};
+pub use rtc::{AppCtx, WorkerApp};
 pub use socket::{IcmpEvent, IcmpSocket, TcpListener, TcpStream, UdpSocket};

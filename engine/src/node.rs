@@ -20,6 +20,12 @@ use crate::sys::tap::{open_tap, TapError, TapOptions};
 use crate::trace::{TraceConfig, TraceStats, TraceWriter, Tracer};
 use crate::worker::{self, WorkerCounters};
 
+/// What a worker receives from the others: frames of its flows, and apps to run.
+type WorkerInbox = (
+    Receiver<crate::worker::Handoff>,
+    Receiver<Box<dyn crate::rtc::WorkerApp>>,
+);
+
 /// Frames waiting in one worker's hand-off channel before more are dropped.
 pub const HANDOFF_QUEUE: usize = 4096;
 
@@ -71,6 +77,8 @@ pub enum NodeError {
     },
     #[error("--queues must be between 1 and 64 (got {0})")]
     Queues(usize),
+    #[error("the node has stopped")]
+    Stopped,
 }
 
 /// Where a trace session goes: `--trace` lines or the `--pcap` capture (both may run).
@@ -139,6 +147,8 @@ pub(crate) struct WorkerShared {
     pub stack: Mutex<WorkerState>,
     pub wake: EventFd,
     pub handoff_tx: Sender<crate::worker::Handoff>,
+    /// Run-to-completion apps waiting to be picked up by the worker.
+    pub apps_tx: Sender<Box<dyn crate::rtc::WorkerApp>>,
     pub counters: Mutex<WorkerCounters>,
 }
 
@@ -227,12 +237,13 @@ impl Node {
         let impair_seed = seed ^ 0x696d_7061_6972;
         let clock = Clock::new();
         let mut workers = Vec::new();
-        let mut receivers: Vec<Receiver<crate::worker::Handoff>> = Vec::new();
+        let mut receivers: Vec<WorkerInbox> = Vec::new();
         for i in 0..config.queues {
             let stack = Stack::new(config.stack.clone(), Rng::new(rng.next_u64()));
             let wake = EventFd::new().map_err(|source| NodeError::Worker { worker: i, source })?;
             let (tx, rx) = bounded(HANDOFF_QUEUE);
-            receivers.push(rx);
+            let (apps_tx, apps_rx) = crossbeam_channel::unbounded();
+            receivers.push((rx, apps_rx));
             workers.push(WorkerShared {
                 stack: Mutex::new(WorkerState {
                     stack,
@@ -240,6 +251,7 @@ impl Node {
                 }),
                 wake,
                 handoff_tx: tx,
+                apps_tx,
                 counters: Mutex::new(WorkerCounters::default()),
             });
         }
@@ -259,7 +271,8 @@ impl Node {
         });
         let cores = crate::sys::affinity::available_cores().max(1);
         let mut threads = Vec::new();
-        for (i, (queue, rx)) in tap.queues.into_iter().zip(receivers).enumerate() {
+        for (i, (queue, (handoff_rx, apps_rx))) in tap.queues.into_iter().zip(receivers).enumerate()
+        {
             let pool = BufferPool::new(worker::POOL_BUFFERS, worker::BUF_SIZE)
                 .map_err(|source| NodeError::Worker { worker: i, source })?;
             let inner2 = inner.clone();
@@ -269,7 +282,17 @@ impl Node {
                 .map(|spec| worker::Faults::new(spec, spec.seed.unwrap_or(impair_seed), i));
             let t = std::thread::Builder::new()
                 .name(format!("tapir-q{i}"))
-                .spawn(move || worker::run(inner2, i, queue, pool, rx, core, faults))
+                .spawn(move || {
+                    let io = worker::WorkerIo {
+                        queue,
+                        pool,
+                        handoff_rx,
+                        apps_rx,
+                        core,
+                        faults,
+                    };
+                    worker::run(inner2, i, io)
+                })
                 .map_err(|source| NodeError::Worker { worker: i, source })?;
             threads.push(t);
         }
@@ -350,6 +373,23 @@ impl Node {
             .first()
             .map(|w| lock(&w.stack).stack.tcp_listeners())
             .unwrap_or_default()
+    }
+
+    /// Runs `app` on worker `worker` (see [`crate::rtc`]); it starts at the worker's next
+    /// wake-up, which this call causes.
+    pub fn spawn_app(
+        &self,
+        worker: usize,
+        app: Box<dyn crate::rtc::WorkerApp>,
+    ) -> Result<(), NodeError> {
+        let w = self
+            .inner
+            .workers
+            .get(worker)
+            .ok_or(NodeError::Queues(worker))?;
+        w.apps_tx.send(app).map_err(|_| NodeError::Stopped)?;
+        let _ = w.wake.notify();
+        Ok(())
     }
 
     /// Starts a trace session in `slot` (replacing and finishing the one there): every worker

@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, TrySendError};
-use protocols::iface::{Sink, Stack, StackEvent};
+use protocols::iface::{Sink, SocketHandle, Stack, StackEvent};
 use protocols::time::Instant;
 
 use crate::fault::{FaultCounters, FaultInjector, ImpairSpec};
 use crate::node::{lock, Inner};
 use crate::pool::{BufId, BufferPool};
+use crate::rtc::{AppCtx, WorkerApp};
 use crate::steer::{classify, Steer};
 use crate::sys::event::Poller;
 use crate::sys::tap::TapQueue;
@@ -205,15 +206,62 @@ impl Rx<'_> {
     }
 }
 
-pub(crate) fn run(
-    inner: Arc<Inner>,
-    me: usize,
-    queue: TapQueue,
-    mut pool: BufferPool,
-    handoff_rx: Receiver<Handoff>,
-    core: Option<usize>,
-    mut faults: Option<Faults>,
-) {
+/// What a worker owns: its tap queue, its pool, its inbound channels, where to pin it, and its
+/// fault injectors.
+pub(crate) struct WorkerIo {
+    pub queue: TapQueue,
+    pub pool: BufferPool,
+    pub handoff_rx: Receiver<Handoff>,
+    pub apps_rx: Receiver<Box<dyn WorkerApp>>,
+    pub core: Option<usize>,
+    pub faults: Option<Faults>,
+}
+
+/// Run-to-completion apps on this worker and when they want to run next.
+#[derive(Default)]
+struct Apps {
+    apps: Vec<(Box<dyn WorkerApp>, Option<Instant>)>,
+    ready: Vec<SocketHandle>,
+}
+
+impl Apps {
+    fn poll(&mut self, stack: &mut Stack, now: Instant, worker: usize, workers: usize) {
+        if self.apps.is_empty() {
+            return;
+        }
+        self.ready.clear();
+        stack.tcp_take_ready(&mut self.ready);
+        for (app, at) in &mut self.apps {
+            let mut ctx = AppCtx {
+                stack,
+                now,
+                worker,
+                workers,
+                ready: &self.ready,
+            };
+            *at = app.poll(&mut ctx);
+        }
+        self.apps.retain(|(app, _)| !app.done());
+        if self.apps.is_empty() {
+            stack.tcp_track_ready(false);
+        }
+    }
+
+    fn poll_at(&self) -> Option<Instant> {
+        self.apps.iter().filter_map(|(_, at)| *at).min()
+    }
+}
+
+pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
+    let WorkerIo {
+        queue,
+        mut pool,
+        handoff_rx,
+        apps_rx,
+        core,
+        mut faults,
+    } = io;
+    let mut apps = Apps::default();
     if let Some(c) = core {
         // Pinning is an optimisation: a worker that cannot pin still works.
         let _ = crate::sys::affinity::pin_current_thread(c);
@@ -255,7 +303,10 @@ pub(crate) fn run(
     while !inner.stop.load(Ordering::SeqCst) {
         let timeout = {
             let mut st = lock(&shared.stack);
-            let at = st.stack.poll_at();
+            let at = [st.stack.poll_at(), apps.poll_at()]
+                .into_iter()
+                .flatten()
+                .min();
             st.sleep_until = at;
             let now = inner.clock.now();
             at.map(|t| Duration::from_micros(t.total_micros().saturating_sub(now.total_micros())))
@@ -332,6 +383,11 @@ pub(crate) fn run(
                 f.rx.flush(|fr| rx.ingress(stack, now, false, fr, &mut tx));
                 rx.counters.impair_rx = f.rx.counters;
             }
+            while let Ok(app) = apps_rx.try_recv() {
+                stack.tcp_track_ready(true);
+                apps.apps.push((app, None));
+            }
+            apps.poll(stack, now, me, inner.workers.len());
             stack.poll(now, &mut tx);
             counters.tx_no_buffer += tx.no_buffer;
             news |= stack.take_wakeup();

@@ -109,6 +109,8 @@ struct TcpSocket {
     released: bool,
     dirty: bool,
     timer_at: Option<Instant>,
+    /// On the ready list (see [`Stack::tcp_take_ready`]).
+    in_ready: bool,
 }
 
 #[derive(Debug)]
@@ -125,6 +127,9 @@ pub(super) struct TcpTable {
     sockets: Slab<TcpSocket>,
     conns: HashMap<Tuple, SocketHandle, KeyedHash>,
     listeners: HashMap<u16, Listener>,
+    /// Keep a list of connections with news for their application (run-to-completion apps).
+    track_ready: bool,
+    ready: Vec<SocketHandle>,
 }
 
 impl TcpTable {
@@ -133,6 +138,8 @@ impl TcpTable {
             sockets: Slab::default(),
             conns: HashMap::with_hasher(KeyedHash(key.0, key.1)),
             listeners: HashMap::new(),
+            track_ready: false,
+            ready: Vec::new(),
         }
     }
 }
@@ -218,6 +225,7 @@ impl Stack {
                     released: false,
                     dirty: false,
                     timer_at: None,
+                    in_ready: false,
                 });
                 self.tcp.conns.insert(key, h);
                 if let Some(l) = self.tcp.listeners.get_mut(&repr.dst_port) {
@@ -320,6 +328,7 @@ impl Stack {
             released: false,
             dirty: false,
             timer_at: None,
+            in_ready: false,
         });
         self.tcp.conns.insert((ack.dst_port, remote), h);
         if let Some(l) = self.tcp.listeners.get_mut(&ack.dst_port) {
@@ -353,6 +362,10 @@ impl Stack {
         };
         if s.conn.take_wakeup() {
             self.wakeup = true;
+            if self.tcp.track_ready && s.owned && !s.in_ready {
+                s.in_ready = true;
+                self.tcp.ready.push(h);
+            }
         }
         let state = s.conn.state();
         if let Some(port) = s.listener {
@@ -514,6 +527,31 @@ impl Stack {
         }
     }
 
+    /// Keeps (or stops keeping) the list of owned connections with news for their application:
+    /// data or EOF to read, room to write, a state change or an error. For applications that
+    /// run on the worker (the run-to-completion API) and visit only those connections.
+    pub fn tcp_track_ready(&mut self, on: bool) {
+        self.tcp.track_ready = on;
+        if !on {
+            let mut ready = std::mem::take(&mut self.tcp.ready);
+            for h in ready.drain(..) {
+                if let Some(s) = self.tcp.sockets.get_mut(h) {
+                    s.in_ready = false;
+                }
+            }
+        }
+    }
+
+    /// Moves the connections with news since the last call into `out` (each once).
+    pub fn tcp_take_ready(&mut self, out: &mut Vec<SocketHandle>) {
+        for h in self.tcp.ready.drain(..) {
+            if let Some(s) = self.tcp.sockets.get_mut(h) {
+                s.in_ready = false;
+                out.push(h);
+            }
+        }
+    }
+
     /// Listens on `port` with an accept queue of `backlog` connections (half-open included).
     pub fn tcp_listen(&mut self, port: u16, backlog: usize) -> Result<(), TcpError> {
         match self.tcp.listeners.entry(port) {
@@ -595,6 +633,7 @@ impl Stack {
             released: false,
             dirty: false,
             timer_at: None,
+            in_ready: false,
         });
         self.tcp.conns.insert((port, remote), h);
         self.counters.tcp_conns_opened += 1;
