@@ -212,7 +212,13 @@ fn stop(inner: &Inner) {
 
 impl Node {
     /// Opens the tap and starts one worker per queue.
-    pub fn start(config: NodeConfig) -> Result<Node, NodeError> {
+    pub fn start(mut config: NodeConfig) -> Result<Node, NodeError> {
+        // Offloaded frames may carry a checksum the kernel left for the receiver to finish
+        // (`F_NEEDS_CSUM`) or vouched for before `--impair` flipped a bit: with corruption on,
+        // every checksum must be real and verified, so offloads are off.
+        if config.impair.is_some_and(|i| i.corrupt > 0.0) {
+            config.offload = false;
+        }
         if config.queues == 0 || config.queues > 64 {
             return Err(NodeError::Queues(config.queues));
         }
