@@ -26,16 +26,6 @@ lab_up() {
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "-"; exit} printf "%.2f", (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
-# wait_listen NS: until something listens on 5201 in NS (bounded).
-wait_listen() {
-  for _ in $(seq 200); do
-    [[ -n $(ip netns exec "$1" ss -Hltn 'sport = :5201') ]] && return 0
-    sleep 0.05
-  done
-  echo "${0##*/}: no server on 5201 in $1" >&2
-  return 1
-}
-
 # tapir_server NS ARGS...: `tapir perf -s` on the lab's tap with extra node options; sets $tp
 # and returns once it says it listens (its socket is tapir's, invisible to the kernel's ss).
 tapir_server() {
