@@ -9,7 +9,7 @@ use crate::services::{self, ServiceSpec};
 pub fn start_services(node: &Node, specs: &[ServiceSpec]) -> Result<Vec<String>> {
     let mut labels = Vec::new();
     for spec in specs {
-        labels.extend(services::start(node, spec)?);
+        labels.extend(services::start(node, spec)?.labels);
     }
     Ok(labels)
 }

@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 
 use crate::ping::{self, PingOpts};
 use crate::resolve::{Resolver, ResolverConfig};
-use crate::services::ServiceSpec;
+use crate::services::{Running, ServiceSpec};
 use crate::traceroute::{self, TracerouteOpts};
 use crate::wget::{self, WgetOpts};
 
@@ -52,7 +52,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
 /// The shell's state: the node and what it serves.
 pub struct Shell {
     node: Node,
-    serving: Vec<String>,
+    serving: Vec<Running>,
     resolver: Resolver,
 }
 
@@ -116,8 +116,12 @@ impl Shell {
 
     /// Starts services (as `--serve` and `serve start` do); returns their labels.
     pub fn serve(&mut self, specs: &[ServiceSpec]) -> anyhow::Result<Vec<String>> {
-        let labels = crate::serve::start_services(&self.node, specs)?;
-        self.serving.extend(labels.iter().cloned());
+        let mut labels = Vec::new();
+        for spec in specs {
+            let running = crate::services::start(&self.node, spec)?;
+            labels.extend(running.labels.iter().cloned());
+            self.serving.push(running);
+        }
         Ok(labels)
     }
 
@@ -261,16 +265,45 @@ impl Shell {
                     }
                 }
             }
+            Some((s, specs)) if s == "stop" && !specs.is_empty() => {
+                let mut status = 0;
+                for spec in specs {
+                    // NAME stops every instance; NAME:PORT only the one on that port.
+                    let (name, port) = match spec.split_once(':') {
+                        Some((n, p)) => (n, p.parse::<u16>().ok()),
+                        None => (spec.as_str(), None),
+                    };
+                    let before = self.serving.len();
+                    self.serving.retain(|r| {
+                        let hit = r.kind.name() == name && port.is_none_or(|p| p == r.port);
+                        if hit {
+                            r.stop();
+                            let _ = writeln!(out, "stopped {}", r.labels.join(" "));
+                        }
+                        !hit
+                    });
+                    if self.serving.len() == before {
+                        let _ = writeln!(out, "serve: '{spec}' is not running");
+                        status = 1;
+                    }
+                }
+                status
+            }
             Some((s, _)) if s == "list" => {
                 if self.serving.is_empty() {
                     let _ = writeln!(out, "serving nothing");
                 } else {
-                    let _ = writeln!(out, "serving {}", self.serving.join(" "));
+                    let labels: Vec<String> =
+                        self.serving.iter().flat_map(|r| r.labels.clone()).collect();
+                    let _ = writeln!(out, "serving {}", labels.join(" "));
                 }
                 0
             }
             _ => {
-                let _ = writeln!(out, "usage: serve start SERVICE... | serve list");
+                let _ = writeln!(
+                    out,
+                    "usage: serve start SERVICE... | serve stop NAME[:PORT]... | serve list"
+                );
                 2
             }
         }

@@ -85,7 +85,7 @@ fn piped_commands_run_in_order() {
         .stdin
         .take()
         .expect("stdin")
-        .write_all(b"serve start discard\nserve list\nstats\nquit\nhelp\n")
+        .write_all(b"serve start discard echo:7007\nserve list\nconns\nserve stop echo\nserve stop echo\nconns\nstats\nquit\nhelp\n")
         .expect("write commands");
     let out = child.wait_with_output().expect("wait");
     let text = String::from_utf8_lossy(&out.stdout);

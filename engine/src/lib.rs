@@ -26,4 +26,4 @@ mod worker;
 pub use fault::{FaultCounters, ImpairSpec};
 pub use node::{Node, NodeConfig, NodeError, NodeStats, TraceSlot};
 pub use rtc::{AppCtx, WorkerApp};
-pub use socket::{IcmpEvent, IcmpSocket, TcpListener, TcpStream, UdpSocket};
+pub use socket::{IcmpEvent, IcmpSocket, SocketCloser, TcpListener, TcpStream, UdpSocket};

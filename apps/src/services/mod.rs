@@ -131,13 +131,32 @@ impl FromStr for ServiceSpec {
     }
 }
 
-/// Starts `spec` on `node`; returns the labels of what now listens (e.g. `echo/tcp:7`).
-pub fn start(node: &Node, spec: &ServiceSpec) -> Result<Vec<String>> {
+/// A service that runs: what listens, and how to stop it.
+pub struct Running {
+    pub kind: Kind,
+    pub port: u16,
+    /// What listens, e.g. `echo/tcp:7`.
+    pub labels: Vec<String>,
+    closers: Vec<engine::SocketCloser>,
+}
+
+impl Running {
+    /// Stops listening: connections already accepted finish on their own.
+    pub fn stop(&self) {
+        for c in &self.closers {
+            c.close();
+        }
+    }
+}
+
+/// Starts `spec` on `node`.
+pub fn start(node: &Node, spec: &ServiceSpec) -> Result<Running> {
     let name = spec.kind.name();
     let port = spec.port;
     let mut labels = vec![format!("{name}/tcp:{port}")];
     let listener = engine::TcpListener::bind(node, port)
         .with_context(|| format!("cannot listen on TCP port {port} for {name}"))?;
+    let mut closers = vec![listener.closer()];
     match spec.kind {
         Kind::Http => {
             let root = match &spec.dir {
@@ -166,11 +185,17 @@ pub fn start(node: &Node, spec: &ServiceSpec) -> Result<Vec<String>> {
             let udp = engine::UdpSocket::bind(node, port)
                 .with_context(|| format!("cannot bind UDP port {port} for {name}"))?;
             labels.push(format!("{name}/udp:{port}"));
+            closers.push(udp.closer());
             spawn(name, move || simple::run_tcp(kind, listener));
             spawn(name, move || simple::run_udp(kind, udp));
         }
     }
-    Ok(labels)
+    Ok(Running {
+        kind: spec.kind,
+        port,
+        labels,
+        closers,
+    })
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {

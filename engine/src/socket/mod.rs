@@ -11,6 +11,7 @@ mod udp;
 pub use icmp::{IcmpEvent, IcmpSocket};
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
+// SocketCloser is defined below.
 
 use std::io;
 
@@ -41,6 +42,54 @@ pub(crate) fn udp_error(e: UdpError) -> io::Error {
         UdpError::BadHandle => io::ErrorKind::NotConnected,
     };
     io::Error::new(kind, e)
+}
+
+/// What a [`SocketCloser`] closes.
+#[derive(Clone)]
+pub(crate) enum Closable {
+    Listener(u16),
+    Udp(Vec<protocols::iface::SocketHandle>),
+}
+
+/// Closes a listening TCP port or a UDP socket from any thread (e.g. the shell's `serve stop`):
+/// the socket leaves every worker's stack and callers blocked on it wake with an error.
+#[derive(Clone)]
+pub struct SocketCloser {
+    node: crate::Node,
+    closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    what: Closable,
+}
+
+impl SocketCloser {
+    pub(crate) fn new(
+        node: &crate::Node,
+        closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        what: Closable,
+    ) -> Self {
+        SocketCloser {
+            node: node.clone(),
+            closed,
+            what,
+        }
+    }
+
+    /// Closes the socket (once; later calls do nothing).
+    pub fn close(&self) {
+        if self.closed.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        for w in 0..self.node.queues() {
+            match &self.what {
+                Closable::Listener(port) => self.node.with_stack(w, |s, _| s.tcp_unlisten(*port)),
+                Closable::Udp(handles) => {
+                    if let Some(&h) = handles.get(w) {
+                        self.node.with_stack(w, |s, _| s.udp_close(h));
+                    }
+                }
+            }
+        }
+        self.node.inner.publish_news();
+    }
 }
 
 pub(crate) fn stopped() -> io::Error {

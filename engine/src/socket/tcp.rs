@@ -2,13 +2,14 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddrV4};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use protocols::iface::{SocketHandle, TcpError};
 use protocols::tcp::State;
 
-use super::{deadline, stopped, tcp_error, timed_out};
+use super::{deadline, stopped, tcp_error, timed_out, Closable, SocketCloser};
 use crate::node::Node;
 use crate::steer::flow_owner;
 
@@ -20,6 +21,8 @@ pub struct TcpListener {
     node: Node,
     port: u16,
     next: AtomicUsize,
+    /// Closed through a [`SocketCloser`] (or dropped): the port is no longer ours to unlisten.
+    closed: Arc<AtomicBool>,
 }
 
 impl TcpListener {
@@ -41,11 +44,21 @@ impl TcpListener {
             node: node.clone(),
             port,
             next: AtomicUsize::new(0),
+            closed: Arc::new(AtomicBool::new(false)),
         })
     }
 
     pub fn local_addr(&self) -> SocketAddrV4 {
         SocketAddrV4::new(self.node.address(), self.port)
+    }
+
+    /// A handle that closes this listener from another thread; a blocked `accept` then fails.
+    pub fn closer(&self) -> SocketCloser {
+        SocketCloser::new(
+            &self.node,
+            self.closed.clone(),
+            Closable::Listener(self.port),
+        )
     }
 
     /// Waits for the next established connection.
@@ -91,9 +104,7 @@ impl TcpListener {
 
 impl Drop for TcpListener {
     fn drop(&mut self) {
-        for w in 0..self.node.queues() {
-            self.node.with_stack(w, |s, _| s.tcp_unlisten(self.port));
-        }
+        self.closer().close();
     }
 }
 

@@ -2,11 +2,13 @@
 
 use std::io;
 use std::net::SocketAddrV4;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use protocols::iface::{IcmpErrorReport, SocketHandle};
 
-use super::{deadline, stopped, udp_error};
+use super::{deadline, stopped, udp_error, Closable, SocketCloser};
 use crate::node::Node;
 use crate::steer::flow_owner;
 
@@ -17,6 +19,7 @@ pub struct UdpSocket {
     port: u16,
     handles: Vec<SocketHandle>,
     read_timeout: Option<Duration>,
+    closed: Arc<AtomicBool>,
 }
 
 impl UdpSocket {
@@ -43,6 +46,7 @@ impl UdpSocket {
         Ok(UdpSocket {
             node: node.clone(),
             port,
+            closed: Arc::new(AtomicBool::new(false)),
             handles,
             read_timeout: None,
         })
@@ -126,10 +130,19 @@ impl UdpSocket {
     }
 }
 
+impl UdpSocket {
+    /// A handle that closes this socket from another thread; a blocked `recv_from` then fails.
+    pub fn closer(&self) -> SocketCloser {
+        SocketCloser::new(
+            &self.node,
+            self.closed.clone(),
+            Closable::Udp(self.handles.clone()),
+        )
+    }
+}
+
 impl Drop for UdpSocket {
     fn drop(&mut self) {
-        for (w, &h) in self.handles.iter().enumerate() {
-            self.node.with_stack(w, |s, _| s.udp_close(h));
-        }
+        self.closer().close();
     }
 }
