@@ -15,6 +15,7 @@ mod connection;
 mod event;
 mod isn;
 mod recv_buffer;
+mod rack;
 mod rtt;
 mod sack;
 mod send_buffer;
