@@ -178,9 +178,11 @@ impl Connection {
         }
     }
 
-    /// RFC 8985 §7.2: arms the loss probe timeout while data is outstanding in the open state
-    /// (not in recovery, not after a timeout, no probe unanswered), unless the RTO comes
-    /// first.
+    /// RFC 8985 §7.2: arms the loss probe timeout while data is outstanding (not after a
+    /// timeout, no probe unanswered), unless the RTO comes first. Unlike the RFC (and unlike
+    /// Linux), also in recovery: there a lost retransmission that nothing sent after
+    /// it can reveal, or a lost burst of ACKs, would otherwise cost an RTO, which on a short
+    /// path is hundreds of round trips; the probe's SACK lets RACK find it instead.
     pub(super) fn schedule_probe(&mut self, now: Instant) {
         let open = self.sack_on
             && matches!(
@@ -188,7 +190,6 @@ impl Connection {
                 State::Established | State::CloseWait | State::FinWait1 | State::LastAck
             )
             && self.snd_max > self.snd_una
-            && !self.in_recovery
             && self.rto_count == 0
             && self.tlp_end.is_none();
         if !open {
@@ -211,7 +212,7 @@ impl Connection {
     /// RFC 8985 §7.3: the probe timeout passed without an ACK: the next poll sends a probe,
     /// and the RTO is re-armed from now.
     pub(super) fn on_probe_timeout(&mut self, now: Instant) {
-        if self.snd_max == self.snd_una || self.in_recovery || self.tlp_end.is_some() {
+        if self.snd_max == self.snd_una || self.tlp_end.is_some() {
             return;
         }
         self.tlp_send = true;
