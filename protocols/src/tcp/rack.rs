@@ -281,7 +281,11 @@ mod tests {
         // Resending segment 0 at 14 ms puts it back in flight with a new time.
         r.on_send(s(0), s(100), t(14));
         assert_eq!(r.first_lost(), Some((s(100), s(200))));
-        assert_eq!(r.pipe(), 100 + 100, "0 resent after its loss counts once, 2 in flight");
+        assert_eq!(
+            r.pipe(),
+            100 + 100,
+            "0 resent after its loss counts once, 2 in flight"
+        );
     }
 
     #[test]

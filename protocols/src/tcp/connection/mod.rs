@@ -19,8 +19,8 @@ use std::collections::VecDeque;
 
 use super::congestion::CongestionController;
 use super::event::EVENT_QUEUE;
-use super::recv_buffer::RecvBuffer;
 use super::rack::Rack;
+use super::recv_buffer::RecvBuffer;
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
 use super::send_buffer::SendBuffer;

@@ -196,7 +196,11 @@ impl Connection {
             self.timers.stop(Timer::LossProbe);
             return;
         }
-        let srtt = self.rack.min_rtt().max(self.rtt.srtt()).unwrap_or(Duration::ZERO);
+        let srtt = self
+            .rack
+            .min_rtt()
+            .max(self.rtt.srtt())
+            .unwrap_or(Duration::ZERO);
         let mut pto = srtt * 2 + TLP_MIN_EXTRA;
         if self.rack.segments() <= 1 {
             // The peer may hold its ACK of a lone segment for a delayed-ACK time.

@@ -55,7 +55,11 @@ fn probe_at_pto_resends_the_last_segment_and_its_sack_starts_recovery() {
     // PTO = 2 * SRTT + 2 ms = 22 ms, well before the RTO (200 ms).
     assert_eq!(h.fire_next_timer(), ms(32));
     let out = h.drain();
-    assert_eq!(seqs(&out), vec![lseq(4000)], "the last segment, nothing new to send");
+    assert_eq!(
+        seqs(&out),
+        vec![lseq(4000)],
+        "the last segment, nothing new to send"
+    );
     assert_eq!(out[0].1.len(), 1000);
     let evs = events(&mut h);
     assert!(evs.contains(&TcpEvent::Retransmit {

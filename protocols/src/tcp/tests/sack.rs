@@ -65,10 +65,7 @@ fn sack_recovery_retransmits_holes_first_within_pipe() {
     h.now = ms(60);
     h.send(sack_ack(3000, &[(4000, 8000)]), &[]);
     assert!(h.conn.in_recovery());
-    assert_eq!(
-        seqs(&h.drain()),
-        vec![lseq(8000), lseq(9000), lseq(13_000)]
-    );
+    assert_eq!(seqs(&h.drain()), vec![lseq(8000), lseq(9000), lseq(13_000)]);
     // A D-SACK for data below SND.UNA is ignored safely.
     h.send(sack_ack(3000, &[(0, 1000), (4000, 8000)]), &[]);
     h.expect_nothing();
