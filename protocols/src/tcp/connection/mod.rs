@@ -120,8 +120,10 @@ pub struct Connection {
     rack: Rack,
     /// The loss probe timer fired: the next poll sends a probe (RFC 8985 §7.3).
     tlp_send: bool,
-    /// SND.MAX after the last probe, until an ACK covers it: one probe per episode.
+    /// SND.MAX after the last probe, until an ACK covers it.
     tlp_end: Option<SeqNumber>,
+    /// Probes sent since an ACK last delivered anything (at most [`MAX_PROBES`]).
+    tlp_probes: u32,
 
     // Keep-alive and RFC 5961 challenge ACK budget.
     keepalive_probes: u32,
@@ -206,6 +208,7 @@ impl Connection {
             rack: Rack::default(),
             tlp_send: false,
             tlp_end: None,
+            tlp_probes: 0,
             keepalive_probes: 0,
             send_keepalive: false,
             challenge_second: 0,
@@ -492,6 +495,7 @@ impl Connection {
         self.timers.stop(Timer::Reorder);
         self.tlp_send = false;
         self.tlp_end = None;
+        self.tlp_probes = 0;
         self.rack.mark_all_lost();
         if self.rto_count >= 2 {
             // RFC 6675 §5.1: SACKed data the peer may have reneged on is sent again after a

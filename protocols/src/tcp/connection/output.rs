@@ -136,7 +136,8 @@ impl Connection {
         self.tlp_send = false;
         if seg.is_some() {
             self.tlp_end = Some(self.snd_max);
-            self.timers.stop(Timer::LossProbe);
+            self.tlp_probes += 1;
+            self.schedule_probe(now);
         }
         seg
     }

@@ -150,6 +150,7 @@ impl Connection {
             self.tlp_end = None;
         }
         if delivered {
+            self.tlp_probes = 0;
             self.rack_detect(now);
         }
         self.schedule_probe(now);
@@ -179,10 +180,15 @@ impl Connection {
     }
 
     /// RFC 8985 §7.2: arms the loss probe timeout while data is outstanding (not after a
-    /// timeout, no probe unanswered), unless the RTO comes first. Unlike the RFC (and unlike
-    /// Linux), also in recovery: there a lost retransmission that nothing sent after
-    /// it can reveal, or a lost burst of ACKs, would otherwise cost an RTO, which on a short
-    /// path is hundreds of round trips; the probe's SACK lets RACK find it instead.
+    /// timeout), unless the RTO comes first. Two departures from the RFC (and from Linux),
+    /// both because on a short path an RTO costs hundreds of round trips:
+    /// - up to [`MAX_PROBES`] probes per episode, each after twice the wait of the one before,
+    ///   until an ACK delivers something: where the peer acknowledges a whole burst with one
+    ///   ACK, a lost ACK and a lost probe together would otherwise cost an RTO every few
+    ///   hundred flights;
+    /// - also in recovery: a lost retransmission that nothing sent after it can reveal, or a
+    ///   lost burst of ACKs, would otherwise wait for the RTO; the probe's SACK lets RACK find
+    ///   it instead.
     pub(super) fn schedule_probe(&mut self, now: Instant) {
         let open = self.sack_on
             && matches!(
@@ -191,7 +197,7 @@ impl Connection {
             )
             && self.snd_max > self.snd_una
             && self.rto_count == 0
-            && self.tlp_end.is_none();
+            && self.tlp_probes < MAX_PROBES;
         if !open {
             self.timers.stop(Timer::LossProbe);
             return;
@@ -206,7 +212,8 @@ impl Connection {
             // The peer may hold its ACK of a lone segment for a delayed-ACK time.
             pto += WC_DEL_ACK;
         }
-        let at = now + pto;
+        // Each further probe of one episode waits twice as long.
+        let at = now + pto * (1 << self.tlp_probes);
         match self.timers.get(Timer::Retransmit) {
             Some(rto_at) if at >= rto_at => self.timers.stop(Timer::LossProbe),
             _ => self.timers.set(Timer::LossProbe, at),
@@ -216,11 +223,13 @@ impl Connection {
     /// RFC 8985 §7.3: the probe timeout passed without an ACK: the next poll sends a probe,
     /// and the RTO is re-armed from now.
     pub(super) fn on_probe_timeout(&mut self, now: Instant) {
-        if self.snd_max == self.snd_una || self.tlp_end.is_some() {
+        if self.snd_max == self.snd_una || self.tlp_probes >= MAX_PROBES {
             return;
         }
         self.tlp_send = true;
-        self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        if self.tlp_probes == 0 {
+            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        }
     }
 
     /// Retransmits from `start`, at most up to `end`, and moves HighRxt past it.
@@ -237,6 +246,9 @@ impl Connection {
         Some(seg)
     }
 }
+
+/// Loss probes per episode (RFC 8985 sends one; see `schedule_probe`).
+const MAX_PROBES: u32 = 3;
 
 /// RFC 8985 §7.2 WCDelAckT: the longest a peer may delay the ACK of a single segment.
 const WC_DEL_ACK: Duration = Duration::from_millis(200);

@@ -67,8 +67,9 @@ fn probe_at_pto_resends_the_last_segment_and_its_sack_starts_recovery() {
         len: 1000,
         reason: RetransmitReason::Probe,
     }));
-    // One probe per episode: nothing more until the RTO, re-armed from the probe.
-    assert_eq!(h.conn.poll_at(), Some(ms(232)));
+    // Unanswered, a second probe would follow after twice the PTO (the RTO was re-armed
+    // from the first probe, to 232 ms).
+    assert_eq!(h.conn.poll_at(), Some(ms(32 + 44)));
     // The probe's SACK arrives 10 ms later: RACK finds 0..4000, sent 22 ms before the
     // delivered probe, lost (RACK.rtt 10 ms + reo_wnd 2.5 ms have passed): fast recovery,
     // the four segments resent at once (cwnd 7000, pipe 0).
