@@ -43,6 +43,9 @@ pub struct Rack {
     end_seq: SeqNumber,
     /// RACK.rtt: the RTT measured from that segment.
     rtt: Duration,
+    /// Entries with `retransmitted` set: while none, send times rise with sequence numbers
+    /// and the loss scan stops at the first segment sent after RACK.xmit_ts.
+    resent: usize,
     /// Smallest RACK.rtt seen (RFC 8985 §6.2 step 3 uses it to reject ambiguous samples).
     min_rtt: Option<Duration>,
 }
@@ -84,6 +87,9 @@ impl Rack {
                 break;
             }
             s.xmit = now;
+            if !s.retransmitted {
+                self.resent += 1;
+            }
             s.retransmitted = true;
             s.copies = if s.lost { 1 } else { 2 };
             s.lost = false;
@@ -114,6 +120,9 @@ impl Rack {
             }
             let s = *s;
             self.segs.pop_front();
+            if s.retransmitted {
+                self.resent -= 1;
+            }
             if !s.sacked {
                 self.update(now, &s);
                 delivered = true;
@@ -177,7 +186,11 @@ impl Rack {
         };
         let mut marked = false;
         let mut timer: Option<Instant> = None;
+        let ordered = self.resent == 0;
         for s in self.segs.iter_mut() {
+            if ordered && s.xmit > xmit_ts {
+                break;
+            }
             if s.sacked || s.lost {
                 continue;
             }
