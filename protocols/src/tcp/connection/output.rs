@@ -223,6 +223,10 @@ impl Connection {
     /// SACK recovery (RFC 6675), else what lies between `seq` and SND.UNA + cwnd (the window
     /// inflated during RFC 6582 recovery).
     fn cwnd_room(&self, seq: SeqNumber) -> usize {
+        if self.tlp_send {
+            // RFC 8985 §7.3: a loss probe of new data goes out whatever the congestion window.
+            return usize::MAX;
+        }
         if self.in_recovery && self.sack_on {
             self.pipe_room()
         } else {
@@ -280,10 +284,7 @@ impl Connection {
         let len = if retransmit {
             unsent.min(max_payload).min(limit)
         } else {
-            let mut room = (self.snd_una + self.snd_wnd) - seq;
-            if !self.tlp_send {
-                room = room.min(self.cwnd_room(seq));
-            }
+            let room = ((self.snd_una + self.snd_wnd) - seq).min(self.cwnd_room(seq));
             unsent.min(room).min(max_payload).min(limit)
         };
         let fin = fin_pending && len == unsent;
