@@ -14,6 +14,7 @@ pub mod congestion;
 mod connection;
 mod event;
 mod isn;
+mod rack;
 mod recv_buffer;
 mod rtt;
 mod sack;

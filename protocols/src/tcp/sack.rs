@@ -148,6 +148,8 @@ impl Scoreboard {
             .any(|(s, e, lost)| lost && s <= seq && seq < e)
     }
 
+    /// RFC 6675 `SetPipe` (the connection counts per segment instead, `rack.rs`).
+    #[cfg(test)]
     /// RFC 6675 `SetPipe`: bytes believed in the network. Every byte from SND.UNA to SND.MAX
     /// not SACKed counts once unless lost, and once more if it was retransmitted (below
     /// `high_rxt`).
@@ -177,6 +179,7 @@ impl Scoreboard {
         pipe
     }
 
+    #[cfg(test)]
     /// RFC 6675 `NextSeg` rules (1) and (3): the first not-yet-retransmitted unSACKed range
     /// above `high_rxt` and below the highest SACKed byte, as `(start, end)`; with
     /// `lost_only`, only a range for which `IsLost` holds (rule 1).

@@ -19,10 +19,14 @@ pub enum Timer {
     FinWait2,
     /// Data unacknowledged for longer than the user timeout (RFC 5482).
     UserTimeout,
+    /// Tail loss probe (RFC 8985 §7).
+    LossProbe,
+    /// RACK reordering window of the oldest segment not yet deemed lost (RFC 8985 §6.2).
+    Reorder,
 }
 
 /// Number of [`Timer`] kinds.
-const COUNT: usize = 7;
+const COUNT: usize = 9;
 
 /// Deadlines, `None` when a timer is stopped.
 #[derive(Clone, Debug, Default)]

@@ -209,6 +209,7 @@ impl Connection {
             self.on_dup_ack(now);
         }
         self.check_sack_loss(now);
+        self.rack_on_ack(now, ack);
         // RFC 9293 §3.10.7.4: update the window from the newest segment.
         if self.snd_wl1 < seg.seq_number || (self.snd_wl1 == seg.seq_number && self.snd_wl2 <= ack)
         {

@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 
 use super::congestion::CongestionController;
 use super::event::EVENT_QUEUE;
+use super::rack::Rack;
 use super::recv_buffer::RecvBuffer;
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
@@ -115,6 +116,14 @@ pub struct Connection {
     high_rxt: SeqNumber,
     /// The inflated window of RFC 6582 recovery (without SACK).
     recovery_cwnd: usize,
+    /// Per-segment send times and marks for RACK (RFC 8985) and SACK recovery.
+    rack: Rack,
+    /// The loss probe timer fired: the next poll sends a probe (RFC 8985 §7.3).
+    tlp_send: bool,
+    /// SND.MAX after the last probe, until an ACK covers it.
+    tlp_end: Option<SeqNumber>,
+    /// Probes sent since an ACK last delivered anything (at most [`MAX_PROBES`]).
+    tlp_probes: u32,
 
     // Keep-alive and RFC 5961 challenge ACK budget.
     keepalive_probes: u32,
@@ -196,6 +205,10 @@ impl Connection {
             sack: Scoreboard::default(),
             high_rxt: iss,
             recovery_cwnd: 0,
+            rack: Rack::default(),
+            tlp_send: false,
+            tlp_end: None,
+            tlp_probes: 0,
             keepalive_probes: 0,
             send_keepalive: false,
             challenge_second: 0,
@@ -371,6 +384,12 @@ impl Connection {
         if self.timers.take_expired(Timer::Retransmit, now) {
             self.on_retransmit_timeout(now);
         }
+        if self.timers.take_expired(Timer::LossProbe, now) {
+            self.on_probe_timeout(now);
+        }
+        if self.timers.take_expired(Timer::Reorder, now) {
+            self.rack_detect(now);
+        }
         if self.timers.take_expired(Timer::DelayedAck, now) {
             self.ack_now = true;
         }
@@ -472,10 +491,17 @@ impl Connection {
         self.dupacks = 0;
         self.in_recovery = false;
         self.high_rxt = self.snd_una;
+        self.timers.stop(Timer::LossProbe);
+        self.timers.stop(Timer::Reorder);
+        self.tlp_send = false;
+        self.tlp_end = None;
+        self.tlp_probes = 0;
+        self.rack.mark_all_lost();
         if self.rto_count >= 2 {
             // RFC 6675 §5.1: SACKed data the peer may have reneged on is sent again after a
             // second timeout in a row.
             self.sack.clear();
+            self.rack.forget_sacks();
         }
         let data_outstanding = self.snd_una < self.tx_start + self.tx.len();
         if self.snd_wnd == 0 && self.syn_acked() && data_outstanding {

@@ -65,6 +65,11 @@ impl Connection {
         if self.state == State::SynSent {
             return None;
         }
+        if self.tlp_send {
+            if let Some(seg) = self.send_loss_probe(now, buf) {
+                return Some(seg);
+            }
+        }
         if self.retransmit_una {
             self.retransmit_una = false;
             let end = self.snd_una + self.sack_limit(self.snd_una).min(u32::MAX as usize >> 1);
@@ -112,6 +117,29 @@ impl Connection {
             return self.pure_ack(now, buf.len());
         }
         None
+    }
+
+    /// RFC 8985 §7.3: new data if the peer's window allows (the congestion window is not
+    /// asked), else the last segment sent again.
+    fn send_loss_probe(&mut self, now: Instant, buf: &mut [u8]) -> Option<TcpRepr> {
+        let limit = self.sack_limit(self.snd_nxt);
+        let seg = if self.snd_nxt == self.snd_max {
+            self.send_from(now, buf, self.snd_nxt, false, limit)
+        } else {
+            None
+        };
+        let seg = seg.or_else(|| {
+            let (s, e) = self.rack.last()?;
+            let s = s.max(self.snd_una);
+            self.send_from(now, buf, s, true, e - s)
+        });
+        self.tlp_send = false;
+        if seg.is_some() {
+            self.tlp_end = Some(self.snd_max);
+            self.tlp_probes += 1;
+            self.schedule_probe(now);
+        }
+        seg
     }
 
     fn pure_ack(&mut self, now: Instant, room: usize) -> Option<TcpRepr> {
@@ -195,6 +223,10 @@ impl Connection {
     /// SACK recovery (RFC 6675), else what lies between `seq` and SND.UNA + cwnd (the window
     /// inflated during RFC 6582 recovery).
     fn cwnd_room(&self, seq: SeqNumber) -> usize {
+        if self.tlp_send {
+            // RFC 8985 §7.3: a loss probe of new data goes out whatever the congestion window.
+            return usize::MAX;
+        }
         if self.in_recovery && self.sack_on {
             self.pipe_room()
         } else {
@@ -297,8 +329,14 @@ impl Connection {
         if let Some(t) = self.cfg.user_timeout {
             self.timers.set_if_stopped(Timer::UserTimeout, now + t);
         }
+        self.rack.on_send(seq, end, now);
+        if !retransmit && !resend {
+            self.schedule_probe(now);
+        }
         if (retransmit || resend) && self.events.is_some() {
-            let reason = if self.in_recovery {
+            let reason = if self.tlp_send {
+                RetransmitReason::Probe
+            } else if self.in_recovery {
                 if self.sack_on {
                     RetransmitReason::SackLoss
                 } else {

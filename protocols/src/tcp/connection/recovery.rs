@@ -5,8 +5,9 @@
 
 use super::Connection;
 use crate::tcp::sack::DUP_THRESH;
-use crate::tcp::TcpEvent;
-use crate::time::Instant;
+use crate::tcp::timer::Timer;
+use crate::tcp::{State, TcpEvent};
+use crate::time::{Duration, Instant};
 use crate::wire::tcp::{SeqNumber, TcpRepr};
 
 impl Connection {
@@ -100,19 +101,15 @@ impl Connection {
         // With SACK a partial ACK changes nothing but the scoreboard: NextSeg finds the holes.
     }
 
-    /// `cwnd - pipe` during SACK recovery.
+    /// `cwnd - pipe` during SACK recovery, `pipe` counted per segment from the scoreboard's
+    /// and RACK's marks (a lost retransmission leaves the pipe, RFC 8985 §6).
     pub(super) fn pipe_room(&self) -> usize {
-        let pipe = self.sack.pipe(
-            self.snd_una,
-            self.snd_max,
-            self.high_rxt.max(self.snd_una),
-            self.smss(),
-        );
-        self.cc.window().saturating_sub(pipe)
+        self.cc.window().saturating_sub(self.rack.pipe())
     }
 
     /// RFC 6675 §5 step (C): while `cwnd - pipe >= SMSS`, the next segment by `NextSeg`: a
-    /// lost hole (rule 1), new data (rule 2), any unSACKed hole below the highest SACK (rule 3).
+    /// segment marked lost, by `IsLost` or by RACK, retransmissions included (rule 1), new
+    /// data (rule 2), any unSACKed segment below the highest SACK never sent again (rule 3).
     pub(super) fn sack_recovery_segment(
         &mut self,
         now: Instant,
@@ -122,18 +119,117 @@ impl Connection {
         if self.pipe_room() < smss {
             return None;
         }
-        let from = self.high_rxt.max(self.snd_una);
-        if let Some((s, e)) = self.sack.next_hole(self.snd_una, from, smss, true) {
-            if let Some(seg) = self.retransmit_range(now, buf, s, e) {
-                return Some(seg);
+        if let Some((s, e)) = self.rack.first_lost() {
+            let s = self.sack.sacked_until(s).unwrap_or(s).max(self.snd_una);
+            if s < e {
+                let e = e.min(s + self.sack.unsacked_run(s).min(u32::MAX as usize >> 1));
+                if let Some(seg) = self.retransmit_range(now, buf, s, e) {
+                    return Some(seg);
+                }
             }
         }
         let limit = self.sack.unsacked_run(self.snd_nxt);
         if let Some(seg) = self.send_from(now, buf, self.snd_nxt, false, limit) {
             return Some(seg);
         }
-        let (s, e) = self.sack.next_hole(self.snd_una, from, smss, false)?;
+        let top = self.sack.high_sacked()?;
+        let (s, e) = self.rack.first_unretransmitted(top)?;
+        let s = s.max(self.snd_una);
+        let e = e.min(s + self.sack.unsacked_run(s).min(u32::MAX as usize >> 1));
         self.retransmit_range(now, buf, s, e)
+    }
+
+    /// After an ACK: RACK learns what was delivered and marks what is lost (RFC 8985 §6.2);
+    /// recovery starts on the first loss it finds; the loss probe is re-armed.
+    pub(super) fn rack_on_ack(&mut self, now: Instant, ack: SeqNumber) {
+        let smss = self.smss();
+        let delivered = self
+            .rack
+            .on_ack(now, self.snd_una, &self.sack, smss, self.sack_on);
+        if self.tlp_end.is_some_and(|end| ack >= end) {
+            self.tlp_end = None;
+        }
+        if delivered {
+            self.tlp_probes = 0;
+            self.rack_detect(now);
+        }
+        self.schedule_probe(now);
+    }
+
+    /// RFC 8985 §6.2 step 5 (also when the reordering timer fires).
+    pub(super) fn rack_detect(&mut self, now: Instant) {
+        if !self.sack_on || self.snd_max == self.snd_una {
+            self.timers.stop(Timer::Reorder);
+            return;
+        }
+        // RFC 8985 §6.2 step 4: RACK.reo_wnd = RACK.min_RTT / 4, no more than SRTT.
+        let mut reo_wnd = self.rack.min_rtt().unwrap_or(Duration::ZERO) / 4;
+        if let Some(srtt) = self.rtt.srtt() {
+            if srtt > Duration::ZERO {
+                reo_wnd = reo_wnd.min(srtt);
+            }
+        }
+        let (marked, timer) = self.rack.detect_loss(now, reo_wnd);
+        match timer {
+            Some(at) => self.timers.set(Timer::Reorder, at),
+            None => self.timers.stop(Timer::Reorder),
+        }
+        if marked && !self.in_recovery {
+            self.enter_recovery(now);
+        }
+    }
+
+    /// RFC 8985 §7.2: arms the loss probe timeout while data is outstanding (not after a
+    /// timeout), unless the RTO comes first. Two departures from the RFC (and from Linux),
+    /// both because on a short path an RTO costs hundreds of round trips:
+    /// - up to [`MAX_PROBES`] probes per episode, each after twice the wait of the one before,
+    ///   until an ACK delivers something: where the peer acknowledges a whole burst with one
+    ///   ACK, a lost ACK and a lost probe together would otherwise cost an RTO every few
+    ///   hundred flights;
+    /// - also in recovery: a lost retransmission that nothing sent after it can reveal, or a
+    ///   lost burst of ACKs, would otherwise wait for the RTO; the probe's SACK lets RACK find
+    ///   it instead.
+    pub(super) fn schedule_probe(&mut self, now: Instant) {
+        let open = self.sack_on
+            && matches!(
+                self.state,
+                State::Established | State::CloseWait | State::FinWait1 | State::LastAck
+            )
+            && self.snd_max > self.snd_una
+            && self.rto_count == 0
+            && self.tlp_probes < MAX_PROBES;
+        if !open {
+            self.timers.stop(Timer::LossProbe);
+            return;
+        }
+        let srtt = self
+            .rack
+            .min_rtt()
+            .max(self.rtt.srtt())
+            .unwrap_or(Duration::ZERO);
+        let mut pto = srtt * 2 + TLP_MIN_EXTRA;
+        if self.rack.segments() <= 1 {
+            // The peer may hold its ACK of a lone segment for a delayed-ACK time.
+            pto += WC_DEL_ACK;
+        }
+        // Each further probe of one episode waits twice as long.
+        let at = now + pto * (1 << self.tlp_probes);
+        match self.timers.get(Timer::Retransmit) {
+            Some(rto_at) if at >= rto_at => self.timers.stop(Timer::LossProbe),
+            _ => self.timers.set(Timer::LossProbe, at),
+        }
+    }
+
+    /// RFC 8985 §7.3: the probe timeout passed without an ACK: the next poll sends a probe,
+    /// and the RTO is re-armed from now.
+    pub(super) fn on_probe_timeout(&mut self, now: Instant) {
+        if self.snd_max == self.snd_una || self.tlp_probes >= MAX_PROBES {
+            return;
+        }
+        self.tlp_send = true;
+        if self.tlp_probes == 0 {
+            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        }
     }
 
     /// Retransmits from `start`, at most up to `end`, and moves HighRxt past it.
@@ -150,3 +246,13 @@ impl Connection {
         Some(seg)
     }
 }
+
+/// Loss probes per episode (RFC 8985 sends one; see `schedule_probe`).
+const MAX_PROBES: u32 = 3;
+
+/// RFC 8985 §7.2 WCDelAckT: the longest a peer may delay the ACK of a single segment.
+const WC_DEL_ACK: Duration = Duration::from_millis(200);
+
+/// Added to 2*SRTT so that a path of a fraction of a millisecond does not probe before the
+/// peer's ACK could have come back through its own scheduling (Linux adds 2 ms likewise).
+const TLP_MIN_EXTRA: Duration = Duration::from_millis(2);

@@ -6,6 +6,7 @@ mod data;
 mod handshake;
 mod loss;
 mod pair;
+mod rack;
 mod robustness;
 mod sack;
 mod timers;

@@ -58,12 +58,14 @@ fn sack_recovery_retransmits_holes_first_within_pipe() {
     // A duplicate of the same SACK information is no duplicate ACK and sends nothing.
     h.send(sack_ack(0, &[(4000, 8000), (1000, 3000)]), &[]);
     h.expect_nothing();
-    // The retransmission of 0 arrives: partial ACK to 3000. Still in recovery (the recovery
-    // point is 12000); pipe = 1000 (3000 retransmitted) + 5000 above 8000: one new segment.
+    // The retransmission of 0 (sent at 30 ms) arrives: partial ACK to 3000. Still in recovery
+    // (the recovery point is 12000). RACK (RFC 8985 §6.2): 8000 and 9000, sent at 0 ms, are
+    // still unSACKed a RACK.rtt (30 ms) plus reo_wnd after a segment sent later was
+    // delivered: lost, sent again first; then new data as the pipe allows.
     h.now = ms(60);
     h.send(sack_ack(3000, &[(4000, 8000)]), &[]);
     assert!(h.conn.in_recovery());
-    assert_eq!(seqs(&h.drain()), vec![lseq(13_000)]);
+    assert_eq!(seqs(&h.drain()), vec![lseq(8000), lseq(9000), lseq(13_000)]);
     // A D-SACK for data below SND.UNA is ignored safely.
     h.send(sack_ack(3000, &[(0, 1000), (4000, 8000)]), &[]);
     h.expect_nothing();
