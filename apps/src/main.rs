@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use engine::Node;
 use tapir_apps::cli::NodeOpts;
 use tapir_apps::ping::PingOpts;
 use tapir_apps::resolve::{ResolveError, ResolveOpts};
@@ -128,28 +127,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             let config = node_config(&node)?;
-            let node = Node::start(config)?;
+            let node = tapir_apps::cli::start_node(&node, config)?;
             let labels = serve::start_services(&node, &services)?;
             println!("{}", serve::start_line(&node, &labels));
             serve::wait_for_signal()?;
-            node.shutdown();
+            tapir_apps::cli::stop_node(&node);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Node { node, serve, exec } => {
             let config = node_config(&node)?;
-            let node = Node::start(config)?;
+            let node = tapir_apps::cli::start_node(&node, config)?;
             let mut shell = shell::Shell::new(node.clone());
             let labels = shell.serve(&serve)?;
             println!("{}", serve::start_line(&node, &labels));
             let status = shell::run(&mut shell, exec.as_deref());
-            node.shutdown();
+            tapir_apps::cli::stop_node(&node);
             Ok(ExitCode::from(status))
         }
         Cmd::Ping { node, ping: opts } => {
             let config = node_config(&node)?;
-            let node = Node::start(config)?;
+            let node = tapir_apps::cli::start_node(&node, config)?;
             let summary = ping::run(&node, &opts, &mut std::io::stdout())?;
-            node.shutdown();
+            tapir_apps::cli::stop_node(&node);
             Ok(if summary.received > 0 {
                 ExitCode::SUCCESS
             } else {
@@ -158,9 +157,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Traceroute { node, opts } => {
             let config = node_config(&node)?;
-            let node = Node::start(config)?;
+            let node = tapir_apps::cli::start_node(&node, config)?;
             let trace = traceroute::run(&node, &opts, &mut std::io::stdout())?;
-            node.shutdown();
+            tapir_apps::cli::stop_node(&node);
             Ok(if trace.reached {
                 ExitCode::SUCCESS
             } else {
@@ -169,9 +168,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Wget { node, opts } => {
             let config = node_config(&node)?;
-            let node = Node::start(config)?;
+            let node = tapir_apps::cli::start_node(&node, config)?;
             let r = wget::run(&node, &opts);
-            node.shutdown();
+            tapir_apps::cli::stop_node(&node);
             r?;
             Ok(ExitCode::SUCCESS)
         }
@@ -179,14 +178,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             node,
             resolve: opts,
         } => {
-            if node.dns.is_empty() {
+            if node.dns.is_empty() && !node.dhcp {
                 eprintln!("tapir: {}", ResolveError::NoServers);
                 return Ok(ExitCode::from(2));
             }
             let config = node_config(&node)?;
-            let n = Node::start(config)?;
-            let r = resolve::run(&n, &node.dns, &opts, &mut std::io::stdout());
-            n.shutdown();
+            let n = tapir_apps::cli::start_node(&node, config)?;
+            let dns = node.dns_servers(&n);
+            let r = resolve::run(&n, &dns, &opts, &mut std::io::stdout());
+            tapir_apps::cli::stop_node(&n);
             match r {
                 Ok(_) => Ok(ExitCode::SUCCESS),
                 Err(e) => {

@@ -434,3 +434,42 @@ fn replies_for_another_client_are_counted_and_ignored() {
     assert_eq!(s.dhcp_state(), Some(State::Selecting));
     assert_eq!(s.counters().drops(DropReason::DhcpIgnored), 1);
 }
+
+#[test]
+fn a_release_waiting_for_the_servers_mac_still_goes_out() {
+    let mut s = dhcp_stack();
+    bind(&mut s);
+    s.dhcp_release(secs(5));
+    let mut out = Vec::new();
+    s.poll(secs(5), &mut out);
+    assert!(dhcp_out(&out).is_empty(), "held for ARP");
+    let req = arps(&out);
+    assert_eq!(req.len(), 1);
+    assert_eq!(req[0].target_protocol_addr, SERVER);
+    assert_eq!(req[0].source_protocol_addr, ADDR, "asked from the leased address");
+    assert!(!s.dhcp_release_sent());
+    assert_eq!(s.address(), Ipv4Addr::UNSPECIFIED);
+    // The server answers the leased address, which we no longer hold.
+    let reply = ArpRepr {
+        operation: ArpOperation::Reply,
+        source_hardware_addr: SERVER_MAC,
+        source_protocol_addr: SERVER,
+        target_hardware_addr: MAC,
+        target_protocol_addr: ADDR,
+    };
+    let mut frame = vec![0u8; 14 + reply.buffer_len()];
+    EthernetRepr {
+        src_addr: SERVER_MAC,
+        dst_addr: MAC,
+        ethertype: EtherType::Arp,
+    }
+    .emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
+    reply.emit(&mut ArpPacket::new_unchecked(&mut frame[14..]));
+    let mut out = Vec::new();
+    s.receive(secs(5), &frame, &mut out);
+    let sent = dhcp_out(&out);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].3.message_type, MessageType::Release);
+    assert_eq!(sent[0].2, SERVER_MAC);
+    assert!(s.dhcp_release_sent());
+}

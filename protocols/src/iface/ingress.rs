@@ -62,11 +62,9 @@ impl Stack {
                 repr.operation == ArpOperation::Request,
             );
         }
-        if me.is_unspecified() {
-            // No address (DHCP not bound): nothing is for us, and we answer nobody.
-            return;
-        }
-        let for_me = repr.target_protocol_addr == me;
+        // Without an address (DHCP not bound) nothing is for us and we answer nobody; replies
+        // for a next hop we wait for (a RELEASE to the server) are still taken below.
+        let for_me = !me.is_unspecified() && repr.target_protocol_addr == me;
         let sender_ok = !sender.is_unspecified()
             && !sender.is_broadcast()
             && sender != me
