@@ -446,7 +446,10 @@ fn a_release_waiting_for_the_servers_mac_still_goes_out() {
     let req = arps(&out);
     assert_eq!(req.len(), 1);
     assert_eq!(req[0].target_protocol_addr, SERVER);
-    assert_eq!(req[0].source_protocol_addr, ADDR, "asked from the leased address");
+    assert_eq!(
+        req[0].source_protocol_addr, ADDR,
+        "asked from the leased address"
+    );
     assert!(!s.dhcp_release_sent());
     assert_eq!(s.address(), Ipv4Addr::UNSPECIFIED);
     // The server answers the leased address, which we no longer hold.
