@@ -108,7 +108,7 @@ impl LanLab {
             "root", "--netns", &lab.br,
         ]);
         std::fs::write(lab.dir.join("hello.txt"), b"hello from tapir\n").expect("write file");
-        lab.start_dnsmasq();
+        lab.start_dnsmasq("10.9.0.100,10.9.0.150");
         lab
     }
 
@@ -116,8 +116,11 @@ impl LanLab {
         self.dir.join("dnsmasq.leases")
     }
 
-    fn start_dnsmasq(&mut self) {
+    /// Starts dnsmasq handing out `range` (FIRST,LAST), with a fresh lease file.
+    fn start_dnsmasq(&mut self, range: &str) {
+        let _ = std::fs::remove_file(self.leases());
         let leases = format!("--dhcp-leasefile={}", self.leases().display());
+        let range = format!("--dhcp-range={range},255.255.255.0,2m");
         let mut child = Command::new("ip")
             .args(["netns", "exec", &self.lan, "dnsmasq"])
             .args([
@@ -128,7 +131,7 @@ impl LanLab {
                 "--bind-interfaces",
                 "--pid-file=",
                 "--user=root",
-                "--dhcp-range=10.9.0.100,10.9.0.150,255.255.255.0,2m",
+                &range,
                 "--dhcp-option=option:router,10.9.0.1",
                 "--dhcp-option=option:dns-server,10.9.0.1",
                 "--dhcp-authoritative",
@@ -166,6 +169,15 @@ impl LanLab {
                 log.lock().unwrap().push(l);
             }
         });
+    }
+
+    /// Stops dnsmasq (by its pid) and forgets its log.
+    fn stop_dnsmasq(&mut self) {
+        if let Some(mut d) = self.dnsmasq.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        self.log = Arc::new(Mutex::new(Vec::new()));
     }
 
     fn log_text(&self) -> String {
@@ -392,6 +404,72 @@ fn renewal_keeps_the_address() {
         "{rest}"
     );
     assert!(rest.contains(&format!("renewed {addr}/24")), "{rest}");
+}
+
+#[test]
+fn a_nak_on_renewal_restarts_and_takes_a_new_address() {
+    if !interop_allowed() {
+        return;
+    }
+    let mut lab = LanLab::up("k");
+    let mut child = Running(
+        lab.tapir("node")
+            .args(["--dhcp-max-lease", "20"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tapir node"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = lines
+        .next()
+        .and_then(Result::ok)
+        .expect("tapir node printed its start line");
+    let old = start_address(&line);
+    // The server forgets everything and now serves another range: tapir's renewal is NAKed.
+    lab.stop_dnsmasq();
+    lab.start_dnsmasq("10.9.0.200,10.9.0.220");
+    assert!(
+        lab.wait_log(30, |l| l.contains("DHCPNAK(lan1)")
+            && l.lines().any(|x| x.contains("DHCPACK(lan1) 10.9.0.2"))),
+        "no NAK and new lease within 30 s: {}",
+        lab.log_text()
+    );
+    // The new address is probed (RFC 5227) before use: ask `dhcp` until it says bound.
+    let out = Arc::new(Mutex::new(Vec::<String>::new()));
+    let out2 = out.clone();
+    let reader = std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            out2.lock().unwrap().push(l);
+        }
+    });
+    let mut stdin = child.0.stdin.take().expect("stdin");
+    let until = Instant::now() + Duration::from_secs(20);
+    let bound_anew = |v: &[String]| {
+        let last_state = v.iter().rposition(|l| l.starts_with("state "));
+        last_state.is_some_and(|i| {
+            v[i] == "state bound"
+                && v.get(i + 1)
+                    .is_some_and(|a| a.starts_with("address 10.9.0.2"))
+        })
+    };
+    while Instant::now() < until && !bound_anew(&out.lock().unwrap()) {
+        stdin.write_all(b"dhcp\n").expect("write dhcp");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    stdin.write_all(b"quit\n").expect("write quit");
+    drop(stdin);
+    let status = child.0.wait().expect("wait tapir");
+    reader.join().expect("reader");
+    let rest = out.lock().unwrap().join("\n");
+    assert!(status.success(), "{rest}");
+    assert!(
+        bound_anew(&out.lock().unwrap()),
+        "bound to a new address: {rest}"
+    );
+    assert!(rest.contains(&format!("lost {old} (nak)")), "{rest}");
 }
 
 #[test]

@@ -10,6 +10,11 @@
 //! fly; TCP connections made on a lost address are not moved (they fail as their peers stop
 //! answering).
 //!
+//! Simplifications, on purpose for now: one announcement after binding (RFC 5227 §2.3 asks for
+//! two, 2 s apart); no defence of the address once bound (§2.4: a conflicting ARP while bound
+//! is ignored); no INIT-REBOOT with a remembered address (the client may ask for one through
+//! `Config::requested_ip`).
+//!
 //! It must never: send from an address it does not hold (other than 0.0.0.0 while acquiring),
 //! keep an address after the client lost it, or raise the MTU above the configured one.
 
