@@ -6,8 +6,8 @@
 //!   successor of PyIP's `hostconf bridge`), joining a veth `lan0` and tapir's tap `tap0`;
 //! - namespace `…-lan` holds the veth's peer `lan1` at 10.9.0.1/24: the "LAN", where dnsmasq
 //!   hands out 10.9.0.100-150 with a 2-minute lease (dnsmasq's shortest), router and DNS server
-//!   10.9.0.1, and answers `www.lab.test` from its own records (nothing is forwarded), and from
-//!   where curl reaches tapir's HTTP service.
+//!   10.9.0.1, and answers `www.lab.test` (10.9.0.80, where nginx serves when a test asks) from
+//!   its own records (nothing is forwarded), and from where curl reaches tapir's HTTP service.
 //!
 //! Renewal is seen without waiting a minute by the client's test-only `--dhcp-max-lease 20`
 //! (T1 = 10 s). Needs root, /dev/net/tun, dnsmasq and curl (`scripts/setup` installs them).
@@ -56,12 +56,16 @@ struct LanLab {
     lan: String,
     dir: PathBuf,
     dnsmasq: Option<Child>,
+    nginx: Option<Child>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for LanLab {
     fn drop(&mut self) {
-        if let Some(mut d) = self.dnsmasq.take() {
+        for mut d in [self.dnsmasq.take(), self.nginx.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = d.kill();
             let _ = d.wait();
         }
@@ -82,6 +86,7 @@ impl LanLab {
             lan: format!("{base}-lan"),
             dir,
             dnsmasq: None,
+            nginx: None,
             log: Arc::new(Mutex::new(Vec::new())),
         };
         std::fs::create_dir_all(&lab.dir).expect("temp dir");
@@ -98,6 +103,16 @@ impl LanLab {
             "addr",
             "add",
             "10.9.0.1/24",
+            "dev",
+            "lan1",
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &lab.lan,
+            "addr",
+            "add",
+            "10.9.0.80/24",
             "dev",
             "lan1",
         ]);
@@ -169,6 +184,47 @@ impl LanLab {
                 log.lock().unwrap().push(l);
             }
         });
+    }
+
+    /// Starts nginx on 10.9.0.80:80 serving `root`; waits (bounded) until it answers.
+    fn start_nginx(&mut self, root: &std::path::Path) {
+        let d = self.dir.join("nginx");
+        std::fs::create_dir_all(&d).expect("nginx dir");
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
+http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+  fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+  types {{ application/octet-stream bin; }}\n\
+  server {{\n    listen 10.9.0.80:80;\n    root {r};\n  }}\n}}\n",
+            d = d.display(),
+            r = root.display()
+        );
+        let conf_path = d.join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("nginx.conf");
+        let child = self
+            .in_lan("nginx")
+            .arg("-p")
+            .arg(&d)
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nginx (scripts/setup installs it)");
+        self.nginx = Some(child);
+        let ready = (0..100).any(|_| {
+            let ok = self
+                .in_lan("curl")
+                .args(["-s", "-o", "/dev/null", "-m", "1", "http://10.9.0.80/"])
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            ok
+        });
+        assert!(ready, "nginx did not start listening");
     }
 
     /// Stops dnsmasq (by its pid) and forgets its log.
@@ -404,6 +460,32 @@ fn renewal_keeps_the_address() {
         "{rest}"
     );
     assert!(rest.contains(&format!("renewed {addr}/24")), "{rest}");
+}
+
+#[test]
+fn wget_from_nginx_on_the_lan_is_byte_exact() {
+    if !interop_allowed() {
+        return;
+    }
+    let mut lab = LanLab::up("g");
+    let www = lab.dir.join("www");
+    std::fs::create_dir_all(&www).expect("www dir");
+    let body = tapir_apps::lab::pseudo_random_bytes(300_000, 0x5eed);
+    std::fs::write(www.join("file.bin"), &body).expect("write file");
+    lab.start_nginx(&www);
+    let got = lab.dir.join("got.bin");
+    let out = lab
+        .tapir("wget")
+        .args(["-q", "-O"])
+        .arg(&got)
+        .arg("http://10.9.0.80/file.bin")
+        .output()
+        .expect("run tapir wget");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        std::fs::read(&got).expect("fetched file") == body,
+        "bytes differ"
+    );
 }
 
 #[test]
