@@ -22,6 +22,16 @@ impl Node {
         self.with_stack(0, |s, _| s.cidr())
     }
 
+    /// The node's address now: the configured one, or with DHCP the lease's (0.0.0.0 before
+    /// one). Takes no lock without DHCP.
+    pub fn current_address(&self) -> Ipv4Addr {
+        if self.config().stack.dhcp {
+            self.cidr().address()
+        } else {
+            self.address()
+        }
+    }
+
     /// The gateway in use now (the lease's router with DHCP).
     pub fn gateway(&self) -> Option<Ipv4Addr> {
         self.with_stack(0, |s, _| s.config().gateway)

@@ -45,7 +45,7 @@ impl TcpListener {
     }
 
     pub fn local_addr(&self) -> SocketAddrV4 {
-        SocketAddrV4::new(self.node.address(), self.port)
+        SocketAddrV4::new(self.node.current_address(), self.port)
     }
 
     /// Waits for the next established connection.
@@ -170,7 +170,7 @@ impl TcpStream {
     }
 
     pub fn local_addr(&self) -> SocketAddrV4 {
-        SocketAddrV4::new(self.node.address(), self.local_port)
+        SocketAddrV4::new(self.node.current_address(), self.local_port)
     }
 
     /// The worker that owns this connection.
