@@ -44,12 +44,28 @@ pub struct NodeOpts {
     /// Tap queues, one pinned worker each.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub queues: u16,
+    /// Print one tcpdump-style line per frame matching EXPR (e.g. 'tcp and port 80', or all).
+    #[arg(long, value_name = "EXPR")]
+    pub trace: Option<String>,
+    /// Write every frame (or those matching --pcap-filter) to a pcapng capture.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<std::path::PathBuf>,
+    /// Only frames matching EXPR go to the --pcap capture.
+    #[arg(long, value_name = "EXPR", requires = "pcap")]
+    pub pcap_filter: Option<String>,
     /// A DNS server to ask (repeatable; asked in order).
     #[arg(long = "dns", value_name = "IP")]
     pub dns: Vec<Ipv4Addr>,
+    /// Tap offloads (vnet header, checksum, TSO/GRO segments up to 64 KiB): on or off.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"], value_name = "on|off")]
+    pub offload: String,
     /// Most TCP connections held at once.
     #[arg(long, default_value_t = 65536, value_name = "N")]
     pub max_conns: usize,
+    /// Impair the frames tapir reads and writes, seeded: loss=P,reorder=P,dup=P,corrupt=P,seed=N
+    /// (any subset), e.g. loss=0.01,reorder=0.02.
+    #[arg(long, value_name = "SPEC")]
+    pub impair: Option<engine::ImpairSpec>,
 }
 
 impl NodeOpts {
@@ -86,6 +102,8 @@ impl NodeOpts {
         c.stack.gateway = self.gateway;
         c.stack.mtu = usize::from(self.mtu);
         c.stack.max_conns = self.max_conns;
+        c.impair = self.impair;
+        c.offload = self.offload == "on";
         Ok(c)
     }
 }
@@ -130,6 +148,13 @@ impl NodeOpts {
 /// Starts a node and, with `--dhcp`, waits for its lease (at most `--dhcp-timeout`).
 pub fn start_node(opts: &NodeOpts, config: NodeConfig) -> Result<Node> {
     let node = Node::start(config)?;
+    wait_for_lease(opts, &node)?;
+    Ok(node)
+}
+
+/// With `--dhcp`, waits for the node's lease (at most `--dhcp-timeout`); on failure stops the
+/// node and says what to check.
+pub fn wait_for_lease(opts: &NodeOpts, node: &Node) -> Result<()> {
     if opts.dhcp {
         if let Err(e) = node.wait_for_lease(Duration::from_secs(opts.dhcp_timeout)) {
             let state = node
@@ -144,7 +169,7 @@ pub fn start_node(opts: &NodeOpts, config: NodeConfig) -> Result<Node> {
             );
         }
     }
-    Ok(node)
+    Ok(())
 }
 
 /// Stops a node; with a DHCP lease, releases it first (RFC 2131 §4.4.6).

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod demo;
 pub mod lab;
+pub mod perf;
 pub mod ping;
 pub mod resolve;
 pub mod serve;
@@ -11,4 +12,5 @@ pub mod services;
 pub mod shell;
 pub mod trace_cmd;
 pub mod traceroute;
+pub mod tracing;
 pub mod wget;

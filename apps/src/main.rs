@@ -5,14 +5,16 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use engine::Node;
 use tapir_apps::cli::NodeOpts;
+use tapir_apps::perf::PerfOpts;
 use tapir_apps::ping::PingOpts;
 use tapir_apps::resolve::{ResolveError, ResolveOpts};
 use tapir_apps::services::ServiceSpec;
 use tapir_apps::trace_cmd::{self, TraceOpts};
 use tapir_apps::traceroute::TracerouteOpts;
 use tapir_apps::wget::WgetOpts;
-use tapir_apps::{demo, ping, resolve, serve, shell, traceroute, wget};
+use tapir_apps::{demo, perf, ping, resolve, serve, shell, traceroute, wget};
 
 /// tapir: a user-space TCP/IP node on a Linux tap.
 #[derive(Debug, Parser)]
@@ -57,6 +59,13 @@ enum Cmd {
         /// Commands to run, separated by ';', instead of a prompt.
         #[arg(long, value_name = "CMDS")]
         exec: Option<String>,
+    },
+    /// iperf3-compatible TCP throughput server (-s) or client (-c HOST).
+    Perf {
+        #[command(flatten)]
+        node: NodeOpts,
+        #[command(flatten)]
+        perf: PerfOpts,
     },
     /// Send ICMP echo requests and print the replies, like iputils ping.
     Ping {
@@ -126,8 +135,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     s.max_conns = n as usize;
                 }
             }
-            let config = node_config(&node)?;
-            let node = tapir_apps::cli::start_node(&node, config)?;
+            let node = start_node(&node)?;
             let labels = serve::start_services(&node, &services)?;
             println!("{}", serve::start_line(&node, &labels));
             serve::wait_for_signal()?;
@@ -135,18 +143,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Node { node, serve, exec } => {
-            let config = node_config(&node)?;
-            let node = tapir_apps::cli::start_node(&node, config)?;
-            let mut shell = shell::Shell::new(node.clone());
+            let node_opts = node.clone();
+            let node = start_node(&node)?;
+            let dns = node_opts.dns_servers(&node);
+            let mut shell = shell::Shell::new(node.clone(), dns);
             let labels = shell.serve(&serve)?;
             println!("{}", serve::start_line(&node, &labels));
             let status = shell::run(&mut shell, exec.as_deref());
             tapir_apps::cli::stop_node(&node);
             Ok(ExitCode::from(status))
         }
+        Cmd::Perf { node, perf: opts } => {
+            if !opts.server && opts.client.is_none() {
+                eprintln!("tapir: perf needs -s (server) or -c HOST (client)");
+                return Ok(ExitCode::from(2));
+            }
+            let node = start_node(&node)?;
+            let r = perf::run(&node, &opts, &mut std::io::stdout());
+            eprintln!("tapir perf: {}", node.stats());
+            tapir_apps::cli::stop_node(&node);
+            r?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Ping { node, ping: opts } => {
-            let config = node_config(&node)?;
-            let node = tapir_apps::cli::start_node(&node, config)?;
+            let node = start_node(&node)?;
             let summary = ping::run(&node, &opts, &mut std::io::stdout())?;
             tapir_apps::cli::stop_node(&node);
             Ok(if summary.received > 0 {
@@ -156,8 +176,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Cmd::Traceroute { node, opts } => {
-            let config = node_config(&node)?;
-            let node = tapir_apps::cli::start_node(&node, config)?;
+            let node = start_node(&node)?;
             let trace = traceroute::run(&node, &opts, &mut std::io::stdout())?;
             tapir_apps::cli::stop_node(&node);
             Ok(if trace.reached {
@@ -167,9 +186,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Cmd::Wget { node, opts } => {
-            let config = node_config(&node)?;
-            let node = tapir_apps::cli::start_node(&node, config)?;
-            let r = wget::run(&node, &opts);
+            let node_opts = node.clone();
+            let node = start_node(&node)?;
+            let dns = node_opts.dns_servers(&node);
+            let r = wget::run(&node, &opts, &dns);
             tapir_apps::cli::stop_node(&node);
             r?;
             Ok(ExitCode::SUCCESS)
@@ -182,8 +202,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 eprintln!("tapir: {}", ResolveError::NoServers);
                 return Ok(ExitCode::from(2));
             }
-            let config = node_config(&node)?;
-            let n = tapir_apps::cli::start_node(&node, config)?;
+            let n = start_node(&node)?;
             let dns = node.dns_servers(&n);
             let r = resolve::run(&n, &dns, &opts, &mut std::io::stdout());
             tapir_apps::cli::stop_node(&n);
@@ -210,6 +229,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Starts the node the options describe, with `--trace` / `--pcap` running.
+fn start_node(opts: &NodeOpts) -> Result<Node> {
+    let config = node_config(opts)?;
+    let trace = opts
+        .trace
+        .as_deref()
+        .map(|e| tapir_apps::tracing::parse_filter(Some(e)));
+    let pcap_filter = opts
+        .pcap_filter
+        .as_deref()
+        .map(|e| tapir_apps::tracing::parse_filter(Some(e)));
+    for f in [trace, pcap_filter].into_iter().flatten() {
+        if let Err(e) = f {
+            eprintln!("tapir: {e:#}");
+            std::process::exit(2);
+        }
+    }
+    let node = Node::start(config)?;
+    if let Some(expr) = &opts.trace {
+        tapir_apps::tracing::start_lines(&node, Some(expr))?;
+    }
+    if let Some(path) = &opts.pcap {
+        tapir_apps::tracing::start_pcap(&node, path, opts.pcap_filter.as_deref())?;
+    }
+    tapir_apps::cli::wait_for_lease(opts, &node)?;
+    Ok(node)
 }
 
 /// Node options that do not describe a usable node are a usage error: exit 2.

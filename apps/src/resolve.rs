@@ -185,6 +185,11 @@ impl Resolver {
         }
     }
 
+    /// The servers this resolver asks, in order.
+    pub fn servers(&self) -> &[Ipv4Addr] {
+        &self.config.servers
+    }
+
     fn random_u16(&self) -> u16 {
         let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
         rng.next_u32() as u16

@@ -7,10 +7,15 @@
 use std::io::{self, BufRead, IsTerminal, Write};
 
 use clap::Parser;
-use engine::Node;
+use engine::{Node, TraceSlot};
+
+use std::net::Ipv4Addr;
 
 use crate::ping::{self, PingOpts};
+use crate::resolve::{Resolver, ResolverConfig};
 use crate::services::ServiceSpec;
+use crate::traceroute::{self, TracerouteOpts};
+use crate::wget::{self, WgetOpts};
 
 /// Commands and a one-line description each, for `help` and completion.
 pub const COMMANDS: &[(&str, &str)] = &[
@@ -21,6 +26,14 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (
         "serve",
         "serve start SERVICE... | serve list: run services on this node",
+    ),
+    (
+        "trace",
+        "trace on [EXPR] | trace off: tcpdump-style lines for frames matching EXPR",
+    ),
+    (
+        "pcap",
+        "pcap start FILE [EXPR] | pcap stop: a pcapng capture Wireshark reads",
     ),
     ("arp", "arp: the ARP cache"),
     ("route", "route: the routing table"),
@@ -44,6 +57,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
 pub struct Shell {
     node: Node,
     serving: Vec<String>,
+    resolver: Resolver,
 }
 
 /// What a command asks of the loop.
@@ -60,11 +74,43 @@ struct PingCmd {
     opts: PingOpts,
 }
 
+#[derive(Debug, Parser)]
+#[command(
+    name = "traceroute",
+    no_binary_name = true,
+    disable_version_flag = true
+)]
+struct TracerouteCmd {
+    #[command(flatten)]
+    opts: TracerouteOpts,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "wget", no_binary_name = true, disable_version_flag = true)]
+struct WgetCmd {
+    #[command(flatten)]
+    opts: WgetOpts,
+}
+
+/// Parses a command's arguments with clap, printing its usage message on failure.
+fn parse<T: Parser>(args: &[String], out: &mut dyn Write) -> Option<T> {
+    match T::try_parse_from(args) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            let _ = write!(out, "{e}");
+            None
+        }
+    }
+}
+
 impl Shell {
-    pub fn new(node: Node) -> Shell {
+    /// A shell on `node`, resolving names through `dns`.
+    pub fn new(node: Node, dns: Vec<Ipv4Addr>) -> Shell {
+        let resolver = Resolver::new(&node, ResolverConfig::new(dns));
         Shell {
             node,
             serving: Vec::new(),
+            resolver,
         }
     }
 
@@ -97,7 +143,12 @@ impl Shell {
                 0
             }
             "ping" => self.ping(args, out),
+            "traceroute" => self.traceroute(args, out),
+            "wget" => self.wget(args, out),
+            "resolve" => self.resolve(args, out),
             "serve" => self.serve_cmd(args, out),
+            "trace" => self.trace(args, out),
+            "pcap" => self.pcap(args, out),
             "arp" => self.arp(out),
             "route" => self.route(out),
             "conns" => self.conns(out),
@@ -123,13 +174,65 @@ impl Shell {
         (status, false)
     }
 
-    fn ping(&self, args: &[String], out: &mut dyn Write) -> u8 {
-        let cmd = match PingCmd::try_parse_from(args) {
-            Ok(c) => c,
+    fn traceroute(&self, args: &[String], out: &mut dyn Write) -> u8 {
+        let Some(cmd) = parse::<TracerouteCmd>(args, out) else {
+            return 2;
+        };
+        match traceroute::run(&self.node, &cmd.opts, out) {
+            Ok(t) if t.reached => 0,
+            Ok(_) => 1,
             Err(e) => {
-                let _ = write!(out, "{e}");
-                return 2;
+                let _ = writeln!(out, "traceroute: {e:#}");
+                1
             }
+        }
+    }
+
+    fn wget(&self, args: &[String], out: &mut dyn Write) -> u8 {
+        let Some(cmd) = parse::<WgetCmd>(args, out) else {
+            return 2;
+        };
+        match wget::run(&self.node, &cmd.opts, self.resolver.servers()) {
+            Ok(f) => {
+                let _ = writeln!(out, "saved {} bytes", f.bytes);
+                0
+            }
+            Err(e) => {
+                let _ = writeln!(out, "wget: {e:#}");
+                1
+            }
+        }
+    }
+
+    fn resolve(&self, args: &[String], out: &mut dyn Write) -> u8 {
+        let [name] = args else {
+            let _ = writeln!(out, "usage: resolve NAME");
+            return 2;
+        };
+        if self.resolver.servers().is_empty() {
+            let _ = writeln!(out, "resolve: no DNS server: start the node with --dns IP");
+            return 2;
+        }
+        match self.resolver.lookup_ipv4(name) {
+            Ok(r) => {
+                for (alias, target) in &r.aliases {
+                    let _ = writeln!(out, "{alias} is an alias for {target}.");
+                }
+                for a in &r.addresses {
+                    let _ = writeln!(out, "{} has address {a}", r.canonical());
+                }
+                0
+            }
+            Err(e) => {
+                let _ = writeln!(out, "resolve: {e}");
+                1
+            }
+        }
+    }
+
+    fn ping(&self, args: &[String], out: &mut dyn Write) -> u8 {
+        let Some(cmd) = parse::<PingCmd>(args, out) else {
+            return 2;
         };
         match ping::run(&self.node, &cmd.opts, out) {
             Ok(s) if s.received > 0 => 0,
@@ -173,6 +276,85 @@ impl Shell {
             }
             _ => {
                 let _ = writeln!(out, "usage: serve start SERVICE... | serve list");
+                2
+            }
+        }
+    }
+
+    fn trace(&self, args: &[String], out: &mut dyn Write) -> u8 {
+        match args.split_first() {
+            Some((on, expr)) if on == "on" => {
+                let expr = expr.join(" ");
+                match crate::tracing::start_lines(&self.node, Some(&expr)) {
+                    Ok(()) => {
+                        let what = if expr.is_empty() {
+                            "every frame"
+                        } else {
+                            &expr
+                        };
+                        let _ = writeln!(out, "tracing {what}");
+                        0
+                    }
+                    Err(e) => {
+                        let _ = writeln!(out, "trace: {e:#}");
+                        2
+                    }
+                }
+            }
+            Some((off, _)) if off == "off" => {
+                match self.node.stop_trace(TraceSlot::Lines) {
+                    Some(s) => {
+                        let _ = writeln!(
+                            out,
+                            "tracing off: {} frames shown, {} filtered out",
+                            s.recorded, s.filtered_out
+                        );
+                    }
+                    None => {
+                        let _ = writeln!(out, "tracing was off");
+                    }
+                }
+                0
+            }
+            _ => {
+                let _ = writeln!(out, "usage: trace on [EXPR] | trace off");
+                2
+            }
+        }
+    }
+
+    fn pcap(&self, args: &[String], out: &mut dyn Write) -> u8 {
+        match args {
+            [start, file, expr @ ..] if start == "start" => {
+                let expr = expr.join(" ");
+                match crate::tracing::start_pcap(
+                    &self.node,
+                    std::path::Path::new(file),
+                    Some(&expr),
+                ) {
+                    Ok(()) => {
+                        let _ = writeln!(out, "capturing to {file}");
+                        0
+                    }
+                    Err(e) => {
+                        let _ = writeln!(out, "pcap: {e:#}");
+                        1
+                    }
+                }
+            }
+            [stop] if stop == "stop" => {
+                match self.node.stop_trace(TraceSlot::Pcap) {
+                    Some(s) => {
+                        let _ = writeln!(out, "capture closed: {} frames written", s.recorded);
+                    }
+                    None => {
+                        let _ = writeln!(out, "no capture running");
+                    }
+                }
+                0
+            }
+            _ => {
+                let _ = writeln!(out, "usage: pcap start FILE [EXPR] | pcap stop");
                 2
             }
         }

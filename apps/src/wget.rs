@@ -12,9 +12,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use engine::{Node, TcpStream};
 
+use crate::resolve::{Resolver, ResolverConfig};
+
 #[derive(Debug, Clone, Args)]
 pub struct WgetOpts {
-    /// URL to fetch: http://HOST[:PORT]/PATH (HOST an IPv4 address).
+    /// URL to fetch: http://HOST[:PORT]/PATH (HOST a name, resolved through --dns, or an IPv4
+    /// address).
     pub url: String,
     /// Write the body to FILE ('-' for standard output); default: the URL's last path segment,
     /// or index.html.
@@ -107,13 +110,26 @@ impl Url {
         })
     }
 
-    fn addr(&self) -> Result<SocketAddrV4> {
-        let ip: Ipv4Addr = self.host.parse().map_err(|_| {
-            anyhow!(
-                "{}: give the host as an IPv4 address (tapir wget does not resolve names yet)",
+    /// The address to connect to: the host itself when it is an IPv4 address, else its first
+    /// address from DNS.
+    fn addr(&self, resolver: &Resolver) -> Result<SocketAddrV4> {
+        if let Ok(ip) = self.host.parse::<Ipv4Addr>() {
+            return Ok(SocketAddrV4::new(ip, self.port));
+        }
+        if resolver.servers().is_empty() {
+            bail!(
+                "{}: a name needs a DNS server: give --dns IP (or use the address)",
                 self.host
-            )
-        })?;
+            );
+        }
+        let r = resolver
+            .lookup_ipv4(&self.host)
+            .with_context(|| format!("cannot resolve {}", self.host))?;
+        let ip = r
+            .addresses
+            .first()
+            .copied()
+            .ok_or_else(|| anyhow!("{} has no IPv4 address", self.host))?;
         Ok(SocketAddrV4::new(ip, self.port))
     }
 
@@ -270,12 +286,13 @@ fn say(opts: &WgetOpts, msg: std::fmt::Arguments<'_>) {
 }
 
 /// Fetches `opts.url` over `node`, following redirects, and saves the body.
-pub fn run(node: &Node, opts: &WgetOpts) -> Result<Fetched> {
+pub fn run(node: &Node, opts: &WgetOpts, dns: &[Ipv4Addr]) -> Result<Fetched> {
     let timeout = Duration::from_secs(opts.timeout.max(1));
+    let resolver = Resolver::new(node, ResolverConfig::new(dns.to_vec()));
     let mut url = Url::parse(&opts.url)?;
     let mut redirects = 0;
     loop {
-        let addr = url.addr()?;
+        let addr = url.addr(&resolver)?;
         say(opts, format_args!("Connecting to {addr}... "));
         let mut stream = TcpStream::connect_timeout(node, addr, Some(timeout))
             .with_context(|| format!("cannot connect to {addr}"))?;

@@ -463,7 +463,7 @@ fn renewal_keeps_the_address() {
 }
 
 #[test]
-fn wget_from_nginx_on_the_lan_is_byte_exact() {
+fn wget_by_name_from_nginx_on_the_lan_is_byte_exact() {
     if !interop_allowed() {
         return;
     }
@@ -478,7 +478,7 @@ fn wget_from_nginx_on_the_lan_is_byte_exact() {
         .tapir("wget")
         .args(["-q", "-O"])
         .arg(&got)
-        .arg("http://10.9.0.80/file.bin")
+        .arg("http://www.lab.test/file.bin")
         .output()
         .expect("run tapir wget");
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -12,21 +12,10 @@ use std::process::{Child, Command, Output, Stdio};
 
 use tapir_apps::lab::Lab;
 
-const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
+mod common;
+use common::interop_allowed;
 
-fn interop_allowed() -> bool {
-    if std::env::var_os("TAPIR_SKIP_INTEROP").is_some() {
-        eprintln!("TAPIR_SKIP_INTEROP set: skipping");
-        return false;
-    }
-    let uid = Command::new("id").arg("-u").output().expect("id -u");
-    assert_eq!(
-        String::from_utf8_lossy(&uid.stdout).trim(),
-        "0",
-        "interop tests need root and /dev/net/tun (set TAPIR_SKIP_INTEROP=1 to skip them)"
-    );
-    true
-}
+const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
 
 /// A lab with dnsmasq serving lab.test on 10.7.0.1:53; dnsmasq is killed by its pid before
 /// the lab goes.
@@ -54,6 +43,7 @@ fn dns_lab(tag: &str) -> DnsLab {
         "--pid-file=",
         "--local=/lab.test/",
         "--host-record=www.lab.test,10.7.0.80",
+        "--host-record=web.lab.test,10.7.0.1",
         "--cname=alias.lab.test,www.lab.test",
         "--cname=alias2.lab.test,alias.lab.test",
         "--log-facility=-",
@@ -210,4 +200,92 @@ fn no_server_is_a_usage_error() {
         .expect("run tapir");
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--dns"));
+}
+
+/// `tapir wget` and the node shell take names: resolved through --dns, then fetched from a
+/// kernel-side HTTP server in the lab.
+#[test]
+fn wget_and_the_shell_resolve_names() {
+    if !interop_allowed() {
+        return;
+    }
+    let l = dns_lab("dns-wget");
+    let body = common::random_bytes(200_000, 5);
+    let served = body.clone();
+    let listener = engine::sys::netns::run_in_netns(&l.lab.ns, || {
+        std::net::TcpListener::bind("10.7.0.1:8080").expect("bind kernel HTTP server")
+    })
+    .expect("enter lab");
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = listener.accept().expect("accept");
+        let mut req = [0u8; 2048];
+        let n = s.read(&mut req).expect("read request");
+        let req = String::from_utf8_lossy(&req[..n]).into_owned();
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            served.len()
+        );
+        s.write_all(head.as_bytes()).expect("write head");
+        s.write_all(&served).expect("write body");
+        req
+    });
+    let file = std::env::temp_dir().join(format!("tapir-wget-name-{}", std::process::id()));
+    let out = Command::new(TAPIR)
+        .arg("wget")
+        .args(l.lab.node_args())
+        .args(["--dns", "10.7.0.1", "-q", "-O"])
+        .arg(&file)
+        .arg("http://web.lab.test:8080/blob")
+        .output()
+        .expect("run tapir wget");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let req = server.join().expect("server");
+    assert!(
+        req.starts_with("GET /blob HTTP/1.1\r\n") && req.contains("Host: web.lab.test:8080"),
+        "{req}"
+    );
+    assert!(
+        std::fs::read(&file).expect("saved file") == body,
+        "body differs"
+    );
+    let _ = std::fs::remove_file(&file);
+
+    // Without a server a name is a clear error.
+    let out = Command::new(TAPIR)
+        .arg("wget")
+        .args(l.lab.node_args())
+        .args(["-q", "http://web.lab.test/"])
+        .output()
+        .expect("run tapir wget");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("give --dns IP"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = Command::new(TAPIR)
+        .arg("node")
+        .args(l.lab.node_args())
+        .args([
+            "--dns",
+            "10.7.0.1",
+            "--exec",
+            "resolve alias2.lab.test; traceroute 10.7.0.1 -q 1",
+        ])
+        .output()
+        .expect("run tapir node");
+    let t = text(&out.stdout);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("alias.lab.test is an alias for www.lab.test."),
+        "{t}"
+    );
+    assert!(t.contains("www.lab.test has address 10.7.0.80"), "{t}");
+    assert!(
+        t.lines()
+            .any(|l| l.trim_start().starts_with("1 ") && l.contains("10.7.0.1")),
+        "{t}"
+    );
 }

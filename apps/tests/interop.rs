@@ -7,11 +7,10 @@ use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use engine::sys::netns::run_in_netns;
 use tapir_apps::lab::Lab;
 
 mod common;
-use common::{interop_allowed, random_bytes};
+use common::{interop_allowed, kernel, random_bytes};
 
 const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
 
@@ -63,11 +62,6 @@ fn serve(tag: &str, extra: &[&str], services: &[&str]) -> Served {
 
 fn node_addr(s: &Served, port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(s.lab.node.address(), port)
-}
-
-/// Runs `f` inside the lab namespace, where sockets are the kernel's.
-fn kernel<T: Send>(lab: &Lab, f: impl FnOnce() -> T + Send) -> T {
-    run_in_netns(&lab.ns, f).expect("enter lab namespace")
 }
 
 /// Sends `data` to the echo service from a kernel socket and returns what came back.

@@ -12,24 +12,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use engine::sys::netns::run_in_netns;
 use tapir_apps::lab::Lab;
 
-const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
+mod common;
+use common::{interop_allowed, kernel, random_bytes};
 
-fn interop_allowed() -> bool {
-    if std::env::var_os("TAPIR_SKIP_INTEROP").is_some() {
-        eprintln!("TAPIR_SKIP_INTEROP set: skipping");
-        return false;
-    }
-    let uid = Command::new("id").arg("-u").output().expect("id -u");
-    assert_eq!(
-        String::from_utf8_lossy(&uid.stdout).trim(),
-        "0",
-        "interop tests need root and /dev/net/tun (set TAPIR_SKIP_INTEROP=1 to skip them)"
-    );
-    true
-}
+const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
 
 /// A tool the tests drive; scripts/setup installs it.
 fn need(tool: &str) {
@@ -120,22 +108,6 @@ fn serve_in(lab: Lab, extra: &[&str], services: &[&str]) -> Served {
 
 fn serve(extra: &[&str], services: &[&str]) -> Served {
     serve_in(Lab::up("sv").expect("lab up"), extra, services)
-}
-
-fn kernel<T: Send>(lab: &Lab, f: impl FnOnce() -> T + Send) -> T {
-    run_in_netns(&lab.ns, f).expect("enter lab namespace")
-}
-
-fn random_bytes(n: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 7) as u8
-        })
-        .collect()
 }
 
 fn text(b: &[u8]) -> String {

@@ -11,14 +11,19 @@
 #![deny(unsafe_code)]
 
 pub mod clock;
+pub mod fault;
 pub mod node;
 pub mod pool;
+pub mod rtc;
 pub mod socket;
 pub mod steer;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod trace;
+pub mod vnet;
 mod worker;
 
-pub use node::{Node, NodeConfig, NodeError, NodeStats};
+pub use fault::{FaultCounters, ImpairSpec};
+pub use node::{Node, NodeConfig, NodeError, NodeStats, TraceSlot};
+pub use rtc::{AppCtx, WorkerApp};
 pub use socket::{IcmpEvent, IcmpSocket, TcpListener, TcpStream, UdpSocket};

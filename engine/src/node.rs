@@ -2,7 +2,7 @@
 //! on.
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -17,7 +17,14 @@ use crate::clock::Clock;
 use crate::pool::BufferPool;
 use crate::sys::event::EventFd;
 use crate::sys::tap::{open_tap, TapError, TapOptions};
+use crate::trace::{TraceConfig, TraceStats, TraceWriter, Tracer};
 use crate::worker::{self, WorkerCounters};
+
+/// What a worker receives from the others: frames of its flows, and apps to run.
+type WorkerInbox = (
+    Receiver<crate::worker::Handoff>,
+    Receiver<Box<dyn crate::rtc::WorkerApp>>,
+);
 
 /// Frames waiting in one worker's hand-off channel before more are dropped.
 pub const HANDOFF_QUEUE: usize = 4096;
@@ -34,8 +41,13 @@ pub struct NodeConfig {
     /// Pin worker `i` to core `i % cores`.
     pub pin: bool,
     pub stack: StackConfig,
+    /// Ask the tap for offloads (`IFF_VNET_HDR`, checksum and TSO/GRO): probed, falling back to
+    /// what the kernel grants.
+    pub offload: bool,
     /// Seed of the node's randomness (ISN keys, ports, IP ids); None draws one from the OS.
     pub seed: Option<u64>,
+    /// Impair the frames every worker reads and writes (`--impair`, see [`crate::fault`]).
+    pub impair: Option<crate::fault::ImpairSpec>,
 }
 
 impl NodeConfig {
@@ -47,6 +59,8 @@ impl NodeConfig {
             pin: true,
             stack: StackConfig::new(EthernetAddress([0x02, 0x54, 0x41, 0x50, 0, 0x02]), cidr),
             seed: None,
+            impair: None,
+            offload: true,
         }
     }
 }
@@ -63,6 +77,15 @@ pub enum NodeError {
     },
     #[error("--queues must be between 1 and 64 (got {0})")]
     Queues(usize),
+    #[error("the node has stopped")]
+    Stopped,
+}
+
+/// Where a trace session goes: `--trace` lines or the `--pcap` capture (both may run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceSlot {
+    Lines = 0,
+    Pcap = 1,
 }
 
 /// Counters of a whole node.
@@ -74,11 +97,58 @@ pub struct NodeStats {
     pub workers: Vec<WorkerCounters>,
 }
 
+impl std::fmt::Display for NodeStats {
+    /// One line: frames per queue, hand-offs, then every drop by reason (stack and engine).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stats:")?;
+        for (i, w) in self.workers.iter().enumerate() {
+            write!(
+                f,
+                " q{i} rx={} tx={} handed_off={} handed_in={};",
+                w.rx_frames, w.tx_frames, w.handed_off, w.handed_in
+            )?;
+        }
+        let gso: u64 = self.workers.iter().map(|w| w.rx_gso_frames).sum();
+        let trusted: u64 = self.workers.iter().map(|w| w.rx_csum_trusted).sum();
+        write!(f, " rx_gso={gso} rx_csum_trusted={trusted};")?;
+        write!(f, " drops:")?;
+        let mut any = false;
+        for (r, n) in self.stack.nonzero_drops() {
+            write!(f, " {r}={n}")?;
+            any = true;
+        }
+        let engine = [
+            (
+                "handoff_full",
+                self.workers.iter().map(|w| w.handoff_dropped).sum::<u64>(),
+            ),
+            (
+                "tx_no_buffer",
+                self.workers.iter().map(|w| w.tx_no_buffer).sum(),
+            ),
+            ("tx_error", self.workers.iter().map(|w| w.tx_errors).sum()),
+            ("rx_error", self.workers.iter().map(|w| w.rx_errors).sum()),
+        ];
+        for (name, n) in engine {
+            if n > 0 {
+                write!(f, " {name}={n}")?;
+                any = true;
+            }
+        }
+        if !any {
+            write!(f, " none")?;
+        }
+        Ok(())
+    }
+}
+
 /// One worker's state that application threads reach: its stack behind its own lock.
 pub(crate) struct WorkerShared {
     pub stack: Mutex<WorkerState>,
     pub wake: EventFd,
-    pub handoff_tx: Sender<Vec<u8>>,
+    pub handoff_tx: Sender<crate::worker::Handoff>,
+    /// Run-to-completion apps waiting to be picked up by the worker.
+    pub apps_tx: Sender<Box<dyn crate::rtc::WorkerApp>>,
     pub counters: Mutex<WorkerCounters>,
 }
 
@@ -98,6 +168,13 @@ pub(crate) struct Inner {
     pub config: NodeConfig,
     threads: Mutex<Vec<JoinHandle<()>>>,
     pub rng: Mutex<Rng>,
+    /// The TUN_F_* offloads the kernel granted (0 with `--offload off`).
+    pub offloads: u32,
+    /// The tracers the workers feed; they copy it when `trace_generation` moves.
+    pub tracers: Mutex<Vec<Tracer>>,
+    pub trace_generation: AtomicU64,
+    /// The running trace sessions: `--trace` lines and `--pcap` capture.
+    sessions: Mutex<[Option<(Tracer, TraceWriter)>; 2]>,
 }
 
 /// A running node. Cheap to clone; the workers stop when [`Node::shutdown`] is called or the
@@ -125,6 +202,11 @@ fn stop(inner: &Inner) {
     for t in threads {
         let _ = t.join();
     }
+    // The workers are gone: flush every capture.
+    let sessions = std::mem::take(&mut *inner.sessions.lock().unwrap_or_else(|e| e.into_inner()));
+    for (_, writer) in sessions.into_iter().flatten() {
+        writer.finish();
+    }
     inner.news.notify_all();
 }
 
@@ -138,18 +220,30 @@ impl Node {
             name: config.tap.clone(),
             queues: config.queues,
             netns: config.netns.clone(),
-            vnet_hdr: false,
+            vnet_hdr: config.offload,
         })?;
+        let offloads = if config.offload {
+            negotiate_offloads(&tap.queues[0])
+                .map_err(|source| NodeError::Worker { worker: 0, source })?
+        } else {
+            // A persistent tap keeps the offloads a previous user asked for: clear them, so the
+            // kernel segments and checksums everything before it reaches us.
+            let _ = tap.queues[0].set_offload(0);
+            0
+        };
         let seed = config.seed.unwrap_or_else(os_seed);
         let mut rng = Rng::new(seed);
+        // Not drawn from `rng`: turning impairment on must not change the node's other choices.
+        let impair_seed = seed ^ 0x696d_7061_6972;
         let clock = Clock::new();
         let mut workers = Vec::new();
-        let mut receivers: Vec<Receiver<Vec<u8>>> = Vec::new();
+        let mut receivers: Vec<WorkerInbox> = Vec::new();
         for i in 0..config.queues {
             let stack = Stack::new(config.stack.clone(), Rng::new(rng.next_u64()));
             let wake = EventFd::new().map_err(|source| NodeError::Worker { worker: i, source })?;
             let (tx, rx) = bounded(HANDOFF_QUEUE);
-            receivers.push(rx);
+            let (apps_tx, apps_rx) = crossbeam_channel::unbounded();
+            receivers.push((rx, apps_rx));
             workers.push(WorkerShared {
                 stack: Mutex::new(WorkerState {
                     stack,
@@ -157,6 +251,7 @@ impl Node {
                 }),
                 wake,
                 handoff_tx: tx,
+                apps_tx,
                 counters: Mutex::new(WorkerCounters::default()),
             });
         }
@@ -169,17 +264,35 @@ impl Node {
             config: config.clone(),
             threads: Mutex::new(Vec::new()),
             rng: Mutex::new(rng),
+            offloads,
+            tracers: Mutex::new(Vec::new()),
+            trace_generation: AtomicU64::new(0),
+            sessions: Mutex::new([None, None]),
         });
         let cores = crate::sys::affinity::available_cores().max(1);
         let mut threads = Vec::new();
-        for (i, (queue, rx)) in tap.queues.into_iter().zip(receivers).enumerate() {
+        for (i, (queue, (handoff_rx, apps_rx))) in tap.queues.into_iter().zip(receivers).enumerate()
+        {
             let pool = BufferPool::new(worker::POOL_BUFFERS, worker::BUF_SIZE)
                 .map_err(|source| NodeError::Worker { worker: i, source })?;
             let inner2 = inner.clone();
             let core = if config.pin { Some(i % cores) } else { None };
+            let faults = config
+                .impair
+                .map(|spec| worker::Faults::new(spec, spec.seed.unwrap_or(impair_seed), i));
             let t = std::thread::Builder::new()
                 .name(format!("tapir-q{i}"))
-                .spawn(move || worker::run(inner2, i, queue, pool, rx, core))
+                .spawn(move || {
+                    let io = worker::WorkerIo {
+                        queue,
+                        pool,
+                        handoff_rx,
+                        apps_rx,
+                        core,
+                        faults,
+                    };
+                    worker::run(inner2, i, io)
+                })
                 .map_err(|source| NodeError::Worker { worker: i, source })?;
             threads.push(t);
         }
@@ -201,6 +314,11 @@ impl Node {
 
     pub fn queues(&self) -> usize {
         self.inner.workers.len()
+    }
+
+    /// The TUN_F_* offloads in force (0 when off).
+    pub fn offloads(&self) -> u32 {
+        self.inner.offloads
     }
 
     pub fn now(&self) -> Instant {
@@ -255,6 +373,63 @@ impl Node {
             .first()
             .map(|w| lock(&w.stack).stack.tcp_listeners())
             .unwrap_or_default()
+    }
+
+    /// Runs `app` on worker `worker` (see [`crate::rtc`]); it starts at the worker's next
+    /// wake-up, which this call causes.
+    pub fn spawn_app(
+        &self,
+        worker: usize,
+        app: Box<dyn crate::rtc::WorkerApp>,
+    ) -> Result<(), NodeError> {
+        let w = self
+            .inner
+            .workers
+            .get(worker)
+            .ok_or(NodeError::Queues(worker))?;
+        w.apps_tx.send(app).map_err(|_| NodeError::Stopped)?;
+        let _ = w.wake.notify();
+        Ok(())
+    }
+
+    /// Starts a trace session in `slot` (replacing and finishing the one there): every worker
+    /// feeds it from its next wake-up, and the stacks record events while any session runs.
+    pub fn start_trace(&self, slot: TraceSlot, mut config: TraceConfig) -> std::io::Result<()> {
+        config.queues = u16::try_from(self.queues()).unwrap_or(u16::MAX);
+        let session = crate::trace::start(config)?;
+        let old = lock(&self.inner.sessions)[slot as usize].replace(session);
+        self.publish_tracers();
+        if let Some((_, w)) = old {
+            w.finish();
+        }
+        Ok(())
+    }
+
+    /// Stops the trace session in `slot`, flushing its output; its counters, if one ran.
+    pub fn stop_trace(&self, slot: TraceSlot) -> Option<TraceStats> {
+        let old = lock(&self.inner.sessions)[slot as usize].take();
+        self.publish_tracers();
+        old.map(|(_, w)| w.finish())
+    }
+
+    /// Whether a session runs in `slot`.
+    pub fn tracing(&self, slot: TraceSlot) -> bool {
+        lock(&self.inner.sessions)[slot as usize].is_some()
+    }
+
+    fn publish_tracers(&self) {
+        let tracers: Vec<Tracer> = lock(&self.inner.sessions)
+            .iter()
+            .flatten()
+            .map(|(t, _)| t.clone())
+            .collect();
+        let on = !tracers.is_empty();
+        *lock(&self.inner.tracers) = tracers;
+        self.inner.trace_generation.fetch_add(1, Ordering::AcqRel);
+        for (w, shared) in self.inner.workers.iter().enumerate() {
+            self.with_stack(w, |s, _| s.set_events(on));
+            let _ = shared.wake.notify();
+        }
     }
 
     /// Runs `f` on worker `w`'s stack, then wakes the worker if `f` gave it earlier work.
@@ -317,6 +492,23 @@ impl Inner {
         *e = e.wrapping_add(1);
         self.news.notify_all();
     }
+}
+
+/// Sets the vnet header length and asks for checksum and TSO offloads, falling back to checksum
+/// only, then none. Returns the TUN_F_* bits granted. TUNSETOFFLOAD applies to the whole device.
+fn negotiate_offloads(q: &crate::sys::tap::TapQueue) -> std::io::Result<u32> {
+    q.set_vnet_hdr_len(crate::vnet::LEN as libc::c_int)?;
+    let tries = [
+        libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6,
+        libc::TUN_F_CSUM,
+        0,
+    ];
+    for flags in tries {
+        if q.set_offload(flags).is_ok() {
+            return Ok(flags);
+        }
+    }
+    Ok(0)
 }
 
 /// A seed from the OS's random source, falling back to the clock.

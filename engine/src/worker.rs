@@ -1,4 +1,10 @@
 //! One worker: reads its tap queue, runs its stack to completion, writes on its own queue.
+//!
+//! Per wake-up: frames other workers handed over, then up to [`RX_BATCH`] reads from the tap
+//! (each through `--impair` if asked, then to this stack or to its flow's owner), then the
+//! stack's timers and pending sends, then every frame written in one go after the stack lock
+//! is let go. Tracing, when on, sees each frame with the drop reason or the stack events it
+//! caused.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -7,20 +13,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, TrySendError};
-use protocols::iface::Sink;
+use protocols::iface::{Sink, SocketHandle, Stack, StackEvent};
+use protocols::time::Instant;
 
+use crate::fault::{FaultCounters, FaultInjector, ImpairSpec};
 use crate::node::{lock, Inner};
 use crate::pool::{BufId, BufferPool};
+use crate::rtc::{AppCtx, WorkerApp};
 use crate::steer::{classify, Steer};
 use crate::sys::event::Poller;
 use crate::sys::tap::TapQueue;
+use crate::trace::{unix_micros, Direction, Tracer};
+use crate::vnet;
 
 /// Buffers per worker pool.
 pub const POOL_BUFFERS: usize = 1024;
-/// Bytes per pool buffer: an Ethernet frame of the largest MTU we accept, with headroom.
+/// Bytes per pool buffer: a virtio-net header and an Ethernet frame of the largest MTU we
+/// accept.
 pub const BUF_SIZE: usize = 2048;
 /// Frames read per wake-up before the stack is polled and replies are written.
 const RX_BATCH: usize = 64;
+/// Receive buffer with offloads on: a `virtio_net_hdr` and a GRO'd frame of up to 64 KiB of IP.
+const RX_GSO_BUF: usize = vnet::LEN + 14 + 65536;
 
 /// What one worker counted (the stack counts the rest).
 #[derive(Debug, Clone, Default)]
@@ -37,6 +51,41 @@ pub struct WorkerCounters {
     pub tx_no_buffer: u64,
     pub tx_errors: u64,
     pub rx_errors: u64,
+    /// Frames larger than the MTU the kernel handed over as GRO/GSO segments.
+    pub rx_gso_frames: u64,
+    /// Frames whose checksum the kernel vouched for (not verified again).
+    pub rx_csum_trusted: u64,
+    /// What `--impair` did to frames read, and to frames written.
+    pub impair_rx: FaultCounters,
+    pub impair_tx: FaultCounters,
+}
+
+/// A frame handed from the worker that read it to the worker that owns its flow.
+pub(crate) struct Handoff {
+    /// The kernel vouched for its checksums.
+    pub trusted: bool,
+    pub frame: Vec<u8>,
+}
+
+/// A worker's fault injectors (`--impair`): one for the frames it reads, one for those it
+/// writes, each with its own generator.
+pub(crate) struct Faults {
+    rx: FaultInjector,
+    tx: FaultInjector,
+    /// Corruption is on: the kernel's checksum verdicts must not be trusted (the bit flipped
+    /// after the kernel checked), nor ours claimed.
+    corrupts: bool,
+}
+
+impl Faults {
+    pub fn new(spec: ImpairSpec, seed: u64, worker: usize) -> Self {
+        let base = seed.wrapping_add((worker as u64) << 8);
+        Faults {
+            rx: FaultInjector::new(spec, base),
+            tx: FaultInjector::new(spec, base ^ 0x7478),
+            corrupts: spec.corrupt > 0.0,
+        }
+    }
 }
 
 /// Collects the frames a stack sends into pool buffers, written after the stack lock is let go.
@@ -44,6 +93,8 @@ struct TxBatch<'a> {
     pool: &'a mut BufferPool,
     frames: &'a mut Vec<(BufId, usize)>,
     no_buffer: u64,
+    /// Bytes of `virtio_net_hdr` in front of each frame (0 without offloads).
+    hdr: usize,
 }
 
 impl Sink for TxBatch<'_> {
@@ -53,34 +104,182 @@ impl Sink for TxBatch<'_> {
             return;
         };
         let buf = self.pool.get_mut(id);
-        let room = max_len.min(buf.len());
-        let n = fill(&mut buf[..room]);
+        let hdr = self.hdr;
+        let room = max_len.min(buf.len() - hdr);
+        let n = fill(&mut buf[hdr..hdr + room]);
         if n == 0 {
             self.pool.free(id);
         } else {
-            self.frames.push((id, n));
+            if hdr > 0 {
+                vnet::write_plain(buf);
+            }
+            self.frames.push((id, hdr + n));
         }
     }
 }
 
-pub(crate) fn run(
-    inner: Arc<Inner>,
+/// The tracers a worker feeds: `--trace` lines and `--pcap` capture, each on or off. The worker
+/// picks up new ones when the node's trace generation moves.
+#[derive(Default)]
+struct Tracing {
+    generation: u64,
+    tracers: Vec<Tracer>,
+    /// Events the stack recorded for the frame being traced.
+    events: Vec<StackEvent>,
+}
+
+impl Tracing {
+    fn refresh(&mut self, inner: &Inner) {
+        let g = inner.trace_generation.load(Ordering::Acquire);
+        if g != self.generation {
+            self.generation = g;
+            self.tracers = lock(&inner.tracers).clone();
+        }
+    }
+
+    #[inline]
+    fn on(&self) -> bool {
+        self.tracers.iter().any(Tracer::is_on)
+    }
+
+    /// Records one frame with what the stack said about it.
+    fn frame(&mut self, stack: &mut Stack, queue: u16, dir: Direction, frame: &[u8]) {
+        let drop = stack.take_drop();
+        self.events.clear();
+        stack.drain_events(&mut self.events);
+        let ts = unix_micros();
+        for t in &self.tracers {
+            t.frame_with_events(ts, queue, dir, frame, drop, &self.events);
+        }
+    }
+}
+
+/// Everything a worker's receive path needs besides the stack.
+struct Rx<'a> {
+    inner: &'a Inner,
     me: usize,
-    queue: TapQueue,
-    mut pool: BufferPool,
-    handoff_rx: Receiver<Vec<u8>>,
-    core: Option<usize>,
-) {
+    counters: &'a mut WorkerCounters,
+    tracing: &'a mut Tracing,
+}
+
+impl Rx<'_> {
+    /// One frame (after any impairment): to this worker's stack, or to its flow's owner.
+    fn ingress(
+        &mut self,
+        stack: &mut Stack,
+        now: Instant,
+        trusted: bool,
+        frame: &[u8],
+        tx: &mut TxBatch<'_>,
+    ) {
+        let workers = self.inner.workers.len();
+        match classify(frame, self.me, workers) {
+            Steer::Here => self.deliver(stack, now, trusted, frame, tx),
+            Steer::Owner(o) => hand_off(self.inner, o, trusted, frame, self.counters),
+            Steer::All => {
+                for o in (0..workers).filter(|&o| o != self.me) {
+                    hand_off(self.inner, o, trusted, frame, self.counters);
+                }
+                self.deliver(stack, now, trusted, frame, tx);
+            }
+        }
+    }
+
+    fn deliver(
+        &mut self,
+        stack: &mut Stack,
+        now: Instant,
+        trusted: bool,
+        frame: &[u8],
+        tx: &mut TxBatch<'_>,
+    ) {
+        if trusted {
+            self.counters.rx_csum_trusted += 1;
+            stack.receive_trusted(now, frame, tx);
+        } else {
+            stack.receive(now, frame, tx);
+        }
+        if self.tracing.on() {
+            self.tracing
+                .frame(stack, self.me as u16, Direction::In, frame);
+        }
+    }
+}
+
+/// What a worker owns: its tap queue, its pool, its inbound channels, where to pin it, and its
+/// fault injectors.
+pub(crate) struct WorkerIo {
+    pub queue: TapQueue,
+    pub pool: BufferPool,
+    pub handoff_rx: Receiver<Handoff>,
+    pub apps_rx: Receiver<Box<dyn WorkerApp>>,
+    pub core: Option<usize>,
+    pub faults: Option<Faults>,
+}
+
+/// Run-to-completion apps on this worker and when they want to run next.
+#[derive(Default)]
+struct Apps {
+    apps: Vec<(Box<dyn WorkerApp>, Option<Instant>)>,
+    ready: Vec<SocketHandle>,
+}
+
+impl Apps {
+    fn poll(&mut self, stack: &mut Stack, now: Instant, worker: usize, workers: usize) {
+        if self.apps.is_empty() {
+            return;
+        }
+        self.ready.clear();
+        stack.tcp_take_ready(&mut self.ready);
+        for (app, at) in &mut self.apps {
+            let mut ctx = AppCtx {
+                stack,
+                now,
+                worker,
+                workers,
+                ready: &self.ready,
+            };
+            *at = app.poll(&mut ctx);
+        }
+        self.apps.retain(|(app, _)| !app.done());
+        if self.apps.is_empty() {
+            stack.tcp_track_ready(false);
+        }
+    }
+
+    fn poll_at(&self) -> Option<Instant> {
+        self.apps.iter().filter_map(|(_, at)| *at).min()
+    }
+}
+
+pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
+    let WorkerIo {
+        queue,
+        mut pool,
+        handoff_rx,
+        apps_rx,
+        core,
+        mut faults,
+    } = io;
+    let mut apps = Apps::default();
     if let Some(c) = core {
         // Pinning is an optimisation: a worker that cannot pin still works.
         let _ = crate::sys::affinity::pin_current_thread(c);
     }
     let shared = &inner.workers[me];
-    let workers = inner.workers.len();
     let mut poller = Poller::new(&[queue.as_raw_fd(), shared.wake.as_raw_fd()]);
     let mut frames: Vec<(BufId, usize)> = Vec::with_capacity(RX_BATCH * 4);
-    let mut rx_buf = vec![0u8; BUF_SIZE];
-    let mut counters = crate::worker::WorkerCounters::default();
+    let offload = inner.config.offload;
+    let hdr = if offload { vnet::LEN } else { 0 };
+    let mut rx_buf = vec![0u8; if offload { RX_GSO_BUF } else { BUF_SIZE }];
+    let mut counters = WorkerCounters::default();
+    let mut tracing = Tracing::default();
+    let corrupts = faults.as_ref().is_some_and(|f| f.corrupts);
+    let port = Port {
+        queue: &queue,
+        me: me as u16,
+        hdr,
+    };
     {
         let mut st = lock(&shared.stack);
         let now = inner.clock.now();
@@ -88,15 +287,26 @@ pub(crate) fn run(
             pool: &mut pool,
             frames: &mut frames,
             no_buffer: 0,
+            hdr,
         };
         st.stack.start(now, &mut tx);
     }
-    write_frames(&queue, &mut pool, &mut frames, &mut counters);
+    write_frames(
+        &port,
+        &mut pool,
+        &mut frames,
+        &mut counters,
+        faults.as_mut(),
+        &mut tracing,
+    );
 
     while !inner.stop.load(Ordering::SeqCst) {
         let timeout = {
             let mut st = lock(&shared.stack);
-            let at = st.stack.poll_at();
+            let at = [st.stack.poll_at(), apps.poll_at()]
+                .into_iter()
+                .flatten()
+                .min();
             st.sleep_until = at;
             let now = inner.clock.now();
             at.map(|t| Duration::from_micros(t.total_micros().saturating_sub(now.total_micros())))
@@ -109,50 +319,92 @@ pub(crate) fn run(
         if inner.stop.load(Ordering::SeqCst) {
             break;
         }
+        tracing.refresh(&inner);
         let mut news = false;
         {
             let mut st = lock(&shared.stack);
+            let stack = &mut st.stack;
             let now = inner.clock.now();
             let mut tx = TxBatch {
                 pool: &mut pool,
                 frames: &mut frames,
                 no_buffer: 0,
+                hdr,
+            };
+            let mut rx = Rx {
+                inner: &inner,
+                me,
+                counters: &mut counters,
+                tracing: &mut tracing,
             };
             // Frames other workers handed over first: they have waited longest.
-            while let Ok(frame) = handoff_rx.try_recv() {
-                counters.handed_in += 1;
-                st.stack.receive(now, &frame, &mut tx);
+            while let Ok(h) = handoff_rx.try_recv() {
+                rx.counters.handed_in += 1;
+                rx.deliver(stack, now, h.trusted, &h.frame, &mut tx);
             }
             for _ in 0..RX_BATCH {
                 match queue.read(&mut rx_buf) {
                     Ok(0) => break,
                     Ok(n) => {
-                        counters.rx_frames += 1;
-                        let frame = &rx_buf[..n];
-                        match classify(frame, me, workers) {
-                            Steer::Here => st.stack.receive(now, frame, &mut tx),
-                            Steer::Owner(o) => hand_off(&inner, o, frame, &mut counters),
-                            Steer::All => {
-                                for o in (0..workers).filter(|&o| o != me) {
-                                    hand_off(&inner, o, frame, &mut counters);
+                        rx.counters.rx_frames += 1;
+                        let raw = &rx_buf[..n];
+                        let (trusted, frame) = if hdr == 0 {
+                            (false, raw)
+                        } else {
+                            match (vnet::parse(raw), raw.get(hdr..)) {
+                                (Some(info), Some(frame)) => {
+                                    if info.gso {
+                                        rx.counters.rx_gso_frames += 1;
+                                    }
+                                    (info.checksum_trusted && !corrupts, frame)
                                 }
-                                st.stack.receive(now, frame, &mut tx);
+                                _ => {
+                                    rx.counters.rx_errors += 1;
+                                    continue;
+                                }
+                            }
+                        };
+                        match faults.as_mut() {
+                            None => rx.ingress(stack, now, trusted, frame, &mut tx),
+                            Some(f) => {
+                                f.rx.apply(frame, |fr| rx.ingress(stack, now, trusted, fr, &mut tx))
                             }
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => {
-                        counters.rx_errors += 1;
+                        rx.counters.rx_errors += 1;
                         break;
                     }
                 }
             }
-            st.stack.poll(now, &mut tx);
+            if let Some(f) = faults.as_mut() {
+                f.rx.flush(|fr| rx.ingress(stack, now, false, fr, &mut tx));
+                rx.counters.impair_rx = f.rx.counters;
+            }
+            while let Ok(app) = apps_rx.try_recv() {
+                stack.tcp_track_ready(true);
+                apps.apps.push((app, None));
+            }
+            apps.poll(stack, now, me, inner.workers.len());
+            stack.poll(now, &mut tx);
             counters.tx_no_buffer += tx.no_buffer;
-            news |= st.stack.take_wakeup();
+            news |= stack.take_wakeup();
+            if tracing.on() {
+                // Timer and application events go with the frames this poll sends.
+                tracing.events.clear();
+                stack.drain_events(&mut tracing.events);
+            }
         }
-        write_frames(&queue, &mut pool, &mut frames, &mut counters);
+        write_frames(
+            &port,
+            &mut pool,
+            &mut frames,
+            &mut counters,
+            faults.as_mut(),
+            &mut tracing,
+        );
         if news {
             inner.publish_news();
         }
@@ -161,11 +413,20 @@ pub(crate) fn run(
     inner.publish_news();
 }
 
-fn hand_off(inner: &Inner, owner: usize, frame: &[u8], counters: &mut WorkerCounters) {
+fn hand_off(
+    inner: &Inner,
+    owner: usize,
+    trusted: bool,
+    frame: &[u8],
+    counters: &mut WorkerCounters,
+) {
     let Some(w) = inner.workers.get(owner) else {
         return;
     };
-    match w.handoff_tx.try_send(frame.to_vec()) {
+    match w.handoff_tx.try_send(Handoff {
+        trusted,
+        frame: frame.to_vec(),
+    }) {
         Ok(()) => {
             counters.handed_off += 1;
             let _ = w.wake.notify();
@@ -176,18 +437,71 @@ fn hand_off(inner: &Inner, owner: usize, frame: &[u8], counters: &mut WorkerCoun
     }
 }
 
+/// Where a worker writes: its queue, its index, and the virtio-net header length.
+#[derive(Clone, Copy)]
+struct Port<'a> {
+    queue: &'a TapQueue,
+    me: u16,
+    hdr: usize,
+}
+
+/// Writes the batch on this worker's queue (through `--impair` if asked), tracing each frame;
+/// events recorded since the batch began go with its first frame.
 fn write_frames(
-    queue: &TapQueue,
+    port: &Port<'_>,
     pool: &mut BufferPool,
     frames: &mut Vec<(BufId, usize)>,
     counters: &mut WorkerCounters,
+    faults: Option<&mut Faults>,
+    tracing: &mut Tracing,
 ) {
-    for (id, len) in frames.drain(..) {
-        let buf = pool.get(id);
-        match queue.write(&buf[..len]) {
-            Ok(_) => counters.tx_frames += 1,
-            Err(_) => counters.tx_errors += 1,
+    let Port { queue, me, hdr } = *port;
+    let trace = tracing.on();
+    let trace_out = |frame: &[u8], tracing: &mut Tracing| {
+        if trace {
+            let ts = unix_micros();
+            for t in &tracing.tracers {
+                t.frame_with_events(ts, me, Direction::Out, frame, None, &tracing.events);
+            }
+            tracing.events.clear();
         }
-        pool.free(id);
+    };
+    match faults {
+        None => {
+            for (id, len) in frames.drain(..) {
+                let buf = &pool.get(id)[..len];
+                match queue.write(buf) {
+                    Ok(_) => counters.tx_frames += 1,
+                    Err(_) => counters.tx_errors += 1,
+                }
+                trace_out(buf.get(hdr..).unwrap_or_default(), tracing);
+                pool.free(id);
+            }
+        }
+        Some(f) => {
+            // Impaired frames go out with a plain header: never claim a checksum we may have
+            // broken.
+            let plain = [0u8; vnet::LEN];
+            let write = |frame: &[u8], counters: &mut WorkerCounters| {
+                let r = if hdr == 0 {
+                    queue.write(frame)
+                } else {
+                    queue
+                        .write_vectored(&[io::IoSlice::new(&plain[..hdr]), io::IoSlice::new(frame)])
+                };
+                match r {
+                    Ok(_) => counters.tx_frames += 1,
+                    Err(_) => counters.tx_errors += 1,
+                }
+            };
+            for (id, len) in frames.drain(..) {
+                let frame = pool.get(id)[..len].get(hdr..).unwrap_or_default();
+                trace_out(frame, tracing);
+                f.tx.apply(frame, |fr| write(fr, counters));
+                pool.free(id);
+            }
+            f.tx.flush(|fr| write(fr, counters));
+            counters.impair_tx = f.tx.counters;
+        }
     }
 }

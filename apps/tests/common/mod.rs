@@ -20,3 +20,8 @@ pub fn interop_allowed() -> bool {
 }
 
 pub use tapir_apps::lab::pseudo_random_bytes as random_bytes;
+
+/// Runs `f` inside the lab namespace, where sockets are the kernel's.
+pub fn kernel<T: Send>(lab: &tapir_apps::lab::Lab, f: impl FnOnce() -> T + Send) -> T {
+    engine::sys::netns::run_in_netns(&lab.ns, f).expect("enter lab namespace")
+}

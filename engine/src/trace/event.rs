@@ -6,129 +6,8 @@
 //! the [`StackObserver`]s registered with a [`super::Tracer`], and the pcapng comment of the
 //! frame that caused them ([`super::Tracer::frame_with_events`]).
 
-use core::fmt;
-use core::net::Ipv4Addr;
-
-use protocols::iface::DropReason;
-use protocols::tcp::State;
-
-/// A TCP connection as the stack sees it: local and remote endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnId {
-    pub local: (Ipv4Addr, u16),
-    pub remote: (Ipv4Addr, u16),
-}
-
-impl fmt::Display for ConnId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}-{}:{}",
-            self.local.0, self.local.1, self.remote.0, self.remote.1
-        )
-    }
-}
-
-/// Why a segment was sent again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RetransmitReason {
-    /// The retransmission timer expired (RFC 6298 §5.4).
-    Rto,
-    /// Three duplicate ACKs (RFC 5681 §3.2).
-    FastRetransmit,
-    /// The SACK scoreboard marked the range lost (RFC 6675).
-    SackLoss,
-    /// A SYN or SYN-ACK sent again.
-    Syn,
-    /// A tail loss probe.
-    Probe,
-}
-
-impl RetransmitReason {
-    pub fn name(self) -> &'static str {
-        match self {
-            RetransmitReason::Rto => "rto",
-            RetransmitReason::FastRetransmit => "fast-retransmit",
-            RetransmitReason::SackLoss => "sack-loss",
-            RetransmitReason::Syn => "syn",
-            RetransmitReason::Probe => "probe",
-        }
-    }
-}
-
-/// One event of the stack. Sequence numbers are absolute (as on the wire).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StackEvent {
-    TcpState {
-        conn: ConnId,
-        from: State,
-        to: State,
-    },
-    Retransmit {
-        conn: ConnId,
-        seq: u32,
-        len: u32,
-        reason: RetransmitReason,
-    },
-    RtoFired {
-        conn: ConnId,
-        rto_ms: u32,
-        /// How many times the timer has backed off, this expiry included.
-        backoff: u8,
-    },
-    Congestion {
-        conn: ConnId,
-        cwnd: u32,
-        ssthresh: u32,
-    },
-    SackReceived {
-        conn: ConnId,
-        /// (left, right) edges; used blocks first.
-        blocks: [Option<(u32, u32)>; 4],
-    },
-    Drop {
-        reason: DropReason,
-    },
-}
-
-/// The comment text of an event, as it appears in pcapng `opt_comment` and trace output.
-impl fmt::Display for StackEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StackEvent::TcpState { conn, from, to } => {
-                write!(f, "tcp {conn}: state {from} -> {to}")
-            }
-            StackEvent::Retransmit {
-                conn,
-                seq,
-                len,
-                reason,
-            } => write!(
-                f,
-                "tcp {conn}: retransmit seq {seq} len {len} ({})",
-                reason.name()
-            ),
-            StackEvent::RtoFired {
-                conn,
-                rto_ms,
-                backoff,
-            } => write!(f, "tcp {conn}: rto fired ({rto_ms} ms, backoff {backoff})"),
-            StackEvent::Congestion {
-                conn,
-                cwnd,
-                ssthresh,
-            } => write!(f, "tcp {conn}: cwnd {cwnd} ssthresh {ssthresh}"),
-            StackEvent::SackReceived { conn, blocks } => {
-                write!(f, "tcp {conn}: sack")?;
-                for (l, r) in blocks.iter().flatten() {
-                    write!(f, " {l}-{r}")?;
-                }
-                Ok(())
-            }
-            StackEvent::Drop { reason } => write!(f, "dropped: {reason}"),
-        }
-    }
-}
+pub use protocols::iface::event::{ConnId, StackEvent};
+pub use protocols::tcp::RetransmitReason;
 
 /// Subscribes to stack events. Called on the worker thread that emitted the event, so an
 /// implementation must be quick and must not block (count, or push to its own bounded queue).
@@ -139,6 +18,9 @@ pub trait StackObserver: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::net::Ipv4Addr;
+    use protocols::iface::DropReason;
+    use protocols::tcp::State;
 
     fn conn() -> ConnId {
         ConnId {

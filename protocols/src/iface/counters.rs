@@ -98,6 +98,8 @@ pub struct Counters {
     /// Packets copied to raw sockets.
     pub raw_delivered: u64,
     drops: [u64; DropReason::COUNT],
+    /// The reason of the latest drop not yet taken (for tracing the dropped frame).
+    last_drop: Option<DropReason>,
 }
 
 impl Default for Counters {
@@ -124,6 +126,7 @@ impl Default for Counters {
             dhcp_naks: 0,
             raw_delivered: 0,
             drops: [0; DropReason::COUNT],
+            last_drop: None,
         }
     }
 }
@@ -131,6 +134,12 @@ impl Default for Counters {
 impl Counters {
     pub fn drop(&mut self, reason: DropReason) {
         self.drops[reason as usize] += 1;
+        self.last_drop = Some(reason);
+    }
+
+    /// The latest drop's reason, once.
+    pub fn take_last_drop(&mut self) -> Option<DropReason> {
+        self.last_drop.take()
     }
 
     pub fn drops(&self, reason: DropReason) -> u64 {

@@ -23,6 +23,7 @@ pub mod arp_cache;
 pub mod counters;
 mod dhcp;
 mod egress;
+pub mod event;
 mod icmp;
 mod ingress;
 mod raw;
@@ -37,6 +38,7 @@ use std::net::Ipv4Addr;
 pub use arp_cache::ArpConfig;
 pub use counters::{Counters, DropReason};
 pub use dhcp::{DhcpLogEntry, CLIENT_PORT as DHCP_CLIENT_PORT};
+pub use event::{ConnId, StackEvent};
 pub use icmp::{EchoReply, IcmpErrorReport};
 pub use raw::{RawError, RawPacket};
 pub use sockets::SocketHandle;
@@ -124,6 +126,9 @@ impl StackConfig {
     }
 }
 
+/// Stack events held for [`Stack::drain_events`] at most.
+pub const MAX_EVENTS: usize = 1024;
+
 /// One worker's share of a node.
 pub struct Stack {
     config: StackConfig,
@@ -147,6 +152,9 @@ pub struct Stack {
     /// Something an application waits for happened since the last `take_wakeup`.
     wakeup: bool,
     icmp_tokens: u32,
+    /// Record stack events for tracing ([`Stack::set_events`]).
+    events_on: bool,
+    events: Vec<StackEvent>,
     icmp_tokens_at: Instant,
 }
 
@@ -186,6 +194,8 @@ impl Stack {
             dirty: Vec::new(),
             wakeup: false,
             icmp_tokens: config.icmp_error_rate,
+            events_on: false,
+            events: Vec::new(),
             icmp_tokens_at: Instant::ZERO,
             config,
             rng,
@@ -229,10 +239,46 @@ impl Stack {
         self.config.cidr
     }
 
+    /// Like `receive` for a frame whose checksums the device vouched for (a tap's
+    /// `virtio_net_hdr` said `DATA_VALID` or `NEEDS_CSUM`): they are not verified again, and the
+    /// frame may be a GRO'd segment larger than the MTU.
+    pub fn receive_trusted(&mut self, now: Instant, frame: &[u8], sink: &mut impl Sink) {
+        let verify = std::mem::replace(&mut self.config.rx_verify_checksums, false);
+        self.receive(now, frame, sink);
+        self.config.rx_verify_checksums = verify;
+    }
+
     /// True once since something an application may wait for happened (data, a connection, a
     /// datagram, a state change). The engine wakes blocked callers on it.
     pub fn take_wakeup(&mut self) -> bool {
         std::mem::take(&mut self.wakeup)
+    }
+
+    /// Starts (or stops) recording [`StackEvent`]s for [`Stack::drain_events`]: TCP state
+    /// changes, retransmissions, RTO expiries, congestion changes, SACK blocks received. Off by
+    /// default; when on, at most [`MAX_EVENTS`] wait to be drained (the newest are dropped).
+    pub fn set_events(&mut self, on: bool) {
+        self.events_on = on;
+        if !on {
+            self.events.clear();
+        }
+        self.tcp_set_events(on);
+    }
+
+    /// Moves the recorded events into `out` (oldest first).
+    pub fn drain_events(&mut self, out: &mut Vec<StackEvent>) {
+        out.append(&mut self.events);
+    }
+
+    pub(super) fn record(&mut self, ev: StackEvent) {
+        if self.events_on && self.events.len() < MAX_EVENTS {
+            self.events.push(ev);
+        }
+    }
+
+    /// The reason the last frame given to `receive` was dropped, if it was (then cleared).
+    pub fn take_drop(&mut self) -> Option<DropReason> {
+        self.counters.take_last_drop()
     }
 
     /// The earliest instant at which `poll` has timer work.

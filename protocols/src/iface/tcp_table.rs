@@ -12,6 +12,7 @@ use siphasher::sip::SipHasher13;
 
 use super::counters::DropReason;
 use super::egress::{emit_ipv4, Egress};
+use super::event::{ConnId, StackEvent};
 use super::ingress::IpMeta;
 use super::sockets::{Slab, SocketHandle};
 use super::{Sink, Stack};
@@ -108,6 +109,8 @@ struct TcpSocket {
     released: bool,
     dirty: bool,
     timer_at: Option<Instant>,
+    /// On the ready list (see [`Stack::tcp_take_ready`]).
+    in_ready: bool,
 }
 
 #[derive(Debug)]
@@ -124,6 +127,9 @@ pub(super) struct TcpTable {
     sockets: Slab<TcpSocket>,
     conns: HashMap<Tuple, SocketHandle, KeyedHash>,
     listeners: HashMap<u16, Listener>,
+    /// Keep a list of connections with news for their application (run-to-completion apps).
+    track_ready: bool,
+    ready: Vec<SocketHandle>,
 }
 
 impl TcpTable {
@@ -132,6 +138,8 @@ impl TcpTable {
             sockets: Slab::default(),
             conns: HashMap::with_hasher(KeyedHash(key.0, key.1)),
             listeners: HashMap::new(),
+            track_ready: false,
+            ready: Vec::new(),
         }
     }
 }
@@ -207,7 +215,8 @@ impl Stack {
                 let isn = self
                     .isn
                     .isn((meta.dst, repr.dst_port), (meta.src, repr.src_port), now);
-                let conn = Connection::accept(&self.config.tcp, &repr, isn, now);
+                let mut conn = Connection::accept(&self.config.tcp, &repr, isn, now);
+                conn.set_events(self.events_on);
                 let h = self.tcp.sockets.insert(TcpSocket {
                     conn,
                     remote,
@@ -216,6 +225,7 @@ impl Stack {
                     released: false,
                     dirty: false,
                     timer_at: None,
+                    in_ready: false,
                 });
                 self.tcp.conns.insert(key, h);
                 if let Some(l) = self.tcp.listeners.get_mut(&repr.dst_port) {
@@ -307,7 +317,8 @@ impl Stack {
             return true;
         }
         let isn = ack_number - 1usize;
-        let conn = Connection::from_syn_cookie(&self.config.tcp, ack, payload, isn, mss, now);
+        let mut conn = Connection::from_syn_cookie(&self.config.tcp, ack, payload, isn, mss, now);
+        conn.set_events(self.events_on);
         let remote = SocketAddrV4::new(meta.src, ack.src_port);
         let h = self.tcp.sockets.insert(TcpSocket {
             conn,
@@ -317,6 +328,7 @@ impl Stack {
             released: false,
             dirty: false,
             timer_at: None,
+            in_ready: false,
         });
         self.tcp.conns.insert((ack.dst_port, remote), h);
         if let Some(l) = self.tcp.listeners.get_mut(&ack.dst_port) {
@@ -342,11 +354,18 @@ impl Stack {
     /// Bookkeeping after connection `h` changed: wake the application, move it to its
     /// listener's accept queue, schedule its timer, free it when done.
     fn settle(&mut self, h: SocketHandle) {
+        if self.events_on {
+            self.collect_events(h);
+        }
         let Some(s) = self.tcp.sockets.get_mut(h) else {
             return;
         };
         if s.conn.take_wakeup() {
             self.wakeup = true;
+            if self.tcp.track_ready && s.owned && !s.in_ready {
+                s.in_ready = true;
+                self.tcp.ready.push(h);
+            }
         }
         let state = s.conn.state();
         if let Some(port) = s.listener {
@@ -363,6 +382,45 @@ impl Stack {
             }
         }
         self.reschedule(h);
+    }
+
+    fn collect_events(&mut self, h: SocketHandle) {
+        let local = self.address();
+        let Some(s) = self.tcp.sockets.get_mut(h) else {
+            return;
+        };
+        let conn = ConnId {
+            local: (local, s.conn.local_port()),
+            remote: (*s.remote.ip(), s.remote.port()),
+        };
+        let mut evs = [None; 8];
+        let mut n = 0;
+        while n < evs.len() {
+            match s.conn.take_event() {
+                Some(e) => {
+                    evs[n] = Some(e);
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        for e in evs.into_iter().flatten() {
+            self.record(StackEvent::from_tcp(conn, e));
+        }
+        if n == 8 {
+            // More than fit in one pass: come back for the rest.
+            self.collect_events(h);
+        }
+    }
+
+    /// Turns event recording on or off for every connection (and those made later).
+    pub(super) fn tcp_set_events(&mut self, on: bool) {
+        let handles: Vec<SocketHandle> = self.tcp.sockets.iter().map(|(h, _)| h).collect();
+        for h in handles {
+            if let Some(s) = self.tcp.sockets.get_mut(h) {
+                s.conn.set_events(on);
+            }
+        }
     }
 
     fn reschedule(&mut self, h: SocketHandle) {
@@ -469,6 +527,31 @@ impl Stack {
         }
     }
 
+    /// Keeps (or stops keeping) the list of owned connections with news for their application:
+    /// data or EOF to read, room to write, a state change or an error. For applications that
+    /// run on the worker (the run-to-completion API) and visit only those connections.
+    pub fn tcp_track_ready(&mut self, on: bool) {
+        self.tcp.track_ready = on;
+        if !on {
+            let mut ready = std::mem::take(&mut self.tcp.ready);
+            for h in ready.drain(..) {
+                if let Some(s) = self.tcp.sockets.get_mut(h) {
+                    s.in_ready = false;
+                }
+            }
+        }
+    }
+
+    /// Moves the connections with news since the last call into `out` (each once).
+    pub fn tcp_take_ready(&mut self, out: &mut Vec<SocketHandle>) {
+        for h in self.tcp.ready.drain(..) {
+            if let Some(s) = self.tcp.sockets.get_mut(h) {
+                s.in_ready = false;
+                out.push(h);
+            }
+        }
+    }
+
     /// Listens on `port` with an accept queue of `backlog` connections (half-open included).
     pub fn tcp_listen(&mut self, port: u16, backlog: usize) -> Result<(), TcpError> {
         match self.tcp.listeners.entry(port) {
@@ -540,7 +623,8 @@ impl Stack {
         let isn = self
             .isn
             .isn((self.address(), port), (*remote.ip(), remote.port()), now);
-        let conn = Connection::connect(&self.config.tcp, port, remote.port(), isn, now);
+        let mut conn = Connection::connect(&self.config.tcp, port, remote.port(), isn, now);
+        conn.set_events(self.events_on);
         let h = self.tcp.sockets.insert(TcpSocket {
             conn,
             remote,
@@ -549,6 +633,7 @@ impl Stack {
             released: false,
             dirty: false,
             timer_at: None,
+            in_ready: false,
         });
         self.tcp.conns.insert((port, remote), h);
         self.counters.tcp_conns_opened += 1;

@@ -769,3 +769,68 @@ fn icmp_errors_reach_the_echo_socket_whose_request_they_quote() {
     assert_eq!((r.from, r.msg_type, r.code, r.detail), (IP_A, 3, 3, 7));
     assert_eq!(b.icmp_recv(h), None, "an error is not an echo reply");
 }
+
+#[test]
+fn events_record_state_changes_retransmissions_and_drops_when_asked() {
+    let mut p = Pair::new();
+    p.a.set_events(true);
+    p.b.tcp_listen(7, 4).unwrap();
+    let h =
+        p.a.tcp_connect(p.now, SocketAddrV4::new(IP_B, 7), None, &|_| true)
+            .unwrap();
+    for _ in 0..50 {
+        p.step();
+    }
+    let mut evs = Vec::new();
+    p.a.drain_events(&mut evs);
+    assert!(
+        evs.iter().any(|e| matches!(
+            e,
+            StackEvent::TcpState {
+                to: State::Established,
+                ..
+            }
+        )),
+        "{evs:?}"
+    );
+    // Data into a black hole: the RTO fires and the data is retransmitted, with its reason.
+    p.drop_every = 1;
+    p.a.tcp_send(h, &[7u8; 1000]).unwrap();
+    for _ in 0..200 {
+        p.step();
+    }
+    evs.clear();
+    p.a.drain_events(&mut evs);
+    assert!(
+        evs.iter().any(|e| matches!(e, StackEvent::RtoFired { .. })),
+        "{evs:?}"
+    );
+    assert!(
+        evs.iter().any(|e| matches!(
+            e,
+            StackEvent::Retransmit {
+                reason: crate::tcp::RetransmitReason::Rto,
+                len: 1000,
+                ..
+            }
+        )),
+        "{evs:?}"
+    );
+    let shown = evs
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        shown.contains("10.0.0.1:"),
+        "events name the connection: {shown}"
+    );
+    // The stack that did not ask records nothing.
+    evs.clear();
+    p.b.drain_events(&mut evs);
+    assert!(evs.is_empty());
+    // Drops are reported once for the frame that caused them.
+    p.b.receive(p.now, &[0u8; 5], &mut Vec::new());
+    assert_eq!(p.b.take_drop(), Some(DropReason::EthTruncated));
+    assert_eq!(p.b.take_drop(), None);
+}

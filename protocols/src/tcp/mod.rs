@@ -12,6 +12,7 @@
 
 pub mod congestion;
 mod connection;
+mod event;
 mod isn;
 mod recv_buffer;
 mod rtt;
@@ -30,6 +31,7 @@ use crate::wire::tcp::{SeqNumber, TcpFlags, TcpRepr};
 
 pub use congestion::{CongestionAlgorithm, CongestionController, Cubic, NewReno};
 pub use connection::Connection;
+pub use event::{RetransmitReason, TcpEvent};
 pub use isn::IsnGenerator;
 pub use rtt::RttEstimator;
 pub use syn_cookie::SynCookies;

@@ -15,12 +15,16 @@ mod input;
 mod output;
 mod recovery;
 
+use std::collections::VecDeque;
+
 use super::congestion::CongestionController;
+use super::event::EVENT_QUEUE;
 use super::recv_buffer::RecvBuffer;
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
 use super::send_buffer::SendBuffer;
 use super::timer::{Timer, TimerTable};
+use super::TcpEvent;
 use super::{ConnError, RecvError, SegmentDrop, SendError, State, TcpConfig};
 use crate::time::{Duration, Instant};
 use crate::wire::tcp::{SeqNumber, TcpFlags, TcpRepr};
@@ -126,6 +130,8 @@ pub struct Connection {
 
     error: Option<ConnError>,
     wakeup: bool,
+    /// Recorded events, when tracing asked for them ([`Connection::set_events`]).
+    events: Option<VecDeque<TcpEvent>>,
     nodelay: bool,
 }
 
@@ -200,6 +206,7 @@ impl Connection {
             pending_rst: None,
             error: None,
             wakeup: false,
+            events: None,
             nodelay: !cfg.nagle,
         }
     }
@@ -457,6 +464,9 @@ impl Connection {
         }
         self.rto_count = self.rto_count.saturating_add(1);
         self.rtt.back_off();
+        let rto_ms = u32::try_from(self.rtt.rto().as_millis()).unwrap_or(u32::MAX);
+        let backoff = u8::try_from(self.rto_count).unwrap_or(u8::MAX);
+        self.emit(TcpEvent::RtoFired { rto_ms, backoff });
         self.rtt_probe = None;
         self.retransmit_una = false;
         self.dupacks = 0;
@@ -478,6 +488,7 @@ impl Connection {
         }
         let flight = self.snd_max - self.snd_una;
         self.cc.on_rto(now, flight);
+        self.emit_congestion();
         // RFC 6582 §3.2 step 1 after a timeout: no fast retransmit for data sent before it.
         self.recover = self.snd_max;
         // Go back: everything from SND.UNA is sent again, SYN or FIN included.
@@ -521,8 +532,39 @@ impl Connection {
 
     fn set_state(&mut self, state: State) {
         if self.state != state {
+            let from = self.state;
             self.state = state;
             self.wakeup = true;
+            self.emit(TcpEvent::State { from, to: state });
+        }
+    }
+
+    /// Starts (or stops) recording [`TcpEvent`]s for [`Connection::take_event`].
+    pub fn set_events(&mut self, on: bool) {
+        self.events = on.then(|| VecDeque::with_capacity(EVENT_QUEUE));
+    }
+
+    /// The oldest recorded event not yet taken.
+    pub fn take_event(&mut self) -> Option<TcpEvent> {
+        self.events.as_mut()?.pop_front()
+    }
+
+    /// Records `ev` if events are on; the oldest goes when the queue is full.
+    pub(super) fn emit(&mut self, ev: TcpEvent) {
+        if let Some(q) = self.events.as_mut() {
+            if q.len() >= EVENT_QUEUE {
+                q.pop_front();
+            }
+            q.push_back(ev);
+        }
+    }
+
+    /// Records the congestion state after a congestion event.
+    pub(super) fn emit_congestion(&mut self) {
+        if self.events.is_some() {
+            let cwnd = u32::try_from(self.cwnd()).unwrap_or(u32::MAX);
+            let ssthresh = u32::try_from(self.ssthresh()).unwrap_or(u32::MAX);
+            self.emit(TcpEvent::Congestion { cwnd, ssthresh });
         }
     }
 

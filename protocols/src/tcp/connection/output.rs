@@ -4,7 +4,7 @@
 
 use super::Connection;
 use crate::tcp::timer::Timer;
-use crate::tcp::State;
+use crate::tcp::{RetransmitReason, State, TcpEvent};
 use crate::time::Instant;
 use crate::wire::tcp::{SeqNumber, TcpFlags, TcpRepr, TcpTimestamp, MAX_SACK_BLOCKS};
 
@@ -167,6 +167,13 @@ impl Connection {
         }
         if self.rto_count == 0 {
             self.rtt_probe = Some((self.iss + 1, now));
+        } else {
+            let reason = RetransmitReason::Syn;
+            self.emit(TcpEvent::Retransmit {
+                seq: self.iss.0,
+                len: 1,
+                reason,
+            });
         }
         self.snd_nxt = self.iss + 1;
         self.snd_max = self.snd_max.max(self.snd_nxt);
@@ -289,6 +296,25 @@ impl Connection {
             .set_if_stopped(Timer::Retransmit, now + self.rtt.rto());
         if let Some(t) = self.cfg.user_timeout {
             self.timers.set_if_stopped(Timer::UserTimeout, now + t);
+        }
+        if (retransmit || resend) && self.events.is_some() {
+            let reason = if self.in_recovery {
+                if self.sack_on {
+                    RetransmitReason::SackLoss
+                } else {
+                    RetransmitReason::FastRetransmit
+                }
+            } else if self.rto_count > 0 {
+                RetransmitReason::Rto
+            } else {
+                RetransmitReason::Probe
+            };
+            let len = u32::try_from(repr.segment_len()).unwrap_or(u32::MAX);
+            self.emit(TcpEvent::Retransmit {
+                seq: seq.0,
+                len,
+                reason,
+            });
         }
         self.on_sent(&repr);
         Some(repr)

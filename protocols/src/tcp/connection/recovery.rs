@@ -5,6 +5,7 @@
 
 use super::Connection;
 use crate::tcp::sack::DUP_THRESH;
+use crate::tcp::TcpEvent;
 use crate::time::Instant;
 use crate::wire::tcp::{SeqNumber, TcpRepr};
 
@@ -16,6 +17,10 @@ impl Connection {
             return 0;
         }
         self.sack.advance(ack);
+        if seg.sack_ranges[0].is_some() && self.events.is_some() {
+            let blocks = seg.sack_ranges.map(|b| b.map(|(l, r)| (l.0, r.0)));
+            self.emit(TcpEvent::SackReceived { blocks });
+        }
         self.sack
             .add_blocks(ack, self.snd_max, seg.sack_ranges.iter().flatten().copied())
     }
@@ -68,6 +73,7 @@ impl Connection {
         self.in_recovery = true;
         self.recover = self.snd_max;
         self.cc.on_congestion_event(now, flight);
+        self.emit_congestion();
         self.recovery_cwnd = self.cc.window() + DUP_THRESH * self.smss();
         self.high_rxt = self.snd_una;
         self.retransmit_una = true;

@@ -1,0 +1,458 @@
+//! `tapir perf`: an iperf3-compatible TCP throughput server and client over tapir's sockets, so
+//! that stock `iperf3 -c <tapir>` and `iperf3 -s` work against it ([`proto`] has the protocol).
+
+pub mod proto;
+
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use engine::{Node, TcpListener, TcpStream};
+use serde_json::{json, Value};
+
+use proto::{state, Params, StreamResult, COOKIE_SIZE};
+
+/// How long a peer may stay silent on the control connection outside the running test.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a data thread blocked on its socket looks at the stop flag.
+const POLL: Duration = Duration::from_millis(50);
+
+/// `tapir perf` options (iperf3's names).
+#[derive(Debug, Clone, Args)]
+pub struct PerfOpts {
+    /// Run as a server.
+    #[arg(short = 's', long, conflicts_with = "client")]
+    pub server: bool,
+    /// Run as a client of the iperf3 server at HOST.
+    #[arg(short = 'c', long, value_name = "HOST")]
+    pub client: Option<Ipv4Addr>,
+    /// Server port.
+    #[arg(short = 'p', long, default_value_t = proto::DEFAULT_PORT)]
+    pub port: u16,
+    /// Seconds to transmit.
+    #[arg(short = 't', long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub time: u64,
+    /// Parallel streams.
+    #[arg(short = 'P', long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=128))]
+    pub parallel: u16,
+    /// Reverse: the server sends, the client receives.
+    #[arg(short = 'R', long)]
+    pub reverse: bool,
+    /// Bytes per write/read, with an optional K or M suffix (default 128K).
+    #[arg(short = 'l', long, value_parser = parse_len, default_value = "128K")]
+    pub length: usize,
+    /// Print the results as JSON.
+    #[arg(short = 'J', long)]
+    pub json: bool,
+    /// Server: handle one test, then exit.
+    #[arg(short = '1', long)]
+    pub one_off: bool,
+}
+
+fn parse_len(s: &str) -> Result<usize, String> {
+    let (num, mul) = match s.as_bytes().last() {
+        Some(b'K' | b'k') => (&s[..s.len() - 1], 1024),
+        Some(b'M' | b'm') => (&s[..s.len() - 1], 1024 * 1024),
+        _ => (s, 1),
+    };
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a length (e.g. 128K)"))?;
+    match n.checked_mul(mul) {
+        Some(v) if (1..=16 << 20).contains(&v) => Ok(v),
+        _ => Err(format!("length {s} must be between 1 and 16M")),
+    }
+}
+
+/// What one test moved, from this side's point of view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestReport {
+    pub seconds: f64,
+    pub streams: usize,
+    pub reverse: bool,
+    /// Bytes the sending side wrote, and what the receiving side read, summed over streams.
+    pub sent: u64,
+    pub received: u64,
+}
+
+impl TestReport {
+    pub fn to_json(&self, host: &str, port: u16, len: usize) -> Value {
+        let sum = |bytes: u64, sender: bool| {
+            json!({
+                "start": 0,
+                "end": self.seconds,
+                "seconds": self.seconds,
+                "bytes": bytes,
+                "bits_per_second": rate(bytes, self.seconds),
+                "sender": sender,
+            })
+        };
+        json!({
+            "start": {
+                "connecting_to": {"host": host, "port": port},
+                "version": concat!("tapir ", env!("CARGO_PKG_VERSION")),
+                "test_start": {
+                    "protocol": "TCP",
+                    "num_streams": self.streams,
+                    "blksize": len,
+                    "duration": self.seconds.round() as u64,
+                    "reverse": i32::from(self.reverse),
+                },
+            },
+            "intervals": [],
+            "end": {
+                "sum_sent": sum(self.sent, true),
+                "sum_received": sum(self.received, false),
+            },
+        })
+    }
+}
+
+fn rate(bytes: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        bytes as f64 * 8.0 / seconds
+    } else {
+        0.0
+    }
+}
+
+/// Runs the client or server the options ask for, printing to `out`.
+pub fn run(node: &Node, opts: &PerfOpts, out: &mut dyn Write) -> Result<()> {
+    if let Some(host) = opts.client {
+        let r = client(node, opts, SocketAddrV4::new(host, opts.port))?;
+        if opts.json {
+            let v = r.to_json(&host.to_string(), opts.port, opts.length);
+            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        } else {
+            let label = if r.streams > 1 { "SUM" } else { "  5" };
+            writeln!(
+                out,
+                "{}",
+                proto::summary_line(label, r.seconds, r.sent, "sender")
+            )?;
+            writeln!(
+                out,
+                "{}",
+                proto::summary_line(label, r.seconds, r.received, "receiver")
+            )?;
+        }
+        return Ok(());
+    }
+    if !opts.server {
+        bail!("say -s to run a server or -c HOST to run a client");
+    }
+    let listener = TcpListener::bind(node, opts.port)
+        .with_context(|| format!("cannot listen on port {}", opts.port))?;
+    if !opts.json {
+        writeln!(out, "Server listening on {}", opts.port)?;
+        out.flush()?;
+    }
+    loop {
+        match serve_one(node, &listener) {
+            Ok(r) => {
+                if opts.json {
+                    let v = r.to_json("", opts.port, opts.length);
+                    writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+                } else {
+                    let (bytes, role) = if r.reverse {
+                        (r.sent, "sender")
+                    } else {
+                        (r.received, "receiver")
+                    };
+                    let label = if r.streams > 1 { "SUM" } else { "  5" };
+                    writeln!(
+                        out,
+                        "{}",
+                        proto::summary_line(label, r.seconds, bytes, role)
+                    )?;
+                }
+                out.flush()?;
+            }
+            Err(e) => {
+                if node.is_stopped() {
+                    return Err(e);
+                }
+                eprintln!("tapir perf: test failed: {e:#}");
+                if opts.one_off {
+                    return Err(e);
+                }
+            }
+        }
+        if opts.one_off {
+            return Ok(());
+        }
+    }
+}
+
+/// Moves bytes on one data stream until `stop`: writes when `send`, reads otherwise.
+fn pump(stream: &TcpStream, send: bool, len: usize, count: &AtomicU64, stop: &AtomicBool) {
+    let mut buf = vec![0u8; len];
+    if send {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = b"0123456789"[i % 10];
+        }
+    }
+    let mut off = 0;
+    let mut s = stream;
+    let mut give_up: Option<Instant> = None;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            // A sender finishes the block it started: iperf3's receiver reads whole blocks
+            // (`Nread` of the block length) and would wait for the rest until the connection
+            // closed. A receiver that stopped reading gets a bounded grace.
+            if !send || off == 0 {
+                break;
+            }
+            let t = *give_up.get_or_insert_with(|| Instant::now() + Duration::from_secs(2));
+            if Instant::now() >= t {
+                break;
+            }
+        }
+        let r = if send {
+            s.write(&buf[off..])
+        } else {
+            s.read(&mut buf)
+        };
+        match r {
+            Ok(0) if !send => break,
+            Ok(n) => {
+                count.fetch_add(n as u64, Ordering::Relaxed);
+                if send {
+                    off = (off + n) % len;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+}
+
+/// Runs the data phase: one thread per stream until `stop` is set by `control`, which returns
+/// when the test has ended. Returns the seconds the test ran and the bytes per stream at its end.
+fn run_streams(
+    streams: &mut [TcpStream],
+    send: bool,
+    len: usize,
+    control: impl FnOnce() -> Result<()>,
+) -> Result<(f64, Vec<u64>)> {
+    for s in streams.iter_mut() {
+        s.set_read_timeout(Some(POLL));
+        s.set_write_timeout(Some(POLL));
+    }
+    let counts: Vec<AtomicU64> = streams.iter().map(|_| AtomicU64::new(0)).collect();
+    let stop = AtomicBool::new(false);
+    let start = Instant::now();
+    let mut at_end = Vec::new();
+    let mut seconds = 0.0;
+    let r = std::thread::scope(|sc| {
+        for (s, c) in streams.iter().zip(&counts) {
+            let stop = &stop;
+            sc.spawn(move || pump(s, send, len, c, stop));
+        }
+        let r = control();
+        seconds = start.elapsed().as_secs_f64();
+        at_end = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        stop.store(true, Ordering::Relaxed);
+        r
+    });
+    if send {
+        // What a sender wrote includes the end of its last block.
+        at_end = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    }
+    r.map(|()| (seconds, at_end))
+}
+
+fn server_error(code: i8) -> anyhow::Error {
+    match code {
+        state::ACCESS_DENIED => anyhow!("the server is busy running a test: try again later"),
+        state::SERVER_ERROR => anyhow!("the server reported an error"),
+        state::SERVER_TERMINATE => anyhow!("the server terminated the test"),
+        state::CLIENT_TERMINATE => anyhow!("the client terminated the test"),
+        s => anyhow!("unexpected iperf3 state {s} on the control connection"),
+    }
+}
+
+/// Handles one test from a client that connects to `listener`.
+fn serve_one(node: &Node, listener: &TcpListener) -> Result<TestReport> {
+    let (mut ctrl, peer) = listener.accept()?;
+    ctrl.set_read_timeout(Some(CONTROL_TIMEOUT));
+    ctrl.set_nodelay(true)?;
+    let mut cookie = [0u8; COOKIE_SIZE];
+    ctrl.read_exact(&mut cookie).context("reading the cookie")?;
+    proto::write_state(&mut ctrl, state::PARAM_EXCHANGE)?;
+    let params = proto::read_json(&mut ctrl).context("reading the parameters")?;
+    let params = Params::from_json(&params).map_err(|e| {
+        let _ = proto::write_state(&mut ctrl, state::SERVER_ERROR);
+        anyhow!("client {peer}: {e}")
+    })?;
+    proto::write_state(&mut ctrl, state::CREATE_STREAMS)?;
+    let mut streams = Vec::new();
+    while streams.len() < params.parallel {
+        let (mut s, _) = listener
+            .accept_timeout(Some(CONTROL_TIMEOUT))
+            .context("waiting for the data connections")?;
+        s.set_read_timeout(Some(CONTROL_TIMEOUT));
+        let mut c = [0u8; COOKIE_SIZE];
+        if s.read_exact(&mut c).is_ok() && c == cookie {
+            streams.push(s);
+        } else {
+            // Another client trying to start a test while this one runs (iperf3 denies it).
+            let _ = proto::write_state(&mut s, state::ACCESS_DENIED);
+        }
+    }
+    proto::write_state(&mut ctrl, state::TEST_START)?;
+    proto::write_state(&mut ctrl, state::TEST_RUNNING)?;
+    let send = params.reverse;
+    let limit = Duration::from_secs(params.time) + CONTROL_TIMEOUT;
+    let (seconds, bytes) = run_streams(&mut streams, send, params.len, || {
+        ctrl.set_read_timeout(Some(limit));
+        match proto::read_state(&mut ctrl).context("waiting for the end of the test")? {
+            state::TEST_END => Ok(()),
+            s => Err(server_error(s)),
+        }
+    })?;
+    // As iperf3's server does on TEST_END: close the data streams, so that a client blocked
+    // reading a whole block sees the end of the stream instead of waiting for more.
+    for s in &streams {
+        let _ = s.shutdown(Shutdown::Write);
+    }
+    ctrl.set_read_timeout(Some(CONTROL_TIMEOUT));
+    proto::write_state(&mut ctrl, state::EXCHANGE_RESULTS)?;
+    let theirs = proto::read_json(&mut ctrl).context("reading the client's results")?;
+    let theirs = proto::parse_results(&theirs).map_err(|e| anyhow!(e))?;
+    let ours: Vec<StreamResult> = bytes
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| StreamResult {
+            // Answer with the client's own stream ids, in order: they are what it looks up.
+            id: theirs.get(i).map_or(proto::stream_id(i), |t| t.id),
+            bytes: b,
+            retransmits: 0,
+            seconds,
+        })
+        .collect();
+    proto::write_json(&mut ctrl, &proto::results_json(send, &ours))?;
+    proto::write_state(&mut ctrl, state::DISPLAY_RESULTS)?;
+    // IPERF_DONE, or the client simply closing: either ends the test.
+    let _ = proto::read_state(&mut ctrl);
+    let _ = node;
+    let our_total: u64 = bytes.iter().sum();
+    let their_total: u64 = theirs.iter().map(|t| t.bytes).sum();
+    let (sent, received) = if send {
+        (our_total, their_total)
+    } else {
+        (their_total, our_total)
+    };
+    Ok(TestReport {
+        seconds,
+        streams: streams.len(),
+        reverse: params.reverse,
+        sent,
+        received,
+    })
+}
+
+/// Runs one test against the iperf3 server at `server`.
+fn client(node: &Node, opts: &PerfOpts, server: SocketAddrV4) -> Result<TestReport> {
+    let mut ctrl = TcpStream::connect_timeout(node, server, Some(CONTROL_TIMEOUT))
+        .with_context(|| format!("cannot connect to the iperf3 server at {server}"))?;
+    ctrl.set_nodelay(true)?;
+    ctrl.set_read_timeout(Some(CONTROL_TIMEOUT));
+    let seed = node.now().total_micros() ^ (u64::from(std::process::id()) << 32);
+    let cookie = proto::make_cookie(seed | 1);
+    ctrl.write_all(&cookie)?;
+    let params = Params {
+        time: opts.time,
+        parallel: usize::from(opts.parallel),
+        len: opts.length,
+        reverse: opts.reverse,
+    };
+    let mut streams = Vec::new();
+    let mut outcome: Option<(f64, Vec<u64>)> = None;
+    loop {
+        let s = proto::read_state(&mut ctrl).context("the server closed the control connection")?;
+        match s {
+            state::PARAM_EXCHANGE => proto::write_json(&mut ctrl, &params.to_json())?,
+            state::CREATE_STREAMS => {
+                for _ in 0..params.parallel {
+                    let mut d = TcpStream::connect_timeout(node, server, Some(CONTROL_TIMEOUT))
+                        .context("cannot open a data connection")?;
+                    d.write_all(&cookie)?;
+                    streams.push(d);
+                }
+            }
+            state::TEST_START => {}
+            state::TEST_RUNNING => {
+                let time = Duration::from_secs(params.time);
+                let r = run_streams(&mut streams, !params.reverse, params.len, || {
+                    std::thread::sleep(time);
+                    Ok(())
+                })?;
+                proto::write_state(&mut ctrl, state::TEST_END)?;
+                outcome = Some(r);
+            }
+            state::EXCHANGE_RESULTS => {
+                let (seconds, bytes) = outcome.take().ok_or_else(|| server_error(s))?;
+                let ours: Vec<StreamResult> = bytes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &b)| StreamResult {
+                        id: proto::stream_id(i),
+                        bytes: b,
+                        retransmits: 0,
+                        seconds,
+                    })
+                    .collect();
+                proto::write_json(&mut ctrl, &proto::results_json(!params.reverse, &ours))?;
+                let theirs =
+                    proto::parse_results(&proto::read_json(&mut ctrl)?).map_err(|e| anyhow!(e))?;
+                let our_total: u64 = bytes.iter().sum();
+                let their_total: u64 = theirs.iter().map(|t| t.bytes).sum();
+                let (sent, received) = if params.reverse {
+                    (their_total, our_total)
+                } else {
+                    (our_total, their_total)
+                };
+                let report = TestReport {
+                    seconds,
+                    streams: params.parallel,
+                    reverse: params.reverse,
+                    sent,
+                    received,
+                };
+                // DISPLAY_RESULTS follows; answer IPERF_DONE and let the FIN go out.
+                let s = proto::read_state(&mut ctrl)?;
+                if s != state::DISPLAY_RESULTS {
+                    return Err(server_error(s));
+                }
+                proto::write_state(&mut ctrl, state::IPERF_DONE)?;
+                drop(streams);
+                ctrl.shutdown(Shutdown::Write)?;
+                let _ = ctrl.wait_closed(Some(Duration::from_secs(2)));
+                return Ok(report);
+            }
+            s => return Err(server_error(s)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths_parse_like_iperf3() {
+        assert_eq!(parse_len("128K"), Ok(131072));
+        assert_eq!(parse_len("1M"), Ok(1 << 20));
+        assert_eq!(parse_len("1000"), Ok(1000));
+        assert!(parse_len("0").is_err());
+        assert!(parse_len("x").is_err());
+    }
+}

@@ -1,0 +1,353 @@
+//! The iperf3 control protocol (esnet/iperf `src/iperf.h`, `src/iperf_api.c`), as far as TCP tests
+//! need it.
+//!
+//! A test runs over one control connection to port 5201:
+//! 1. the client sends a 37-byte cookie (36 printable characters and a NUL);
+//! 2. the server sends one signed state byte at a time: `PARAM_EXCHANGE`, after which the client
+//!    sends its parameters as JSON; `CREATE_STREAMS`, after which the client opens the data
+//!    connections, each starting with the same cookie; `TEST_START`, `TEST_RUNNING`;
+//! 3. the client sends `TEST_END` when its timer fires;
+//! 4. the server sends `EXCHANGE_RESULTS`: the client sends its results as JSON, then the
+//!    server sends its own; then `DISPLAY_RESULTS`, and the client answers `IPERF_DONE`.
+//!
+//! JSON travels as a 4-byte big-endian length followed by that many bytes (no NUL).
+//! Stream ids follow iperf3's `iperf_add_stream`: 1 for the first stream, then 3, 4, 5, ...
+
+use std::io::{self, Read, Write};
+
+use serde_json::Value;
+
+pub const DEFAULT_PORT: u16 = 5201;
+/// 36 characters and a NUL (iperf.h `COOKIE_SIZE`).
+pub const COOKIE_SIZE: usize = 37;
+/// iperf3's default TCP block size (`DEFAULT_TCP_BLKSIZE`, 128 KiB).
+pub const DEFAULT_LEN: usize = 128 * 1024;
+/// The largest JSON message we accept: a parameter or result object is a few KiB.
+const MAX_JSON: u32 = 1 << 20;
+
+/// The control states (iperf_api.h). Values are what goes on the wire as one signed byte.
+pub mod state {
+    pub const TEST_START: i8 = 1;
+    pub const TEST_RUNNING: i8 = 2;
+    pub const TEST_END: i8 = 4;
+    pub const PARAM_EXCHANGE: i8 = 9;
+    pub const CREATE_STREAMS: i8 = 10;
+    pub const SERVER_TERMINATE: i8 = 11;
+    pub const CLIENT_TERMINATE: i8 = 12;
+    pub const EXCHANGE_RESULTS: i8 = 13;
+    pub const DISPLAY_RESULTS: i8 = 14;
+    pub const IPERF_DONE: i8 = 16;
+    pub const ACCESS_DENIED: i8 = -1;
+    pub const SERVER_ERROR: i8 = -2;
+}
+
+/// A fresh cookie: 36 characters of iperf3's alphabet (`make_cookie`) and a NUL.
+pub fn make_cookie(mut seed: u64) -> [u8; COOKIE_SIZE] {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut c = [0u8; COOKIE_SIZE];
+    for b in c.iter_mut().take(COOKIE_SIZE - 1) {
+        // xorshift64*: the cookie only has to differ between concurrent tests.
+        seed ^= seed >> 12;
+        seed ^= seed << 25;
+        seed ^= seed >> 27;
+        let r = seed.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        *b = ALPHABET[(r >> 59) as usize];
+    }
+    c
+}
+
+pub fn read_state(r: &mut impl Read) -> io::Result<i8> {
+    let mut b = [0u8; 1];
+    r.read_exact(&mut b)?;
+    Ok(b[0] as i8)
+}
+
+pub fn write_state(w: &mut impl Write, s: i8) -> io::Result<()> {
+    w.write_all(&[s as u8])
+}
+
+pub fn write_json(w: &mut impl Write, v: &Value) -> io::Result<()> {
+    let text = serde_json::to_vec(v).map_err(io::Error::other)?;
+    let len = u32::try_from(text.len()).map_err(|_| io::Error::other("JSON too long"))?;
+    let mut msg = Vec::with_capacity(4 + text.len());
+    msg.extend_from_slice(&len.to_be_bytes());
+    msg.extend_from_slice(&text);
+    w.write_all(&msg)
+}
+
+pub fn read_json(r: &mut impl Read) -> io::Result<Value> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len);
+    if len > MAX_JSON {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("peer announced a {len}-byte JSON message"),
+        ));
+    }
+    let mut text = vec![0u8; len as usize];
+    r.read_exact(&mut text)?;
+    serde_json::from_slice(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// iperf3's id for the `i`-th stream (0-based).
+pub fn stream_id(i: usize) -> u64 {
+    if i == 0 {
+        1
+    } else {
+        i as u64 + 2
+    }
+}
+
+/// The test parameters a client sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    pub time: u64,
+    pub parallel: usize,
+    pub len: usize,
+    pub reverse: bool,
+}
+
+impl Params {
+    pub fn to_json(&self) -> Value {
+        let mut v = serde_json::json!({
+            "tcp": true,
+            "omit": 0,
+            "time": self.time,
+            "num": 0,
+            "blockcount": 0,
+            "parallel": self.parallel,
+            "len": self.len,
+            "pacing_timer": 1000,
+            "client_version": "3.12",
+        });
+        if self.reverse {
+            v["reverse"] = Value::Bool(true);
+        }
+        v
+    }
+
+    /// Reads what a client sent. Only TCP tests are supported.
+    pub fn from_json(v: &Value) -> Result<Params, String> {
+        if v.get("udp").is_some() || v.get("sctp").is_some() {
+            return Err("only TCP tests are supported".into());
+        }
+        if v.get("bidirectional").is_some() {
+            return Err("--bidir is not supported".into());
+        }
+        let num = |k: &str, d: u64| v.get(k).and_then(Value::as_u64).unwrap_or(d);
+        let parallel = num("parallel", 1).clamp(1, 128) as usize;
+        let len = (num("len", DEFAULT_LEN as u64) as usize).clamp(1, 1 << 24);
+        let reverse = v
+            .get("reverse")
+            .map(|r| r.as_bool().unwrap_or(r.as_u64().unwrap_or(0) != 0))
+            .unwrap_or(false);
+        Ok(Params {
+            time: num("time", 10),
+            parallel,
+            len,
+            reverse,
+        })
+    }
+}
+
+/// One stream's line in a results message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamResult {
+    pub id: u64,
+    pub bytes: u64,
+    pub retransmits: u64,
+    pub seconds: f64,
+}
+
+/// A results message (`send_results`): CPU figures we do not measure are sent as 0.
+pub fn results_json(sender: bool, streams: &[StreamResult]) -> Value {
+    let streams: Vec<Value> = streams
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "id": s.id,
+                "bytes": s.bytes,
+                "retransmits": if sender { s.retransmits as i64 } else { -1 },
+                "jitter": 0,
+                "errors": 0,
+                "omitted_errors": 0,
+                "packets": 0,
+                "omitted_packets": 0,
+                "start_time": 0,
+                "end_time": s.seconds,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "cpu_util_total": 0,
+        "cpu_util_user": 0,
+        "cpu_util_system": 0,
+        "sender_has_retransmits": i32::from(sender),
+        "congestion_used": "reno",
+        "streams": streams,
+    })
+}
+
+/// Reads the peer's per-stream results: (id, bytes, seconds).
+pub fn parse_results(v: &Value) -> Result<Vec<StreamResult>, String> {
+    let streams = v
+        .get("streams")
+        .and_then(Value::as_array)
+        .ok_or("results without streams")?;
+    streams
+        .iter()
+        .map(|s| {
+            let id = s
+                .get("id")
+                .and_then(Value::as_u64)
+                .ok_or("stream without id")?;
+            let bytes = s
+                .get("bytes")
+                .and_then(Value::as_u64)
+                .ok_or("stream without bytes")?;
+            let retransmits = s.get("retransmits").and_then(Value::as_u64).unwrap_or(0);
+            let start = s.get("start_time").and_then(Value::as_f64).unwrap_or(0.0);
+            let end = s.get("end_time").and_then(Value::as_f64).unwrap_or(0.0);
+            Ok(StreamResult {
+                id,
+                bytes,
+                retransmits,
+                seconds: end - start,
+            })
+        })
+        .collect()
+}
+
+/// iperf3's unit formatting (`unit_snprintf` with 'a'): bytes in binary units, rates in decimal.
+pub fn format_bytes(bytes: u64) -> String {
+    let b = bytes as f64;
+    let (v, unit) = if b >= 1024.0 * 1024.0 * 1024.0 {
+        (b / (1024.0 * 1024.0 * 1024.0), "GBytes")
+    } else if b >= 1024.0 * 1024.0 {
+        (b / (1024.0 * 1024.0), "MBytes")
+    } else if b >= 1024.0 {
+        (b / 1024.0, "KBytes")
+    } else {
+        (b, "Bytes")
+    };
+    format!("{} {unit}", three_digits(v))
+}
+
+pub fn format_rate(bits_per_second: f64) -> String {
+    let b = bits_per_second;
+    let (v, unit) = if b >= 1e9 {
+        (b / 1e9, "Gbits/sec")
+    } else if b >= 1e6 {
+        (b / 1e6, "Mbits/sec")
+    } else if b >= 1e3 {
+        (b / 1e3, "Kbits/sec")
+    } else {
+        (b, "bits/sec")
+    };
+    format!("{} {unit}", three_digits(v))
+}
+
+/// Three significant digits, as iperf3 prints them.
+fn three_digits(v: f64) -> String {
+    if v < 9.995 {
+        format!("{v:.2}")
+    } else if v < 99.95 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// A summary line in iperf3's layout: `[SUM]   0.00-2.00   sec  2.19 GBytes  9.41 Gbits/sec  sender`.
+pub fn summary_line(label: &str, seconds: f64, bytes: u64, role: &str) -> String {
+    let rate = if seconds > 0.0 {
+        bytes as f64 * 8.0 / seconds
+    } else {
+        0.0
+    };
+    format!(
+        "[{label:>3}]   0.00-{seconds:<5.2} sec  {:>11}  {:>15}                  {role}",
+        format_bytes(bytes),
+        format_rate(rate)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trips_with_length_prefix() {
+        let p = Params {
+            time: 3,
+            parallel: 4,
+            len: 1000,
+            reverse: true,
+        };
+        let mut wire = Vec::new();
+        write_json(&mut wire, &p.to_json()).unwrap();
+        let len = u32::from_be_bytes([wire[0], wire[1], wire[2], wire[3]]) as usize;
+        assert_eq!(len, wire.len() - 4);
+        let back = read_json(&mut &wire[..]).unwrap();
+        assert_eq!(Params::from_json(&back).unwrap(), p);
+    }
+
+    #[test]
+    fn stock_client_parameters_are_understood() {
+        let v: Value = serde_json::from_str(
+            r#"{"tcp":true,"omit":0,"time":2,"num":0,"blockcount":0,"parallel":2,"len":131072,"pacing_timer":1000,"client_version":"3.12"}"#,
+        )
+        .unwrap();
+        let p = Params::from_json(&v).unwrap();
+        assert_eq!(
+            (p.time, p.parallel, p.len, p.reverse),
+            (2, 2, 131072, false)
+        );
+        let udp: Value = serde_json::from_str(r#"{"udp":true}"#).unwrap();
+        assert!(Params::from_json(&udp).is_err());
+    }
+
+    #[test]
+    fn results_carry_what_get_results_requires() {
+        let r = results_json(
+            true,
+            &[StreamResult {
+                id: 1,
+                bytes: 42,
+                retransmits: 0,
+                seconds: 2.0,
+            }],
+        );
+        for k in [
+            "cpu_util_total",
+            "cpu_util_user",
+            "cpu_util_system",
+            "sender_has_retransmits",
+        ] {
+            assert!(r.get(k).is_some(), "{k}");
+        }
+        let s = &r["streams"][0];
+        for k in ["id", "bytes", "retransmits", "jitter", "errors", "packets"] {
+            assert!(s.get(k).is_some(), "{k}");
+        }
+        let back = parse_results(&r).unwrap();
+        assert_eq!((back[0].id, back[0].bytes), (1, 42));
+    }
+
+    #[test]
+    fn cookies_are_36_characters_and_a_nul() {
+        let c = make_cookie(7);
+        assert_eq!(c[36], 0);
+        assert!(c[..36].iter().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(c, make_cookie(8));
+        assert_eq!([stream_id(0), stream_id(1), stream_id(2)], [1, 3, 4]);
+    }
+
+    #[test]
+    fn units_look_like_iperf3() {
+        assert_eq!(format_bytes(2_351_000_000), "2.19 GBytes");
+        assert_eq!(format_rate(9.41e9), "9.41 Gbits/sec");
+        assert_eq!(format_rate(943e6), "943 Mbits/sec");
+    }
+}

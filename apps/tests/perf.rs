@@ -1,0 +1,252 @@
+//! Interop of `tapir perf` with stock iperf3 in a private lab namespace: iperf3's client against
+//! tapir's server and tapir's client against iperf3's server, forward and reverse. The tests check
+//! that each test completes and that the byte counts agree, never the speed. Needs root,
+//! /dev/net/tun and iperf3 (scripts/setup installs it).
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tapir_apps::lab::Lab;
+
+const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
+
+fn interop_allowed() -> bool {
+    if std::env::var_os("TAPIR_SKIP_INTEROP").is_some() {
+        eprintln!("TAPIR_SKIP_INTEROP set: skipping");
+        return false;
+    }
+    let uid = Command::new("id").arg("-u").output().expect("id -u");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "interop tests need root and /dev/net/tun (set TAPIR_SKIP_INTEROP=1 to skip them)"
+    );
+    true
+}
+
+/// A child process killed by its pid when dropped (before the lab it runs in is removed).
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `tapir perf -s` in the lab; returns once it listens.
+fn tapir_server(lab: &Lab, extra: &[&str]) -> (Proc, BufReader<std::process::ChildStdout>) {
+    let mut child = Command::new(TAPIR)
+        .arg("perf")
+        .args(lab.node_args())
+        .args(extra)
+        .args(["-s", "-1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tapir perf -s");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("read start line");
+    if !line.starts_with("Server listening on 5201") {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        panic!("tapir perf -s did not start: {line} {err}");
+    }
+    (Proc(child), out)
+}
+
+/// Stock `iperf3 -s -1` in the lab namespace; returns once it listens.
+fn kernel_server(lab: &Lab) -> Proc {
+    let child = lab
+        .command("iperf3")
+        .args(["-s", "-1", "-B", &lab.host.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn iperf3 -s (run scripts/setup to install iperf3)");
+    let p = Proc(child);
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ss = lab
+            .command("ss")
+            .args(["-Hltn", "sport = :5201"])
+            .output()
+            .expect("ss");
+        if !String::from_utf8_lossy(&ss.stdout).trim().is_empty() {
+            return p;
+        }
+        assert!(Instant::now() < until, "iperf3 -s never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sums(v: &Value) -> (u64, u64) {
+    let end = &v["end"];
+    let sent = end["sum_sent"]["bytes"].as_u64().expect("sum_sent.bytes");
+    let received = end["sum_received"]["bytes"]
+        .as_u64()
+        .expect("sum_received.bytes");
+    (sent, received)
+}
+
+/// The receiver read something, and no more than the sender wrote.
+fn assert_consistent(sent: u64, received: u64, what: &str) {
+    assert!(received > 0, "{what}: nothing received (sent {sent})");
+    assert!(
+        received <= sent,
+        "{what}: received {received} > sent {sent}"
+    );
+}
+
+/// Runs stock `iperf3 -c` against `tapir perf -s`; returns tapir's stats line (stderr).
+fn stock_client_against_tapir(extra_client: &[&str], queues: &str) -> String {
+    stock_client_against_tapir_with(extra_client, &["--queues", queues])
+}
+
+fn stock_client_against_tapir_with(extra_client: &[&str], node_extra: &[&str]) -> String {
+    let lab = Lab::up("pf").expect("lab");
+    let (mut server, mut out) = tapir_server(&lab, node_extra);
+    let node = lab.node.address().to_string();
+    // Bounded: a protocol mistake must fail the test, not hang it.
+    let res = lab
+        .command("timeout")
+        .args([
+            "60",
+            "iperf3",
+            "-c",
+            &node,
+            "-t",
+            "2",
+            "--json",
+            "--connect-timeout",
+            "5000",
+        ])
+        .args(extra_client)
+        .output()
+        .expect("run iperf3 -c");
+    let text = String::from_utf8_lossy(&res.stdout);
+    assert!(res.status.success(), "iperf3 -c failed: {text}");
+    let v: Value = serde_json::from_str(&text).expect("iperf3 JSON");
+    let (sent, received) = sums(&v);
+    assert_consistent(sent, received, "iperf3 -c");
+    // tapir's own summary agrees with what iperf3 was told.
+    let status = server.0.wait().expect("wait tapir");
+    let mut summary = String::new();
+    out.read_to_string(&mut summary).unwrap();
+    assert!(status.success(), "tapir perf -s failed: {summary}");
+    let role = if extra_client.contains(&"-R") {
+        "sender"
+    } else {
+        "receiver"
+    };
+    assert!(summary.contains(role), "{summary}");
+    let mut err = String::new();
+    if let Some(mut e) = server.0.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    err
+}
+
+/// The counter `name=N` from tapir's stats line.
+fn stat(stats: &str, name: &str) -> u64 {
+    let key = format!(" {name}=");
+    let at = stats
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {name} in {stats}"));
+    stats[at + key.len()..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("bad {name} in {stats}"))
+}
+
+#[test]
+fn with_offload_on_the_kernel_hands_tapir_gro_segments() {
+    if interop_allowed() {
+        // iperf3 checks the transfer completed; tapir's counters show frames above the MTU
+        // arrived as GSO segments with kernel-vouched checksums, and were acknowledged (the
+        // transfer could not go on otherwise).
+        let stats = stock_client_against_tapir_with(&[], &["--offload", "on"]);
+        assert!(stat(&stats, "rx_gso") > 0, "{stats}");
+        assert!(stat(&stats, "rx_csum_trusted") > 0, "{stats}");
+    }
+}
+
+#[test]
+fn with_offload_off_no_segment_exceeds_the_mtu() {
+    if interop_allowed() {
+        let stats = stock_client_against_tapir_with(&["-R"], &["--offload", "off"]);
+        assert_eq!(stat(&stats, "rx_gso"), 0, "{stats}");
+        assert_eq!(stat(&stats, "rx_csum_trusted"), 0, "{stats}");
+    }
+}
+
+#[test]
+fn stock_iperf3_client_sends_to_tapir_server() {
+    if interop_allowed() {
+        stock_client_against_tapir(&[], "1");
+    }
+}
+
+#[test]
+fn stock_iperf3_client_receives_from_tapir_server() {
+    if interop_allowed() {
+        stock_client_against_tapir(&["-R"], "1");
+    }
+}
+
+#[test]
+fn stock_iperf3_client_with_parallel_streams_on_two_queues() {
+    if interop_allowed() {
+        stock_client_against_tapir(&["-P", "4", "-l", "64K"], "2");
+    }
+}
+
+fn tapir_client_against_kernel(extra: &[&str]) {
+    let lab = Lab::up("pf").expect("lab");
+    let _server = kernel_server(&lab);
+    let out = Command::new("timeout")
+        .args(["60", TAPIR, "perf"])
+        .args(lab.node_args())
+        .args(["-c", &lab.host.to_string(), "-t", "2", "--json"])
+        .args(extra)
+        .output()
+        .expect("run tapir perf -c");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "tapir perf -c failed: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(&text).expect("tapir JSON");
+    let (sent, received) = sums(&v);
+    assert_consistent(sent, received, "tapir perf -c");
+}
+
+#[test]
+fn tapir_client_sends_to_stock_iperf3_server() {
+    if interop_allowed() {
+        tapir_client_against_kernel(&[]);
+    }
+}
+
+#[test]
+fn tapir_client_receives_from_stock_iperf3_server() {
+    if interop_allowed() {
+        tapir_client_against_kernel(&["-R", "-P", "2"]);
+    }
+}
+
+#[test]
+fn perf_without_a_role_is_a_usage_error() {
+    let out = Command::new(TAPIR)
+        .args(["perf", "--ip", "10.7.0.2/24"])
+        .output()
+        .expect("run tapir perf");
+    assert_eq!(out.status.code(), Some(2));
+}
