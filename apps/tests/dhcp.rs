@@ -443,12 +443,26 @@ fn renewal_keeps_the_address() {
         "no renewal within 30 s: {}",
         lab.log_text()
     );
+    // dnsmasq logs its ACK before tapir has read it: ask `dhcp` until the renewal shows.
+    let out = Arc::new(Mutex::new(Vec::<String>::new()));
+    let out2 = out.clone();
+    let reader = std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            out2.lock().unwrap().push(l);
+        }
+    });
     let mut stdin = child.0.stdin.take().expect("stdin");
+    let renewed = format!("renewed {addr}/24");
+    let until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < until && !out.lock().unwrap().iter().any(|l| l.ends_with(&renewed)) {
+        stdin.write_all(b"dhcp\n").expect("write dhcp");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     stdin.write_all(b"dhcp\nquit\n").expect("write commands");
     drop(stdin);
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let rest = rest.join("\n");
     let status = child.0.wait().expect("wait tapir");
+    reader.join().expect("reader");
+    let rest = out.lock().unwrap().join("\n");
     assert!(status.success(), "{rest}");
     assert!(rest.contains("state bound"), "{rest}");
     assert!(
