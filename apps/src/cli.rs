@@ -2,10 +2,11 @@
 //! [`NodeConfig`].
 
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use engine::NodeConfig;
+use engine::{Node, NodeConfig};
 use protocols::wire::{EthernetAddress, Ipv4Cidr};
 
 /// Options that say which tap to attach to and who the node is.
@@ -18,8 +19,19 @@ pub struct NodeOpts {
     #[arg(long, value_name = "NAME")]
     pub netns: Option<String>,
     /// The node's address and subnet, e.g. 10.7.0.2/24.
-    #[arg(long, value_name = "CIDR")]
+    #[arg(long, value_name = "CIDR", conflicts_with = "dhcp")]
     pub ip: Option<Ipv4Cidr>,
+    /// Take the address, router, DNS servers and MTU from a DHCP server on the tap's LAN
+    /// (needs --queues 1). The lease is released on clean exit.
+    #[arg(long)]
+    pub dhcp: bool,
+    /// How long to wait for a DHCP lease before giving up.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub dhcp_timeout: u64,
+    /// Keep a DHCP lease at most this many seconds whatever the server grants (for tests of
+    /// renewal).
+    #[arg(long, value_name = "SECS", hide = true)]
+    pub dhcp_max_lease: Option<u32>,
     /// Next hop for destinations off the subnet.
     #[arg(long, value_name = "IP")]
     pub gateway: Option<Ipv4Addr>,
@@ -59,8 +71,13 @@ pub struct NodeOpts {
 impl NodeOpts {
     /// The node configuration these options describe.
     pub fn node_config(&self) -> Result<NodeConfig> {
+        if self.dhcp {
+            return self.dhcp_config();
+        }
         let Some(cidr) = self.ip else {
-            bail!("--ip is required: give the node an address, e.g. --ip 10.7.0.2/24");
+            bail!(
+                "--ip is required: give the node an address, e.g. --ip 10.7.0.2/24, or use --dhcp"
+            );
         };
         if cidr.prefix_len() > 30
             || cidr.address() == cidr.network()
@@ -89,6 +106,91 @@ impl NodeOpts {
         c.offload = self.offload == "on";
         Ok(c)
     }
+}
+
+impl NodeOpts {
+    fn dhcp_config(&self) -> Result<NodeConfig> {
+        if self.queues != 1 {
+            bail!(
+                "--dhcp needs --queues 1 for now (got --queues {}): only one worker runs the DHCP client",
+                self.queues
+            );
+        }
+        if self.gateway.is_some() {
+            bail!("--gateway cannot be combined with --dhcp: the router comes from the lease");
+        }
+        let unset = Ipv4Cidr::new(Ipv4Addr::UNSPECIFIED, 32).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut c = NodeConfig::new(&self.tap, unset);
+        c.netns = self.netns.clone();
+        c.queues = 1;
+        c.stack.mac = self.mac.unwrap_or_else(|| dhcp_mac(&self.tap));
+        if !c.stack.mac.is_unicast() {
+            bail!("--mac {}: a node needs a unicast MAC address", c.stack.mac);
+        }
+        c.stack.mtu = usize::from(self.mtu);
+        c.stack.max_conns = self.max_conns;
+        c.stack.dhcp = true;
+        c.stack.dhcp_client = protocols::dhcp::Config::new(c.stack.mac);
+        c.stack.dhcp_client.host_name = Some(b"tapir".to_vec());
+        c.stack.dhcp_client.max_lease = self.dhcp_max_lease;
+        Ok(c)
+    }
+
+    /// The DNS servers to ask: `--dns`, else the lease's.
+    pub fn dns_servers(&self, node: &Node) -> Vec<Ipv4Addr> {
+        if !self.dns.is_empty() {
+            return self.dns.clone();
+        }
+        node.dhcp_lease().map(|l| l.dns_servers).unwrap_or_default()
+    }
+}
+
+/// Starts a node and, with `--dhcp`, waits for its lease (at most `--dhcp-timeout`).
+pub fn start_node(opts: &NodeOpts, config: NodeConfig) -> Result<Node> {
+    let node = Node::start(config)?;
+    wait_for_lease(opts, &node)?;
+    Ok(node)
+}
+
+/// With `--dhcp`, waits for the node's lease (at most `--dhcp-timeout`); on failure stops the
+/// node and says what to check.
+pub fn wait_for_lease(opts: &NodeOpts, node: &Node) -> Result<()> {
+    if opts.dhcp {
+        if let Err(e) = node.wait_for_lease(Duration::from_secs(opts.dhcp_timeout)) {
+            let state = node
+                .dhcp_state()
+                .map(|s| format!("{s:?}").to_lowercase())
+                .unwrap_or_else(|| "not started".into());
+            node.shutdown();
+            bail!(
+                "no DHCP lease on {} within {} s ({e}; client state: {state}): is a DHCP server on the tap's LAN? (--dhcp-timeout sets the wait)",
+                opts.tap,
+                opts.dhcp_timeout
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Stops a node; with a DHCP lease, releases it first (RFC 2131 §4.4.6).
+pub fn stop_node(node: &Node) {
+    if node.config().stack.dhcp {
+        node.dhcp_release(Duration::from_secs(2));
+    }
+    node.shutdown();
+}
+
+/// A stable locally administered MAC for a DHCP node, derived from the tap's name, so that a
+/// restarted node asks for (and usually gets) the same lease.
+pub fn dhcp_mac(tap: &str) -> EthernetAddress {
+    // FNV-1a: stable across runs and Rust versions, unlike `DefaultHasher`.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in tap.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    let b = h.to_be_bytes();
+    EthernetAddress([0x02, 0x74, 0xdc, b[1], b[2], b[3]])
 }
 
 /// A locally administered unicast MAC that embeds the address: stable across runs, so the

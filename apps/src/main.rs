@@ -139,18 +139,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let labels = serve::start_services(&node, &services)?;
             println!("{}", serve::start_line(&node, &labels));
             serve::wait_for_signal()?;
-            node.shutdown();
+            tapir_apps::cli::stop_node(&node);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Node { node, serve, exec } => {
             let node_opts = node.clone();
             let node = start_node(&node)?;
-            let dns = node_opts.dns.clone();
+            let dns = node_opts.dns_servers(&node);
             let mut shell = shell::Shell::new(node.clone(), dns);
             let labels = shell.serve(&serve)?;
             println!("{}", serve::start_line(&node, &labels));
             let status = shell::run(&mut shell, exec.as_deref());
-            node.shutdown();
+            tapir_apps::cli::stop_node(&node);
             Ok(ExitCode::from(status))
         }
         Cmd::Perf { node, perf: opts } => {
@@ -161,14 +161,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let node = start_node(&node)?;
             let r = perf::run(&node, &opts, &mut std::io::stdout());
             eprintln!("tapir perf: {}", node.stats());
-            node.shutdown();
+            tapir_apps::cli::stop_node(&node);
             r?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Ping { node, ping: opts } => {
             let node = start_node(&node)?;
             let summary = ping::run(&node, &opts, &mut std::io::stdout())?;
-            node.shutdown();
+            tapir_apps::cli::stop_node(&node);
             Ok(if summary.received > 0 {
                 ExitCode::SUCCESS
             } else {
@@ -178,7 +178,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Traceroute { node, opts } => {
             let node = start_node(&node)?;
             let trace = traceroute::run(&node, &opts, &mut std::io::stdout())?;
-            node.shutdown();
+            tapir_apps::cli::stop_node(&node);
             Ok(if trace.reached {
                 ExitCode::SUCCESS
             } else {
@@ -186,11 +186,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Cmd::Wget { node, opts } => {
-            let node_opts_dns = node.dns.clone();
+            let node_opts = node.clone();
             let node = start_node(&node)?;
-            let dns = node_opts_dns.clone();
+            let dns = node_opts.dns_servers(&node);
             let r = wget::run(&node, &opts, &dns);
-            node.shutdown();
+            tapir_apps::cli::stop_node(&node);
             r?;
             Ok(ExitCode::SUCCESS)
         }
@@ -198,13 +198,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             node,
             resolve: opts,
         } => {
-            if node.dns.is_empty() {
+            if node.dns.is_empty() && !node.dhcp {
                 eprintln!("tapir: {}", ResolveError::NoServers);
                 return Ok(ExitCode::from(2));
             }
             let n = start_node(&node)?;
-            let r = resolve::run(&n, &node.dns, &opts, &mut std::io::stdout());
-            n.shutdown();
+            let dns = node.dns_servers(&n);
+            let r = resolve::run(&n, &dns, &opts, &mut std::io::stdout());
+            tapir_apps::cli::stop_node(&n);
             match r {
                 Ok(_) => Ok(ExitCode::SUCCESS),
                 Err(e) => {
@@ -254,6 +255,7 @@ fn start_node(opts: &NodeOpts) -> Result<Node> {
     if let Some(path) = &opts.pcap {
         tapir_apps::tracing::start_pcap(&node, path, opts.pcap_filter.as_deref())?;
     }
+    tapir_apps::cli::wait_for_lease(opts, &node)?;
     Ok(node)
 }
 

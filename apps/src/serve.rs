@@ -26,7 +26,7 @@ pub fn start_line(node: &Node, labels: &[String]) -> String {
         .unwrap_or_default();
     let mut line = format!(
         "tapir @ {} on {}{} ({} queue{})",
-        c.stack.cidr,
+        node.cidr(),
         c.tap,
         ns,
         q,

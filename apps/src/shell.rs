@@ -45,6 +45,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "stats",
         "stats: frame counters and drops by reason, per worker",
     ),
+    (
+        "dhcp",
+        "dhcp: the DHCP lease (address, router, DNS, times), counters and recent events",
+    ),
     ("help", "help: this list"),
     ("quit", "quit: leave (also exit, or end of input)"),
 ];
@@ -153,6 +157,7 @@ impl Shell {
             "route" => self.route(out),
             "conns" => self.conns(out),
             "stats" => self.stats(out),
+            "dhcp" => self.dhcp(out),
             other => {
                 let _ = writeln!(out, "unknown command '{other}': try 'help'");
                 2
@@ -473,6 +478,97 @@ impl Shell {
                 "queue {i}: rx {} tx {} handed-off {} handed-in {} handoff-dropped {}",
                 w.rx_frames, w.tx_frames, w.handed_off, w.handed_in, w.handoff_dropped
             );
+        }
+        0
+    }
+}
+
+impl Shell {
+    fn dhcp(&self, out: &mut dyn Write) -> u8 {
+        let Some(state) = self.node.dhcp_state() else {
+            let _ = writeln!(
+                out,
+                "dhcp: this node has a static address (start it with --dhcp)"
+            );
+            return 1;
+        };
+        let now = self.node.now();
+        let secs_until = |t: Option<protocols::time::Instant>| {
+            t.map(|t| format!("{}s", t.saturating_duration_since(now).as_secs()))
+                .unwrap_or_else(|| "never".into())
+        };
+        let _ = writeln!(out, "state {}", format!("{state:?}").to_lowercase());
+        match self.node.dhcp_lease() {
+            Some(l) => {
+                let list = |v: &[std::net::Ipv4Addr]| {
+                    let s: Vec<String> = v.iter().map(|a| a.to_string()).collect();
+                    if s.is_empty() {
+                        "-".to_string()
+                    } else {
+                        s.join(" ")
+                    }
+                };
+                let _ = writeln!(out, "address {}", l.address);
+                let _ = writeln!(
+                    out,
+                    "router {}",
+                    list(&l.router.into_iter().collect::<Vec<_>>())
+                );
+                let _ = writeln!(out, "dns {}", list(&l.dns_servers));
+                let _ = writeln!(out, "server {}", l.server);
+                if let Some(d) = &l.domain_name {
+                    let _ = writeln!(out, "domain {d}");
+                }
+                let _ = writeln!(out, "mtu {}", self.node.mtu());
+                let _ = writeln!(
+                    out,
+                    "lease {} renew in {} rebind in {} expires in {}",
+                    l.duration
+                        .map(|d| format!("{}s", d.as_secs()))
+                        .unwrap_or_else(|| "infinite".into()),
+                    secs_until(l.renew_at),
+                    secs_until(l.rebind_at),
+                    secs_until(l.expires_at)
+                );
+            }
+            None => {
+                let _ = writeln!(out, "address none");
+            }
+        }
+        let t = self.node.stats().stack;
+        let _ = writeln!(
+            out,
+            "sent {} received {} probes {} conflicts {} bound {} renewed {} lost {} declined {} naks {}",
+            t.dhcp_sent,
+            t.dhcp_received,
+            t.dhcp_probes_sent,
+            t.dhcp_conflicts,
+            t.dhcp_bound,
+            t.dhcp_renewed,
+            t.dhcp_lost,
+            t.dhcp_declined,
+            t.dhcp_naks
+        );
+        for e in self.node.dhcp_log() {
+            let at = e.at.total_millis() as f64 / 1000.0;
+            let what = match &e.event {
+                protocols::dhcp::Event::StateChanged { from, to } => {
+                    format!("state {from:?} -> {to:?}").to_lowercase()
+                }
+                protocols::dhcp::Event::ProbeRequested { address } => format!("probing {address}"),
+                protocols::dhcp::Event::Bound(l) => {
+                    format!("bound {} from {}", l.address, l.server)
+                }
+                protocols::dhcp::Event::Renewed(l) => format!("renewed {}", l.address),
+                protocols::dhcp::Event::Lost { address, reason } => {
+                    format!("lost {address} ({reason:?})").to_lowercase()
+                }
+                protocols::dhcp::Event::Declined { address } => format!("declined {address}"),
+                protocols::dhcp::Event::Nak { message } => {
+                    format!("nak {}", message.as_deref().unwrap_or(""))
+                }
+            };
+            let _ = writeln!(out, "  {at:>9.3}s {what}");
         }
         0
     }

@@ -4,11 +4,15 @@
 //! briefly; a call that must wait reads the node's news epoch first, tries, and sleeps until the
 //! epoch moves (a worker processed something applications may care about) or its timeout ends.
 
+mod dhcp;
 mod icmp;
+mod raw;
 mod tcp;
 mod udp;
 
 pub use icmp::{IcmpEvent, IcmpSocket};
+pub use protocols::iface::RawPacket;
+pub use raw::RawSocket;
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
 // SocketCloser is defined below.

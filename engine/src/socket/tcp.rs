@@ -49,7 +49,7 @@ impl TcpListener {
     }
 
     pub fn local_addr(&self) -> SocketAddrV4 {
-        SocketAddrV4::new(self.node.address(), self.port)
+        SocketAddrV4::new(self.node.current_address(), self.port)
     }
 
     /// A handle that closes this listener from another thread; a blocked `accept` then fails.
@@ -181,7 +181,7 @@ impl TcpStream {
     }
 
     pub fn local_addr(&self) -> SocketAddrV4 {
-        SocketAddrV4::new(self.node.address(), self.local_port)
+        SocketAddrV4::new(self.node.current_address(), self.local_port)
     }
 
     /// The worker that owns this connection.

@@ -53,7 +53,7 @@ impl UdpSocket {
     }
 
     pub fn local_addr(&self) -> SocketAddrV4 {
-        SocketAddrV4::new(self.node.address(), self.port)
+        SocketAddrV4::new(self.node.current_address(), self.port)
     }
 
     pub fn set_read_timeout(&mut self, t: Option<Duration>) {

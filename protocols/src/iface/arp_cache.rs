@@ -101,6 +101,11 @@ impl ArpCache {
         self.entries.contains_key(&addr) || self.pending.contains_key(&addr)
     }
 
+    /// True while packets wait for `addr` to be resolved.
+    pub fn is_pending(&self, addr: Ipv4Addr) -> bool {
+        self.pending.contains_key(&addr)
+    }
+
     /// Records `addr` at `mac`, and returns the frames that were waiting for it.
     pub fn insert(&mut self, addr: Ipv4Addr, mac: EthernetAddress, now: Instant) -> Vec<Vec<u8>> {
         if !self.entries.contains_key(&addr) && self.entries.len() >= self.config.capacity {

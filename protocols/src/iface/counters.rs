@@ -57,6 +57,10 @@ drop_reasons! {
     ArpUnresolved => "arp_unresolved", "A packet that waited for an ARP reply that never came.";
     ArpQueueFull => "arp_queue_full", "A packet that could not wait for ARP because the pending queue is full.";
     TxTooBig => "tx_too_big", "A packet to send larger than the MTU.";
+    NoAddress => "no_address", "A packet to send while the node holds no address (DHCP not bound).";
+    DhcpMalformed => "dhcp_malformed", "A datagram to the DHCP client port that is not a DHCP message.";
+    DhcpIgnored => "dhcp_ignored", "A DHCP message not for this client or not expected in its state.";
+    RawRxQueueFull => "raw_rx_queue_full", "A copy for a raw socket whose receive queue is full.";
 }
 
 impl fmt::Display for DropReason {
@@ -66,7 +70,7 @@ impl fmt::Display for DropReason {
 }
 
 /// Frame and drop counters of one stack (one worker).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Counters {
     pub rx_frames: u64,
     pub rx_bytes: u64,
@@ -79,9 +83,52 @@ pub struct Counters {
     pub tcp_conns_opened: u64,
     /// SYN-ACKs sent with a SYN cookie instead of a half-open connection (RFC 4987).
     pub tcp_syn_cookies_sent: u64,
+    /// DHCP messages sent and accepted (parsed; the client may still ignore them).
+    pub dhcp_sent: u64,
+    pub dhcp_received: u64,
+    /// RFC 5227 ARP probes sent, and conflicts seen while probing.
+    pub dhcp_probes_sent: u64,
+    pub dhcp_conflicts: u64,
+    /// Leases taken, renewed, lost (NAK, expiry, release), declined; NAKs while requesting.
+    pub dhcp_bound: u64,
+    pub dhcp_renewed: u64,
+    pub dhcp_lost: u64,
+    pub dhcp_declined: u64,
+    pub dhcp_naks: u64,
+    /// Packets copied to raw sockets.
+    pub raw_delivered: u64,
     drops: [u64; DropReason::COUNT],
     /// The reason of the latest drop not yet taken (for tracing the dropped frame).
     last_drop: Option<DropReason>,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            rx_frames: 0,
+            rx_bytes: 0,
+            tx_frames: 0,
+            tx_bytes: 0,
+            arp_requests_sent: 0,
+            icmp_echo_replied: 0,
+            icmp_errors_sent: 0,
+            tcp_rst_sent: 0,
+            tcp_conns_opened: 0,
+            tcp_syn_cookies_sent: 0,
+            dhcp_sent: 0,
+            dhcp_received: 0,
+            dhcp_probes_sent: 0,
+            dhcp_conflicts: 0,
+            dhcp_bound: 0,
+            dhcp_renewed: 0,
+            dhcp_lost: 0,
+            dhcp_declined: 0,
+            dhcp_naks: 0,
+            raw_delivered: 0,
+            drops: [0; DropReason::COUNT],
+            last_drop: None,
+        }
+    }
 }
 
 impl Counters {
@@ -123,6 +170,16 @@ impl Counters {
         self.tcp_rst_sent += other.tcp_rst_sent;
         self.tcp_conns_opened += other.tcp_conns_opened;
         self.tcp_syn_cookies_sent += other.tcp_syn_cookies_sent;
+        self.dhcp_sent += other.dhcp_sent;
+        self.dhcp_received += other.dhcp_received;
+        self.dhcp_probes_sent += other.dhcp_probes_sent;
+        self.dhcp_conflicts += other.dhcp_conflicts;
+        self.dhcp_bound += other.dhcp_bound;
+        self.dhcp_renewed += other.dhcp_renewed;
+        self.dhcp_lost += other.dhcp_lost;
+        self.dhcp_declined += other.dhcp_declined;
+        self.dhcp_naks += other.dhcp_naks;
+        self.raw_delivered += other.raw_delivered;
         for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
             *a += b;
         }

@@ -48,6 +48,10 @@ impl Egress<'_> {
         dst: Ipv4Addr,
         fill: F,
     ) -> bool {
+        if self.config.cidr.address().is_unspecified() && !dst.is_broadcast() {
+            self.counters.drop(DropReason::NoAddress);
+            return false;
+        }
         let Some(hop) = self.next_hop(dst) else {
             self.counters.drop(DropReason::NoRoute);
             return false;

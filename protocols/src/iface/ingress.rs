@@ -53,7 +53,18 @@ impl Stack {
         };
         let me = self.address();
         let sender = repr.source_protocol_addr;
-        let for_me = repr.target_protocol_addr == me;
+        if self.dhcp.is_some() {
+            self.dhcp_check_arp(
+                now,
+                sender,
+                repr.target_protocol_addr,
+                repr.source_hardware_addr,
+                repr.operation == ArpOperation::Request,
+            );
+        }
+        // Without an address (DHCP not bound) nothing is for us and we answer nobody; replies
+        // for a next hop we wait for (a RELEASE to the server) are still taken below.
+        let for_me = !me.is_unspecified() && repr.target_protocol_addr == me;
         let sender_ok = !sender.is_unspecified()
             && !sender.is_broadcast()
             && sender != me
@@ -96,7 +107,11 @@ impl Stack {
         let me = self.address();
         let cidr = self.config.cidr;
         let broadcast = repr.dst_addr.is_broadcast() || repr.dst_addr == cidr.broadcast();
-        if repr.dst_addr != me && !broadcast {
+        // Without an address, DHCP replies unicast to the offered address are ours too.
+        let unbound_dhcp = me.is_unspecified()
+            && self.dhcp.is_some()
+            && super::dhcp::is_dhcp_reply(repr.protocol, packet.payload());
+        if repr.dst_addr != me && !broadcast && !unbound_dhcp {
             return self.counters.drop(DropReason::NotForUs);
         }
         let src = repr.src_addr;
@@ -114,10 +129,15 @@ impl Stack {
         };
         let header = payload.get(..packet.header_len()).unwrap_or_default();
         let body = packet.payload();
+        let whole = payload
+            .get(..usize::from(packet.total_len()))
+            .unwrap_or_default();
+        let raw_took = self.deliver_raw(now, repr.protocol, whole);
         match repr.protocol {
             IpProtocol::Icmp => self.receive_icmp(now, meta, body, sink),
             IpProtocol::Udp => self.receive_udp(now, meta, header, body, sink),
             IpProtocol::Tcp => self.receive_tcp(now, meta, header, body, sink),
+            _ if raw_took => {}
             _ => {
                 self.counters.drop(DropReason::UnknownProtocol);
                 // RFC 1122 §3.2.2.1: protocol unreachable.

@@ -7,6 +7,11 @@
 //! (`tcp_*`, `udp_*`, `icmp_*`) only change socket state; what they cause to be sent goes out at
 //! the next `poll`.
 //!
+//! With [`StackConfig::dhcp`] the stack starts without an address and runs a DHCP client
+//! itself (see `dhcp`): [`Stack::dhcp_state`], [`Stack::dhcp_lease`] and [`Stack::dhcp_log`]
+//! show it, [`Stack::dhcp_release`] gives the lease back on exit. Raw IPv4 sockets (`raw_*`)
+//! receive copies of every packet of one protocol and send with or without their own header.
+//!
 //! Calling order, each with the same monotonic `now`:
 //! 1. `receive(now, frame, sink)` for every frame read (replies such as ARP, echo and RST go out
 //!    at once);
@@ -16,10 +21,12 @@
 
 pub mod arp_cache;
 pub mod counters;
+mod dhcp;
 mod egress;
 pub mod event;
 mod icmp;
 mod ingress;
+mod raw;
 mod sockets;
 mod tcp_table;
 mod udp;
@@ -30,8 +37,10 @@ use std::net::Ipv4Addr;
 
 pub use arp_cache::ArpConfig;
 pub use counters::{Counters, DropReason};
+pub use dhcp::{DhcpLogEntry, CLIENT_PORT as DHCP_CLIENT_PORT};
 pub use event::{ConnId, StackEvent};
 pub use icmp::{EchoReply, IcmpErrorReport};
+pub use raw::{RawError, RawPacket};
 pub use sockets::SocketHandle;
 pub use tcp_table::{ConnInfo, Readiness, TcpError};
 pub use udp::{Datagram, UdpError, EPHEMERAL_PORTS};
@@ -85,6 +94,10 @@ pub struct StackConfig {
     pub max_conns: usize,
     /// ICMP errors sent per second at most (RFC 1812 §4.3.2.8 rate limit).
     pub icmp_error_rate: u32,
+    /// Take the address by DHCP: `cidr` is ignored and the node starts with none.
+    pub dhcp: bool,
+    /// DHCP client settings (its `mac` is replaced by the node's).
+    pub dhcp_client: crate::dhcp::Config,
 }
 
 impl StackConfig {
@@ -102,6 +115,8 @@ impl StackConfig {
             udp_rx_queue: 1024,
             max_conns: 65536,
             icmp_error_rate: 100,
+            dhcp: false,
+            dhcp_client: crate::dhcp::Config::new(mac),
         }
     }
 
@@ -125,6 +140,11 @@ pub struct Stack {
     tcp: tcp_table::TcpTable,
     udp: udp::UdpTable,
     icmp: icmp::IcmpTable,
+    raw: raw::RawTable,
+    /// The DHCP client and its probe, when configured.
+    dhcp: Option<Box<dhcp::DhcpDriver>>,
+    /// Send an RFC 5227 announcement at the next poll (a lease was just taken).
+    dhcp_announce: bool,
     /// (deadline, socket) for TCP timers; stale entries are skipped when popped.
     timers: BinaryHeap<Reverse<(Instant, SocketHandle)>>,
     /// Sockets that may have something to send.
@@ -148,7 +168,21 @@ impl Stack {
         key[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
         let hash_key = (rng.next_u64(), rng.next_u64());
         let ip_ident = rng.next_u32() as u16;
+        let dhcp = config.dhcp.then(|| {
+            Box::new(dhcp::DhcpDriver::new(
+                config.dhcp_client.clone(),
+                config.gateway,
+                config.mtu,
+                config.tcp.mss,
+            ))
+        });
+        if dhcp.is_some() {
+            config.cidr = dhcp::unconfigured(config.cidr);
+        }
         Stack {
+            raw: raw::RawTable::default(),
+            dhcp,
+            dhcp_announce: false,
             arp: arp_cache::ArpCache::new(config.arp.clone()),
             counters: Counters::default(),
             isn: IsnGenerator::new(key),
@@ -190,9 +224,19 @@ impl Stack {
 
     /// Announces the node: a gratuitous ARP request (RFC 5227 §3), so that neighbours with a stale
     /// entry for our address learn our MAC.
-    pub fn start(&mut self, _now: Instant, sink: &mut impl Sink) {
+    /// With DHCP, starts the client instead (its DISCOVER goes out at once).
+    pub fn start(&mut self, now: Instant, sink: &mut impl Sink) {
+        if self.dhcp.is_some() {
+            self.poll_dhcp(now, sink);
+            return;
+        }
         let ip = self.address();
         self.send_arp_request_for(ip, sink);
+    }
+
+    /// The node's address and subnet now (changes with DHCP).
+    pub fn cidr(&self) -> Ipv4Cidr {
+        self.config.cidr
     }
 
     /// Like `receive` for a frame whose checksums the device vouched for (a tap's
@@ -241,17 +285,24 @@ impl Stack {
     pub fn poll_at(&self) -> Option<Instant> {
         let tcp = self.timers.peek().map(|Reverse((t, _))| *t);
         let arp = self.arp.poll_at();
-        let queued = !self.dirty.is_empty() || self.udp.has_tx() || self.icmp.has_tx();
+        let queued = !self.dirty.is_empty()
+            || self.udp.has_tx()
+            || self.icmp.has_tx()
+            || self.raw.has_tx()
+            || self.dhcp_announce;
         let dirty = if queued { Some(Instant::ZERO) } else { None };
-        [tcp, arp, dirty].into_iter().flatten().min()
+        let dhcp = self.dhcp.as_ref().and_then(|d| d.poll_at());
+        [tcp, arp, dirty, dhcp].into_iter().flatten().min()
     }
 
     /// Runs due timers and sends whatever sockets have queued.
     pub fn poll(&mut self, now: Instant, sink: &mut impl Sink) {
         self.poll_arp(now, sink);
+        self.poll_dhcp(now, sink);
         self.poll_tcp_timers(now);
         self.flush_udp(now, sink);
         self.flush_icmp(now, sink);
+        self.flush_raw(now, sink);
         self.flush_tcp(now, sink);
     }
 }

@@ -87,6 +87,9 @@ impl Stack {
             Err(wire::Error::BadChecksum) => return self.counters.drop(DropReason::UdpBadChecksum),
             Err(_) => return self.counters.drop(DropReason::UdpMalformed),
         };
+        if repr.dst_port == super::dhcp::CLIENT_PORT && self.dhcp.is_some() {
+            return self.receive_dhcp(now, packet.payload());
+        }
         let limit = self.config.udp_rx_queue;
         let Some(&h) = self.udp.by_port.get(&repr.dst_port) else {
             self.counters.drop(DropReason::UdpNoListener);
