@@ -51,12 +51,13 @@ impl Stack {
                 return;
             }
         };
-        let me = self.address();
+        let target = repr.target_protocol_addr;
         let sender = repr.source_protocol_addr;
-        let for_me = repr.target_protocol_addr == me;
+        // Multi-address: any address the node owns is "me" (see `StackConfig::extra_addrs`).
+        let for_me = self.is_local(target);
         let sender_ok = !sender.is_unspecified()
             && !sender.is_broadcast()
-            && sender != me
+            && !self.is_local(sender)
             && repr.source_hardware_addr.is_unicast();
         // RFC 826 merge: update an address we already know or wait for; add it when the packet
         // was meant for us.
@@ -74,8 +75,13 @@ impl Stack {
             return;
         }
         if repr.operation == ArpOperation::Request && sender_ok {
-            self.egress()
-                .send_arp(sink, ArpOperation::Reply, sender, repr.source_hardware_addr);
+            self.egress().send_arp_from(
+                sink,
+                ArpOperation::Reply,
+                target,
+                sender,
+                repr.source_hardware_addr,
+            );
         }
     }
 
@@ -96,11 +102,14 @@ impl Stack {
         let me = self.address();
         let cidr = self.config.cidr;
         let broadcast = repr.dst_addr.is_broadcast() || repr.dst_addr == cidr.broadcast();
-        if repr.dst_addr != me && !broadcast {
+        // Multi-address: packets to any address the node owns are for us.
+        let to_me = repr.dst_addr == me || self.config.in_extra(repr.dst_addr);
+        if !to_me && !broadcast {
             return self.counters.drop(DropReason::NotForUs);
         }
         let src = repr.src_addr;
-        if src.is_broadcast() || src.is_multicast() || src == cidr.broadcast() || src == me {
+        let src_local = src == me || self.config.in_extra(src);
+        if src.is_broadcast() || src.is_multicast() || src == cidr.broadcast() || src_local {
             return self.counters.drop(DropReason::Ipv4BadSource);
         }
         if repr.more_frags || repr.frag_offset != 0 {
