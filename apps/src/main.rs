@@ -249,8 +249,11 @@ fn run_load(node_opts: &NodeOpts, opts: &LoadOpts) -> Result<ExitCode> {
     }
     let mut config = node_config(node_opts)?;
     config.stack.extra_addrs = opts.src;
+    config.stack.tcp.rx_buffer = opts.rx_buffer as usize;
+    config.stack.tcp.tx_buffer = tapir_apps::load::TX_BUFFER;
     let node = start_node_with(node_opts, config)?;
     let r = tapir_apps::load::run(&node, opts);
+    eprintln!("tapir load: {}", node.stats());
     node.shutdown();
     let report = r?;
     if opts.json {

@@ -72,7 +72,7 @@ impl Nginx {
         std::fs::write(root.join("index.html"), "x".repeat(600)).unwrap();
         let conf = format!(
             "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-worker_rlimit_nofile {files};\nerror_log {d}/error.log;\n\
+worker_rlimit_nofile {files};\nerror_log {d}/error.log warn;\n\
 events {{ worker_connections {wc}; multi_accept on; }}\n\
 http {{\n  log_format lt '$remote_addr:$remote_port $status';\n\
   access_log {d}/access.log lt;\n  keepalive_requests 1000000;\n  keepalive_timeout 60s;\n\
@@ -81,8 +81,8 @@ http {{\n  log_format lt '$remote_addr:$remote_port $status';\n\
   server {{\n    listen 10.7.0.1:80 backlog=16384;\n    root {r};\n  }}\n}}\n",
             d = dir.0.display(),
             r = root.display(),
-            wc = conns + 64,
-            files = 2 * conns + 256,
+            wc = 2 * conns + 1024,
+            files = 4 * conns + 4096,
         );
         let conf_path = dir.0.join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();
@@ -329,6 +329,14 @@ fn many_source_addresses_hold_thousands_of_connections_to_one_port() {
         .status()
         .unwrap();
     assert!(st.success(), "route to the source range in the lab");
+    // The tap drops frames tapir has not read beyond its queue (500 by default): room for
+    // the bursts of thousands of connections.
+    let st = lab
+        .command("ip")
+        .args(["link", "set", "tap0", "txqueuelen", "20000"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "tap queue length");
     let nginx = Nginx::start(&lab, CONNS);
     let c = CONNS.to_string();
     let r = load(

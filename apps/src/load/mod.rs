@@ -55,10 +55,17 @@ pub struct LoadOpts {
     /// Seconds without progress before a request or a connection attempt counts as a timeout.
     #[arg(long, default_value_t = 5.0)]
     pub timeout: f64,
+    /// Receive buffer per connection in bytes (a load generator needs little: a small buffer
+    /// keeps the memory per connection low).
+    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
+    pub rx_buffer: u32,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
 }
+
+/// Send buffer per connection: requests are small.
+pub const TX_BUFFER: usize = 8192;
 
 /// A parsed http:// URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
