@@ -184,7 +184,15 @@ fn closed_loop_count_agrees_with_nginx_access_log() {
     let nginx = Nginx::start(&lab, 256);
     let r = load(
         &lab,
-        &["http://10.7.0.1/index.html", "-c", "32", "-d", "3", "--queues", "2"],
+        &[
+            "http://10.7.0.1/index.html",
+            "-c",
+            "32",
+            "-d",
+            "3",
+            "--queues",
+            "2",
+        ],
         Duration::from_secs(30),
     );
     // Let nginx write the log lines of what it answered last.
@@ -252,7 +260,11 @@ fn serve_conn(mut c: TcpStream, stop: &AtomicBool, from: Instant, to: Instant) {
         match c.read(&mut buf) {
             Ok(0) => return,
             Ok(n) => pending.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => return,
         }
         while let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -261,8 +273,7 @@ fn serve_conn(mut c: TcpStream, stop: &AtomicBool, from: Instant, to: Instant) {
             if now >= from && now < to {
                 std::thread::sleep(to - now);
             }
-            if c
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            if c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 .is_err()
             {
                 return;
@@ -297,7 +308,15 @@ fn open_loop_reports_a_server_pause_in_its_high_percentiles() {
     // fifth of the requests are due during the pause and wait up to 1 s.
     let r = load(
         &lab,
-        &["http://10.7.0.1:8080/", "-c", "8", "--rate", "200", "-d", "4"],
+        &[
+            "http://10.7.0.1:8080/",
+            "-c",
+            "8",
+            "--rate",
+            "200",
+            "-d",
+            "4",
+        ],
         Duration::from_secs(30),
     );
     eprintln!("{r}");
@@ -309,7 +328,10 @@ fn open_loop_reports_a_server_pause_in_its_high_percentiles() {
     assert!(r["requests"].as_u64().unwrap() >= 600, "{r}");
     // Measured from when each request was due, the pause shows: p99 near a second, max at it.
     assert!(max >= 900_000, "max {max} us: the 1 s pause was hidden");
-    assert!(p99 >= 700_000, "p99 {p99} us: the pause should dominate the tail");
+    assert!(
+        p99 >= 700_000,
+        "p99 {p99} us: the pause should dominate the tail"
+    );
     // And the median is the unpaused service time.
     assert!(p50 < 200_000, "p50 {p50} us");
 }
@@ -325,7 +347,15 @@ fn many_source_addresses_hold_thousands_of_connections_to_one_port() {
     // The kernel reaches the whole range through tapir's own address: one neighbour entry.
     let st = lab
         .command("ip")
-        .args(["route", "add", "10.9.0.0/22", "via", "10.7.0.2", "dev", "tap0"])
+        .args([
+            "route",
+            "add",
+            "10.9.0.0/22",
+            "via",
+            "10.7.0.2",
+            "dev",
+            "tap0",
+        ])
         .status()
         .unwrap();
     assert!(st.success(), "route to the source range in the lab");

@@ -112,7 +112,7 @@ impl LoadOpts {
         if self.ramp.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
             bail!("--ramp: give connections per second, above 0");
         }
-        if !(self.timeout > 0.0) {
+        if !(self.timeout > 0.0 && self.timeout.is_finite()) {
             bail!("--timeout: give seconds, above 0");
         }
         Ok(t)
@@ -120,7 +120,10 @@ impl LoadOpts {
 
     fn mode(&self) -> String {
         let mut m = match self.rate {
-            Some(r) => format!("open loop at {r} req/s over at most {} connections", self.conns),
+            Some(r) => format!(
+                "open loop at {r} req/s over at most {} connections",
+                self.conns
+            ),
             None => format!("closed loop over {} connections", self.conns),
         };
         if self.pipeline > 1 {

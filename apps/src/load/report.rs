@@ -108,7 +108,8 @@ pub struct Report {
     pub results: Results,
 }
 
-const PERCENTILES: [(&str, f64); 4] = [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9)];
+const PERCENTILES: [(&str, f64); 4] =
+    [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9)];
 
 impl Report {
     pub fn requests_per_sec(&self) -> f64 {

@@ -117,8 +117,7 @@ impl StackConfig {
             return false;
         };
         range.contains(addr)
-            && (range.prefix_len() >= 31
-                || (addr != range.network() && addr != range.broadcast()))
+            && (range.prefix_len() >= 31 || (addr != range.network() && addr != range.broadcast()))
     }
 
     /// The TCP MSS that fits the MTU (IPv4 and TCP headers without options).

@@ -122,10 +122,7 @@ fn connections_from_two_local_addresses_may_share_a_port_to_one_remote() {
     remotes.sort();
     assert_eq!(
         remotes,
-        vec![
-            SocketAddrV4::new(a1, 40000),
-            SocketAddrV4::new(a2, 40000)
-        ]
+        vec![SocketAddrV4::new(a1, 40000), SocketAddrV4::new(a2, 40000)]
     );
     run(&mut k, &mut n, &mut now, 20);
     for (h, a) in [(h1, a1), (h2, a2)] {
