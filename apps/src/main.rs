@@ -248,6 +248,12 @@ fn run_load(node_opts: &NodeOpts, opts: &LoadOpts) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     let mut config = node_config(node_opts)?;
+    if let (Some(src), Some(gw)) = (opts.src, config.stack.gateway) {
+        if src.contains(gw) {
+            eprintln!("tapir: --src {src} holds the gateway {gw}: pick a range no other host uses");
+            return Ok(ExitCode::from(2));
+        }
+    }
     config.stack.extra_addrs = opts.src;
     config.stack.tcp.rx_buffer = opts.rx_buffer as usize;
     config.stack.tcp.tx_buffer = tapir_apps::load::TX_BUFFER;

@@ -115,6 +115,16 @@ impl LoadOpts {
         if !(self.timeout > 0.0 && self.timeout.is_finite()) {
             bail!("--timeout: give seconds, above 0");
         }
+        if let Some(src) = self.src {
+            // The node answers ARP for every address of the range: it must not claim the
+            // server's.
+            if src.contains(*t.addr.ip()) {
+                bail!(
+                    "--src {src} holds the server's address {}: pick a range no other host uses",
+                    t.addr.ip()
+                );
+            }
+        }
         Ok(t)
     }
 
@@ -269,6 +279,20 @@ mod tests {
         assert_eq!(t.path, "/");
         assert!(parse_url("https://10.7.0.1/").is_err());
         assert!(parse_url("http://example.com/").is_err());
+    }
+
+    #[test]
+    fn a_source_range_may_not_hold_the_server() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            load: LoadOpts,
+        }
+        let ok = Cli::parse_from(["x", "http://10.7.0.1/", "--src", "10.9.0.0/20"]);
+        assert!(ok.load.check().is_ok());
+        let bad = Cli::parse_from(["x", "http://10.7.0.1/", "--src", "10.7.0.0/24"]);
+        assert!(bad.load.check().is_err());
     }
 
     #[test]
