@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod demo;
 pub mod lab;
+pub mod load;
 pub mod perf;
 pub mod ping;
 pub mod resolve;

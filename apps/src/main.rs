@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use engine::Node;
 use tapir_apps::cli::NodeOpts;
+use tapir_apps::load::LoadOpts;
 use tapir_apps::perf::PerfOpts;
 use tapir_apps::ping::PingOpts;
 use tapir_apps::resolve::{ResolveError, ResolveOpts};
@@ -96,6 +97,15 @@ enum Cmd {
         node: NodeOpts,
         #[command(flatten)]
         resolve: ResolveOpts,
+    },
+    /// HTTP/1.1 load generator on every worker: closed loop (-c), open loop (--rate), one
+    /// connection per request (--close), many source addresses (--src CIDR); prints
+    /// requests/s, throughput, latency percentiles and errors by kind.
+    Load {
+        #[command(flatten)]
+        node: NodeOpts,
+        #[command(flatten)]
+        load: LoadOpts,
     },
     /// Decode a pcapng capture offline with tapir's decoders, one tcpdump-style line per
     /// packet, stack events (packet comments) below it.
@@ -214,6 +224,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
+        Cmd::Load { node, load: opts } => run_load(&node, &opts),
         Cmd::Trace(opts) => {
             let filter = match opts.filter() {
                 Ok(f) => f,
@@ -231,9 +242,47 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// `tapir load`: the node owns `--src` besides its address; exit 1 when no request succeeded.
+fn run_load(node_opts: &NodeOpts, opts: &LoadOpts) -> Result<ExitCode> {
+    if let Err(e) = opts.check() {
+        eprintln!("tapir: {e:#}");
+        return Ok(ExitCode::from(2));
+    }
+    let mut config = node_config(node_opts)?;
+    if let (Some(src), Some(gw)) = (opts.src, config.stack.gateway) {
+        if src.contains(gw) {
+            eprintln!("tapir: --src {src} holds the gateway {gw}: pick a range no other host uses");
+            return Ok(ExitCode::from(2));
+        }
+    }
+    config.stack.extra_addrs = opts.src;
+    config.stack.tcp.rx_buffer = opts.rx_buffer as usize;
+    config.stack.tcp.tx_buffer = tapir_apps::load::TX_BUFFER;
+    let node = start_node_with(node_opts, config)?;
+    let r = tapir_apps::load::run(&node, opts);
+    eprintln!("tapir load: {}", node.stats());
+    node.shutdown();
+    let report = r?;
+    if opts.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(if report.results.requests > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 /// Starts the node the options describe, with `--trace` / `--pcap` running.
 fn start_node(opts: &NodeOpts) -> Result<Node> {
     let config = node_config(opts)?;
+    start_node_with(opts, config)
+}
+
+/// Like `start_node`, with a configuration the caller adjusted.
+fn start_node_with(opts: &NodeOpts, config: engine::NodeConfig) -> Result<Node> {
     let trace = opts
         .trace
         .as_deref()

@@ -24,7 +24,7 @@ use protocols::iface::{TcpError, UdpError};
 pub(crate) fn tcp_error(e: TcpError) -> io::Error {
     let kind = match e {
         TcpError::AddrInUse => io::ErrorKind::AddrInUse,
-        TcpError::NoFreePort => io::ErrorKind::AddrNotAvailable,
+        TcpError::NoFreePort | TcpError::BadAddress => io::ErrorKind::AddrNotAvailable,
         TcpError::MaxConns => io::ErrorKind::OutOfMemory,
         TcpError::BadHandle => io::ErrorKind::NotConnected,
         TcpError::WouldBlock => io::ErrorKind::WouldBlock,

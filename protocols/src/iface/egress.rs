@@ -117,10 +117,24 @@ impl Egress<'_> {
         target: Ipv4Addr,
         target_mac: EthernetAddress,
     ) {
+        let me = self.config.cidr.address();
+        self.send_arp_from(sink, operation, me, target, target_mac);
+    }
+
+    /// Like `send_arp`, speaking for `source`, one of the node's addresses (multi-address: a
+    /// reply for an `extra_addrs` address names that address).
+    pub fn send_arp_from<S: Sink>(
+        &mut self,
+        sink: &mut S,
+        operation: ArpOperation,
+        source: Ipv4Addr,
+        target: Ipv4Addr,
+        target_mac: EthernetAddress,
+    ) {
         let repr = ArpRepr {
             operation,
             source_hardware_addr: self.config.mac,
-            source_protocol_addr: self.config.cidr.address(),
+            source_protocol_addr: source,
             target_hardware_addr: target_mac,
             target_protocol_addr: target,
         };

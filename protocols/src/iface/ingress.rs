@@ -51,7 +51,7 @@ impl Stack {
                 return;
             }
         };
-        let me = self.address();
+        let target = repr.target_protocol_addr;
         let sender = repr.source_protocol_addr;
         if self.dhcp.is_some() {
             self.dhcp_check_arp(
@@ -64,10 +64,11 @@ impl Stack {
         }
         // Without an address (DHCP not bound) nothing is for us and we answer nobody; replies
         // for a next hop we wait for (a RELEASE to the server) are still taken below.
-        let for_me = !me.is_unspecified() && repr.target_protocol_addr == me;
+        // Multi-address: any address the node owns is "me" (see `StackConfig::extra_addrs`).
+        let for_me = !target.is_unspecified() && self.is_local(target);
         let sender_ok = !sender.is_unspecified()
             && !sender.is_broadcast()
-            && sender != me
+            && !self.is_local(sender)
             && repr.source_hardware_addr.is_unicast();
         // RFC 826 merge: update an address we already know or wait for; add it when the packet
         // was meant for us.
@@ -85,8 +86,13 @@ impl Stack {
             return;
         }
         if repr.operation == ArpOperation::Request && sender_ok {
-            self.egress()
-                .send_arp(sink, ArpOperation::Reply, sender, repr.source_hardware_addr);
+            self.egress().send_arp_from(
+                sink,
+                ArpOperation::Reply,
+                target,
+                sender,
+                repr.source_hardware_addr,
+            );
         }
     }
 
@@ -111,11 +117,15 @@ impl Stack {
         let unbound_dhcp = me.is_unspecified()
             && self.dhcp.is_some()
             && super::dhcp::is_dhcp_reply(repr.protocol, packet.payload());
-        if repr.dst_addr != me && !broadcast && !unbound_dhcp {
+        // Multi-address: packets to any address the node owns are for us.
+        let to_me =
+            (repr.dst_addr == me && !me.is_unspecified()) || self.config.in_extra(repr.dst_addr);
+        if !to_me && !broadcast && !unbound_dhcp {
             return self.counters.drop(DropReason::NotForUs);
         }
         let src = repr.src_addr;
-        if src.is_broadcast() || src.is_multicast() || src == cidr.broadcast() || src == me {
+        let src_local = src == me || self.config.in_extra(src);
+        if src.is_broadcast() || src.is_multicast() || src == cidr.broadcast() || src_local {
             return self.counters.drop(DropReason::Ipv4BadSource);
         }
         if repr.more_frags || repr.frag_offset != 0 {

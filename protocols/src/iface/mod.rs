@@ -98,6 +98,11 @@ pub struct StackConfig {
     pub dhcp: bool,
     /// DHCP client settings (its `mac` is replaced by the node's).
     pub dhcp_client: crate::dhcp::Config,
+    /// More addresses the node owns besides `cidr`'s: every host address of this range (its
+    /// network and broadcast addresses excluded when the prefix is shorter than /31). The node
+    /// answers ARP for them, accepts packets to them and can open connections from them
+    /// ([`Stack::tcp_connect_from`]); a load generator spreads its connections over them.
+    pub extra_addrs: Option<Ipv4Cidr>,
 }
 
 impl StackConfig {
@@ -117,7 +122,17 @@ impl StackConfig {
             icmp_error_rate: 100,
             dhcp: false,
             dhcp_client: crate::dhcp::Config::new(mac),
+            extra_addrs: None,
         }
+    }
+
+    /// True for a host address of `extra_addrs`.
+    pub fn in_extra(&self, addr: Ipv4Addr) -> bool {
+        let Some(range) = self.extra_addrs else {
+            return false;
+        };
+        range.contains(addr)
+            && (range.prefix_len() >= 31 || (addr != range.network() && addr != range.broadcast()))
     }
 
     /// The TCP MSS that fits the MTU (IPv4 and TCP headers without options).
@@ -212,6 +227,11 @@ impl Stack {
 
     pub fn address(&self) -> Ipv4Addr {
         self.config.cidr.address()
+    }
+
+    /// True for the node's own address and every address of `extra_addrs`.
+    pub fn is_local(&self, addr: Ipv4Addr) -> bool {
+        addr == self.address() || self.config.in_extra(addr)
     }
 
     /// Resolved ARP entries: (address, MAC, time left).
@@ -309,3 +329,6 @@ impl Stack {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod multiaddr_tests;

@@ -45,6 +45,8 @@ pub enum TcpError {
     TimedOut,
     #[error("connection closed for sending")]
     Closed,
+    #[error("not one of the node's addresses")]
+    BadAddress,
 }
 
 impl From<ConnError> for TcpError {
@@ -92,7 +94,9 @@ impl BuildHasher for KeyedHash {
     }
 }
 
-type Tuple = (u16, SocketAddrV4);
+/// (our address, our port, their address and port): with several local addresses
+/// (`StackConfig::extra_addrs`) one remote port can be reached from each of them.
+type Tuple = (Ipv4Addr, u16, SocketAddrV4);
 
 /// Segments one connection may send in one `poll` before the others get their turn.
 const MAX_BURST: usize = 64;
@@ -100,6 +104,8 @@ const MAX_BURST: usize = 64;
 #[derive(Debug)]
 struct TcpSocket {
     conn: Connection,
+    /// The node address this connection uses (the node's own, or one of `extra_addrs`).
+    local_ip: Ipv4Addr,
     remote: SocketAddrV4,
     /// The listening port this connection came from, until it is accepted.
     listener: Option<u16>,
@@ -167,7 +173,7 @@ impl Stack {
             return self.counters.drop(DropReason::NotForUs);
         }
         let remote = SocketAddrV4::new(meta.src, repr.src_port);
-        let key = (repr.dst_port, remote);
+        let key = (meta.dst, repr.dst_port, remote);
         let flags = repr.flags;
         let bare_syn = flags.syn() && !flags.ack() && !flags.rst();
         if let Some(&h) = self.tcp.conns.get(&key) {
@@ -219,6 +225,7 @@ impl Stack {
                 conn.set_events(self.events_on);
                 let h = self.tcp.sockets.insert(TcpSocket {
                     conn,
+                    local_ip: meta.dst,
                     remote,
                     listener: Some(repr.dst_port),
                     owned: false,
@@ -243,23 +250,23 @@ impl Stack {
                     return;
                 }
                 self.counters.drop(DropReason::TcpBadSynCookie);
-                return self.send_rst_for(now, remote, &repr, sink);
+                return self.send_rst_for(now, meta.dst, remote, &repr, sink);
             }
         }
         self.counters.drop(DropReason::TcpNoListener);
-        self.send_rst_for(now, remote, &repr, sink);
+        self.send_rst_for(now, meta.dst, remote, &repr, sink);
     }
 
     fn send_rst_for(
         &mut self,
         now: Instant,
+        local: Ipv4Addr,
         remote: SocketAddrV4,
         repr: &TcpRepr,
         sink: &mut impl Sink,
     ) {
         if let Some(rst) = rst_for_unexpected(repr) {
             self.counters.tcp_rst_sent += 1;
-            let local = self.address();
             let mut eg = self.egress();
             send_segment(&mut eg, now, sink, local, remote, |_| Some(rst));
         }
@@ -279,7 +286,7 @@ impl Stack {
         );
         let synack = Connection::syn_cookie_syn_ack(&self.config.tcp, syn, isn, mss, now);
         self.counters.tcp_syn_cookies_sent += 1;
-        let local = self.address();
+        let local = meta.dst;
         let remote = SocketAddrV4::new(meta.src, syn.src_port);
         let mut eg = self.egress();
         send_segment(&mut eg, now, sink, local, remote, |_| Some(synack));
@@ -322,6 +329,7 @@ impl Stack {
         let remote = SocketAddrV4::new(meta.src, ack.src_port);
         let h = self.tcp.sockets.insert(TcpSocket {
             conn,
+            local_ip: meta.dst,
             remote,
             listener: Some(ack.dst_port),
             owned: false,
@@ -330,7 +338,7 @@ impl Stack {
             timer_at: None,
             in_ready: false,
         });
-        self.tcp.conns.insert((ack.dst_port, remote), h);
+        self.tcp.conns.insert((meta.dst, ack.dst_port, remote), h);
         if let Some(l) = self.tcp.listeners.get_mut(&ack.dst_port) {
             l.half_open += 1; // settled into the accept queue by `touch`
         }
@@ -385,10 +393,10 @@ impl Stack {
     }
 
     fn collect_events(&mut self, h: SocketHandle) {
-        let local = self.address();
         let Some(s) = self.tcp.sockets.get_mut(h) else {
             return;
         };
+        let local = s.local_ip;
         let conn = ConnId {
             local: (local, s.conn.local_port()),
             remote: (*s.remote.ip(), s.remote.port()),
@@ -459,7 +467,7 @@ impl Stack {
 
     fn remove_conn(&mut self, h: SocketHandle) {
         if let Some(s) = self.tcp.sockets.remove(h) {
-            let key = (s.conn.local_port(), s.remote);
+            let key = (s.local_ip, s.conn.local_port(), s.remote);
             if self.tcp.conns.get(&key) == Some(&h) {
                 self.tcp.conns.remove(&key);
             }
@@ -485,7 +493,6 @@ impl Stack {
     }
 
     pub(super) fn flush_tcp(&mut self, now: Instant, sink: &mut impl Sink) {
-        let local = self.address();
         let dirty = std::mem::take(&mut self.dirty);
         for h in dirty {
             let Stack {
@@ -501,6 +508,7 @@ impl Stack {
             };
             s.dirty = false;
             let remote = s.remote;
+            let local = s.local_ip;
             let mut eg = Egress {
                 config,
                 arp,
@@ -608,25 +616,43 @@ impl Stack {
         local_port: Option<u16>,
         port_ok: &dyn Fn(u16) -> bool,
     ) -> Result<SocketHandle, TcpError> {
+        let me = self.address();
+        self.tcp_connect_from(now, me, remote, local_port, port_ok)
+    }
+
+    /// Like `tcp_connect`, from `local_ip`: the node's address or one of `extra_addrs` (else
+    /// `BadAddress`). Each local address has its own ephemeral port space towards a remote.
+    pub fn tcp_connect_from(
+        &mut self,
+        now: Instant,
+        local_ip: Ipv4Addr,
+        remote: SocketAddrV4,
+        local_port: Option<u16>,
+        port_ok: &dyn Fn(u16) -> bool,
+    ) -> Result<SocketHandle, TcpError> {
+        if !self.is_local(local_ip) {
+            return Err(TcpError::BadAddress);
+        }
         if self.tcp.sockets.len() >= self.config.max_conns {
             return Err(TcpError::MaxConns);
         }
         let port = match local_port {
             Some(p) => {
-                if self.tcp.conns.contains_key(&(p, remote)) {
+                if self.tcp.conns.contains_key(&(local_ip, p, remote)) {
                     return Err(TcpError::AddrInUse);
                 }
                 p
             }
-            None => self.tcp_ephemeral_port(remote, port_ok)?,
+            None => self.tcp_ephemeral_port(local_ip, remote, port_ok)?,
         };
         let isn = self
             .isn
-            .isn((self.address(), port), (*remote.ip(), remote.port()), now);
+            .isn((local_ip, port), (*remote.ip(), remote.port()), now);
         let mut conn = Connection::connect(&self.config.tcp, port, remote.port(), isn, now);
         conn.set_events(self.events_on);
         let h = self.tcp.sockets.insert(TcpSocket {
             conn,
+            local_ip,
             remote,
             listener: None,
             owned: true,
@@ -635,7 +661,7 @@ impl Stack {
             timer_at: None,
             in_ready: false,
         });
-        self.tcp.conns.insert((port, remote), h);
+        self.tcp.conns.insert((local_ip, port, remote), h);
         self.counters.tcp_conns_opened += 1;
         self.touch(h);
         Ok(h)
@@ -643,6 +669,7 @@ impl Stack {
 
     fn tcp_ephemeral_port(
         &mut self,
+        local_ip: Ipv4Addr,
         remote: SocketAddrV4,
         port_ok: &dyn Fn(u16) -> bool,
     ) -> Result<u16, TcpError> {
@@ -655,7 +682,7 @@ impl Stack {
         for i in 0..span as u16 {
             let port = lo + (start.wrapping_add(i) % span as u16);
             if !self.tcp.listeners.contains_key(&port)
-                && !self.tcp.conns.contains_key(&(port, remote))
+                && !self.tcp.conns.contains_key(&(local_ip, port, remote))
                 && port_ok(port)
             {
                 return Ok(port);
@@ -762,7 +789,7 @@ impl Stack {
         let c = &s.conn;
         ConnInfo {
             handle,
-            local: SocketAddrV4::new(self.address(), c.local_port()),
+            local: SocketAddrV4::new(s.local_ip, c.local_port()),
             remote: s.remote,
             state: c.state(),
             send_queue: c.send_queue(),

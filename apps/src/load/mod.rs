@@ -1,0 +1,311 @@
+//! `tapir load`: an HTTP/1.1 load generator that runs on every worker of the node.
+//!
+//! Each worker runs one [`client::LoadApp`] with its share of the connections and of the rate;
+//! connections are opened from source ports that hash to the opening worker and, with
+//! `--src`, from every address of a range the node owns, so a run can hold far more than 64k
+//! connections to one server port. Each app keeps its own histogram and counters and sends
+//! them over a channel when the run ends; they are merged here ([`report`]).
+
+pub mod client;
+pub mod report;
+
+use std::io::{IsTerminal, Write};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use engine::Node;
+use protocols::wire::Ipv4Cidr;
+
+use client::{LoadApp, Plan};
+use report::{Report, Results};
+
+/// `tapir load` options.
+#[derive(Debug, Clone, Args)]
+pub struct LoadOpts {
+    /// The URL to request: http://IPV4[:PORT]/PATH.
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// Connections held (closed loop), or at most (open loop).
+    #[arg(short = 'c', long = "connections", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4_000_000))]
+    pub conns: u32,
+    /// Seconds to run.
+    #[arg(short = 'd', long = "duration", default_value_t = 10.0)]
+    pub duration: f64,
+    /// Requests outstanding per keep-alive connection.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub pipeline: u32,
+    /// Open loop: send R requests per second on schedule and measure latency from when each was
+    /// due (coordinated omission corrected).
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// One connection per request (Connection: close).
+    #[arg(long)]
+    pub close: bool,
+    /// Open at most R connections per second.
+    #[arg(long, value_name = "R")]
+    pub ramp: Option<f64>,
+    /// Own every address of CIDR (besides --ip) and spread connections over them; the host
+    /// needs a route to CIDR through the tap.
+    #[arg(long, value_name = "CIDR")]
+    pub src: Option<Ipv4Cidr>,
+    /// Seconds without progress before a request or a connection attempt counts as a timeout.
+    #[arg(long, default_value_t = 5.0)]
+    pub timeout: f64,
+    /// Receive buffer per connection in bytes (a load generator needs little: a small buffer
+    /// keeps the memory per connection low).
+    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1024..=16_777_216))]
+    pub rx_buffer: u32,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Send buffer per connection: requests are small.
+pub const TX_BUFFER: usize = 8192;
+
+/// A parsed http:// URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub addr: SocketAddrV4,
+    pub path: String,
+}
+
+pub fn parse_url(url: &str) -> Result<Target> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        bail!("{url}: only http:// URLs are supported, e.g. http://10.7.0.1/");
+    };
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .with_context(|| format!("{url}: bad port {p:?}"))?,
+        ),
+        None => (hostport, 80),
+    };
+    let ip: Ipv4Addr = host
+        .parse()
+        .with_context(|| format!("{url}: the host must be an IPv4 address (no DNS here)"))?;
+    Ok(Target {
+        addr: SocketAddrV4::new(ip, port),
+        path: path.to_string(),
+    })
+}
+
+impl LoadOpts {
+    /// Checks what clap cannot: returns a usage error message.
+    pub fn check(&self) -> Result<Target> {
+        let t = parse_url(&self.url)?;
+        if !(self.duration > 0.0 && self.duration <= 86400.0) {
+            bail!("-d {}: give a duration in seconds, above 0", self.duration);
+        }
+        if self.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+            bail!("--rate: give requests per second, above 0");
+        }
+        if self.ramp.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+            bail!("--ramp: give connections per second, above 0");
+        }
+        if !(self.timeout > 0.0 && self.timeout.is_finite()) {
+            bail!("--timeout: give seconds, above 0");
+        }
+        if let Some(src) = self.src {
+            // The node answers ARP for every address of the range: it must not claim the
+            // server's.
+            if src.contains(*t.addr.ip()) {
+                bail!(
+                    "--src {src} holds the server's address {}: pick a range no other host uses",
+                    t.addr.ip()
+                );
+            }
+        }
+        Ok(t)
+    }
+
+    fn mode(&self) -> String {
+        let mut m = match self.rate {
+            Some(r) => format!(
+                "open loop at {r} req/s over at most {} connections",
+                self.conns
+            ),
+            None => format!("closed loop over {} connections", self.conns),
+        };
+        if self.pipeline > 1 {
+            m += &format!(", pipeline {}", self.pipeline);
+        }
+        if self.close {
+            m += ", one connection per request";
+        }
+        m
+    }
+}
+
+/// The addresses of `cidr` that connections may come from (its host addresses).
+pub fn source_addrs(cidr: Ipv4Cidr) -> Vec<Ipv4Addr> {
+    let net = u32::from(cidr.network());
+    let size = 1u64 << (32 - u32::from(cidr.prefix_len()));
+    let (lo, hi) = if cidr.prefix_len() >= 31 {
+        (0, size)
+    } else {
+        (1, size - 1)
+    };
+    (lo..hi).map(|i| Ipv4Addr::from(net + i as u32)).collect()
+}
+
+/// The request every connection sends.
+fn request(t: &Target, close: bool) -> Vec<u8> {
+    let conn = if close { "close" } else { "keep-alive" };
+    let host = if t.addr.port() == 80 {
+        t.addr.ip().to_string()
+    } else {
+        t.addr.to_string()
+    };
+    format!(
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: tapir-load\r\nConnection: {conn}\r\n\r\n",
+        t.path
+    )
+    .into_bytes()
+}
+
+/// Splits `total` over `n` workers; worker `i`'s share.
+fn share(total: usize, n: usize, i: usize) -> usize {
+    total / n + usize::from(i < total % n)
+}
+
+/// Runs the load described by `opts` on `node` (whose config already owns `--src`), printing
+/// a progress line per second when stderr is a terminal. Returns the merged report.
+pub fn run(node: &Node, opts: &LoadOpts) -> Result<Report> {
+    let target = opts.check()?;
+    let workers = node.queues();
+    let srcs = Arc::new(match opts.src {
+        Some(c) => source_addrs(c),
+        None => vec![node.address()],
+    });
+    let request = Arc::new(request(&target, opts.close));
+    let duration_us = (opts.duration * 1e6) as u64;
+    let (tx, rx) = mpsc::channel();
+    let mut progress = Vec::new();
+    for w in 0..workers {
+        let conns = share(opts.conns as usize, workers, w);
+        if conns == 0 {
+            continue;
+        }
+        let frac = conns as f64 / f64::from(opts.conns);
+        let plan = Plan {
+            remote: target.addr,
+            request: request.clone(),
+            conns,
+            pipeline: opts.pipeline as usize,
+            rate: opts.rate.map(|r| r * frac),
+            close: opts.close,
+            duration_us,
+            ramp: opts.ramp.map(|r| r * frac),
+            timeout_us: (opts.timeout * 1e6) as u64,
+            srcs: srcs.clone(),
+        };
+        let p = Arc::new(AtomicU64::new(0));
+        progress.push(p.clone());
+        node.spawn_app(w, Box::new(LoadApp::new(plan, tx.clone(), p)))?;
+    }
+    drop(tx);
+    let started = Instant::now();
+    let expected = progress.len();
+    let deadline = started + Duration::from_secs_f64(opts.duration) + Duration::from_secs(10);
+    let live = std::io::stderr().is_terminal();
+    let mut merged = Results::default();
+    let mut got = 0;
+    let mut last = 0u64;
+    let mut next_tick = started + Duration::from_secs(1);
+    while got < expected {
+        let now = Instant::now();
+        if now >= deadline {
+            bail!("the workers did not finish the run in time ({got} of {expected} reported)");
+        }
+        let wait = next_tick.min(deadline).saturating_duration_since(now);
+        match rx.recv_timeout(wait) {
+            Ok(r) => {
+                merged.merge(&r);
+                got += 1;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                bail!("a worker stopped before reporting ({got} of {expected} reported)")
+            }
+        }
+        if Instant::now() >= next_tick {
+            next_tick += Duration::from_secs(1);
+            if live {
+                let total: u64 = progress.iter().map(|p| p.load(Ordering::Relaxed)).sum();
+                let secs = started.elapsed().as_secs_f64();
+                eprint!(
+                    "\r{:>5.0}s {:>10} requests {:>10} req/s  ",
+                    secs,
+                    total,
+                    total - last
+                );
+                let _ = std::io::stderr().flush();
+                last = total;
+            }
+        }
+    }
+    if live {
+        eprintln!();
+    }
+    Ok(Report {
+        url: opts.url.clone(),
+        mode: opts.mode(),
+        secs: opts.duration,
+        results: merged,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_to_an_address_and_a_path() {
+        let t = parse_url("http://10.7.0.1:8080/a/b?c").unwrap();
+        assert_eq!(t.addr, "10.7.0.1:8080".parse().unwrap());
+        assert_eq!(t.path, "/a/b?c");
+        let t = parse_url("http://10.7.0.1").unwrap();
+        assert_eq!(t.addr.port(), 80);
+        assert_eq!(t.path, "/");
+        assert!(parse_url("https://10.7.0.1/").is_err());
+        assert!(parse_url("http://example.com/").is_err());
+    }
+
+    #[test]
+    fn a_source_range_may_not_hold_the_server() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            load: LoadOpts,
+        }
+        let ok = Cli::parse_from(["x", "http://10.7.0.1/", "--src", "10.9.0.0/20"]);
+        assert!(ok.load.check().is_ok());
+        let bad = Cli::parse_from(["x", "http://10.7.0.1/", "--src", "10.7.0.0/24"]);
+        assert!(bad.load.check().is_err());
+    }
+
+    #[test]
+    fn sources_are_the_host_addresses_of_the_range() {
+        let v = source_addrs("10.9.0.0/24".parse().unwrap());
+        assert_eq!(v.len(), 254);
+        assert_eq!(v[0], Ipv4Addr::new(10, 9, 0, 1));
+        assert_eq!(source_addrs("10.9.0.0/20".parse().unwrap()).len(), 4094);
+    }
+
+    #[test]
+    fn shares_add_up() {
+        let s: usize = (0..3).map(|i| share(100, 3, i)).sum();
+        assert_eq!(s, 100);
+    }
+}

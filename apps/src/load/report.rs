@@ -1,0 +1,218 @@
+//! What a load run found: per-worker results merged at the end, printed for people or as JSON.
+
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+/// Why a request or a connection failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The server answered the SYN with a RST.
+    Refused,
+    /// An established connection was reset.
+    Reset,
+    /// No answer in time (connection or response).
+    Timeout,
+    /// A response with a 4xx or 5xx status.
+    BadStatus,
+    /// A response that could not be parsed, or a connection closed mid-response.
+    BadResponse,
+    /// No local port or connection slot to open a connection with.
+    Local,
+}
+
+pub const ERROR_KINDS: [ErrorKind; 6] = [
+    ErrorKind::Refused,
+    ErrorKind::Reset,
+    ErrorKind::Timeout,
+    ErrorKind::BadStatus,
+    ErrorKind::BadResponse,
+    ErrorKind::Local,
+];
+
+impl ErrorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Refused => "refused",
+            ErrorKind::Reset => "reset",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::BadStatus => "bad_status",
+            ErrorKind::BadResponse => "bad_response",
+            ErrorKind::Local => "local",
+        }
+    }
+}
+
+/// Latencies are recorded in microseconds, from 1 µs to an hour, 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// One worker's results, or all of them merged.
+#[derive(Debug, Clone)]
+pub struct Results {
+    pub latency_us: Histogram<u64>,
+    /// Complete responses.
+    pub requests: u64,
+    /// Response bytes read (headers and bodies).
+    pub bytes: u64,
+    pub errors: [u64; ERROR_KINDS.len()],
+    /// Connections opened, and the most open at once.
+    pub conns_opened: u64,
+    pub conns_peak: u64,
+}
+
+impl Default for Results {
+    fn default() -> Self {
+        Results {
+            latency_us: new_histogram(),
+            requests: 0,
+            bytes: 0,
+            errors: [0; ERROR_KINDS.len()],
+            conns_opened: 0,
+            conns_peak: 0,
+        }
+    }
+}
+
+impl Results {
+    pub fn error(&mut self, kind: ErrorKind) {
+        self.errors[kind as usize] += 1;
+    }
+
+    pub fn merge(&mut self, other: &Results) {
+        // Same bounds on both sides: cannot fail.
+        let _ = self.latency_us.add(&other.latency_us);
+        self.requests += other.requests;
+        self.bytes += other.bytes;
+        for (a, b) in self.errors.iter_mut().zip(other.errors) {
+            *a += b;
+        }
+        self.conns_opened += other.conns_opened;
+        // Peaks of different workers may not coincide: their sum bounds the node's peak.
+        self.conns_peak += other.conns_peak;
+    }
+
+    pub fn total_errors(&self) -> u64 {
+        self.errors.iter().sum()
+    }
+}
+
+/// A finished run: merged results over `secs` seconds.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub url: String,
+    pub mode: String,
+    pub secs: f64,
+    pub results: Results,
+}
+
+const PERCENTILES: [(&str, f64); 4] =
+    [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9)];
+
+impl Report {
+    pub fn requests_per_sec(&self) -> f64 {
+        self.results.requests as f64 / self.secs.max(1e-9)
+    }
+
+    pub fn text(&self) -> String {
+        let r = &self.results;
+        let h = &r.latency_us;
+        let mut s = String::new();
+        let _ = writeln!(s, "{} {} for {:.2} s", self.mode, self.url, self.secs);
+        let _ = writeln!(
+            s,
+            "  requests    {} ({:.1}/s), {:.2} MB/s read",
+            r.requests,
+            self.requests_per_sec(),
+            r.bytes as f64 / self.secs.max(1e-9) / 1e6
+        );
+        let _ = writeln!(
+            s,
+            "  connections {} opened, {} at most at once",
+            r.conns_opened, r.conns_peak
+        );
+        let mut lat = String::from("  latency    ");
+        for (name, q) in PERCENTILES {
+            let _ = write!(lat, " {name} {}", fmt_us(h.value_at_quantile(q / 100.0)));
+        }
+        let _ = write!(lat, " max {}", fmt_us(h.max()));
+        let _ = writeln!(s, "{lat}");
+        let mut errs = String::from("  errors     ");
+        for k in ERROR_KINDS {
+            let _ = write!(errs, " {} {}", k.name(), r.errors[k as usize]);
+        }
+        let _ = writeln!(s, "{errs}");
+        s
+    }
+
+    pub fn json(&self) -> Value {
+        let r = &self.results;
+        let h = &r.latency_us;
+        let mut lat = serde_json::Map::new();
+        for (name, q) in PERCENTILES {
+            lat.insert(name.into(), json!(h.value_at_quantile(q / 100.0)));
+        }
+        lat.insert("max".into(), json!(h.max()));
+        lat.insert("mean".into(), json!(h.mean()));
+        let mut errs = serde_json::Map::new();
+        for k in ERROR_KINDS {
+            errs.insert(k.name().into(), json!(r.errors[k as usize]));
+        }
+        json!({
+            "url": self.url,
+            "mode": self.mode,
+            "seconds": self.secs,
+            "requests": r.requests,
+            "requests_per_sec": self.requests_per_sec(),
+            "bytes": r.bytes,
+            "bytes_per_sec": r.bytes as f64 / self.secs.max(1e-9),
+            "latency_us": lat,
+            "errors": errs,
+            "conns_opened": r.conns_opened,
+            "conns_peak": r.conns_peak,
+        })
+    }
+}
+
+fn fmt_us(us: u64) -> String {
+    if us >= 1_000_000 {
+        format!("{:.2}s", us as f64 / 1e6)
+    } else if us >= 1000 {
+        format!("{:.2}ms", us as f64 / 1e3)
+    } else {
+        format!("{us}us")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_results_add_up_and_keep_the_tail() {
+        let mut a = Results::default();
+        let mut b = Results::default();
+        for _ in 0..999 {
+            a.latency_us.record(100).unwrap();
+        }
+        b.latency_us.record(1_000_000).unwrap();
+        a.requests = 999;
+        b.requests = 1;
+        b.error(ErrorKind::Timeout);
+        a.merge(&b);
+        assert_eq!(a.requests, 1000);
+        assert_eq!(a.errors[ErrorKind::Timeout as usize], 1);
+        assert!(a.latency_us.max() >= 999_000);
+        assert!(a.latency_us.value_at_quantile(0.5) < 200);
+        let rep = Report {
+            url: "http://x/".into(),
+            mode: "closed".into(),
+            secs: 1.0,
+            results: a,
+        };
+        assert_eq!(rep.json()["requests"], 1000);
+        assert!(rep.text().contains("timeout 1"));
+    }
+}
