@@ -29,9 +29,9 @@ pub struct NodeOpts {
     /// IP MTU in bytes.
     #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u16).range(576..=9000))]
     pub mtu: u16,
-    /// Tap queues, one pinned worker each.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub queues: u16,
+    /// Tap queues, one pinned worker each (default: one per available core, at most 64).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub queues: Option<u16>,
     /// Print one tcpdump-style line per frame matching EXPR (e.g. 'tcp and port 80', or all).
     #[arg(long, value_name = "EXPR")]
     pub trace: Option<String>,
@@ -77,7 +77,10 @@ impl NodeOpts {
         }
         let mut c = NodeConfig::new(&self.tap, cidr);
         c.netns = self.netns.clone();
-        c.queues = usize::from(self.queues);
+        c.queues = self.queues.map_or_else(
+            || engine::sys::affinity::available_cores().clamp(1, 64),
+            usize::from,
+        );
         c.stack.mac = self.mac.unwrap_or_else(|| default_mac(cidr.address()));
         if !c.stack.mac.is_unicast() {
             bail!("--mac {}: a node needs a unicast MAC address", c.stack.mac);

@@ -110,7 +110,11 @@ impl std::fmt::Display for NodeStats {
         }
         let gso: u64 = self.workers.iter().map(|w| w.rx_gso_frames).sum();
         let trusted: u64 = self.workers.iter().map(|w| w.rx_csum_trusted).sum();
-        write!(f, " rx_gso={gso} rx_csum_trusted={trusted};")?;
+        let tx_gso: u64 = self.workers.iter().map(|w| w.tx_gso_frames).sum();
+        write!(
+            f,
+            " rx_gso={gso} tx_gso={tx_gso} rx_csum_trusted={trusted};"
+        )?;
         write!(f, " drops:")?;
         let mut any = false;
         for (r, n) in self.stack.nonzero_drops() {

@@ -88,7 +88,10 @@ mod tests {
             hdr_len: 66,
         };
         write_offload(&mut h, &off);
-        assert_eq!(h, [F_NEEDS_CSUM, GSO_TCPV4, 66, 0, 0xa8, 0x05, 34, 0, 16, 0]);
+        assert_eq!(
+            h,
+            [F_NEEDS_CSUM, GSO_TCPV4, 66, 0, 0xa8, 0x05, 34, 0, 16, 0]
+        );
         write_offload(&mut h, &protocols::iface::TxOffload::default());
         assert_eq!(h, [F_DATA_VALID, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     }

@@ -47,8 +47,15 @@ pub struct WorkerCounters {
     pub tx_frames: u64,
     /// TSO segments written (frames the kernel cuts into MSS-sized segments).
     pub tx_gso_frames: u64,
+    /// Frames this worker read and processed itself (its own flows, and everything that is
+    /// not a TCP or UDP flow).
+    pub delivered_local: u64,
     /// Frames this worker read that belonged to another worker's flow.
     pub handed_off: u64,
+    /// Copies of broadcast-ish frames (ARP) given to every other worker.
+    pub copied_to_all: u64,
+    /// TCP connections this worker's stack opened (accepted or connected): the ones it owns.
+    pub tcp_conns_opened: u64,
     /// Frames other workers handed to this one.
     pub handed_in: u64,
     /// Hand-offs dropped because the owner's channel was full.
@@ -168,7 +175,10 @@ impl Sink for TxBatch<'_> {
             },
         };
         let pool = if is_big {
-            self.pool.big.as_mut().expect("big buffer from the big pool")
+            self.pool
+                .big
+                .as_mut()
+                .expect("big buffer from the big pool")
         } else {
             &mut self.pool.small
         };
@@ -247,12 +257,22 @@ impl Rx<'_> {
     ) {
         let workers = self.inner.workers.len();
         match classify(frame, self.me, workers) {
-            Steer::Here => self.deliver(stack, now, trusted, frame, tx),
-            Steer::Owner(o) => hand_off(self.inner, self.me, o, trusted, frame, self.counters),
+            Steer::Here => {
+                self.counters.delivered_local += 1;
+                self.deliver(stack, now, trusted, frame, tx);
+            }
+            Steer::Owner(o) => {
+                if hand_off(self.inner, self.me, o, trusted, frame, self.counters) {
+                    self.counters.handed_off += 1;
+                }
+            }
             Steer::All => {
                 for o in (0..workers).filter(|&o| o != self.me) {
-                    hand_off(self.inner, self.me, o, trusted, frame, self.counters);
+                    if hand_off(self.inner, self.me, o, trusted, frame, self.counters) {
+                        self.counters.copied_to_all += 1;
+                    }
                 }
+                self.counters.delivered_local += 1;
                 self.deliver(stack, now, trusted, frame, tx);
             }
         }
@@ -467,6 +487,7 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
             apps.poll(stack, now, me, inner.workers.len());
             stack.poll(now, &mut tx);
             counters.tx_no_buffer += tx.no_buffer;
+            counters.tcp_conns_opened = stack.counters().tcp_conns_opened;
             news |= stack.take_wakeup();
             if tracing.on() {
                 // Timer and application events go with the frames this poll sends.
@@ -497,9 +518,9 @@ fn hand_off(
     trusted: bool,
     frame: &[u8],
     counters: &mut WorkerCounters,
-) {
+) -> bool {
     let Some(w) = inner.workers.get(owner) else {
-        return;
+        return false;
     };
     // A buffer an owner gave back, reused: it has grown to the frames it carried, so in steady
     // state the copy allocates nothing.
@@ -512,11 +533,12 @@ fn hand_off(
         frame: buf,
     }) {
         Ok(()) => {
-            counters.handed_off += 1;
             let _ = w.wake.notify();
+            true
         }
         Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
             counters.handoff_dropped += 1;
+            false
         }
     }
 }

@@ -36,7 +36,6 @@ pub use sockets::SocketHandle;
 pub use tcp_table::{ConnInfo, Readiness, TcpError};
 pub use udp::{Datagram, UdpError, EPHEMERAL_PORTS};
 
-
 use crate::rand::Rng;
 use crate::tcp::{IsnGenerator, TcpConfig};
 use crate::time::Instant;

@@ -486,8 +486,11 @@ impl Stack {
 
     pub(super) fn flush_tcp(&mut self, now: Instant, sink: &mut impl Sink) {
         let local = self.address();
-        let dirty = std::mem::take(&mut self.dirty);
-        for h in dirty {
+        // By index, not by taking the list: connections touched meanwhile go after `pending`
+        // and wait for the next poll, and the list keeps its capacity (no allocation per poll).
+        let pending = self.dirty.len();
+        for i in 0..pending {
+            let h = self.dirty[i];
             let Stack {
                 tcp,
                 config,
@@ -527,6 +530,7 @@ impl Stack {
                 self.touch(h);
             }
         }
+        self.dirty.drain(..pending);
     }
 
     /// Keeps (or stops keeping) the list of owned connections with news for their application:
