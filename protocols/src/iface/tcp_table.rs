@@ -857,5 +857,6 @@ fn send_segment<S: Sink>(
         repr.emit(&mut TcpPacket::new_unchecked(seg), local, dst, mode);
         let n = emit_ipv4(buf, local, dst, IpProtocol::Tcp, seg_len, ident, ttl);
         (n, off)
-    })
+    });
+    produced
 }
