@@ -41,9 +41,9 @@ pub struct NodeOpts {
     /// IP MTU in bytes.
     #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u16).range(576..=9000))]
     pub mtu: u16,
-    /// Tap queues, one pinned worker each.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub queues: u16,
+    /// Tap queues, one pinned worker each (default: one per available core, at most 64).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub queues: Option<u16>,
     /// Print one tcpdump-style line per frame matching EXPR (e.g. 'tcp and port 80', or all).
     #[arg(long, value_name = "EXPR")]
     pub trace: Option<String>,
@@ -94,7 +94,10 @@ impl NodeOpts {
         }
         let mut c = NodeConfig::new(&self.tap, cidr);
         c.netns = self.netns.clone();
-        c.queues = usize::from(self.queues);
+        c.queues = self.queues.map_or_else(
+            || engine::sys::affinity::available_cores().clamp(1, 64),
+            usize::from,
+        );
         c.stack.mac = self.mac.unwrap_or_else(|| default_mac(cidr.address()));
         if !c.stack.mac.is_unicast() {
             bail!("--mac {}: a node needs a unicast MAC address", c.stack.mac);
@@ -110,10 +113,10 @@ impl NodeOpts {
 
 impl NodeOpts {
     fn dhcp_config(&self) -> Result<NodeConfig> {
-        if self.queues != 1 {
+        // With --dhcp the default is one queue rather than one per core.
+        if let Some(q) = self.queues.filter(|&q| q != 1) {
             bail!(
-                "--dhcp needs --queues 1 for now (got --queues {}): only one worker runs the DHCP client",
-                self.queues
+                "--dhcp needs --queues 1 for now (got --queues {q}): only one worker runs the DHCP client"
             );
         }
         if self.gateway.is_some() {

@@ -86,7 +86,7 @@ fn start_line_says_where_the_node_is() {
     if !interop_allowed() {
         return;
     }
-    let s = serve("it", &[], &["echo", "daytime"]);
+    let s = serve("it", &["--queues", "1"], &["echo", "daytime"]);
     let expect = format!(
         "tapir @ 10.7.0.2/24 on tap0 in netns {} (1 queue): echo/tcp:7 echo/udp:7 daytime/tcp:13 daytime/udp:13",
         s.lab.ns

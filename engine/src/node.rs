@@ -110,7 +110,11 @@ impl std::fmt::Display for NodeStats {
         }
         let gso: u64 = self.workers.iter().map(|w| w.rx_gso_frames).sum();
         let trusted: u64 = self.workers.iter().map(|w| w.rx_csum_trusted).sum();
-        write!(f, " rx_gso={gso} rx_csum_trusted={trusted};")?;
+        let tx_gso: u64 = self.workers.iter().map(|w| w.tx_gso_frames).sum();
+        write!(
+            f,
+            " rx_gso={gso} tx_gso={tx_gso} rx_csum_trusted={trusted};"
+        )?;
         write!(f, " drops:")?;
         let mut any = false;
         for (r, n) in self.stack.nonzero_drops() {
@@ -147,6 +151,9 @@ pub(crate) struct WorkerShared {
     pub stack: Mutex<WorkerState>,
     pub wake: EventFd,
     pub handoff_tx: Sender<crate::worker::Handoff>,
+    /// Hand-off buffers coming back from the owners they were sent to, for reuse.
+    pub recycle_tx: Sender<Vec<u8>>,
+    pub recycle_rx: Receiver<Vec<u8>>,
     /// Run-to-completion apps waiting to be picked up by the worker.
     pub apps_tx: Sender<Box<dyn crate::rtc::WorkerApp>>,
     pub counters: Mutex<WorkerCounters>,
@@ -244,11 +251,19 @@ impl Node {
         let clock = Clock::new();
         let mut workers = Vec::new();
         let mut receivers: Vec<WorkerInbox> = Vec::new();
+        let mut stack_config = config.stack.clone();
+        // TSO: segments up to a 64 KiB IPv4 packet, which the kernel cuts up. Not with
+        // `--impair`, which writes every frame with a plain header.
+        let tso = offloads & libc::TUN_F_TSO4 != 0 && config.impair.is_none();
+        if tso {
+            stack_config.tcp.tso_max = usize::from(u16::MAX) - 20;
+        }
         for i in 0..config.queues {
-            let stack = Stack::new(config.stack.clone(), Rng::new(rng.next_u64()));
+            let stack = Stack::new(stack_config.clone(), Rng::new(rng.next_u64()));
             let wake = EventFd::new().map_err(|source| NodeError::Worker { worker: i, source })?;
             let (tx, rx) = bounded(HANDOFF_QUEUE);
             let (apps_tx, apps_rx) = crossbeam_channel::unbounded();
+            let (recycle_tx, recycle_rx) = bounded(HANDOFF_QUEUE);
             receivers.push((rx, apps_rx));
             workers.push(WorkerShared {
                 stack: Mutex::new(WorkerState {
@@ -257,6 +272,8 @@ impl Node {
                 }),
                 wake,
                 handoff_tx: tx,
+                recycle_tx,
+                recycle_rx,
                 apps_tx,
                 counters: Mutex::new(WorkerCounters::default()),
             });
@@ -279,8 +296,17 @@ impl Node {
         let mut threads = Vec::new();
         for (i, (queue, (handoff_rx, apps_rx))) in tap.queues.into_iter().zip(receivers).enumerate()
         {
-            let pool = BufferPool::new(worker::POOL_BUFFERS, worker::BUF_SIZE)
+            let small = BufferPool::new(worker::POOL_BUFFERS, worker::BUF_SIZE)
                 .map_err(|source| NodeError::Worker { worker: i, source })?;
+            let big = if tso {
+                Some(
+                    BufferPool::new(worker::BIG_BUFFERS, worker::BIG_BUF_SIZE)
+                        .map_err(|source| NodeError::Worker { worker: i, source })?,
+                )
+            } else {
+                None
+            };
+            let pool = worker::TxPools { small, big };
             let inner2 = inner.clone();
             let core = if config.pin { Some(i % cores) } else { None };
             let faults = config

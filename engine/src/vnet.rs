@@ -39,6 +39,26 @@ pub fn write_plain(buf: &mut [u8]) {
     buf[0] = F_DATA_VALID;
 }
 
+/// The header of a frame the kernel must finish: the transport checksum from `csum_start`
+/// (stored at `csum_start + csum_offset`, which holds the pseudo-header sum), and, when
+/// `gso_size` is not 0, segmentation of the TCP payload into pieces of `gso_size` bytes
+/// (`VIRTIO_NET_HDR_GSO_TCPV4`). Multi-byte fields are little-endian.
+pub fn write_offload(buf: &mut [u8], off: &protocols::iface::TxOffload) {
+    buf[..LEN].fill(0);
+    if let Some((start, at)) = off.csum {
+        buf[0] = F_NEEDS_CSUM;
+        buf[6..8].copy_from_slice(&start.to_le_bytes());
+        buf[8..10].copy_from_slice(&at.to_le_bytes());
+    } else {
+        buf[0] = F_DATA_VALID;
+    }
+    if off.gso_size > 0 {
+        buf[1] = GSO_TCPV4;
+        buf[2..4].copy_from_slice(&off.hdr_len.to_le_bytes());
+        buf[4..6].copy_from_slice(&off.gso_size.to_le_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +81,18 @@ mod tests {
         h[1] = GSO_NONE;
         assert!(parse(&h).unwrap().checksum_trusted);
         write_plain(&mut h);
+        assert_eq!(h, [F_DATA_VALID, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let off = protocols::iface::TxOffload {
+            csum: Some((34, 16)),
+            gso_size: 1448,
+            hdr_len: 66,
+        };
+        write_offload(&mut h, &off);
+        assert_eq!(
+            h,
+            [F_NEEDS_CSUM, GSO_TCPV4, 66, 0, 0xa8, 0x05, 34, 0, 16, 0]
+        );
+        write_offload(&mut h, &protocols::iface::TxOffload::default());
         assert_eq!(h, [F_DATA_VALID, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     }
 }

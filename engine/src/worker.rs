@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, TrySendError};
-use protocols::iface::{Sink, SocketHandle, Stack, StackEvent};
+use protocols::iface::{Sink, SocketHandle, Stack, StackEvent, TxOffload};
 use protocols::time::Instant;
 
 use crate::fault::{FaultCounters, FaultInjector, ImpairSpec};
@@ -31,6 +31,10 @@ pub const POOL_BUFFERS: usize = 1024;
 /// Bytes per pool buffer: a virtio-net header and an Ethernet frame of the largest MTU we
 /// accept.
 pub const BUF_SIZE: usize = 2048;
+/// Big buffers per worker, for TSO segments of up to 64 KiB (only with offloads on).
+pub const BIG_BUFFERS: usize = 64;
+/// Bytes per big buffer: a virtio-net header, an Ethernet header and a 64 KiB IPv4 packet.
+pub const BIG_BUF_SIZE: usize = vnet::LEN + 14 + 65536;
 /// Frames read per wake-up before the stack is polled and replies are written.
 const RX_BATCH: usize = 64;
 /// Receive buffer with offloads on: a `virtio_net_hdr` and a GRO'd frame of up to 64 KiB of IP.
@@ -41,8 +45,17 @@ const RX_GSO_BUF: usize = vnet::LEN + 14 + 65536;
 pub struct WorkerCounters {
     pub rx_frames: u64,
     pub tx_frames: u64,
+    /// TSO segments written (frames the kernel cuts into MSS-sized segments).
+    pub tx_gso_frames: u64,
+    /// Frames this worker read and processed itself (its own flows, and everything that is
+    /// not a TCP or UDP flow).
+    pub delivered_local: u64,
     /// Frames this worker read that belonged to another worker's flow.
     pub handed_off: u64,
+    /// Copies of broadcast-ish frames (ARP) given to every other worker.
+    pub copied_to_all: u64,
+    /// TCP connections this worker's stack opened (accepted or connected): the ones it owns.
+    pub tcp_conns_opened: u64,
     /// Frames other workers handed to this one.
     pub handed_in: u64,
     /// Hand-offs dropped because the owner's channel was full.
@@ -60,11 +73,47 @@ pub struct WorkerCounters {
     pub impair_tx: FaultCounters,
 }
 
-/// A frame handed from the worker that read it to the worker that owns its flow.
+/// A frame handed from the worker that read it to the worker that owns its flow. The buffer
+/// goes back to worker `from` once the frame is processed, so that hand-offs allocate nothing
+/// in steady state.
 pub(crate) struct Handoff {
     /// The kernel vouched for its checksums.
     pub trusted: bool,
+    /// The worker that read the frame and owns the buffer.
+    pub from: usize,
     pub frame: Vec<u8>,
+}
+
+/// A worker's transmit buffers: MTU-sized ones, and big ones for TSO segments when the tap
+/// takes them.
+pub(crate) struct TxPools {
+    pub small: BufferPool,
+    pub big: Option<BufferPool>,
+}
+
+/// One frame waiting to be written: its buffer (in the big pool or not) and length.
+#[derive(Clone, Copy)]
+struct TxFrame {
+    id: BufId,
+    len: usize,
+    big: bool,
+    gso: bool,
+}
+
+impl TxPools {
+    fn get(&self, f: &TxFrame) -> &[u8] {
+        match (&self.big, f.big) {
+            (Some(big), true) => &big.get(f.id)[..f.len],
+            _ => &self.small.get(f.id)[..f.len],
+        }
+    }
+
+    fn free(&mut self, f: &TxFrame) {
+        match (&mut self.big, f.big) {
+            (Some(big), true) => big.free(f.id),
+            _ => self.small.free(f.id),
+        }
+    }
 }
 
 /// A worker's fault injectors (`--impair`): one for the frames it reads, one for those it
@@ -87,8 +136,8 @@ impl Faults {
 
 /// Collects the frames a stack sends into pool buffers, written after the stack lock is let go.
 struct TxBatch<'a> {
-    pool: &'a mut BufferPool,
-    frames: &'a mut Vec<(BufId, usize)>,
+    pool: &'a mut TxPools,
+    frames: &'a mut Vec<TxFrame>,
     no_buffer: u64,
     /// Bytes of `virtio_net_hdr` in front of each frame (0 without offloads).
     hdr: usize,
@@ -96,21 +145,55 @@ struct TxBatch<'a> {
 
 impl Sink for TxBatch<'_> {
     fn transmit<F: FnOnce(&mut [u8]) -> usize>(&mut self, max_len: usize, fill: F) {
-        let Some(id) = self.pool.alloc() else {
-            self.no_buffer += 1;
-            return;
-        };
-        let buf = self.pool.get_mut(id);
+        self.transmit_offload(max_len, |buf| (fill(buf), TxOffload::default()));
+    }
+
+    fn transmit_offload<F: FnOnce(&mut [u8]) -> (usize, TxOffload)>(
+        &mut self,
+        max_len: usize,
+        fill: F,
+    ) {
         let hdr = self.hdr;
+        // A big buffer only for what may not fit a small one; without one left, the stack gets
+        // MTU room and builds an ordinary segment.
+        let small_room = self.pool.small.buf_size() - hdr;
+        let big = match &mut self.pool.big {
+            Some(big) if max_len > small_room => big.alloc(),
+            _ => None,
+        };
+        let (id, is_big) = match big {
+            Some(id) => (id, true),
+            None => match self.pool.small.alloc() {
+                Some(id) => (id, false),
+                None => {
+                    self.no_buffer += 1;
+                    return;
+                }
+            },
+        };
+        let pool = if is_big {
+            self.pool
+                .big
+                .as_mut()
+                .expect("big buffer from the big pool")
+        } else {
+            &mut self.pool.small
+        };
+        let buf = pool.get_mut(id);
         let room = max_len.min(buf.len() - hdr);
-        let n = fill(&mut buf[hdr..hdr + room]);
+        let (n, off) = fill(&mut buf[hdr..hdr + room]);
         if n == 0 {
-            self.pool.free(id);
+            pool.free(id);
         } else {
             if hdr > 0 {
-                vnet::write_plain(buf);
+                vnet::write_offload(buf, &off);
             }
-            self.frames.push((id, hdr + n));
+            self.frames.push(TxFrame {
+                id,
+                len: hdr + n,
+                big: is_big,
+                gso: off.gso_size > 0,
+            });
         }
     }
 }
@@ -171,12 +254,22 @@ impl Rx<'_> {
     ) {
         let workers = self.inner.workers.len();
         match classify(frame, self.me, workers) {
-            Steer::Here => self.deliver(stack, now, trusted, frame, tx),
-            Steer::Owner(o) => hand_off(self.inner, o, trusted, frame, self.counters),
+            Steer::Here => {
+                self.counters.delivered_local += 1;
+                self.deliver(stack, now, trusted, frame, tx);
+            }
+            Steer::Owner(o) => {
+                if hand_off(self.inner, self.me, o, trusted, frame, self.counters) {
+                    self.counters.handed_off += 1;
+                }
+            }
             Steer::All => {
                 for o in (0..workers).filter(|&o| o != self.me) {
-                    hand_off(self.inner, o, trusted, frame, self.counters);
+                    if hand_off(self.inner, self.me, o, trusted, frame, self.counters) {
+                        self.counters.copied_to_all += 1;
+                    }
                 }
+                self.counters.delivered_local += 1;
                 self.deliver(stack, now, trusted, frame, tx);
             }
         }
@@ -207,7 +300,7 @@ impl Rx<'_> {
 /// fault injectors.
 pub(crate) struct WorkerIo {
     pub queue: TapQueue,
-    pub pool: BufferPool,
+    pub pool: TxPools,
     pub handoff_rx: Receiver<Handoff>,
     pub apps_rx: Receiver<Box<dyn WorkerApp>>,
     pub core: Option<usize>,
@@ -265,7 +358,7 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
     }
     let shared = &inner.workers[me];
     let mut poller = Poller::new(&[queue.as_raw_fd(), shared.wake.as_raw_fd()]);
-    let mut frames: Vec<(BufId, usize)> = Vec::with_capacity(RX_BATCH * 4);
+    let mut frames: Vec<TxFrame> = Vec::with_capacity(POOL_BUFFERS + BIG_BUFFERS);
     let offload = inner.config.offload;
     let hdr = if offload { vnet::LEN } else { 0 };
     let mut rx_buf = vec![0u8; if offload { RX_GSO_BUF } else { BUF_SIZE }];
@@ -337,6 +430,10 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
             while let Ok(h) = handoff_rx.try_recv() {
                 rx.counters.handed_in += 1;
                 rx.deliver(stack, now, h.trusted, &h.frame, &mut tx);
+                // The buffer goes home; if its owner's return queue is full it is freed.
+                if let Some(w) = inner.workers.get(h.from) {
+                    let _ = w.recycle_tx.try_send(h.frame);
+                }
             }
             for _ in 0..RX_BATCH {
                 match queue.read(&mut rx_buf) {
@@ -386,6 +483,7 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
             apps.poll(stack, now, me, inner.workers.len());
             stack.poll(now, &mut tx);
             counters.tx_no_buffer += tx.no_buffer;
+            counters.tcp_conns_opened = stack.counters().tcp_conns_opened;
             news |= stack.take_wakeup();
             if tracing.on() {
                 // Timer and application events go with the frames this poll sends.
@@ -411,24 +509,32 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
 
 fn hand_off(
     inner: &Inner,
+    me: usize,
     owner: usize,
     trusted: bool,
     frame: &[u8],
     counters: &mut WorkerCounters,
-) {
+) -> bool {
     let Some(w) = inner.workers.get(owner) else {
-        return;
+        return false;
     };
+    // A buffer an owner gave back, reused: it has grown to the frames it carried, so in steady
+    // state the copy allocates nothing.
+    let mut buf = inner.workers[me].recycle_rx.try_recv().unwrap_or_default();
+    buf.clear();
+    buf.extend_from_slice(frame);
     match w.handoff_tx.try_send(Handoff {
         trusted,
-        frame: frame.to_vec(),
+        from: me,
+        frame: buf,
     }) {
         Ok(()) => {
-            counters.handed_off += 1;
             let _ = w.wake.notify();
+            true
         }
         Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
             counters.handoff_dropped += 1;
+            false
         }
     }
 }
@@ -445,8 +551,8 @@ struct Port<'a> {
 /// events recorded since the batch began go with its first frame.
 fn write_frames(
     port: &Port<'_>,
-    pool: &mut BufferPool,
-    frames: &mut Vec<(BufId, usize)>,
+    pool: &mut TxPools,
+    frames: &mut Vec<TxFrame>,
     counters: &mut WorkerCounters,
     faults: Option<&mut Faults>,
     tracing: &mut Tracing,
@@ -464,14 +570,17 @@ fn write_frames(
     };
     match faults {
         None => {
-            for (id, len) in frames.drain(..) {
-                let buf = &pool.get(id)[..len];
+            for f in frames.drain(..) {
+                let buf = pool.get(&f);
                 match queue.write(buf) {
-                    Ok(_) => counters.tx_frames += 1,
+                    Ok(_) => {
+                        counters.tx_frames += 1;
+                        counters.tx_gso_frames += u64::from(f.gso);
+                    }
                     Err(_) => counters.tx_errors += 1,
                 }
                 trace_out(buf.get(hdr..).unwrap_or_default(), tracing);
-                pool.free(id);
+                pool.free(&f);
             }
         }
         Some(f) => {
@@ -490,11 +599,11 @@ fn write_frames(
                     Err(_) => counters.tx_errors += 1,
                 }
             };
-            for (id, len) in frames.drain(..) {
-                let frame = pool.get(id)[..len].get(hdr..).unwrap_or_default();
+            for fr in frames.drain(..) {
+                let frame = pool.get(&fr).get(hdr..).unwrap_or_default();
                 trace_out(frame, tracing);
                 f.tx.apply(frame, |fr| write(fr, counters));
-                pool.free(id);
+                pool.free(&fr);
             }
             f.tx.flush(|fr| write(fr, counters));
             counters.impair_tx = f.tx.counters;

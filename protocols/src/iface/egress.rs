@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use super::arp_cache::{ArpCache, Enqueued};
 use super::counters::{Counters, DropReason};
-use super::{Sink, Stack, StackConfig};
+use super::{Sink, Stack, StackConfig, TxOffload};
 use crate::time::Instant;
 use crate::wire::{
     ethernet, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame,
@@ -48,6 +48,22 @@ impl Egress<'_> {
         dst: Ipv4Addr,
         fill: F,
     ) -> bool {
+        let mtu = self.config.mtu;
+        self.send_ipv4_offload(now, sink, dst, mtu, |buf| (fill(buf), TxOffload::default()))
+    }
+
+    /// [`Egress::send_ipv4`] with room for `max_ip_len` bytes (more than the MTU only for a
+    /// TSO segment) and offload metadata from `fill`, whose offsets count from the IP header.
+    /// A packet held for ARP gets MTU room and goes out without offloads, so `fill` must ask
+    /// for none when given only the MTU.
+    pub fn send_ipv4_offload<S: Sink, F: FnOnce(&mut [u8]) -> (usize, TxOffload)>(
+        &mut self,
+        now: Instant,
+        sink: &mut S,
+        dst: Ipv4Addr,
+        max_ip_len: usize,
+        fill: F,
+    ) -> bool {
         if self.config.cidr.address().is_unspecified() && !dst.is_broadcast() {
             self.counters.drop(DropReason::NoAddress);
             return false;
@@ -67,22 +83,28 @@ impl Egress<'_> {
         match mac {
             Some(dst_mac) => {
                 let counters = &mut *self.counters;
-                sink.transmit(ethernet::HEADER_LEN + mtu, |buf| {
+                let room = ethernet::HEADER_LEN + max_ip_len.max(mtu);
+                sink.transmit_offload(room, |buf| {
                     let (head, rest) = buf.split_at_mut(ethernet::HEADER_LEN);
-                    let n = fill(rest);
+                    let (n, mut off) = fill(rest);
                     if n == 0 {
-                        return 0;
+                        return (0, off);
                     }
                     write_eth(head, src_mac, dst_mac, EtherType::Ipv4);
                     counters.tx_frames += 1;
                     counters.tx_bytes += (ethernet::HEADER_LEN + n) as u64;
-                    ethernet::HEADER_LEN + n
+                    let eth = ethernet::HEADER_LEN as u16;
+                    off.csum = off.csum.map(|(start, at)| (start + eth, at));
+                    if off.hdr_len > 0 {
+                        off.hdr_len += eth;
+                    }
+                    (ethernet::HEADER_LEN + n, off)
                 });
                 true
             }
             None => {
                 let mut frame = vec![0u8; ethernet::HEADER_LEN + mtu];
-                let n = fill(&mut frame[ethernet::HEADER_LEN..]);
+                let (n, _) = fill(&mut frame[ethernet::HEADER_LEN..]);
                 if n == 0 {
                     return true;
                 }

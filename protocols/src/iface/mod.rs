@@ -56,6 +56,29 @@ pub trait Sink {
     /// Gives `fill` room for one frame of at most `max_len` bytes; `fill` writes the frame and
     /// returns its length (0 sends nothing).
     fn transmit<F: FnOnce(&mut [u8]) -> usize>(&mut self, max_len: usize, fill: F);
+
+    /// Like [`Sink::transmit`], but `fill` also says what the device must finish (offloads).
+    /// The stack asks for offloads only when configured for them (`TcpConfig::tso_max`), so
+    /// the default, which drops the metadata, serves every sink without offloads.
+    fn transmit_offload<F: FnOnce(&mut [u8]) -> (usize, TxOffload)>(
+        &mut self,
+        max_len: usize,
+        fill: F,
+    ) {
+        self.transmit(max_len, |buf| fill(buf).0);
+    }
+}
+
+/// What the device still has to do to a frame (virtio-net `virtio_net_hdr` semantics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TxOffload {
+    /// Finish the transport checksum: sum from `csum_start` (bytes from the frame's start) to
+    /// the end and store it at `csum_start + csum_offset`, which holds the pseudo-header sum.
+    pub csum: Option<(u16, u16)>,
+    /// Cut the TCP payload into segments of this many bytes (0: send the frame as it is).
+    pub gso_size: u16,
+    /// Bytes of headers (Ethernet, IPv4, TCP) in front of the payload.
+    pub hdr_len: u16,
 }
 
 /// A sink that collects frames in vectors, for tests and the simulator.

@@ -15,12 +15,12 @@ use super::egress::{emit_ipv4, Egress};
 use super::event::{ConnId, StackEvent};
 use super::ingress::IpMeta;
 use super::sockets::{Slab, SocketHandle};
-use super::{Sink, Stack};
+use super::{Sink, Stack, TxOffload};
 use crate::tcp::{
     rst_for_unexpected, ConnError, Connection, RecvError, SegmentDrop, SendError, State, SynCookies,
 };
 use crate::time::{Duration, Instant};
-use crate::wire::{self, IpProtocol, TcpPacket, TcpRepr};
+use crate::wire::{self, IpProtocol, TcpPacket, TcpRepr, TxChecksum};
 
 /// Why a TCP call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -268,7 +268,7 @@ impl Stack {
         if let Some(rst) = rst_for_unexpected(repr) {
             self.counters.tcp_rst_sent += 1;
             let mut eg = self.egress();
-            send_segment(&mut eg, now, sink, local, remote, |_| Some(rst));
+            send_segment(&mut eg, now, sink, local, remote, |_| Some((rst, 0)));
         }
     }
 
@@ -289,7 +289,7 @@ impl Stack {
         let local = meta.dst;
         let remote = SocketAddrV4::new(meta.src, syn.src_port);
         let mut eg = self.egress();
-        send_segment(&mut eg, now, sink, local, remote, |_| Some(synack));
+        send_segment(&mut eg, now, sink, local, remote, |_| Some((synack, 0)));
     }
 
     /// An ACK for a listener with no connection: if it returns a valid SYN cookie, the
@@ -493,8 +493,11 @@ impl Stack {
     }
 
     pub(super) fn flush_tcp(&mut self, now: Instant, sink: &mut impl Sink) {
-        let dirty = std::mem::take(&mut self.dirty);
-        for h in dirty {
+        // By index, not by taking the list: connections touched meanwhile go after `pending`
+        // and wait for the next poll, and the list keeps its capacity (no allocation per poll).
+        let pending = self.dirty.len();
+        for i in 0..pending {
+            let h = self.dirty[i];
             let Stack {
                 tcp,
                 config,
@@ -521,7 +524,9 @@ impl Stack {
             for _ in 0..MAX_BURST {
                 let conn = &mut s.conn;
                 if !send_segment(&mut eg, now, sink, local, remote, |seg| {
-                    conn.poll_transmit(now, seg)
+                    let repr = conn.poll_transmit(now, seg)?;
+                    let gso = conn.gso_size(&repr);
+                    Some((repr, gso))
                 }) {
                     sent_all = true;
                     break;
@@ -533,6 +538,7 @@ impl Stack {
                 self.touch(h);
             }
         }
+        self.dirty.drain(..pending);
     }
 
     /// Keeps (or stops keeping) the list of owned connections with news for their application:
@@ -827,7 +833,9 @@ fn drop_reason(d: SegmentDrop) -> DropReason {
 }
 
 /// Builds one TCP segment straight into a frame: `make` gets the room for the segment and
-/// returns its header (payload already written after it), or None for nothing to send.
+/// returns its header (payload already written after it) and its GSO size (payload bytes per
+/// MSS), or None for nothing to send. With TSO on (`tso_max`) the room is up to 64 KiB, and a
+/// segment larger than one MSS leaves its checksum and segmentation to the device.
 /// Returns whether a segment was produced.
 fn send_segment<S: Sink>(
     eg: &mut Egress<'_>,
@@ -835,26 +843,47 @@ fn send_segment<S: Sink>(
     sink: &mut S,
     local: Ipv4Addr,
     remote: SocketAddrV4,
-    make: impl FnOnce(&mut [u8]) -> Option<TcpRepr>,
+    make: impl FnOnce(&mut [u8]) -> Option<(TcpRepr, usize)>,
 ) -> bool {
     let ident = eg.next_ident();
     let ttl = eg.config.ttl;
     let csum = eg.config.tx_checksum;
+    let tso = eg.config.tcp.tso_max > 0;
+    let max_ip = if tso {
+        usize::from(u16::MAX)
+    } else {
+        eg.config.mtu
+    };
     let dst = *remote.ip();
     let mut produced = false;
     let produced_ref = &mut produced;
-    eg.send_ipv4(now, sink, dst, |buf| {
+    eg.send_ipv4_offload(now, sink, dst, max_ip, |buf| {
         let Some(seg) = buf.get_mut(20..) else {
-            return 0;
+            return (0, TxOffload::default());
         };
-        let Some(repr) = make(seg) else { return 0 };
+        let Some((repr, gso)) = make(seg) else {
+            return (0, TxOffload::default());
+        };
         *produced_ref = true;
-        let seg_len = repr.header_len() + repr.payload_len;
+        let hlen = repr.header_len();
+        let seg_len = hlen + repr.payload_len;
         let Some(seg) = seg.get_mut(..seg_len) else {
-            return 0;
+            return (0, TxOffload::default());
         };
-        repr.emit(&mut TcpPacket::new_unchecked(seg), local, dst, csum);
-        emit_ipv4(buf, local, dst, IpProtocol::Tcp, seg_len, ident, ttl)
+        let mut off = TxOffload::default();
+        let mode = if tso && gso > 0 && repr.payload_len > gso {
+            off = TxOffload {
+                csum: Some((20, 16)),
+                gso_size: u16::try_from(gso).unwrap_or(u16::MAX),
+                hdr_len: u16::try_from(20 + hlen).unwrap_or(u16::MAX),
+            };
+            TxChecksum::PseudoHeaderOnly
+        } else {
+            csum
+        };
+        repr.emit(&mut TcpPacket::new_unchecked(seg), local, dst, mode);
+        let n = emit_ipv4(buf, local, dst, IpProtocol::Tcp, seg_len, ident, ttl);
+        (n, off)
     });
     produced
 }

@@ -90,6 +90,10 @@ pub struct TcpConfig {
     pub challenge_ack_limit: u32,
     /// Answer SYNs with RFC 4987 SYN cookies when a listener's queue is full (default on).
     pub syn_cookies: bool,
+    /// TCP segmentation offload: the largest TCP segment (header included) handed to the
+    /// device, which cuts it into MSS-sized segments (default 0: off, every segment at most
+    /// one MSS). Congestion and peer windows, Nagle and SWS avoidance still apply per MSS.
+    pub tso_max: usize,
 }
 
 impl Default for TcpConfig {
@@ -117,6 +121,7 @@ impl Default for TcpConfig {
             fin_wait2_timeout: Some(Duration::from_secs(60)),
             challenge_ack_limit: 1000,
             syn_cookies: true,
+            tso_max: 0,
         }
     }
 }

@@ -276,17 +276,26 @@ impl Connection {
         if hlen >= buf.len() {
             return None;
         }
-        let max_payload = self
-            .snd_mss
-            .saturating_sub(options_len(&repr))
-            .max(1)
-            .min(buf.len() - hlen);
-        let len = if retransmit {
+        let mss_payload = self.gso_size(&repr);
+        let max_payload = mss_payload.min(buf.len() - hlen);
+        // With TSO a segment may carry many MSS of payload; the device cuts it up.
+        let seg_cap = if self.cfg.tso_max > hlen + mss_payload {
+            let cap = (self.cfg.tso_max - hlen).min(buf.len() - hlen);
+            (cap - cap % mss_payload).max(max_payload)
+        } else {
+            max_payload
+        };
+        let mut len = if retransmit {
             unsent.min(max_payload).min(limit)
         } else {
             let room = ((self.snd_una + self.snd_wnd) - seq).min(self.cwnd_room(seq));
-            unsent.min(room).min(max_payload).min(limit)
+            unsent.min(room).min(seg_cap).min(limit)
         };
+        if len > mss_payload && len < unsent {
+            // A TSO segment that does not empty the queue ends on an MSS boundary, so that the
+            // device never cuts a short segment out of its middle (SWS avoidance).
+            len -= len % mss_payload;
+        }
         let fin = fin_pending && len == unsent;
         if len == 0 && !fin {
             return None;
@@ -356,6 +365,12 @@ impl Connection {
         }
         self.on_sent(&repr);
         Some(repr)
+    }
+
+    /// Payload bytes per MSS-sized segment carrying `repr`'s options: the GSO size the device
+    /// cuts a TSO segment into (every piece carries the same header).
+    pub fn gso_size(&self, repr: &TcpRepr) -> usize {
+        self.snd_mss.saturating_sub(options_len(repr)).max(1)
     }
 
     /// A header with ACK, window, timestamps and SACK blocks filled in; no side effects.

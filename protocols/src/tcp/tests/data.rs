@@ -266,3 +266,39 @@ fn zero_window_probe_with_backoff() {
         "retransmission timer"
     );
 }
+
+#[test]
+fn tso_segments_fill_the_congestion_window_in_whole_mss() {
+    let cfg = TcpConfig {
+        tso_max: 65_000,
+        ..plain_config()
+    };
+    let mut h = established(&cfg, 60_000);
+    let data = bytes(30_500, 9);
+    assert_eq!(h.conn.send(&data), Ok(30_500));
+    let mut buf = vec![0u8; 65_535];
+    let seg = h
+        .conn
+        .poll_transmit(h.now, &mut buf)
+        .expect("a TSO segment");
+    // The initial window (10 MSS) in one segment, cut by the device into 1000-byte pieces.
+    assert_eq!(seg.payload_len, 10_000);
+    assert_eq!(h.conn.gso_size(&seg), 1000);
+    assert_eq!(&buf[20..20 + 10_000], &data[..10_000]);
+    assert!(
+        h.conn.poll_transmit(h.now, &mut buf).is_none(),
+        "cwnd is full"
+    );
+    // With MTU room only, segments stay one MSS.
+    h.send(peer(ACK, 0, Some(10_000), 60_000), &[]);
+    let mut small = [0u8; 1500];
+    let seg = h.conn.poll_transmit(h.now, &mut small).expect("a segment");
+    assert_eq!(seg.payload_len, 1000);
+    // A TSO segment that does not empty the queue ends on an MSS boundary.
+    let seg = h
+        .conn
+        .poll_transmit(h.now, &mut buf)
+        .expect("a TSO segment");
+    assert_eq!(seg.payload_len % 1000, 0);
+    assert!(seg.payload_len > 1000);
+}
