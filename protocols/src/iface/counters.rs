@@ -34,7 +34,15 @@ drop_reasons! {
     Ipv4Malformed => "ipv4_malformed", "An IPv4 header with a bad version, header length or total length.";
     Ipv4BadChecksum => "ipv4_bad_checksum", "An IPv4 header whose checksum is wrong.";
     Ipv4BadSource => "ipv4_bad_source", "An IPv4 packet from a broadcast, multicast or our own address.";
-    Fragment => "fragment", "An IPv4 fragment (reassembly is not enabled).";
+    FragMalformed => "frag_malformed", "An IPv4 fragment whose length is not a multiple of 8, is empty, or runs past 65535 bytes.";
+    FragOverlap => "frag_overlap", "An IPv4 fragment overlapping another of its datagram (or inconsistent with its end): the whole datagram is dropped (RFC 5722 rule).";
+    FragDuplicate => "frag_duplicate", "An exact duplicate of an IPv4 fragment already held.";
+    FragTooMany => "frag_too_many", "An IPv4 datagram in more fragments than the per-datagram bound: dropped whole.";
+    FragTimeout => "frag_timeout", "An IPv4 datagram not reassembled within the timeout (30 s).";
+    FragEvicted => "frag_evicted", "An IPv4 datagram in progress evicted (oldest first) to make room within the reassembly memory bound.";
+    FragNoMemory => "frag_no_memory", "An IPv4 fragment that does not fit in the reassembly pool even alone.";
+    ArpUnsolicited => "arp_unsolicited", "An ARP reply that would have changed a live cache entry we did not ask about (anti-poisoning).";
+    ArpConflict => "arp_conflict", "An ARP packet from another host claiming our own address (RFC 5227 conflict).";
     UnknownProtocol => "unknown_protocol", "An IPv4 protocol with no handler and no raw socket.";
     IcmpMalformed => "icmp_malformed", "A truncated ICMP message.";
     IcmpBadChecksum => "icmp_bad_checksum", "An ICMP message whose checksum is wrong.";
@@ -66,7 +74,7 @@ impl fmt::Display for DropReason {
 }
 
 /// Frame and drop counters of one stack (one worker).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Counters {
     pub rx_frames: u64,
     pub rx_bytes: u64,
@@ -79,7 +87,37 @@ pub struct Counters {
     pub tcp_conns_opened: u64,
     /// SYN-ACKs sent with a SYN cookie instead of a half-open connection (RFC 4987).
     pub tcp_syn_cookies_sent: u64,
+    /// IPv4 datagrams reassembled from fragments.
+    pub ipv4_reassembled: u64,
+    /// IPv4 fragments sent (datagrams larger than the MTU, DF clear).
+    pub ipv4_fragments_sent: u64,
+    /// ARP packets from another host claiming our address (RFC 5227); a warning when non-zero.
+    pub arp_conflicts: u64,
+    /// Gratuitous ARPs sent to defend our address (at most one per defend interval).
+    pub arp_defended: u64,
     drops: [u64; DropReason::COUNT],
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            rx_frames: 0,
+            rx_bytes: 0,
+            tx_frames: 0,
+            tx_bytes: 0,
+            arp_requests_sent: 0,
+            icmp_echo_replied: 0,
+            icmp_errors_sent: 0,
+            tcp_rst_sent: 0,
+            tcp_conns_opened: 0,
+            tcp_syn_cookies_sent: 0,
+            ipv4_reassembled: 0,
+            ipv4_fragments_sent: 0,
+            arp_conflicts: 0,
+            arp_defended: 0,
+            drops: [0; DropReason::COUNT],
+        }
+    }
 }
 
 impl Counters {
@@ -115,6 +153,10 @@ impl Counters {
         self.tcp_rst_sent += other.tcp_rst_sent;
         self.tcp_conns_opened += other.tcp_conns_opened;
         self.tcp_syn_cookies_sent += other.tcp_syn_cookies_sent;
+        self.ipv4_reassembled += other.ipv4_reassembled;
+        self.ipv4_fragments_sent += other.ipv4_fragments_sent;
+        self.arp_conflicts += other.arp_conflicts;
+        self.arp_defended += other.arp_defended;
         for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
             *a += b;
         }

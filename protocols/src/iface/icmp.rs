@@ -285,6 +285,13 @@ impl Stack {
         };
         let src = self.address();
         let mut eg = self.egress();
+        if 20 + repr.buffer_len() > eg.config.mtu {
+            // Larger than the MTU (ping -s 3000): whole message, then fragments.
+            let mut msg = vec![0u8; repr.buffer_len()];
+            repr.emit(&mut Icmpv4Packet::new_unchecked(&mut msg[..]));
+            eg.send_datagram(now, sink, src, dst, IpProtocol::Icmp, ttl, &msg);
+            return;
+        }
         let ident_ip = eg.next_ident();
         eg.send_ipv4(now, sink, dst, |buf| {
             let len = repr.buffer_len();
@@ -347,7 +354,7 @@ impl Stack {
         });
     }
 
-    fn take_icmp_token(&mut self, now: Instant) -> bool {
+    pub(super) fn take_icmp_token(&mut self, now: Instant) -> bool {
         let rate = self.config.icmp_error_rate;
         if now >= self.icmp_tokens_at + Duration::from_secs(1) {
             self.icmp_tokens = rate;

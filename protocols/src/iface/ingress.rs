@@ -79,7 +79,7 @@ impl Stack {
         }
     }
 
-    fn receive_ipv4(&mut self, now: Instant, payload: &[u8], sink: &mut impl Sink) {
+    pub(super) fn receive_ipv4(&mut self, now: Instant, payload: &[u8], sink: &mut impl Sink) {
         let packet = match Ipv4Packet::new_checked(payload) {
             Ok(p) => p,
             Err(wire::Error::Truncated) => return self.counters.drop(DropReason::Ipv4Truncated),
@@ -103,15 +103,15 @@ impl Stack {
         if src.is_broadcast() || src.is_multicast() || src == cidr.broadcast() || src == me {
             return self.counters.drop(DropReason::Ipv4BadSource);
         }
-        if repr.more_frags || repr.frag_offset != 0 {
-            return self.counters.drop(DropReason::Fragment);
-        }
         let meta = IpMeta {
             src,
             dst: repr.dst_addr,
             ttl: repr.ttl,
             broadcast,
         };
+        if repr.more_frags || repr.frag_offset != 0 {
+            return self.receive_fragment(now, meta, payload, sink);
+        }
         let header = payload.get(..packet.header_len()).unwrap_or_default();
         let body = packet.payload();
         match repr.protocol {

@@ -17,8 +17,10 @@
 pub mod arp_cache;
 pub mod counters;
 mod egress;
+mod fragment;
 mod icmp;
 mod ingress;
+pub mod reassembly;
 mod sockets;
 mod tcp_table;
 mod udp;
@@ -30,6 +32,7 @@ use std::net::Ipv4Addr;
 pub use arp_cache::ArpConfig;
 pub use counters::{Counters, DropReason};
 pub use icmp::{EchoReply, IcmpErrorReport};
+pub use reassembly::ReassemblyConfig;
 pub use sockets::SocketHandle;
 pub use tcp_table::{ConnInfo, Readiness, TcpError};
 pub use udp::{Datagram, UdpError, EPHEMERAL_PORTS};
@@ -73,6 +76,8 @@ pub struct StackConfig {
     pub ttl: u8,
     pub tcp: TcpConfig,
     pub arp: ArpConfig,
+    /// IPv4 reassembly bounds (memory, fragments per datagram, timeout).
+    pub reassembly: ReassemblyConfig,
     /// Verify checksums of received packets (off when the device vouches for them).
     pub rx_verify_checksums: bool,
     /// How transport checksums are filled on send.
@@ -95,6 +100,7 @@ impl StackConfig {
             ttl: 64,
             tcp: TcpConfig::default(),
             arp: ArpConfig::default(),
+            reassembly: ReassemblyConfig::default(),
             rx_verify_checksums: true,
             tx_checksum: TxChecksum::Full,
             udp_rx_queue: 1024,
@@ -116,6 +122,7 @@ pub struct Stack {
     rng: Rng,
     isn: IsnGenerator,
     arp: arp_cache::ArpCache,
+    frags: reassembly::Reassembler,
     ip_ident: u16,
     tcp: tcp_table::TcpTable,
     udp: udp::UdpTable,
@@ -142,6 +149,7 @@ impl Stack {
         let ip_ident = rng.next_u32() as u16;
         Stack {
             arp: arp_cache::ArpCache::new(config.arp.clone()),
+            frags: reassembly::Reassembler::new(config.reassembly.clone()),
             counters: Counters::default(),
             isn: IsnGenerator::new(key),
             ip_ident,
@@ -195,14 +203,16 @@ impl Stack {
     pub fn poll_at(&self) -> Option<Instant> {
         let tcp = self.timers.peek().map(|Reverse((t, _))| *t);
         let arp = self.arp.poll_at();
+        let frags = self.frags.poll_at();
         let queued = !self.dirty.is_empty() || self.udp.has_tx() || self.icmp.has_tx();
         let dirty = if queued { Some(Instant::ZERO) } else { None };
-        [tcp, arp, dirty].into_iter().flatten().min()
+        [tcp, arp, frags, dirty].into_iter().flatten().min()
     }
 
     /// Runs due timers and sends whatever sockets have queued.
     pub fn poll(&mut self, now: Instant, sink: &mut impl Sink) {
         self.poll_arp(now, sink);
+        self.poll_reassembly(now, sink);
         self.poll_tcp_timers(now);
         self.flush_udp(now, sink);
         self.flush_icmp(now, sink);
