@@ -232,7 +232,7 @@ impl Reassembler {
         let hlen = frag.header.len();
         // RFC 791: every fragment but the last carries a multiple of 8 bytes, none is empty,
         // and the whole must fit in 65535 bytes.
-        let malformed = (frag.more_frags && (len == 0 || len % 8 != 0))
+        let malformed = (frag.more_frags && (len == 0 || !len.is_multiple_of(8)))
             || hlen < ipv4::HEADER_LEN
             || end + hlen > MAX_DATAGRAM;
         if malformed {
