@@ -53,6 +53,10 @@ impl Stack {
         };
         let me = self.address();
         let sender = repr.source_protocol_addr;
+        // RFC 5227 §2.4: another host claims our address.
+        if sender == me && !me.is_unspecified() && repr.source_hardware_addr != self.config.mac {
+            return self.arp_conflict(now, repr.source_hardware_addr, sink);
+        }
         let for_me = repr.target_protocol_addr == me;
         let sender_ok = !sender.is_unspecified()
             && !sender.is_broadcast()
@@ -61,6 +65,10 @@ impl Stack {
         // RFC 826 merge: update an address we already know or wait for; add it when the packet
         // was meant for us.
         if sender_ok && (for_me || self.arp.knows(sender)) {
+            let reply = repr.operation == ArpOperation::Reply;
+            if !self.arp.accepts(sender, repr.source_hardware_addr, reply) {
+                return self.counters.drop(DropReason::ArpUnsolicited);
+            }
             let waiting = self.arp.insert(sender, repr.source_hardware_addr, now);
             if !waiting.is_empty() {
                 self.egress()

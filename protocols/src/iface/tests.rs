@@ -694,6 +694,8 @@ fn off_subnet_goes_to_the_gateway_or_is_dropped_without_one() {
 mod tcp_listen;
 
 mod fragments;
+
+mod arp_defence;
 /// An ICMP error frame from A to B quoting `invoking` (a datagram B sent).
 fn icmp_error_frame(time_exceeded: bool, invoking: &[u8]) -> Vec<u8> {
     let repr = if time_exceeded {
