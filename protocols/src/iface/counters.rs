@@ -122,11 +122,13 @@ impl Default for Counters {
 
 impl Counters {
     pub fn drop(&mut self, reason: DropReason) {
-        self.drops[reason as usize] += 1;
+        if let Some(n) = self.drops.get_mut(reason as usize) {
+            *n += 1;
+        }
     }
 
     pub fn drops(&self, reason: DropReason) -> u64 {
-        self.drops[reason as usize]
+        self.drops.get(reason as usize).copied().unwrap_or(0)
     }
 
     /// Every reason with a non-zero count.

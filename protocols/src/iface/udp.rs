@@ -1,6 +1,7 @@
 //! UDP (RFC 768): sockets bound to a port, a bounded receive queue each, and port unreachable
 //! for datagrams to a closed port.
 
+use crate::wire::bytes::{copy, get_mut};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddrV4;
 
@@ -248,7 +249,7 @@ impl Stack {
                 let Some(seg) = buf.get_mut(20..20 + udp_len) else {
                     return 0;
                 };
-                seg[8..].copy_from_slice(&out.data);
+                copy(get_mut(seg, 8..), &out.data);
                 repr.emit(
                     &mut UdpPacket::new_unchecked(seg),
                     src,
