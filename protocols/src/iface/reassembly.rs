@@ -18,7 +18,7 @@
 //! The module never reads a clock and never panics on input: offsets and lengths are checked
 //! before any slice is taken.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
 
 use super::counters::{Counters, DropReason};
@@ -120,6 +120,9 @@ pub struct Expired {
 pub struct Reassembler {
     config: ReassemblyConfig,
     datagrams: HashMap<FragKey, Datagram>,
+    /// Datagrams by age, oldest first: (started, key). Entries of datagrams already gone are
+    /// skipped when met and compacted away, so eviction and timeouts cost O(1) amortized.
+    order: VecDeque<(Instant, FragKey)>,
     bytes: usize,
 }
 
@@ -128,6 +131,7 @@ impl Reassembler {
         Reassembler {
             config,
             datagrams: HashMap::new(),
+            order: VecDeque::new(),
             bytes: 0,
         }
     }
@@ -144,22 +148,27 @@ impl Reassembler {
 
     /// When [`Reassembler::handle_timeout`] next has work.
     pub fn poll_at(&self) -> Option<Instant> {
-        let timeout = self.config.timeout;
-        self.datagrams.values().map(|d| d.started + timeout).min()
+        // The front may be stale (its datagram completed): that only wakes us early.
+        self.order.front().map(|(t, _)| *t + self.config.timeout)
     }
 
     /// Drops the datagrams older than the timeout, counting each, and returns what an ICMP
     /// time-exceeded error needs for those whose first fragment had arrived.
     pub fn handle_timeout(&mut self, now: Instant, counters: &mut Counters) -> Vec<Expired> {
         let timeout = self.config.timeout;
-        let expired: Vec<FragKey> = self
-            .datagrams
-            .iter()
-            .filter(|(_, d)| d.started + timeout <= now)
-            .map(|(k, _)| *k)
-            .collect();
         let mut out = Vec::new();
-        for key in expired {
+        while let Some(&(started, key)) = self.order.front() {
+            if started + timeout > now {
+                break;
+            }
+            self.order.pop_front();
+            if !self
+                .datagrams
+                .get(&key)
+                .is_some_and(|d| d.started == started)
+            {
+                continue;
+            }
             let Some(d) = self.remove(&key) else { continue };
             if d.dead {
                 continue;
@@ -199,22 +208,32 @@ impl Reassembler {
 
     /// Evicts the oldest datagram other than `keep`; false when there is none.
     fn evict_oldest(&mut self, keep: &FragKey, counters: &mut Counters) -> bool {
-        let victim = self
-            .datagrams
-            .iter()
-            .filter(|(k, _)| *k != keep)
-            // Dead entries hold no bytes but do hold a slot: evict them first.
-            .min_by_key(|(_, d)| (!d.dead, d.started))
-            .map(|(k, _)| *k);
-        match victim.and_then(|k| self.remove(&k)) {
-            Some(d) => {
+        let mut kept = None;
+        let mut evicted = false;
+        while let Some((started, key)) = self.order.pop_front() {
+            let live = self
+                .datagrams
+                .get(&key)
+                .is_some_and(|d| d.started == started);
+            if !live {
+                continue;
+            }
+            if key == *keep {
+                kept = Some((started, key));
+                continue;
+            }
+            if let Some(d) = self.remove(&key) {
                 if !d.dead {
                     counters.drop(DropReason::FragEvicted);
                 }
-                true
             }
-            None => false,
+            evicted = true;
+            break;
         }
+        if let Some(k) = kept {
+            self.order.push_front(k);
+        }
+        evicted
     }
 
     /// Takes one fragment. Returns the whole datagram (a complete IPv4 packet with a fresh
@@ -250,6 +269,7 @@ impl Reassembler {
                     break;
                 }
             }
+            self.order.push_back((now, key));
             self.datagrams.insert(
                 key,
                 Datagram {
@@ -262,6 +282,11 @@ impl Reassembler {
                     frags: 0,
                 },
             );
+            if self.order.len() > 2 * self.config.max_datagrams.max(1) + 16 {
+                let live = &self.datagrams;
+                self.order
+                    .retain(|(t, k)| live.get(k).is_some_and(|d| d.started == *t));
+            }
         }
         if self.datagrams.get(&key).is_some_and(|d| d.dead) {
             counters.drop(DropReason::FragOverlap);
