@@ -162,10 +162,10 @@ impl Reassembler {
                 break;
             }
             self.order.pop_front();
-            if !self
+            if self
                 .datagrams
                 .get(&key)
-                .is_some_and(|d| d.started == started)
+                .is_none_or(|d| d.started != started)
             {
                 continue;
             }
