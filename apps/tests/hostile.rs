@@ -310,13 +310,13 @@ fn a_fragment_flood_stays_bounded_while_good_datagrams_reassemble() {
                 ip.more_frags = true;
                 let body = r.bytes(1480);
                 let _ = sock.send(&eth(NODE_MAC, host_mac, 0x0800, &ip.packet(&body)));
-                if sent % 3 == 0 {
+                if sent.is_multiple_of(3) {
                     // Overlaps the one just sent.
                     ip.frag_offset = 8 * (1 + r.below(100) as usize);
                     let _ = sock.send(&eth(NODE_MAC, host_mac, 0x0800, &ip.packet(&body)));
                 }
                 sent += 1;
-                if sent % 64 == 0 {
+                if sent.is_multiple_of(64) {
                     std::thread::sleep(Duration::from_micros(200));
                 }
             }
@@ -568,9 +568,9 @@ fn spoofed_rst_and_syn_in_the_window_draw_challenge_acks_and_do_not_kill_the_con
     // The capture opened before "probe": its data segment is there.
     let data_seg = seen
         .iter()
+        .rev()
         .filter_map(|f| raw::parse_tcp(f))
-        .filter(|t| ours(t) && t.len > 0)
-        .last()
+        .find(|t| ours(t) && t.len > 0)
         .expect("the kernel's data segment on the wire");
     let rcv_nxt = data_seg.seq.wrapping_add(data_seg.len as u32);
     let host = lab.host;
