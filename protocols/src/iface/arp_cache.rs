@@ -25,7 +25,7 @@ pub struct ArpConfig {
     /// Anti-poisoning: an ARP reply we did not ask for (no request outstanding for its sender)
     /// neither changes nor creates an entry. Requests still update per RFC 826.
     pub ignore_unsolicited_replies: bool,
-    /// RFC 5227 §2.4 (b): when another host claims our address, defend it with one
+    /// RFC 5227 §2.4 (c): when another host claims our address, defend it with one
     /// gratuitous ARP at most this often (DEFEND_INTERVAL, 10 s).
     pub defend_interval: Duration,
 }
@@ -115,7 +115,7 @@ impl ArpCache {
 
     /// Another host at `mac` claims our address. Records it (reported once through
     /// [`ArpCache::take_conflict`]) and says whether to defend now: at most once per
-    /// `defend_interval` (RFC 5227 §2.4 (b)), so two defenders never loop.
+    /// `defend_interval` (RFC 5227 §2.4 (c)), so two defenders never loop.
     pub fn conflict(&mut self, mac: EthernetAddress, now: Instant) -> bool {
         if !self.conflict_reported && self.conflict.is_none() {
             self.conflict = Some(mac);
@@ -283,7 +283,7 @@ impl ArpCache {
 impl super::Stack {
     /// Another host (at `mac`) sent ARP with our address as its sender: counted, reported once
     /// through [`super::Stack::take_arp_conflict`], and defended with a gratuitous ARP (an
-    /// announcement of our address) at most once per `defend_interval` (RFC 5227 §2.4 (b)).
+    /// announcement of our address) at most once per `defend_interval` (RFC 5227 §2.4 (c)).
     pub(super) fn arp_conflict(
         &mut self,
         now: Instant,

@@ -361,3 +361,35 @@ fn an_incomplete_datagram_times_out_with_fragment_reassembly_time_exceeded() {
     assert_eq!(b.counters().drops(DropReason::FragTimeout), 1);
     assert_eq!(b.reassembly_bytes(), 0);
 }
+
+#[test]
+fn a_fragmented_tcp_syn_reaches_the_listener() {
+    let mut b = node_b();
+    b.tcp_listen(80, 4).unwrap();
+    let now = Instant::from_secs(2);
+    // A SYN with options, cut after 8 bytes of its TCP header.
+    let whole = tcp_frame(&syn(80), &[]);
+    let ip = &whole[14..];
+    let (head, tcp) = ip.split_at(20);
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for (off, chunk, more) in [(8, &tcp[8..], false), (0, &tcp[..8], true)] {
+        let mut p = head.to_vec();
+        p.extend_from_slice(chunk);
+        {
+            let mut v = Ipv4Packet::new_unchecked(&mut p[..]);
+            v.set_total_len((20 + chunk.len()) as u16);
+            v.set_dont_frag(false);
+            v.set_more_frags(more);
+            v.set_frag_offset(off);
+            v.fill_checksum();
+        }
+        let mut f = whole[..14].to_vec();
+        f.extend_from_slice(&p);
+        b.receive(now, &f, &mut out);
+    }
+    b.poll(now, &mut out);
+    assert_eq!(out.len(), 1);
+    let synack = parse_tcp(&out[0]);
+    assert!(synack.flags.syn() && synack.flags.ack());
+    assert_eq!(b.counters().ipv4_reassembled, 1);
+}
