@@ -10,7 +10,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -416,10 +416,13 @@ fn ten_thousand_hostile_frames_do_not_disturb_a_large_transfer() {
         host_ip: lab.host,
         avoid_port: kport,
     };
+    let sent = Arc::new(AtomicUsize::new(0));
+    let sent2 = sent.clone();
     let hostile = std::thread::spawn(move || {
         let mut r = Rand::new(7);
         for i in 0..10_000 {
             let _ = sock.send(&raw::hostile_frame(i, &mut r, &target));
+            sent2.store(i + 1, Ordering::SeqCst);
             if i % 50 == 49 {
                 std::thread::sleep(Duration::from_millis(2));
             }
@@ -428,22 +431,29 @@ fn ten_thousand_hostile_frames_do_not_disturb_a_large_transfer() {
     let mut h = FNV_INIT;
     let mut got = 0usize;
     let mut buf = vec![0u8; 256 * 1024];
+    let mut sent_at_first_byte = None;
     loop {
         match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
+                sent_at_first_byte.get_or_insert(sent.load(Ordering::SeqCst));
                 fnv(&mut h, &buf[..n]);
                 got += n;
             }
             Err(e) => panic!("transfer read failed after {got} bytes: {e}"),
         }
     }
+    let during = sent.load(Ordering::SeqCst) - sent_at_first_byte.unwrap_or(0);
     hostile.join().expect("hostile thread");
     let sent_hash = writer.join().expect("writer");
     let stats = node.stats().stack;
     eprintln!(
-        "hostile frames: transfer {got}/{total} bytes; drops: {}",
+        "hostile frames: {during} of 10000 sent while the transfer ran; transfer {got}/{total} bytes; drops: {}",
         drops_report(&node)
+    );
+    assert!(
+        during >= 5000,
+        "only {during} hostile frames overlapped the transfer"
     );
     assert_eq!(got, total, "the transfer lost bytes");
     assert_eq!(h, sent_hash, "the transfer came back different");
