@@ -45,11 +45,24 @@ fn tool_present(name: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// A child process killed by its pid (and reaped) when dropped.
+/// A child process stopped by its pid (and reaped) when dropped: SIGTERM first, which
+/// `timeout` passes on to the command it runs (SIGKILL would orphan that command), then SIGKILL
+/// if it is still there after two seconds.
 struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            // SAFETY: kill(2) on the pid of a child we spawned and have not reaped yet.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
