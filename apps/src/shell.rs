@@ -468,6 +468,17 @@ impl Shell {
             "arp requests sent {}, echo replies {}, icmp errors {}, tcp resets {}, tcp conns opened {}",
             t.arp_requests_sent, t.icmp_echo_replied, t.icmp_errors_sent, t.tcp_rst_sent, t.tcp_conns_opened
         );
+        let _ = writeln!(
+            out,
+            "ipv4 reassembled {}, fragments sent {}, arp conflicts {} (defended {})",
+            t.ipv4_reassembled, t.ipv4_fragments_sent, t.arp_conflicts, t.arp_defended
+        );
+        if t.arp_conflicts > 0 {
+            let _ = writeln!(
+                out,
+                "warning: another host claims this node's address (RFC 5227 conflict); check the LAN for a duplicate"
+            );
+        }
         let _ = writeln!(out, "drops: {}", t.total_drops());
         for (reason, n) in t.nonzero_drops() {
             let _ = writeln!(out, "  {:<20} {n}", reason.name());

@@ -12,12 +12,22 @@
 //! - [`tcp`]: one TCP connection's state machine (RFC 9293), its buffers, timers and RTT estimator.
 //! - [`dhcp`]: the DHCP client's lease state machine (RFC 2131, RFC 5227 probing), driven by
 //!   the node.
-//! - [`iface`]: a whole node: ARP cache, IPv4 dispatch, ICMP, UDP and TCP socket tables, drop
-//!   counters. Frames in, frames out.
+//! - [`iface`]: a whole node: ARP cache (with anti-poisoning and RFC 5227 defence), IPv4
+//!   dispatch, reassembly into a bounded pool and fragmentation on send, ICMP, UDP and TCP socket
+//!   tables, drop counters. Frames in, frames out.
+//!
+//! Nothing that arrives from the wire may panic this crate: outside tests it denies `unwrap`,
+//! `expect`, `panic!` and unchecked indexing or slicing (wire views read through
+//! `wire::bytes`' checked helpers); `tests/no_panic_lints.rs` keeps that setting in place.
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
 )]
 
 pub mod dhcp;

@@ -22,6 +22,12 @@ pub struct ArpConfig {
     pub pending_per_addr: usize,
     /// Packets held over all unresolved addresses.
     pub pending_total: usize,
+    /// Anti-poisoning: an ARP reply we did not ask for (no request outstanding for its sender)
+    /// neither changes nor creates an entry. Requests still update per RFC 826.
+    pub ignore_unsolicited_replies: bool,
+    /// RFC 5227 §2.4 (c): when another host claims our address, defend it with one
+    /// gratuitous ARP at most this often (DEFEND_INTERVAL, 10 s).
+    pub defend_interval: Duration,
 }
 
 impl Default for ArpConfig {
@@ -33,6 +39,8 @@ impl Default for ArpConfig {
             max_requests: 3,
             pending_per_addr: 16,
             pending_total: 256,
+            ignore_unsolicited_replies: true,
+            defend_interval: Duration::from_secs(10),
         }
     }
 }
@@ -75,6 +83,11 @@ pub struct ArpCache {
     entries: HashMap<Ipv4Addr, Entry>,
     pending: HashMap<Ipv4Addr, Pending>,
     pending_total: usize,
+    /// When we last defended our address (RFC 5227).
+    defended_at: Option<Instant>,
+    /// The first host seen claiming our address, until the application takes it.
+    conflict: Option<EthernetAddress>,
+    conflict_reported: bool,
 }
 
 impl ArpCache {
@@ -84,7 +97,45 @@ impl ArpCache {
             entries: HashMap::new(),
             pending: HashMap::new(),
             pending_total: 0,
+            defended_at: None,
+            conflict: None,
+            conflict_reported: false,
         }
+    }
+
+    /// Whether an ARP packet from `addr` at `mac` may be merged into the cache. A reply is
+    /// taken only when we asked (a request is outstanding) or it confirms the entry we have;
+    /// anything else is an unsolicited reply that could poison the cache.
+    pub fn accepts(&self, addr: Ipv4Addr, mac: EthernetAddress, reply: bool) -> bool {
+        if !reply || !self.config.ignore_unsolicited_replies {
+            return true;
+        }
+        self.pending.contains_key(&addr) || self.entries.get(&addr).is_some_and(|e| e.mac == mac)
+    }
+
+    /// Another host at `mac` claims our address. Records it (reported once through
+    /// [`ArpCache::take_conflict`]) and says whether to defend now: at most once per
+    /// `defend_interval` (RFC 5227 §2.4 (c)), so two defenders never loop.
+    pub fn conflict(&mut self, mac: EthernetAddress, now: Instant) -> bool {
+        if !self.conflict_reported && self.conflict.is_none() {
+            self.conflict = Some(mac);
+        }
+        let due = self
+            .defended_at
+            .is_none_or(|t| now >= t + self.config.defend_interval);
+        if due {
+            self.defended_at = Some(now);
+        }
+        due
+    }
+
+    /// The MAC of the first host that claimed our address, once (for a warning).
+    pub fn take_conflict(&mut self) -> Option<EthernetAddress> {
+        let c = self.conflict.take();
+        if c.is_some() {
+            self.conflict_reported = true;
+        }
+        c
     }
 
     /// The address's MAC if a live entry exists.
@@ -234,6 +285,32 @@ impl ArpCache {
     }
 }
 
+impl super::Stack {
+    /// Another host (at `mac`) sent ARP with our address as its sender: counted, reported once
+    /// through [`super::Stack::take_arp_conflict`], and defended with a gratuitous ARP (an
+    /// announcement of our address) at most once per `defend_interval` (RFC 5227 §2.4 (c)).
+    pub(super) fn arp_conflict(
+        &mut self,
+        now: Instant,
+        mac: EthernetAddress,
+        sink: &mut impl super::Sink,
+    ) {
+        self.counters.arp_conflicts += 1;
+        self.counters.drop(super::DropReason::ArpConflict);
+        if self.arp.conflict(mac, now) {
+            self.counters.arp_defended += 1;
+            let me = self.address();
+            self.send_arp_request_for(me, sink);
+        }
+    }
+
+    /// The MAC of the first other host that claimed our address, returned once, so that the
+    /// node can warn about it; `counters().arp_conflicts` keeps counting.
+    pub fn take_arp_conflict(&mut self) -> Option<EthernetAddress> {
+        self.arp.take_conflict()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,6 +373,44 @@ mod tests {
         let waiting = c.insert(A, MAC, t0 + Duration::from_millis(700));
         assert_eq!(waiting, vec![vec![1], vec![2]]);
         assert_eq!(c.pending_frames(), 1);
+    }
+
+    #[test]
+    fn unsolicited_replies_are_refused_unless_asked_or_confirming() {
+        let mut c = small();
+        let t0 = Instant::from_secs(1);
+        let evil = EthernetAddress([2, 0, 0, 0, 0, 0x66]);
+        // Nothing asked: a reply neither creates nor changes an entry; a request may.
+        assert!(!c.accepts(A, MAC, true));
+        assert!(c.accepts(A, MAC, false));
+        c.insert(A, MAC, t0);
+        assert!(!c.accepts(A, evil, true), "a live entry is not poisoned");
+        assert!(c.accepts(A, MAC, true), "a confirming reply refreshes");
+        // Once we ask, the answer is taken.
+        let b = Ipv4Addr::new(10, 0, 0, 9);
+        assert_eq!(c.enqueue(b, vec![1], t0), Enqueued::HeldSendRequest);
+        assert!(c.accepts(b, evil, true));
+        // The flag off: RFC 826 as written.
+        let mut open = ArpCache::new(ArpConfig {
+            ignore_unsolicited_replies: false,
+            ..ArpConfig::default()
+        });
+        open.insert(A, MAC, t0);
+        assert!(open.accepts(A, evil, true));
+    }
+
+    #[test]
+    fn conflicts_are_reported_once_and_defended_every_ten_seconds_at_most() {
+        let mut c = small();
+        let other = EthernetAddress([2, 0, 0, 0, 0, 0x77]);
+        let t0 = Instant::from_secs(100);
+        assert!(c.conflict(other, t0));
+        assert!(!c.conflict(other, t0 + Duration::from_secs(9)));
+        assert!(c.conflict(other, t0 + Duration::from_secs(10)));
+        assert_eq!(c.take_conflict(), Some(other));
+        assert_eq!(c.take_conflict(), None);
+        c.conflict(other, t0 + Duration::from_secs(30));
+        assert_eq!(c.take_conflict(), None, "warned once");
     }
 
     #[test]

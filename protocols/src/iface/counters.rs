@@ -34,7 +34,15 @@ drop_reasons! {
     Ipv4Malformed => "ipv4_malformed", "An IPv4 header with a bad version, header length or total length.";
     Ipv4BadChecksum => "ipv4_bad_checksum", "An IPv4 header whose checksum is wrong.";
     Ipv4BadSource => "ipv4_bad_source", "An IPv4 packet from a broadcast, multicast or our own address.";
-    Fragment => "fragment", "An IPv4 fragment (reassembly is not enabled).";
+    FragMalformed => "frag_malformed", "An IPv4 fragment whose length is not a multiple of 8, is empty, or runs past 65535 bytes.";
+    FragOverlap => "frag_overlap", "An IPv4 fragment overlapping another of its datagram (or inconsistent with its end): the whole datagram is dropped (RFC 5722 rule).";
+    FragDuplicate => "frag_duplicate", "An exact duplicate of an IPv4 fragment already held.";
+    FragTooMany => "frag_too_many", "An IPv4 datagram in more fragments than the per-datagram bound: dropped whole.";
+    FragTimeout => "frag_timeout", "An IPv4 datagram not reassembled within the timeout (30 s).";
+    FragEvicted => "frag_evicted", "An IPv4 datagram in progress evicted (oldest first) to make room within the reassembly memory bound.";
+    FragNoMemory => "frag_no_memory", "An IPv4 fragment that does not fit in the reassembly pool even alone.";
+    ArpUnsolicited => "arp_unsolicited", "An ARP reply that would have changed a live cache entry we did not ask about (anti-poisoning).";
+    ArpConflict => "arp_conflict", "An ARP packet from another host claiming our own address (RFC 5227 conflict).";
     UnknownProtocol => "unknown_protocol", "An IPv4 protocol with no handler and no raw socket.";
     IcmpMalformed => "icmp_malformed", "A truncated ICMP message.";
     IcmpBadChecksum => "icmp_bad_checksum", "An ICMP message whose checksum is wrong.";
@@ -97,6 +105,14 @@ pub struct Counters {
     pub dhcp_naks: u64,
     /// Packets copied to raw sockets.
     pub raw_delivered: u64,
+    /// IPv4 datagrams reassembled from fragments.
+    pub ipv4_reassembled: u64,
+    /// IPv4 fragments sent (datagrams larger than the MTU, DF clear).
+    pub ipv4_fragments_sent: u64,
+    /// ARP packets from another host claiming our address (RFC 5227); a warning when non-zero.
+    pub arp_conflicts: u64,
+    /// Gratuitous ARPs sent to defend our address (at most one per defend interval).
+    pub arp_defended: u64,
     drops: [u64; DropReason::COUNT],
     /// The reason of the latest drop not yet taken (for tracing the dropped frame).
     last_drop: Option<DropReason>,
@@ -125,6 +141,10 @@ impl Default for Counters {
             dhcp_declined: 0,
             dhcp_naks: 0,
             raw_delivered: 0,
+            ipv4_reassembled: 0,
+            ipv4_fragments_sent: 0,
+            arp_conflicts: 0,
+            arp_defended: 0,
             drops: [0; DropReason::COUNT],
             last_drop: None,
         }
@@ -133,7 +153,9 @@ impl Default for Counters {
 
 impl Counters {
     pub fn drop(&mut self, reason: DropReason) {
-        self.drops[reason as usize] += 1;
+        if let Some(n) = self.drops.get_mut(reason as usize) {
+            *n += 1;
+        }
         self.last_drop = Some(reason);
     }
 
@@ -143,7 +165,7 @@ impl Counters {
     }
 
     pub fn drops(&self, reason: DropReason) -> u64 {
-        self.drops[reason as usize]
+        self.drops.get(reason as usize).copied().unwrap_or(0)
     }
 
     /// Every reason with a non-zero count.
@@ -180,6 +202,10 @@ impl Counters {
         self.dhcp_declined += other.dhcp_declined;
         self.dhcp_naks += other.dhcp_naks;
         self.raw_delivered += other.raw_delivered;
+        self.ipv4_reassembled += other.ipv4_reassembled;
+        self.ipv4_fragments_sent += other.ipv4_fragments_sent;
+        self.arp_conflicts += other.arp_conflicts;
+        self.arp_defended += other.arp_defended;
         for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
             *a += b;
         }

@@ -362,7 +362,7 @@ impl Stack {
                 let Some(seg) = buf.get_mut(20..20 + udp_len) else {
                     return 0;
                 };
-                seg[8..].copy_from_slice(&bytes);
+                crate::wire::bytes::copy(crate::wire::bytes::get_mut(seg, 8..), &bytes);
                 repr.emit(
                     &mut UdpPacket::new_unchecked(seg),
                     src,

@@ -2,6 +2,7 @@
 //! ARP cache, and framing. A packet whose next hop is unresolved is built once into the ARP
 //! pending queue and sent when the reply arrives.
 
+use crate::wire::bytes::{copy, get_mut};
 use std::net::Ipv4Addr;
 
 use super::arp_cache::{ArpCache, Enqueued};
@@ -104,7 +105,7 @@ impl Egress<'_> {
             }
             None => {
                 let mut frame = vec![0u8; ethernet::HEADER_LEN + mtu];
-                let (n, _) = fill(&mut frame[ethernet::HEADER_LEN..]);
+                let (n, _) = fill(get_mut(&mut frame, ethernet::HEADER_LEN..));
                 if n == 0 {
                     return true;
                 }
@@ -175,9 +176,10 @@ impl Egress<'_> {
             buf.fill(0);
             let (head, rest) = buf.split_at_mut(ethernet::HEADER_LEN);
             write_eth(head, src_mac, dst_mac, EtherType::Arp);
-            repr.emit(&mut ArpPacket::new_unchecked(
-                &mut rest[..repr.buffer_len()],
-            ));
+            repr.emit(&mut ArpPacket::new_unchecked(get_mut(
+                rest,
+                ..repr.buffer_len(),
+            )));
             counters.tx_frames += 1;
             counters.tx_bytes += 60;
             60
@@ -199,7 +201,7 @@ impl Egress<'_> {
             self.counters.tx_frames += 1;
             self.counters.tx_bytes += len as u64;
             sink.transmit(len, |buf| {
-                buf[..len].copy_from_slice(&frame);
+                copy(get_mut(buf, ..len), &frame);
                 len
             });
         }
@@ -239,7 +241,7 @@ pub(super) fn emit_ipv4(
         dscp_ecn: 0,
     };
     let len = repr.buffer_len() + payload_len;
-    repr.emit(&mut Ipv4Packet::new_unchecked(&mut buf[..len]));
+    repr.emit(&mut Ipv4Packet::new_unchecked(get_mut(buf, ..len)));
     len
 }
 

@@ -2,6 +2,7 @@
 //! node sends (port and protocol unreachable), never about an ICMP error, a broadcast or a
 //! non-first fragment, and rate-limited.
 
+use crate::wire::bytes::{array, be16, get, get_mut, u8_at};
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
@@ -65,16 +66,9 @@ fn parse_quote(invoking: &[u8]) -> Option<Quoted> {
         return None;
     }
     let head: [u8; 8] = invoking.get(ihl..ihl + 8)?.try_into().ok()?;
-    let addr = |o: usize| {
-        Ipv4Addr::new(
-            invoking[o],
-            invoking[o + 1],
-            invoking[o + 2],
-            invoking[o + 3],
-        )
-    };
+    let addr = |o: usize| Ipv4Addr::from(array::<4>(get(invoking, o..o + 4)));
     Some(Quoted {
-        protocol: invoking[9],
+        protocol: u8_at(invoking, 9),
         src: addr(12),
         dst: addr(16),
         head,
@@ -285,13 +279,20 @@ impl Stack {
         };
         let src = self.address();
         let mut eg = self.egress();
+        if 20 + repr.buffer_len() > eg.config.mtu {
+            // Larger than the MTU (ping -s 3000): whole message, then fragments.
+            let mut msg = vec![0u8; repr.buffer_len()];
+            repr.emit(&mut Icmpv4Packet::new_unchecked(&mut msg[..]));
+            eg.send_datagram(now, sink, src, dst, IpProtocol::Icmp, ttl, &msg);
+            return;
+        }
         let ident_ip = eg.next_ident();
         eg.send_ipv4(now, sink, dst, |buf| {
             let len = repr.buffer_len();
             if 20 + len > buf.len() {
                 return 0;
             }
-            repr.emit(&mut Icmpv4Packet::new_unchecked(&mut buf[20..20 + len]));
+            repr.emit(&mut Icmpv4Packet::new_unchecked(get_mut(buf, 20..20 + len)));
             emit_ipv4(buf, src, dst, IpProtocol::Icmp, len, ident_ip, ttl)
         });
     }
@@ -312,9 +313,7 @@ impl Stack {
         }
         // Never about an ICMP error, nor about a non-first fragment.
         let protocol = header.get(9).copied();
-        let frag_offset = header
-            .get(6..8)
-            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) & 0x1fff);
+        let frag_offset = header.get(6..8).map_or(0, |b| be16(b) & 0x1fff);
         if (protocol == Some(1) && is_icmp_error(body)) || frag_offset != 0 {
             return;
         }
@@ -342,12 +341,12 @@ impl Stack {
             if 20 + len > buf.len() {
                 return 0;
             }
-            repr.emit(&mut Icmpv4Packet::new_unchecked(&mut buf[20..20 + len]));
+            repr.emit(&mut Icmpv4Packet::new_unchecked(get_mut(buf, 20..20 + len)));
             emit_ipv4(buf, src, dst, IpProtocol::Icmp, len, ident, ttl)
         });
     }
 
-    fn take_icmp_token(&mut self, now: Instant) -> bool {
+    pub(super) fn take_icmp_token(&mut self, now: Instant) -> bool {
         let rate = self.config.icmp_error_rate;
         if now >= self.icmp_tokens_at + Duration::from_secs(1) {
             self.icmp_tokens = rate;

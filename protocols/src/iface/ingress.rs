@@ -62,6 +62,11 @@ impl Stack {
                 repr.operation == ArpOperation::Request,
             );
         }
+        // RFC 5227 §2.4: another host claims our address.
+        let me = self.address();
+        if sender == me && !me.is_unspecified() && repr.source_hardware_addr != self.config.mac {
+            return self.arp_conflict(now, repr.source_hardware_addr, sink);
+        }
         // Without an address (DHCP not bound) nothing is for us and we answer nobody; replies
         // for a next hop we wait for (a RELEASE to the server) are still taken below.
         // Multi-address: any address the node owns is "me" (see `StackConfig::extra_addrs`).
@@ -73,6 +78,10 @@ impl Stack {
         // RFC 826 merge: update an address we already know or wait for; add it when the packet
         // was meant for us.
         if sender_ok && (for_me || self.arp.knows(sender)) {
+            let reply = repr.operation == ArpOperation::Reply;
+            if !self.arp.accepts(sender, repr.source_hardware_addr, reply) {
+                return self.counters.drop(DropReason::ArpUnsolicited);
+            }
             let waiting = self.arp.insert(sender, repr.source_hardware_addr, now);
             if !waiting.is_empty() {
                 self.egress()
@@ -96,7 +105,7 @@ impl Stack {
         }
     }
 
-    fn receive_ipv4(&mut self, now: Instant, payload: &[u8], sink: &mut impl Sink) {
+    pub(super) fn receive_ipv4(&mut self, now: Instant, payload: &[u8], sink: &mut impl Sink) {
         let packet = match Ipv4Packet::new_checked(payload) {
             Ok(p) => p,
             Err(wire::Error::Truncated) => return self.counters.drop(DropReason::Ipv4Truncated),
@@ -128,15 +137,15 @@ impl Stack {
         if src.is_broadcast() || src.is_multicast() || src == cidr.broadcast() || src_local {
             return self.counters.drop(DropReason::Ipv4BadSource);
         }
-        if repr.more_frags || repr.frag_offset != 0 {
-            return self.counters.drop(DropReason::Fragment);
-        }
         let meta = IpMeta {
             src,
             dst: repr.dst_addr,
             ttl: repr.ttl,
             broadcast,
         };
+        if repr.more_frags || repr.frag_offset != 0 {
+            return self.receive_fragment(now, meta, payload, sink);
+        }
         let header = payload.get(..packet.header_len()).unwrap_or_default();
         let body = packet.payload();
         let whole = payload

@@ -24,9 +24,11 @@ pub mod counters;
 mod dhcp;
 mod egress;
 pub mod event;
+mod fragment;
 mod icmp;
 mod ingress;
 mod raw;
+pub mod reassembly;
 mod sockets;
 mod tcp_table;
 mod udp;
@@ -41,6 +43,7 @@ pub use dhcp::{DhcpLogEntry, CLIENT_PORT as DHCP_CLIENT_PORT};
 pub use event::{ConnId, StackEvent};
 pub use icmp::{EchoReply, IcmpErrorReport};
 pub use raw::{RawError, RawPacket};
+pub use reassembly::ReassemblyConfig;
 pub use sockets::SocketHandle;
 pub use tcp_table::{ConnInfo, Readiness, TcpError};
 pub use udp::{Datagram, UdpError, EPHEMERAL_PORTS};
@@ -107,6 +110,8 @@ pub struct StackConfig {
     pub ttl: u8,
     pub tcp: TcpConfig,
     pub arp: ArpConfig,
+    /// IPv4 reassembly bounds (memory, fragments per datagram, timeout).
+    pub reassembly: ReassemblyConfig,
     /// Verify checksums of received packets (off when the device vouches for them).
     pub rx_verify_checksums: bool,
     /// How transport checksums are filled on send.
@@ -138,6 +143,7 @@ impl StackConfig {
             ttl: 64,
             tcp: TcpConfig::default(),
             arp: ArpConfig::default(),
+            reassembly: ReassemblyConfig::default(),
             rx_verify_checksums: true,
             tx_checksum: TxChecksum::Full,
             udp_rx_queue: 1024,
@@ -174,6 +180,7 @@ pub struct Stack {
     rng: Rng,
     isn: IsnGenerator,
     arp: arp_cache::ArpCache,
+    frags: reassembly::Reassembler,
     ip_ident: u16,
     tcp: tcp_table::TcpTable,
     udp: udp::UdpTable,
@@ -222,6 +229,7 @@ impl Stack {
             dhcp,
             dhcp_announce: false,
             arp: arp_cache::ArpCache::new(config.arp.clone()),
+            frags: reassembly::Reassembler::new(config.reassembly.clone()),
             counters: Counters::default(),
             isn: IsnGenerator::new(key),
             ip_ident,
@@ -328,6 +336,7 @@ impl Stack {
     pub fn poll_at(&self) -> Option<Instant> {
         let tcp = self.timers.peek().map(|Reverse((t, _))| *t);
         let arp = self.arp.poll_at();
+        let frags = self.frags.poll_at();
         let queued = !self.dirty.is_empty()
             || self.udp.has_tx()
             || self.icmp.has_tx()
@@ -335,13 +344,14 @@ impl Stack {
             || self.dhcp_announce;
         let dirty = if queued { Some(Instant::ZERO) } else { None };
         let dhcp = self.dhcp.as_ref().and_then(|d| d.poll_at());
-        [tcp, arp, dirty, dhcp].into_iter().flatten().min()
+        [tcp, arp, frags, dirty, dhcp].into_iter().flatten().min()
     }
 
     /// Runs due timers and sends whatever sockets have queued.
     pub fn poll(&mut self, now: Instant, sink: &mut impl Sink) {
         self.poll_arp(now, sink);
         self.poll_dhcp(now, sink);
+        self.poll_reassembly(now, sink);
         self.poll_tcp_timers(now);
         self.flush_udp(now, sink);
         self.flush_icmp(now, sink);

@@ -403,10 +403,10 @@ impl Stack {
         };
         let mut evs = [None; 8];
         let mut n = 0;
-        while n < evs.len() {
+        for slot in evs.iter_mut() {
             match s.conn.take_event() {
                 Some(e) => {
-                    evs[n] = Some(e);
+                    *slot = Some(e);
                     n += 1;
                 }
                 None => break,
@@ -497,7 +497,7 @@ impl Stack {
         // and wait for the next poll, and the list keeps its capacity (no allocation per poll).
         let pending = self.dirty.len();
         for i in 0..pending {
-            let h = self.dirty[i];
+            let Some(&h) = self.dirty.get(i) else { break };
             let Stack {
                 tcp,
                 config,

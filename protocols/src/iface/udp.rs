@@ -1,6 +1,7 @@
 //! UDP (RFC 768): sockets bound to a port, a bounded receive queue each, and port unreachable
 //! for datagrams to a closed port.
 
+use crate::wire::bytes::{copy, get_mut};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddrV4;
 
@@ -32,7 +33,7 @@ pub enum UdpError {
     AddrInUse,
     #[error("no free ephemeral port")]
     NoFreePort,
-    #[error("datagram larger than the MTU allows")]
+    #[error("datagram larger than IPv4 allows (65507 bytes of data)")]
     TooBig,
     #[error("send queue full")]
     QueueFull,
@@ -166,7 +167,8 @@ impl Stack {
         ttl: Option<u8>,
     ) -> Result<(), UdpError> {
         let sock = self.udp.sockets.get(h).ok_or(UdpError::BadHandle)?;
-        if data.len() + 28 > self.config.mtu {
+        // Larger than the MTU goes out in fragments (iface/fragment.rs).
+        if data.len() + 8 > super::fragment::MAX_IPV4_PAYLOAD {
             return Err(UdpError::TooBig);
         }
         if self.udp.tx.len() >= TX_QUEUE {
@@ -220,19 +222,37 @@ impl Stack {
         let csum = self.config.tx_checksum;
         while let Some(out) = self.udp.tx.pop_front() {
             let mut eg = self.egress();
-            let ident = eg.next_ident();
             let dst = *out.dst.ip();
             let ttl = out.ttl.unwrap_or(default_ttl);
             let repr = UdpRepr {
                 src_port: out.src_port,
                 dst_port: out.dst.port(),
             };
+            if 28 + out.data.len() > eg.config.mtu {
+                let mut dgram = vec![0u8; 8 + out.data.len()];
+                if let Some(body) = dgram.get_mut(8..) {
+                    body.copy_from_slice(&out.data);
+                }
+                let len = out.data.len();
+                // Fragments cannot have their checksum finished by the device: full sum here.
+                let full = wire::TxChecksum::Full;
+                repr.emit(
+                    &mut UdpPacket::new_unchecked(&mut dgram),
+                    src,
+                    dst,
+                    len,
+                    full,
+                );
+                eg.send_datagram(now, sink, src, dst, IpProtocol::Udp, ttl, &dgram);
+                continue;
+            }
+            let ident = eg.next_ident();
             eg.send_ipv4(now, sink, dst, |buf| {
                 let udp_len = 8 + out.data.len();
                 let Some(seg) = buf.get_mut(20..20 + udp_len) else {
                     return 0;
                 };
-                seg[8..].copy_from_slice(&out.data);
+                copy(get_mut(seg, 8..), &out.data);
                 repr.emit(
                     &mut UdpPacket::new_unchecked(seg),
                     src,

@@ -131,12 +131,14 @@ impl Rack {
         let mut holes = sack.holes(snd_una, smss).peekable();
         let top = sack.high_sacked();
         for i in 0..self.segs.len() {
-            let s = self.segs[i];
+            let Some(&s) = self.segs.get(i) else { break };
             if top.is_none_or(|t| s.start >= t) {
                 break;
             }
             if !s.sacked && sack.sacked_until(s.start).is_some_and(|e| e >= s.end) {
-                self.segs[i].sacked = true;
+                if let Some(seg) = self.segs.get_mut(i) {
+                    seg.sacked = true;
+                }
                 self.update(now, &s);
                 delivered = true;
                 continue;
@@ -149,8 +151,10 @@ impl Rack {
             }
             if let Some(&(hs, _, lost)) = holes.peek() {
                 if lost && hs <= s.start {
-                    self.segs[i].lost = true;
-                    self.segs[i].copies = 0;
+                    if let Some(seg) = self.segs.get_mut(i) {
+                        seg.lost = true;
+                        seg.copies = 0;
+                    }
                 }
             }
         }

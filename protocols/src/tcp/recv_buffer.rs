@@ -6,6 +6,8 @@
 //! position modulo the capacity. The buffer knows nothing of sequence numbers: the connection
 //! passes offsets relative to RCV.NXT, which is the end of the in-order data.
 
+use crate::wire::bytes::{copy, get, get_mut};
+
 /// Out-of-order ranges kept at most; a segment that would need one more is dropped.
 pub const MAX_HELD_RANGES: usize = 32;
 
@@ -70,7 +72,7 @@ impl RecvBuffer {
         if offset >= self.window() || data.is_empty() {
             return 0;
         }
-        let data = &data[..data.len().min(self.window() - offset)];
+        let data = data.get(..self.window() - offset).unwrap_or(data);
         let start = self.ready_end() + offset as u64;
         let end = start + data.len() as u64;
         if offset > 0
@@ -82,8 +84,9 @@ impl RecvBuffer {
         // Copy into the ring, in up to two pieces.
         let idx = (start % cap as u64) as usize;
         let first = data.len().min(cap - idx);
-        self.ring[idx..idx + first].copy_from_slice(&data[..first]);
-        self.ring[..data.len() - first].copy_from_slice(&data[first..]);
+        let (head, tail) = data.split_at_checked(first).unwrap_or((data, &[]));
+        copy(get_mut(&mut self.ring, idx..idx + first), head);
+        copy(get_mut(&mut self.ring, ..tail.len()), tail);
 
         self.stamp += 1;
         if offset == 0 {
@@ -117,9 +120,9 @@ impl RecvBuffer {
             .position(|h| h.end >= start)
             .unwrap_or(self.held.len());
         let mut last = first;
-        while last < self.held.len() && self.held[last].start <= end {
-            merged.start = merged.start.min(self.held[last].start);
-            merged.end = merged.end.max(self.held[last].end);
+        while let Some(h) = self.held.get(last).filter(|h| h.start <= end) {
+            merged.start = merged.start.min(h.start);
+            merged.end = merged.end.max(h.end);
             last += 1;
         }
         self.held.drain(first..last);
@@ -131,14 +134,16 @@ impl RecvBuffer {
     pub fn held_recent_first(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         let mut order: [(u64, usize); MAX_HELD_RANGES] = [(0, 0); MAX_HELD_RANGES];
         let n = self.held.len().min(MAX_HELD_RANGES);
-        for (i, h) in self.held.iter().take(n).enumerate() {
-            order[i] = (h.stamp, i);
+        for (slot, (i, h)) in order.iter_mut().zip(self.held.iter().enumerate()) {
+            *slot = (h.stamp, i);
         }
-        order[..n].sort_unstable_by_key(|&(stamp, _)| core::cmp::Reverse(stamp));
+        if let Some(used) = order.get_mut(..n) {
+            used.sort_unstable_by_key(|&(stamp, _)| core::cmp::Reverse(stamp));
+        }
         let base = self.ready_end();
-        (0..n).map(move |k| {
-            let h = self.held[order[k].1];
-            ((h.start - base) as usize, (h.end - base) as usize)
+        order.into_iter().take(n).filter_map(move |(_, i)| {
+            let h = self.held.get(i)?;
+            Some(((h.start - base) as usize, (h.end - base) as usize))
         })
     }
 
@@ -151,8 +156,8 @@ impl RecvBuffer {
         }
         let idx = (self.read_pos % cap as u64) as usize;
         let first = n.min(cap - idx);
-        out[..first].copy_from_slice(&self.ring[idx..idx + first]);
-        out[first..n].copy_from_slice(&self.ring[..n - first]);
+        copy(get_mut(out, ..first), get(&self.ring, idx..idx + first));
+        copy(get_mut(out, first..n), get(&self.ring, ..n - first));
         self.read_pos += n as u64;
         self.ready -= n;
         n

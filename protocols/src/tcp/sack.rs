@@ -79,8 +79,7 @@ impl Scoreboard {
         let mut last = first;
         let (mut s, mut e) = (start, end);
         let mut covered = 0;
-        while last < self.ranges.len() && self.ranges[last].0 <= end {
-            let (rs, re) = self.ranges[last];
+        while let Some(&(rs, re)) = self.ranges.get(last).filter(|r| r.0 <= end) {
             covered += re.min(end) - rs.max(start);
             s = s.min(rs);
             e = e.max(re);

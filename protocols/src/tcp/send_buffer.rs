@@ -4,6 +4,7 @@
 //! Byte 0 of the buffer is the oldest unacknowledged byte; the connection maps sequence numbers
 //! onto offsets. The buffer knows nothing of sequence numbers, windows or segments.
 
+use crate::wire::bytes::{copy, get, get_mut};
 use std::collections::VecDeque;
 
 #[derive(Debug)]
@@ -33,7 +34,7 @@ impl SendBuffer {
     /// Appends as much of `bytes` as fits; returns how much.
     pub fn write(&mut self, bytes: &[u8]) -> usize {
         let n = bytes.len().min(self.free());
-        self.data.extend(&bytes[..n]);
+        self.data.extend(bytes.get(..n).unwrap_or_default());
         n
     }
 
@@ -47,12 +48,12 @@ impl SendBuffer {
         let mut copied = 0;
         if offset < a.len() {
             let m = n.min(a.len() - offset);
-            out[..m].copy_from_slice(&a[offset..offset + m]);
+            copy(get_mut(out, ..m), get(a, offset..offset + m));
             copied = m;
         }
         if copied < n {
             let start = offset + copied - a.len();
-            out[copied..n].copy_from_slice(&b[start..start + n - copied]);
+            copy(get_mut(out, copied..n), get(b, start..start + n - copied));
         }
         n
     }

@@ -86,7 +86,8 @@ impl SynCookies {
         let tick = Self::tick(now);
         let cookie =
             (tick << 27) | ((index as u32) << 24) | self.mac(local, remote, peer_isn, tick);
-        (SeqNumber(cookie), MSS_TABLE[index])
+        let mss = MSS_TABLE.get(index).copied().unwrap_or(536);
+        (SeqNumber(cookie), mss)
     }
 
     /// Checks the ACK that completes a cookie handshake: `seq` is its sequence number (the
@@ -108,7 +109,10 @@ impl SynCookies {
         }
         let index = ((cookie >> 24) & 0x7) as usize;
         let peer_isn = seq - 1usize;
-        (cookie & 0x00ff_ffff == self.mac(local, remote, peer_isn, tick)).then(|| MSS_TABLE[index])
+        if cookie & 0x00ff_ffff != self.mac(local, remote, peer_isn, tick) {
+            return None;
+        }
+        MSS_TABLE.get(index).copied()
     }
 }
 

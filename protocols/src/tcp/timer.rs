@@ -36,7 +36,9 @@ pub struct TimerTable {
 
 impl TimerTable {
     pub fn set(&mut self, timer: Timer, at: Instant) {
-        self.deadlines[timer as usize] = Some(at);
+        if let Some(d) = self.deadlines.get_mut(timer as usize) {
+            *d = Some(at);
+        }
     }
 
     /// Sets the timer unless it is already running.
@@ -47,7 +49,9 @@ impl TimerTable {
     }
 
     pub fn stop(&mut self, timer: Timer) {
-        self.deadlines[timer as usize] = None;
+        if let Some(d) = self.deadlines.get_mut(timer as usize) {
+            *d = None;
+        }
     }
 
     pub fn stop_all(&mut self) {
@@ -55,7 +59,7 @@ impl TimerTable {
     }
 
     pub fn get(&self, timer: Timer) -> Option<Instant> {
-        self.deadlines[timer as usize]
+        self.deadlines.get(timer as usize).copied().flatten()
     }
 
     pub fn is_set(&self, timer: Timer) -> bool {

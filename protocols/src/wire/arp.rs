@@ -1,6 +1,7 @@
 //! ARP packets (RFC 826). The view reads any hardware/protocol address sizes; the repr handles
 //! only Ethernet + IPv4, the one combination this stack speaks.
 
+use super::bytes::{be16, copy, get, get_mut, set_u8, u8_at};
 use core::net::Ipv4Addr;
 
 use super::ethernet::EthernetAddress;
@@ -94,8 +95,8 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     }
 
     fn u16_at(&self, r: core::ops::Range<usize>) -> u16 {
-        let d = &self.buffer.as_ref()[r];
-        u16::from_be_bytes([d[0], d[1]])
+        let d = get(self.buffer.as_ref(), r);
+        be16(d)
     }
 
     /// Hardware type (`ar$hrd`).
@@ -110,12 +111,12 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
 
     /// Hardware address length (`ar$hln`).
     pub fn hlen(&self) -> u8 {
-        self.buffer.as_ref()[field::HLEN]
+        u8_at(self.buffer.as_ref(), field::HLEN)
     }
 
     /// Protocol address length (`ar$pln`).
     pub fn plen(&self) -> u8 {
-        self.buffer.as_ref()[field::PLEN]
+        u8_at(self.buffer.as_ref(), field::PLEN)
     }
 
     pub fn oper(&self) -> ArpOperation {
@@ -144,69 +145,75 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
 
     /// Sender hardware address (`hlen` bytes).
     pub fn sha(&self) -> &[u8] {
-        &self.buffer.as_ref()[self.sha_range()]
+        get(self.buffer.as_ref(), self.sha_range())
     }
 
     /// Sender protocol address (`plen` bytes).
     pub fn spa(&self) -> &[u8] {
-        &self.buffer.as_ref()[self.spa_range()]
+        get(self.buffer.as_ref(), self.spa_range())
     }
 
     /// Target hardware address (`hlen` bytes).
     pub fn tha(&self) -> &[u8] {
-        &self.buffer.as_ref()[self.tha_range()]
+        get(self.buffer.as_ref(), self.tha_range())
     }
 
     /// Target protocol address (`plen` bytes).
     pub fn tpa(&self) -> &[u8] {
-        &self.buffer.as_ref()[self.tpa_range()]
+        get(self.buffer.as_ref(), self.tpa_range())
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
     pub fn set_htype(&mut self, v: u16) {
-        self.buffer.as_mut()[field::HTYPE].copy_from_slice(&v.to_be_bytes());
+        copy(
+            get_mut(self.buffer.as_mut(), field::HTYPE),
+            &v.to_be_bytes(),
+        );
     }
 
     pub fn set_ptype(&mut self, v: u16) {
-        self.buffer.as_mut()[field::PTYPE].copy_from_slice(&v.to_be_bytes());
+        copy(
+            get_mut(self.buffer.as_mut(), field::PTYPE),
+            &v.to_be_bytes(),
+        );
     }
 
     pub fn set_hlen(&mut self, v: u8) {
-        self.buffer.as_mut()[field::HLEN] = v;
+        set_u8(self.buffer.as_mut(), field::HLEN, v);
     }
 
     pub fn set_plen(&mut self, v: u8) {
-        self.buffer.as_mut()[field::PLEN] = v;
+        set_u8(self.buffer.as_mut(), field::PLEN, v);
     }
 
     pub fn set_oper(&mut self, op: ArpOperation) {
         let v: u16 = op.into();
-        self.buffer.as_mut()[field::OPER].copy_from_slice(&v.to_be_bytes());
+        copy(get_mut(self.buffer.as_mut(), field::OPER), &v.to_be_bytes());
     }
 
     /// Sets the sender hardware address; `addr` must be `hlen` bytes long.
     pub fn set_sha(&mut self, addr: &[u8]) {
         let r = self.sha_range();
-        self.buffer.as_mut()[r].copy_from_slice(addr);
+        copy(get_mut(self.buffer.as_mut(), r), addr);
     }
 
     /// Sets the sender protocol address; `addr` must be `plen` bytes long.
     pub fn set_spa(&mut self, addr: &[u8]) {
         let r = self.spa_range();
-        self.buffer.as_mut()[r].copy_from_slice(addr);
+        copy(get_mut(self.buffer.as_mut(), r), addr);
     }
 
     /// Sets the target hardware address; `addr` must be `hlen` bytes long.
     pub fn set_tha(&mut self, addr: &[u8]) {
         let r = self.tha_range();
-        self.buffer.as_mut()[r].copy_from_slice(addr);
+        copy(get_mut(self.buffer.as_mut(), r), addr);
     }
 
     /// Sets the target protocol address; `addr` must be `plen` bytes long.
     pub fn set_tpa(&mut self, addr: &[u8]) {
         let r = self.tpa_range();
-        self.buffer.as_mut()[r].copy_from_slice(addr);
+        copy(get_mut(self.buffer.as_mut(), r), addr);
     }
 }
 

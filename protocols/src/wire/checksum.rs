@@ -25,17 +25,20 @@ fn sum_wide(data: &[u8]) -> u64 {
     let mut acc: u64 = 0;
     let mut chunks = data.chunks_exact(8);
     for c in &mut chunks {
-        acc += u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
-        acc += u64::from(u32::from_be_bytes([c[4], c[5], c[6], c[7]]));
+        if let [a, b, c, d, e, f, g, h] = *c {
+            acc += u64::from(u32::from_be_bytes([a, b, c, d]));
+            acc += u64::from(u32::from_be_bytes([e, f, g, h]));
+        }
     }
+    // At most 7 bytes left: a 32-bit word, a 16-bit word, an odd byte, each if there.
     let mut rest = chunks.remainder();
-    if rest.len() >= 4 {
-        acc += u64::from(u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]));
-        rest = &rest[4..];
+    if let [a, b, c, d, tail @ ..] = rest {
+        acc += u64::from(u32::from_be_bytes([*a, *b, *c, *d]));
+        rest = tail;
     }
-    if rest.len() >= 2 {
-        acc += u64::from(u16::from_be_bytes([rest[0], rest[1]]));
-        rest = &rest[2..];
+    if let [a, b, tail @ ..] = rest {
+        acc += u64::from(u16::from_be_bytes([*a, *b]));
+        rest = tail;
     }
     if let Some(&last) = rest.first() {
         acc += u64::from(u16::from_be_bytes([last, 0]));

@@ -6,6 +6,7 @@
 //! concatenation (RFC 3396); on emit, data longer than 255 bytes is split the same way. Option
 //! overload (option 52: more options in `sname`/`file`) is not decoded. Parsing never panics.
 
+use super::bytes::{array, be16, be32, copy, get, get_mut, set_u8, u8_at};
 use core::net::Ipv4Addr;
 
 use super::{Error, EthernetAddress, Result};
@@ -170,33 +171,29 @@ impl<T: AsRef<[u8]>> DhcpPacket<T> {
         self.buffer.as_ref()
     }
     fn addr(&self, r: core::ops::Range<usize>) -> Ipv4Addr {
-        let d = &self.b()[r];
-        Ipv4Addr::new(d[0], d[1], d[2], d[3])
+        Ipv4Addr::from(array::<4>(get(self.b(), r)))
     }
 
     pub fn op(&self) -> Op {
-        Op::from(self.b()[field::OP])
+        Op::from(u8_at(self.b(), field::OP))
     }
     pub fn htype(&self) -> u8 {
-        self.b()[field::HTYPE]
+        u8_at(self.b(), field::HTYPE)
     }
     pub fn hlen(&self) -> u8 {
-        self.b()[field::HLEN]
+        u8_at(self.b(), field::HLEN)
     }
     pub fn hops(&self) -> u8 {
-        self.b()[field::HOPS]
+        u8_at(self.b(), field::HOPS)
     }
     pub fn xid(&self) -> u32 {
-        let d = &self.b()[field::XID];
-        u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+        be32(get(self.b(), field::XID))
     }
     pub fn secs(&self) -> u16 {
-        let d = &self.b()[field::SECS];
-        u16::from_be_bytes([d[0], d[1]])
+        be16(get(self.b(), field::SECS))
     }
     pub fn flags(&self) -> u16 {
-        let d = &self.b()[field::FLAGS];
-        u16::from_be_bytes([d[0], d[1]])
+        be16(get(self.b(), field::FLAGS))
     }
     pub fn ciaddr(&self) -> Ipv4Addr {
         self.addr(field::CIADDR)
@@ -212,15 +209,14 @@ impl<T: AsRef<[u8]>> DhcpPacket<T> {
     }
     /// The 16-byte `chaddr` field.
     pub fn chaddr(&self) -> &[u8] {
-        &self.b()[field::CHADDR]
+        get(self.b(), field::CHADDR)
     }
     pub fn cookie(&self) -> u32 {
-        let d = &self.b()[field::COOKIE];
-        u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+        be32(get(self.b(), field::COOKIE))
     }
     /// The options area, up to the end of the buffer.
     pub fn options(&self) -> &[u8] {
-        &self.b()[OPTIONS_OFFSET..]
+        get(self.b(), OPTIONS_OFFSET..)
     }
 }
 
@@ -311,8 +307,7 @@ impl DhcpRepr {
         let mut opts: Vec<(u8, Vec<u8>)> = Vec::new();
         let area = packet.options();
         let mut i = 0;
-        while i < area.len() {
-            let code = area[i];
+        while let Some(&code) = area.get(i) {
             match code {
                 option::PAD => {
                     i += 1;
@@ -334,7 +329,7 @@ impl DhcpRepr {
             packet.op(),
             MessageType::Unknown(0),
             packet.xid(),
-            EthernetAddress([c[0], c[1], c[2], c[3], c[4], c[5]]),
+            EthernetAddress(array::<6>(c)),
         );
         repr.hops = packet.hops();
         repr.secs = packet.secs();
@@ -450,36 +445,34 @@ impl DhcpRepr {
         let len = self.buffer_len();
         let b = buf.get_mut(..len).ok_or(Error::Truncated)?;
         b.fill(0);
-        b[field::OP] = self.op.into();
-        b[field::HTYPE] = HTYPE_ETHERNET;
-        b[field::HLEN] = 6;
-        b[field::HOPS] = self.hops;
-        b[field::XID].copy_from_slice(&self.xid.to_be_bytes());
-        b[field::SECS].copy_from_slice(&self.secs.to_be_bytes());
+        set_u8(b, field::OP, self.op.into());
+        set_u8(b, field::HTYPE, HTYPE_ETHERNET);
+        set_u8(b, field::HLEN, 6);
+        set_u8(b, field::HOPS, self.hops);
+        copy(get_mut(b, field::XID), &self.xid.to_be_bytes());
+        copy(get_mut(b, field::SECS), &self.secs.to_be_bytes());
         let flags = if self.broadcast { FLAG_BROADCAST } else { 0 };
-        b[field::FLAGS].copy_from_slice(&flags.to_be_bytes());
-        b[field::CIADDR].copy_from_slice(&self.ciaddr.octets());
-        b[field::YIADDR].copy_from_slice(&self.yiaddr.octets());
-        b[field::SIADDR].copy_from_slice(&self.siaddr.octets());
-        b[field::GIADDR].copy_from_slice(&self.giaddr.octets());
-        b[field::CHADDR.start..field::CHADDR.start + 6].copy_from_slice(&self.chaddr.0);
-        b[field::COOKIE].copy_from_slice(&MAGIC_COOKIE.to_be_bytes());
+        copy(get_mut(b, field::FLAGS), &flags.to_be_bytes());
+        copy(get_mut(b, field::CIADDR), &self.ciaddr.octets());
+        copy(get_mut(b, field::YIADDR), &self.yiaddr.octets());
+        copy(get_mut(b, field::SIADDR), &self.siaddr.octets());
+        copy(get_mut(b, field::GIADDR), &self.giaddr.octets());
+        copy(get_mut(b, field::CHADDR), &self.chaddr.0);
+        copy(get_mut(b, field::COOKIE), &MAGIC_COOKIE.to_be_bytes());
         let mut i = OPTIONS_OFFSET;
         for (code, data) in self.options() {
             let mut chunks = data.chunks(255).peekable();
             if chunks.peek().is_none() {
-                b[i] = code;
-                b[i + 1] = 0;
+                copy(get_mut(b, i..), &[code, 0]);
                 i += 2;
             }
             for chunk in chunks {
-                b[i] = code;
-                b[i + 1] = chunk.len() as u8;
-                b[i + 2..i + 2 + chunk.len()].copy_from_slice(chunk);
+                copy(get_mut(b, i..), &[code, chunk.len() as u8]);
+                copy(get_mut(b, i + 2..), chunk);
                 i += 2 + chunk.len();
             }
         }
-        b[i] = option::END;
+        set_u8(b, i, option::END);
         Ok(len)
     }
 
@@ -517,7 +510,7 @@ fn addrs(d: &[u8]) -> Result<Vec<Ipv4Addr>> {
         return Err(Error::Malformed);
     }
     Ok(d.chunks_exact(4)
-        .map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3]))
+        .map(|c| Ipv4Addr::from(array::<4>(c)))
         .collect())
 }
 

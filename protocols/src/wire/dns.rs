@@ -14,6 +14,7 @@
 //! Emitting compresses every name (owner names and names inside the decoded record types) against
 //! the suffixes already written, matching bytes exactly, so that `parse(emit(x)) == x`.
 
+use super::bytes::{be16, be32, copy, get, get_mut};
 use core::fmt;
 use core::net::{Ipv4Addr, Ipv6Addr};
 use core::str::FromStr;
@@ -315,8 +316,7 @@ impl<T: AsRef<[u8]>> DnsPacket<T> {
     }
 
     fn u16_at(&self, r: core::ops::Range<usize>) -> u16 {
-        let d = &self.buffer.as_ref()[r];
-        u16::from_be_bytes([d[0], d[1]])
+        be16(get(self.buffer.as_ref(), r))
     }
 
     pub fn id(&self) -> u16 {
@@ -345,7 +345,7 @@ impl<T: AsRef<[u8]>> DnsPacket<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> DnsPacket<T> {
     fn set_u16_at(&mut self, r: core::ops::Range<usize>, v: u16) {
-        self.buffer.as_mut()[r].copy_from_slice(&v.to_be_bytes());
+        copy(get_mut(self.buffer.as_mut(), r), &v.to_be_bytes());
     }
     pub fn set_id(&mut self, v: u16) {
         self.set_u16_at(field::ID, v);
@@ -440,12 +440,10 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
     fn u16(&mut self) -> Result<u16> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
+        Ok(be16(self.take(2)?))
     }
     fn u32(&mut self) -> Result<u32> {
-        let b = self.take(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        Ok(be32(self.take(4)?))
     }
 
     /// Reads a possibly compressed name at the cursor; the cursor ends after the name's bytes at
@@ -582,8 +580,8 @@ impl Writer {
 
     fn name(&mut self, name: &Name) {
         let labels = &name.labels;
-        for i in 0..labels.len() {
-            let suffix = &labels[i..];
+        for (i, label) in labels.iter().enumerate() {
+            let suffix = labels.get(i..).unwrap_or_default();
             if let Some(&off) = self.suffixes.get(suffix) {
                 self.u16(0xc000 | off);
                 return;
@@ -593,8 +591,8 @@ impl Writer {
                     self.suffixes.insert(suffix.to_vec(), off);
                 }
             }
-            self.out.push(labels[i].len() as u8);
-            self.out.extend_from_slice(&labels[i]);
+            self.out.push(label.len() as u8);
+            self.out.extend_from_slice(label);
         }
         self.out.push(0);
     }
@@ -620,7 +618,7 @@ impl Writer {
             RecordData::Other { data, .. } => self.out.extend_from_slice(data),
         }
         let rdlen = (self.out.len() - len_at - 2).min(usize::from(u16::MAX)) as u16;
-        self.out[len_at..len_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+        copy(get_mut(&mut self.out, len_at..), &rdlen.to_be_bytes());
     }
 }
 

@@ -1,6 +1,7 @@
 //! Ethernet II frames (IEEE 802.3 with an EtherType). No VLAN tags, no FCS: the tap device
 //! neither delivers nor expects one.
 
+use super::bytes::{array, be16, copy, get, get_mut};
 use core::fmt;
 use core::str::FromStr;
 
@@ -172,8 +173,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     }
 
     fn addr_at(&self, at: usize) -> EthernetAddress {
-        let d = self.buffer.as_ref();
-        EthernetAddress([d[at], d[at + 1], d[at + 2], d[at + 3], d[at + 4], d[at + 5]])
+        EthernetAddress(array::<6>(get(self.buffer.as_ref(), at..)))
     }
 
     pub fn dst_addr(&self) -> EthernetAddress {
@@ -185,32 +185,35 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     }
 
     pub fn ethertype(&self) -> EtherType {
-        let d = &self.buffer.as_ref()[field::ETHERTYPE];
-        EtherType::from(u16::from_be_bytes([d[0], d[1]]))
+        let d = get(self.buffer.as_ref(), field::ETHERTYPE);
+        EtherType::from(be16(d))
     }
 
     /// Everything after the header, padding included (the IPv4 total length tells it apart).
     pub fn payload(&self) -> &[u8] {
-        &self.buffer.as_ref()[field::PAYLOAD]
+        get(self.buffer.as_ref(), field::PAYLOAD)
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
     pub fn set_dst_addr(&mut self, addr: EthernetAddress) {
-        self.buffer.as_mut()[field::DESTINATION].copy_from_slice(&addr.0);
+        copy(get_mut(self.buffer.as_mut(), field::DESTINATION), &addr.0);
     }
 
     pub fn set_src_addr(&mut self, addr: EthernetAddress) {
-        self.buffer.as_mut()[field::SOURCE].copy_from_slice(&addr.0);
+        copy(get_mut(self.buffer.as_mut(), field::SOURCE), &addr.0);
     }
 
     pub fn set_ethertype(&mut self, ethertype: EtherType) {
         let v: u16 = ethertype.into();
-        self.buffer.as_mut()[field::ETHERTYPE].copy_from_slice(&v.to_be_bytes());
+        copy(
+            get_mut(self.buffer.as_mut(), field::ETHERTYPE),
+            &v.to_be_bytes(),
+        );
     }
 
     pub fn payload_mut(&mut self) -> &mut [u8] {
-        &mut self.buffer.as_mut()[field::PAYLOAD]
+        get_mut(self.buffer.as_mut(), field::PAYLOAD)
     }
 }
 

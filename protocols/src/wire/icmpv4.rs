@@ -1,6 +1,7 @@
 //! ICMPv4 messages (RFC 792): echo, destination unreachable and time exceeded are parsed into
 //! their own variants; everything else is carried through as [`Icmpv4Repr::Other`].
 
+use super::bytes::{array, be16, copy, get, get_mut, set_u8, u8_at};
 use super::checksum;
 use super::{Error, Result};
 
@@ -92,16 +93,16 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
     }
 
     fn u16_at(&self, r: core::ops::Range<usize>) -> u16 {
-        let d = &self.buffer.as_ref()[r];
-        u16::from_be_bytes([d[0], d[1]])
+        let d = get(self.buffer.as_ref(), r);
+        be16(d)
     }
 
     pub fn msg_type(&self) -> u8 {
-        self.buffer.as_ref()[field::TYPE]
+        u8_at(self.buffer.as_ref(), field::TYPE)
     }
 
     pub fn msg_code(&self) -> u8 {
-        self.buffer.as_ref()[field::CODE]
+        u8_at(self.buffer.as_ref(), field::CODE)
     }
 
     pub fn checksum(&self) -> u16 {
@@ -123,13 +124,12 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
 
     /// The four type-specific header bytes after the checksum.
     pub fn rest_of_header(&self) -> [u8; 4] {
-        let d = &self.buffer.as_ref()[field::REST];
-        [d[0], d[1], d[2], d[3]]
+        array::<4>(get(self.buffer.as_ref(), field::REST))
     }
 
     /// Everything after the 8-byte header.
     pub fn data(&self) -> &[u8] {
-        &self.buffer.as_ref()[field::DATA]
+        get(self.buffer.as_ref(), field::DATA)
     }
 
     pub fn verify_checksum(&self) -> bool {
@@ -139,15 +139,15 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
     fn set_u16_at(&mut self, r: core::ops::Range<usize>, v: u16) {
-        self.buffer.as_mut()[r].copy_from_slice(&v.to_be_bytes());
+        copy(get_mut(self.buffer.as_mut(), r), &v.to_be_bytes());
     }
 
     pub fn set_msg_type(&mut self, v: u8) {
-        self.buffer.as_mut()[field::TYPE] = v;
+        set_u8(self.buffer.as_mut(), field::TYPE, v);
     }
 
     pub fn set_msg_code(&mut self, v: u8) {
-        self.buffer.as_mut()[field::CODE] = v;
+        set_u8(self.buffer.as_mut(), field::CODE, v);
     }
 
     pub fn set_checksum(&mut self, v: u16) {
@@ -167,11 +167,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
     }
 
     pub fn set_rest_of_header(&mut self, rest: [u8; 4]) {
-        self.buffer.as_mut()[field::REST].copy_from_slice(&rest);
+        copy(get_mut(self.buffer.as_mut(), field::REST), &rest);
     }
 
     pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buffer.as_mut()[field::DATA]
+        get_mut(self.buffer.as_mut(), field::DATA)
     }
 
     /// Computes the checksum over the whole buffer and stores it.
@@ -228,7 +228,7 @@ impl<'a> Icmpv4Repr<'a> {
             return Err(Error::BadChecksum);
         }
         let buffer: &'a [u8] = packet.buffer.as_ref();
-        let data = &buffer[field::DATA];
+        let data = get(buffer, field::DATA);
         let code = packet.msg_code();
         Ok(match (packet.msg_type(), code) {
             (msg_type::ECHO_REQUEST, 0) => Icmpv4Repr::EchoRequest {
@@ -315,7 +315,7 @@ impl<'a> Icmpv4Repr<'a> {
         packet.set_msg_code(code);
         packet.set_rest_of_header(rest);
         let data = self.data();
-        packet.data_mut()[..data.len()].copy_from_slice(data);
+        copy(packet.data_mut(), data);
         packet.fill_checksum();
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! This stack reads options (and skips them) but never writes any.
 
+use super::bytes::{array, be16, copy, get, get_mut, set_u8, u8_at};
 use core::fmt;
 use core::net::Ipv4Addr;
 use core::str::FromStr;
@@ -192,21 +193,21 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 
     fn u16_at(&self, r: core::ops::Range<usize>) -> u16 {
-        let d = &self.buffer.as_ref()[r];
-        u16::from_be_bytes([d[0], d[1]])
+        let d = get(self.buffer.as_ref(), r);
+        be16(d)
     }
 
     pub fn version(&self) -> u8 {
-        self.buffer.as_ref()[field::VER_IHL] >> 4
+        u8_at(self.buffer.as_ref(), field::VER_IHL) >> 4
     }
 
     /// Header length in bytes (IHL × 4).
     pub fn header_len(&self) -> usize {
-        usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
+        usize::from(u8_at(self.buffer.as_ref(), field::VER_IHL) & 0x0f) * 4
     }
 
     pub fn dscp_ecn(&self) -> u8 {
-        self.buffer.as_ref()[field::DSCP_ECN]
+        u8_at(self.buffer.as_ref(), field::DSCP_ECN)
     }
 
     pub fn total_len(&self) -> u16 {
@@ -231,11 +232,11 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 
     pub fn ttl(&self) -> u8 {
-        self.buffer.as_ref()[field::TTL]
+        u8_at(self.buffer.as_ref(), field::TTL)
     }
 
     pub fn protocol(&self) -> IpProtocol {
-        IpProtocol::from(self.buffer.as_ref()[field::PROTOCOL])
+        IpProtocol::from(u8_at(self.buffer.as_ref(), field::PROTOCOL))
     }
 
     pub fn checksum(&self) -> u16 {
@@ -243,8 +244,8 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 
     fn addr_at(&self, r: core::ops::Range<usize>) -> Ipv4Addr {
-        let d = &self.buffer.as_ref()[r];
-        Ipv4Addr::new(d[0], d[1], d[2], d[3])
+        let d = get(self.buffer.as_ref(), r);
+        Ipv4Addr::from(array::<4>(d))
     }
 
     pub fn src_addr(&self) -> Ipv4Addr {
@@ -257,38 +258,46 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 
     /// The options area (empty when IHL is 5).
     pub fn options(&self) -> &[u8] {
-        &self.buffer.as_ref()[HEADER_LEN..self.header_len()]
+        get(self.buffer.as_ref(), HEADER_LEN..self.header_len())
     }
 
     /// Bytes `header_len..total_len`: link-layer padding is not part of the payload.
     pub fn payload(&self) -> &[u8] {
-        &self.buffer.as_ref()[self.header_len()..usize::from(self.total_len())]
+        get(
+            self.buffer.as_ref(),
+            self.header_len()..usize::from(self.total_len()),
+        )
     }
 
     /// Whether the header (options included) sums to zero.
     pub fn verify_checksum(&self) -> bool {
-        checksum::data(&self.buffer.as_ref()[..self.header_len()]) == 0xffff
+        checksum::data(get(self.buffer.as_ref(), ..self.header_len())) == 0xffff
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     fn set_u16_at(&mut self, r: core::ops::Range<usize>, v: u16) {
-        self.buffer.as_mut()[r].copy_from_slice(&v.to_be_bytes());
+        copy(get_mut(self.buffer.as_mut(), r), &v.to_be_bytes());
     }
 
     pub fn set_version(&mut self, v: u8) {
-        let b = &mut self.buffer.as_mut()[field::VER_IHL];
-        *b = (*b & 0x0f) | (v << 4);
+        let b = self.buffer.as_mut();
+        set_u8(
+            b,
+            field::VER_IHL,
+            (u8_at(b, field::VER_IHL) & 0x0f) | (v << 4),
+        );
     }
 
     /// Sets IHL from a length in bytes (a multiple of 4, at most 60).
     pub fn set_header_len(&mut self, len: usize) {
-        let b = &mut self.buffer.as_mut()[field::VER_IHL];
-        *b = (*b & 0xf0) | ((len / 4) as u8 & 0x0f);
+        let b = self.buffer.as_mut();
+        let ihl = (len / 4) as u8 & 0x0f;
+        set_u8(b, field::VER_IHL, (u8_at(b, field::VER_IHL) & 0xf0) | ihl);
     }
 
     pub fn set_dscp_ecn(&mut self, v: u8) {
-        self.buffer.as_mut()[field::DSCP_ECN] = v;
+        set_u8(self.buffer.as_mut(), field::DSCP_ECN, v);
     }
 
     pub fn set_total_len(&mut self, v: u16) {
@@ -319,11 +328,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     }
 
     pub fn set_ttl(&mut self, v: u8) {
-        self.buffer.as_mut()[field::TTL] = v;
+        set_u8(self.buffer.as_mut(), field::TTL, v);
     }
 
     pub fn set_protocol(&mut self, p: IpProtocol) {
-        self.buffer.as_mut()[field::PROTOCOL] = p.into();
+        set_u8(self.buffer.as_mut(), field::PROTOCOL, p.into());
     }
 
     pub fn set_checksum(&mut self, v: u16) {
@@ -331,24 +340,24 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     }
 
     pub fn set_src_addr(&mut self, a: Ipv4Addr) {
-        self.buffer.as_mut()[field::SRC_ADDR].copy_from_slice(&a.octets());
+        copy(get_mut(self.buffer.as_mut(), field::SRC_ADDR), &a.octets());
     }
 
     pub fn set_dst_addr(&mut self, a: Ipv4Addr) {
-        self.buffer.as_mut()[field::DST_ADDR].copy_from_slice(&a.octets());
+        copy(get_mut(self.buffer.as_mut(), field::DST_ADDR), &a.octets());
     }
 
     /// Computes the header checksum over `header_len` bytes and stores it.
     pub fn fill_checksum(&mut self) {
         self.set_checksum(0);
-        let sum = checksum::data(&self.buffer.as_ref()[..self.header_len()]);
+        let sum = checksum::data(get(self.buffer.as_ref(), ..self.header_len()));
         self.set_checksum(checksum::finish(sum));
     }
 
     /// Bytes `header_len..total_len`, writable.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let range = self.header_len()..usize::from(self.total_len());
-        &mut self.buffer.as_mut()[range]
+        get_mut(self.buffer.as_mut(), range)
     }
 }
 

@@ -7,6 +7,7 @@
 //! around a payload that the caller already placed in the buffer.
 
 pub mod arp;
+pub(crate) mod bytes;
 pub mod checksum;
 pub mod dhcp;
 pub mod dns;

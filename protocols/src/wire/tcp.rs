@@ -1,6 +1,7 @@
 //! TCP segments (RFC 9293 §3.1) and options (MSS, window scale and timestamps from RFC 7323,
 //! SACK-permitted and SACK blocks from RFC 2018).
 
+use super::bytes::{copy, get, get_mut, set_u8, u8_at};
 use core::cmp::Ordering;
 use core::fmt;
 use core::net::Ipv4Addr;
@@ -315,7 +316,7 @@ impl TcpRepr {
         packet.set_dst_port(self.dst_port);
         packet.set_seq_number(self.seq_number);
         packet.set_ack_number(self.ack_number.unwrap_or_default());
-        packet.buffer.as_mut()[field::OFF_NS] = 0;
+        set_u8(packet.buffer.as_mut(), field::OFF_NS, 0);
         packet.set_header_len(header_len);
         let mut flags = self.flags;
         if self.ack_number.is_some() {
@@ -333,7 +334,7 @@ impl TcpRepr {
         let pseudo = checksum::pseudo_header(src, dst, PROTOCOL, total as u32);
         match checksum {
             TxChecksum::Full => {
-                let sum = checksum::data(&packet.buffer.as_ref()[..total]);
+                let sum = checksum::data(get(packet.buffer.as_ref(), ..total));
                 packet.set_checksum(checksum::finish(checksum::combine(&[pseudo, sum])));
             }
             TxChecksum::PseudoHeaderOnly => packet.set_checksum(pseudo),
@@ -344,7 +345,7 @@ impl TcpRepr {
     fn emit_options(&self, buf: &mut [u8]) {
         let mut at = 0;
         let mut put = |option: TcpOption<'_>, at: &mut usize| {
-            *at += option.emit(&mut buf[*at..]);
+            *at += option.emit(get_mut(buf, *at..));
         };
         if let Some(mss) = self.max_seg_size {
             put(TcpOption::MaxSegmentSize(mss), &mut at);
@@ -374,7 +375,9 @@ impl TcpRepr {
         let sacks = self.sack_blocks_to_emit();
         if sacks > 0 {
             let mut ranges = [None; MAX_SACK_BLOCKS];
-            ranges[..sacks].copy_from_slice(&self.sack_ranges[..sacks]);
+            for (r, s) in ranges.iter_mut().zip(&self.sack_ranges).take(sacks) {
+                *r = *s;
+            }
             put(TcpOption::NoOperation, &mut at);
             put(TcpOption::NoOperation, &mut at);
             put(TcpOption::SackRange(ranges), &mut at);
@@ -448,51 +451,51 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     }
 
     pub fn src_port(&self) -> u16 {
-        be_u16(&self.buffer.as_ref()[field::SRC_PORT])
+        be_u16(get(self.buffer.as_ref(), field::SRC_PORT))
     }
 
     pub fn dst_port(&self) -> u16 {
-        be_u16(&self.buffer.as_ref()[field::DST_PORT])
+        be_u16(get(self.buffer.as_ref(), field::DST_PORT))
     }
 
     pub fn seq_number(&self) -> SeqNumber {
-        SeqNumber(be_u32(&self.buffer.as_ref()[field::SEQ_NUM]))
+        SeqNumber(be_u32(get(self.buffer.as_ref(), field::SEQ_NUM)))
     }
 
     /// The acknowledgment field, meaningful only when ACK is set.
     pub fn ack_number(&self) -> SeqNumber {
-        SeqNumber(be_u32(&self.buffer.as_ref()[field::ACK_NUM]))
+        SeqNumber(be_u32(get(self.buffer.as_ref(), field::ACK_NUM)))
     }
 
     /// Header length in bytes (data offset × 4).
     pub fn header_len(&self) -> usize {
-        usize::from(self.buffer.as_ref()[field::OFF_NS] >> 4) * 4
+        usize::from(u8_at(self.buffer.as_ref(), field::OFF_NS) >> 4) * 4
     }
 
     pub fn flags(&self) -> TcpFlags {
-        TcpFlags(self.buffer.as_ref()[field::FLAGS])
+        TcpFlags(u8_at(self.buffer.as_ref(), field::FLAGS))
     }
 
     pub fn window_len(&self) -> u16 {
-        be_u16(&self.buffer.as_ref()[field::WIN_SIZE])
+        be_u16(get(self.buffer.as_ref(), field::WIN_SIZE))
     }
 
     pub fn checksum(&self) -> u16 {
-        be_u16(&self.buffer.as_ref()[field::CHECKSUM])
+        be_u16(get(self.buffer.as_ref(), field::CHECKSUM))
     }
 
     pub fn urgent_at(&self) -> u16 {
-        be_u16(&self.buffer.as_ref()[field::URGENT])
+        be_u16(get(self.buffer.as_ref(), field::URGENT))
     }
 
     /// The options area, `20..header_len`.
     pub fn options(&self) -> &[u8] {
-        &self.buffer.as_ref()[HEADER_LEN..self.header_len()]
+        get(self.buffer.as_ref(), HEADER_LEN..self.header_len())
     }
 
     /// Everything after the header.
     pub fn payload(&self) -> &[u8] {
-        &self.buffer.as_ref()[self.header_len()..]
+        get(self.buffer.as_ref(), self.header_len()..)
     }
 
     /// Verifies the checksum over pseudo-header and the whole buffer.
@@ -508,7 +511,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     fn set_u16_at(&mut self, r: core::ops::Range<usize>, v: u16) {
-        self.buffer.as_mut()[r].copy_from_slice(&v.to_be_bytes());
+        copy(get_mut(self.buffer.as_mut(), r), &v.to_be_bytes());
     }
 
     pub fn set_src_port(&mut self, v: u16) {
@@ -520,22 +523,29 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     }
 
     pub fn set_seq_number(&mut self, v: SeqNumber) {
-        self.buffer.as_mut()[field::SEQ_NUM].copy_from_slice(&v.0.to_be_bytes());
+        copy(
+            get_mut(self.buffer.as_mut(), field::SEQ_NUM),
+            &v.0.to_be_bytes(),
+        );
     }
 
     pub fn set_ack_number(&mut self, v: SeqNumber) {
-        self.buffer.as_mut()[field::ACK_NUM].copy_from_slice(&v.0.to_be_bytes());
+        copy(
+            get_mut(self.buffer.as_mut(), field::ACK_NUM),
+            &v.0.to_be_bytes(),
+        );
     }
 
     /// Sets the data offset from a length in bytes (a multiple of 4, 20..=60), keeping the
     /// reserved bits.
     pub fn set_header_len(&mut self, len: usize) {
-        let b = &mut self.buffer.as_mut()[field::OFF_NS];
-        *b = (*b & 0x0f) | (((len / 4) as u8) << 4);
+        let b = self.buffer.as_mut();
+        let off = ((len / 4) as u8) << 4;
+        set_u8(b, field::OFF_NS, (u8_at(b, field::OFF_NS) & 0x0f) | off);
     }
 
     pub fn set_flags(&mut self, flags: TcpFlags) {
-        self.buffer.as_mut()[field::FLAGS] = flags.0;
+        set_u8(self.buffer.as_mut(), field::FLAGS, flags.0);
     }
 
     pub fn set_window_len(&mut self, v: u16) {
@@ -552,12 +562,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
 
     pub fn options_mut(&mut self) -> &mut [u8] {
         let end = self.header_len();
-        &mut self.buffer.as_mut()[HEADER_LEN..end]
+        get_mut(self.buffer.as_mut(), HEADER_LEN..end)
     }
 
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let start = self.header_len();
-        &mut self.buffer.as_mut()[start..]
+        get_mut(self.buffer.as_mut(), start..)
     }
 
     /// Computes the checksum over pseudo-header and the whole buffer and stores it.

@@ -1,5 +1,6 @@
 //! UDP datagrams (RFC 768) over IPv4.
 
+use super::bytes::{be16, copy, get, get_mut};
 use core::net::Ipv4Addr;
 
 use super::checksum;
@@ -59,8 +60,8 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     }
 
     fn u16_at(&self, r: core::ops::Range<usize>) -> u16 {
-        let d = &self.buffer.as_ref()[r];
-        u16::from_be_bytes([d[0], d[1]])
+        let d = get(self.buffer.as_ref(), r);
+        be16(d)
     }
 
     pub fn src_port(&self) -> u16 {
@@ -87,7 +88,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
 
     /// Bytes `8..len`.
     pub fn payload(&self) -> &[u8] {
-        &self.buffer.as_ref()[HEADER_LEN..usize::from(self.len())]
+        get(self.buffer.as_ref(), HEADER_LEN..usize::from(self.len()))
     }
 
     /// Verifies the checksum over pseudo-header, header and payload. A zero checksum means the
@@ -99,7 +100,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         let len = self.len();
         let sum = checksum::combine(&[
             checksum::pseudo_header(src, dst, PROTOCOL, u32::from(len)),
-            checksum::data(&self.buffer.as_ref()[..usize::from(len)]),
+            checksum::data(get(self.buffer.as_ref(), ..usize::from(len))),
         ]);
         sum == 0xffff
     }
@@ -107,7 +108,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     fn set_u16_at(&mut self, r: core::ops::Range<usize>, v: u16) {
-        self.buffer.as_mut()[r].copy_from_slice(&v.to_be_bytes());
+        copy(get_mut(self.buffer.as_mut(), r), &v.to_be_bytes());
     }
 
     pub fn set_src_port(&mut self, v: u16) {
@@ -129,7 +130,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     /// Bytes `8..len`, writable.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let end = usize::from(self.len());
-        &mut self.buffer.as_mut()[HEADER_LEN..end]
+        get_mut(self.buffer.as_mut(), HEADER_LEN..end)
     }
 
     /// Computes and stores the full checksum over `len` bytes; a computed zero is sent as
@@ -139,7 +140,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
         let len = self.len();
         let sum = checksum::combine(&[
             checksum::pseudo_header(src, dst, PROTOCOL, u32::from(len)),
-            checksum::data(&self.buffer.as_ref()[..usize::from(len)]),
+            checksum::data(get(self.buffer.as_ref(), ..usize::from(len))),
         ]);
         let value = match checksum::finish(sum) {
             0 => 0xffff,

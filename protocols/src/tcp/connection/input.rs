@@ -17,7 +17,7 @@ impl Connection {
         if seg.dst_port != self.local_port || seg.src_port != self.remote_port {
             return;
         }
-        let payload = &payload[..seg.payload_len.min(payload.len())];
+        let payload = payload.get(..seg.payload_len).unwrap_or(payload);
         match self.state {
             State::Closed | State::Listen => {}
             State::SynSent => self.process_syn_sent(now, seg),
@@ -321,7 +321,9 @@ impl Connection {
             return;
         }
         let had_held = self.rx.has_held();
-        let advanced = self.rx.insert(offset, &payload[skip..]);
+        let advanced = self
+            .rx
+            .insert(offset, payload.get(skip..).unwrap_or_default());
         self.rcv_nxt += advanced;
         if advanced > 0 {
             self.wakeup = true;

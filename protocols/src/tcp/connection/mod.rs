@@ -33,6 +33,11 @@ use crate::wire::tcp::{SeqNumber, TcpFlags, TcpRepr};
 /// RFC 9293 §3.7.1: the send MSS when the peer sends no MSS option.
 const DEFAULT_PEER_MSS: usize = 536;
 
+/// The smallest send MSS a peer can make us use (Linux's `tcp_min_snd_mss`): a peer that
+/// announces MSS 0 or 1 must not make us cut the send buffer into one-byte segments
+/// (CVE-2019-11479; found by the `tcp_conn` fuzz target).
+const MIN_PEER_MSS: usize = 48;
+
 /// RFC 7323 §2.3: the largest window shift.
 const MAX_WINDOW_SHIFT: u8 = 14;
 
@@ -330,7 +335,10 @@ impl Connection {
         self.irs = syn.seq_number;
         self.rcv_nxt = syn.seq_number + 1;
         let peer_mss = syn.max_seg_size.map_or(DEFAULT_PEER_MSS, usize::from);
-        self.snd_mss = peer_mss.min(usize::from(self.cfg.mss)).max(1);
+        self.snd_mss = peer_mss
+            .max(MIN_PEER_MSS)
+            .min(usize::from(self.cfg.mss))
+            .max(1);
         match syn.window_scale {
             Some(shift) if self.cfg.window_scaling => {
                 self.snd_wscale = shift.min(MAX_WINDOW_SHIFT);

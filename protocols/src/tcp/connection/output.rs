@@ -312,7 +312,8 @@ impl Connection {
                 return None;
             }
         }
-        self.tx.read_at(offset, &mut buf[hlen..hlen + len]);
+        self.tx
+            .read_at(offset, buf.get_mut(hlen..hlen + len).unwrap_or_default());
         repr.payload_len = len;
         if fin {
             repr.flags |= TcpFlags::FIN;

@@ -177,3 +177,32 @@ fn window_scale_above_14_is_clamped() {
     let h = established_with(&cfg, 1000, |s| s.window_scale = Some(20));
     assert_eq!(h.conn.window_scales().1, 14);
 }
+
+/// Found by the `tcp_conn` fuzz target: a SYN-ACK announcing MSS 0 made every byte of the send
+/// buffer its own segment (thousands per poll). The send MSS has a floor of 48 bytes.
+#[test]
+fn a_tiny_peer_mss_is_raised_to_the_floor() {
+    for announced in [0u16, 1, 47] {
+        let cfg = plain_config();
+        let mut h = Harness {
+            conn: Connection::connect(&cfg, LOCAL_PORT, REMOTE_PORT, LOCAL_ISS, ms(0)),
+            now: ms(0),
+        };
+        h.expect();
+        let synack = TcpRepr {
+            seq_number: REMOTE_ISS,
+            max_seg_size: Some(announced),
+            ..peer(SYN, 0, Some(0), 65535)
+        };
+        h.send(synack, &[]);
+        assert_eq!(h.conn.state(), State::Established);
+        h.expect();
+        assert_eq!(h.conn.send(&[7u8; 480]), Ok(480));
+        let mut segments = 0;
+        while let Some((seg, _)) = h.recv() {
+            assert_eq!(seg.payload_len, 48, "MSS {announced}");
+            segments += 1;
+        }
+        assert!(segments <= 10, "{segments} segments for 480 bytes");
+    }
+}

@@ -2,6 +2,7 @@
 //! and SACK blocks (RFC 2018).
 
 use super::{SeqNumber, TcpTimestamp, MAX_SACK_BLOCKS};
+use crate::wire::bytes::{be16, be32, copy, get, get_mut, set_u8};
 use crate::wire::{Error, Result};
 
 mod kind {
@@ -33,11 +34,11 @@ pub enum TcpOption<'a> {
 }
 
 pub(super) fn be_u16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
+    be16(b)
 }
 
 pub(super) fn be_u32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+    be32(b)
 }
 
 impl<'a> TcpOption<'a> {
@@ -55,28 +56,28 @@ impl<'a> TcpOption<'a> {
         if len < 2 || len > buffer.len() {
             return Err(Error::Malformed);
         }
-        let data = &buffer[2..len];
+        let data = buffer.get(2..len).ok_or(Error::Malformed)?;
         let option = match (kind, len) {
             (kind::MSS, 4) => TcpOption::MaxSegmentSize(be_u16(data)),
-            (kind::WS, 3) => TcpOption::WindowScale(data[0]),
+            (kind::WS, 3) => TcpOption::WindowScale(data.first().copied().unwrap_or(0)),
             (kind::SACK_PERM, 2) => TcpOption::SackPermitted,
             (kind::SACK_RANGE, 10 | 18 | 26 | 34) => {
                 let mut ranges = [None; MAX_SACK_BLOCKS];
                 for (slot, block) in ranges.iter_mut().zip(data.chunks_exact(8)) {
-                    *slot = Some((SeqNumber(be_u32(block)), SeqNumber(be_u32(&block[4..]))));
+                    *slot = Some((SeqNumber(be_u32(block)), SeqNumber(be_u32(get(block, 4..)))));
                 }
                 TcpOption::SackRange(ranges)
             }
             (kind::TSTAMP, 10) => TcpOption::Timestamps(TcpTimestamp {
                 tsval: be_u32(data),
-                tsecr: be_u32(&data[4..]),
+                tsecr: be_u32(get(data, 4..)),
             }),
             (kind::MSS | kind::WS | kind::SACK_PERM | kind::SACK_RANGE | kind::TSTAMP, _) => {
                 return Err(Error::Malformed)
             }
             (kind, _) => TcpOption::Unknown { kind, data },
         };
-        Ok((&buffer[len..], option))
+        Ok((get(buffer, len..), option))
     }
 
     /// Bytes the option occupies on the wire.
@@ -98,39 +99,39 @@ impl<'a> TcpOption<'a> {
         let len = self.buffer_len();
         let (kind, data) = match self {
             TcpOption::EndOfList => {
-                buffer[0] = kind::END;
+                set_u8(buffer, 0, kind::END);
                 return 1;
             }
             TcpOption::NoOperation => {
-                buffer[0] = kind::NOP;
+                set_u8(buffer, 0, kind::NOP);
                 return 1;
             }
-            TcpOption::MaxSegmentSize(_) => (kind::MSS, &mut buffer[2..len]),
-            TcpOption::WindowScale(_) => (kind::WS, &mut buffer[2..len]),
-            TcpOption::SackPermitted => (kind::SACK_PERM, &mut buffer[2..len]),
-            TcpOption::SackRange(_) => (kind::SACK_RANGE, &mut buffer[2..len]),
-            TcpOption::Timestamps(_) => (kind::TSTAMP, &mut buffer[2..len]),
-            TcpOption::Unknown { kind, .. } => (*kind, &mut buffer[2..len]),
+            TcpOption::MaxSegmentSize(_) => (kind::MSS, get_mut(buffer, 2..len)),
+            TcpOption::WindowScale(_) => (kind::WS, get_mut(buffer, 2..len)),
+            TcpOption::SackPermitted => (kind::SACK_PERM, get_mut(buffer, 2..len)),
+            TcpOption::SackRange(_) => (kind::SACK_RANGE, get_mut(buffer, 2..len)),
+            TcpOption::Timestamps(_) => (kind::TSTAMP, get_mut(buffer, 2..len)),
+            TcpOption::Unknown { kind, .. } => (*kind, get_mut(buffer, 2..len)),
         };
         match self {
-            TcpOption::MaxSegmentSize(mss) => data.copy_from_slice(&mss.to_be_bytes()),
-            TcpOption::WindowScale(shift) => data[0] = *shift,
+            TcpOption::MaxSegmentSize(mss) => copy(data, &mss.to_be_bytes()),
+            TcpOption::WindowScale(shift) => set_u8(data, 0, *shift),
             TcpOption::SackRange(ranges) => {
                 for (block, (left, right)) in data.chunks_exact_mut(8).zip(ranges.iter().flatten())
                 {
-                    block[..4].copy_from_slice(&left.0.to_be_bytes());
-                    block[4..].copy_from_slice(&right.0.to_be_bytes());
+                    copy(get_mut(block, ..4), &left.0.to_be_bytes());
+                    copy(get_mut(block, 4..), &right.0.to_be_bytes());
                 }
             }
             TcpOption::Timestamps(ts) => {
-                data[..4].copy_from_slice(&ts.tsval.to_be_bytes());
-                data[4..].copy_from_slice(&ts.tsecr.to_be_bytes());
+                copy(get_mut(data, ..4), &ts.tsval.to_be_bytes());
+                copy(get_mut(data, 4..), &ts.tsecr.to_be_bytes());
             }
-            TcpOption::Unknown { data: bytes, .. } => data.copy_from_slice(bytes),
+            TcpOption::Unknown { data: bytes, .. } => copy(data, bytes),
             TcpOption::EndOfList | TcpOption::NoOperation | TcpOption::SackPermitted => {}
         }
-        buffer[0] = kind;
-        buffer[1] = len as u8;
+        set_u8(buffer, 0, kind);
+        set_u8(buffer, 1, len as u8);
         len
     }
 }
