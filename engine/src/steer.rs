@@ -63,6 +63,27 @@ pub fn classify(frame: &[u8], me: usize, workers: usize) -> Steer {
                 return Steer::Here;
             };
             let ihl = usize::from(vihl & 0x0f) * 4;
+            // Fragments: a later fragment carries no ports, so every fragment of a datagram
+            // goes to the worker its (source, identification) names, which reassembles it.
+            if let (Some(frag), Some(id), Some(src)) = (ip.get(6..8), ip.get(4..6), ip.get(12..16))
+            {
+                let more = frag[0] & 0x20 != 0;
+                let offset = u16::from_be_bytes([frag[0] & 0x1f, frag[1]]);
+                if more || offset != 0 {
+                    let ident = u16::from_be_bytes([id[0], id[1]]);
+                    let owner = flow_owner(
+                        ident,
+                        [src[0], src[1], src[2], src[3]],
+                        u16::from(proto),
+                        workers,
+                    );
+                    return if owner == me {
+                        Steer::Here
+                    } else {
+                        Steer::Owner(owner)
+                    };
+                }
+            }
             let proto = IpProtocol::from(proto);
             if !matches!(proto, IpProtocol::Tcp | IpProtocol::Udp) {
                 return Steer::Here;
@@ -100,6 +121,32 @@ mod tests {
             assert!((800..1200).contains(&c), "uneven spread: {counts:?}");
         }
         assert_eq!(flow_owner(80, [10, 0, 0, 1], 5, 1), 0);
+    }
+
+    #[test]
+    fn every_fragment_of_a_datagram_goes_to_one_worker() {
+        let frag = |offset_words: u16, more: bool, ports: [u8; 4]| {
+            let mut f = vec![0u8; 54];
+            f[12] = 0x08;
+            f[14] = 0x45;
+            f[14 + 4..14 + 6].copy_from_slice(&0x1234u16.to_be_bytes());
+            let word = offset_words | if more { 0x2000 } else { 0 };
+            f[14 + 6..14 + 8].copy_from_slice(&word.to_be_bytes());
+            f[14 + 9] = 17;
+            f[14 + 12..14 + 16].copy_from_slice(&[10, 0, 0, 1]);
+            f[34..38].copy_from_slice(&ports);
+            f
+        };
+        for workers in 2..6 {
+            let first = classify(&frag(0, true, [0x9c, 0x40, 0, 7]), 0, workers);
+            for (i, garbage) in [[1, 2, 3, 4], [9, 9, 9, 9], [0xff, 0, 0x10, 0x20]]
+                .into_iter()
+                .enumerate()
+            {
+                let later = classify(&frag(185 * (i as u16 + 1), i < 2, garbage), 0, workers);
+                assert_eq!(later, first, "{workers} workers, fragment {i}");
+            }
+        }
     }
 
     #[test]
