@@ -6,16 +6,16 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, SocketAddrV4, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use tapir_apps::lab::Lab;
 
 mod common;
-use common::{interop_allowed, kernel, random_bytes};
+use common::{interop_allowed, kernel, random_bytes, Proc, TempDir, COUNTER};
 
 const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
 
@@ -33,37 +33,6 @@ fn need(tool: &str) {
         found,
         "{tool} is missing: run scripts/setup (as root) to install it"
     );
-}
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let p = std::env::temp_dir().join(format!("tapir-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("make temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A child process killed (by its pid) and reaped on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// `tapir serve` in a lab. Its stdout after the start line (access log lines) arrives on `log`.
