@@ -59,6 +59,10 @@ pub struct NodeOpts {
     /// Tap offloads (vnet header, checksum, TSO/GRO segments up to 64 KiB): on or off.
     #[arg(long, default_value = "on", value_parser = ["on", "off"], value_name = "on|off")]
     pub offload: String,
+    /// ARP anti-poisoning: on, a live cache entry's MAC changes only through a reply to
+    /// tapir's own request; off, any ARP packet updates it (RFC 826 merging, as the kernel does).
+    #[arg(long, default_value = "on", value_parser = ["on", "off"], value_name = "on|off")]
+    pub arp_protect: String,
     /// Most TCP connections held at once.
     #[arg(long, default_value_t = 65536, value_name = "N")]
     pub max_conns: usize,
@@ -105,6 +109,7 @@ impl NodeOpts {
         c.stack.gateway = self.gateway;
         c.stack.mtu = usize::from(self.mtu);
         c.stack.max_conns = self.max_conns;
+        c.stack.arp.protect_live_entries = self.arp_protect == "on";
         c.impair = self.impair;
         c.offload = self.offload == "on";
         Ok(c)
@@ -132,6 +137,7 @@ impl NodeOpts {
         }
         c.stack.mtu = usize::from(self.mtu);
         c.stack.max_conns = self.max_conns;
+        c.stack.arp.protect_live_entries = self.arp_protect == "on";
         c.stack.dhcp = true;
         c.stack.dhcp_client = protocols::dhcp::Config::new(c.stack.mac);
         c.stack.dhcp_client.host_name = Some(b"tapir".to_vec());

@@ -1,7 +1,7 @@
 //! Hostile input against a live tapir, in a private lab namespace (`tapir-hostile-PID-N`,
 //! removed on every path by `Lab`'s Drop): fragments both ways with the kernel, a SYN flood, a
 //! fragment flood, 10,000 random and mutated frames during a bulk transfer, an nmap scan, and
-//! spoofed RST/SYN in the window of a live connection. Needs root, /dev/net/tun, hping3 and nmap
+//! spoofed RST/SYN in the window of a live connection, ARP spoofing (hostile/arp.rs). Needs root, /dev/net/tun, hping3 and nmap
 //! (`scripts/setup` installs them). Every flood is bounded in time and count, aimed at tapir's
 //! lab address only, and every process started is killed by its pid.
 //!
@@ -24,6 +24,9 @@ use common::interop_allowed;
 
 #[path = "hostile/raw.rs"]
 mod raw;
+
+#[path = "hostile/arp.rs"]
+mod arp;
 use raw::{eth, Ip, Rand, RawSocket, Target};
 
 const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
@@ -75,16 +78,21 @@ struct Served {
 }
 
 fn serve(services: &[&str]) -> Served {
+    serve_to(services, 1, Stdio::null())
+}
+
+/// `tapir serve` on `queues` queues with its standard error going to `stderr`.
+fn serve_to(services: &[&str], queues: u16, stderr: Stdio) -> Served {
     let lab = Lab::up("hostile").expect("lab up");
     // One queue: on this 2-core machine a second worker competes with the flood generator for
     // the only other core, and what is measured is the stack's defences, not scheduling.
     let mut child = Command::new(TAPIR)
         .arg("serve")
         .args(lab.node_args())
-        .args(["--queues", "1"])
+        .args(["--queues", &queues.to_string()])
         .args(services)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("spawn tapir serve");
     let stdout = child.stdout.take().expect("stdout");

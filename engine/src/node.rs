@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -182,6 +182,8 @@ pub(crate) struct Inner {
     pub trace_generation: AtomicU64,
     /// The running trace sessions: `--trace` lines and `--pcap` capture.
     sessions: Mutex<[Option<(Tracer, TraceWriter)>; 2]>,
+    /// The first other host seen claiming our address (RFC 5227), warned about once.
+    pub conflict: OnceLock<EthernetAddress>,
 }
 
 /// A running node. Cheap to clone; the workers stop when [`Node::shutdown`] is called or the
@@ -258,8 +260,16 @@ impl Node {
         if tso {
             stack_config.tcp.tso_max = usize::from(u16::MAX) - 20;
         }
+        // Reassembly bounds are the node's: each worker holds its share (fragments of one
+        // datagram all reach one worker, steered by source and IP id).
+        let share = |total: usize, floor: usize| (total / config.queues).max(floor);
+        stack_config.reassembly.max_bytes = share(stack_config.reassembly.max_bytes, 256 << 10);
+        stack_config.reassembly.max_datagrams = share(stack_config.reassembly.max_datagrams, 64);
         for i in 0..config.queues {
-            let stack = Stack::new(stack_config.clone(), Rng::new(rng.next_u64()));
+            let mut worker_config = stack_config.clone();
+            // ARP reaches every worker; one defends our address (RFC 5227), all count.
+            worker_config.arp.defend &= i == 0;
+            let stack = Stack::new(worker_config, Rng::new(rng.next_u64()));
             let wake = EventFd::new().map_err(|source| NodeError::Worker { worker: i, source })?;
             let (tx, rx) = bounded(HANDOFF_QUEUE);
             let (apps_tx, apps_rx) = crossbeam_channel::unbounded();
@@ -291,6 +301,7 @@ impl Node {
             tracers: Mutex::new(Vec::new()),
             trace_generation: AtomicU64::new(0),
             sessions: Mutex::new([None, None]),
+            conflict: OnceLock::new(),
         });
         let cores = crate::sys::affinity::available_cores().max(1);
         let mut threads = Vec::new();
@@ -387,6 +398,12 @@ impl Node {
 
     /// The ARP cache (every worker keeps one; merged, freshest entry first): (address, MAC,
     /// seconds left).
+    /// The MAC of the first other host seen claiming this node's address (RFC 5227), if any.
+    /// The node also warns about it once on standard error, and defends its address.
+    pub fn address_conflict(&self) -> Option<EthernetAddress> {
+        self.inner.conflict.get().copied()
+    }
+
     pub fn arp_entries(&self) -> Vec<(Ipv4Addr, EthernetAddress, Duration)> {
         let now = self.inner.clock.now();
         let mut all: Vec<(Ipv4Addr, EthernetAddress, Duration)> = Vec::new();

@@ -483,6 +483,9 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
             apps.poll(stack, now, me, inner.workers.len());
             stack.poll(now, &mut tx);
             counters.tx_no_buffer += tx.no_buffer;
+            if let Some(mac) = stack.take_arp_conflict() {
+                warn_conflict(&inner, stack.address(), mac);
+            }
             counters.tcp_conns_opened = stack.counters().tcp_conns_opened;
             news |= stack.take_wakeup();
             if tracing.on() {
@@ -505,6 +508,16 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
         *lock(&shared.counters) = counters.clone();
     }
     inner.publish_news();
+}
+
+/// Another host claims our address: said once per node (every worker sees the ARP).
+fn warn_conflict(inner: &Inner, me: std::net::Ipv4Addr, mac: protocols::wire::EthernetAddress) {
+    if inner.conflict.set(mac).is_ok() {
+        eprintln!(
+            "tapir: warning: {mac} also claims this node's address {me} (RFC 5227 conflict): \
+             defending it with a gratuitous ARP at most every 10 s; look for a duplicate on the LAN"
+        );
+    }
 }
 
 fn hand_off(

@@ -22,9 +22,15 @@ pub struct ArpConfig {
     pub pending_per_addr: usize,
     /// Packets held over all unresolved addresses.
     pub pending_total: usize,
-    /// Anti-poisoning: an ARP reply we did not ask for (no request outstanding for its sender)
-    /// neither changes nor creates an entry. Requests still update per RFC 826.
-    pub ignore_unsolicited_replies: bool,
+    /// Anti-poisoning: a live entry's MAC changes only through a reply to our own request. An
+    /// unsolicited reply neither changes nor creates an entry; a request or a gratuitous ARP
+    /// claiming another MAC for a live entry is refused too (it may create or refresh one,
+    /// per RFC 826). A host that really changed its MAC is learnt once the entry expires
+    /// (`entry_ttl`). Off: RFC 826 merging as written, as the Linux kernel does.
+    pub protect_live_entries: bool,
+    /// Whether this cache's stack defends our address with gratuitous ARP (RFC 5227): a node
+    /// whose workers each hold a stack lets one of them answer, not all.
+    pub defend: bool,
     /// RFC 5227 §2.4 (c): when another host claims our address, defend it with one
     /// gratuitous ARP at most this often (DEFEND_INTERVAL, 10 s).
     pub defend_interval: Duration,
@@ -39,7 +45,8 @@ impl Default for ArpConfig {
             max_requests: 3,
             pending_per_addr: 16,
             pending_total: 256,
-            ignore_unsolicited_replies: true,
+            protect_live_entries: true,
+            defend: true,
             defend_interval: Duration::from_secs(10),
         }
     }
@@ -103,14 +110,19 @@ impl ArpCache {
         }
     }
 
-    /// Whether an ARP packet from `addr` at `mac` may be merged into the cache. A reply is
-    /// taken only when we asked (a request is outstanding) or it confirms the entry we have;
-    /// anything else is an unsolicited reply that could poison the cache.
-    pub fn accepts(&self, addr: Ipv4Addr, mac: EthernetAddress, reply: bool) -> bool {
-        if !reply || !self.config.ignore_unsolicited_replies {
+    /// Whether an ARP packet from `addr` at `mac` may be merged into the cache. Anything is
+    /// taken while we ask (a request is outstanding); otherwise a reply only when it confirms
+    /// the entry we have, and a request unless it would change a live entry: anything else
+    /// could poison the cache.
+    pub fn accepts(&self, addr: Ipv4Addr, mac: EthernetAddress, reply: bool, now: Instant) -> bool {
+        if !self.config.protect_live_entries || self.pending.contains_key(&addr) {
             return true;
         }
-        self.pending.contains_key(&addr) || self.entries.get(&addr).is_some_and(|e| e.mac == mac)
+        match self.entries.get(&addr) {
+            Some(e) if e.mac == mac => true,
+            Some(e) if e.expires_at > now => false,
+            _ => !reply,
+        }
     }
 
     /// Another host at `mac` claims our address. Records it (reported once through
@@ -126,7 +138,7 @@ impl ArpCache {
         if due {
             self.defended_at = Some(now);
         }
-        due
+        due && self.config.defend
     }
 
     /// The MAC of the first host that claimed our address, once (for a warning).
@@ -380,23 +392,36 @@ mod tests {
         let mut c = small();
         let t0 = Instant::from_secs(1);
         let evil = EthernetAddress([2, 0, 0, 0, 0, 0x66]);
-        // Nothing asked: a reply neither creates nor changes an entry; a request may.
-        assert!(!c.accepts(A, MAC, true));
-        assert!(c.accepts(A, MAC, false));
+        // Nothing asked: a reply neither creates nor changes an entry; a request may create one.
+        assert!(!c.accepts(A, MAC, true, t0));
+        assert!(c.accepts(A, MAC, false, t0));
         c.insert(A, MAC, t0);
-        assert!(!c.accepts(A, evil, true), "a live entry is not poisoned");
-        assert!(c.accepts(A, MAC, true), "a confirming reply refreshes");
+        assert!(
+            !c.accepts(A, evil, true, t0),
+            "a live entry is not poisoned by a reply"
+        );
+        assert!(
+            !c.accepts(A, evil, false, t0),
+            "nor by a request or gratuitous ARP"
+        );
+        assert!(c.accepts(A, MAC, true, t0), "a confirming reply refreshes");
+        assert!(c.accepts(A, MAC, false, t0), "so does a confirming request");
+        // Once the entry has expired, a request may teach the new MAC; a reply still may not.
+        let later = t0 + Duration::from_secs(61);
+        assert!(c.accepts(A, evil, false, later));
+        assert!(!c.accepts(A, evil, true, later));
         // Once we ask, the answer is taken.
         let b = Ipv4Addr::new(10, 0, 0, 9);
         assert_eq!(c.enqueue(b, vec![1], t0), Enqueued::HeldSendRequest);
-        assert!(c.accepts(b, evil, true));
+        assert!(c.accepts(b, evil, true, t0));
         // The flag off: RFC 826 as written.
         let mut open = ArpCache::new(ArpConfig {
-            ignore_unsolicited_replies: false,
+            protect_live_entries: false,
             ..ArpConfig::default()
         });
         open.insert(A, MAC, t0);
-        assert!(open.accepts(A, evil, true));
+        assert!(open.accepts(A, evil, true, t0));
+        assert!(open.accepts(A, evil, false, t0));
     }
 
     #[test]

@@ -41,7 +41,7 @@ drop_reasons! {
     FragTimeout => "frag_timeout", "An IPv4 datagram not reassembled within the timeout (30 s).";
     FragEvicted => "frag_evicted", "An IPv4 datagram in progress evicted (oldest first) to make room within the reassembly memory bound.";
     FragNoMemory => "frag_no_memory", "An IPv4 fragment that does not fit in the reassembly pool even alone.";
-    ArpUnsolicited => "arp_unsolicited", "An ARP reply that would have changed a live cache entry we did not ask about (anti-poisoning).";
+    ArpUnsolicited => "arp_unsolicited", "An ARP packet that would have changed a live cache entry, or created one, without our asking (anti-poisoning).";
     ArpConflict => "arp_conflict", "An ARP packet from another host claiming our own address (RFC 5227 conflict).";
     UnknownProtocol => "unknown_protocol", "An IPv4 protocol with no handler and no raw socket.";
     IcmpMalformed => "icmp_malformed", "A truncated ICMP message.";

@@ -79,7 +79,10 @@ impl Stack {
         // was meant for us.
         if sender_ok && (for_me || self.arp.knows(sender)) {
             let reply = repr.operation == ArpOperation::Reply;
-            if !self.arp.accepts(sender, repr.source_hardware_addr, reply) {
+            if !self
+                .arp
+                .accepts(sender, repr.source_hardware_addr, reply, now)
+            {
                 return self.counters.drop(DropReason::ArpUnsolicited);
             }
             let waiting = self.arp.insert(sender, repr.source_hardware_addr, now);

@@ -56,6 +56,58 @@ fn an_unsolicited_reply_does_not_poison_a_live_entry() {
 }
 
 #[test]
+fn neither_a_request_nor_a_gratuitous_arp_poisons_a_live_entry() {
+    let mut b = node_b();
+    let now = Instant::from_secs(2);
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    // A request from EVIL claiming A's address, asking for B: answered (to EVIL, as asked),
+    // but A's entry keeps A's MAC.
+    b.receive(
+        now,
+        &arp_from(ArpOperation::Request, EVIL, IP_A, IP_B),
+        &mut out,
+    );
+    assert_eq!(b.counters().drops(DropReason::ArpUnsolicited), 1);
+    // A gratuitous ARP (sender = target = A) from EVIL.
+    out.clear();
+    b.receive(
+        now,
+        &arp_from(ArpOperation::Request, EVIL, IP_A, IP_A),
+        &mut out,
+    );
+    assert!(out.is_empty(), "nothing to answer");
+    assert_eq!(b.counters().drops(DropReason::ArpUnsolicited), 2);
+    assert_eq!(next_hop_mac(&mut b, now), Some(MAC_A));
+    // Once A's entry has expired, a request may teach a new MAC (a host that changed its
+    // NIC is learnt after the entry's lifetime).
+    let later = now + Duration::from_secs(61);
+    b.receive(
+        later,
+        &arp_from(ArpOperation::Request, EVIL, IP_A, IP_B),
+        &mut out,
+    );
+    assert_eq!(next_hop_mac(&mut b, later), Some(EVIL));
+}
+
+#[test]
+fn a_stack_told_not_to_defend_counts_the_conflict_but_sends_nothing() {
+    let cidr = Ipv4Cidr::new(IP_B, 24).unwrap();
+    let mut config = StackConfig::new(MAC_B, cidr);
+    config.arp.defend = false;
+    let mut b = Stack::new(config, Rng::new(3));
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    b.receive(
+        Instant::from_secs(1),
+        &arp_from(ArpOperation::Request, EVIL, IP_B, IP_A),
+        &mut out,
+    );
+    assert!(out.is_empty());
+    assert_eq!(b.counters().arp_conflicts, 1);
+    assert_eq!(b.counters().arp_defended, 0);
+    assert_eq!(b.take_arp_conflict(), Some(EVIL));
+}
+
+#[test]
 fn a_reply_to_our_own_request_is_taken() {
     let mut b = stack(MAC_B, IP_B, 2);
     let now = Instant::from_secs(2);
@@ -75,7 +127,7 @@ fn a_reply_to_our_own_request_is_taken() {
 fn the_flag_off_gives_rfc_826_merging() {
     let cidr = Ipv4Cidr::new(IP_B, 24).unwrap();
     let mut config = StackConfig::new(MAC_B, cidr);
-    config.arp.ignore_unsolicited_replies = false;
+    config.arp.protect_live_entries = false;
     let mut b = Stack::new(config, Rng::new(3));
     let now = Instant::from_secs(1);
     let mut out: Vec<Vec<u8>> = Vec::new();
