@@ -63,6 +63,11 @@ pub struct NodeOpts {
     /// tapir's own request; off, any ARP packet updates it (RFC 826 merging, as the kernel does).
     #[arg(long, default_value = "on", value_parser = ["on", "off"], value_name = "on|off")]
     pub arp_protect: String,
+    /// Frames the kernel may queue for each tap queue before dropping (the tap's txqueuelen,
+    /// grown to this if smaller; like a NIC's receive ring).
+    #[arg(long, default_value_t = engine::DEFAULT_RING, value_name = "FRAMES",
+          value_parser = clap::value_parser!(u32).range(64..=65536))]
+    pub rx_ring: u32,
     /// Most TCP connections held at once.
     #[arg(long, default_value_t = 65536, value_name = "N")]
     pub max_conns: usize,
@@ -110,6 +115,7 @@ impl NodeOpts {
         c.stack.mtu = usize::from(self.mtu);
         c.stack.max_conns = self.max_conns;
         c.stack.arp.protect_live_entries = self.arp_protect == "on";
+        c.ring = Some(self.rx_ring);
         c.impair = self.impair;
         c.offload = self.offload == "on";
         Ok(c)
@@ -138,6 +144,7 @@ impl NodeOpts {
         c.stack.mtu = usize::from(self.mtu);
         c.stack.max_conns = self.max_conns;
         c.stack.arp.protect_live_entries = self.arp_protect == "on";
+        c.ring = Some(self.rx_ring);
         c.stack.dhcp = true;
         c.stack.dhcp_client = protocols::dhcp::Config::new(c.stack.mac);
         c.stack.dhcp_client.host_name = Some(b"tapir".to_vec());

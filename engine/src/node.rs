@@ -48,7 +48,14 @@ pub struct NodeConfig {
     pub seed: Option<u64>,
     /// Impair the frames every worker reads and writes (`--impair`, see [`crate::fault`]).
     pub impair: Option<crate::fault::ImpairSpec>,
+    /// Frames the kernel may hold for each tap queue before it drops (the tap's txqueuelen,
+    /// grown to this if smaller; a NIC's receive ring). The tun driver's default, 500, is 2 ms
+    /// of a SYN flood: a worker descheduled that long loses frames.
+    pub ring: Option<u32>,
 }
+
+/// The default [`NodeConfig::ring`].
+pub const DEFAULT_RING: u32 = 4096;
 
 impl NodeConfig {
     pub fn new(tap: &str, cidr: Ipv4Cidr) -> Self {
@@ -61,6 +68,7 @@ impl NodeConfig {
             seed: None,
             impair: None,
             offload: true,
+            ring: Some(DEFAULT_RING),
         }
     }
 }
@@ -236,6 +244,7 @@ impl Node {
             queues: config.queues,
             netns: config.netns.clone(),
             vnet_hdr: config.offload,
+            ring: config.ring,
         })?;
         let offloads = if config.offload {
             negotiate_offloads(&tap.queues[0])

@@ -60,6 +60,10 @@ pub struct TapOptions {
     pub netns: Option<String>,
     /// Ask for `IFF_VNET_HDR`: every frame carries a `virtio_net_hdr` in front (needed for offloads).
     pub vnet_hdr: bool,
+    /// Grow the tap's queue (its txqueuelen: frames the kernel holds for each reader before it
+    /// drops) to at least this many, like sizing a NIC's receive ring. Best effort: a tap we
+    /// may not reconfigure keeps its length (see [`TapDevice::ring`]).
+    pub ring: Option<u32>,
 }
 
 impl Default for TapOptions {
@@ -69,6 +73,7 @@ impl Default for TapOptions {
             queues: 1,
             netns: None,
             vnet_hdr: false,
+            ring: None,
         }
     }
 }
@@ -82,6 +87,8 @@ pub struct TapDevice {
     /// True when this call created the device (it then vanishes when the last queue closes, unless made
     /// persistent by someone else); false when it attached to an existing one.
     pub created: bool,
+    /// The tap's queue length (txqueuelen) once opened, when it could be read.
+    pub ring: Option<u32>,
 }
 
 /// Why a tap could not be opened. Each message says what to do about it.
@@ -256,10 +263,17 @@ fn open_here(opts: &TapOptions) -> Result<TapDevice, TapError> {
     if !existed {
         set_link_up(&name)?;
     }
+    let mut ring = queue_len(&name).ok();
+    if let (Some(want), Some(have)) = (opts.ring, ring) {
+        if want > have && set_queue_len(&name, want).is_ok() {
+            ring = Some(want);
+        }
+    }
     Ok(TapDevice {
         name,
         queues,
         created: !existed,
+        ring,
     })
 }
 
@@ -384,6 +398,42 @@ fn driver_info(name: &str) -> io::Result<(String, String)> {
     let text =
         |b: &[u8]| String::from_utf8_lossy(b.split(|&c| c == 0).next().unwrap_or(&[])).into_owned();
     Ok((text(&info.driver), text(&info.bus_info)))
+}
+
+/// The interface's queue length (SIOCGIFTXQLEN).
+fn queue_len(name: &str) -> io::Result<u32> {
+    let sock = inet_socket()?;
+    let mut ifr = new_ifreq(name);
+    // SAFETY: SIOCGIFTXQLEN reads the name and writes `ifru_ivalue` of our live ifreq.
+    cvt(unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCGIFTXQLEN as _,
+            &mut ifr as *mut libc::ifreq,
+        )
+    })?;
+    // SAFETY: SIOCGIFTXQLEN just wrote the union's int member (the kernel's `ifr_qlen`, i.e.
+    // `ifru_ivalue`, which libc names `ifru_ifindex`: the same c_int at the same offset).
+    let len = unsafe { ifr.ifr_ifru.ifru_ifindex };
+    u32::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
+}
+
+/// Sets the interface's queue length (SIOCSIFTXQLEN); the tun driver resizes every queue's ring.
+fn set_queue_len(name: &str, len: u32) -> io::Result<()> {
+    let sock = inet_socket()?;
+    let mut ifr = new_ifreq(name);
+    // The kernel's `ifr_qlen` (`ifru_ivalue`): libc's `ifru_ifindex`, the same c_int.
+    ifr.ifr_ifru.ifru_ifindex =
+        libc::c_int::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: SIOCSIFTXQLEN reads the name and `ifru_ivalue` of our live ifreq.
+    cvt(unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCSIFTXQLEN as _,
+            &ifr as *const libc::ifreq,
+        )
+    })
+    .map(drop)
 }
 
 /// Sets IFF_UP on `name` (SIOCGIFFLAGS + SIOCSIFFLAGS on an AF_INET socket in the current namespace).

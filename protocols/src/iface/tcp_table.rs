@@ -277,14 +277,14 @@ impl Stack {
     fn send_syn_cookie(&mut self, now: Instant, meta: IpMeta, syn: &TcpRepr, sink: &mut impl Sink) {
         let cookies = SynCookies::new(&self.isn);
         let peer_mss = syn.max_seg_size.unwrap_or(536);
-        let (isn, mss) = cookies.make(
+        let (isn, _) = cookies.make(
             (meta.dst, syn.dst_port),
             (meta.src, syn.src_port),
             syn.seq_number,
             peer_mss,
             now,
         );
-        let synack = Connection::syn_cookie_syn_ack(&self.config.tcp, syn, isn, mss, now);
+        let synack = Connection::syn_cookie_syn_ack(&self.config.tcp, syn, isn);
         self.counters.tcp_syn_cookies_sent += 1;
         let local = meta.dst;
         let remote = SocketAddrV4::new(meta.src, syn.src_port);

@@ -19,6 +19,7 @@ fn opts(lab: &Lab, name: &str, queues: usize) -> TapOptions {
         queues,
         netns: Some(lab.name().to_owned()),
         vnet_hdr: false,
+        ring: None,
     }
 }
 
@@ -148,6 +149,37 @@ fn creates_a_multi_queue_tap_and_the_kernel_answers_arp() {
         neigh.contains("10.99.0.2") && neigh.contains("02:00:00:00:00:02"),
         "{neigh}"
     );
+}
+
+#[test]
+fn the_queue_grows_to_the_ring_asked_for_and_never_shrinks() {
+    let Some(lab) = Lab::new() else { return };
+    let dev = open_tap(&TapOptions {
+        ring: Some(4096),
+        ..opts(&lab, "tapirring", 2)
+    })
+    .unwrap();
+    assert_eq!(dev.ring, Some(4096));
+    let shown = lab.ip(&["link", "show", "dev", "tapirring"]);
+    assert!(shown.contains("qlen 4096"), "{shown}");
+    drop(dev);
+    // A persistent tap with a longer queue keeps it.
+    lab.ip(&[
+        "tuntap",
+        "add",
+        "dev",
+        "tapirlong",
+        "mode",
+        "tap",
+        "multi_queue",
+    ]);
+    lab.ip(&["link", "set", "tapirlong", "txqueuelen", "9000"]);
+    let dev = open_tap(&TapOptions {
+        ring: Some(4096),
+        ..opts(&lab, "tapirlong", 1)
+    })
+    .unwrap();
+    assert_eq!(dev.ring, Some(9000));
 }
 
 #[test]

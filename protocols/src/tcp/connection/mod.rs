@@ -292,24 +292,22 @@ impl Connection {
         c
     }
 
-    /// The SYN-ACK that carries a SYN cookie `isn` for `syn`: only the MSS option (`mss`,
-    /// from the cookie), no state kept.
-    pub fn syn_cookie_syn_ack(
-        config: &TcpConfig,
-        syn: &TcpRepr,
-        isn: SeqNumber,
-        mss: u16,
-        now: Instant,
-    ) -> TcpRepr {
-        let bare = TcpRepr {
-            max_seg_size: Some(mss),
-            window_scale: None,
-            sack_permitted: false,
-            timestamp: None,
-            ..*syn
-        };
-        let mut c = Connection::accept(config, &bare, isn, now);
-        c.send_syn(now)
+    /// The SYN-ACK that carries a SYN cookie `isn` for `syn`: our MSS and no other option
+    /// (the cookie keeps no state to remember them by), the window our receive buffer will
+    /// offer, unscaled. Built directly, without a connection: under a SYN flood this is the
+    /// whole per-SYN cost.
+    pub fn syn_cookie_syn_ack(config: &TcpConfig, syn: &TcpRepr, isn: SeqNumber) -> TcpRepr {
+        TcpRepr {
+            src_port: syn.dst_port,
+            dst_port: syn.src_port,
+            flags: TcpFlags::SYN | TcpFlags::ACK,
+            seq_number: isn,
+            ack_number: Some(syn.seq_number + 1),
+            // Never scaled in a SYN (RFC 7323 §2.2).
+            window_len: config.rx_buffer.min(usize::from(u16::MAX)) as u16,
+            max_seg_size: Some(config.mss),
+            ..TcpRepr::default()
+        }
     }
 
     /// RFC 6191: whether this connection, in TIME-WAIT, may give way to a new incarnation
