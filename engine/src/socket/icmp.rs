@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use protocols::iface::{EchoReply, IcmpErrorReport, SocketHandle};
 
-use super::{deadline, stopped, timed_out};
+use super::{deadline, timed_out};
 use crate::node::Node;
 
 /// An echo socket: sends echo requests with its own identifier and receives the replies that
@@ -60,21 +60,14 @@ impl IcmpSocket {
     /// The next echo reply, waiting at most `timeout`. Its `at` is on the node's clock
     /// ([`Node::now`]).
     pub fn recv_echo(&self, timeout: Option<Duration>) -> io::Result<EchoReply> {
-        let until = deadline(timeout);
-        loop {
-            let seen = self.node.epoch();
-            for (w, &h) in self.handles.iter().enumerate() {
-                if let Some(r) = self.node.with_stack(w, |s, _| s.icmp_recv(h)) {
-                    return Ok(r);
-                }
-            }
-            if self.node.is_stopped() {
-                return Err(stopped());
-            }
-            if !self.node.wait_news(seen, until) {
-                return Err(timed_out());
-            }
-        }
+        super::recv_any(
+            &self.node,
+            &self.handles,
+            deadline(timeout),
+            timed_out,
+            |s, h| Ok::<_, std::convert::Infallible>(s.icmp_recv(h)),
+            |e| match e {},
+        )
     }
 }
 
@@ -89,26 +82,20 @@ impl IcmpSocket {
     /// The next echo reply or ICMP error about a request of this socket, waiting at most
     /// `timeout` (traceroute -I).
     pub fn recv_event(&self, timeout: Option<Duration>) -> io::Result<IcmpEvent> {
-        let until = deadline(timeout);
-        loop {
-            let seen = self.node.epoch();
-            for (w, &h) in self.handles.iter().enumerate() {
-                let got = self.node.with_stack(w, |s, _| {
+        super::recv_any(
+            &self.node,
+            &self.handles,
+            deadline(timeout),
+            timed_out,
+            |s, h| {
+                Ok::<_, std::convert::Infallible>(
                     s.icmp_recv(h)
                         .map(IcmpEvent::Reply)
-                        .or_else(|| s.icmp_recv_error(h).map(IcmpEvent::Error))
-                });
-                if let Some(e) = got {
-                    return Ok(e);
-                }
-            }
-            if self.node.is_stopped() {
-                return Err(stopped());
-            }
-            if !self.node.wait_news(seen, until) {
-                return Err(timed_out());
-            }
-        }
+                        .or_else(|| s.icmp_recv_error(h).map(IcmpEvent::Error)),
+                )
+            },
+            |e| match e {},
+        )
     }
 }
 

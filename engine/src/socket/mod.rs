@@ -104,6 +104,36 @@ pub(crate) fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "timed out")
 }
 
+/// The receive loop of every per-worker socket (one handle per worker's stack): asks each
+/// worker in turn with `take`, and when none has anything waits for news until `until`. Fails
+/// with [`stopped`] once the node has stopped and with `on_timeout()` at the deadline.
+pub(crate) fn recv_any<T, E>(
+    node: &crate::Node,
+    handles: &[protocols::iface::SocketHandle],
+    until: Option<std::time::Instant>,
+    on_timeout: fn() -> io::Error,
+    mut take: impl FnMut(
+        &mut protocols::iface::Stack,
+        protocols::iface::SocketHandle,
+    ) -> Result<Option<T>, E>,
+    map_err: impl Fn(E) -> io::Error,
+) -> io::Result<T> {
+    loop {
+        let seen = node.epoch();
+        for (w, &h) in handles.iter().enumerate() {
+            if let Some(v) = node.with_stack(w, |s, _| take(s, h)).map_err(&map_err)? {
+                return Ok(v);
+            }
+        }
+        if node.is_stopped() {
+            return Err(stopped());
+        }
+        if !node.wait_news(seen, until) {
+            return Err(on_timeout());
+        }
+    }
+}
+
 /// The deadline `timeout` from now.
 pub(crate) fn deadline(timeout: Option<std::time::Duration>) -> Option<std::time::Instant> {
     timeout.map(|t| std::time::Instant::now() + t)

@@ -8,7 +8,7 @@ use std::time::Duration;
 use protocols::iface::{RawError, RawPacket, SocketHandle};
 use protocols::wire::IpProtocol;
 
-use super::{deadline, stopped, timed_out};
+use super::{deadline, timed_out};
 use crate::node::Node;
 
 /// A raw IPv4 socket bound to one protocol on every worker: it receives a copy of each packet
@@ -67,25 +67,14 @@ impl RawSocket {
 
     /// The next packet (whole, header included), waiting at most `timeout`.
     pub fn recv(&self, timeout: Option<Duration>) -> io::Result<RawPacket> {
-        let until = deadline(timeout);
-        loop {
-            let seen = self.node.epoch();
-            for (w, &h) in self.handles.iter().enumerate() {
-                let got = self
-                    .node
-                    .with_stack(w, |s, _| s.raw_recv(h))
-                    .map_err(raw_error)?;
-                if let Some(p) = got {
-                    return Ok(p);
-                }
-            }
-            if self.node.is_stopped() {
-                return Err(stopped());
-            }
-            if !self.node.wait_news(seen, until) {
-                return Err(timed_out());
-            }
-        }
+        super::recv_any(
+            &self.node,
+            &self.handles,
+            deadline(timeout),
+            timed_out,
+            |s, h| s.raw_recv(h),
+            raw_error,
+        )
     }
 }
 

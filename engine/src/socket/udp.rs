@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use protocols::iface::{IcmpErrorReport, SocketHandle};
 
-use super::{deadline, stopped, udp_error, Closable, SocketCloser};
+use super::{deadline, udp_error, Closable, SocketCloser};
 use crate::node::Node;
 use crate::steer::flow_owner;
 
@@ -83,50 +83,29 @@ impl UdpSocket {
     /// The next ICMP error (time exceeded, unreachable) about a datagram this socket sent,
     /// waiting at most `timeout`. Its `at` is on the node's clock ([`Node::now`]).
     pub fn recv_error(&self, timeout: Option<Duration>) -> io::Result<IcmpErrorReport> {
-        let until = deadline(timeout);
-        loop {
-            let seen = self.node.epoch();
-            for (w, &h) in self.handles.iter().enumerate() {
-                let got = self
-                    .node
-                    .with_stack(w, |s, _| s.udp_recv_error(h))
-                    .map_err(udp_error)?;
-                if let Some(r) = got {
-                    return Ok(r);
-                }
-            }
-            if self.node.is_stopped() {
-                return Err(stopped());
-            }
-            if !self.node.wait_news(seen, until) {
-                return Err(super::timed_out());
-            }
-        }
+        super::recv_any(
+            &self.node,
+            &self.handles,
+            deadline(timeout),
+            super::timed_out,
+            |s, h| s.udp_recv_error(h),
+            udp_error,
+        )
     }
 
     /// Receives one datagram; a datagram longer than `buf` is truncated, as with `std::net`.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddrV4)> {
-        let until = deadline(self.read_timeout);
-        loop {
-            let seen = self.node.epoch();
-            for (w, &h) in self.handles.iter().enumerate() {
-                let got = self
-                    .node
-                    .with_stack(w, |s, _| s.udp_recv_from(h))
-                    .map_err(udp_error)?;
-                if let Some(d) = got {
-                    let n = d.data.len().min(buf.len());
-                    buf[..n].copy_from_slice(&d.data[..n]);
-                    return Ok((n, d.from));
-                }
-            }
-            if self.node.is_stopped() {
-                return Err(stopped());
-            }
-            if !self.node.wait_news(seen, until) {
-                return Err(io::Error::new(io::ErrorKind::WouldBlock, "timed out"));
-            }
-        }
+        let d = super::recv_any(
+            &self.node,
+            &self.handles,
+            deadline(self.read_timeout),
+            || io::Error::new(io::ErrorKind::WouldBlock, "timed out"),
+            |s, h| s.udp_recv_from(h),
+            udp_error,
+        )?;
+        let n = d.data.len().min(buf.len());
+        buf[..n].copy_from_slice(&d.data[..n]);
+        Ok((n, d.from))
     }
 }
 
