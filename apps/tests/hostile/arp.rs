@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::common::TempDir;
 use super::raw::{self, RawSocket};
-use super::{interop_allowed, serial, serve_to, Served};
+use super::{curl, interop_allowed, serial, serve_to};
 
 const EVIL: [u8; 6] = [0x02, 0, 0, 0, 0, 0x66];
 const KERNEL: Ipv4Addr = Ipv4Addr::new(10, 7, 0, 1);
@@ -47,25 +47,6 @@ fn parse_arp(f: &[u8]) -> Option<(u16, [u8; 6], Ipv4Addr, Ipv4Addr)> {
     ))
 }
 
-fn curl(s: &Served) -> String {
-    let out = s
-        .lab
-        .command("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "3",
-        ])
-        .arg(format!("http://{TAPIR}/"))
-        .output()
-        .expect("curl");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn arp_spoofing_does_not_redirect_tapir_and_a_claim_on_its_address_is_warned_and_defended() {
     if !interop_allowed() {
@@ -81,7 +62,7 @@ fn arp_spoofing_does_not_redirect_tapir_and_a_claim_on_its_address_is_warned_and
         Stdio::from(File::create(&log).expect("log file")),
     );
     // tapir learns the kernel's MAC from its request: a live entry.
-    assert_eq!(curl(&s), "200");
+    assert_eq!(curl(&s.lab), "200");
     let sock = RawSocket::open(&s.lab.ns, &s.lab.tap).expect("AF_PACKET");
     // Three ways to claim the kernel's address for EVIL: a request to tapir, a gratuitous ARP,
     // and a reply nobody asked for. Were any taken, tapir's answers would go to EVIL's MAC,
@@ -94,7 +75,7 @@ fn arp_spoofing_does_not_redirect_tapir_and_a_claim_on_its_address_is_warned_and
         sock.send(&f).expect("send ARP");
     }
     for i in 0..3 {
-        assert_eq!(curl(&s), "200", "request {i} after the spoofed ARP");
+        assert_eq!(curl(&s.lab), "200", "request {i} after the spoofed ARP");
     }
 
     // Another host claims tapir's own address: tapir announces it (sender = target = its
@@ -126,5 +107,5 @@ fn arp_spoofing_does_not_redirect_tapir_and_a_claim_on_its_address_is_warned_and
         warned.contains("02:00:00:00:00:66 also claims this node's address 10.7.0.2"),
         "no conflict warning on stderr:\n{warned}"
     );
-    assert_eq!(curl(&s), "200", "still serving");
+    assert_eq!(curl(&s.lab), "200", "still serving");
 }
