@@ -659,9 +659,10 @@ fn interactive(shell: &mut Shell) -> u8 {
     if let Some(h) = &history {
         let _ = rl.load_history(h);
     }
-    let prompt = format!("tapir {}> ", shell.node().address());
     let mut status = 0;
     loop {
+        // The address now: with --dhcp it comes (and may change) with the lease.
+        let prompt = format!("tapir {}> ", shell.node().current_address());
         match rl.readline(&prompt) {
             Ok(line) => {
                 if !line.trim().is_empty() {
