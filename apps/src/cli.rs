@@ -21,8 +21,8 @@ pub struct NodeOpts {
     /// The node's address and subnet, e.g. 10.7.0.2/24.
     #[arg(long, value_name = "CIDR", conflicts_with = "dhcp")]
     pub ip: Option<Ipv4Cidr>,
-    /// Take the address, router, DNS servers and MTU from a DHCP server on the tap's LAN
-    /// (needs --queues 1). The lease is released on clean exit.
+    /// Take the address, router, DNS servers and MTU from a DHCP server on the tap's LAN.
+    /// The lease is released on clean exit.
     #[arg(long)]
     pub dhcp: bool,
     /// How long to wait for a DHCP lease before giving up.
@@ -103,10 +103,7 @@ impl NodeOpts {
         }
         let mut c = NodeConfig::new(&self.tap, cidr);
         c.netns = self.netns.clone();
-        c.queues = self.queues.map_or_else(
-            || engine::sys::affinity::available_cores().clamp(1, 64),
-            usize::from,
-        );
+        c.queues = self.queues();
         c.stack.mac = self.mac.unwrap_or_else(|| default_mac(cidr.address()));
         if !c.stack.mac.is_unicast() {
             bail!("--mac {}: a node needs a unicast MAC address", c.stack.mac);
@@ -123,20 +120,22 @@ impl NodeOpts {
 }
 
 impl NodeOpts {
+    /// --queues, or one per available core (at most 64).
+    fn queues(&self) -> usize {
+        self.queues.map_or_else(
+            || engine::sys::affinity::available_cores().clamp(1, 64),
+            usize::from,
+        )
+    }
+
     fn dhcp_config(&self) -> Result<NodeConfig> {
-        // With --dhcp the default is one queue rather than one per core.
-        if let Some(q) = self.queues.filter(|&q| q != 1) {
-            bail!(
-                "--dhcp needs --queues 1 for now (got --queues {q}): only one worker runs the DHCP client"
-            );
-        }
         if self.gateway.is_some() {
             bail!("--gateway cannot be combined with --dhcp: the router comes from the lease");
         }
         let unset = Ipv4Cidr::new(Ipv4Addr::UNSPECIFIED, 32).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut c = NodeConfig::new(&self.tap, unset);
         c.netns = self.netns.clone();
-        c.queues = 1;
+        c.queues = self.queues();
         c.stack.mac = self.mac.unwrap_or_else(|| dhcp_mac(&self.tap));
         if !c.stack.mac.is_unicast() {
             bail!("--mac {}: a node needs a unicast MAC address", c.stack.mac);

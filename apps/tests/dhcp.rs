@@ -14,7 +14,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -569,13 +569,61 @@ fn a_nak_on_renewal_restarts_and_takes_a_new_address() {
 }
 
 #[test]
-fn dhcp_with_several_queues_is_a_usage_error() {
-    // No lab needed: refused before any tap is opened.
-    let out: Output = Command::new(TAPIR)
-        .args(["node", "--dhcp", "--queues", "2", "--exec", "quit"])
+fn several_queues_share_one_lease() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = LanLab::up("q");
+    let dir = format!("http={}", lab.dir.display());
+    let mut child = Running(
+        lab.tapir("serve")
+            .args(["--queues", "2"])
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tapir serve"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let line = BufReader::new(stdout)
+        .lines()
+        .next()
+        .and_then(Result::ok)
+        .expect("tapir serve printed its start line");
+    let addr = start_address(&line);
+    assert!(in_pool(&addr), "{line}");
+    // One client, one lease.
+    let leases = std::fs::read_to_string(lab.leases()).unwrap_or_default();
+    assert_eq!(leases.lines().count(), 1, "lease file: {leases}");
+    // Sixteen connections from fresh source ports: each worker owns about half of them (all
+    // on one worker has odds of 2^-16), and a worker that had not taken worker 0's lease
+    // would not answer its share. Pings are answered by whichever worker reads them.
+    for i in 0..16 {
+        let out = lab
+            .in_lan("curl")
+            .args(["-s", "-m", "10", "-w", "\n%{http_code}"])
+            .arg(format!("http://{addr}/hello.txt"))
+            .output()
+            .expect("run curl");
+        assert_eq!(
+            text(&out.stdout),
+            "hello from tapir\n\n200",
+            "request {i}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = lab
+        .in_lan("ping")
+        .args(["-c", "4", "-i", "0.2", "-W", "2", &addr])
         .output()
-        .expect("run tapir");
-    assert_eq!(out.status.code(), Some(2));
-    let err = text(&out.stderr);
-    assert!(err.contains("--dhcp needs --queues 1"), "{err}");
+        .expect("run ping");
+    assert!(out.status.success(), "ping: {}", text(&out.stdout));
+    sh(&["kill", "-TERM", &child.0.id().to_string()]);
+    let status = child.0.wait().expect("wait tapir");
+    assert!(status.success(), "tapir serve exited with {status}");
+    assert!(
+        lab.wait_log(5, |l| l.contains("DHCPRELEASE(lan1)") && l.contains(&addr)),
+        "dnsmasq saw no RELEASE: {}",
+        lab.log_text()
+    );
 }

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use protocols::iface::{ConnInfo, Counters, Stack, StackConfig};
+use protocols::iface::{Addressing, ConnInfo, Counters, Stack, StackConfig};
 use protocols::rand::Rng;
 use protocols::time::Instant;
 use protocols::wire::{EthernetAddress, Ipv4Cidr};
@@ -192,6 +192,10 @@ pub(crate) struct Inner {
     sessions: Mutex<[Option<(Tracer, TraceWriter)>; 2]>,
     /// The first other host seen claiming our address (RFC 5227), warned about once.
     pub conflict: OnceLock<EthernetAddress>,
+    /// With DHCP: the addressing worker 0's client holds, and how many times it changed; the
+    /// other workers take it when the count moves.
+    pub addressing: Mutex<Option<Addressing>>,
+    pub addressing_generation: AtomicU64,
 }
 
 /// A running node. Cheap to clone; the workers stop when [`Node::shutdown`] is called or the
@@ -278,6 +282,13 @@ impl Node {
             let mut worker_config = stack_config.clone();
             // ARP reaches every worker; one defends our address (RFC 5227), all count.
             worker_config.arp.defend &= i == 0;
+            // With DHCP, worker 0 runs the client and the others take its lease (see
+            // `Inner::addressing`) until then they hold no address.
+            if i > 0 && worker_config.dhcp {
+                worker_config.dhcp = false;
+                worker_config.cidr =
+                    Ipv4Cidr::new(Ipv4Addr::UNSPECIFIED, 32).unwrap_or(worker_config.cidr);
+            }
             let stack = Stack::new(worker_config, Rng::new(rng.next_u64()));
             let wake = EventFd::new().map_err(|source| NodeError::Worker { worker: i, source })?;
             let (tx, rx) = bounded(HANDOFF_QUEUE);
@@ -311,6 +322,8 @@ impl Node {
             trace_generation: AtomicU64::new(0),
             sessions: Mutex::new([None, None]),
             conflict: OnceLock::new(),
+            addressing: Mutex::new(None),
+            addressing_generation: AtomicU64::new(0),
         });
         let cores = crate::sys::affinity::available_cores().max(1);
         let mut threads = Vec::new();

@@ -5,6 +5,7 @@
 //! flows' packets on its own queue, which teaches the kernel's flow table to steer them there,
 //! and a frame that still lands on another worker is handed to the owner.
 
+use protocols::iface::DHCP_CLIENT_PORT;
 use protocols::wire::{ethernet, EtherType, IpProtocol};
 
 /// Where a received frame should be processed.
@@ -94,7 +95,12 @@ pub fn classify(frame: &[u8], me: usize, workers: usize) -> Steer {
             let remote_ip = [src[0], src[1], src[2], src[3]];
             let remote_port = u16::from_be_bytes([ports[0], ports[1]]);
             let local_port = u16::from_be_bytes([ports[2], ports[3]]);
-            let owner = flow_owner(local_port, remote_ip, remote_port, workers);
+            // The DHCP client runs on worker 0 (its lease is shared with the others).
+            let owner = if proto == IpProtocol::Udp && local_port == DHCP_CLIENT_PORT {
+                0
+            } else {
+                flow_owner(local_port, remote_ip, remote_port, workers)
+            };
             if owner == me {
                 Steer::Here
             } else {

@@ -364,6 +364,7 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
     let mut rx_buf = vec![0u8; if offload { RX_GSO_BUF } else { BUF_SIZE }];
     let mut counters = WorkerCounters::default();
     let mut tracing = Tracing::default();
+    let mut lease = LeaseShare::default();
     let port = Port {
         queue: &queue,
         me: me as u16,
@@ -414,6 +415,9 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
             let mut st = lock(&shared.stack);
             let stack = &mut st.stack;
             let now = inner.clock.now();
+            if me > 0 {
+                lease.follow(&inner, stack);
+            }
             let mut tx = TxBatch {
                 pool: &mut pool,
                 frames: &mut frames,
@@ -486,6 +490,9 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
             if let Some(mac) = stack.take_arp_conflict() {
                 warn_conflict(&inner, stack.address(), mac);
             }
+            if me == 0 {
+                lease.publish(&inner, stack);
+            }
             counters.tcp_conns_opened = stack.counters().tcp_conns_opened;
             news |= stack.take_wakeup();
             if tracing.on() {
@@ -508,6 +515,44 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
         *lock(&shared.counters) = counters.clone();
     }
     inner.publish_news();
+}
+
+/// With DHCP on several queues: worker 0's stack runs the client and publishes its
+/// addressing whenever it changes; the other workers take it at their next wake-up.
+#[derive(Default)]
+struct LeaseShare {
+    /// What worker 0 last published / the generation a follower last took.
+    published: Option<protocols::iface::Addressing>,
+    generation: u64,
+}
+
+impl LeaseShare {
+    fn publish(&mut self, inner: &Inner, stack: &Stack) {
+        if !inner.config.stack.dhcp || inner.workers.len() < 2 {
+            return;
+        }
+        let now = stack.addressing();
+        if self.published == Some(now) {
+            return;
+        }
+        self.published = Some(now);
+        *lock(&inner.addressing) = Some(now);
+        inner.addressing_generation.fetch_add(1, Ordering::SeqCst);
+        for w in inner.workers.iter().skip(1) {
+            let _ = w.wake.notify();
+        }
+    }
+
+    fn follow(&mut self, inner: &Inner, stack: &mut Stack) {
+        let g = inner.addressing_generation.load(Ordering::SeqCst);
+        if g == self.generation {
+            return;
+        }
+        self.generation = g;
+        if let Some(a) = *lock(&inner.addressing) {
+            stack.set_addressing(&a);
+        }
+    }
 }
 
 /// Another host claims our address: said once per node (every worker sees the ARP).

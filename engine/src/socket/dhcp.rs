@@ -1,8 +1,9 @@
 //! The node's DHCP lease, as applications see it. The client itself runs inside worker 0's
 //! stack (`protocols::iface`); this module only reads it, waits for it and releases it.
 //!
-//! Only worker 0 runs a DHCP client: a node started with `stack.dhcp` must have one queue
-//! (the others would never learn the lease); [`Node::wait_for_lease`] refuses otherwise.
+//! Only worker 0 runs a DHCP client; the other workers take its addressing whenever it
+//! changes (engine/src/worker.rs, `LeaseShare`), and frames for the client's port are steered
+//! to worker 0.
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -63,12 +64,6 @@ impl Node {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "the node was not configured for DHCP",
-            ));
-        }
-        if self.queues() != 1 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "DHCP needs a node with one queue",
             ));
         }
         let until = deadline(Some(timeout));

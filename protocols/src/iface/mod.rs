@@ -170,6 +170,15 @@ impl StackConfig {
     }
 }
 
+/// See [`Stack::addressing`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addressing {
+    pub cidr: Ipv4Cidr,
+    pub gateway: Option<Ipv4Addr>,
+    pub mtu: usize,
+    pub mss: u16,
+}
+
 /// Stack events held for [`Stack::drain_events`] at most.
 pub const MAX_EVENTS: usize = 1024;
 
@@ -260,6 +269,25 @@ impl Stack {
         self.config.cidr.address()
     }
 
+    /// The addressing in use now (address and subnet, gateway, MTU, TCP MSS): what a stack
+    /// running the DHCP client shares with the other stacks of its node.
+    pub fn addressing(&self) -> Addressing {
+        Addressing {
+            cidr: self.config.cidr,
+            gateway: self.config.gateway,
+            mtu: self.config.mtu,
+            mss: self.config.tcp.mss,
+        }
+    }
+
+    /// Takes the addressing another stack of the node holds (its DHCP lease, or none).
+    pub fn set_addressing(&mut self, a: &Addressing) {
+        self.config.cidr = a.cidr;
+        self.config.gateway = a.gateway;
+        self.config.mtu = a.mtu;
+        self.config.tcp.mss = a.mss;
+    }
+
     /// True for the node's own address and every address of `extra_addrs`.
     pub fn is_local(&self, addr: Ipv4Addr) -> bool {
         addr == self.address() || self.config.in_extra(addr)
@@ -282,6 +310,10 @@ impl Stack {
             return;
         }
         let ip = self.address();
+        // A stack waiting for another's DHCP lease has nothing to announce yet.
+        if ip.is_unspecified() {
+            return;
+        }
         self.send_arp_request_for(ip, sink);
     }
 
