@@ -174,7 +174,7 @@ pub fn start(node: &Node, spec: &ServiceSpec) -> Result<Running> {
         };
         let config = http::Config::new(root, spec.access_log, spec.max_conns);
         let service = http::start(node, port, config)
-            .with_context(|| format!("cannot serve {name} on TCP port {port}"))?;
+            .with_context(|| format!("cannot listen on TCP port {port} for {name}"))?;
         return Ok(Running {
             kind: spec.kind,
             port,

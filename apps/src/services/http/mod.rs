@@ -116,7 +116,7 @@ pub fn start(node: &Node, port: u16, config: Config) -> Result<Service> {
     drop(tx);
     if let Err(e) = spawned {
         service.stop();
-        bail!("cannot start the HTTP server: {e}");
+        return Err(e.into());
     }
     let mut listening = 0;
     while listening < node.queues() {
@@ -129,12 +129,12 @@ pub fn start(node: &Node, port: u16, config: Config) -> Result<Service> {
             Ok(Report::Listening(Ok(()))) => listening += 1,
             Ok(Report::Listening(Err(e))) => {
                 service.stop();
-                bail!("cannot listen on TCP port {port}: {e}");
+                return Err(e.into());
             }
             Ok(Report::Stopped) => {}
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
                 service.stop();
-                bail!("cannot listen on TCP port {port}: a worker did not answer");
+                bail!("worker did not answer within {WORKER_ANSWER:?}");
             }
         }
     }
@@ -151,12 +151,7 @@ impl Service {
         }
         let reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
         // Every app's sender goes when it stops (or fails to listen, or its worker ends).
-        loop {
-            match reports.recv_timeout(WORKER_ANSWER) {
-                Ok(_) => {}
-                Err(RecvTimeoutError::Disconnected | RecvTimeoutError::Timeout) => break,
-            }
-        }
+        while reports.recv_timeout(WORKER_ANSWER).is_ok() {}
     }
 }
 
