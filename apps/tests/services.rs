@@ -947,6 +947,52 @@ fn http_serve_stop_closes_the_listener_and_its_connections() {
     assert_eq!(status(&lab), (Some(0), "200".to_string()));
 }
 
+/// Threads of process `pid`.
+fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("read the task list")
+        .count()
+}
+
+#[test]
+fn http_connections_are_served_on_the_workers_without_a_thread_each() {
+    if !interop_allowed() {
+        return;
+    }
+    let site = http_site();
+    let spec = format!("http:8080={}", site.0.display());
+    let s = serve(&[], &[&spec]);
+    let pid = s._proc.0.id();
+    let before = threads(pid);
+    let addr = addr_of(&s, 8080);
+    let during = kernel(&s.lab, || {
+        // 32 keep-alive connections, each answered once and held open.
+        let held: Vec<TcpStream> = (0..32)
+            .map(|_| {
+                let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                c.write_all(b"GET /digits.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .unwrap();
+                let mut got = Vec::new();
+                let mut buf = [0u8; 512];
+                while !text(&got).ends_with("0123456789") {
+                    let n = c.read(&mut buf).unwrap();
+                    assert!(n > 0, "closed early: {}", text(&got));
+                    got.extend_from_slice(&buf[..n]);
+                }
+                c
+            })
+            .collect();
+        let n = threads(pid);
+        drop(held);
+        n
+    });
+    assert_eq!(
+        during, before,
+        "threads before the connections and while they are held"
+    );
+}
+
 #[test]
 fn http_connection_limit_answers_503_beyond_it() {
     if !interop_allowed() {

@@ -18,8 +18,10 @@ use super::response::Response;
 use super::send::{Outgoing, CHUNK};
 use super::Shared;
 
-/// Accept queue per worker (established connections not yet taken, half-open included).
-const BACKLOG: usize = 1024;
+/// Accept queue per worker (established connections not yet taken, half-open included), as
+/// the blocking API's listeners have: beyond it a SYN flood meets SYN cookies, and the app
+/// empties the queue at every poll anyway.
+const BACKLOG: usize = 128;
 /// How often connections are checked for the idle and send-stall timeouts (µs).
 const SCAN_US: u64 = 1_000_000;
 
