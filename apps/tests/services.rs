@@ -698,6 +698,301 @@ HEAD /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     );
 }
 
+/// The head and body of a `curl -D -` answer.
+fn split_head(out: &[u8]) -> (String, Vec<u8>) {
+    let end = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a whole head")
+        + 4;
+    (text(&out[..end]), out[end..].to_vec())
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// The parts of a `multipart/byteranges` body (RFC 9110 §14.6): each part's head and bytes.
+fn byteranges(body: &[u8], boundary: &str) -> Vec<(String, Vec<u8>)> {
+    let delim = format!("--{boundary}");
+    let close = format!("\r\n--{boundary}--\r\n");
+    assert!(body.starts_with(delim.as_bytes()), "{}", text(body));
+    assert!(body.ends_with(close.as_bytes()), "{}", text(body));
+    let inner = &body[delim.len()..body.len() - close.len()];
+    let sep = format!("\r\n{delim}");
+    let mut parts = Vec::new();
+    let mut rest = inner;
+    loop {
+        let at = rest
+            .windows(sep.len())
+            .position(|w| w == sep.as_bytes())
+            .unwrap_or(rest.len());
+        let part = rest[..at]
+            .strip_prefix(b"\r\n")
+            .expect("CRLF after a delimiter");
+        parts.push(split_head(part));
+        if at == rest.len() {
+            return parts;
+        }
+        rest = &rest[at + sep.len()..];
+    }
+}
+
+#[test]
+fn http_several_ranges_answer_multipart_byteranges() {
+    if !interop_allowed() {
+        return;
+    }
+    let site = http_site();
+    let spec = format!("http:8080={}", site.0.display());
+    let s = serve(&[], &[&spec]);
+    let base = format!("http://{}:8080", s.lab.node.address());
+    let big = random_bytes(3 << 20, 11);
+    let len = big.len();
+
+    let ranges = [(0usize, 9usize), (20, 29), (1 << 20, (2 << 20) + 99)];
+    let asked: Vec<String> = ranges.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+    let out = curl(
+        &s.lab,
+        &[
+            "-r",
+            &asked.join(","),
+            "-D",
+            "-",
+            &format!("{base}/big.bin"),
+        ],
+    );
+    let (head, body) = split_head(&out.stdout);
+    assert!(
+        head.starts_with("HTTP/1.1 206 Partial Content\r\n"),
+        "{head}"
+    );
+    let ctype = header(&head, "content-type").expect("a type");
+    let boundary = ctype
+        .strip_prefix("multipart/byteranges; boundary=")
+        .unwrap_or_else(|| panic!("{head}"));
+    assert_eq!(
+        header(&head, "content-length"),
+        Some(body.len().to_string().as_str()),
+        "the length is exact"
+    );
+    assert!(header(&head, "content-range").is_none(), "{head}");
+    let parts = byteranges(&body, boundary);
+    assert_eq!(parts.len(), ranges.len());
+    for ((phead, bytes), (a, b)) in parts.iter().zip(ranges) {
+        assert_eq!(
+            header(phead, "content-type"),
+            Some("application/octet-stream")
+        );
+        assert_eq!(
+            header(phead, "content-range"),
+            Some(format!("bytes {a}-{b}/{len}").as_str())
+        );
+        assert!(
+            bytes[..] == big[a..=b],
+            "part {a}-{b} differs from the file"
+        );
+    }
+
+    // HEAD promises the same length (boundaries are all as long) and sends no body.
+    let out = curl(
+        &s.lab,
+        &["-I", "-r", &asked.join(","), &format!("{base}/big.bin")],
+    );
+    let h = text(&out.stdout);
+    assert!(h.starts_with("HTTP/1.1 206 "), "{h}");
+    assert_eq!(
+        header(&h, "content-length"),
+        Some(body.len().to_string().as_str()),
+        "{h}"
+    );
+    assert!(h.ends_with("\r\n\r\n"), "no body: {h}");
+
+    // Overlapping ranges coalesce into one: a plain 206.
+    let out = curl(
+        &s.lab,
+        &[
+            "-r",
+            "0-4,3-6,7-9",
+            "-D",
+            "-",
+            &format!("{base}/digits.txt"),
+        ],
+    );
+    let (head, body) = split_head(&out.stdout);
+    assert!(head.starts_with("HTTP/1.1 206 "), "{head}");
+    assert_eq!(header(&head, "content-range"), Some("bytes 0-9/10"));
+    assert_eq!(text(&body), "0123456789");
+    // An unsatisfiable range drops out; none satisfiable is 416.
+    let out = curl(
+        &s.lab,
+        &["-r", "2-3,50-60", "-D", "-", &format!("{base}/digits.txt")],
+    );
+    let (head, body) = split_head(&out.stdout);
+    assert_eq!(
+        header(&head, "content-range"),
+        Some("bytes 2-3/10"),
+        "{head}"
+    );
+    assert_eq!(text(&body), "23");
+    let out = curl(
+        &s.lab,
+        &[
+            "-r",
+            "20-30,40-",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("{base}/digits.txt"),
+        ],
+    );
+    assert_eq!(text(&out.stdout), "416");
+    // Too many ranges: the whole file, 200.
+    let many: Vec<String> = (0..20)
+        .map(|i| format!("{}-{}", 4 * i, 4 * i + 1))
+        .collect();
+    let out = curl(
+        &s.lab,
+        &[
+            "-r",
+            &many.join(","),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_download}",
+            &format!("{base}/big.bin"),
+        ],
+    );
+    assert_eq!(text(&out.stdout), format!("200 {len}"));
+}
+
+#[test]
+fn http_serve_stop_closes_the_listener_and_its_connections() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = Lab::up("sv").expect("lab up");
+    let site = http_site();
+    let mut child = Command::new(TAPIR)
+        .arg("node")
+        .args(lab.node_args())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tapir node");
+    let mut shell = child.stdin.take().expect("stdin");
+    let stdout = child.stdout.take().expect("stdout");
+    let _proc = Proc(child);
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    // Types a command and waits (bounded) for the line that says it is done.
+    let mut command = |cmd: &str, want: &str| {
+        shell.write_all(format!("{cmd}\n").as_bytes()).unwrap();
+        loop {
+            match lines.recv_timeout(Duration::from_secs(10)) {
+                Ok(l) if l.contains(want) => return l,
+                Ok(_) => {}
+                Err(e) => panic!("'{cmd}': no line with '{want}': {e}"),
+            }
+        }
+    };
+    let start = format!("serve start http:8080={}", site.0.display());
+    command(&start, "serving http/tcp:8080");
+    let url = format!("http://{}:8080/digits.txt", lab.node.address());
+    let status = |lab: &Lab| {
+        let out = curl(lab, &["-o", "/dev/null", "-w", "%{http_code}", &url]);
+        (out.status.code(), text(&out.stdout))
+    };
+    assert_eq!(status(&lab), (Some(0), "200".to_string()));
+
+    // A keep-alive connection, idle after its first answer.
+    let addr = SocketAddr::V4(SocketAddrV4::new(lab.node.address(), 8080));
+    let mut held = kernel(&lab, || {
+        let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"GET /digits.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 512];
+        while !text(&got).ends_with("0123456789") {
+            let n = c.read(&mut buf).unwrap();
+            assert!(n > 0, "closed early: {}", text(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        c
+    });
+
+    command("serve stop http", "stopped http/tcp:8080");
+    // The held connection is closed by the server: EOF (or a reset), not the read timeout.
+    let mut rest = Vec::new();
+    match held.read_to_end(&mut rest) {
+        Ok(_) => assert!(rest.is_empty(), "{}", text(&rest)),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    // Nobody listens: curl's connection is refused (exit 7).
+    assert_eq!(status(&lab), (Some(7), "000".to_string()));
+    // The port is free again at once.
+    command(&start, "serving http/tcp:8080");
+    assert_eq!(status(&lab), (Some(0), "200".to_string()));
+}
+
+/// Threads of process `pid`.
+fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("read the task list")
+        .count()
+}
+
+#[test]
+fn http_connections_are_served_on_the_workers_without_a_thread_each() {
+    if !interop_allowed() {
+        return;
+    }
+    let site = http_site();
+    let spec = format!("http:8080={}", site.0.display());
+    let s = serve(&[], &[&spec]);
+    let pid = s._proc.0.id();
+    let before = threads(pid);
+    let addr = addr_of(&s, 8080);
+    let during = kernel(&s.lab, || {
+        // 32 keep-alive connections, each answered once and held open.
+        let held: Vec<TcpStream> = (0..32)
+            .map(|_| {
+                let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                c.write_all(b"GET /digits.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .unwrap();
+                let mut got = Vec::new();
+                let mut buf = [0u8; 512];
+                while !text(&got).ends_with("0123456789") {
+                    let n = c.read(&mut buf).unwrap();
+                    assert!(n > 0, "closed early: {}", text(&got));
+                    got.extend_from_slice(&buf[..n]);
+                }
+                c
+            })
+            .collect();
+        let n = threads(pid);
+        drop(held);
+        n
+    });
+    assert_eq!(
+        during, before,
+        "threads before the connections and while they are held"
+    );
+}
+
 #[test]
 fn http_connection_limit_answers_503_beyond_it() {
     if !interop_allowed() {

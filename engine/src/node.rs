@@ -463,6 +463,15 @@ impl Node {
         Ok(())
     }
 
+    /// Wakes worker `worker` so that its apps poll soon: for news an app learns from outside
+    /// the stack (e.g. a stop flag set by another thread). A worker that does not exist is
+    /// ignored.
+    pub fn wake_worker(&self, worker: usize) {
+        if let Some(w) = self.inner.workers.get(worker) {
+            let _ = w.wake.notify();
+        }
+    }
+
     /// Starts a trace session in `slot` (replacing and finishing the one there): every worker
     /// feeds it from its next wake-up, and the stacks record events while any session runs.
     pub fn start_trace(&self, slot: TraceSlot, mut config: TraceConfig) -> std::io::Result<()> {

@@ -131,20 +131,30 @@ impl FromStr for ServiceSpec {
     }
 }
 
+/// How a running service is stopped.
+enum Stopper {
+    /// Threads on the blocking API: close what they listen on.
+    Sockets(Vec<engine::SocketCloser>),
+    /// Apps on the workers.
+    Http(http::Service),
+}
+
 /// A service that runs: what listens, and how to stop it.
 pub struct Running {
     pub kind: Kind,
     pub port: u16,
     /// What listens, e.g. `echo/tcp:7`.
     pub labels: Vec<String>,
-    closers: Vec<engine::SocketCloser>,
+    stopper: Stopper,
 }
 
 impl Running {
-    /// Stops listening: connections already accepted finish on their own.
+    /// Stops listening. HTTP closes its connections too (it runs on the workers, and nothing
+    /// would serve them); the other services' connections finish on their own.
     pub fn stop(&self) {
-        for c in &self.closers {
-            c.close();
+        match &self.stopper {
+            Stopper::Sockets(closers) => closers.iter().for_each(engine::SocketCloser::close),
+            Stopper::Http(service) => service.stop(),
         }
     }
 }
@@ -154,25 +164,28 @@ pub fn start(node: &Node, spec: &ServiceSpec) -> Result<Running> {
     let name = spec.kind.name();
     let port = spec.port;
     let mut labels = vec![format!("{name}/tcp:{port}")];
+    if spec.kind == Kind::Http {
+        let root = match &spec.dir {
+            Some(d) => Some(
+                d.canonicalize()
+                    .with_context(|| format!("http={}: no such directory", d.display()))?,
+            ),
+            None => None,
+        };
+        let config = http::Config::new(root, spec.access_log, spec.max_conns);
+        let service = http::start(node, port, config)
+            .with_context(|| format!("cannot listen on TCP port {port} for {name}"))?;
+        return Ok(Running {
+            kind: spec.kind,
+            port,
+            labels,
+            stopper: Stopper::Http(service),
+        });
+    }
     let listener = engine::TcpListener::bind(node, port)
         .with_context(|| format!("cannot listen on TCP port {port} for {name}"))?;
     let mut closers = vec![listener.closer()];
     match spec.kind {
-        Kind::Http => {
-            let root = match &spec.dir {
-                Some(d) => Some(
-                    d.canonicalize()
-                        .with_context(|| format!("http={}: no such directory", d.display()))?,
-                ),
-                None => None,
-            };
-            let server = http::Server::new(http::Config {
-                root,
-                access_log: spec.access_log,
-                max_conns: spec.max_conns.max(1),
-            });
-            spawn(name, move || server.run(listener));
-        }
         Kind::Login => {
             let file = spec.dir.clone().unwrap_or_default();
             std::fs::metadata(&file).with_context(|| {
@@ -194,7 +207,7 @@ pub fn start(node: &Node, spec: &ServiceSpec) -> Result<Running> {
         kind: spec.kind,
         port,
         labels,
-        closers,
+        stopper: Stopper::Sockets(closers),
     })
 }
 

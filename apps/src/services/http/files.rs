@@ -7,7 +7,8 @@ use std::fs::{self, File};
 use std::path::{Component, Path};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::response::{Body, Response};
+use super::ranges::{multipart, parse_range, RangeAsk};
+use super::response::{Body, Piece, Response};
 
 /// Decodes %XX escapes; None for a bad escape, a decoded NUL or bytes that are not UTF-8.
 pub fn percent_decode(s: &str) -> Option<String> {
@@ -82,56 +83,6 @@ pub fn content_type(path: &Path) -> &'static str {
         Some("woff2") => "font/woff2",
         _ => "application/octet-stream",
     }
-}
-
-/// A `Range: bytes=...` header against a body of `len` bytes (RFC 9110 §14.1.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RangeAsk {
-    /// Serve the whole body (no header, or one this server does not honour: several ranges or
-    /// another unit).
-    Whole,
-    /// Bytes `start..=end`.
-    Part(u64, u64),
-    /// No byte of it exists: 416.
-    Unsatisfiable,
-}
-
-pub fn parse_range(header: Option<&str>, len: u64) -> RangeAsk {
-    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
-        return RangeAsk::Whole;
-    };
-    if spec.contains(',') {
-        return RangeAsk::Whole;
-    }
-    let Some((a, b)) = spec.trim().split_once('-') else {
-        return RangeAsk::Whole;
-    };
-    let (a, b) = (a.trim(), b.trim());
-    if a.is_empty() {
-        // A suffix: the last n bytes.
-        let Ok(n) = b.parse::<u64>() else {
-            return RangeAsk::Whole;
-        };
-        if n == 0 || len == 0 {
-            return RangeAsk::Unsatisfiable;
-        }
-        return RangeAsk::Part(len.saturating_sub(n), len - 1);
-    }
-    let Ok(start) = a.parse::<u64>() else {
-        return RangeAsk::Whole;
-    };
-    let end = if b.is_empty() {
-        u64::MAX
-    } else {
-        match b.parse::<u64>() {
-            Ok(e) if e >= start => e,
-            _ => return RangeAsk::Whole,
-        }
-    };
-    if start >= len {
-        return RangeAsk::Unsatisfiable;
-    }
-    RangeAsk::Part(start, end.min(len - 1))
 }
 
 /// What the request asked for, beyond the path.
@@ -213,20 +164,26 @@ fn file(path: &Path, ask: &Ask<'_>) -> Response {
             let mut r = base(200, "OK");
             r.body = Body::File {
                 file: f,
-                start: 0,
-                len,
+                pieces: vec![Piece::Span { start: 0, len }],
             };
             r
         }
-        RangeAsk::Part(start, end) => {
+        RangeAsk::Parts(parts) => {
             let mut r = base(206, "Partial Content");
-            r.headers
-                .push(("Content-Range".into(), format!("bytes {start}-{end}/{len}")));
-            r.body = Body::File {
-                file: f,
-                start,
-                len: end - start + 1,
+            let pieces = if let [(start, end)] = parts[..] {
+                r.headers
+                    .push(("Content-Range".into(), format!("bytes {start}-{end}/{len}")));
+                vec![Piece::Span {
+                    start,
+                    len: end - start + 1,
+                }]
+            } else {
+                // Several ranges: one part each (RFC 9110 §14.6).
+                let (boundary, pieces) = multipart(&parts, len, &r.content_type);
+                r.content_type = format!("multipart/byteranges; boundary={boundary}");
+                pieces
             };
+            r.body = Body::File { file: f, pieces };
             r
         }
         RangeAsk::Unsatisfiable => {
@@ -285,23 +242,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ranges_parse_as_rfc_9110_says() {
-        use RangeAsk::*;
-        assert_eq!(parse_range(None, 10), Whole);
-        assert_eq!(parse_range(Some("bytes=2-5"), 10), Part(2, 5));
-        assert_eq!(parse_range(Some("bytes=2-"), 10), Part(2, 9));
-        assert_eq!(parse_range(Some("bytes=2-99"), 10), Part(2, 9));
-        assert_eq!(parse_range(Some("bytes=-3"), 10), Part(7, 9));
-        assert_eq!(parse_range(Some("bytes=-30"), 10), Part(0, 9));
-        assert_eq!(parse_range(Some("bytes=10-"), 10), Unsatisfiable);
-        assert_eq!(parse_range(Some("bytes=-0"), 10), Unsatisfiable);
-        assert_eq!(parse_range(Some("bytes=5-2"), 10), Whole);
-        assert_eq!(parse_range(Some("bytes=0-1,4-5"), 10), Whole);
-        assert_eq!(parse_range(Some("items=0-1"), 10), Whole);
-        assert_eq!(parse_range(Some("bytes=x-1"), 10), Whole);
-    }
-
-    #[test]
     fn decoding_escaping_and_types() {
         assert_eq!(percent_decode("/a%20b").as_deref(), Some("/a b"));
         assert_eq!(percent_decode("/%2e%2e/etc"), Some("/../etc".to_string()));
@@ -334,6 +274,38 @@ mod tests {
         };
         let r = get(&root, "/f.txt", &ranged);
         assert_eq!((r.status, r.body_len()), (206, 2));
+        let two = Ask {
+            range: Some("bytes=0-1,4-5"),
+            if_modified_since: None,
+        };
+        let r = get(&root, "/f.txt", &two);
+        assert_eq!(r.status, 206);
+        assert!(
+            r.content_type
+                .starts_with("multipart/byteranges; boundary=tapir"),
+            "{}",
+            r.content_type
+        );
+        assert!(!r.headers.iter().any(|(k, _)| k == "Content-Range"));
+        let Body::File { pieces, .. } = &r.body else {
+            panic!("a file body")
+        };
+        let spans: Vec<&Piece> = pieces
+            .iter()
+            .filter(|p| matches!(p, Piece::Span { .. }))
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                &Piece::Span { start: 0, len: 2 },
+                &Piece::Span { start: 4, len: 2 }
+            ]
+        );
+        let missing = Ask {
+            range: Some("bytes=10-20,30-"),
+            if_modified_since: None,
+        };
+        assert_eq!(get(&root, "/f.txt", &missing).status, 416);
         let later = httpdate::fmt_http_date(SystemTime::now() + std::time::Duration::from_secs(60));
         let ims = Ask {
             range: None,

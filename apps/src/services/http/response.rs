@@ -1,37 +1,56 @@
-//! A response and how it goes on the wire: head first, then the body, a file streamed in
-//! 64 KiB pieces rather than read whole.
+//! A response: status, headers and what follows the head. A file body is a list of pieces
+//! (spans of the file, and for a multipart answer the part heads between them) that
+//! [`super::send::Outgoing`] reads as the socket takes them, never the whole file at once.
 
+use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::time::SystemTime;
+
+/// A piece of a file body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Bytes(Vec<u8>),
+    /// `len` bytes of the file from `start`.
+    Span {
+        start: u64,
+        len: u64,
+    },
+}
+
+impl Piece {
+    pub fn len(&self) -> u64 {
+        match self {
+            Piece::Bytes(b) => b.len() as u64,
+            Piece::Span { len, .. } => *len,
+        }
+    }
+}
 
 /// What follows the head.
 pub enum Body {
     /// No body at all (304).
     None,
     Bytes(Vec<u8>),
-    /// `len` bytes of `file` from `start`.
     File {
         file: File,
-        start: u64,
-        len: u64,
+        pieces: Vec<Piece>,
     },
 }
 
 pub struct Response {
     pub status: u16,
     pub reason: &'static str,
-    pub content_type: &'static str,
+    pub content_type: String,
     pub headers: Vec<(String, String)>,
     pub body: Body,
 }
 
 impl Response {
-    pub fn new(status: u16, reason: &'static str, content_type: &'static str) -> Response {
+    pub fn new(status: u16, reason: &'static str, content_type: &str) -> Response {
         Response {
             status,
             reason,
-            content_type,
+            content_type: content_type.to_string(),
             headers: Vec::new(),
             body: Body::Bytes(Vec::new()),
         }
@@ -50,13 +69,12 @@ impl Response {
         match &self.body {
             Body::None => 0,
             Body::Bytes(b) => b.len() as u64,
-            Body::File { len, .. } => *len,
+            Body::File { pieces, .. } => pieces.iter().map(Piece::len).sum(),
         }
     }
 
-    /// Writes the response; the body only when `with_body` (not for HEAD). Returns the body
-    /// bytes sent.
-    pub fn write_to(self, w: &mut impl Write, with_body: bool, keep: bool) -> io::Result<u64> {
+    /// The status line and headers, up to and including the blank line.
+    pub fn head(&self, keep: bool) -> Vec<u8> {
         let mut head = format!(
             "HTTP/1.1 {} {}\r\nServer: tapir\r\nDate: {}\r\n",
             self.status,
@@ -64,60 +82,21 @@ impl Response {
             httpdate::fmt_http_date(SystemTime::now())
         );
         if !matches!(self.body, Body::None) {
-            head.push_str(&format!(
+            let _ = write!(
+                head,
                 "Content-Type: {}\r\nContent-Length: {}\r\n",
                 self.content_type,
                 self.body_len()
-            ));
+            );
         }
         for (k, v) in &self.headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
+            let _ = write!(head, "{k}: {v}\r\n");
         }
         head.push_str(if keep {
             "Connection: keep-alive\r\n\r\n"
         } else {
             "Connection: close\r\n\r\n"
         });
-        if !with_body {
-            w.write_all(head.as_bytes())?;
-            return Ok(0);
-        }
-        match self.body {
-            Body::None => {
-                w.write_all(head.as_bytes())?;
-                Ok(0)
-            }
-            Body::Bytes(b) => {
-                // One write for a small response: head and body in the same segment.
-                let mut all = head.into_bytes();
-                all.extend_from_slice(&b);
-                w.write_all(&all)?;
-                Ok(b.len() as u64)
-            }
-            Body::File {
-                mut file,
-                start,
-                len,
-            } => {
-                w.write_all(head.as_bytes())?;
-                file.seek(SeekFrom::Start(start))?;
-                let mut left = len;
-                let mut buf = vec![0u8; 64 * 1024];
-                while left > 0 {
-                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let n = file.read(&mut buf[..want])?;
-                    if n == 0 {
-                        // The file shrank under us: the length promised cannot be kept.
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "file shrank while being sent",
-                        ));
-                    }
-                    w.write_all(&buf[..n])?;
-                    left -= n as u64;
-                }
-                Ok(len)
-            }
-        }
+        head.into_bytes()
     }
 }

@@ -1,0 +1,191 @@
+//! The HTTP server's share on one worker, as a run-to-completion app: it listens on the port in
+//! its worker's own stack (a flow's SYN reaches the worker that owns the flow, so every worker
+//! listens), accepts, reads, parses and answers inside the worker's poll, with no thread hop
+//! per request. Connections never leave the worker that accepted them.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+
+use engine::{AppCtx, WorkerApp};
+use protocols::iface::{SocketHandle, Stack, TcpError};
+use protocols::time::Instant;
+
+use super::conn::{Conn, Verdict};
+use super::log::AccessLog;
+use super::response::Response;
+use super::send::{Outgoing, CHUNK};
+use super::Shared;
+
+/// Accept queue per worker (established connections not yet taken, half-open included), as
+/// the blocking API's listeners have: beyond it a SYN flood meets SYN cookies, and the app
+/// empties the queue at every poll anyway.
+const BACKLOG: usize = 128;
+/// How often connections are checked for the idle and send-stall timeouts (µs).
+const SCAN_US: u64 = 1_000_000;
+
+/// What a worker's app tells the service that started it.
+#[derive(Debug)]
+pub enum Report {
+    /// The first poll: listening on the port, or why not.
+    Listening(Result<(), TcpError>),
+    /// Stopped: the listener and every connection are closed.
+    Stopped,
+}
+
+pub struct HttpApp {
+    shared: Arc<Shared>,
+    port: u16,
+    report: Sender<Report>,
+    listening: bool,
+    conns: HashMap<SocketHandle, Conn>,
+    log: AccessLog,
+    scratch: Vec<u8>,
+    next_scan_us: u64,
+    finished: bool,
+}
+
+impl HttpApp {
+    pub fn new(shared: Arc<Shared>, port: u16, report: Sender<Report>) -> HttpApp {
+        let log = AccessLog::new(shared.config.access_log);
+        HttpApp {
+            shared,
+            port,
+            report,
+            listening: false,
+            conns: HashMap::new(),
+            log,
+            scratch: vec![0; CHUNK],
+            next_scan_us: 0,
+            finished: false,
+        }
+    }
+
+    /// Takes every connection waiting in the accept queue.
+    fn accept(&mut self, stack: &mut Stack, now_us: u64) {
+        while let Ok(Some((h, peer))) = stack.tcp_accept(self.port) {
+            let held = self.shared.conns.fetch_add(1, Ordering::SeqCst);
+            if held >= self.shared.config.max_conns {
+                self.shared.conns.fetch_sub(1, Ordering::SeqCst);
+                // A fresh connection's send buffer takes this small answer whole.
+                let mut busy =
+                    Outgoing::new(Response::error(503, "Service Unavailable"), true, false);
+                let _ = busy.write(stack, h);
+                self.log.line(peer, "-", 503, 0);
+                let _ = stack.tcp_close(h);
+                stack.tcp_release(h);
+                continue;
+            }
+            self.conns.insert(h, Conn::new(peer, now_us));
+            // Data that came with the handshake reached the socket before we owned it: no news
+            // will say so, so look now.
+            self.drive(stack, h, now_us);
+        }
+    }
+
+    fn drive(&mut self, stack: &mut Stack, h: SocketHandle, now_us: u64) {
+        let Some(c) = self.conns.get_mut(&h) else {
+            return; // not ours: another app's socket on this worker
+        };
+        let verdict = c.drive(
+            stack,
+            h,
+            now_us,
+            &self.shared.site,
+            &mut self.log,
+            &mut self.scratch,
+        );
+        if verdict != Verdict::Open {
+            self.end(stack, h, verdict == Verdict::Abort);
+        }
+    }
+
+    /// Closes connection `h` (reset when `abort`) and frees its slot.
+    fn end(&mut self, stack: &mut Stack, h: SocketHandle, abort: bool) {
+        if self.conns.remove(&h).is_none() {
+            return;
+        }
+        if abort {
+            let _ = stack.tcp_abort(h);
+        } else {
+            let _ = stack.tcp_close(h);
+        }
+        stack.tcp_release(h);
+        self.shared.conns.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Closes idle keep-alive connections and resets those whose client stopped reading.
+    fn scan(&mut self, stack: &mut Stack, now_us: u64) {
+        let idle_us = self.shared.config.idle.as_micros() as u64;
+        let stall_us = self.shared.config.send_stall.as_micros() as u64;
+        let late: Vec<(SocketHandle, bool)> = self
+            .conns
+            .iter()
+            .filter_map(|(&h, c)| {
+                let quiet = now_us.saturating_sub(c.last_progress_us);
+                if c.sending() {
+                    (quiet > stall_us).then_some((h, true))
+                } else {
+                    (quiet > idle_us).then_some((h, false))
+                }
+            })
+            .collect();
+        for (h, abort) in late {
+            self.end(stack, h, abort);
+        }
+    }
+
+    /// Stops: no more listening, every connection closed (reset mid-response, FIN when idle).
+    fn stop(&mut self, stack: &mut Stack) {
+        if self.listening {
+            stack.tcp_unlisten(self.port);
+        }
+        let all: Vec<(SocketHandle, bool)> =
+            self.conns.iter().map(|(&h, c)| (h, c.sending())).collect();
+        for (h, abort) in all {
+            self.end(stack, h, abort);
+        }
+        self.log.flush();
+        self.finished = true;
+        let _ = self.report.send(Report::Stopped);
+    }
+}
+
+impl WorkerApp for HttpApp {
+    fn poll(&mut self, ctx: &mut AppCtx<'_>) -> Option<Instant> {
+        if self.finished {
+            return None;
+        }
+        if self.shared.stop.load(Ordering::SeqCst) {
+            self.stop(ctx.stack);
+            return None;
+        }
+        let now_us = ctx.now.total_micros();
+        if !self.listening {
+            let r = ctx.stack.tcp_listen(self.port, BACKLOG);
+            self.listening = r.is_ok();
+            let _ = self.report.send(Report::Listening(r));
+            if r.is_err() {
+                self.finished = true;
+                return None;
+            }
+            self.next_scan_us = now_us + SCAN_US;
+        }
+        self.accept(ctx.stack, now_us);
+        for &h in ctx.ready {
+            self.drive(ctx.stack, h, now_us);
+        }
+        if now_us >= self.next_scan_us {
+            self.next_scan_us = now_us + SCAN_US;
+            self.scan(ctx.stack, now_us);
+        }
+        self.log.flush();
+        // With no connection there is no timer to keep: sleep until the next frame.
+        (!self.conns.is_empty()).then(|| Instant::from_micros(self.next_scan_us))
+    }
+
+    fn done(&self) -> bool {
+        self.finished
+    }
+}
