@@ -296,6 +296,28 @@ impl Drop for Running {
     }
 }
 
+/// `tapir serve --dhcp ARGS http=DIR` on the LAN, and the address it leased (from the pool).
+fn serve_http(lab: &LanLab, args: &[&str]) -> (Running, String) {
+    let mut child = Running(
+        lab.tapir("serve")
+            .args(args)
+            .arg(format!("http={}", lab.dir.display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tapir serve"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let line = BufReader::new(stdout)
+        .lines()
+        .next()
+        .and_then(Result::ok)
+        .expect("tapir serve printed its start line");
+    let addr = start_address(&line);
+    assert!(in_pool(&addr), "{line}");
+    (child, addr)
+}
+
 #[test]
 fn node_takes_a_lease_with_router_and_dns() {
     if !interop_allowed() {
@@ -352,23 +374,7 @@ fn serves_http_on_the_leased_address_and_releases_on_exit() {
         return;
     }
     let lab = LanLab::up("s");
-    let dir = format!("http={}", lab.dir.display());
-    let mut child = Running(
-        lab.tapir("serve")
-            .arg(&dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn tapir serve"),
-    );
-    let stdout = child.0.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = lines
-        .next()
-        .and_then(Result::ok)
-        .expect("tapir serve printed its start line");
-    let addr = start_address(&line);
-    assert!(in_pool(&addr), "{line}");
+    let (mut child, addr) = serve_http(&lab, &[]);
     // dnsmasq's lease file shows the lease, with the host name tapir sent.
     let leases = std::fs::read_to_string(lab.leases()).unwrap_or_default();
     assert!(
@@ -574,24 +580,7 @@ fn several_queues_share_one_lease() {
         return;
     }
     let lab = LanLab::up("q");
-    let dir = format!("http={}", lab.dir.display());
-    let mut child = Running(
-        lab.tapir("serve")
-            .args(["--queues", "2"])
-            .arg(&dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn tapir serve"),
-    );
-    let stdout = child.0.stdout.take().expect("stdout");
-    let line = BufReader::new(stdout)
-        .lines()
-        .next()
-        .and_then(Result::ok)
-        .expect("tapir serve printed its start line");
-    let addr = start_address(&line);
-    assert!(in_pool(&addr), "{line}");
+    let (mut child, addr) = serve_http(&lab, &["--queues", "2"]);
     // One client, one lease.
     let leases = std::fs::read_to_string(lab.leases()).unwrap_or_default();
     assert_eq!(leases.lines().count(), 1, "lease file: {leases}");

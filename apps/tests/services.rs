@@ -918,20 +918,7 @@ fn http_serve_stop_closes_the_listener_and_its_connections() {
 
     // A keep-alive connection, idle after its first answer.
     let addr = SocketAddr::V4(SocketAddrV4::new(lab.node.address(), 8080));
-    let mut held = kernel(&lab, || {
-        let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        c.write_all(b"GET /digits.txt HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 512];
-        while !text(&got).ends_with("0123456789") {
-            let n = c.read(&mut buf).unwrap();
-            assert!(n > 0, "closed early: {}", text(&got));
-            got.extend_from_slice(&buf[..n]);
-        }
-        c
-    });
+    let mut held = kernel(&lab, || answered_keep_alive(&addr, Duration::from_secs(10)));
 
     command("serve stop http", "stopped http/tcp:8080");
     // The held connection is closed by the server: EOF (or a reset), not the read timeout.
@@ -945,6 +932,22 @@ fn http_serve_stop_closes_the_listener_and_its_connections() {
     // The port is free again at once.
     command(&start, "serving http/tcp:8080");
     assert_eq!(status(&lab), (Some(0), "200".to_string()));
+}
+
+/// A keep-alive connection to `addr` that asked for /digits.txt and read the whole answer.
+fn answered_keep_alive(addr: &SocketAddr, read_timeout: Duration) -> TcpStream {
+    let mut c = TcpStream::connect_timeout(addr, Duration::from_secs(5)).unwrap();
+    c.set_read_timeout(Some(read_timeout)).unwrap();
+    c.write_all(b"GET /digits.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while !text(&got).ends_with("0123456789") {
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early: {}", text(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    c
 }
 
 /// Threads of process `pid`.
@@ -968,20 +971,7 @@ fn http_connections_are_served_on_the_workers_without_a_thread_each() {
     let during = kernel(&s.lab, || {
         // 32 keep-alive connections, each answered once and held open.
         let held: Vec<TcpStream> = (0..32)
-            .map(|_| {
-                let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                c.write_all(b"GET /digits.txt HTTP/1.1\r\nHost: x\r\n\r\n")
-                    .unwrap();
-                let mut got = Vec::new();
-                let mut buf = [0u8; 512];
-                while !text(&got).ends_with("0123456789") {
-                    let n = c.read(&mut buf).unwrap();
-                    assert!(n > 0, "closed early: {}", text(&got));
-                    got.extend_from_slice(&buf[..n]);
-                }
-                c
-            })
+            .map(|_| answered_keep_alive(&addr, Duration::from_secs(5)))
             .collect();
         let n = threads(pid);
         drop(held);
