@@ -56,6 +56,8 @@ struct Conn {
     body_left: Option<usize>,
     status: u16,
     last_progress_us: u64,
+    /// Responses completed on this connection.
+    completed: u64,
 }
 
 /// A response finished, or the stream was not HTTP.
@@ -65,8 +67,16 @@ enum Parsed {
 }
 
 impl Conn {
-    /// Feeds received bytes; completed responses go to `done`.
+    /// Feeds received bytes; completed responses go to `done`. Headers are parsed straight
+    /// from `data`; only a header cut off at the end of a read is kept (and freed once whole),
+    /// so an idle connection holds no parse buffer.
     fn feed(&mut self, mut data: &[u8], done: &mut Vec<Parsed>) {
+        if !self.head.is_empty() {
+            let mut buf = std::mem::take(&mut self.head);
+            buf.extend_from_slice(data);
+            self.feed(&buf, done);
+            return;
+        }
         while !data.is_empty() {
             if let Some(left) = self.body_left {
                 let take = left.min(data.len());
@@ -74,11 +84,9 @@ impl Conn {
                 self.finish_body(left - take, done);
                 continue;
             }
-            self.head.extend_from_slice(data);
-            data = &[];
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut resp = httparse::Response::new(&mut headers);
-            match resp.parse(&self.head) {
+            match resp.parse(data) {
                 Ok(httparse::Status::Complete(n)) => {
                     let status = resp.code.unwrap_or(0);
                     let mut len = Some(0usize);
@@ -93,27 +101,24 @@ impl Conn {
                     }
                     let Some(len) = len else {
                         done.push(Parsed::Bad);
-                        self.head.clear();
                         return;
                     };
                     self.status = status;
-                    let rest = self.head.split_off(n);
-                    self.head.clear();
+                    data = &data[n..];
                     self.body_left = Some(len);
                     self.finish_body(len, done);
-                    if !rest.is_empty() {
-                        self.feed(&rest, done);
-                    }
                 }
                 Ok(httparse::Status::Partial) => {
-                    if self.head.len() > 64 * 1024 {
+                    if data.len() > 64 * 1024 {
                         done.push(Parsed::Bad);
-                        self.head.clear();
+                    } else {
+                        self.head = data.to_vec();
                     }
+                    return;
                 }
                 Err(_) => {
                     done.push(Parsed::Bad);
-                    self.head.clear();
+                    return;
                 }
             }
         }
@@ -235,6 +240,11 @@ impl LoadApp {
 
     /// Drops connection `h` (reset when `abort`).
     fn drop_conn(&mut self, stack: &mut Stack, h: SocketHandle, abort: bool) {
+        if let Some(c) = self.conns.get(&h) {
+            if c.completed == 0 {
+                self.results.conns_without_response += 1;
+            }
+        }
         if abort {
             let _ = stack.tcp_abort(h);
         } else {
@@ -248,7 +258,9 @@ impl LoadApp {
     /// Handles news on connection `h`.
     fn drive(&mut self, stack: &mut Stack, h: SocketHandle, now: u64, running: bool) {
         let Ok(r) = stack.tcp_readiness(h) else {
-            self.conns.remove(&h);
+            if self.conns.remove(&h).is_some_and(|c| c.completed == 0) {
+                self.results.conns_without_response += 1;
+            }
             return;
         };
         let Some(c) = self.conns.get_mut(&h) else {
@@ -316,6 +328,7 @@ impl LoadApp {
                         .latency_us
                         .record(now.saturating_sub(since).max(1));
                     self.results.requests += 1;
+                    c.completed += 1;
                     if status >= 400 {
                         self.results.error(ErrorKind::BadStatus);
                     }
@@ -379,6 +392,8 @@ impl LoadApp {
     }
 
     fn finish(&mut self, stack: &mut Stack) {
+        self.results.conns_at_end = self.conns.len() as u64;
+        self.results.min_requests_at_end = self.conns.values().map(|c| c.completed).min();
         let handles: Vec<SocketHandle> = self.conns.keys().copied().collect();
         for h in handles {
             self.drop_conn(stack, h, false);
@@ -496,6 +511,8 @@ mod tests {
                 })
                 .collect();
             assert_eq!(statuses, vec![200, 404, 200], "cut at {cut}");
+            // Nothing is kept between complete responses.
+            assert_eq!(c.head.capacity(), 0, "cut at {cut}");
         }
     }
 
