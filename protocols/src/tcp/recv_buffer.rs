@@ -343,7 +343,7 @@ mod tests {
             if sent < stream.len() && room > hole {
                 let piece = &stream[sent..stream.len().min(sent + len)];
                 // Out of order first (past a hole), then the hole.
-                if x % 3 == 0 && piece.len() > hole {
+                if x & 3 == 0 && piece.len() > hole {
                     b.insert(hole, &piece[hole..]);
                     assert!(b.has_held() || hole >= room);
                     b.insert(0, &piece[..hole]);

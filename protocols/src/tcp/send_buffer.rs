@@ -107,7 +107,9 @@ mod tests {
         assert_eq!(b.footprint(), 0);
         assert_eq!(b.free(), 256 * 1024);
         for round in 0..3u8 {
-            let msg: Vec<u8> = (0..1000u32).map(|i| (i as u8).wrapping_add(round)).collect();
+            let msg: Vec<u8> = (0..1000u32)
+                .map(|i| (i as u8).wrapping_add(round))
+                .collect();
             assert_eq!(b.write(&msg), 1000);
             assert!(b.footprint() >= 1000 && b.footprint() < 256 * 1024);
             let mut out = vec![0u8; 1000];

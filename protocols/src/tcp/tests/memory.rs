@@ -25,7 +25,7 @@ fn idle_keep_alive_connection_holds_no_buffers() {
         // The peer answers, acknowledging the request: our send memory goes, the response
         // takes receive memory until it is read.
         let resp = request(1000, round ^ 0x55);
-        h.now = h.now + Duration::from_millis(5);
+        h.now += Duration::from_millis(5);
         h.send(peer(PSH, theirs, Some(ours), 60000), &resp);
         theirs += resp.len();
         let mut buf = vec![0u8; 4000];
@@ -36,7 +36,10 @@ fn idle_keep_alive_connection_holds_no_buffers() {
         // The window is the configured one, not what the (freed) ring holds.
         h.advance(Duration::from_millis(200));
         let acks = h.drain();
-        let ack = acks.last().map(|(r, _)| *r).expect("an ACK for the response");
+        let ack = acks
+            .last()
+            .map(|(r, _)| *r)
+            .expect("an ACK for the response");
         assert_eq!(ack.ack_number, Some(rseq(theirs)));
         assert_eq!(usize::from(ack.window_len), cfg.rx_buffer);
     }
