@@ -228,11 +228,17 @@ impl LoadApp {
         }
     }
 
-    /// Queues one request on `h` whose latency counts from `since`.
-    fn send_request(&mut self, stack: &mut Stack, h: SocketHandle, since: u64) {
+    /// Queues one request on `h` at `now`, whose latency counts from `since`.
+    fn send_request(&mut self, stack: &mut Stack, h: SocketHandle, now: u64, since: u64) {
         let Some(c) = self.conns.get_mut(&h) else {
             return;
         };
+        if c.inflight.is_empty() {
+            // The timeout counts from here: an idle keep-alive connection (in open loop, one
+            // waiting its turn behind all the others) has made no progress because it was
+            // asked for none.
+            c.last_progress_us = now;
+        }
         c.inflight.push_back(since);
         c.unsent += self.plan.request.len();
         flush(stack, h, c, &self.plan.request);
@@ -283,10 +289,10 @@ impl LoadApp {
             if running {
                 if self.plan.rate.is_none() {
                     for _ in 0..self.plan.pipeline {
-                        self.send_request(stack, h, now);
+                        self.send_request(stack, h, now, now);
                     }
                 } else if let Some(due) = self.backlog.pop_front() {
-                    self.send_request(stack, h, due);
+                    self.send_request(stack, h, now, due);
                     if !self.plan.close && self.plan.pipeline > 1 {
                         self.idle.push_back(h);
                     }
@@ -352,12 +358,12 @@ impl LoadApp {
         }
         if self.plan.rate.is_none() {
             for _ in 0..completed {
-                self.send_request(stack, h, now);
+                self.send_request(stack, h, now, now);
             }
         } else {
             for _ in 0..completed {
                 match self.backlog.pop_front() {
-                    Some(due) => self.send_request(stack, h, due),
+                    Some(due) => self.send_request(stack, h, now, due),
                     None => {
                         if !self.idle.contains(&h) {
                             self.idle.push_back(h);
@@ -447,7 +453,7 @@ impl WorkerApp for LoadApp {
                 let Some(due) = self.backlog.pop_front() else {
                     break;
                 };
-                self.send_request(ctx.stack, h, due);
+                self.send_request(ctx.stack, h, now, due);
                 let room = self
                     .conns
                     .get(&h)
