@@ -58,6 +58,8 @@ struct Conn {
     last_progress_us: u64,
     /// Responses completed on this connection.
     completed: u64,
+    /// On the open loop's idle list.
+    idle: bool,
 }
 
 /// A response finished, or the stream was not HTTP.
@@ -244,6 +246,21 @@ impl LoadApp {
         flush(stack, h, c, &self.plan.request);
     }
 
+    /// Puts `h` on the open loop's idle list (at the front when `front`) unless it is there.
+    fn make_idle(&mut self, h: SocketHandle, front: bool) {
+        let Some(c) = self.conns.get_mut(&h) else {
+            return;
+        };
+        if !c.idle {
+            c.idle = true;
+            if front {
+                self.idle.push_front(h);
+            } else {
+                self.idle.push_back(h);
+            }
+        }
+    }
+
     /// Drops connection `h` (reset when `abort`).
     fn drop_conn(&mut self, stack: &mut Stack, h: SocketHandle, abort: bool) {
         if let Some(c) = self.conns.get(&h) {
@@ -257,8 +274,8 @@ impl LoadApp {
             let _ = stack.tcp_close(h);
         }
         stack.tcp_release(h);
+        // Its entry on the idle list, if any, is skipped when it comes up.
         self.conns.remove(&h);
-        self.idle.retain(|x| *x != h);
     }
 
     /// Handles news on connection `h`.
@@ -294,10 +311,10 @@ impl LoadApp {
                 } else if let Some(due) = self.backlog.pop_front() {
                     self.send_request(stack, h, now, due);
                     if !self.plan.close && self.plan.pipeline > 1 {
-                        self.idle.push_back(h);
+                        self.make_idle(h, false);
                     }
                 } else if !self.plan.close {
-                    self.idle.push_back(h);
+                    self.make_idle(h, false);
                 }
             }
         }
@@ -365,9 +382,7 @@ impl LoadApp {
                 match self.backlog.pop_front() {
                     Some(due) => self.send_request(stack, h, now, due),
                     None => {
-                        if !self.idle.contains(&h) {
-                            self.idle.push_back(h);
-                        }
+                        self.make_idle(h, false);
                         break;
                     }
                 }
@@ -450,6 +465,10 @@ impl WorkerApp for LoadApp {
                 let Some(h) = self.idle.pop_front() else {
                     break;
                 };
+                let Some(c) = self.conns.get_mut(&h) else {
+                    continue; // dropped since it went idle
+                };
+                c.idle = false;
                 let Some(due) = self.backlog.pop_front() else {
                     break;
                 };
@@ -459,7 +478,7 @@ impl WorkerApp for LoadApp {
                     .get(&h)
                     .is_some_and(|c| c.inflight.len() < self.plan.pipeline);
                 if room {
-                    self.idle.push_front(h);
+                    self.make_idle(h, true);
                 }
             }
         }
