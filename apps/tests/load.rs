@@ -309,7 +309,7 @@ fn many_source_addresses_hold_thousands_of_connections_to_one_port() {
     if !interop_allowed() {
         return;
     }
-    const CONNS: usize = 5000;
+    const CONNS: usize = 8000;
     let lab = Lab::up("load-src").expect("lab");
     raise_somaxconn(&lab);
     // The kernel reaches the whole range through tapir's own address: one neighbour entry.
@@ -346,7 +346,7 @@ fn many_source_addresses_hold_thousands_of_connections_to_one_port() {
             "-d",
             "5",
             "--ramp",
-            "5000",
+            "8000",
             "--src",
             "10.9.0.0/22",
             "--queues",
@@ -360,6 +360,9 @@ fn many_source_addresses_hold_thousands_of_connections_to_one_port() {
     eprintln!("{r}");
     assert_eq!(errors(&r), 0, "{r}");
     assert_eq!(r["conns_opened"].as_u64(), Some(CONNS as u64), "{r}");
+    assert_eq!(r["conns_at_end"].as_u64(), Some(CONNS as u64), "{r}");
+    assert_eq!(r["conns_without_response"].as_u64(), Some(0), "{r}");
+    assert!(r["min_requests_at_end"].as_u64() >= Some(1), "{r}");
     // Every connection completed requests: nginx saw each (address, port) pair, from many
     // addresses of the range.
     let log = nginx.log();

@@ -144,6 +144,13 @@ struct TxBatch<'a> {
 }
 
 impl Sink for TxBatch<'_> {
+    /// The pool is what bounds a batch: with every buffer holding a frame to write, TCP waits
+    /// for the next round (the worker writes this batch, frees the buffers and polls again at
+    /// once) rather than losing segments to `tx_no_buffer`.
+    fn has_room(&self) -> bool {
+        self.pool.small.available() > 0
+    }
+
     fn transmit<F: FnOnce(&mut [u8]) -> usize>(&mut self, max_len: usize, fill: F) {
         self.transmit_offload(max_len, |buf| (fill(buf), TxOffload::default()));
     }

@@ -56,6 +56,10 @@ struct Conn {
     body_left: Option<usize>,
     status: u16,
     last_progress_us: u64,
+    /// Responses completed on this connection.
+    completed: u64,
+    /// On the open loop's idle list.
+    idle: bool,
 }
 
 /// A response finished, or the stream was not HTTP.
@@ -65,8 +69,16 @@ enum Parsed {
 }
 
 impl Conn {
-    /// Feeds received bytes; completed responses go to `done`.
+    /// Feeds received bytes; completed responses go to `done`. Headers are parsed straight
+    /// from `data`; only a header cut off at the end of a read is kept (and freed once whole),
+    /// so an idle connection holds no parse buffer.
     fn feed(&mut self, mut data: &[u8], done: &mut Vec<Parsed>) {
+        if !self.head.is_empty() {
+            let mut buf = std::mem::take(&mut self.head);
+            buf.extend_from_slice(data);
+            self.feed(&buf, done);
+            return;
+        }
         while !data.is_empty() {
             if let Some(left) = self.body_left {
                 let take = left.min(data.len());
@@ -74,11 +86,9 @@ impl Conn {
                 self.finish_body(left - take, done);
                 continue;
             }
-            self.head.extend_from_slice(data);
-            data = &[];
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut resp = httparse::Response::new(&mut headers);
-            match resp.parse(&self.head) {
+            match resp.parse(data) {
                 Ok(httparse::Status::Complete(n)) => {
                     let status = resp.code.unwrap_or(0);
                     let mut len = Some(0usize);
@@ -93,27 +103,24 @@ impl Conn {
                     }
                     let Some(len) = len else {
                         done.push(Parsed::Bad);
-                        self.head.clear();
                         return;
                     };
                     self.status = status;
-                    let rest = self.head.split_off(n);
-                    self.head.clear();
+                    data = &data[n..];
                     self.body_left = Some(len);
                     self.finish_body(len, done);
-                    if !rest.is_empty() {
-                        self.feed(&rest, done);
-                    }
                 }
                 Ok(httparse::Status::Partial) => {
-                    if self.head.len() > 64 * 1024 {
+                    if data.len() > 64 * 1024 {
                         done.push(Parsed::Bad);
-                        self.head.clear();
+                    } else {
+                        self.head = data.to_vec();
                     }
+                    return;
                 }
                 Err(_) => {
                     done.push(Parsed::Bad);
-                    self.head.clear();
+                    return;
                 }
             }
         }
@@ -223,32 +230,60 @@ impl LoadApp {
         }
     }
 
-    /// Queues one request on `h` whose latency counts from `since`.
-    fn send_request(&mut self, stack: &mut Stack, h: SocketHandle, since: u64) {
+    /// Queues one request on `h` at `now`, whose latency counts from `since`.
+    fn send_request(&mut self, stack: &mut Stack, h: SocketHandle, now: u64, since: u64) {
         let Some(c) = self.conns.get_mut(&h) else {
             return;
         };
+        if c.inflight.is_empty() {
+            // The timeout counts from here: an idle keep-alive connection (in open loop, one
+            // waiting its turn behind all the others) has made no progress because it was
+            // asked for none.
+            c.last_progress_us = now;
+        }
         c.inflight.push_back(since);
         c.unsent += self.plan.request.len();
         flush(stack, h, c, &self.plan.request);
     }
 
+    /// Puts `h` on the open loop's idle list (at the front when `front`) unless it is there.
+    fn make_idle(&mut self, h: SocketHandle, front: bool) {
+        let Some(c) = self.conns.get_mut(&h) else {
+            return;
+        };
+        if !c.idle {
+            c.idle = true;
+            if front {
+                self.idle.push_front(h);
+            } else {
+                self.idle.push_back(h);
+            }
+        }
+    }
+
     /// Drops connection `h` (reset when `abort`).
     fn drop_conn(&mut self, stack: &mut Stack, h: SocketHandle, abort: bool) {
+        if let Some(c) = self.conns.get(&h) {
+            if c.completed == 0 {
+                self.results.conns_without_response += 1;
+            }
+        }
         if abort {
             let _ = stack.tcp_abort(h);
         } else {
             let _ = stack.tcp_close(h);
         }
         stack.tcp_release(h);
+        // Its entry on the idle list, if any, is skipped when it comes up.
         self.conns.remove(&h);
-        self.idle.retain(|x| *x != h);
     }
 
     /// Handles news on connection `h`.
     fn drive(&mut self, stack: &mut Stack, h: SocketHandle, now: u64, running: bool) {
         let Ok(r) = stack.tcp_readiness(h) else {
-            self.conns.remove(&h);
+            if self.conns.remove(&h).is_some_and(|c| c.completed == 0) {
+                self.results.conns_without_response += 1;
+            }
             return;
         };
         let Some(c) = self.conns.get_mut(&h) else {
@@ -271,15 +306,15 @@ impl LoadApp {
             if running {
                 if self.plan.rate.is_none() {
                     for _ in 0..self.plan.pipeline {
-                        self.send_request(stack, h, now);
+                        self.send_request(stack, h, now, now);
                     }
                 } else if let Some(due) = self.backlog.pop_front() {
-                    self.send_request(stack, h, due);
+                    self.send_request(stack, h, now, due);
                     if !self.plan.close && self.plan.pipeline > 1 {
-                        self.idle.push_back(h);
+                        self.make_idle(h, false);
                     }
                 } else if !self.plan.close {
-                    self.idle.push_back(h);
+                    self.make_idle(h, false);
                 }
             }
         }
@@ -316,6 +351,7 @@ impl LoadApp {
                         .latency_us
                         .record(now.saturating_sub(since).max(1));
                     self.results.requests += 1;
+                    c.completed += 1;
                     if status >= 400 {
                         self.results.error(ErrorKind::BadStatus);
                     }
@@ -339,16 +375,14 @@ impl LoadApp {
         }
         if self.plan.rate.is_none() {
             for _ in 0..completed {
-                self.send_request(stack, h, now);
+                self.send_request(stack, h, now, now);
             }
         } else {
             for _ in 0..completed {
                 match self.backlog.pop_front() {
-                    Some(due) => self.send_request(stack, h, due),
+                    Some(due) => self.send_request(stack, h, now, due),
                     None => {
-                        if !self.idle.contains(&h) {
-                            self.idle.push_back(h);
-                        }
+                        self.make_idle(h, false);
                         break;
                     }
                 }
@@ -379,6 +413,8 @@ impl LoadApp {
     }
 
     fn finish(&mut self, stack: &mut Stack) {
+        self.results.conns_at_end = self.conns.len() as u64;
+        self.results.min_requests_at_end = self.conns.values().map(|c| c.completed).min();
         let handles: Vec<SocketHandle> = self.conns.keys().copied().collect();
         for h in handles {
             self.drop_conn(stack, h, false);
@@ -429,16 +465,20 @@ impl WorkerApp for LoadApp {
                 let Some(h) = self.idle.pop_front() else {
                     break;
                 };
+                let Some(c) = self.conns.get_mut(&h) else {
+                    continue; // dropped since it went idle
+                };
+                c.idle = false;
                 let Some(due) = self.backlog.pop_front() else {
                     break;
                 };
-                self.send_request(ctx.stack, h, due);
+                self.send_request(ctx.stack, h, now, due);
                 let room = self
                     .conns
                     .get(&h)
                     .is_some_and(|c| c.inflight.len() < self.plan.pipeline);
                 if room {
-                    self.idle.push_front(h);
+                    self.make_idle(h, true);
                 }
             }
         }
@@ -496,6 +536,8 @@ mod tests {
                 })
                 .collect();
             assert_eq!(statuses, vec![200, 404, 200], "cut at {cut}");
+            // Nothing is kept between complete responses.
+            assert_eq!(c.head.capacity(), 0, "cut at {cut}");
         }
     }
 

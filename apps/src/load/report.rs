@@ -61,6 +61,13 @@ pub struct Results {
     /// Connections opened, and the most open at once.
     pub conns_opened: u64,
     pub conns_peak: u64,
+    /// Connections still open when the run ended.
+    pub conns_at_end: u64,
+    /// Connections (ended early or open at the end) that never completed a request: with
+    /// keep-alive, every connection held should have completed many.
+    pub conns_without_response: u64,
+    /// Fewest requests completed on one connection open at the end (`None` with none open).
+    pub min_requests_at_end: Option<u64>,
 }
 
 impl Default for Results {
@@ -72,6 +79,9 @@ impl Default for Results {
             errors: [0; ERROR_KINDS.len()],
             conns_opened: 0,
             conns_peak: 0,
+            conns_at_end: 0,
+            conns_without_response: 0,
+            min_requests_at_end: None,
         }
     }
 }
@@ -92,6 +102,12 @@ impl Results {
         self.conns_opened += other.conns_opened;
         // Peaks of different workers may not coincide: their sum bounds the node's peak.
         self.conns_peak += other.conns_peak;
+        self.conns_at_end += other.conns_at_end;
+        self.conns_without_response += other.conns_without_response;
+        self.min_requests_at_end = match (self.min_requests_at_end, other.min_requests_at_end) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 
     pub fn total_errors(&self) -> u64 {
@@ -130,8 +146,15 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  connections {} opened, {} at most at once",
-            r.conns_opened, r.conns_peak
+            "  connections {} opened, {} at most at once, {} open at the end",
+            r.conns_opened, r.conns_peak, r.conns_at_end
+        );
+        let _ = writeln!(
+            s,
+            "  per conn    {} never completed a request, fewest completed by one open at the end {}",
+            r.conns_without_response,
+            r.min_requests_at_end
+                .map_or_else(|| "-".to_string(), |n| n.to_string())
         );
         let mut lat = String::from("  latency    ");
         for (name, q) in PERCENTILES {
@@ -172,6 +195,9 @@ impl Report {
             "errors": errs,
             "conns_opened": r.conns_opened,
             "conns_peak": r.conns_peak,
+            "conns_at_end": r.conns_at_end,
+            "conns_without_response": r.conns_without_response,
+            "min_requests_at_end": r.min_requests_at_end,
         })
     }
 }
@@ -201,7 +227,12 @@ mod tests {
         a.requests = 999;
         b.requests = 1;
         b.error(ErrorKind::Timeout);
+        a.min_requests_at_end = Some(7);
+        b.min_requests_at_end = Some(3);
+        b.conns_without_response = 2;
         a.merge(&b);
+        assert_eq!(a.min_requests_at_end, Some(3));
+        assert_eq!(a.conns_without_response, 2);
         assert_eq!(a.requests, 1000);
         assert_eq!(a.errors[ErrorKind::Timeout as usize], 1);
         assert!(a.latency_us.max() >= 999_000);

@@ -70,6 +70,14 @@ pub trait Sink {
     ) {
         self.transmit(max_len, |buf| fill(buf).0);
     }
+
+    /// Whether the sink can take another frame now. A sink with a bounded supply of buffers
+    /// says no once it has run out: the stack then leaves what TCP connections have queued for
+    /// the next `poll` (they stay on the dirty list, and `poll_at` says "now") instead of
+    /// building segments the sink would drop. Frames sent anyway are the sink's to count.
+    fn has_room(&self) -> bool {
+        true
+    }
 }
 
 /// What the device still has to do to a frame (virtio-net `virtio_net_hdr` semantics).

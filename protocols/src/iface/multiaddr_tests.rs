@@ -132,3 +132,74 @@ fn connections_from_two_local_addresses_may_share_a_port_to_one_remote() {
         assert_eq!(n.tcp_info(h).unwrap().local, SocketAddrV4::new(a, 40000));
     }
 }
+
+/// A sink with room for `left` more frames, like the engine's buffer pool.
+struct Budget {
+    frames: Vec<Vec<u8>>,
+    left: usize,
+}
+
+impl Sink for Budget {
+    fn transmit<F: FnOnce(&mut [u8]) -> usize>(&mut self, max_len: usize, fill: F) {
+        if self.left == 0 {
+            return; // dropped, as the engine counts tx_no_buffer
+        }
+        self.left -= 1;
+        self.frames.transmit(max_len, fill);
+    }
+
+    fn has_room(&self) -> bool {
+        self.left > 0
+    }
+}
+
+#[test]
+fn a_sink_out_of_room_holds_segments_back_for_the_next_poll() {
+    let (mut k, mut n) = pair();
+    let mut now = Instant::from_secs(1);
+    k.tcp_listen(80, 1024).unwrap();
+    let server = SocketAddrV4::new(IP_K, 80);
+    // One connection first, so that the server's address is resolved.
+    n.tcp_connect_from(now, IP_N, server, None, &|_| true)
+        .unwrap();
+    run(&mut k, &mut n, &mut now, 5);
+    let conns = 200;
+    for i in 0..conns {
+        let src = Ipv4Addr::new(10, 9, 0, 1 + (i % 200) as u8);
+        n.tcp_connect_from(now, src, server, None, &|_| true)
+            .unwrap();
+    }
+    // Eight frames per poll, at one instant: every SYN goes out once, in turn, and the stack
+    // asks to be polled again at once while any wait.
+    let mut syns = Vec::new();
+    for _ in 0..conns {
+        let mut sink = Budget {
+            frames: Vec::new(),
+            left: 8,
+        };
+        n.poll(now, &mut sink);
+        assert!(sink.frames.len() <= 8);
+        syns.extend(sink.frames);
+        if syns.len() < conns {
+            assert!(n.poll_at().is_some_and(|t| t <= now), "{} sent", syns.len());
+        } else {
+            break;
+        }
+    }
+    assert_eq!(syns.len(), conns);
+    let mut replies = Vec::new();
+    for f in &syns {
+        k.receive(now, f, &mut replies);
+    }
+    for f in replies {
+        n.receive(now, &f, &mut Vec::new());
+    }
+    run(&mut k, &mut n, &mut now, 5);
+    // Everything is established without a retransmission (virtual time never reached an RTO).
+    let mut accepted = 0;
+    while k.tcp_accept(80).unwrap().is_some() {
+        accepted += 1;
+    }
+    assert_eq!(accepted, conns + 1);
+    assert_eq!(n.counters().nonzero_drops().count(), 0);
+}

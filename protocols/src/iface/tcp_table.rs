@@ -496,7 +496,14 @@ impl Stack {
         // By index, not by taking the list: connections touched meanwhile go after `pending`
         // and wait for the next poll, and the list keeps its capacity (no allocation per poll).
         let pending = self.dirty.len();
+        // With the sink out of buffers, the rest of the list waits (still marked dirty) for the
+        // next poll, after the engine has written and freed what this one built.
+        let mut done = pending;
         for i in 0..pending {
+            if !sink.has_room() {
+                done = i;
+                break;
+            }
             let Some(&h) = self.dirty.get(i) else { break };
             let Stack {
                 tcp,
@@ -522,6 +529,9 @@ impl Stack {
             // still has more goes back on the dirty list.
             let mut sent_all = false;
             for _ in 0..MAX_BURST {
+                if !sink.has_room() {
+                    break;
+                }
                 let conn = &mut s.conn;
                 if !send_segment(&mut eg, now, sink, local, remote, |seg| {
                     let repr = conn.poll_transmit(now, seg)?;
@@ -538,7 +548,7 @@ impl Stack {
                 self.touch(h);
             }
         }
-        self.dirty.drain(..pending);
+        self.dirty.drain(..done);
     }
 
     /// Keeps (or stops keeping) the list of owned connections with news for their application:

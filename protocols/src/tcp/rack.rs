@@ -51,6 +51,11 @@ pub struct Rack {
 }
 
 impl Rack {
+    /// Heap bytes held for the per-segment records; 0 when nothing is in flight.
+    pub fn footprint(&self) -> usize {
+        self.segs.capacity() * core::mem::size_of::<Sent>()
+    }
+
     /// Smallest RTT measured from send times (microsecond precision, unlike timestamps).
     pub fn min_rtt(&self) -> Option<Duration> {
         self.min_rtt
@@ -127,6 +132,10 @@ impl Rack {
                 self.update(now, &s);
                 delivered = true;
             }
+        }
+        if self.segs.is_empty() {
+            // Nothing in flight: an idle connection keeps no records.
+            self.segs = VecDeque::new();
         }
         let mut holes = sack.holes(snd_una, smss).peekable();
         let top = sack.high_sacked();

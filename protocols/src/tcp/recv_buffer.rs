@@ -1,15 +1,24 @@
-//! The receive buffer: one ring allocated once at its configured size, holding in-order data the
-//! application has not read yet and, past it, out-of-order data written at its offset, with a
-//! small sorted list of the ranges held (at most [`MAX_HELD_RANGES`]).
+//! The receive buffer: a ring holding in-order data the application has not read yet and, past
+//! it, out-of-order data written at its offset, with a small sorted list of the ranges held (at
+//! most [`MAX_HELD_RANGES`]).
+//!
+//! Memory follows the data, not the configured size: the ring is allocated when data first
+//! arrives, grows (doubling, re-laid out) up to the capacity as more is held, and is freed once
+//! the application has read everything with nothing held out of order; the range list is
+//! allocated only while a hole is open. An idle connection holds no buffer memory. The window
+//! is always computed from the configured capacity, so none of this is visible on the wire.
 //!
 //! Positions are absolute stream offsets (bytes since the first data byte); ring index is the
-//! position modulo the capacity. The buffer knows nothing of sequence numbers: the connection
-//! passes offsets relative to RCV.NXT, which is the end of the in-order data.
+//! position modulo the ring's current length. The buffer knows nothing of sequence numbers:
+//! the connection passes offsets relative to RCV.NXT, which is the end of the in-order data.
 
 use crate::wire::bytes::{copy, get, get_mut};
 
 /// Out-of-order ranges kept at most; a segment that would need one more is dropped.
 pub const MAX_HELD_RANGES: usize = 32;
+
+/// The smallest ring allocated: one page, enough for a request or a short response.
+const MIN_RING: usize = 4096;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Held {
@@ -21,7 +30,9 @@ struct Held {
 
 #[derive(Debug)]
 pub struct RecvBuffer {
+    /// Empty while nothing is held; otherwise at most `capacity` bytes.
     ring: Vec<u8>,
+    capacity: usize,
     /// Stream position of the first unread byte.
     read_pos: u64,
     /// In-order bytes ready for the application.
@@ -31,19 +42,50 @@ pub struct RecvBuffer {
     stamp: u64,
 }
 
+/// Copies `data` into `ring` at stream position `pos`, wrapping.
+fn ring_write(ring: &mut [u8], pos: u64, data: &[u8]) {
+    let len = ring.len();
+    if len == 0 {
+        return;
+    }
+    let idx = (pos % len as u64) as usize;
+    let first = data.len().min(len - idx);
+    let (head, tail) = data.split_at_checked(first).unwrap_or((data, &[]));
+    copy(get_mut(ring, idx..idx + first), head);
+    copy(get_mut(ring, ..tail.len()), tail);
+}
+
+/// The (up to two) slices of `ring` holding stream positions `[pos, pos + n)`.
+fn ring_slices(ring: &[u8], pos: u64, n: usize) -> (&[u8], &[u8]) {
+    let len = ring.len();
+    if len == 0 {
+        return (&[], &[]);
+    }
+    let idx = (pos % len as u64) as usize;
+    let n = n.min(len);
+    let first = n.min(len - idx);
+    (get(ring, idx..idx + first), get(ring, ..n - first))
+}
+
 impl RecvBuffer {
     pub fn new(capacity: usize) -> Self {
         RecvBuffer {
-            ring: vec![0; capacity],
+            ring: Vec::new(),
+            capacity,
             read_pos: 0,
             ready: 0,
-            held: Vec::with_capacity(MAX_HELD_RANGES),
+            held: Vec::new(),
             stamp: 0,
         }
     }
 
     pub fn capacity(&self) -> usize {
-        self.ring.len()
+        self.capacity
+    }
+
+    /// Heap bytes held now (ring and range list); 0 when idle.
+    pub fn footprint(&self) -> usize {
+        self.ring.capacity() + self.held.capacity() * core::mem::size_of::<Held>()
     }
 
     /// In-order bytes ready to read.
@@ -53,7 +95,7 @@ impl RecvBuffer {
 
     /// Room from RCV.NXT to the end of the buffer: the receive window.
     pub fn window(&self) -> usize {
-        self.capacity() - self.ready
+        self.capacity - self.ready
     }
 
     /// Whether out-of-order data is held.
@@ -65,10 +107,41 @@ impl RecvBuffer {
         self.read_pos + self.ready as u64
     }
 
+    /// End of the last byte held, in order or not.
+    fn live_end(&self) -> u64 {
+        self.held.last().map_or(self.ready_end(), |h| h.end)
+    }
+
+    /// Makes the ring hold positions up to `end` (at most `read_pos + capacity`): allocates it,
+    /// or grows it and moves the bytes held to their places in the longer ring.
+    fn reserve_to(&mut self, end: u64) {
+        let need = (end.saturating_sub(self.read_pos) as usize).min(self.capacity);
+        if need <= self.ring.len() {
+            return;
+        }
+        let mut len = self.ring.len().max(MIN_RING);
+        while len < need {
+            len = len.saturating_mul(2);
+        }
+        let mut ring = vec![0; len.min(self.capacity)];
+        let live = (self.live_end() - self.read_pos) as usize;
+        let (a, b) = ring_slices(&self.ring, self.read_pos, live);
+        ring_write(&mut ring, self.read_pos, a);
+        ring_write(&mut ring, self.read_pos + a.len() as u64, b);
+        self.ring = ring;
+    }
+
+    /// Frees what an empty buffer holds.
+    fn release_if_empty(&mut self) {
+        if self.ready == 0 && self.held.is_empty() {
+            self.ring = Vec::new();
+            self.held = Vec::new();
+        }
+    }
+
     /// Stores `data`, which starts `offset` bytes past RCV.NXT. Bytes past the buffer's end are
     /// cut off. Returns how far RCV.NXT advances (0 for out-of-order data).
     pub fn insert(&mut self, offset: usize, data: &[u8]) -> usize {
-        let cap = self.capacity();
         if offset >= self.window() || data.is_empty() {
             return 0;
         }
@@ -81,12 +154,8 @@ impl RecvBuffer {
         {
             return 0;
         }
-        // Copy into the ring, in up to two pieces.
-        let idx = (start % cap as u64) as usize;
-        let first = data.len().min(cap - idx);
-        let (head, tail) = data.split_at_checked(first).unwrap_or((data, &[]));
-        copy(get_mut(&mut self.ring, idx..idx + first), head);
-        copy(get_mut(&mut self.ring, ..tail.len()), tail);
+        self.reserve_to(end);
+        ring_write(&mut self.ring, start, data);
 
         self.stamp += 1;
         if offset == 0 {
@@ -99,6 +168,9 @@ impl RecvBuffer {
                 }
                 new_end = new_end.max(h.end);
                 self.held.remove(0);
+            }
+            if self.held.is_empty() {
+                self.held = Vec::new();
             }
             self.ready += (new_end - before) as usize;
             return (new_end - before) as usize;
@@ -125,6 +197,10 @@ impl RecvBuffer {
             merged.end = merged.end.max(h.end);
             last += 1;
         }
+        if self.held.capacity() == 0 {
+            // One hole usually stays small; the list grows if more open.
+            self.held.reserve_exact(4);
+        }
         self.held.drain(first..last);
         self.held.insert(first, merged);
     }
@@ -147,19 +223,19 @@ impl RecvBuffer {
         })
     }
 
-    /// Copies in-order data into `out`; returns how much.
+    /// Copies in-order data into `out`; returns how much. Reading the last byte held frees the
+    /// ring.
     pub fn read(&mut self, out: &mut [u8]) -> usize {
-        let cap = self.capacity();
         let n = out.len().min(self.ready);
         if n == 0 {
             return 0;
         }
-        let idx = (self.read_pos % cap as u64) as usize;
-        let first = n.min(cap - idx);
-        copy(get_mut(out, ..first), get(&self.ring, idx..idx + first));
-        copy(get_mut(out, first..n), get(&self.ring, ..n - first));
+        let (a, b) = ring_slices(&self.ring, self.read_pos, n);
+        copy(get_mut(out, ..a.len()), a);
+        copy(get_mut(out, a.len()..n), b);
         self.read_pos += n as u64;
         self.ready -= n;
+        self.release_if_empty();
         n
     }
 }
@@ -223,5 +299,69 @@ mod tests {
         assert_eq!(b.insert(4, b"zz"), 0);
         assert_eq!(b.insert(0, b"ab"), 4);
         assert_eq!(read_all(&mut b), b"abcd");
+    }
+
+    #[test]
+    fn idle_buffer_holds_no_memory() {
+        let mut b = RecvBuffer::new(256 * 1024);
+        assert_eq!(b.footprint(), 0);
+        assert_eq!(b.window(), 256 * 1024);
+        assert_eq!(b.insert(0, b"hello"), 5);
+        // A small message takes a small ring, not the configured capacity.
+        assert_eq!(b.footprint(), MIN_RING);
+        assert_eq!(b.window(), 256 * 1024 - 5);
+        let mut out = [0u8; 3];
+        assert_eq!(b.read(&mut out), 3);
+        assert!(b.footprint() > 0, "two bytes are still unread");
+        assert_eq!(read_all(&mut b), b"lo");
+        assert_eq!(b.footprint(), 0);
+        assert_eq!(b.window(), 256 * 1024);
+        // A hole keeps the ring (and the range list) until it is filled and read.
+        assert_eq!(b.insert(3, b"def"), 0);
+        assert!(b.footprint() > MIN_RING);
+        assert_eq!(b.insert(0, b"abc"), 6);
+        assert!(!b.has_held());
+        assert_eq!(read_all(&mut b), b"abcdef");
+        assert_eq!(b.footprint(), 0);
+    }
+
+    #[test]
+    fn data_survives_growth_and_free_cycles() {
+        // A deterministic stream sent in uneven pieces, some out of order, read in uneven
+        // pieces: the ring is freed and grown many times, at every wrap position.
+        let cap = 40_000;
+        let stream: Vec<u8> = (0..600_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let mut b = RecvBuffer::new(cap);
+        let (mut sent, mut got) = (0usize, Vec::new());
+        let mut x = 12345u32;
+        let mut frees = 0;
+        while got.len() < stream.len() {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let len = 1 + (x >> 8) as usize % 9000;
+            let hole = 1 + (x >> 4) as usize % 700;
+            let room = b.window();
+            if sent < stream.len() && room > hole {
+                let piece = &stream[sent..stream.len().min(sent + len)];
+                // Out of order first (past a hole), then the hole.
+                if x & 3 == 0 && piece.len() > hole {
+                    b.insert(hole, &piece[hole..]);
+                    assert!(b.has_held() || hole >= room);
+                    b.insert(0, &piece[..hole]);
+                } else {
+                    b.insert(0, piece);
+                }
+                sent += piece.len().min(room);
+                assert_eq!(b.window(), cap - b.ready());
+                assert!(b.footprint() <= cap + MAX_HELD_RANGES * 24);
+            }
+            let mut out = vec![0u8; 1 + (x >> 12) as usize % 30_000];
+            let n = b.read(&mut out);
+            got.extend_from_slice(&out[..n]);
+            if b.footprint() == 0 {
+                frees += 1;
+            }
+        }
+        assert_eq!(got, stream);
+        assert!(frees > 10, "the ring was freed {frees} times");
     }
 }

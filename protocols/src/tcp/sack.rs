@@ -27,7 +27,12 @@ pub struct Scoreboard {
 
 impl Scoreboard {
     pub fn clear(&mut self) {
-        self.ranges.clear();
+        self.ranges = Vec::new();
+    }
+
+    /// Heap bytes held; 0 when nothing above SND.UNA is SACKed.
+    pub fn footprint(&self) -> usize {
+        self.ranges.capacity() * core::mem::size_of::<(SeqNumber, SeqNumber)>()
     }
 
     #[cfg(test)]
@@ -44,6 +49,9 @@ impl Scoreboard {
     /// HighACK moved to `snd_una`: forget what it covers.
     pub fn advance(&mut self, snd_una: SeqNumber) {
         self.ranges.retain(|&(_, e)| e > snd_una);
+        if self.ranges.is_empty() {
+            self.ranges = Vec::new();
+        }
         if let Some(first) = self.ranges.first_mut() {
             if first.0 < snd_una {
                 first.0 = snd_una;

@@ -1,5 +1,7 @@
 //! The send buffer: bytes the application wrote that the peer has not acknowledged yet, both
-//! in flight and unsent, in one ring allocated once at its configured size.
+//! in flight and unsent, in one ring that grows as the application writes (up to its configured
+//! size) and is freed once the peer has acknowledged everything: an idle connection holds no
+//! send memory.
 //!
 //! Byte 0 of the buffer is the oldest unacknowledged byte; the connection maps sequence numbers
 //! onto offsets. The buffer knows nothing of sequence numbers, windows or segments.
@@ -16,7 +18,7 @@ pub struct SendBuffer {
 impl SendBuffer {
     pub fn new(capacity: usize) -> Self {
         SendBuffer {
-            data: VecDeque::with_capacity(capacity),
+            data: VecDeque::new(),
             capacity,
         }
     }
@@ -24,6 +26,11 @@ impl SendBuffer {
     /// Bytes held (unacknowledged plus unsent).
     pub fn len(&self) -> usize {
         self.data.len()
+    }
+
+    /// Heap bytes held now; 0 when everything was acknowledged.
+    pub fn footprint(&self) -> usize {
+        self.data.capacity()
     }
 
     /// Free room.
@@ -34,6 +41,13 @@ impl SendBuffer {
     /// Appends as much of `bytes` as fits; returns how much.
     pub fn write(&mut self, bytes: &[u8]) -> usize {
         let n = bytes.len().min(self.free());
+        // Grow by doubling, never past the configured size.
+        let want = (self.data.len() + n)
+            .max(self.data.capacity().saturating_mul(2))
+            .min(self.capacity);
+        if want > self.data.capacity() {
+            self.data.reserve_exact(want - self.data.len());
+        }
         self.data.extend(bytes.get(..n).unwrap_or_default());
         n
     }
@@ -58,10 +72,13 @@ impl SendBuffer {
         n
     }
 
-    /// Drops the first `n` bytes (they were acknowledged).
+    /// Drops the first `n` bytes (they were acknowledged); the ring goes once it is empty.
     pub fn consume(&mut self, n: usize) {
         let n = n.min(self.data.len());
         self.data.drain(..n);
+        if self.data.is_empty() {
+            self.data = VecDeque::new();
+        }
     }
 }
 
@@ -82,5 +99,29 @@ mod tests {
         assert_eq!(b.read_at(5, &mut out[..2]), 2);
         assert_eq!(&out[..2], b"jk");
         assert_eq!(b.read_at(8, &mut out), 0);
+    }
+
+    #[test]
+    fn acknowledged_buffer_holds_no_memory() {
+        let mut b = SendBuffer::new(256 * 1024);
+        assert_eq!(b.footprint(), 0);
+        assert_eq!(b.free(), 256 * 1024);
+        for round in 0..3u8 {
+            let msg: Vec<u8> = (0..1000u32)
+                .map(|i| (i as u8).wrapping_add(round))
+                .collect();
+            assert_eq!(b.write(&msg), 1000);
+            assert!(b.footprint() >= 1000 && b.footprint() < 256 * 1024);
+            let mut out = vec![0u8; 1000];
+            assert_eq!(b.read_at(0, &mut out), 1000);
+            assert_eq!(out, msg);
+            b.consume(600);
+            assert!(b.footprint() > 0);
+            assert_eq!(b.read_at(0, &mut out[..400]), 400);
+            assert_eq!(&out[..400], &msg[600..]);
+            b.consume(400);
+            assert_eq!(b.footprint(), 0);
+            assert_eq!(b.free(), 256 * 1024);
+        }
     }
 }

@@ -673,6 +673,14 @@ impl Connection {
         self.tx.len()
     }
 
+    /// Heap bytes the connection's buffers and loss-recovery records hold now (receive ring
+    /// and out-of-order list, send ring, SACK scoreboard, RACK records). Each is allocated when
+    /// needed and freed when drained, so an idle connection (everything read, everything
+    /// acknowledged, no hole open) holds 0.
+    pub fn buffer_footprint(&self) -> usize {
+        self.rx.footprint() + self.tx.footprint() + self.sack.footprint() + self.rack.footprint()
+    }
+
     /// Free room in the send buffer.
     pub fn send_capacity(&self) -> usize {
         self.tx.free()

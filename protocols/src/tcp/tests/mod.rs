@@ -5,6 +5,7 @@ mod close;
 mod data;
 mod handshake;
 mod loss;
+mod memory;
 mod pair;
 mod rack;
 mod robustness;
