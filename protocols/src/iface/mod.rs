@@ -384,7 +384,11 @@ impl Stack {
             || self.dhcp_announce;
         let dirty = if queued { Some(Instant::ZERO) } else { None };
         let dhcp = self.dhcp.as_ref().and_then(|d| d.poll_at());
-        [tcp, arp, frags, dirty, dhcp].into_iter().flatten().min()
+        let sweep = self.tcp.sweep_at();
+        [tcp, arp, frags, dirty, dhcp, sweep]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs due timers and sends whatever sockets have queued.

@@ -84,6 +84,10 @@ impl<T> Slab<T> {
         self.len
     }
 
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.slots.iter_mut().filter_map(|(_, v)| v.as_mut())
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (SocketHandle, &T)> {
         self.slots.iter().enumerate().filter_map(|(i, (g, v))| {
             v.as_ref().map(|v| {

@@ -136,6 +136,8 @@ pub(super) struct TcpTable {
     /// Keep a list of connections with news for their application (run-to-completion apps).
     track_ready: bool,
     ready: Vec<SocketHandle>,
+    /// When the receive rings of drained connections are next freed.
+    sweep_at: Option<Instant>,
 }
 
 impl TcpTable {
@@ -146,6 +148,29 @@ impl TcpTable {
             listeners: HashMap::new(),
             track_ready: false,
             ready: Vec::new(),
+            sweep_at: None,
+        }
+    }
+
+    /// When the next buffer sweep is due: a second after the last, while connections exist.
+    pub fn sweep_at(&self) -> Option<Instant> {
+        self.sweep_at.filter(|_| self.sockets.len() > 0)
+    }
+
+    /// Frees the receive ring of every connection whose data was all read, once a
+    /// [`crate::tcp::BUFFER_SWEEP`]: memory follows idleness without a busy connection
+    /// reallocating its ring after every read.
+    pub fn sweep(&mut self, now: Instant) {
+        match self.sweep_at {
+            Some(t) if t > now => {}
+            None if self.sockets.len() == 0 => {}
+            None => self.sweep_at = Some(now + crate::tcp::BUFFER_SWEEP),
+            Some(_) => {
+                for s in self.sockets.values_mut() {
+                    s.conn.release_idle_buffers();
+                }
+                self.sweep_at = Some(now + crate::tcp::BUFFER_SWEEP);
+            }
         }
     }
 }
@@ -474,7 +499,18 @@ impl Stack {
         }
     }
 
+    /// Heap bytes every TCP connection's buffers hold now (see
+    /// [`Connection::buffer_footprint`]): 0 for a node whose connections are all idle.
+    pub fn tcp_buffer_bytes(&self) -> usize {
+        self.tcp
+            .sockets
+            .iter()
+            .map(|(_, s)| s.conn.buffer_footprint())
+            .sum()
+    }
+
     pub(super) fn poll_tcp_timers(&mut self, now: Instant) {
+        self.tcp.sweep(now);
         while let Some(&Reverse((t, h))) = self.timers.peek() {
             if t > now {
                 break;

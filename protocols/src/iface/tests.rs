@@ -572,6 +572,42 @@ fn transfer(drop_every: usize) {
 }
 
 #[test]
+fn an_idle_connection_s_receive_ring_is_freed_by_the_next_sweep() {
+    let mut p = Pair::new();
+    p.b.tcp_listen(7, 8).unwrap();
+    let ca =
+        p.a.tcp_connect(p.now, SocketAddrV4::new(IP_B, 7), None, &|_| true)
+            .unwrap();
+    let mut cb = None;
+    let mut sent = false;
+    let mut got = 0;
+    while got < 2000 {
+        assert!(p.step(), "the exchange stalled");
+        cb = cb.or_else(|| p.b.tcp_accept(7).unwrap().map(|(h, _)| h));
+        if !sent && p.a.tcp_send(ca, &[7u8; 2000]).is_ok() {
+            sent = true;
+        }
+        if let Some(h) = cb {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = p.b.tcp_recv(h, &mut buf) {
+                got += n;
+            }
+        }
+    }
+    // Everything read: the ring stays for the next data until the sweep.
+    assert!(p.b.tcp_buffer_bytes() > 0);
+    let drained_at = p.now;
+    while p.b.tcp_buffer_bytes() > 0 {
+        assert!(p.step(), "no wake-up for the sweep");
+        assert!(p.now <= drained_at + Duration::from_secs(2), "not freed");
+    }
+    assert_eq!(
+        p.b.tcp_readiness(cb.unwrap()).unwrap().state,
+        State::Established
+    );
+}
+
+#[test]
 fn two_stacks_transfer_and_close_over_a_clean_link() {
     transfer(0);
 }

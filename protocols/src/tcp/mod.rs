@@ -31,7 +31,7 @@ use crate::time::Duration;
 use crate::wire::tcp::{SeqNumber, TcpFlags, TcpRepr};
 
 pub use congestion::{CongestionAlgorithm, CongestionController, Cubic, NewReno};
-pub use connection::Connection;
+pub use connection::{Connection, BUFFER_SWEEP};
 pub use event::{RetransmitReason, TcpEvent};
 pub use isn::IsnGenerator;
 pub use rtt::RttEstimator;

@@ -43,6 +43,8 @@ const MAX_WINDOW_SHIFT: u8 = 14;
 
 /// Bytes the timestamps option takes in every segment once negotiated (10 + 2 NOPs).
 const TIMESTAMP_OPTION_LEN: usize = 12;
+/// How often the stack frees the receive rings of connections whose data was all read.
+pub const BUFFER_SWEEP: Duration = Duration::from_secs(1);
 
 /// One TCP connection. See the module docs for the calling order.
 #[derive(Debug)]
@@ -675,10 +677,18 @@ impl Connection {
 
     /// Heap bytes the connection's buffers and loss-recovery records hold now (receive ring
     /// and out-of-order list, send ring, SACK scoreboard, RACK records). Each is allocated when
-    /// needed and freed when drained, so an idle connection (everything read, everything
-    /// acknowledged, no hole open) holds 0.
+    /// needed and freed when drained (the receive ring at the next [`BUFFER_SWEEP`]), so an idle
+    /// connection (everything read, everything acknowledged, no hole open) holds 0.
     pub fn buffer_footprint(&self) -> usize {
         self.rx.footprint() + self.tx.footprint() + self.sack.footprint() + self.rack.footprint()
+    }
+
+    /// Frees the receive ring if everything in it was read (the stack calls it for every
+    /// connection once a [`BUFFER_SWEEP`]): an idle connection holds no receive memory, while a
+    /// busy one keeps its ring instead of allocating (and zeroing) it anew after every read.
+    /// The send ring goes by itself once everything is acknowledged.
+    pub fn release_idle_buffers(&mut self) {
+        self.rx.release_if_empty();
     }
 
     /// Free room in the send buffer.
