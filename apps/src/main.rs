@@ -92,7 +92,8 @@ enum Cmd {
         opts: WgetOpts,
     },
     /// Log in to a host's rlogind (RFC 1282) from a reserved port: raw terminal, window size
-    /// sent when asked, `~.` at the start of a line disconnects. Exit 1 when no session starts.
+    /// sent when asked, `~.` at the start of a line disconnects. Exit 1 when no session starts
+    /// or a signal ended it.
     Rlogin {
         #[command(flatten)]
         node: NodeOpts,
@@ -223,8 +224,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let dns = node_opts.dns_servers(&node);
             let r = rlogin::run(&node, &opts, &dns, &mut std::io::stdout());
             tapir_apps::cli::stop_node(&node);
-            r?;
-            Ok(ExitCode::SUCCESS)
+            Ok(match r? {
+                rlogin::Ended::Signalled => ExitCode::from(1),
+                _ => ExitCode::SUCCESS,
+            })
         }
         Cmd::Resolve {
             node,

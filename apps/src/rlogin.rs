@@ -523,8 +523,7 @@ fn screen(shared: &Shared<'_>, raw: Option<&RawTerminal>, out: &mut dyn Write) -
         let (n, at_mark) = match shared.stream.read_marked(&mut buf) {
             Ok(r) => r,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) if shared.disconnect.load(Ordering::Acquire) => {
-                let _ = e;
+            Err(_) if shared.disconnect.load(Ordering::Acquire) => {
                 return Ok(Ended::Disconnected);
             }
             Err(e) => return Err(e).context("the connection failed"),
