@@ -8,6 +8,7 @@ pub mod load;
 pub mod perf;
 pub mod ping;
 pub mod resolve;
+pub mod rlogin;
 pub mod serve;
 pub mod services;
 pub mod shell;

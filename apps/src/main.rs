@@ -11,11 +11,12 @@ use tapir_apps::load::LoadOpts;
 use tapir_apps::perf::PerfOpts;
 use tapir_apps::ping::PingOpts;
 use tapir_apps::resolve::{ResolveError, ResolveOpts};
+use tapir_apps::rlogin::RloginOpts;
 use tapir_apps::services::ServiceSpec;
 use tapir_apps::trace_cmd::{self, TraceOpts};
 use tapir_apps::traceroute::TracerouteOpts;
 use tapir_apps::wget::WgetOpts;
-use tapir_apps::{demo, perf, ping, resolve, serve, shell, traceroute, wget};
+use tapir_apps::{demo, perf, ping, resolve, rlogin, serve, shell, traceroute, wget};
 
 /// tapir: a user-space TCP/IP node on a Linux tap.
 #[derive(Debug, Parser)]
@@ -89,6 +90,15 @@ enum Cmd {
         node: NodeOpts,
         #[command(flatten)]
         opts: WgetOpts,
+    },
+    /// Log in to a host's rlogind (RFC 1282) from a reserved port: raw terminal, window size
+    /// sent when asked, `~.` at the start of a line disconnects. Exit 1 when no session starts
+    /// or a signal ended it.
+    Rlogin {
+        #[command(flatten)]
+        node: NodeOpts,
+        #[command(flatten)]
+        opts: RloginOpts,
     },
     /// Resolve a name to its IPv4 addresses over DNS (servers from --dns), printing the alias
     /// chain; exit 1 when the name does not exist or no server answers.
@@ -203,6 +213,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tapir_apps::cli::stop_node(&node);
             r?;
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Rlogin { node, opts } => {
+            if let Err(e) = opts.check() {
+                eprintln!("tapir: {e:#}");
+                return Ok(ExitCode::from(2));
+            }
+            let node_opts = node.clone();
+            let node = start_node(&node)?;
+            let dns = node_opts.dns_servers(&node);
+            let r = rlogin::run(&node, &opts, &dns, &mut std::io::stdout());
+            tapir_apps::cli::stop_node(&node);
+            Ok(match r? {
+                rlogin::Ended::Signalled => ExitCode::from(1),
+                _ => ExitCode::SUCCESS,
+            })
         }
         Cmd::Resolve {
             node,

@@ -13,6 +13,7 @@ use std::net::Ipv4Addr;
 
 use crate::ping::{self, PingOpts};
 use crate::resolve::{Resolver, ResolverConfig};
+use crate::rlogin::{self, RloginOpts};
 use crate::services::{Running, ServiceSpec};
 use crate::traceroute::{self, TracerouteOpts};
 use crate::wget::{self, WgetOpts};
@@ -22,6 +23,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (
         "ping",
         "ping HOST [-c N] [-i SECS] [-s BYTES] [-W SECS] [-t TTL]: ICMP echo",
+    ),
+    (
+        "rlogin",
+        "rlogin [-l USER] [-p PORT] HOST: remote login (a terminal only; ~. disconnects)",
     ),
     (
         "serve",
@@ -86,6 +91,13 @@ struct TracerouteCmd {
 }
 
 #[derive(Debug, Parser)]
+#[command(name = "rlogin", no_binary_name = true, disable_version_flag = true)]
+struct RloginCmd {
+    #[command(flatten)]
+    opts: RloginOpts,
+}
+
+#[derive(Debug, Parser)]
 #[command(name = "wget", no_binary_name = true, disable_version_flag = true)]
 struct WgetCmd {
     #[command(flatten)]
@@ -140,6 +152,7 @@ impl Shell {
         };
         let status = match cmd.as_str() {
             "quit" | "exit" => return Flow::Quit,
+            "rlogin" => return self.rlogin(args, out),
             "help" | "?" => {
                 for (name, what) in COMMANDS {
                     let _ = writeln!(out, "  {name:<8} {what}");
@@ -204,6 +217,34 @@ impl Shell {
             Err(e) => {
                 let _ = writeln!(out, "wget: {e:#}");
                 1
+            }
+        }
+    }
+
+    /// A remote login on the shell's terminal. Only from a terminal: with commands on a pipe,
+    /// the session would eat the lines after it. A termination signal during the session
+    /// ends the shell too, once the terminal is restored.
+    fn rlogin(&self, args: &[String], out: &mut dyn Write) -> Flow {
+        let Some(cmd) = parse::<RloginCmd>(args, out) else {
+            return Flow::Continue(2);
+        };
+        if let Err(e) = cmd.opts.check() {
+            let _ = writeln!(out, "rlogin: {e:#}");
+            return Flow::Continue(2);
+        }
+        if !io::stdin().is_terminal() {
+            let _ = writeln!(
+                out,
+                "rlogin: the shell's input is not a terminal: use `tapir rlogin` for a piped session"
+            );
+            return Flow::Continue(2);
+        }
+        match rlogin::run(&self.node, &cmd.opts, self.resolver.servers(), out) {
+            Ok(rlogin::Ended::Signalled) => Flow::Quit,
+            Ok(_) => Flow::Continue(0),
+            Err(e) => {
+                let _ = writeln!(out, "rlogin: {e:#}");
+                Flow::Continue(1)
             }
         }
     }

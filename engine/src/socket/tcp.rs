@@ -151,8 +151,39 @@ impl TcpStream {
         let ip = remote.ip().octets();
         // Pick a source port whose flow this worker owns, so the kernel's replies come back here.
         let port_ok = move |p: u16| flow_owner(p, ip, remote.port(), n) == w;
+        Self::open(node, w, remote, None, &port_ok, timeout)
+    }
+
+    /// Like `connect_timeout`, from `local_port` of the node's address rather than an ephemeral
+    /// port: for protocols that want a reserved source port (rlogin, RFC 1282). Fails with
+    /// `AddrInUse` when the port listens or already has a connection to `remote`.
+    pub fn connect_from_port(
+        node: &Node,
+        local_port: u16,
+        remote: SocketAddrV4,
+        timeout: Option<Duration>,
+    ) -> io::Result<TcpStream> {
+        // The worker that owns this 4-tuple opens it, so replies come back to it.
+        let w = flow_owner(
+            local_port,
+            remote.ip().octets(),
+            remote.port(),
+            node.queues(),
+        );
+        Self::open(node, w, remote, Some(local_port), &|_| true, timeout)
+    }
+
+    /// Opens a connection on worker `w` and waits until it is established.
+    fn open(
+        node: &Node,
+        w: usize,
+        remote: SocketAddrV4,
+        local_port: Option<u16>,
+        port_ok: &dyn Fn(u16) -> bool,
+        timeout: Option<Duration>,
+    ) -> io::Result<TcpStream> {
         let handle = node
-            .with_stack(w, |s, now| s.tcp_connect(now, remote, None, &port_ok))
+            .with_stack(w, |s, now| s.tcp_connect(now, remote, local_port, port_ok))
             .map_err(tcp_error)?;
         let stream = TcpStream::from_parts(node, w, handle, remote);
         let until = deadline(timeout);
@@ -208,6 +239,25 @@ impl TcpStream {
         self.node.with_stack(self.worker, |s, _| {
             s.tcp_readiness(self.handle).ok().map(|r| r.state)
         })
+    }
+
+    /// Bytes to read before the peer's urgent byte (TCP urgent data, `MSG_OOB` on the sending
+    /// side), while one is ahead; `Some(0)`: the next byte read is it (`SIOCATMARK`). Urgent
+    /// data is delivered in line (RFC 6093 §6) and a read stops short of it.
+    pub fn urgent_mark(&self) -> Option<usize> {
+        self.node.with_stack(self.worker, |s, _| {
+            s.tcp_urgent_mark(self.handle).ok().flatten()
+        })
+    }
+
+    /// Like `read`, also saying whether `buf[0]` is the peer's urgent byte: the read started at
+    /// the urgent mark. Decided under the same lock as the read, so no mark slips between.
+    pub fn read_marked(&self, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+        if buf.is_empty() {
+            return Ok((0, false));
+        }
+        let h = self.handle;
+        self.blocking(self.read_timeout, |s| s.tcp_recv_marked(h, buf))
     }
 
     /// Shuts down one or both halves. `Write` sends FIN after the queued data.

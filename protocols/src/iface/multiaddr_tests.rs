@@ -113,6 +113,13 @@ fn connections_from_two_local_addresses_may_share_a_port_to_one_remote() {
         n.tcp_connect_from(now, Ipv4Addr::new(10, 9, 1, 1), server, None, &|_| true),
         Err(TcpError::BadAddress)
     );
+    // A chosen port that listens is taken, as a kernel bind without SO_REUSEADDR says.
+    n.tcp_listen(1023, 4).unwrap();
+    assert_eq!(
+        n.tcp_connect_from(now, a1, server, Some(1023), &|_| true),
+        Err(TcpError::AddrInUse)
+    );
+    n.tcp_unlisten(1023);
     run(&mut k, &mut n, &mut now, 20);
     let mut remotes = Vec::new();
     while let Some((h, remote)) = k.tcp_accept(80).unwrap() {

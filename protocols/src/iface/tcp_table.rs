@@ -660,7 +660,8 @@ impl Stack {
     }
 
     /// Opens a connection to `remote` from `local_port` (None: a random free ephemeral port
-    /// accepted by `port_ok`, RFC 6056 algorithm 1).
+    /// accepted by `port_ok`, RFC 6056 algorithm 1). A chosen port fails with `AddrInUse` when
+    /// it listens or already has a connection to `remote`.
     pub fn tcp_connect(
         &mut self,
         now: Instant,
@@ -690,7 +691,10 @@ impl Stack {
         }
         let port = match local_port {
             Some(p) => {
-                if self.tcp.conns.contains_key(&(local_ip, p, remote)) {
+                // Like a kernel bind without SO_REUSEADDR: a listening port is taken too.
+                if self.tcp.listeners.contains_key(&p)
+                    || self.tcp.conns.contains_key(&(local_ip, p, remote))
+                {
                     return Err(TcpError::AddrInUse);
                 }
                 p
@@ -767,10 +771,21 @@ impl Stack {
         }
     }
 
-    /// Reads received data: Ok(0) is the end of the stream.
+    /// Reads received data: Ok(0) is the end of the stream. A read stops short of the peer's
+    /// urgent byte (see [`Stack::tcp_recv_marked`]).
     pub fn tcp_recv(&mut self, h: SocketHandle, buf: &mut [u8]) -> Result<usize, TcpError> {
+        self.tcp_recv_marked(h, buf).map(|(n, _)| n)
+    }
+
+    /// Like `tcp_recv`, also saying whether the first byte read is the peer's urgent byte
+    /// (the read started at the urgent mark; urgent data is delivered in line).
+    pub fn tcp_recv_marked(
+        &mut self,
+        h: SocketHandle,
+        buf: &mut [u8],
+    ) -> Result<(usize, bool), TcpError> {
         let conn = self.conn_mut(h)?;
-        let r = conn.recv(buf);
+        let r = conn.recv_marked(buf);
         let err = conn.error();
         self.touch(h);
         match r {
@@ -781,6 +796,13 @@ impl Stack {
             },
             Err(_) => Err(err.map(TcpError::from).unwrap_or(TcpError::NotConnected)),
         }
+    }
+
+    /// Bytes to read before the peer's urgent byte, while one is ahead (`Some(0)`: the next
+    /// byte read is it).
+    pub fn tcp_urgent_mark(&self, h: SocketHandle) -> Result<Option<usize>, TcpError> {
+        let s = self.tcp.sockets.get(h).ok_or(TcpError::BadHandle)?;
+        Ok(s.conn.urgent_mark())
     }
 
     /// Shuts down the sending half: FIN after the queued data.

@@ -151,6 +151,7 @@ impl Connection {
             self.state,
             State::Established | State::FinWait1 | State::FinWait2
         ) {
+            self.process_urgent(seg);
             self.process_data(now, seg, payload);
         }
         self.process_fin(now, seg);
@@ -303,6 +304,22 @@ impl Connection {
             }
             _ => None,
         }
+    }
+
+    /// RFC 9293 §3.10.7.4 sixth (URG): remember where the urgent byte is, RCV.UP <-
+    /// max(RCV.UP, SEG.UP). The data stays in line; only its position is kept. A pointer of 0
+    /// names no byte of this segment's sequence space, and one at data already received is
+    /// not a new mark (Linux ignores both too).
+    fn process_urgent(&mut self, seg: &TcpRepr) {
+        if !seg.flags.urg() || seg.urgent_pointer == 0 {
+            return;
+        }
+        let at = seg.seq_number + usize::from(seg.urgent_pointer - 1);
+        if at < self.rcv_nxt || self.rcv_up.is_some_and(|up| at <= up) {
+            return;
+        }
+        self.rcv_up = Some(at);
+        self.wakeup = true;
     }
 
     /// Segment text: trim to RCV.NXT, hand to the reassembly buffer, schedule the ACK.

@@ -85,6 +85,11 @@ pub struct Connection {
     /// Right edge of the window we last advertised; it never moves left.
     rcv_adv_edge: SeqNumber,
     rx: RecvBuffer,
+    /// Sequence number of the next byte the application reads (RCV.NXT less what `rx` holds).
+    rcv_read: SeqNumber,
+    /// The urgent byte not yet read past, if any: SEG.SEQ + SEG.UP - 1 of the newest urgent
+    /// pointer (RFC 6093 §4: the pointer names the byte after the urgent data).
+    rcv_up: Option<SeqNumber>,
     fin_received: bool,
     /// A FIN that arrived past a hole, taken once RCV.NXT reaches it.
     pending_fin: Option<SeqNumber>,
@@ -189,6 +194,8 @@ impl Connection {
             rcv_wscale,
             rcv_adv_edge: SeqNumber(0),
             rx: RecvBuffer::new(cfg.rx_buffer),
+            rcv_read: SeqNumber(0),
+            rcv_up: None,
             fin_received: false,
             pending_fin: None,
             ts_on: false,
@@ -334,6 +341,7 @@ impl Connection {
     fn take_peer_syn(&mut self, syn: &TcpRepr) {
         self.irs = syn.seq_number;
         self.rcv_nxt = syn.seq_number + 1;
+        self.rcv_read = self.rcv_nxt;
         let peer_mss = syn.max_seg_size.map_or(DEFAULT_PEER_MSS, usize::from);
         self.snd_mss = peer_mss
             .max(MIN_PEER_MSS)
@@ -648,13 +656,31 @@ impl Connection {
     }
 
     /// Reads in-order data. `Ok(0)` is the end of the stream (the peer's FIN, with everything
-    /// before it read); data received before a reset stays readable.
+    /// before it read); data received before a reset stays readable. Urgent data is delivered
+    /// in line (RFC 6093 §6), but a read stops short of the urgent byte (as Linux's does with
+    /// SO_OOBINLINE), so that a read starting at it can tell: see [`Connection::recv_marked`].
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        self.recv_marked(buf).map(|(n, _)| n)
+    }
+
+    /// Like [`Connection::recv`], also saying whether the first byte read is the urgent byte
+    /// (the read started at the urgent mark, where `SIOCATMARK` would be true).
+    pub fn recv_marked(&mut self, buf: &mut [u8]) -> Result<(usize, bool), RecvError> {
         if self.rx.ready() > 0 {
-            return Ok(self.rx.read(buf));
+            let (limit, at_mark) = match self.urgent_mark() {
+                Some(0) => (buf.len(), true),
+                Some(ahead) => (ahead.min(buf.len()), false),
+                None => (buf.len(), false),
+            };
+            let n = self.rx.read(buf.get_mut(..limit).unwrap_or_default());
+            self.rcv_read += n;
+            if self.rcv_up.is_some_and(|up| up < self.rcv_read) {
+                self.rcv_up = None;
+            }
+            return Ok((n, at_mark && n > 0));
         }
         if self.fin_received {
-            return Ok(0);
+            return Ok((0, false));
         }
         if let Some(err) = self.error {
             return Err(err.into());
@@ -663,6 +689,15 @@ impl Connection {
             State::Closed => Err(RecvError::NotConnected),
             _ => Err(RecvError::WouldBlock),
         }
+    }
+
+    /// Bytes to read before the urgent byte (`Some(0)`: the next byte read is the urgent
+    /// one), while the peer's urgent pointer is ahead of what the application has read. The
+    /// byte itself may not have arrived yet.
+    pub fn urgent_mark(&self) -> Option<usize> {
+        self.rcv_up
+            .filter(|&up| up >= self.rcv_read)
+            .map(|up| up - self.rcv_read)
     }
 
     /// In-order bytes ready to read.

@@ -1,4 +1,4 @@
-//! RFC 5961 challenge ACKs and ACK validation, PAWS (RFC 7323 §5), urgent data, window scale
+//! RFC 5961 challenge ACKs and ACK validation, PAWS (RFC 7323 §5), urgent marks, window scale
 //! limits.
 
 use super::*;
@@ -147,25 +147,82 @@ fn paws_drops_old_timestamps_until_ts_recent_is_24_days_stale() {
     assert_eq!(h.conn.error(), Some(ConnError::Reset));
 }
 
+/// An urgent segment from the peer at stream offset `off` with pointer `pointer`.
+fn urgent(h: &mut Harness, off: usize, pointer: u16, data: &[u8]) {
+    h.send(
+        TcpRepr {
+            urgent_pointer: pointer,
+            ..peer(TcpFlags::URG, off, Some(0), 8192)
+        },
+        data,
+    );
+}
+
+/// rlogind's control byte: `send(fd, "\x80", 1, MSG_OOB)` after some data. The byte stays in
+/// line (RFC 6093 §6); the pointer (the byte after it, RFC 6093 §4) marks where it is, a read
+/// stops short of it, and the read that starts at it says so.
 #[test]
-fn urgent_data_is_delivered_in_line_and_the_pointer_ignored() {
+fn urgent_byte_is_delivered_in_line_at_a_mark_reads_stop_at() {
     let mut h = established(&plain_config(), 8192);
-    let urg = TcpFlags::URG;
-    // Pointer inside, past the end of and with no payload at all: all harmless.
-    for (pointer, data) in [(3u16, &b"abcdef"[..]), (60_000, b"gh"), (5, b"")] {
-        let off = h.conn.recv_queue();
-        h.send(
-            TcpRepr {
-                urgent_pointer: pointer,
-                ..peer(urg, off, Some(0), 8192)
-            },
-            data,
-        );
-    }
-    let mut buf = [0u8; 16];
-    assert_eq!(h.conn.recv(&mut buf), Ok(8));
-    assert_eq!(&buf[..8], b"abcdefgh");
+    h.send(peer(ACK, 0, Some(0), 8192), b"Password: ");
+    urgent(&mut h, 10, 1, b"\x80");
+    h.send(peer(ACK, 11, Some(0), 8192), b"$ ");
+    assert_eq!(h.conn.urgent_mark(), Some(10));
+    let mut buf = [0u8; 64];
+    assert_eq!(h.conn.recv_marked(&mut buf), Ok((10, false)));
+    assert_eq!(&buf[..10], b"Password: ");
+    assert_eq!(h.conn.urgent_mark(), Some(0));
+    // At the mark: the urgent byte and what follows it, flagged.
+    assert_eq!(h.conn.recv_marked(&mut buf), Ok((3, true)));
+    assert_eq!(&buf[..3], b"\x80$ ");
+    assert_eq!(h.conn.urgent_mark(), None);
     assert_eq!(h.conn.state(), State::Established);
+}
+
+#[test]
+fn urgent_pointer_cases_zero_ahead_stale_and_newer() {
+    let mut h = established(&plain_config(), 8192);
+    let mut buf = [0u8; 64];
+    // A pointer of 0 names no byte of the segment: no mark, the data is plain.
+    urgent(&mut h, 0, 0, b"ab");
+    assert_eq!(h.conn.urgent_mark(), None);
+    // A retransmission whose pointer names data already received (not yet read) is not a
+    // new mark.
+    urgent(&mut h, 0, 2, b"ab");
+    assert_eq!(h.conn.urgent_mark(), None);
+    // A pointer past the end of the data (and one on a bare ACK): the mark waits ahead and
+    // reads stop short of it.
+    urgent(&mut h, 2, 5, b"cd");
+    assert_eq!(h.conn.urgent_mark(), Some(6));
+    urgent(&mut h, 4, 3, b"");
+    assert_eq!(h.conn.urgent_mark(), Some(6));
+    assert_eq!(h.conn.recv(&mut buf), Ok(4));
+    assert_eq!(&buf[..4], b"abcd");
+    assert_eq!(h.conn.urgent_mark(), Some(2));
+    // A newer pointer moves the mark (one mark at a time, as in BSD and Linux); the older
+    // urgent byte becomes plain data.
+    h.send(peer(ACK, 4, Some(0), 8192), b"ef");
+    urgent(&mut h, 6, 4, b"ghij");
+    assert_eq!(h.conn.urgent_mark(), Some(5));
+    assert_eq!(h.conn.recv_marked(&mut buf), Ok((5, false)));
+    assert_eq!(&buf[..5], b"efghi");
+    assert_eq!(h.conn.recv_marked(&mut buf), Ok((1, true)));
+    assert_eq!(buf[0], b'j');
+    assert_eq!(h.conn.urgent_mark(), None);
+    assert_eq!(h.conn.state(), State::Established);
+}
+
+/// The peer's ISN is 0xffff_ff00: the mark sits past the sequence-number wrap.
+#[test]
+fn urgent_mark_across_the_sequence_wrap() {
+    let mut h = established(&plain_config(), 8192);
+    let data = vec![7u8; 400];
+    urgent(&mut h, 0, 300, &data);
+    assert_eq!(h.conn.urgent_mark(), Some(299));
+    let mut buf = [0u8; 1000];
+    assert_eq!(h.conn.recv_marked(&mut buf), Ok((299, false)));
+    assert_eq!(h.conn.recv_marked(&mut buf), Ok((101, true)));
+    assert_eq!(h.conn.urgent_mark(), None);
 }
 
 #[test]

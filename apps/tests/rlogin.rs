@@ -1,0 +1,401 @@
+//! Interop for `tapir rlogin` (issue 5): it logs in to Debian's `in.rlogind` (rsh-redone, PAM
+//! password login) in the lab namespace, driven through a pty: runs a command and sees its
+//! output, answers the server's urgent 0x80 with the pty's window size (and again after a
+//! resize), disconnects with `~.`; a wrong password is refused. Needs root and /dev/net/tun;
+//! the lab namespace (named `tapir-*`) and the test user are removed on every path by Drop
+//! guards, and the one-shot server is killed by its pid.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tapir_apps::lab::Lab;
+
+mod common;
+use common::{interop_allowed, Proc, TempDir, COUNTER};
+
+const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run command");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {} {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+/// A tool the test drives; scripts/setup installs it.
+fn need(path: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {path}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "{path} is missing: run scripts/setup (as root) to install it"
+    );
+}
+
+/// A system account with a password, for PAM; removed on drop (with the home directory,
+/// a temporary one of its own).
+struct TestUser {
+    name: String,
+    _home: TempDir,
+}
+
+impl TestUser {
+    fn new(password: &str) -> TestUser {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("tapir-rl-{}-{n}", std::process::id() % 100_000);
+        let home = TempDir::new("rl-home");
+        run_ok(Command::new("useradd").args([
+            "-M",
+            "-d",
+            &home.0.display().to_string(),
+            "-s",
+            "/bin/sh",
+            &name,
+        ]));
+        let user = TestUser { name, _home: home };
+        let mut chpasswd = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("spawn chpasswd");
+        use std::io::Write;
+        chpasswd
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{}:{password}\n", user.name).as_bytes())
+            .expect("write to chpasswd");
+        assert!(chpasswd.wait().expect("chpasswd").success(), "chpasswd");
+        user
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).status();
+    }
+}
+
+/// `/etc/netns/NS/hosts`, which `ip netns exec NS` mounts over /etc/hosts: in.rlogind looks
+/// up its peer's name and gives up when that fails (the lab has no DNS). Removed on drop.
+struct LabHosts(std::path::PathBuf);
+
+impl LabHosts {
+    fn new(lab: &Lab) -> LabHosts {
+        let dir = std::path::Path::new("/etc/netns").join(&lab.ns);
+        std::fs::create_dir_all(&dir).expect("make /etc/netns/NS");
+        let guard = LabHosts(dir);
+        std::fs::write(
+            guard.0.join("hosts"),
+            format!(
+                "127.0.0.1 localhost\n{} tapir-lab-host\n{} tapir-node\n",
+                lab.host,
+                lab.node.address()
+            ),
+        )
+        .expect("write the lab's hosts file");
+        guard
+    }
+}
+
+impl Drop for LabHosts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A one-connection inetd: listens on 513 in the lab namespace, says "ready", accepts one
+/// connection and execs in.rlogind on it (stdin and stdout the socket, as inetd does), so
+/// the process's pid is rlogind's.
+const INETD: &str = r#"
+import os, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 513))
+s.listen(1)
+print("ready", flush=True)
+c, _ = s.accept()
+s.close()
+os.dup2(c.fileno(), 0)
+os.dup2(c.fileno(), 1)
+os.execv("/usr/sbin/in.rlogind", ["in.rlogind"])
+"#;
+
+/// in.rlogind for one session, listening on the lab's kernel side.
+fn rlogind(lab: &Lab) -> Proc {
+    let mut child = lab
+        .command("python3")
+        .args(["-c", INETD, &lab.host.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the inetd");
+    let stdout = child.stdout.take().expect("stdout");
+    let proc = Proc(child);
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the inetd's ready line");
+    assert_eq!(line.trim(), "ready", "the inetd did not start");
+    proc
+}
+
+/// Waits (bounded) for a process to exit.
+fn exits_within(p: &mut Proc, secs: u64) -> bool {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if let Ok(Some(_)) = p.0.try_wait() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// The pty harness. Runs ARGV on a pty of 33 rows by 101 columns and plays MODE:
+/// - `good`: answers "Password: " with PASSWORD, runs a command printing a marker, the user
+///   and `stty size`; resizes the pty to 40x120 and runs `stty size` until it shows; types
+///   `~.` at a line start and waits for the client to exit.
+/// - `bad`: answers with PASSWORD and waits for the client to exit.
+/// - `shell`: ARGV is `tapir node` and $RLOGIN_HOST the host: types `rlogin -l USER HOST` at
+///   the shell's prompt, plays `good`, then waits for the prompt to come back and quits.
+///
+/// Every wait is bounded and waits for output, never for time. Prints `STEP name` for each
+/// step reached, then the transcript as hex, then `EXIT status`.
+const PTY_DRIVER: &str = r#"
+import fcntl, os, pty, select, struct, sys, termios, time
+mode, password, user = sys.argv[1], sys.argv[2], sys.argv[3]
+argv = sys.argv[4:]
+pid, fd = pty.fork()
+if pid == 0:
+    fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    os.execvp(argv[0], argv)
+seen = b""
+def wait_for(needle, secs, start=0):
+    global seen
+    end = time.time() + secs
+    while time.time() < end:
+        if needle is not None and seen.find(needle, start) >= 0:
+            return True
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                d = os.read(fd, 4096)
+            except OSError:
+                d = b""
+            if not d:
+                return needle is None
+            seen += d
+    return False
+def step(name):
+    print("STEP " + name, flush=True)
+def finish():
+    wait_for(None, 15)
+    status = "none"
+    end = time.time() + 5
+    while time.time() < end:
+        p, st = os.waitpid(pid, os.WNOHANG)
+        if p == pid:
+            status = str(os.waitstatus_to_exitcode(st))
+            break
+        time.sleep(0.05)
+    if status == "none":
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    print("HEX " + seen.hex(), flush=True)
+    print("EXIT " + status, flush=True)
+    sys.exit(0)
+if mode == "shell":
+    if not wait_for(b"> ", 20):
+        finish()
+    os.write(fd, ("rlogin -l " + user + " " + os.environ["RLOGIN_HOST"] + "\r").encode())
+if not wait_for(b"Password: ", 20):
+    finish()
+step("prompt")
+os.write(fd, password.encode() + b"\r")
+if mode == "bad":
+    finish()
+os.write(fd, b"echo tapir-$((6*7)) $(id -un); stty size\r")
+if not wait_for(("tapir-42 " + user).encode(), 20):
+    finish()
+step("command")
+if not wait_for(b"\r\n33 101\r\n", 10):
+    finish()
+step("size")
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+resized = False
+for _ in range(10):
+    os.write(fd, b"stty size\r")
+    if wait_for(b"\r\n40 120\r\n", 2):
+        resized = True
+        break
+if not resized:
+    finish()
+step("resize")
+os.write(fd, b"\r~.")
+if mode == "shell":
+    if wait_for(b"disconnected from", 15):
+        if wait_for(b"> ", 15, seen.find(b"disconnected from")):
+            step("back")
+            os.write(fd, b"quit\r")
+finish()
+"#;
+
+struct Session {
+    steps: Vec<String>,
+    transcript: Vec<u8>,
+    exit: String,
+}
+
+fn drive(lab: &Lab, mode: &str, password: &str, user: &str) -> Session {
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", PTY_DRIVER, mode, password, user, TAPIR]);
+    if mode == "shell" {
+        cmd.arg("node")
+            .args(lab.node_args())
+            .args(["--queues", "2"])
+            .env("RLOGIN_HOST", lab.host.to_string());
+    } else {
+        cmd.arg("rlogin").args(lab.node_args()).args([
+            "--queues",
+            "2",
+            "-T",
+            "20",
+            "-l",
+            user,
+            &lab.host.to_string(),
+        ]);
+    }
+    let out = cmd
+        .env("TERM", "xterm")
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run the pty driver");
+    let stdout = text(&out.stdout);
+    let mut s = Session {
+        steps: Vec::new(),
+        transcript: Vec::new(),
+        exit: String::new(),
+    };
+    for line in stdout.lines() {
+        if let Some(step) = line.strip_prefix("STEP ") {
+            s.steps.push(step.into());
+        } else if let Some(hex) = line.strip_prefix("HEX ") {
+            s.transcript = (0..hex.len() / 2)
+                .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+                .collect();
+        } else if let Some(e) = line.strip_prefix("EXIT ") {
+            s.exit = e.into();
+        }
+    }
+    s
+}
+
+#[test]
+fn tapir_rlogin_logs_in_to_debian_rlogind_sends_window_sizes_and_a_wrong_password_is_refused() {
+    if !interop_allowed() {
+        return;
+    }
+    need("python3");
+    need("/usr/sbin/in.rlogind");
+    let user = TestUser::new("s3cret-Rl");
+    let lab = Lab::up("rl").expect("lab up");
+    let _hosts = LabHosts::new(&lab);
+
+    let mut server = rlogind(&lab);
+    let s = drive(&lab, "good", "s3cret-Rl", &user.name);
+    let seen = text(&s.transcript);
+    assert_eq!(
+        s.steps,
+        ["prompt", "command", "size", "resize"],
+        "transcript: {seen:?}"
+    );
+    // The urgent 0x80 was taken as control, not shown. rsh-redone's in.rlogind sends it twice
+    // (both sides of its fork call send(MSG_OOB)): when both are in before the client reads,
+    // or share a segment, only the newer sits at the mark (one mark, as in BSD and Linux) and
+    // the older is plain data. Without marks both show.
+    let shown = s.transcript.iter().filter(|&&b| b == 0x80).count();
+    assert!(shown <= 1, "{shown} urgent bytes shown: {seen:?}");
+    assert_eq!(s.exit, "0", "tapir rlogin after ~.: {seen:?}");
+    assert!(
+        seen.contains("disconnected from"),
+        "no word of the disconnect: {seen:?}"
+    );
+    // ~. closed the connection: the server's session ends.
+    assert!(
+        exits_within(&mut server, 15),
+        "in.rlogind still runs after ~."
+    );
+
+    let mut server = rlogind(&lab);
+    let s = drive(&lab, "bad", "wrong", &user.name);
+    let seen = text(&s.transcript);
+    assert_eq!(s.steps, ["prompt"], "{seen:?}");
+    assert!(seen.contains("Authentication failure"), "{seen:?}");
+    assert!(
+        !seen.contains("$ "),
+        "a shell after a wrong password: {seen:?}"
+    );
+    assert_eq!(
+        s.exit, "0",
+        "tapir rlogin after the server closed: {seen:?}"
+    );
+    assert!(exits_within(&mut server, 15), "in.rlogind still runs");
+}
+
+/// The node shell's `rlogin` on the shell's terminal: the same session, then the prompt again.
+#[test]
+fn node_shell_rlogin_runs_a_session_and_returns_to_the_prompt() {
+    if !interop_allowed() {
+        return;
+    }
+    need("python3");
+    need("/usr/sbin/in.rlogind");
+    let user = TestUser::new("s3cret-Sh");
+    let lab = Lab::up("rls").expect("lab up");
+    let _hosts = LabHosts::new(&lab);
+    let _server = rlogind(&lab);
+    let s = drive(&lab, "shell", "s3cret-Sh", &user.name);
+    let seen = text(&s.transcript);
+    assert_eq!(
+        s.steps,
+        ["prompt", "command", "size", "resize", "back"],
+        "transcript: {seen:?}"
+    );
+    assert_eq!(s.exit, "0", "tapir node after quit: {seen:?}");
+}
+
+#[test]
+fn bad_rlogin_usage_exits_2() {
+    for args in [
+        &["-l", "", "10.7.0.1"][..],
+        &["-p", "0", "10.7.0.1"][..],
+        &[][..],
+    ] {
+        let out = Command::new(TAPIR)
+            .args(["rlogin", "--ip", "10.7.0.2/24"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run tapir rlogin");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(!text(&out.stderr).trim().is_empty(), "{args:?}");
+    }
+}
