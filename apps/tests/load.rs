@@ -38,6 +38,9 @@ impl Nginx {
         let root = dir.0.join("www");
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(root.join("index.html"), "x".repeat(600)).unwrap();
+        // Rewritten on the way out (sub_filter): its length is unknown, so nginx sends it
+        // chunked.
+        std::fs::write(root.join("chunked.html"), "x".repeat(3000)).unwrap();
         let conf = format!(
             "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
 worker_rlimit_nofile {files};\nerror_log {d}/error.log warn;\n\
@@ -46,7 +49,8 @@ http {{\n  log_format lt '$remote_addr:$remote_port $status';\n\
   access_log {d}/access.log lt;\n  keepalive_requests 1000000;\n  keepalive_timeout 60s;\n\
   client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
   fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-  server {{\n    listen 10.7.0.1:80 backlog=16384;\n    root {r};\n  }}\n}}\n",
+  server {{\n    listen 10.7.0.1:80 backlog=16384;\n    root {r};\n\
+    location = /chunked.html {{ sub_filter 'x' 'y'; sub_filter_once off; }}\n  }}\n}}\n",
             d = dir.0.display(),
             r = root.display(),
             wc = 2 * conns + 1024,
@@ -179,6 +183,45 @@ fn closed_loop_count_agrees_with_nginx_access_log() {
         "tapir {ours} vs nginx {theirs}"
     );
     assert_eq!(r["conns_opened"].as_u64(), Some(32), "{r}");
+}
+
+#[test]
+fn chunked_responses_are_counted_like_any_other() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = Lab::up("load").expect("lab");
+    let nginx = Nginx::start(&lab, 64);
+    // nginx really answers this one chunked.
+    let head = lab
+        .command("curl")
+        .args([
+            "-s",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "http://10.7.0.1/chunked.html",
+        ])
+        .output()
+        .expect("curl");
+    let head = String::from_utf8_lossy(&head.stdout).to_ascii_lowercase();
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    let r = load(
+        &lab,
+        &["http://10.7.0.1/chunked.html", "-c", "8", "-d", "1"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(errors(&r), 0, "{r}");
+    let ours = r["requests"].as_u64().unwrap();
+    assert!(ours > 50, "{r}");
+    std::thread::sleep(Duration::from_millis(300));
+    // nginx's log holds curl's request too.
+    let theirs = nginx.log().len() as u64 - 1;
+    assert!(
+        theirs >= ours && theirs - ours <= 8,
+        "tapir {ours} vs nginx {theirs}"
+    );
 }
 
 /// A kernel HTTP server that answers every request with a short body, except that it stops

@@ -4,6 +4,7 @@
 //! due on a fixed schedule, latency measured from when each was due), and sends its results
 //! over a channel when the run ends. Nothing it counts is shared with another worker.
 
+use super::chunked::{Chunked, Progress};
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,13 +54,20 @@ struct Conn {
     unsent: usize,
     /// Response bytes read but not yet parsed (headers), and the body bytes still to come.
     head: Vec<u8>,
-    body_left: Option<usize>,
+    body: Option<Body>,
     status: u16,
     last_progress_us: u64,
     /// Responses completed on this connection.
     completed: u64,
     /// On the open loop's idle list.
     idle: bool,
+}
+
+/// The body of the response being read: so many bytes still, or chunked.
+#[derive(Debug)]
+enum Body {
+    Length(usize),
+    Chunked(Chunked),
 }
 
 /// A response finished, or the stream was not HTTP.
@@ -80,35 +88,63 @@ impl Conn {
             return;
         }
         while !data.is_empty() {
-            if let Some(left) = self.body_left {
-                let take = left.min(data.len());
-                data = &data[take..];
-                self.finish_body(left - take, done);
-                continue;
+            match &mut self.body {
+                Some(Body::Length(left)) => {
+                    let left = *left;
+                    let take = left.min(data.len());
+                    data = &data[take..];
+                    self.finish_body(left - take, done);
+                    continue;
+                }
+                Some(Body::Chunked(c)) => match c.feed(data) {
+                    Progress::More => return,
+                    Progress::Done(n) => {
+                        data = &data[n..];
+                        self.finish_body(0, done);
+                        continue;
+                    }
+                    Progress::Bad => {
+                        done.push(Parsed::Bad);
+                        return;
+                    }
+                },
+                None => {}
             }
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut resp = httparse::Response::new(&mut headers);
             match resp.parse(data) {
                 Ok(httparse::Status::Complete(n)) => {
                     let status = resp.code.unwrap_or(0);
-                    let mut len = Some(0usize);
+                    let mut body = Some(Body::Length(0));
                     for h in resp.headers.iter() {
+                        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                            // RFC 9112 §6.1: chunked is the final coding, and overrides any
+                            // Content-Length; anything else we cannot delimit.
+                            let chunked = std::str::from_utf8(h.value).is_ok_and(|v| {
+                                v.rsplit(',')
+                                    .next()
+                                    .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
+                            });
+                            body = chunked.then(|| Body::Chunked(Chunked::default()));
+                            break;
+                        }
                         if h.name.eq_ignore_ascii_case("content-length") {
-                            len = std::str::from_utf8(h.value)
+                            body = std::str::from_utf8(h.value)
                                 .ok()
-                                .and_then(|v| v.trim().parse().ok());
-                        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                            len = None; // chunked bodies are not supported
+                                .and_then(|v| v.trim().parse().ok())
+                                .map(Body::Length);
                         }
                     }
-                    let Some(len) = len else {
+                    let Some(body) = body else {
                         done.push(Parsed::Bad);
                         return;
                     };
                     self.status = status;
                     data = &data[n..];
-                    self.body_left = Some(len);
-                    self.finish_body(len, done);
+                    match body {
+                        Body::Length(len) => self.finish_body(len, done),
+                        chunked => self.body = Some(chunked),
+                    }
                 }
                 Ok(httparse::Status::Partial) => {
                     if data.len() > 64 * 1024 {
@@ -128,10 +164,10 @@ impl Conn {
 
     fn finish_body(&mut self, left: usize, done: &mut Vec<Parsed>) {
         if left == 0 {
-            self.body_left = None;
+            self.body = None;
             done.push(Parsed::Response(self.status));
         } else {
-            self.body_left = Some(left);
+            self.body = Some(Body::Length(left));
         }
     }
 }
@@ -539,6 +575,39 @@ mod tests {
             // Nothing is kept between complete responses.
             assert_eq!(c.head.capacity(), 0, "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn chunked_responses_split_anywhere_are_counted_whole() {
+        let chunked =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n";
+        let plain = b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno";
+        let mut stream = Vec::new();
+        stream.extend_from_slice(chunked);
+        stream.extend_from_slice(plain);
+        stream.extend_from_slice(chunked);
+        for cut in 0..stream.len() {
+            let mut c = Conn::default();
+            let mut done = Vec::new();
+            c.feed(&stream[..cut], &mut done);
+            c.feed(&stream[cut..], &mut done);
+            let statuses: Vec<u16> = done
+                .iter()
+                .map(|p| match p {
+                    Parsed::Response(s) => *s,
+                    Parsed::Bad => 0,
+                })
+                .collect();
+            assert_eq!(statuses, vec![200, 404, 200], "cut at {cut}");
+        }
+        // A coding we cannot delimit is a bad response.
+        let mut c = Conn::default();
+        let mut done = Vec::new();
+        c.feed(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx",
+            &mut done,
+        );
+        assert!(matches!(done.as_slice(), [Parsed::Bad]));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! connections to one server port. Each app keeps its own histogram and counters and sends
 //! them over a channel when the run ends; they are merged here ([`report`]).
 
+mod chunked;
 pub mod client;
 pub mod report;
 
