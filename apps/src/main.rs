@@ -284,7 +284,8 @@ fn run_load(node_opts: &NodeOpts, opts: &LoadOpts) -> Result<ExitCode> {
     config.stack.tcp.rx_buffer = opts.rx_buffer as usize;
     config.stack.tcp.tx_buffer = tapir_apps::load::TX_BUFFER;
     let node = start_node_with(node_opts, config)?;
-    let r = tapir_apps::load::run(&node, opts);
+    let dns = node_opts.dns_servers(&node);
+    let r = tapir_apps::load::run(&node, opts, &dns);
     eprintln!("tapir load: {}", node.stats());
     node.shutdown();
     let report = r?;

@@ -112,7 +112,7 @@ impl Url {
 
     /// The address to connect to: the host itself when it is an IPv4 address, else its first
     /// address from DNS.
-    fn addr(&self, resolver: &Resolver) -> Result<SocketAddrV4> {
+    pub fn addr(&self, resolver: &Resolver) -> Result<SocketAddrV4> {
         if let Ok(ip) = self.host.parse::<Ipv4Addr>() {
             return Ok(SocketAddrV4::new(ip, self.port));
         }

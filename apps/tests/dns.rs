@@ -289,3 +289,69 @@ fn wget_and_the_shell_resolve_names() {
         "{t}"
     );
 }
+
+/// `tapir load` takes a name too: resolved once through --dns, sent in the Host header.
+#[test]
+fn load_resolves_the_url_s_name() {
+    if !interop_allowed() {
+        return;
+    }
+    let l = dns_lab("dns-load");
+    let listener = engine::sys::netns::run_in_netns(&l.lab.ns, || {
+        std::net::TcpListener::bind("10.7.0.1:8081").expect("bind kernel HTTP server")
+    })
+    .expect("enter lab");
+    // Two keep-alive connections (-c 2), each answered request by request until tapir closes.
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let conns: Vec<_> = (0..2)
+            .map(|_| {
+                let (mut s, _) = listener.accept().expect("accept");
+                s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                    .ok();
+                std::thread::spawn(move || {
+                    let (mut seen, mut buf, mut hosts) = (Vec::new(), [0u8; 4096], Vec::new());
+                    while let Ok(n @ 1..) = s.read(&mut buf) {
+                        seen.extend_from_slice(&buf[..n]);
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let req = String::from_utf8_lossy(&seen[..end]).into_owned();
+                            hosts.extend(
+                                req.lines()
+                                    .filter(|l| l.starts_with("Host:"))
+                                    .map(String::from),
+                            );
+                            seen.drain(..end + 4);
+                            let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                            if s.write_all(resp).is_err() {
+                                return hosts;
+                            }
+                        }
+                    }
+                    hosts
+                })
+            })
+            .collect();
+        conns
+            .into_iter()
+            .flat_map(|t| t.join().expect("connection thread"))
+            .collect::<Vec<_>>()
+    });
+    let out = Command::new(TAPIR)
+        .arg("load")
+        .args(l.lab.node_args())
+        .args(["--dns", "10.7.0.1", "-c", "2", "-d", "1", "--json"])
+        .arg("http://web.lab.test:8081/x")
+        .output()
+        .expect("run tapir load");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(text(&out.stdout).trim()).expect("JSON report");
+    let requests = report["requests"].as_u64().unwrap_or(0);
+    assert!(requests > 10, "{report}");
+    let hosts = server.join().expect("server");
+    assert!(hosts.len() as u64 >= requests, "{hosts:?}");
+    assert!(
+        hosts.iter().all(|h| h == "Host: web.lab.test:8081"),
+        "{hosts:?}"
+    );
+}

@@ -16,10 +16,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use engine::Node;
 use protocols::wire::Ipv4Cidr;
+
+use crate::resolve::{Resolver, ResolverConfig};
+use crate::wget::Url;
 
 use client::{LoadApp, Plan};
 use report::{Report, Results};
@@ -27,7 +30,8 @@ use report::{Report, Results};
 /// `tapir load` options.
 #[derive(Debug, Clone, Args)]
 pub struct LoadOpts {
-    /// The URL to request: http://IPV4[:PORT]/PATH.
+    /// The URL to request: http://HOST[:PORT]/PATH (HOST an IPv4 address, or a name resolved
+    /// once through --dns).
     #[arg(value_name = "URL")]
     pub url: String,
     /// Connections held (closed loop), or at most (open loop).
@@ -68,41 +72,35 @@ pub struct LoadOpts {
 /// Send buffer per connection: requests are small.
 pub const TX_BUFFER: usize = 8192;
 
-/// A parsed http:// URL.
+/// Where the load goes: the URL's host (a name or an IPv4 address; it goes in the Host
+/// header), the address to connect to once resolved, and the path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    pub url: Url,
     pub addr: SocketAddrV4,
-    pub path: String,
 }
 
-pub fn parse_url(url: &str) -> Result<Target> {
-    let Some(rest) = url.strip_prefix("http://") else {
+/// The URL, checked for syntax (a name is resolved once the node runs).
+pub fn parse_url(url: &str) -> Result<Url> {
+    if !url.to_ascii_lowercase().starts_with("http://") {
         bail!("{url}: only http:// URLs are supported, e.g. http://10.7.0.1/");
-    };
-    let (hostport, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) => (
-            h,
-            p.parse::<u16>()
-                .with_context(|| format!("{url}: bad port {p:?}"))?,
-        ),
-        None => (hostport, 80),
-    };
-    let ip: Ipv4Addr = host
-        .parse()
-        .with_context(|| format!("{url}: the host must be an IPv4 address (no DNS here)"))?;
+    }
+    Url::parse(url)
+}
+
+/// The URL's address: the host itself, or its first IPv4 address from DNS (`dns`).
+pub fn resolve(node: &Node, url: &Url, dns: &[Ipv4Addr]) -> Result<Target> {
+    let resolver = Resolver::new(node, ResolverConfig::new(dns.to_vec()));
+    let addr = url.addr(&resolver)?;
     Ok(Target {
-        addr: SocketAddrV4::new(ip, port),
-        path: path.to_string(),
+        url: url.clone(),
+        addr,
     })
 }
 
 impl LoadOpts {
     /// Checks what clap cannot: returns a usage error message.
-    pub fn check(&self) -> Result<Target> {
+    pub fn check(&self) -> Result<Url> {
         let t = parse_url(&self.url)?;
         if !(self.duration > 0.0 && self.duration <= 86400.0) {
             bail!("-d {}: give a duration in seconds, above 0", self.duration);
@@ -116,17 +114,22 @@ impl LoadOpts {
         if !(self.timeout > 0.0 && self.timeout.is_finite()) {
             bail!("--timeout: give seconds, above 0");
         }
+        if let Ok(ip) = t.host.parse() {
+            self.check_src(ip)?;
+        }
+        Ok(t)
+    }
+
+    /// The node answers ARP for every address of `--src`: it must not claim the server's.
+    pub fn check_src(&self, server: Ipv4Addr) -> Result<()> {
         if let Some(src) = self.src {
-            // The node answers ARP for every address of the range: it must not claim the
-            // server's.
-            if src.contains(*t.addr.ip()) {
+            if src.contains(server) {
                 bail!(
-                    "--src {src} holds the server's address {}: pick a range no other host uses",
-                    t.addr.ip()
+                    "--src {src} holds the server's address {server}: pick a range no other host uses"
                 );
             }
         }
-        Ok(t)
+        Ok(())
     }
 
     fn mode(&self) -> String {
@@ -162,14 +165,14 @@ pub fn source_addrs(cidr: Ipv4Cidr) -> Vec<Ipv4Addr> {
 /// The request every connection sends.
 fn request(t: &Target, close: bool) -> Vec<u8> {
     let conn = if close { "close" } else { "keep-alive" };
-    let host = if t.addr.port() == 80 {
-        t.addr.ip().to_string()
+    let host = if t.url.port == 80 {
+        t.url.host.clone()
     } else {
-        t.addr.to_string()
+        format!("{}:{}", t.url.host, t.url.port)
     };
     format!(
         "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: tapir-load\r\nConnection: {conn}\r\n\r\n",
-        t.path
+        t.url.path
     )
     .into_bytes()
 }
@@ -181,8 +184,9 @@ fn share(total: usize, n: usize, i: usize) -> usize {
 
 /// Runs the load described by `opts` on `node` (whose config already owns `--src`), printing
 /// a progress line per second when stderr is a terminal. Returns the merged report.
-pub fn run(node: &Node, opts: &LoadOpts) -> Result<Report> {
-    let target = opts.check()?;
+pub fn run(node: &Node, opts: &LoadOpts, dns: &[Ipv4Addr]) -> Result<Report> {
+    let target = resolve(node, &opts.check()?, dns)?;
+    opts.check_src(*target.addr.ip())?;
     let workers = node.queues();
     let srcs = Arc::new(match opts.src {
         Some(c) => source_addrs(c),
@@ -273,13 +277,15 @@ mod tests {
     #[test]
     fn urls_parse_to_an_address_and_a_path() {
         let t = parse_url("http://10.7.0.1:8080/a/b?c").unwrap();
-        assert_eq!(t.addr, "10.7.0.1:8080".parse().unwrap());
+        assert_eq!((t.host.as_str(), t.port), ("10.7.0.1", 8080));
         assert_eq!(t.path, "/a/b?c");
         let t = parse_url("http://10.7.0.1").unwrap();
-        assert_eq!(t.addr.port(), 80);
+        assert_eq!(t.port, 80);
         assert_eq!(t.path, "/");
         assert!(parse_url("https://10.7.0.1/").is_err());
-        assert!(parse_url("http://example.com/").is_err());
+        assert!(parse_url("10.7.0.1/").is_err(), "the scheme is required");
+        let t = parse_url("http://www.lab.test/x").unwrap();
+        assert_eq!(t.host, "www.lab.test");
     }
 
     #[test]
