@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use tapir_apps::lab::Lab;
 
 mod common;
-use common::interop_allowed;
+use common::{interop_allowed, text};
 
 const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
 
@@ -94,10 +94,6 @@ fn resolve(l: &DnsLab, dns: &[&str], extra: &[&str], name: &str) -> Output {
     }
     c.args(extra).arg(name);
     c.output().expect("run tapir resolve")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[test]

@@ -6,44 +6,16 @@
 //! guards, and the one-shot server is killed by its pid.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tapir_apps::lab::Lab;
 
 mod common;
-use common::{interop_allowed, Proc, TempDir, COUNTER};
+use common::{interop_allowed, need, run_ok, text, Proc, TempDir, COUNTER};
 
 const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run command");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {} {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
-}
-
-/// A tool the test drives; scripts/setup installs it.
-fn need(path: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {path}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "{path} is missing: run scripts/setup (as root) to install it"
-    );
-}
 
 /// A system account with a password, for PAM; removed on drop (with the home directory,
 /// a temporary one of its own).

@@ -15,25 +15,9 @@ use std::time::Duration;
 use tapir_apps::lab::Lab;
 
 mod common;
-use common::{interop_allowed, kernel, random_bytes, Proc, TempDir, COUNTER};
+use common::{interop_allowed, kernel, need, random_bytes, run_ok, text, Proc, TempDir, COUNTER};
 
 const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
-
-/// A tool the tests drive; scripts/setup installs it.
-fn need(tool: &str) {
-    let found = Command::new("sh")
-        .args([
-            "-c",
-            &format!("command -v {tool} || test -x /usr/sbin/{tool}"),
-        ])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "{tool} is missing: run scripts/setup (as root) to install it"
-    );
-}
 
 /// `tapir serve` in a lab. Its stdout after the start line (access log lines) arrives on `log`.
 struct Served {
@@ -77,21 +61,6 @@ fn serve_in(lab: Lab, extra: &[&str], services: &[&str]) -> Served {
 
 fn serve(extra: &[&str], services: &[&str]) -> Served {
     serve_in(Lab::up("sv").expect("lab up"), extra, services)
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run command");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {} {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
 }
 
 fn ip(args: &[&str]) {

@@ -56,3 +56,36 @@ impl Drop for Proc {
         let _ = self.0.wait();
     }
 }
+
+/// Bytes as text, lossily.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs `cmd`, which must succeed; its output.
+pub fn run_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().expect("run command");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {} {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+/// A tool the test drives (on the PATH or in /usr/sbin); scripts/setup installs it.
+pub fn need(tool: &str) {
+    let found = Command::new("sh")
+        .args([
+            "-c",
+            &format!("command -v {tool} || test -x /usr/sbin/{tool}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "{tool} is missing: run scripts/setup (as root) to install it"
+    );
+}
