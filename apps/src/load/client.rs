@@ -555,26 +555,33 @@ mod tests {
     fn responses_split_anywhere_are_parsed_whole() {
         let one = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
         let bad = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
-        let mut stream = Vec::new();
-        stream.extend_from_slice(one);
-        stream.extend_from_slice(bad);
-        stream.extend_from_slice(one);
-        for cut in 0..stream.len() {
-            let mut c = Conn::default();
-            let mut done = Vec::new();
-            c.feed(&stream[..cut], &mut done);
-            c.feed(&stream[cut..], &mut done);
-            let statuses: Vec<u16> = done
-                .iter()
-                .map(|p| match p {
-                    Parsed::Response(s) => *s,
-                    Parsed::Bad => 0,
-                })
-                .collect();
-            assert_eq!(statuses, vec![200, 404, 200], "cut at {cut}");
+        for (cut, c) in fed_at_every_cut(&[one, bad, one], &[200, 404, 200]) {
             // Nothing is kept between complete responses.
             assert_eq!(c.head.capacity(), 0, "cut at {cut}");
         }
+    }
+
+    /// Feeds the responses in two reads, cut at every place; each time the statuses must be
+    /// `want`. Returns each cut's connection.
+    fn fed_at_every_cut(responses: &[&[u8]], want: &[u16]) -> Vec<(usize, Conn)> {
+        let stream = responses.concat();
+        (0..stream.len())
+            .map(|cut| {
+                let mut c = Conn::default();
+                let mut done = Vec::new();
+                c.feed(&stream[..cut], &mut done);
+                c.feed(&stream[cut..], &mut done);
+                let statuses: Vec<u16> = done
+                    .iter()
+                    .map(|p| match p {
+                        Parsed::Response(s) => *s,
+                        Parsed::Bad => 0,
+                    })
+                    .collect();
+                assert_eq!(statuses, want, "cut at {cut}");
+                (cut, c)
+            })
+            .collect()
     }
 
     #[test]
@@ -582,24 +589,7 @@ mod tests {
         let chunked =
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n";
         let plain = b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno";
-        let mut stream = Vec::new();
-        stream.extend_from_slice(chunked);
-        stream.extend_from_slice(plain);
-        stream.extend_from_slice(chunked);
-        for cut in 0..stream.len() {
-            let mut c = Conn::default();
-            let mut done = Vec::new();
-            c.feed(&stream[..cut], &mut done);
-            c.feed(&stream[cut..], &mut done);
-            let statuses: Vec<u16> = done
-                .iter()
-                .map(|p| match p {
-                    Parsed::Response(s) => *s,
-                    Parsed::Bad => 0,
-                })
-                .collect();
-            assert_eq!(statuses, vec![200, 404, 200], "cut at {cut}");
-        }
+        fed_at_every_cut(&[chunked, plain, chunked], &[200, 404, 200]);
         // A coding we cannot delimit is a bad response.
         let mut c = Conn::default();
         let mut done = Vec::new();
