@@ -515,11 +515,20 @@ impl Shell {
             t.ipv4_reassembled, t.ipv4_fragments_sent, t.arp_conflicts, t.arp_defended
         );
         if t.arp_conflicts > 0 {
+            let who = self
+                .node
+                .address_conflict()
+                .map_or_else(|| "another host".to_string(), |m| m.to_string());
             let _ = writeln!(
                 out,
-                "warning: another host claims this node's address (RFC 5227 conflict); check the LAN for a duplicate"
+                "warning: {who} claims this node's address (RFC 5227 conflict); check the LAN for a duplicate"
             );
         }
+        let _ = writeln!(
+            out,
+            "tcp connections {}, buffer memory {} bytes",
+            s.tcp_conns, s.tcp_buffer_bytes
+        );
         let _ = writeln!(out, "drops: {}", t.total_drops());
         for (reason, n) in t.nonzero_drops() {
             let _ = writeln!(out, "  {:<20} {n}", reason.name());

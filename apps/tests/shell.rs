@@ -96,6 +96,10 @@ fn piped_commands_run_in_order() {
     let b = text.find("frames: ").expect("stats");
     assert!(a < b, "{text}");
     assert!(
+        text.contains("tcp connections 0, buffer memory 0 bytes"),
+        "{text}"
+    );
+    assert!(
         !text.contains("ping HOST"),
         "nothing runs after quit: {text}"
     );

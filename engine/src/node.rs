@@ -103,6 +103,9 @@ pub struct NodeStats {
     pub stack: Counters,
     /// Per worker: frames read and written, hand-offs.
     pub workers: Vec<WorkerCounters>,
+    /// TCP connections held now, and the heap bytes their buffers hold (0 when all are idle).
+    pub tcp_conns: usize,
+    pub tcp_buffer_bytes: usize,
 }
 
 impl std::fmt::Display for NodeStats {
@@ -121,7 +124,8 @@ impl std::fmt::Display for NodeStats {
         let tx_gso: u64 = self.workers.iter().map(|w| w.tx_gso_frames).sum();
         write!(
             f,
-            " rx_gso={gso} tx_gso={tx_gso} rx_csum_trusted={trusted};"
+            " rx_gso={gso} tx_gso={tx_gso} rx_csum_trusted={trusted}; tcp_conns={} tcp_buffer_bytes={};",
+            self.tcp_conns, self.tcp_buffer_bytes
         )?;
         write!(f, " drops:")?;
         let mut any = false;
@@ -403,7 +407,11 @@ impl Node {
     pub fn stats(&self) -> NodeStats {
         let mut s = NodeStats::default();
         for w in &self.inner.workers {
-            s.stack.merge(lock(&w.stack).stack.counters());
+            let st = lock(&w.stack);
+            s.stack.merge(st.stack.counters());
+            s.tcp_conns += st.stack.tcp_conn_count();
+            s.tcp_buffer_bytes += st.stack.tcp_buffer_bytes();
+            drop(st);
             s.workers.push(lock(&w.counters).clone());
         }
         s

@@ -499,6 +499,11 @@ impl Stack {
         }
     }
 
+    /// TCP connections held (any state, listeners not counted).
+    pub fn tcp_conn_count(&self) -> usize {
+        self.tcp.sockets.len()
+    }
+
     /// Heap bytes every TCP connection's buffers hold now (see
     /// [`Connection::buffer_footprint`]): 0 for a node whose connections are all idle.
     pub fn tcp_buffer_bytes(&self) -> usize {
