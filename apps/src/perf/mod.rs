@@ -2,23 +2,26 @@
 //! that stock `iperf3 -c <tapir>` and `iperf3 -s` work against it ([`proto`] has the protocol).
 
 pub mod proto;
+mod stream;
 
-use std::io::{self, Read, Write};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use engine::{Node, TcpListener, TcpStream};
+use protocols::iface::SocketHandle;
 use serde_json::{json, Value};
 
 use proto::{state, Params, StreamResult, COOKIE_SIZE};
+use stream::StreamsApp;
 
 /// How long a peer may stay silent on the control connection outside the running test.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often a data thread blocked on its socket looks at the stop flag.
-const POLL: Duration = Duration::from_millis(50);
 
 /// `tapir perf` options (iperf3's names).
 #[derive(Debug, Clone, Args)]
@@ -187,84 +190,61 @@ pub fn run(node: &Node, opts: &PerfOpts, out: &mut dyn Write) -> Result<()> {
     }
 }
 
-/// Moves bytes on one data stream until `stop`: writes when `send`, reads otherwise.
-fn pump(stream: &TcpStream, send: bool, len: usize, count: &AtomicU64, stop: &AtomicBool) {
-    let mut buf = vec![0u8; len];
-    if send {
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = b"0123456789"[i % 10];
-        }
-    }
-    let mut off = 0;
-    let mut s = stream;
-    let mut give_up: Option<Instant> = None;
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            // A sender finishes the block it started: iperf3's receiver reads whole blocks
-            // (`Nread` of the block length) and would wait for the rest until the connection
-            // closed. A receiver that stopped reading gets a bounded grace.
-            if !send || off == 0 {
-                break;
-            }
-            let t = *give_up.get_or_insert_with(|| Instant::now() + Duration::from_secs(2));
-            if Instant::now() >= t {
-                break;
-            }
-        }
-        let r = if send {
-            s.write(&buf[off..])
-        } else {
-            s.read(&mut buf)
-        };
-        match r {
-            Ok(0) if !send => break,
-            Ok(n) => {
-                count.fetch_add(n as u64, Ordering::Relaxed);
-                if send {
-                    off = (off + n) % len;
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
-        }
-    }
-}
-
-/// Runs the data phase: one thread per stream until `stop` is set by `control`, which returns
-/// when the test has ended. Returns the seconds the test ran and the bytes per stream at its end.
+/// Runs the data phase on the workers that own the streams ([`stream`]) until `control`
+/// returns (the test has ended), then until every stream has finished and closed. Returns the
+/// seconds the test ran and the bytes per stream at its end.
 fn run_streams(
-    streams: &mut [TcpStream],
+    node: &Node,
+    streams: Vec<TcpStream>,
     send: bool,
     len: usize,
     control: impl FnOnce() -> Result<()>,
 ) -> Result<(f64, Vec<u64>)> {
-    for s in streams.iter_mut() {
-        s.set_read_timeout(Some(POLL));
-        s.set_write_timeout(Some(POLL));
-    }
-    let counts: Vec<AtomicU64> = streams.iter().map(|_| AtomicU64::new(0)).collect();
-    let stop = AtomicBool::new(false);
-    let start = Instant::now();
-    let mut at_end = Vec::new();
-    let mut seconds = 0.0;
-    let r = std::thread::scope(|sc| {
-        for (s, c) in streams.iter().zip(&counts) {
-            let stop = &stop;
-            sc.spawn(move || pump(s, send, len, c, stop));
-        }
-        let r = control();
-        seconds = start.elapsed().as_secs_f64();
-        at_end = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
-        stop.store(true, Ordering::Relaxed);
-        r
+    let shared = Arc::new(stream::Shared {
+        counts: streams.iter().map(|_| AtomicU64::new(0)).collect(),
+        stop: AtomicBool::new(false),
     });
+    let counts = || -> Vec<u64> {
+        shared
+            .counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
+    };
+    let block = if send {
+        stream::pattern(len)
+    } else {
+        Arc::from([])
+    };
+    let mut by_worker: BTreeMap<usize, Vec<(usize, SocketHandle)>> = BTreeMap::new();
+    for (i, s) in streams.into_iter().enumerate() {
+        let (w, h) = s.into_raw_parts();
+        by_worker.entry(w).or_default().push((i, h));
+    }
+    let workers: Vec<usize> = by_worker.keys().copied().collect();
+    let (done_tx, done_rx) = mpsc::channel();
+    let start = Instant::now();
+    for (w, handles) in by_worker {
+        let app = StreamsApp::new(shared.clone(), block.clone(), handles, done_tx.clone());
+        node.spawn_app(w, Box::new(app))?;
+    }
+    let r = control();
+    let seconds = start.elapsed().as_secs_f64();
+    let mut at_end = counts();
+    shared.stop.store(true, Ordering::Release);
+    for &w in &workers {
+        node.wake_worker(w);
+    }
+    drop(done_tx);
+    for _ in &workers {
+        // An error: the node stopped, and its workers dropped the apps.
+        if done_rx.recv().is_err() {
+            break;
+        }
+    }
     if send {
         // What a sender wrote includes the end of its last block.
-        at_end = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        at_end = counts();
     }
     r.map(|()| (seconds, at_end))
 }
@@ -311,18 +291,16 @@ fn serve_one(node: &Node, listener: &TcpListener) -> Result<TestReport> {
     proto::write_state(&mut ctrl, state::TEST_RUNNING)?;
     let send = params.reverse;
     let limit = Duration::from_secs(params.time) + CONTROL_TIMEOUT;
-    let (seconds, bytes) = run_streams(&mut streams, send, params.len, || {
+    let n_streams = streams.len();
+    // On TEST_END the apps close the data streams, as iperf3's server does: a client blocked
+    // reading a whole block sees the end of the stream instead of waiting for more.
+    let (seconds, bytes) = run_streams(node, streams, send, params.len, || {
         ctrl.set_read_timeout(Some(limit));
         match proto::read_state(&mut ctrl).context("waiting for the end of the test")? {
             state::TEST_END => Ok(()),
             s => Err(server_error(s)),
         }
     })?;
-    // As iperf3's server does on TEST_END: close the data streams, so that a client blocked
-    // reading a whole block sees the end of the stream instead of waiting for more.
-    for s in &streams {
-        let _ = s.shutdown(Shutdown::Write);
-    }
     ctrl.set_read_timeout(Some(CONTROL_TIMEOUT));
     proto::write_state(&mut ctrl, state::EXCHANGE_RESULTS)?;
     let theirs = proto::read_json(&mut ctrl).context("reading the client's results")?;
@@ -342,7 +320,6 @@ fn serve_one(node: &Node, listener: &TcpListener) -> Result<TestReport> {
     proto::write_state(&mut ctrl, state::DISPLAY_RESULTS)?;
     // IPERF_DONE, or the client simply closing: either ends the test.
     let _ = proto::read_state(&mut ctrl);
-    let _ = node;
     let our_total: u64 = bytes.iter().sum();
     let their_total: u64 = theirs.iter().map(|t| t.bytes).sum();
     let (sent, received) = if send {
@@ -352,7 +329,7 @@ fn serve_one(node: &Node, listener: &TcpListener) -> Result<TestReport> {
     };
     Ok(TestReport {
         seconds,
-        streams: streams.len(),
+        streams: n_streams,
         reverse: params.reverse,
         sent,
         received,
@@ -391,7 +368,8 @@ fn client(node: &Node, opts: &PerfOpts, server: SocketAddrV4) -> Result<TestRepo
             state::TEST_START => {}
             state::TEST_RUNNING => {
                 let time = Duration::from_secs(params.time);
-                let r = run_streams(&mut streams, !params.reverse, params.len, || {
+                let streams = std::mem::take(&mut streams);
+                let r = run_streams(node, streams, !params.reverse, params.len, || {
                     std::thread::sleep(time);
                     Ok(())
                 })?;
@@ -433,7 +411,6 @@ fn client(node: &Node, opts: &PerfOpts, server: SocketAddrV4) -> Result<TestRepo
                     return Err(server_error(s));
                 }
                 proto::write_state(&mut ctrl, state::IPERF_DONE)?;
-                drop(streams);
                 ctrl.shutdown(Shutdown::Write)?;
                 let _ = ctrl.wait_closed(Some(Duration::from_secs(2)));
                 return Ok(report);

@@ -117,6 +117,9 @@ pub struct TcpStream {
     local_port: u16,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    /// Handed to a run-to-completion app by [`TcpStream::into_raw_parts`]: no longer ours to
+    /// release.
+    detached: bool,
 }
 
 impl TcpStream {
@@ -132,7 +135,18 @@ impl TcpStream {
             local_port,
             read_timeout: None,
             write_timeout: None,
+            detached: false,
         }
+    }
+
+    /// Gives the connection up to a run-to-completion app ([`crate::rtc`]): returns the worker
+    /// that owns it and its handle in that worker's stack, leaving it open. From then on only an
+    /// app on that worker may use the handle (spawn one with [`Node::spawn_app`]), and it must
+    /// close and release it (`Stack::tcp_close` / `tcp_release`) when done: nothing else will.
+    /// News from before the app's first poll is not repeated to it: the app looks then.
+    pub fn into_raw_parts(mut self) -> (usize, SocketHandle) {
+        self.detached = true;
+        (self.worker, self.handle)
     }
 
     /// Opens a connection and waits until it is established (or refused, or timed out by TCP's
@@ -355,6 +369,9 @@ impl Write for &TcpStream {
 
 impl Drop for TcpStream {
     fn drop(&mut self) {
+        if self.detached {
+            return;
+        }
         let h = self.handle;
         self.node.with_stack(self.worker, |s, _| s.tcp_release(h));
     }

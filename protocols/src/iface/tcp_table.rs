@@ -793,14 +793,17 @@ impl Stack {
         let r = conn.recv_marked(buf);
         let err = conn.error();
         self.touch(h);
-        match r {
-            Ok(n) => Ok(n),
-            Err(RecvError::WouldBlock) => match err {
-                Some(e) => Err(e.into()),
-                None => Err(TcpError::WouldBlock),
-            },
-            Err(_) => Err(err.map(TcpError::from).unwrap_or(TcpError::NotConnected)),
-        }
+        recv_result(r, err)
+    }
+
+    /// Like `tcp_recv` for a reader that only counts: drops up to `max` bytes of in-order data
+    /// unread (no copy) and returns how many; Ok(0) is the end of the stream.
+    pub fn tcp_discard(&mut self, h: SocketHandle, max: usize) -> Result<usize, TcpError> {
+        let conn = self.conn_mut(h)?;
+        let r = conn.discard(max);
+        let err = conn.error();
+        self.touch(h);
+        recv_result(r, err)
     }
 
     /// Bytes to read before the peer's urgent byte, while one is ahead (`Some(0)`: the next
@@ -892,6 +895,19 @@ impl Stack {
         let mut v: Vec<u16> = self.tcp.listeners.keys().copied().collect();
         v.sort_unstable();
         v
+    }
+}
+
+/// A read's outcome as the application sees it: a reset or timeout that ended the connection
+/// is reported once nothing is left to read.
+fn recv_result<T>(r: Result<T, RecvError>, err: Option<ConnError>) -> Result<T, TcpError> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(RecvError::WouldBlock) => match err {
+            Some(e) => Err(e.into()),
+            None => Err(TcpError::WouldBlock),
+        },
+        Err(_) => Err(err.map(TcpError::from).unwrap_or(TcpError::NotConnected)),
     }
 }
 

@@ -572,6 +572,53 @@ fn transfer(drop_every: usize) {
 }
 
 #[test]
+fn a_discarding_receiver_counts_the_whole_stream_and_sees_its_end() {
+    // More than a receive window: discarding must reopen it as reading does.
+    let total = 1_000_000;
+    let mut p = Pair::new();
+    p.b.tcp_listen(7, 8).unwrap();
+    let ca =
+        p.a.tcp_connect(p.now, SocketAddrV4::new(IP_B, 7), None, &|_| true)
+            .unwrap();
+    let block = [b'x'; 10_000];
+    let (mut sent, mut got, mut cb, mut eof, mut closed) = (0, 0, None, false, false);
+    while !eof {
+        assert!(p.step(), "the transfer stalled at {got} bytes");
+        cb = cb.or_else(|| p.b.tcp_accept(7).unwrap().map(|(h, _)| h));
+        while sent < total {
+            match p.a.tcp_send(ca, &block[..block.len().min(total - sent)]) {
+                Ok(n) => sent += n,
+                // Still connecting, or no room.
+                Err(TcpError::NotConnected | TcpError::WouldBlock) => break,
+                Err(e) => panic!("send: {e}"),
+            }
+        }
+        if sent == total && !closed {
+            p.a.tcp_close(ca).unwrap();
+            closed = true;
+        }
+        if let Some(h) = cb {
+            loop {
+                match p.b.tcp_discard(h, 3000) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => got += n,
+                    Err(TcpError::WouldBlock) => break,
+                    Err(e) => panic!("discard: {e}"),
+                }
+            }
+        }
+    }
+    assert_eq!(got, total);
+    assert_eq!(
+        p.b.tcp_readiness(cb.unwrap()).unwrap().state,
+        State::CloseWait
+    );
+}
+
+#[test]
 fn an_idle_connection_s_receive_ring_is_freed_by_the_next_sweep() {
     let mut p = Pair::new();
     p.b.tcp_listen(7, 8).unwrap();

@@ -237,6 +237,14 @@ impl RecvBuffer {
         self.ready -= n;
         n
     }
+
+    /// Drops up to `max` bytes of in-order data unread, as if read; returns how many.
+    pub fn discard(&mut self, max: usize) -> usize {
+        let n = max.min(self.ready);
+        self.read_pos += n as u64;
+        self.ready -= n;
+        n
+    }
 }
 
 #[cfg(test)]
@@ -258,6 +266,18 @@ mod tests {
         assert_eq!(read_all(&mut b), b"abcdef");
         assert_eq!(b.insert(0, b"ghijklmnop"), 8);
         assert_eq!(read_all(&mut b), b"ghijklmn");
+    }
+
+    #[test]
+    fn discarded_data_frees_the_window_and_later_reads_resume_after_it() {
+        let mut b = RecvBuffer::new(8);
+        assert_eq!(b.insert(0, b"abcdef"), 6);
+        assert_eq!(b.discard(4), 4);
+        assert_eq!(b.window(), 6);
+        assert_eq!(b.insert(0, b"ghijkl"), 6);
+        assert_eq!(b.discard(1), 1);
+        assert_eq!(read_all(&mut b), b"fghijkl");
+        assert_eq!(b.discard(100), 0);
     }
 
     #[test]

@@ -673,14 +673,35 @@ impl Connection {
                 None => (buf.len(), false),
             };
             let n = self.rx.read(buf.get_mut(..limit).unwrap_or_default());
-            self.rcv_read += n;
-            if self.rcv_up.is_some_and(|up| up < self.rcv_read) {
-                self.rcv_up = None;
-            }
+            self.consumed(n);
             return Ok((n, at_mark && n > 0));
         }
+        self.nothing_to_read().map(|n| (n, false))
+    }
+
+    /// Like [`Connection::recv`] without copying: drops up to `max` bytes of in-order data as
+    /// if read (urgent bytes included: a reader that only counts has no use for the mark).
+    pub fn discard(&mut self, max: usize) -> Result<usize, RecvError> {
+        if self.rx.ready() > 0 {
+            let n = self.rx.discard(max);
+            self.consumed(n);
+            return Ok(n);
+        }
+        self.nothing_to_read()
+    }
+
+    /// The application took `n` in-order bytes.
+    fn consumed(&mut self, n: usize) {
+        self.rcv_read += n;
+        if self.rcv_up.is_some_and(|up| up < self.rcv_read) {
+            self.rcv_up = None;
+        }
+    }
+
+    /// What a read finds with no data ready: the end of the stream, an error, or nothing yet.
+    fn nothing_to_read(&self) -> Result<usize, RecvError> {
         if self.fin_received {
-            return Ok((0, false));
+            return Ok(0);
         }
         if let Some(err) = self.error {
             return Err(err.into());
