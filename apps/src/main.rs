@@ -46,6 +46,9 @@ enum Cmd {
         /// HTTP: connections served at once; more are answered 503.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         http_max_conns: Option<u32>,
+        /// HTTP: close a keep-alive connection idle this many seconds (default 30).
+        #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..=86400))]
+        http_idle: Option<u32>,
         /// Services to run.
         #[arg(required = true, value_name = "SERVICE")]
         services: Vec<ServiceSpec>,
@@ -147,12 +150,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             node,
             access_log,
             http_max_conns,
+            http_idle,
             mut services,
         } => {
             for s in &mut services {
                 s.access_log |= access_log;
                 if let Some(n) = http_max_conns {
                     s.max_conns = n as usize;
+                }
+                if let Some(secs) = http_idle {
+                    s.idle = std::time::Duration::from_secs(u64::from(secs));
                 }
             }
             let node = start_node(&node)?;

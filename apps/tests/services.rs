@@ -1099,3 +1099,25 @@ fn debian_rlogin_logs_in_to_tapir_login_and_a_wrong_password_is_refused() {
     assert!(!out.status.success(), "{seen}");
     assert!(seen.contains("Login incorrect"), "{seen}");
 }
+
+#[test]
+fn http_closes_idle_keep_alive_connections_after_http_idle() {
+    if !interop_allowed() {
+        return;
+    }
+    let site = http_site();
+    let spec = format!("http:8080={}", site.0.display());
+    let s = serve(&["--http-idle", "1"], &[&spec]);
+    let addr = addr_of(&s, 8080);
+    let rest = kernel(&s.lab, || {
+        // Answered, then idle: the server closes it (EOF), well before the 15 s read timeout
+        // would turn the read into an error.
+        let mut held = answered_keep_alive(&addr, Duration::from_secs(15));
+        let mut rest = Vec::new();
+        held.read_to_end(&mut rest).map(|_| rest)
+    });
+    match rest {
+        Ok(rest) => assert!(rest.is_empty(), "{}", text(&rest)),
+        Err(e) => panic!("the idle connection was not closed: {e}"),
+    }
+}

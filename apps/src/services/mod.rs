@@ -62,6 +62,8 @@ pub struct ServiceSpec {
     pub access_log: bool,
     /// For http: connections served at once.
     pub max_conns: usize,
+    /// For http: idle keep-alive connections are closed after this long.
+    pub idle: std::time::Duration,
 }
 
 /// A bad service spec.
@@ -127,6 +129,7 @@ impl FromStr for ServiceSpec {
             dir,
             access_log: name == "http.log",
             max_conns: http::DEFAULT_MAX_CONNS,
+            idle: http::IDLE,
         })
     }
 }
@@ -172,7 +175,8 @@ pub fn start(node: &Node, spec: &ServiceSpec) -> Result<Running> {
             ),
             None => None,
         };
-        let config = http::Config::new(root, spec.access_log, spec.max_conns);
+        let mut config = http::Config::new(root, spec.access_log, spec.max_conns);
+        config.idle = spec.idle;
         let service = http::start(node, port, config)
             .with_context(|| format!("cannot listen on TCP port {port} for {name}"))?;
         return Ok(Running {
@@ -231,6 +235,7 @@ mod tests {
                 dir: None,
                 access_log: false,
                 max_conns: http::DEFAULT_MAX_CONNS,
+                idle: http::IDLE,
             }
         );
         assert_eq!("daytime:1313".parse::<ServiceSpec>().unwrap().port, 1313);

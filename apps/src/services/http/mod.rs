@@ -31,7 +31,7 @@ use request::Request;
 use response::{Body, Response};
 
 /// Idle time after which a keep-alive connection is closed.
-const IDLE: Duration = Duration::from_secs(30);
+pub const IDLE: Duration = Duration::from_secs(30);
 /// A client that does not read its response for this long is given up on.
 const SEND_STALL: Duration = Duration::from_secs(60);
 /// How long starting and stopping wait for every worker to answer.
