@@ -190,6 +190,27 @@ impl Resolver {
         &self.config.servers
     }
 
+    /// Where a client connects for `host`: the host itself when it is an IPv4 address, else
+    /// its first address from DNS (wget, rlogin and load take names this way).
+    pub fn socket_addr(&self, host: &str, port: u16) -> anyhow::Result<SocketAddrV4> {
+        use anyhow::{anyhow, bail, Context};
+        if let Ok(ip) = host.parse::<Ipv4Addr>() {
+            return Ok(SocketAddrV4::new(ip, port));
+        }
+        if self.servers().is_empty() {
+            bail!("{host}: a name needs a DNS server: give --dns IP (or use the address)");
+        }
+        let r = self
+            .lookup_ipv4(host)
+            .with_context(|| format!("cannot resolve {host}"))?;
+        let ip = r
+            .addresses
+            .first()
+            .copied()
+            .ok_or_else(|| anyhow!("{host} has no IPv4 address"))?;
+        Ok(SocketAddrV4::new(ip, port))
+    }
+
     fn random_u16(&self) -> u16 {
         let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
         rng.next_u32() as u16

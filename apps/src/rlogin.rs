@@ -194,7 +194,8 @@ pub enum Ended {
 pub fn run(node: &Node, opts: &RloginOpts, dns: &[Ipv4Addr], out: &mut dyn Write) -> Result<Ended> {
     opts.check()?;
     let timeout = Duration::from_secs(opts.timeout.max(1));
-    let addr = host_addr(node, &opts.host, opts.port, dns)?;
+    let addr = Resolver::new(node, ResolverConfig::new(dns.to_vec()))
+        .socket_addr(&opts.host, opts.port)?;
     let local_user = local_user();
     let remote_user = opts.user.clone().unwrap_or_else(|| local_user.clone());
     let stdin = io::stdin();
@@ -255,26 +256,6 @@ pub fn run(node: &Node, opts: &RloginOpts, dns: &[Ipv4Addr], out: &mut dyn Write
         Ended::Signalled => eprintln!("\ntapir rlogin: interrupted"),
     }
     Ok(ended)
-}
-
-/// The host's address: itself when an IPv4 address, else its first address from DNS.
-fn host_addr(node: &Node, host: &str, port: u16, dns: &[Ipv4Addr]) -> Result<SocketAddrV4> {
-    if let Ok(ip) = host.parse::<Ipv4Addr>() {
-        return Ok(SocketAddrV4::new(ip, port));
-    }
-    if dns.is_empty() {
-        bail!("{host}: a name needs a DNS server: give --dns IP (or use the address)");
-    }
-    let resolver = Resolver::new(node, ResolverConfig::new(dns.to_vec()));
-    let r = resolver
-        .lookup_ipv4(host)
-        .with_context(|| format!("cannot resolve {host}"))?;
-    let ip = r
-        .addresses
-        .first()
-        .copied()
-        .ok_or_else(|| anyhow!("{host} has no IPv4 address"))?;
-    Ok(SocketAddrV4::new(ip, port))
 }
 
 /// Connects from the highest free reserved port.

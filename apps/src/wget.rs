@@ -113,27 +113,11 @@ impl Url {
     /// The address to connect to: the host itself when it is an IPv4 address, else its first
     /// address from DNS.
     pub fn addr(&self, resolver: &Resolver) -> Result<SocketAddrV4> {
-        if let Ok(ip) = self.host.parse::<Ipv4Addr>() {
-            return Ok(SocketAddrV4::new(ip, self.port));
-        }
-        if resolver.servers().is_empty() {
-            bail!(
-                "{}: a name needs a DNS server: give --dns IP (or use the address)",
-                self.host
-            );
-        }
-        let r = resolver
-            .lookup_ipv4(&self.host)
-            .with_context(|| format!("cannot resolve {}", self.host))?;
-        let ip = r
-            .addresses
-            .first()
-            .copied()
-            .ok_or_else(|| anyhow!("{} has no IPv4 address", self.host))?;
-        Ok(SocketAddrV4::new(ip, self.port))
+        resolver.socket_addr(&self.host, self.port)
     }
 
-    fn host_header(&self) -> String {
+    /// The Host header's value: the host, and the port unless it is 80.
+    pub fn host_header(&self) -> String {
         if self.port == 80 {
             self.host.clone()
         } else {

@@ -7,58 +7,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tapir_apps::lab::Lab;
 
 mod common;
-use common::{interop_allowed, need, run_ok, text, Proc, TempDir, COUNTER};
+use common::{interop_allowed, need, text, Proc, SystemUser, PTY_PRELUDE};
 
 const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
-
-/// A system account with a password, for PAM; removed on drop (with the home directory,
-/// a temporary one of its own).
-struct TestUser {
-    name: String,
-    _home: TempDir,
-}
-
-impl TestUser {
-    fn new(password: &str) -> TestUser {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let name = format!("tapir-rl-{}-{n}", std::process::id() % 100_000);
-        let home = TempDir::new("rl-home");
-        run_ok(Command::new("useradd").args([
-            "-M",
-            "-d",
-            &home.0.display().to_string(),
-            "-s",
-            "/bin/sh",
-            &name,
-        ]));
-        let user = TestUser { name, _home: home };
-        let mut chpasswd = Command::new("chpasswd")
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("spawn chpasswd");
-        use std::io::Write;
-        chpasswd
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(format!("{}:{password}\n", user.name).as_bytes())
-            .expect("write to chpasswd");
-        assert!(chpasswd.wait().expect("chpasswd").success(), "chpasswd");
-        user
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.name).status();
-    }
-}
 
 /// `/etc/netns/NS/hosts`, which `ip netns exec NS` mounts over /etc/hosts: in.rlogind looks
 /// up its peer's name and gives up when that fails (the lab has no DNS). Removed on drop.
@@ -147,30 +103,8 @@ fn exits_within(p: &mut Proc, secs: u64) -> bool {
 /// Every wait is bounded and waits for output, never for time. Prints `STEP name` for each
 /// step reached, then the transcript as hex, then `EXIT status`.
 const PTY_DRIVER: &str = r#"
-import fcntl, os, pty, select, struct, sys, termios, time
 mode, password, user = sys.argv[1], sys.argv[2], sys.argv[3]
-argv = sys.argv[4:]
-pid, fd = pty.fork()
-if pid == 0:
-    fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
-    os.execvp(argv[0], argv)
-seen = b""
-def wait_for(needle, secs, start=0):
-    global seen
-    end = time.time() + secs
-    while time.time() < end:
-        if needle is not None and seen.find(needle, start) >= 0:
-            return True
-        r, _, _ = select.select([fd], [], [], 0.1)
-        if r:
-            try:
-                d = os.read(fd, 4096)
-            except OSError:
-                d = b""
-            if not d:
-                return needle is None
-            seen += d
-    return False
+pid = spawn(sys.argv[4:], (33, 101))
 def step(name):
     print("STEP " + name, flush=True)
 def finish():
@@ -233,7 +167,14 @@ struct Session {
 
 fn drive(lab: &Lab, mode: &str, password: &str, user: &str) -> Session {
     let mut cmd = Command::new("python3");
-    cmd.args(["-c", PTY_DRIVER, mode, password, user, TAPIR]);
+    cmd.args([
+        "-c",
+        &format!("{PTY_PRELUDE}{PTY_DRIVER}"),
+        mode,
+        password,
+        user,
+        TAPIR,
+    ]);
     if mode == "shell" {
         cmd.arg("node")
             .args(lab.node_args())
@@ -282,7 +223,7 @@ fn tapir_rlogin_logs_in_to_debian_rlogind_sends_window_sizes_and_a_wrong_passwor
     }
     need("python3");
     need("/usr/sbin/in.rlogind");
-    let user = TestUser::new("s3cret-Rl");
+    let user = SystemUser::new("rl", Some("s3cret-Rl"));
     let lab = Lab::up("rl").expect("lab up");
     let _hosts = LabHosts::new(&lab);
 
@@ -335,7 +276,7 @@ fn node_shell_rlogin_runs_a_session_and_returns_to_the_prompt() {
     }
     need("python3");
     need("/usr/sbin/in.rlogind");
-    let user = TestUser::new("s3cret-Sh");
+    let user = SystemUser::new("rl", Some("s3cret-Sh"));
     let lab = Lab::up("rls").expect("lab up");
     let _hosts = LabHosts::new(&lab);
     let _server = rlogind(&lab);

@@ -15,7 +15,10 @@ use std::time::Duration;
 use tapir_apps::lab::Lab;
 
 mod common;
-use common::{interop_allowed, kernel, need, random_bytes, run_ok, text, Proc, TempDir, COUNTER};
+use common::{
+    interop_allowed, kernel, need, random_bytes, run_ok, text, Proc, SystemUser, TempDir, COUNTER,
+    PTY_PRELUDE,
+};
 
 const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
 
@@ -964,16 +967,7 @@ fn http_connection_limit_answers_503_beyond_it() {
     let third = kernel(&s.lab, || {
         // Two idle keep-alive connections hold both slots.
         let held: Vec<TcpStream> = (0..2)
-            .map(|_| {
-                let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                c.write_all(b"GET /digits.txt HTTP/1.1\r\nHost: x\r\n\r\n")
-                    .unwrap();
-                let mut buf = [0u8; 512];
-                let n = c.read(&mut buf).unwrap();
-                assert!(text(&buf[..n]).starts_with("HTTP/1.1 200"));
-                c
-            })
+            .map(|_| answered_keep_alive(&addr, Duration::from_secs(5)))
             .collect();
         let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -991,29 +985,8 @@ fn http_connection_limit_answers_503_beyond_it() {
 /// waits for MARKER, then sends "exit" and waits for the end. Prints everything it saw; exits 0
 /// only when MARKER was seen and the session ended. Every wait is bounded.
 const PTY_DRIVER: &str = r#"
-import os, pty, select, sys, time
 password, command, marker = sys.argv[1], sys.argv[2], sys.argv[3]
-argv = sys.argv[4:]
-pid, fd = pty.fork()
-if pid == 0:
-    os.execvp(argv[0], argv)
-seen = b""
-def wait_for(needle, secs):
-    global seen
-    end = time.time() + secs
-    while time.time() < end:
-        if needle is not None and needle in seen:
-            return True
-        r, _, _ = select.select([fd], [], [], 0.2)
-        if r:
-            try:
-                d = os.read(fd, 4096)
-            except OSError:
-                d = b""
-            if not d:
-                return needle is None
-            seen += d
-    return False
+pid = spawn(sys.argv[4:])
 ok = wait_for(b"Password: ", 15)
 if ok:
     os.write(fd, password.encode() + b"\r")
@@ -1033,23 +1006,6 @@ except OSError:
 sys.exit(0 if ok else 1)
 "#;
 
-/// A system account for login tests, removed on drop.
-struct TestUser(String);
-
-impl TestUser {
-    fn new() -> TestUser {
-        let name = format!("tapirlg{}", std::process::id() % 100_000);
-        run_ok(Command::new("useradd").args(["-M", "-d", "/tmp", "-s", "/bin/sh", &name]));
-        TestUser(name)
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn debian_rlogin_logs_in_to_tapir_login_and_a_wrong_password_is_refused() {
     if !interop_allowed() {
@@ -1057,7 +1013,7 @@ fn debian_rlogin_logs_in_to_tapir_login_and_a_wrong_password_is_refused() {
     }
     need("rlogin");
     need("openssl");
-    let user = TestUser::new();
+    let user = SystemUser::new("lg", None);
     let hash =
         run_ok(Command::new("openssl").args(["passwd", "-6", "-salt", "tapirsalt", "s3cret"]));
     let dir = TempDir::new("login");
@@ -1066,7 +1022,7 @@ fn debian_rlogin_logs_in_to_tapir_login_and_a_wrong_password_is_refused() {
         &creds,
         format!(
             "# tapir login credentials\n{}:{}",
-            user.0,
+            user.name,
             text(&hash.stdout)
         ),
     )
@@ -1075,17 +1031,18 @@ fn debian_rlogin_logs_in_to_tapir_login_and_a_wrong_password_is_refused() {
     let s = serve(&[], &[&spec]);
     assert!(s.start_line.contains("login/tcp:513"), "{}", s.start_line);
     let ip = s.lab.node.address().to_string();
+    let script = format!("{PTY_PRELUDE}{PTY_DRIVER}");
     let drive = |password: &str| {
         Command::new("python3")
             .args([
                 "-c",
-                PTY_DRIVER,
+                &script,
                 password,
                 "echo tapir-$((6*7)) as $(id -un)",
                 "tapir-42 as ",
             ])
             .args([
-                "ip", "netns", "exec", &s.lab.ns, "rlogin", "-l", &user.0, &ip,
+                "ip", "netns", "exec", &s.lab.ns, "rlogin", "-l", &user.name, &ip,
             ])
             .output()
             .expect("run the pty driver")
@@ -1093,7 +1050,10 @@ fn debian_rlogin_logs_in_to_tapir_login_and_a_wrong_password_is_refused() {
     let out = drive("s3cret");
     let seen = text(&out.stdout);
     assert!(out.status.success(), "{seen}");
-    assert!(seen.contains(&format!("tapir-42 as {}", user.0)), "{seen}");
+    assert!(
+        seen.contains(&format!("tapir-42 as {}", user.name)),
+        "{seen}"
+    );
     let out = drive("wrong");
     let seen = text(&out.stdout);
     assert!(!out.status.success(), "{seen}");

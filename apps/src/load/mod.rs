@@ -165,11 +165,7 @@ pub fn source_addrs(cidr: Ipv4Cidr) -> Vec<Ipv4Addr> {
 /// The request every connection sends.
 fn request(t: &Target, close: bool) -> Vec<u8> {
     let conn = if close { "close" } else { "keep-alive" };
-    let host = if t.url.port == 80 {
-        t.url.host.clone()
-    } else {
-        format!("{}:{}", t.url.host, t.url.port)
-    };
+    let host = t.url.host_header();
     format!(
         "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: tapir-load\r\nConnection: {conn}\r\n\r\n",
         t.url.path

@@ -89,3 +89,82 @@ pub fn need(tool: &str) {
         "{tool} is missing: run scripts/setup (as root) to install it"
     );
 }
+
+/// A system account for login tests: a home directory of its own, a password when given (for
+/// PAM); removed on drop.
+pub struct SystemUser {
+    pub name: String,
+    _home: TempDir,
+}
+
+impl SystemUser {
+    pub fn new(tag: &str, password: Option<&str>) -> SystemUser {
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("tapir-{tag}-{}-{n}", std::process::id() % 100_000);
+        let home = TempDir::new(&format!("{tag}-home"));
+        run_ok(Command::new("useradd").args([
+            "-M",
+            "-d",
+            &home.0.display().to_string(),
+            "-s",
+            "/bin/sh",
+            &name,
+        ]));
+        let user = SystemUser { name, _home: home };
+        if let Some(password) = password {
+            use std::io::Write;
+            let mut chpasswd = Command::new("chpasswd")
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn chpasswd");
+            chpasswd
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(format!("{}:{password}\n", user.name).as_bytes())
+                .expect("write to chpasswd");
+            assert!(chpasswd.wait().expect("chpasswd").success(), "chpasswd");
+        }
+        user
+    }
+}
+
+impl Drop for SystemUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).status();
+    }
+}
+
+/// What the tests' python3 pty drivers share: `spawn(argv, size)` runs ARGV on a new pty (of
+/// `size` (rows, cols) when given) and returns its pid; `wait_for(needle, secs, start)` reads
+/// the pty into `seen` until `needle` appears past `start` (None: until the pty closes), at most
+/// `secs`. A driver's own script follows this prelude.
+pub const PTY_PRELUDE: &str = r#"
+import fcntl, os, pty, select, struct, sys, termios, time
+seen = b""
+fd = -1
+def spawn(argv, size=None):
+    global fd
+    pid, fd = pty.fork()
+    if pid == 0:
+        if size:
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+        os.execvp(argv[0], argv)
+    return pid
+def wait_for(needle, secs, start=0):
+    global seen
+    end = time.time() + secs
+    while time.time() < end:
+        if needle is not None and seen.find(needle, start) >= 0:
+            return True
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            try:
+                d = os.read(fd, 4096)
+            except OSError:
+                d = b""
+            if not d:
+                return needle is None
+            seen += d
+    return False
+"#;
