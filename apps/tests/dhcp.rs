@@ -296,6 +296,18 @@ impl Drop for Running {
     }
 }
 
+/// SIGTERM to a DHCP `tapir serve`: it exits cleanly and dnsmasq logs the RELEASE of `addr`.
+fn stop_and_see_the_release(lab: &LanLab, child: &mut Running, addr: &str) {
+    sh(&["kill", "-TERM", &child.0.id().to_string()]);
+    let status = child.0.wait().expect("wait tapir");
+    assert!(status.success(), "tapir serve exited with {status}");
+    assert!(
+        lab.wait_log(5, |l| l.contains("DHCPRELEASE(lan1)") && l.contains(addr)),
+        "dnsmasq saw no RELEASE: {}",
+        lab.log_text()
+    );
+}
+
 /// `tapir serve --dhcp ARGS http=DIR` on the LAN, and the address it leased (from the pool).
 fn serve_http(lab: &LanLab, args: &[&str]) -> (Running, String) {
     let mut child = Running(
@@ -397,14 +409,7 @@ fn serves_http_on_the_leased_address_and_releases_on_exit() {
         text(&out.stderr)
     );
     // A clean exit releases the lease: dnsmasq logs it and drops it from the lease file.
-    sh(&["kill", "-TERM", &child.0.id().to_string()]);
-    let status = child.0.wait().expect("wait tapir");
-    assert!(status.success(), "tapir serve exited with {status}");
-    assert!(
-        lab.wait_log(5, |l| l.contains("DHCPRELEASE(lan1)") && l.contains(&addr)),
-        "dnsmasq saw no RELEASE: {}",
-        lab.log_text()
-    );
+    stop_and_see_the_release(&lab, &mut child, &addr);
     let until = Instant::now() + Duration::from_secs(5);
     loop {
         let leases = std::fs::read_to_string(lab.leases()).unwrap_or_default();
@@ -607,12 +612,5 @@ fn several_queues_share_one_lease() {
         .output()
         .expect("run ping");
     assert!(out.status.success(), "ping: {}", text(&out.stdout));
-    sh(&["kill", "-TERM", &child.0.id().to_string()]);
-    let status = child.0.wait().expect("wait tapir");
-    assert!(status.success(), "tapir serve exited with {status}");
-    assert!(
-        lab.wait_log(5, |l| l.contains("DHCPRELEASE(lan1)") && l.contains(&addr)),
-        "dnsmasq saw no RELEASE: {}",
-        lab.log_text()
-    );
+    stop_and_see_the_release(&lab, &mut child, &addr);
 }
