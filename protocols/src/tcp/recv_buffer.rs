@@ -3,9 +3,10 @@
 //! most [`MAX_HELD_RANGES`]).
 //!
 //! Memory follows the data, not the configured size: the ring is allocated when data first
-//! arrives, grows (doubling, re-laid out) up to the capacity as more is held, and is freed once
-//! the application has read everything with nothing held out of order; the range list is
-//! allocated only while a hole is open. An idle connection holds no buffer memory. The window
+//! arrives, grows (doubling, re-laid out) up to the capacity as more is held, and is freed by
+//! [`RecvBuffer::release_if_empty`] (the stack's once-a-second sweep) when the application has
+//! read everything with nothing held out of order; the range list is allocated only while a
+//! hole is open. An idle connection holds no buffer memory. The window
 //! is always computed from the configured capacity, so none of this is visible on the wire.
 //!
 //! Positions are absolute stream offsets (bytes since the first data byte); ring index is the
