@@ -418,12 +418,21 @@ impl Connection {
         }
     }
 
-    /// The receive window we may offer now, in bytes: the free buffer space, but the right edge
-    /// only moves when it can move by at least min(buffer / 2, MSS) (receiver-side SWS
-    /// avoidance, RFC 9293 §3.8.6.2.2), and never moves left.
+    /// The largest window the window field can carry: 65,535 bytes shifted by our scale
+    /// (RFC 7323 §2.3), so 65,535 when the peer did not offer window scaling.
+    fn max_window(&self) -> usize {
+        usize::from(u16::MAX) << self.rcv_wscale
+    }
+
+    /// The receive window we may offer now, in bytes: the free buffer space as far as the field
+    /// can carry it, but the right edge only moves when it can move by at least
+    /// min(buffer / 2, MSS) (receiver-side SWS avoidance, RFC 9293 §3.8.6.2.2), and never moves
+    /// left. Capping at [`Self::max_window`] here, not only in the field, is what keeps a
+    /// 256 KiB buffer behind an unscaled window from deciding on every poll that a window update
+    /// is due (a pure ACK per poll, millions a second, toward any peer without window scaling).
     fn window_to_offer(&self) -> usize {
         let current = self.rcv_adv_edge - self.rcv_nxt;
-        let free = self.rx.window();
+        let free = self.rx.window().min(self.max_window());
         let step = (self.rx.capacity() / 2)
             .min(usize::from(self.cfg.mss))
             .max(1);

@@ -7,6 +7,7 @@ mod handshake;
 mod loss;
 mod memory;
 mod pair;
+mod quiet;
 mod rack;
 mod robustness;
 mod sack;
