@@ -16,17 +16,23 @@
 //! per-packet impairment model and a virtual clock) and quinn-proto's `Pair::step`.
 
 pub mod link;
+pub mod mixed;
 pub mod monitor;
 pub mod network;
 pub mod seeds;
+pub mod smol;
 pub mod trace;
 pub mod transfer;
 
 pub use link::{LinkConfig, LinkStats};
+pub use mixed::run_mixed;
 pub use monitor::{Cause, Violation};
 pub use network::{
     host_cidr, host_mac, integrity_drops, Host, IdleReport, Network, NodeId, Peer, SimError,
     SimNode, IDLE_SETTLE,
 };
 pub use seeds::{replay_command, replay_here, seeds, sweep};
-pub use transfer::{pattern_fill, run_transfer, run_transfers, Transfer, TransferReport};
+pub use smol::{SmolNode, SmolOptions};
+pub use transfer::{
+    pattern_fill, run_transfer, run_transfers, Transfer, TransferReport, IDLE_CHECK,
+};

@@ -55,6 +55,10 @@ pub const MAX_UNPAID: usize = 2;
 /// Segments of slack on top of twice the peer's largest window in the credit's cap.
 pub const CREDIT_SLACK_SEGMENTS: u64 = 4;
 
+/// Segments per connection that one ARP frame may release: tapir's ARP queue holds 16 packets
+/// per unresolved address (`ArpConfig::pending_per_addr`).
+pub const MAX_ARP_RELEASE: usize = 16;
+
 /// What made a node send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cause {
@@ -62,6 +66,11 @@ pub enum Cause {
     Frame { at: Instant, frame: String },
     /// A poll with no frame: timers due, application calls since the last step.
     Poll { at: Instant },
+    /// An ARP frame delivered to the node: it releases what waited for the address to resolve.
+    /// Those segments were made earlier, each by a cause of its own that the monitor could not
+    /// see (they sat in the stack's ARP queue), so the bound is the queue's:
+    /// [`MAX_ARP_RELEASE`] segments per connection.
+    Arp { at: Instant },
 }
 
 impl std::fmt::Display for Cause {
@@ -69,6 +78,7 @@ impl std::fmt::Display for Cause {
         match self {
             Cause::Frame { at, frame } => write!(f, "frame delivered at {at}: {frame}"),
             Cause::Poll { at } => write!(f, "poll at {at} (timers, application calls)"),
+            Cause::Arp { at } => write!(f, "ARP frame delivered at {at} (releases queued frames)"),
         }
     }
 }
@@ -279,6 +289,17 @@ impl Monitor {
             let entry = &mut tally[i];
             entry.3.push(crate::trace::describe_frame(frame));
             let len = t.payload_len as u64;
+            if matches!(cause, Cause::Arp { .. }) {
+                track.credit = track.credit.saturating_sub(len);
+                entry.1 += 1;
+                if entry.1 > MAX_ARP_RELEASE && broken.is_none() {
+                    broken = Some((
+                        key,
+                        format!("more than {MAX_ARP_RELEASE} segments released by one ARP frame"),
+                    ));
+                }
+                continue;
+            }
             if len == 0 && !t.flags.syn() && !t.flags.fin() {
                 entry.1 += 1;
                 if entry.1 > MAX_CONTROL && broken.is_none() {

@@ -594,7 +594,10 @@ impl Network {
                 if self.nodes[to].monitored {
                     self.monitor.inbound(to, &frame);
                 }
-                let cause = if self.nodes[to].monitored || self.idle_log.is_some() {
+                let arp = frame.get(12..14) == Some(&[0x08, 0x06][..]);
+                let cause = if arp {
+                    Cause::Arp { at: now }
+                } else if self.nodes[to].monitored || self.idle_log.is_some() {
                     Cause::Frame {
                         at: now,
                         frame: crate::trace::describe_frame(&frame),
@@ -627,7 +630,7 @@ impl Network {
                 log.push(IdleSegment {
                     at: self.now,
                     node: from,
-                    unprompted: matches!(cause, Cause::Poll { .. }),
+                    unprompted: !matches!(cause, Cause::Frame { .. }),
                     conn: (s.src, t.src_port, s.dst, t.dst_port),
                     probe_like: t.payload_len <= 1
                         && !t.flags.syn()
