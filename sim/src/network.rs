@@ -266,6 +266,7 @@ pub struct Network {
     trace: Option<Box<TraceFn>>,
     monitor: Monitor,
     idle_log: Option<Vec<IdleSegment>>,
+    trace_tx: bool,
 }
 
 impl Network {
@@ -289,6 +290,7 @@ impl Network {
             trace: None,
             monitor: Monitor::default(),
             idle_log: None,
+            trace_tx: false,
         }
     }
 
@@ -456,6 +458,12 @@ impl Network {
         });
     }
 
+    /// Prints every frame a node sends (before the link's impairments) on stderr from now on:
+    /// with [`Network::trace_to_stderr`], tells a lost frame from one never sent.
+    pub fn trace_tx_to_stderr(&mut self) {
+        self.trace_tx = true;
+    }
+
     fn link_mut(&mut self, from: NodeId, to: NodeId) -> &mut Link {
         let default = &self.default_link;
         self.links
@@ -617,6 +625,12 @@ impl Network {
     fn emit(&mut self, from: NodeId, cause: &Cause, out: Vec<Vec<u8>>) -> Result<(), SimError> {
         if out.is_empty() {
             return Ok(());
+        }
+        if self.trace_tx {
+            for frame in &out {
+                let now = self.now;
+                eprintln!("{now} {from}-> {}", crate::trace::describe_frame(frame));
+            }
         }
         if self.nodes[from].monitored {
             if let Err(v) = self.monitor.outbound(from, cause, &out) {
