@@ -1,7 +1,7 @@
 //! The bulk-transfer scenario of [`crate::transfer`] between any two nodes, each a tapir stack
 //! or a [`SmolNode`]: the client connects, each side sends its own keyed byte stream and checks
 //! every byte it reads, the connections are held for the idle check once all data is done, then
-//! each side closes, and the run passes when both streams arrived byte-exact and both sockets
+//! the client closes and the server closes once it has read the client's FIN, and the run passes when both streams arrived byte-exact and both sockets
 //! ended closed (CLOSED or TIME-WAIT) without an error, within the virtual deadline.
 
 use std::net::SocketAddrV4;
@@ -244,7 +244,15 @@ impl End {
             }
             self.tx_done += k;
         }
-        if self.tx_done == self.tx_total && self.may_close && !self.closed && !self.opening(net) {
+        // The server closes only once it has read the client's FIN: no simultaneous close, so
+        // smoltcp never enters CLOSING, from which 0.12 does not retransmit a lost FIN.
+        let turn = self.name == "client" || self.eof;
+        if self.tx_done == self.tx_total
+            && self.may_close
+            && turn
+            && !self.closed
+            && !self.opening(net)
+        {
             self.close(net)?;
         }
         while !self.eof {

@@ -36,6 +36,12 @@ pub type NodeId = usize;
 /// (a stack whose `poll_at` stays in the past but never sends).
 const MAX_IDLE_STEPS: u32 = 100_000;
 
+/// Steps in a row at one instant, frames moving or not, before the network calls it a livelock:
+/// a node that sends at every poll without virtual time ever moving (an unbounded storm that
+/// the per-cause bounds of the [`Monitor`] did not see, e.g. on an unmonitored node). A real run
+/// needs a handful: every link delays a frame by at least its propagation delay.
+const MAX_STEPS_PER_INSTANT: u32 = 10_000;
+
 /// Why a simulation could not go on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SimError {
@@ -60,7 +66,7 @@ impl fmt::Display for SimError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SimError::Livelock { at } => {
-                write!(f, "livelock at {at}: poll_at stays in the past")
+                write!(f, "livelock at {at}: virtual time stopped moving (a poll_at that stays in the past, or a node that sends at every poll)")
             }
             SimError::Deadline { at, what } => write!(f, "deadline passed at {at}: {what}"),
             SimError::Mismatch { what } => write!(f, "data mismatch: {what}"),
@@ -261,6 +267,7 @@ pub struct Network {
     /// Steps taken.
     pub steps: u64,
     idle_steps: u32,
+    instant_steps: u32,
     digest: u64,
     scratch: Vec<Departure>,
     trace: Option<Box<TraceFn>>,
@@ -285,6 +292,7 @@ impl Network {
             unroutable: 0,
             steps: 0,
             idle_steps: 0,
+            instant_steps: 0,
             digest: 0xcbf2_9ce4_8422_2325,
             scratch: Vec::new(),
             trace: None,
@@ -563,6 +571,12 @@ impl Network {
         let jumped = next > self.now;
         if jumped {
             self.now = next;
+            self.instant_steps = 0;
+        } else {
+            self.instant_steps += 1;
+            if self.instant_steps > MAX_STEPS_PER_INSTANT {
+                return Err(SimError::Livelock { at: self.now });
+            }
         }
         while self.queue.peek().is_some_and(|e| e.at <= self.now) {
             let Some(ev) = self.queue.pop() else { break };
