@@ -258,7 +258,12 @@ impl Monitor {
     pub fn inbound(&mut self, node: NodeId, frame: &[u8]) {
         let Some(s) = parse_tcp(frame) else { return };
         let key = (s.dst, s.repr.dst_port, s.src, s.repr.src_port);
-        self.tracks.entry((node, key)).or_default().inbound(&s.repr);
+        self.inbound_segment(node, key, &s.repr);
+    }
+
+    /// [`Monitor::inbound`] for a parsed segment; `key` as the receiving node sees it.
+    pub fn inbound_segment(&mut self, node: NodeId, key: FourTuple, t: &TcpRepr) {
+        self.tracks.entry((node, key)).or_default().inbound(t);
     }
 
     /// `node` sent `frames` because of `cause`: checks the bounds, charges the credit.
@@ -268,13 +273,30 @@ impl Monitor {
         cause: &Cause,
         frames: &[Vec<u8>],
     ) -> Result<(), Violation> {
+        let segments: Vec<(FourTuple, TcpRepr, String)> = frames
+            .iter()
+            .filter_map(|f| {
+                let s = parse_tcp(f)?;
+                let key = (s.src, s.repr.src_port, s.dst, s.repr.dst_port);
+                Some((key, s.repr, crate::trace::describe_frame(f)))
+            })
+            .collect();
+        self.outbound_segments(node, cause, &segments)
+    }
+
+    /// [`Monitor::outbound`] for parsed segments: (connection as the sender sees it, segment,
+    /// a line describing it).
+    pub fn outbound_segments(
+        &mut self,
+        node: NodeId,
+        cause: &Cause,
+        segments: &[(FourTuple, TcpRepr, String)],
+    ) -> Result<(), Violation> {
         // Per connection: (control, unpaid, lines), in order of first segment.
         let mut tally: Vec<(FourTuple, usize, usize, Vec<String>)> = Vec::new();
         let mut broken: Option<(FourTuple, String)> = None;
-        for frame in frames {
-            let Some(s) = parse_tcp(frame) else { continue };
-            let t = &s.repr;
-            let key = (s.src, t.src_port, s.dst, t.dst_port);
+        for (key, t, line) in segments {
+            let key = *key;
             let track = self.tracks.entry((node, key)).or_default();
             if t.flags.syn() {
                 track.local_syn = Some(t.window_scale);
@@ -287,7 +309,7 @@ impl Monitor {
                 }
             };
             let entry = &mut tally[i];
-            entry.3.push(crate::trace::describe_frame(frame));
+            entry.3.push(line.clone());
             let len = t.payload_len as u64;
             if matches!(cause, Cause::Arp { .. }) {
                 track.credit = track.credit.saturating_sub(len);
@@ -342,5 +364,163 @@ impl Monitor {
             rule,
             segments,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocols::wire::{SeqNumber, TcpFlags};
+
+    const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+    /// Node 0's connection as it sees it, and as its peer's segments address it.
+    const OUT: FourTuple = (A, 1000, B, 80);
+    const MSS: usize = 1000;
+
+    fn seg(flags: TcpFlags, seq: u32, ack: Option<u32>, win: u16, len: usize) -> TcpRepr {
+        TcpRepr {
+            src_port: 1000,
+            dst_port: 80,
+            flags,
+            seq_number: SeqNumber(seq),
+            ack_number: ack.map(SeqNumber),
+            window_len: win,
+            urgent_pointer: 0,
+            max_seg_size: None,
+            window_scale: None,
+            sack_permitted: false,
+            sack_ranges: Default::default(),
+            timestamp: None,
+            payload_len: len,
+        }
+    }
+
+    fn ack_flags() -> TcpFlags {
+        TcpFlags(TcpFlags::ACK.0)
+    }
+
+    /// Node 0 connected (SYN out, SYN-ACK in with MSS 1000 and a 64000-byte window).
+    fn connected() -> Monitor {
+        let mut m = Monitor::default();
+        let poll = Cause::Poll { at: Instant::ZERO };
+        let syn = seg(TcpFlags::SYN, 0, None, 65535, 0);
+        m.outbound_segments(0, &poll, &[(OUT, syn, "syn".into())])
+            .unwrap();
+        let mut synack = seg(
+            TcpFlags(TcpFlags::SYN.0 | TcpFlags::ACK.0),
+            0,
+            Some(1),
+            64000,
+            0,
+        );
+        synack.max_seg_size = Some(MSS as u16);
+        m.inbound_segment(0, OUT, &synack);
+        m
+    }
+
+    fn frame_cause() -> Cause {
+        Cause::Frame {
+            at: Instant::ZERO,
+            frame: "test".into(),
+        }
+    }
+
+    fn data(seq: u32, n: usize) -> Vec<(FourTuple, TcpRepr, String)> {
+        (0..n)
+            .map(|i| {
+                let s = seg(ack_flags(), seq + (i * MSS) as u32, Some(1), 65535, MSS);
+                (OUT, s, format!("data {i}"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_pure_ack_per_cause_passes_two_fail() {
+        let mut m = connected();
+        let ack = (OUT, seg(ack_flags(), 1, Some(1), 65535, 0), "ack".into());
+        m.outbound_segments(0, &frame_cause(), std::slice::from_ref(&ack))
+            .unwrap();
+        let v = m
+            .outbound_segments(0, &frame_cause(), &[ack.clone(), ack])
+            .unwrap_err();
+        assert_eq!(v.conn, OUT);
+        assert_eq!(v.segments.len(), 2);
+        assert!(v.rule.contains("control"), "{}", v.rule);
+    }
+
+    #[test]
+    fn slow_start_after_a_stretch_ack_passes_a_resent_window_fails() {
+        let mut m = connected();
+        // The initial window, paid from the credit the SYN-ACK's window opened.
+        m.outbound_segments(0, &frame_cause(), &data(1, 10))
+            .unwrap();
+        // One stretch ACK for all ten: slow start may send twenty.
+        let ack = seg(ack_flags(), 1, Some(1 + 10 * MSS as u32), 64000, 0);
+        m.inbound_segment(0, OUT, &ack);
+        m.outbound_segments(0, &frame_cause(), &data(1 + 10 * MSS as u32, 20))
+            .unwrap();
+        // A duplicate ACK opens nothing: resending the whole flight for it drains the credit
+        // left and then breaks the bound.
+        let mut failed = None;
+        for _ in 0..10 {
+            m.inbound_segment(0, OUT, &ack);
+            if let Err(v) = m.outbound_segments(0, &frame_cause(), &data(1 + 10 * MSS as u32, 20)) {
+                failed = Some(v);
+                break;
+            }
+        }
+        let v = failed.expect("a retransmission storm passed the monitor");
+        assert!(v.rule.contains("beyond what the peer opened"), "{}", v.rule);
+    }
+
+    #[test]
+    fn an_rto_retransmission_and_a_fin_need_no_credit() {
+        // The whole credit spent first: what follows is unpaid.
+        let mut m = connected();
+        m.outbound_segments(0, &frame_cause(), &data(1, 128))
+            .unwrap();
+        let timer = Cause::Poll { at: Instant::ZERO };
+        for _ in 0..5 {
+            m.outbound_segments(0, &timer, &data(1, 1)).unwrap();
+        }
+        let fin = seg(
+            TcpFlags(TcpFlags::FIN.0 | TcpFlags::ACK.0),
+            1,
+            Some(1),
+            65535,
+            0,
+        );
+        let mut two = data(1, 1);
+        two.push((OUT, fin, "fin".into()));
+        m.outbound_segments(0, &timer, &two).unwrap();
+        two.extend(data(1, 1));
+        assert!(m.outbound_segments(0, &timer, &two).is_err());
+    }
+
+    #[test]
+    fn sacked_bytes_open_room_once() {
+        let mut m = connected();
+        m.outbound_segments(0, &frame_cause(), &data(1, 64))
+            .unwrap();
+        let mut t = seg(ack_flags(), 1, Some(1), 64000, 0);
+        t.sack_ranges[0] = Some((SeqNumber(1 + MSS as u32), SeqNumber(1 + 3 * MSS as u32)));
+        let track = |m: &Monitor| m.tracks.get(&(0, OUT)).map(|t| t.credit).unwrap();
+        let before = track(&m);
+        m.inbound_segment(0, OUT, &t);
+        assert_eq!(track(&m) - before, 2 * 2 * MSS as u64);
+        // The same SACK block again opens nothing; the ACK that covers it counts only the one
+        // segment that was not SACKed.
+        let mid = track(&m);
+        m.inbound_segment(0, OUT, &t);
+        assert_eq!(track(&m), mid);
+        // (The window shrinks by as much, so the right edge stays put and only delivery counts.)
+        let win = (64000 - 3 * MSS) as u16;
+        m.inbound_segment(
+            0,
+            OUT,
+            &seg(ack_flags(), 1, Some(1 + 3 * MSS as u32), win, 0),
+        );
+        assert_eq!(track(&m) - mid, 2 * MSS as u64);
     }
 }
