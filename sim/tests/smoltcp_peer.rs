@@ -137,7 +137,10 @@ fn smol_variants() -> Vec<(&'static str, SmolOptions)> {
 }
 
 /// tapir's options, one at a time and all off.
-fn tapir_variants() -> Vec<(&'static str, fn(&mut StackConfig))> {
+/// A named change to tapir's configuration.
+type Tune = (&'static str, fn(&mut StackConfig));
+
+fn tapir_variants() -> Vec<Tune> {
     vec![
         ("default", |_| {}),
         ("no-window-scaling", |c| c.tcp.window_scaling = false),
@@ -264,47 +267,45 @@ fn small_window_lost_update_does_not_stall() {
 fn sweep_case(seed: u64) -> Result<(), SimError> {
     let svars = smol_variants();
     let tvars = tapir_variants();
-    {
-        let (what, link) = impairment(seed);
-        let (_, sopts) = &svars[(seed / 6) as usize % svars.len()];
-        let (_, tune) = &tvars[(seed / 7) as usize % tvars.len()];
-        let tapir_client = seed % 2 == 0;
-        let (mut net, tapir, smol) = pair(seed, link.clone(), tune, sopts.clone());
-        if what == "blackout" {
-            let start = net.now();
-            let down = LinkConfig {
-                down: true,
-                ..link.clone()
-            };
-            net.schedule_path(start + Duration::from_millis(15), tapir, smol, down);
-            net.schedule_path(start + Duration::from_millis(1515), tapir, smol, link);
-        }
-        let t = Transfer {
-            deadline: Duration::from_secs(600),
-            ..Transfer::both_ways(96 * KB)
+    let (what, link) = impairment(seed);
+    let (_, sopts) = &svars[(seed / 6) as usize % svars.len()];
+    let (_, tune) = &tvars[(seed / 7) as usize % tvars.len()];
+    let tapir_client = seed.is_multiple_of(2);
+    let (mut net, tapir, smol) = pair(seed, link.clone(), tune, sopts.clone());
+    if what == "blackout" {
+        let start = net.now();
+        let down = LinkConfig {
+            down: true,
+            ..link.clone()
         };
-        transfer(&mut net, tapir, smol, tapir_client, &t)?;
-        if what == "blackout" {
-            let dark = net.link_stats(tapir, smol).blackout + net.link_stats(smol, tapir).blackout;
-            if dark == 0 {
-                return Err(SimError::Failed {
-                    what: "the blackout dropped nothing".into(),
-                });
-            }
-        }
-        if what == "corrupt" {
-            let c = sim::integrity_drops(net.stack(tapir).counters());
-            if c != net.node(tapir).corrupted_in {
-                return Err(SimError::Failed {
-                    what: format!(
-                        "tapir got {} corrupted frames but counted {c} integrity drops",
-                        net.node(tapir).corrupted_in
-                    ),
-                });
-            }
-        }
-        Ok(())
+        net.schedule_path(start + Duration::from_millis(15), tapir, smol, down);
+        net.schedule_path(start + Duration::from_millis(1515), tapir, smol, link);
     }
+    let t = Transfer {
+        deadline: Duration::from_secs(600),
+        ..Transfer::both_ways(96 * KB)
+    };
+    transfer(&mut net, tapir, smol, tapir_client, &t)?;
+    if what == "blackout" {
+        let dark = net.link_stats(tapir, smol).blackout + net.link_stats(smol, tapir).blackout;
+        if dark == 0 {
+            return Err(SimError::Failed {
+                what: "the blackout dropped nothing".into(),
+            });
+        }
+    }
+    if what == "corrupt" {
+        let c = sim::integrity_drops(net.stack(tapir).counters());
+        if c != net.node(tapir).corrupted_in {
+            return Err(SimError::Failed {
+                what: format!(
+                    "tapir got {} corrupted frames but counted {c} integrity drops",
+                    net.node(tapir).corrupted_in
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A held connection to smoltcp: silent for 10 minutes with keep-alive off; with tapir's
