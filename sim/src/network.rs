@@ -132,6 +132,9 @@ pub struct SimNode {
     pub corrupted_in: u64,
     /// Whether the [`Monitor`] checks what this node sends (default: on).
     pub monitored: bool,
+    /// Unpaid data segments per cause and connection the monitor allows this node
+    /// ([`crate::monitor::MAX_UNPAID`] for tapir, [`crate::monitor::PEER_MAX_UNPAID`] for a peer).
+    pub max_unpaid: usize,
 }
 
 impl SimNode {
@@ -324,6 +327,7 @@ impl Network {
             host: Host::Tapir(Box::new(stack)),
             corrupted_in: 0,
             monitored: true,
+            max_unpaid: crate::monitor::MAX_UNPAID,
         });
         self.route(id, out);
         id
@@ -336,6 +340,7 @@ impl Network {
             host: Host::Peer(peer),
             corrupted_in: 0,
             monitored: true,
+            max_unpaid: crate::monitor::PEER_MAX_UNPAID,
         });
         id
     }
@@ -647,7 +652,8 @@ impl Network {
             }
         }
         if self.nodes[from].monitored {
-            if let Err(v) = self.monitor.outbound(from, cause, &out) {
+            let bound = self.nodes[from].max_unpaid;
+            if let Err(v) = self.monitor.outbound(from, cause, &out, bound) {
                 return Err(self.invariant(v));
             }
         }
