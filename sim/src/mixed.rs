@@ -1,8 +1,9 @@
 //! The bulk-transfer scenario of [`crate::transfer`] between any two nodes, each a tapir stack
 //! or a [`SmolNode`]: the client connects, each side sends its own keyed byte stream and checks
 //! every byte it reads, the connections are held for the idle check once all data is done, then
-//! the client closes and the server closes once it has read the client's FIN, and the run passes when both streams arrived byte-exact and both sockets
-//! ended closed (CLOSED or TIME-WAIT) without an error, within the virtual deadline.
+//! the client closes and the server closes once it has read the client's FIN. The run passes
+//! when both streams arrived byte-exact and both sockets ended closed (CLOSED or TIME-WAIT)
+//! without an error, within the virtual deadline.
 
 use std::net::SocketAddrV4;
 

@@ -66,7 +66,11 @@ impl fmt::Display for SimError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SimError::Livelock { at } => {
-                write!(f, "livelock at {at}: virtual time stopped moving (a poll_at that stays in the past, or a node that sends at every poll)")
+                write!(
+                    f,
+                    "livelock at {at}: virtual time stopped moving (a poll_at that stays in \
+                     the past, or a node that sends at every poll)"
+                )
             }
             SimError::Deadline { at, what } => write!(f, "deadline passed at {at}: {what}"),
             SimError::Mismatch { what } => write!(f, "data mismatch: {what}"),

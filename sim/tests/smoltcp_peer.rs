@@ -242,17 +242,18 @@ fn impairment_sweep() {
     sweep(module_path!(), "impairment_sweep", 120, sweep_case);
 }
 
-/// Found by the sweep above (`TAPIR_SIM_SEEDS=3000`: seeds 1002, 1043, 1149, 1187, 1614, 2766): smoltcp with a 4 KiB receive buffer
-/// acknowledges tapir's last segment with a window of 1176 bytes, then opens it to 4096 with a
-/// window update. When that update is lost (seeds 1002, 1149, ...) or overtaken by the earlier ACK
-/// (seed 1043), tapir holds data it does not send (1176 bytes is below one MSS and below half
-/// the largest window the peer offered: sender-side SWS avoidance, RFC 9293 §3.8.6.2.1), has
-/// nothing in flight, and arms no timer: no retransmission timeout (nothing outstanding), no
-/// persist timer (the window is not zero), no SWS override timeout. smoltcp, like any receiver,
-/// sends no second window update, so the connection stalls forever (here until the 600 s
-/// deadline). Linux arms its probe timer whenever it holds data with nothing in flight
-/// (`tcp_check_probe_timer`); RFC 9293 asks for the override timeout. tapir's bug, reported to
-/// the lead, not fixed here (protocols/ is the lead's). Replay one:
+/// Found by the sweep above with `TAPIR_SIM_SEEDS=3000` (seeds 1002, 1043, 1149, 1187, 1614,
+/// 2766, all with smoltcp's 4 KiB buffers): smoltcp acknowledges tapir's last segment with a
+/// window of 1176 bytes, then opens it to 4096 with a window update. When that update is lost
+/// (1002, 1149) or overtaken by the earlier ACK (1043), tapir holds data it does not send
+/// (1176 bytes is below one MSS and below half the largest window the peer offered: sender-side
+/// SWS avoidance, RFC 9293 §3.8.6.2.1), has nothing in flight, and arms no timer: no
+/// retransmission timeout (nothing outstanding), no persist timer (the window is not zero), no
+/// SWS override timeout. smoltcp, like any receiver, sends no second window update, so the
+/// connection stalls forever (here until the 600 s deadline). Linux arms its probe timer
+/// whenever it holds data with nothing in flight (`tcp_check_probe_timer`); RFC 9293 asks for
+/// the override timeout. tapir's bug, reported to the lead, not fixed here (protocols/ is the
+/// lead's). Replay one:
 /// `TAPIR_SIM_SEED=1149 cargo test -p tapir-sim --test smoltcp_peer -- --exact impairment_sweep`
 #[test]
 #[ignore = "tapir bug: SWS-held data with a small nonzero window and nothing in flight arms no timer (issue 13 report)"]
