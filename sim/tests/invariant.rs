@@ -2,8 +2,15 @@
 //! idle-silence check, and the peer that first showed the storm: one that offers no window
 //! scaling.
 
-use protocols::time::Duration;
-use sim::{run_transfer, sweep, LinkConfig, Network, SimError, Transfer};
+use std::any::Any;
+use std::net::SocketAddrV4;
+
+use protocols::iface::{Stack, StackConfig};
+use protocols::rand::Rng;
+use protocols::time::{Duration, Instant};
+use sim::{
+    host_cidr, host_mac, run_transfer, sweep, LinkConfig, Network, Peer, SimError, Transfer,
+};
 
 const KB: usize = 1 << 10;
 
@@ -94,5 +101,89 @@ fn idle_check_counts_answers_against_probes() {
     let idle = r.idle.unwrap();
     let probes: usize = idle.probes.iter().map(|p| p.1).sum();
     assert!(probes >= 5, "{idle:?}");
+    assert_eq!(idle.answers, probes, "{idle:?}");
+}
+
+/// A tapir stack that tells the idle check its keep-alive is off while it probes every 5 s:
+/// the check must catch the probes as unprompted segments.
+struct Liar {
+    stack: Stack,
+    honest: bool,
+}
+
+impl Peer for Liar {
+    fn mac(&self) -> protocols::wire::EthernetAddress {
+        self.stack.config().mac
+    }
+    fn receive(&mut self, now: Instant, frame: &[u8], out: &mut Vec<Vec<u8>>) {
+        self.stack.receive(now, frame, out);
+    }
+    fn poll(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+        self.stack.poll(now, out);
+    }
+    fn poll_at(&self) -> Option<Instant> {
+        self.stack.poll_at()
+    }
+    fn keepalive(&self) -> Option<Duration> {
+        self.stack.config().tcp.keepalive.filter(|_| self.honest)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+fn held_by_a_liar(honest: bool) -> (Network, usize, Result<sim::IdleReport, SimError>) {
+    let mut net = Network::new(11, LinkConfig::with_delay(Duration::from_millis(5)));
+    let a = net.add_host(1, |_| {});
+    let mut config = StackConfig::new(host_mac(2), host_cidr(2));
+    config.tcp.keepalive = Some(Duration::from_secs(5));
+    let stack = Stack::new(config, Rng::new(11));
+    let liar = net.add_peer(Box::new(Liar { stack, honest }));
+    net.stack_mut(a).tcp_listen(5001, 4).unwrap();
+    let now = net.now();
+    let to = SocketAddrV4::new(net.stack(a).address(), 5001);
+    let peer = net.peer_mut::<Liar>(liar).unwrap();
+    let h = peer.stack.tcp_connect(now, to, None, &|_| true).unwrap();
+    let deadline = net.now() + Duration::from_secs(5);
+    loop {
+        let up = net.peer::<Liar>(liar).unwrap().stack.tcp_info(h);
+        if up.is_some_and(|i| i.state == protocols::tcp::State::Established)
+            && net.stack_mut(a).tcp_accept(5001).unwrap().is_some()
+        {
+            break;
+        }
+        assert!(net.now() < deadline, "no connection");
+        net.step().unwrap();
+    }
+    let r = net.expect_idle_silence(Duration::from_secs(60));
+    (net, liar, r)
+}
+
+#[test]
+fn idle_check_catches_probes_from_a_node_whose_keepalive_is_off() {
+    let (_, liar, r) = held_by_a_liar(false);
+    match r {
+        Err(SimError::Invariant { violation, .. }) => {
+            assert_eq!(violation.node, liar);
+            assert!(
+                violation.rule.contains("keep-alive off"),
+                "{}",
+                violation.rule
+            );
+        }
+        other => panic!("the idle check let probes through: {other:?}"),
+    }
+    // The same node telling the truth passes, one probe per 5 s, each answered once.
+    let (_, liar, r) = held_by_a_liar(true);
+    let idle = r.unwrap();
+    let probes: usize = idle.probes.iter().map(|p| p.1).sum();
+    assert_eq!(
+        idle.probes.iter().map(|p| p.0).collect::<Vec<_>>(),
+        vec![liar]
+    );
+    assert!((11..=13).contains(&probes), "{idle:?}");
     assert_eq!(idle.answers, probes, "{idle:?}");
 }
