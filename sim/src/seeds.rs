@@ -85,10 +85,15 @@ pub fn sweep<R>(
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "panic".into()),
         };
-        eprintln!(
-            "sim: {test} seed {seed} FAILED: {why}\n  replay: {}",
-            replay_command(target, test, seed)
-        );
+        if why.contains("\n  replay: ") {
+            // An invariant error names its replay command already.
+            eprintln!("sim: {test} seed {seed} FAILED: {why}");
+        } else {
+            eprintln!(
+                "sim: {test} seed {seed} FAILED: {why}\n  replay: {}",
+                replay_command(target, test, seed)
+            );
+        }
         failed.push(seed);
     }
     CURRENT.with(|c| *c.borrow_mut() = None);
