@@ -252,11 +252,10 @@ fn impairment_sweep() {
 /// SWS override timeout. smoltcp, like any receiver, sends no second window update, so the
 /// connection stalls forever (here until the 600 s deadline). Linux arms its probe timer
 /// whenever it holds data with nothing in flight (`tcp_check_probe_timer`); RFC 9293 asks for
-/// the override timeout. tapir's bug, reported to the lead, not fixed here (protocols/ is the
-/// lead's). Replay one:
+/// the override timeout; tapir now runs its persist timer in that case too and sends the held
+/// data when it fires. Replay one:
 /// `TAPIR_SIM_SEED=1149 cargo test -p tapir-sim --test smoltcp_peer -- --exact impairment_sweep`
 #[test]
-#[ignore = "tapir bug: SWS-held data with a small nonzero window and nothing in flight arms no timer (issue 13 report)"]
 fn small_window_lost_update_does_not_stall() {
     for seed in [1002, 1043, 1149, 1187, 1614, 2766] {
         if let Err(e) = sweep_case(seed) {
