@@ -538,6 +538,18 @@ fn nmap_scans_complete_and_show_exactly_the_served_ports() {
     let syn = nmap(&["-sS", "-p", "1-1024"]);
     let tcp: Vec<u16> = open_ports(&syn).into_iter().map(|(p, _)| p).collect();
     assert_eq!(tcp, [7, 9, 13, 80], "SYN scan:\n{syn}");
+    // RFC 9293 §3.10.7.2: FIN, NULL and Xmas probes to a listening port are dropped, so nmap
+    // sees no answer (open|filtered) there and a RST (closed) from a port nobody serves.
+    for scan in ["-sF", "-sN", "-sX"] {
+        let out = nmap(&[scan, "-p", "7,8,80"]);
+        for open in [
+            "7/open|filtered/tcp",
+            "80/open|filtered/tcp",
+            "8/closed/tcp",
+        ] {
+            assert!(out.contains(open), "nmap {scan}: no {open} in\n{out}");
+        }
+    }
     let udp = nmap(&["-sU", "-p", "7,13,53,161"]);
     let open_udp: Vec<u16> = open_ports(&udp).into_iter().map(|(p, _)| p).collect();
     assert_eq!(open_udp, [7, 13], "UDP scan:\n{udp}");

@@ -253,6 +253,7 @@ impl Node {
             netns: config.netns.clone(),
             vnet_hdr: config.offload,
             ring: config.ring,
+            mtu: u32::try_from(config.stack.mtu).ok(),
         })?;
         let offloads = if config.offload {
             negotiate_offloads(&tap.queues[0])
@@ -333,7 +334,7 @@ impl Node {
         let mut threads = Vec::new();
         for (i, (queue, (handoff_rx, apps_rx))) in tap.queues.into_iter().zip(receivers).enumerate()
         {
-            let small = BufferPool::new(worker::POOL_BUFFERS, worker::BUF_SIZE)
+            let small = BufferPool::new(worker::POOL_BUFFERS, worker::buf_size(config.stack.mtu))
                 .map_err(|source| NodeError::Worker { worker: i, source })?;
             let big = if tso {
                 Some(

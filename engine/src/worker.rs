@@ -28,9 +28,14 @@ use crate::vnet;
 
 /// Buffers per worker pool.
 pub const POOL_BUFFERS: usize = 1024;
-/// Bytes per pool buffer: a virtio-net header and an Ethernet frame of the largest MTU we
-/// accept.
+/// Bytes per pool buffer at MTU 1500 and below: a virtio-net header and an Ethernet frame.
 pub const BUF_SIZE: usize = 2048;
+
+/// Bytes per pool buffer for `mtu`: [`BUF_SIZE`], or more for jumbo frames (a virtio-net header,
+/// an Ethernet header and the MTU, rounded up to a KiB).
+pub fn buf_size(mtu: usize) -> usize {
+    (vnet::LEN + 14 + mtu).next_multiple_of(1024).max(BUF_SIZE)
+}
 /// Big buffers per worker, for TSO segments of up to 64 KiB (only with offloads on).
 pub const BIG_BUFFERS: usize = 64;
 /// Bytes per big buffer: a virtio-net header, an Ethernet header and a 64 KiB IPv4 packet.
@@ -368,7 +373,14 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
     let mut frames: Vec<TxFrame> = Vec::with_capacity(POOL_BUFFERS + BIG_BUFFERS);
     let offload = inner.config.offload;
     let hdr = if offload { vnet::LEN } else { 0 };
-    let mut rx_buf = vec![0u8; if offload { RX_GSO_BUF } else { BUF_SIZE }];
+    let mut rx_buf = vec![
+        0u8;
+        if offload {
+            RX_GSO_BUF
+        } else {
+            pool.small.buf_size()
+        }
+    ];
     let mut counters = WorkerCounters::default();
     let mut tracing = Tracing::default();
     let mut lease = LeaseShare::default();

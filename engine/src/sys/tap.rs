@@ -64,6 +64,8 @@ pub struct TapOptions {
     /// drops) to at least this many, like sizing a NIC's receive ring. Best effort: a tap we
     /// may not reconfigure keeps its length (see [`TapDevice::ring`]).
     pub ring: Option<u32>,
+    /// The MTU a tap this call creates gets (an existing tap keeps the one its owner set).
+    pub mtu: Option<u32>,
 }
 
 impl Default for TapOptions {
@@ -74,6 +76,7 @@ impl Default for TapOptions {
             netns: None,
             vnet_hdr: false,
             ring: None,
+            mtu: None,
         }
     }
 }
@@ -261,6 +264,9 @@ fn open_here(opts: &TapOptions) -> Result<TapDevice, TapError> {
         queues.push(queue);
     }
     if !existed {
+        if let Some(mtu) = opts.mtu {
+            set_mtu(&name, mtu)?;
+        }
         set_link_up(&name)?;
     }
     let mut ring = queue_len(&name).ok();
@@ -430,6 +436,23 @@ fn set_queue_len(name: &str, len: u32) -> io::Result<()> {
         libc::ioctl(
             sock.as_raw_fd(),
             libc::SIOCSIFTXQLEN as _,
+            &ifr as *const libc::ifreq,
+        )
+    })
+    .map(drop)
+}
+
+/// Sets the interface's MTU (SIOCSIFMTU).
+fn set_mtu(name: &str, mtu: u32) -> io::Result<()> {
+    let sock = inet_socket()?;
+    let mut ifr = new_ifreq(name);
+    ifr.ifr_ifru.ifru_mtu =
+        libc::c_int::try_from(mtu).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: SIOCSIFMTU reads the name and `ifru_mtu` of our live ifreq.
+    cvt(unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCSIFMTU as _,
             &ifr as *const libc::ifreq,
         )
     })

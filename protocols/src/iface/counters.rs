@@ -60,6 +60,7 @@ drop_reasons! {
     TcpOutOfWindow => "tcp_out_of_window", "A TCP segment outside the receive window (answered by an ACK unless a RST).";
     TcpBadAck => "tcp_bad_ack", "A TCP segment acknowledging data never sent or older than the window (RFC 5961 §5).";
     TcpChallengeAckLimited => "tcp_challenge_ack_limited", "A challenge ACK (RFC 5961) not sent: the per-second budget was spent.";
+    TcpListenNoAck => "tcp_listen_no_ack", "A segment with neither ACK nor a plain SYN to a listening port (FIN, NULL, Xmas or SYN+FIN probes): dropped without reply (RFC 9293 §3.10.7.2).";
     TcpBadSynCookie => "tcp_bad_syn_cookie", "An ACK to a listener that matches no connection and carries no valid SYN cookie (answered by RST).";
     NoRoute => "no_route", "A packet to send with no route (off-subnet and no gateway).";
     ArpUnresolved => "arp_unresolved", "A packet that waited for an ARP reply that never came.";

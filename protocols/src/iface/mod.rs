@@ -116,6 +116,7 @@ pub struct StackConfig {
     pub mtu: usize,
     /// TTL of packets we originate.
     pub ttl: u8,
+    /// TCP settings; the MSS the stack offers and sends with is min(`tcp.mss`, MTU − 40).
     pub tcp: TcpConfig,
     pub arp: ArpConfig,
     /// IPv4 reassembly bounds (memory, fragments per datagram, timeout).
@@ -149,7 +150,12 @@ impl StackConfig {
             gateway: None,
             mtu: 1500,
             ttl: 64,
-            tcp: TcpConfig::default(),
+            // The MSS follows the MTU (MTU − 40: 1460 at 1500, 8960 at 9000); a smaller
+            // `tcp.mss` set afterwards caps it.
+            tcp: TcpConfig {
+                mss: u16::MAX,
+                ..TcpConfig::default()
+            },
             arp: ArpConfig::default(),
             reassembly: ReassemblyConfig::default(),
             rx_verify_checksums: true,

@@ -200,7 +200,9 @@ impl Stack {
         let remote = SocketAddrV4::new(meta.src, repr.src_port);
         let key = (meta.dst, repr.dst_port, remote);
         let flags = repr.flags;
-        let bare_syn = flags.syn() && !flags.ack() && !flags.rst();
+        // SYN+FIN is no opening SYN: Linux and the BSDs drop it in LISTEN, as RFC 9293 §3.10.7.2's
+        // "other control" segments.
+        let bare_syn = flags.syn() && !flags.ack() && !flags.rst() && !flags.fin();
         if let Some(&h) = self.tcp.conns.get(&key) {
             // RFC 6191: a SYN with a newer timestamp (or ISN) for a 4-tuple in TIME-WAIT opens
             // a new incarnation: the old one gives way, the listener takes the SYN.
@@ -277,6 +279,12 @@ impl Stack {
                 self.counters.drop(DropReason::TcpBadSynCookie);
                 return self.send_rst_for(now, meta.dst, remote, &repr, sink);
             }
+        }
+        if !flags.ack() && !flags.rst() && self.tcp.listeners.contains_key(&repr.dst_port) {
+            // RFC 9293 §3.10.7.2, LISTEN, fourth: any other control or text-bearing segment
+            // without ACK is dropped, not answered: FIN, NULL and Xmas probes learn nothing
+            // (a RST here is how `nmap -sF` would call every listening port closed).
+            return self.counters.drop(DropReason::TcpListenNoAck);
         }
         self.counters.drop(DropReason::TcpNoListener);
         self.send_rst_for(now, meta.dst, remote, &repr, sink);

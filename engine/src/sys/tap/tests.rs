@@ -20,6 +20,7 @@ fn opts(lab: &Lab, name: &str, queues: usize) -> TapOptions {
         netns: Some(lab.name().to_owned()),
         vnet_hdr: false,
         ring: None,
+        mtu: None,
     }
 }
 
@@ -180,6 +181,36 @@ fn the_queue_grows_to_the_ring_asked_for_and_never_shrinks() {
     })
     .unwrap();
     assert_eq!(dev.ring, Some(9000));
+}
+
+#[test]
+fn a_created_tap_takes_the_mtu_asked_for_and_an_existing_one_keeps_its_own() {
+    let Some(lab) = Lab::new() else { return };
+    let dev = open_tap(&TapOptions {
+        mtu: Some(9000),
+        ..opts(&lab, "tapirjumbo", 1)
+    })
+    .unwrap();
+    let shown = lab.ip(&["link", "show", "dev", "tapirjumbo"]);
+    assert!(shown.contains("mtu 9000"), "{shown}");
+    drop(dev);
+    lab.ip(&[
+        "tuntap",
+        "add",
+        "dev",
+        "tapirkeep",
+        "mode",
+        "tap",
+        "multi_queue",
+    ]);
+    let dev = open_tap(&TapOptions {
+        mtu: Some(9000),
+        ..opts(&lab, "tapirkeep", 1)
+    })
+    .unwrap();
+    let shown = lab.ip(&["link", "show", "dev", "tapirkeep"]);
+    assert!(shown.contains("mtu 1500"), "{shown}");
+    drop(dev);
 }
 
 #[test]

@@ -189,3 +189,100 @@ fn time_wait_gives_way_to_a_syn_with_a_newer_timestamp_only() {
     assert_eq!(conns.len(), 1);
     assert_eq!(conns[0].state, State::SynReceived);
 }
+
+/// RFC 9293 §3.10.7.2: in LISTEN, a segment without ACK that is not an opening SYN (FIN, NULL,
+/// Xmas, SYN+FIN) is dropped without reply and counted; the same probes to a closed port are
+/// answered with RST (§3.10.7.1), and an ACK to the listener draws a RST.
+#[test]
+fn fin_null_and_xmas_to_a_listener_are_dropped_without_reply() {
+    let mut b = node_b();
+    b.tcp_listen(80, 4).unwrap();
+    let now = Instant::from_secs(1);
+    let probes = [
+        ("FIN", TcpFlags::FIN),
+        ("NULL", TcpFlags(0)),
+        ("Xmas", TcpFlags::FIN | TcpFlags::PSH | TcpFlags::URG),
+        ("SYN+FIN", TcpFlags::SYN | TcpFlags::FIN),
+    ];
+    for (i, (name, flags)) in probes.iter().enumerate() {
+        let probe = TcpRepr {
+            src_port: 41000 + i as u16,
+            flags: *flags,
+            max_seg_size: None,
+            ..syn(80)
+        };
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        b.receive(now, &tcp_frame(&probe, &[]), &mut out);
+        b.poll(now, &mut out);
+        assert!(
+            out.is_empty(),
+            "{name} to a listening port drew {} frames",
+            out.len()
+        );
+        // To a closed port the same probe is answered with a RST.
+        let closed = TcpRepr {
+            dst_port: 81,
+            ..probe
+        };
+        b.receive(now, &tcp_frame(&closed, &[]), &mut out);
+        b.poll(now, &mut out);
+        let segs = segments(&out);
+        assert_eq!(segs.len(), 1, "{name} to a closed port");
+        assert!(
+            segs[0].flags.rst(),
+            "{name} to a closed port: {:?}",
+            segs[0]
+        );
+    }
+    assert_eq!(
+        b.counters().drops(DropReason::TcpListenNoAck),
+        probes.len() as u64
+    );
+    assert!(b.tcp_conns().is_empty());
+    // An ACK for no connection to the listener still draws a RST (§3.10.7.2, second check).
+    let ack = TcpRepr {
+        src_port: 41100,
+        flags: TcpFlags::ACK,
+        ack_number: Some(SeqNumber(12345)),
+        max_seg_size: None,
+        ..syn(80)
+    };
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    b.receive(now, &tcp_frame(&ack, &[]), &mut out);
+    let segs = segments(&out);
+    assert_eq!(segs.len(), 1);
+    assert!(segs[0].flags.rst());
+}
+
+/// The MSS offered follows the MTU (MTU − 40), both ways up from 1460, and a smaller configured
+/// `tcp.mss` caps it.
+#[test]
+fn the_mss_offered_follows_the_mtu() {
+    for (mtu, cap, want) in [
+        (1500, None, 1460),
+        (9000, None, 8960),
+        (576, None, 536),
+        (9000, Some(1200), 1200),
+    ] {
+        let mut cfg = StackConfig::new(MAC_B, Ipv4Cidr::new(IP_B, 24).unwrap());
+        cfg.mtu = mtu;
+        if let Some(c) = cap {
+            cfg.tcp.mss = c;
+        }
+        let mut b = Stack::new(cfg, Rng::new(3));
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        let now = Instant::from_secs(1);
+        b.receive(now, &arp_frame(ArpOperation::Request, IP_B), &mut out);
+        out.clear();
+        b.tcp_listen(80, 4).unwrap();
+        let big_syn = TcpRepr {
+            max_seg_size: Some(65000),
+            ..syn(80)
+        };
+        b.receive(now, &tcp_frame(&big_syn, &[]), &mut out);
+        b.poll(now, &mut out);
+        let segs = segments(&out);
+        assert_eq!(segs.len(), 1, "MTU {mtu}");
+        assert_eq!(segs[0].max_seg_size, Some(want), "MTU {mtu}, cap {cap:?}");
+    }
+}
