@@ -17,8 +17,7 @@ use crate::common::random_bytes;
 
 /// Bytes each way of each bulk connection.
 pub const BULK: usize = 2 << 20;
-/// Request/response rounds per connection, and the message sizes.
-pub const ROUNDS: usize = 200;
+/// Request/response message sizes (the rounds are the row's).
 const REQUEST: usize = 100;
 const RESPONSE: usize = 300;
 
@@ -193,7 +192,7 @@ fn tapir_write(s: &engine::TcpStream, msg: &[u8], p: Pattern) {
     }
 }
 
-/// The kernel asks, tapir answers, [`ROUNDS`] times.
+/// The kernel asks, tapir answers, `p.rounds` times.
 pub fn rr_tapir_serves(lab: &Lab, node: &Node, port: u16, p: Pattern, held: &mut Held) {
     let listener = engine::TcpListener::bind(node, port).expect("tapir listen");
     let to = SocketAddrV4::new(node.address(), port);
@@ -201,7 +200,7 @@ pub fn rr_tapir_serves(lab: &Lab, node: &Node, port: u16, p: Pattern, held: &mut
         let tapir_side = sc.spawn(|| {
             let t = tapir_accept(&listener);
             t.set_nodelay(p.tapir_nodelay).expect("tapir set_nodelay");
-            for round in 0..ROUNDS {
+            for round in 0..p.rounds {
                 let req = read_n(&t, REQUEST, &format!("tapir reading request {round}"));
                 assert_eq!(req, request(round), "request {round} as tapir read it");
                 tapir_write(&t, &response(&req), p);
@@ -210,7 +209,7 @@ pub fn rr_tapir_serves(lab: &Lab, node: &Node, port: u16, p: Pattern, held: &mut
         });
         let s = kernel_connect(lab, to);
         kernel_socket(&s, p);
-        for round in 0..ROUNDS {
+        for round in 0..p.rounds {
             let req = request(round);
             kernel_write(&s, &req, p);
             let resp = read_n(&s, RESPONSE, &format!("kernel reading response {round}"));
@@ -223,14 +222,14 @@ pub fn rr_tapir_serves(lab: &Lab, node: &Node, port: u16, p: Pattern, held: &mut
     held.tapir.push(t);
 }
 
-/// Tapir asks, the kernel answers, [`ROUNDS`] times.
+/// Tapir asks, the kernel answers, `p.rounds` times.
 pub fn rr_tapir_connects(lab: &Lab, node: &Node, port: u16, p: Pattern, held: &mut Held) {
     let listener = kernel_listen(lab, port);
     let (k, t) = std::thread::scope(|sc| {
         let kernel_side = sc.spawn(|| {
             let s = kernel_accepted(&listener);
             kernel_socket(&s, p);
-            for round in 0..ROUNDS {
+            for round in 0..p.rounds {
                 let req = read_n(&s, REQUEST, &format!("kernel reading request {round}"));
                 assert_eq!(req, request(round), "request {round} as the kernel read it");
                 kernel_write(&s, &response(&req), p);
@@ -239,7 +238,7 @@ pub fn rr_tapir_connects(lab: &Lab, node: &Node, port: u16, p: Pattern, held: &m
         });
         let t = tapir_connect(node, SocketAddrV4::new(lab.host, port));
         t.set_nodelay(p.tapir_nodelay).expect("tapir set_nodelay");
-        for round in 0..ROUNDS {
+        for round in 0..p.rounds {
             let req = request(round);
             tapir_write(&t, &req, p);
             let resp = read_n(&t, RESPONSE, &format!("tapir reading response {round}"));

@@ -12,6 +12,8 @@ pub struct Pattern {
     pub tapir_nodelay: bool,
     /// Writes per message, each side.
     pub pieces: usize,
+    /// Request/response rounds per connection.
+    pub rounds: usize,
 }
 
 /// Both ends' defaults (Nagle on), one write per message.
@@ -20,6 +22,7 @@ pub const PLAIN: Pattern = Pattern {
     kernel_cork: false,
     tapir_nodelay: false,
     pieces: 1,
+    rounds: 200,
 };
 
 pub struct Row {
@@ -117,12 +120,16 @@ pub const ROWS: &[Row] = &[
             kernel_cork: false,
             tapir_nodelay: true,
             pieces: 4,
+            rounds: 200,
         },
     ),
     nagle(
         "nagle-both-split-writes",
+        // Write-write-read with Nagle and delayed ACKs on both ends: each round waits for a
+        // delayed ACK (about 50 ms a round here), hence fewer rounds.
         Pattern {
             pieces: 2,
+            rounds: 40,
             ..PLAIN
         },
     ),
