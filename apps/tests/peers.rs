@@ -209,3 +209,64 @@ fn peer_matrix() {
         failures.join("\n")
     );
 }
+
+/// The second repro: a hand-made SYN without any option, then a bare ACK, from the
+/// kernel side's address with the kernel's own RSTs (it knows no such connection) dropped by
+/// nftables in the lab: fewer than 10 frames from tapir in the next 2 s.
+#[test]
+fn a_handshake_without_options_whose_rsts_are_dropped_draws_no_flood() {
+    use common::raw::{eth, mac_of, parse_tcp, tcp, Ip, RawSocket};
+    if !interop_allowed() {
+        return;
+    }
+    common::need("nft");
+    let lab = Lab::up("peers").expect("lab up");
+    for rule in [
+        "add table ip tapir_peers",
+        "add chain ip tapir_peers out { type filter hook output priority 0 ; }",
+        "add rule ip tapir_peers out tcp flags rst counter drop",
+    ] {
+        run_ok(lab.command("nft").args(rule.split(' ')));
+    }
+    let mut c = NodeConfig::new(&lab.tap, lab.node);
+    c.netns = Some(lab.ns.clone());
+    c.seed = Some(13);
+    c.pin = false;
+    let node_mac = c.stack.mac.0;
+    let node = Node::start(c).expect("start node");
+    let _listener = engine::TcpListener::bind(&node, 80).expect("listen");
+    let (host, tapir) = (lab.host, node.address());
+    let host_mac = mac_of(&lab.ns, &lab.tap);
+    let sock = RawSocket::open(&lab.ns, &lab.tap).expect("AF_PACKET socket");
+    let send = |seq: u32, ack: u32, flags: u8| {
+        let seg = tcp(host, tapir, 40000, 80, seq, ack, flags, 65535, &[], &[]);
+        sock.send(&eth(node_mac, host_mac, 0x0800, &Ip::new(host, tapir, 6).packet(&seg)))
+            .expect("send");
+    };
+    send(1000, 0, 0x02);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let syn_ack = loop {
+        assert!(Instant::now() < deadline, "no SYN-ACK to a SYN without options");
+        if let Some(t) = sock.recv().as_deref().and_then(parse_tcp) {
+            if t.src == tapir && t.dport == 40000 && t.flags & 0x12 == 0x12 {
+                break t;
+            }
+        }
+    };
+    assert_eq!(syn_ack.ack, 1001, "the SYN-ACK acknowledges the SYN");
+    send(1001, syn_ack.seq.wrapping_add(1), 0x10);
+    let flow = Flow::new(
+        SocketAddrV4::new(tapir, 80),
+        SocketAddrV4::new(host, 40000),
+    );
+    let n = assert_idle_silent(&lab, &[flow], Duration::from_secs(2), "handshake without options");
+    assert!(n < 10, "{n} frames from tapir in 2 s after a handshake without options");
+    // The kernel did answer tapir's SYN-ACK with a RST, and the rule dropped it.
+    let rules = run_ok(lab.command("nft").args(["list", "table", "ip", "tapir_peers"]));
+    let listed = text(&rules.stdout);
+    assert!(
+        !listed.contains("counter packets 0 "),
+        "the kernel sent no RST for nftables to drop: {listed}"
+    );
+    node.shutdown();
+}
