@@ -126,7 +126,7 @@ fn row_lab(row: &Row) -> (Lab, Node) {
     c.netns = Some(lab.ns.clone());
     c.seed = Some(13);
     c.pin = false;
-    c.offload = !row.sized();
+    c.offload = row.offload;
     if let Some(mtu) = row.mtu {
         c.stack.mtu = usize::from(mtu);
     }

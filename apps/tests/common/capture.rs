@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use super::raw::RawSocket;
 
+/// The capture socket's receive buffer: a few hundred 64 KiB frames, so that a capture thread
+/// descheduled for a moment during a bulk transfer misses nothing.
+const CAPTURE_BUFFER: usize = 32 << 20;
+
 /// Frames seen on one interface (both directions) until [`Capture::stop`], each kept as `map`
 /// makes it (None: not kept).
 pub struct Capture<T> {
@@ -30,6 +34,8 @@ impl<T: Send + 'static> Capture<T> {
         mut map: impl FnMut(&[u8]) -> Option<T> + Send + 'static,
     ) -> Capture<T> {
         let sock = RawSocket::open(ns, ifname).expect("AF_PACKET socket in the lab");
+        sock.set_recv_buffer(CAPTURE_BUFFER)
+            .expect("capture buffer");
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let thread = std::thread::spawn(move || {

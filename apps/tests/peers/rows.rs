@@ -33,14 +33,16 @@ pub struct Row {
     pub mtu: Option<u16>,
     /// `advmss` on the kernel's route to tapir: the MSS the kernel offers.
     pub advmss: Option<u16>,
+    /// tapir asks the tap for offloads (checksum, TSO/GRO). The rows that check segment sizes
+    /// turn them off: with TSO one frame on the tap is many segments.
+    pub offload: bool,
     pub pattern: Pattern,
 }
 
 impl Row {
-    /// Segment sizes are checked on the tap only without offloads: with TSO, one frame on the
-    /// tap is many segments.
+    /// Segment sizes are checked on the tap (without offloads only).
     pub fn sized(&self) -> bool {
-        self.mtu.is_some() || self.advmss.is_some()
+        !self.offload && (self.mtu.is_some() || self.advmss.is_some())
     }
 
     pub fn sysctl(&self, name: &str) -> Option<&'static str> {
@@ -73,6 +75,7 @@ const fn row(name: &'static str, sysctls: &'static [(&'static str, &'static str)
         sysctls,
         mtu: None,
         advmss: None,
+        offload: true,
         pattern: PLAIN,
     }
 }
@@ -83,6 +86,7 @@ const fn nagle(name: &'static str, pattern: Pattern) -> Row {
         sysctls: &[],
         mtu: None,
         advmss: None,
+        offload: true,
         pattern,
     }
 }
@@ -95,23 +99,42 @@ pub const ROWS: &[Row] = &[
     row("ecn", &[ECN]),
     Row {
         advmss: Some(536),
+        offload: false,
         ..row("advmss-536", &[])
     },
     Row {
         mtu: Some(576),
+        offload: false,
         ..row("mtu-576", &[])
     },
     Row {
         mtu: Some(9000),
+        offload: false,
         ..row("jumbo-9000", &[])
     },
     Row {
         mtu: Some(576),
+        offload: false,
         ..row("all-off-mtu-576", &[NO_WSCALE, NO_SACK, NO_TS, ECN])
     },
     Row {
         mtu: Some(9000),
+        offload: false,
         ..row("all-off-jumbo-9000", &[NO_WSCALE, NO_SACK, NO_TS, ECN])
+    },
+    // The same links with TSO and GRO on the tap: the sizes are the kernel's to cut, only the
+    // SYNs' MSS and the bytes are checked.
+    Row {
+        advmss: Some(536),
+        ..row("advmss-536-tso", &[])
+    },
+    Row {
+        mtu: Some(576),
+        ..row("mtu-576-tso", &[])
+    },
+    Row {
+        mtu: Some(9000),
+        ..row("jumbo-9000-tso", &[])
     },
     nagle(
         "nodelay-both-small-writes",
