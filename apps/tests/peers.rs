@@ -35,7 +35,10 @@ const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
 
 /// Sets a `net.ipv4.tcp_*` sysctl inside the lab namespace and reads it back.
 fn sysctl(lab: &Lab, key: &str, value: &str) {
-    run_ok(lab.command("sysctl").args(["-w", &format!("{key}={value}")]));
+    run_ok(
+        lab.command("sysctl")
+            .args(["-w", &format!("{key}={value}")]),
+    );
     let back = run_ok(lab.command("sysctl").args(["-n", key]));
     assert_eq!(text(&back.stdout).trim(), value, "{key} in {}", lab.ns);
 }
@@ -64,12 +67,17 @@ fn an_idle_http_client_without_window_scaling_draws_no_flood() {
     // The start line is printed once the service listens.
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
-    assert!(line.starts_with("tapir @"), "tapir serve did not start: {line:?}");
+    assert!(
+        line.starts_with("tapir @"),
+        "tapir serve did not start: {line:?}"
+    );
 
     let budget = FrameBudget::start(&lab);
     let to = SocketAddr::V4(SocketAddrV4::new(lab.node.address(), 80));
-    let s = kernel(&lab, || TcpStream::connect_timeout(&to, Duration::from_secs(5)))
-        .expect("connect to tapir's HTTP service");
+    let s = kernel(&lab, || {
+        TcpStream::connect_timeout(&to, Duration::from_secs(5))
+    })
+    .expect("connect to tapir's HTTP service");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     (&s).write_all(b"GET /index.html HTTP/1.1\r\nHost: tapir\r\n\r\n")
         .unwrap();
@@ -107,12 +115,28 @@ fn row_lab(row: &Row) -> (Lab, Node) {
         sysctl(&lab, k, v);
     }
     if let Some(mtu) = row.mtu {
-        run_ok(Command::new("ip").args(["-n", &lab.ns, "link", "set", &lab.tap, "mtu", &mtu.to_string()]));
+        run_ok(Command::new("ip").args([
+            "-n",
+            &lab.ns,
+            "link",
+            "set",
+            &lab.tap,
+            "mtu",
+            &mtu.to_string(),
+        ]));
     }
     if let Some(advmss) = row.advmss {
         let dst = format!("{}/32", lab.node.address());
         run_ok(Command::new("ip").args([
-            "-n", &lab.ns, "route", "add", &dst, "dev", &lab.tap, "advmss", &advmss.to_string(),
+            "-n",
+            &lab.ns,
+            "route",
+            "add",
+            &dst,
+            "dev",
+            &lab.tap,
+            "advmss",
+            &advmss.to_string(),
         ]));
         let got = run_ok(Command::new("ip").args(["-n", &lab.ns, "route", "show", &dst]));
         assert!(
@@ -240,13 +264,21 @@ fn a_handshake_without_options_whose_rsts_are_dropped_draws_no_flood() {
     let sock = RawSocket::open(&lab.ns, &lab.tap).expect("AF_PACKET socket");
     let send = |seq: u32, ack: u32, flags: u8| {
         let seg = tcp(host, tapir, 40000, 80, seq, ack, flags, 65535, &[], &[]);
-        sock.send(&eth(node_mac, host_mac, 0x0800, &Ip::new(host, tapir, 6).packet(&seg)))
-            .expect("send");
+        sock.send(&eth(
+            node_mac,
+            host_mac,
+            0x0800,
+            &Ip::new(host, tapir, 6).packet(&seg),
+        ))
+        .expect("send");
     };
     send(1000, 0, 0x02);
     let deadline = Instant::now() + Duration::from_secs(5);
     let syn_ack = loop {
-        assert!(Instant::now() < deadline, "no SYN-ACK to a SYN without options");
+        assert!(
+            Instant::now() < deadline,
+            "no SYN-ACK to a SYN without options"
+        );
         if let Some(t) = sock.recv().as_deref().and_then(parse_tcp) {
             if t.src == tapir && t.dport == 40000 && t.flags & 0x12 == 0x12 {
                 break t;
@@ -255,14 +287,22 @@ fn a_handshake_without_options_whose_rsts_are_dropped_draws_no_flood() {
     };
     assert_eq!(syn_ack.ack, 1001, "the SYN-ACK acknowledges the SYN");
     send(1001, syn_ack.seq.wrapping_add(1), 0x10);
-    let flow = Flow::new(
-        SocketAddrV4::new(tapir, 80),
-        SocketAddrV4::new(host, 40000),
+    let flow = Flow::new(SocketAddrV4::new(tapir, 80), SocketAddrV4::new(host, 40000));
+    let n = assert_idle_silent(
+        &lab,
+        &[flow],
+        Duration::from_secs(2),
+        "handshake without options",
     );
-    let n = assert_idle_silent(&lab, &[flow], Duration::from_secs(2), "handshake without options");
-    assert!(n < 10, "{n} frames from tapir in 2 s after a handshake without options");
+    assert!(
+        n < 10,
+        "{n} frames from tapir in 2 s after a handshake without options"
+    );
     // The kernel did answer tapir's SYN-ACK with a RST, and the rule dropped it.
-    let rules = run_ok(lab.command("nft").args(["list", "table", "ip", "tapir_peers"]));
+    let rules = run_ok(
+        lab.command("nft")
+            .args(["list", "table", "ip", "tapir_peers"]),
+    );
     let listed = text(&rules.stdout);
     assert!(
         !listed.contains("counter packets 0 "),

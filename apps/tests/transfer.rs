@@ -132,7 +132,12 @@ fn kernel_to_tapir(lab: &Lab, node: &Node, bytes: usize) -> Duration {
     conn.set_read_timeout(Some(Duration::from_secs(60)));
     let digest = recv_stream(&mut conn, bytes);
     let took = start.elapsed();
-    assert_idle_silent(lab, &[Flow::of_tapir(&conn)], IDLE_WINDOW, "kernel to tapir");
+    assert_idle_silent(
+        lab,
+        &[Flow::of_tapir(&conn)],
+        IDLE_WINDOW,
+        "kernel to tapir",
+    );
     checked_tx.send(()).ok();
     expect_end(&mut conn);
     let sent = sender.join().expect("sender thread");
@@ -162,7 +167,12 @@ fn tapir_to_kernel(lab: &Lab, node: &Node, bytes: usize) -> Duration {
     conn.set_write_timeout(Some(Duration::from_secs(60)));
     let sent = send_stream(&mut conn, bytes);
     if got_rx.recv().is_ok() {
-        assert_idle_silent(lab, &[Flow::of_tapir(&conn)], IDLE_WINDOW, "tapir to kernel");
+        assert_idle_silent(
+            lab,
+            &[Flow::of_tapir(&conn)],
+            IDLE_WINDOW,
+            "tapir to kernel",
+        );
     }
     let took = start.elapsed();
     conn.shutdown(Shutdown::Write).expect("shutdown");
@@ -244,7 +254,12 @@ fn syn_and_syn_ack_carry_the_four_options() {
     .expect("netns")
     .expect("connect");
     let (c, _) = listener.accept().expect("accept");
-    assert_idle_silent(&lab, &[Flow::of_tapir(&c)], IDLE_WINDOW, "after the handshake");
+    assert_idle_silent(
+        &lab,
+        &[Flow::of_tapir(&c)],
+        IDLE_WINDOW,
+        "after the handshake",
+    );
     drop(s);
     let frames = cap.stop();
     let syn = frames

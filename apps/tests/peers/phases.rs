@@ -213,7 +213,11 @@ pub fn rr_tapir_serves(lab: &Lab, node: &Node, port: u16, p: Pattern, held: &mut
             let req = request(round);
             kernel_write(&s, &req, p);
             let resp = read_n(&s, RESPONSE, &format!("kernel reading response {round}"));
-            assert_eq!(resp, response(&req), "response {round} as the kernel read it");
+            assert_eq!(
+                resp,
+                response(&req),
+                "response {round} as the kernel read it"
+            );
         }
         (s, tapir_side.join().expect("tapir side"))
     });

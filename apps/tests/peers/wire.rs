@@ -58,7 +58,13 @@ pub fn check(row: &Row, segs: &[Seg]) -> String {
         assert!(
             syns.iter().any(|(t, o)| (*t, o.ack) == kind),
             "{name}: no {} captured",
-            who(kind.0, &SynOptions { ack: kind.1, ..SynOptions::default() })
+            who(
+                kind.0,
+                &SynOptions {
+                    ack: kind.1,
+                    ..SynOptions::default()
+                }
+            )
         );
     }
     let off = |k: &str| row.sysctl(k) == Some("0");
@@ -67,21 +73,36 @@ pub fn check(row: &Row, segs: &[Seg]) -> String {
         let mss = o
             .mss
             .unwrap_or_else(|| panic!("{name}: {w} without MSS: {o:?}"));
-        let want = if from_tapir { row.tapir_mss() } else { row.kernel_mss() };
+        let want = if from_tapir {
+            row.tapir_mss()
+        } else {
+            row.kernel_mss()
+        };
         assert_eq!(mss, want, "{name}: the MSS {w} offers: {o:?}");
         // The kernel's options as configured; tapir's SYN offers all three, its SYN-ACK only
         // what the kernel's SYN offered (RFC 7323 §1.3 and §3.2, RFC 2018 §2).
         let offered = !(from_tapir && o.ack);
         for (opt, sysctl, has) in [
-            ("window scale", "tcp_window_scaling", o.window_scale.is_some()),
+            (
+                "window scale",
+                "tcp_window_scaling",
+                o.window_scale.is_some(),
+            ),
             ("SACK-permitted", "tcp_sack", o.sack_permitted),
             ("timestamps", "tcp_timestamps", o.timestamps),
         ] {
-            let expect = if from_tapir && offered { true } else { !off(sysctl) };
+            let expect = if from_tapir && offered {
+                true
+            } else {
+                !off(sysctl)
+            };
             assert_eq!(has, expect, "{name}: {opt} in {w}: {o:?}");
         }
         if !from_tapir && !o.ack && row.sysctl("tcp_ecn") == Some("1") {
-            assert!(o.ece && o.cwr, "{name}: {w} is not ECN-setup (ECE and CWR): {o:?}");
+            assert!(
+                o.ece && o.cwr,
+                "{name}: {w} is not ECN-setup (ECE and CWR): {o:?}"
+            );
         }
         // An ECN-setup SYN-ACK carries ECE without CWR (RFC 3168 §6.1.1).
         if o.ack {
