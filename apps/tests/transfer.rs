@@ -199,7 +199,7 @@ fn both_ways(tag: &str, spec: &str, up_mb: usize, down_mb: usize) {
         (up_mb << 20) as f64 * 8.0 / up.as_secs_f64() / 1e6,
         (down_mb << 20) as f64 * 8.0 / down.as_secs_f64() / 1e6,
     );
-    let (out, inn) = budget.check(&lab, spec);
+    let (out, inn) = budget.check(&lab, down_mb << 20, spec);
     eprintln!("{spec}: tapir wrote {out} frames for the {inn} it was handed");
     assert!(
         rx.dropped > 0 && tx.dropped > 0,

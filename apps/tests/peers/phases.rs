@@ -21,6 +21,11 @@ pub const BULK: usize = 2 << 20;
 const REQUEST: usize = 100;
 const RESPONSE: usize = 300;
 
+/// The payload tapir's side writes in a row's four exchanges.
+pub fn tapir_writes(p: Pattern) -> usize {
+    2 * BULK + p.rounds * (REQUEST + RESPONSE)
+}
+
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Connections held open after their exchange, both ends.
