@@ -10,6 +10,9 @@ use super::raw::RawSocket;
 /// The capture socket's receive buffer: a few hundred 64 KiB frames, so that a capture thread
 /// descheduled for a moment during a bulk transfer misses nothing.
 const CAPTURE_BUFFER: usize = 32 << 20;
+/// `struct virtio_net_hdr`: flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
+/// (native endian).
+const VNET_HDR: usize = 10;
 
 /// Frames seen on one interface (both directions) until [`Capture::stop`], each kept as `map`
 /// makes it (None: not kept).
@@ -33,9 +36,34 @@ impl<T: Send + 'static> Capture<T> {
         ifname: &str,
         mut map: impl FnMut(&[u8]) -> Option<T> + Send + 'static,
     ) -> Capture<T> {
+        Capture::open_inner(ns, ifname, false, move |f| map(f))
+    }
+
+    /// Like [`Capture::open_map`], `map` also given each frame's GSO size: the payload of each
+    /// segment an offloaded frame stands for (0: the frame is one segment).
+    pub fn open_map_gso(
+        ns: &str,
+        ifname: &str,
+        mut map: impl FnMut(u16, &[u8]) -> Option<T> + Send + 'static,
+    ) -> Capture<T> {
+        Capture::open_inner(ns, ifname, true, move |f| {
+            let hdr = f.get(..VNET_HDR)?;
+            map(u16::from_le_bytes([hdr[4], hdr[5]]), &f[VNET_HDR..])
+        })
+    }
+
+    fn open_inner(
+        ns: &str,
+        ifname: &str,
+        vnet: bool,
+        mut map: impl FnMut(&[u8]) -> Option<T> + Send + 'static,
+    ) -> Capture<T> {
         let sock = RawSocket::open(ns, ifname).expect("AF_PACKET socket in the lab");
         sock.set_recv_buffer(CAPTURE_BUFFER)
             .expect("capture buffer");
+        if vnet {
+            sock.enable_vnet_header().expect("PACKET_VNET_HDR");
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let thread = std::thread::spawn(move || {

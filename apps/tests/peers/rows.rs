@@ -33,18 +33,13 @@ pub struct Row {
     pub mtu: Option<u16>,
     /// `advmss` on the kernel's route to tapir: the MSS the kernel offers.
     pub advmss: Option<u16>,
-    /// tapir asks the tap for offloads (checksum, TSO/GRO). The rows that check segment sizes
-    /// turn them off: with TSO one frame on the tap is many segments.
+    /// tapir asks the tap for offloads (checksum, TSO/GRO). With TSO, one frame on the tap is
+    /// many segments, their size in the frame's GSO size; without, every frame is a segment.
     pub offload: bool,
     pub pattern: Pattern,
 }
 
 impl Row {
-    /// Segment sizes are checked on the tap (without offloads only).
-    pub fn sized(&self) -> bool {
-        !self.offload && (self.mtu.is_some() || self.advmss.is_some())
-    }
-
     pub fn sysctl(&self, name: &str) -> Option<&'static str> {
         self.sysctls
             .iter()
@@ -122,8 +117,8 @@ pub const ROWS: &[Row] = &[
         offload: false,
         ..row("all-off-jumbo-9000", &[NO_WSCALE, NO_SACK, NO_TS, ECN])
     },
-    // The same links with TSO and GRO on the tap: the sizes are the kernel's to cut, only the
-    // SYNs' MSS and the bytes are checked.
+    // The same links with TSO and GRO on the tap: segments are cut by the kernel, at the GSO
+    // size each side gives.
     Row {
         advmss: Some(536),
         ..row("advmss-536-tso", &[])

@@ -12,13 +12,14 @@ use crate::common::raw::parse_tcp;
 #[derive(Debug, Clone)]
 pub struct Seg {
     pub from_tapir: bool,
+    /// Payload per segment: the frame's, or its GSO size when it is offloaded (many segments).
     pub len: usize,
     /// The options, for SYNs only.
     pub syn: Option<SynOptions>,
 }
 
 pub fn capture(ns: &str, tap: &str, tapir: Ipv4Addr) -> Capture<Seg> {
-    Capture::open_map(ns, tap, move |f| {
+    Capture::open_map_gso(ns, tap, move |gso, f| {
         let t = parse_tcp(f)?;
         let from_tapir = t.src == tapir;
         if !from_tapir && t.dst != tapir {
@@ -31,7 +32,11 @@ pub fn capture(ns: &str, tap: &str, tapir: Ipv4Addr) -> Capture<Seg> {
         };
         Some(Seg {
             from_tapir,
-            len: t.len,
+            len: if gso > 0 {
+                t.len.min(usize::from(gso))
+            } else {
+                t.len
+            },
             syn,
         })
     })
@@ -117,26 +122,24 @@ pub fn check(row: &Row, segs: &[Seg]) -> String {
             .unwrap_or(0)
     };
     let (tapir_max, kernel_max) = (biggest(true), biggest(false));
-    if row.sized() {
-        let to_kernel = row.kernel_mss().min(row.tapir_mss());
-        assert!(
-            tapir_max <= usize::from(to_kernel),
-            "{name}: tapir sent a segment of {tapir_max} bytes to a peer whose MSS is {to_kernel}"
-        );
-        assert!(
-            kernel_max <= usize::from(row.tapir_mss()),
-            "{name}: the kernel sent {kernel_max} bytes to tapir, whose MSS is {}",
-            row.tapir_mss()
-        );
-        // Full-sized segments flowed both ways (a jumbo MSS that is offered but not used
-        // fails here): within 40 bytes of the MSS, the room TCP options take from it.
-        let full = |max: usize, mss: u16| max + 40 > usize::from(mss);
-        assert!(
-            full(tapir_max, to_kernel) && full(kernel_max, row.tapir_mss()),
-            "{name}: largest segments tapir {tapir_max}, kernel {kernel_max}: not full-sized (MSS {to_kernel} to the kernel, {} to tapir)",
-            row.tapir_mss()
-        );
-    }
+    let to_kernel = row.kernel_mss().min(row.tapir_mss());
+    assert!(
+        tapir_max <= usize::from(to_kernel),
+        "{name}: tapir sent a segment of {tapir_max} bytes to a peer whose MSS is {to_kernel}"
+    );
+    assert!(
+        kernel_max <= usize::from(row.tapir_mss()),
+        "{name}: the kernel sent {kernel_max} bytes to tapir, whose MSS is {}",
+        row.tapir_mss()
+    );
+    // Full-sized segments flowed both ways (a jumbo MSS that is offered but not used
+    // fails here): within 40 bytes of the MSS, the room TCP options take from it.
+    let full = |max: usize, mss: u16| max + 40 > usize::from(mss);
+    assert!(
+        full(tapir_max, to_kernel) && full(kernel_max, row.tapir_mss()),
+        "{name}: largest segments tapir {tapir_max}, kernel {kernel_max}: not full-sized (MSS {to_kernel} to the kernel, {} to tapir)",
+        row.tapir_mss()
+    );
     format!(
         "{} segments captured, largest payload tapir {tapir_max} kernel {kernel_max}",
         segs.len()
