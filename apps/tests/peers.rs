@@ -119,15 +119,15 @@ fn row_lab(row: &Row) -> (Lab, Node) {
         sysctl(&lab, k, v);
     }
     if let Some(mtu) = row.mtu {
-        run_ok(Command::new("ip").args([
-            "-n",
-            &lab.ns,
-            "link",
-            "set",
-            &lab.tap,
-            "mtu",
-            &mtu.to_string(),
-        ]));
+        let ip = |args: &[&str]| run_ok(Command::new("ip").args(["-n", &lab.ns]).args(args));
+        ip(&["link", "set", &lab.tap, "mtu", &mtu.to_string()]);
+        let shown = ip(&["link", "show", &lab.tap]);
+        assert!(
+            text(&shown.stdout).contains(&format!(" mtu {mtu} ")),
+            "{}: {}",
+            row.name,
+            text(&shown.stdout)
+        );
     }
     if let Some(advmss) = row.advmss {
         let dst = format!("{}/32", lab.node.address());
