@@ -20,7 +20,7 @@ import struct
 import sys
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from tapconf import ACK, PSH, QUIET, RST, SYN, Conn, check, main, say  # noqa: E402
+from tapconf import ACK, PSH, QUIET, RST, SYN, Conn, Violation, check, main, say  # noqa: E402
 
 MSS_1460 = struct.pack("!BBH", 2, 4, 1460)
 
@@ -49,7 +49,10 @@ def bad_syn(tap, port, what, options):
     c = Conn(tap, port)
     since = c.send(SYN, options=options, what="SYN with %s" % what)
     sentinel = Conn(tap, port)
-    sentinel.syn(what="the order sentinel's SYN")
+    try:
+        sentinel.syn(what="the order sentinel's SYN")
+    except Violation as e:
+        raise Violation("RFC 9293 §3.1 (MUST-7): after a SYN with %s tapir stopped answering: %s" % (what, e))
     answers = c.collect(since, QUIET)
     sentinel.reset()
     if not answers:

@@ -63,7 +63,10 @@ def syn_sent_accepted(tap, port):
         "an unacceptable ACK draws <SEQ=SEG.ACK><CTL=RST>")
     # Still in SYN-SENT: our SYN-ACK completes the connection.
     since = c.send(SYN | ACK, options=[("MSS", 1460)])
-    ack = c.wait(lambda s: s.has(ACK) and not s.has(SYN) and not s.has(RST), since)
+    ack = c.wait(not_syn, since)
+    check(ack is None or not ack.has(RST),
+          "RFC 9293 §3.10.7.3: tapir answered our SYN-ACK with %r: one of the unacceptable RSTs "
+          "aborted its SYN-SENT connection" % ack)
     check(ack is not None and ack.ack == c.snd_nxt and ack.seq == (iss + 1) % (1 << 32),
           "RFC 9293 §3.10.7.3: our SYN-ACK after the ignored RSTs must draw an ACK of %d: %r" % (c.snd_nxt, ack))
     got, _ = c.receive(5)

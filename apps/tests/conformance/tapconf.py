@@ -369,7 +369,7 @@ class Conn:
     def data(self, payload, flags=PSH | ACK, **kw):
         return self.send(flags, payload=payload, **kw)
 
-    def receive(self, nbytes, window=65535, timeout=ANSWER_TIMEOUT, on_segment=None):
+    def receive(self, nbytes, window=65535, timeout=ANSWER_TIMEOUT, on_segment=None, what="data"):
         """Takes in-order data from tapir until `nbytes` arrived, acknowledging every segment;
         returns the bytes and the data segments."""
         got = bytearray()
@@ -380,7 +380,8 @@ class Conn:
             s = self.tap.wait(lambda s: self.mine(s) and (s.payload or s.has(FIN) or s.has(RST)), i,
                               max(0.0, deadline - time.monotonic()))
             if s is None:
-                raise Violation("only %d of %d bytes came from tapir within %.0f s" % (len(got), nbytes, timeout))
+                raise Violation("%s: only %d of %d bytes came from tapir (%r) within %.0f s of the last"
+                                % (what, len(got), nbytes, bytes(got[:60]), timeout))
             i = self.tap.log.index(s, i) + 1
             check(not s.has(RST), "RST from tapir while receiving data: %r" % s)
             if s.seq != self.rcv_nxt:

@@ -43,7 +43,7 @@ def scenario(tap, a):
     for payload, urg, pointer in plan:
         c.data(payload, flags=PSH | ACK | urg, urgptr=pointer or 0)
         sent += payload
-    got, segs = c.receive(len(sent))
+    got, segs = c.receive(len(sent), what="RFC 9293 §3.8.5: the echo of urgent data, delivered in line")
     check(got == sent, "RFC 9293 §3.8.5: urgent data not delivered in line, in order and complete: "
           "echo %r, sent %r" % (got, sent))
     acked = c.wait(lambda s: s.ack == c.snd_nxt, 0)
