@@ -102,10 +102,7 @@ impl Conformance {
 
     /// The scenario script `name` with the common arguments and `extra`, to run in the lab.
     fn script(&self, name: &str, extra: &[String]) -> Command {
-        let path = format!(
-            "{}/tests/conformance/{name}.py",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let path = format!("{}/tests/conformance/{name}.py", env!("CARGO_MANIFEST_DIR"));
         let mut cmd = self.lab.command("timeout");
         cmd.args([SCRIPT_LIMIT_S, PYTHON, &path])
             .args(["--iface", &self.lab.tap])
@@ -209,8 +206,9 @@ fn drops_report(node: &Node) -> String {
             .join(" ");
         let _ = tx.send(report);
     });
-    rx.recv_timeout(Duration::from_secs(2))
-        .unwrap_or_else(|_| "none read: tapir's stack did not answer in 2 s (a worker is wedged)".into())
+    rx.recv_timeout(Duration::from_secs(2)).unwrap_or_else(|_| {
+        "none read: tapir's stack did not answer in 2 s (a worker is wedged)".into()
+    })
 }
 
 fn args(list: &[(&str, u16)]) -> Vec<String> {
@@ -219,8 +217,8 @@ fn args(list: &[(&str, u16)]) -> Vec<String> {
         .collect()
 }
 
-/// 1. RFC 9293 §3.1 and §3.10.7 (MUST-3): segments with a wrong or a zero checksum are dropped
-/// unseen, a SYN's as well as an ACK's or data's in ESTABLISHED.
+/// Scenario 1: RFC 9293 §3.1 and §3.10.7 (MUST-3): segments with a wrong or a zero checksum are
+/// dropped unseen, a SYN's as well as an ACK's or data's in ESTABLISHED.
 #[test]
 fn segments_with_a_wrong_or_zero_checksum_are_ignored() {
     if !interop_allowed() {
@@ -236,8 +234,8 @@ fn segments_with_a_wrong_or_zero_checksum_are_ignored() {
     );
 }
 
-/// 2. RFC 9293 §3.1 and §3.2 (MUST-4, MUST-6, MUST-64): EOL, NOP and unknown options in a SYN
-/// are skipped and the known ones around them honoured.
+/// Scenario 2: RFC 9293 §3.1 and §3.2 (MUST-4, MUST-6, MUST-64): EOL, NOP and unknown options
+/// in a SYN are skipped and the known ones around them honoured.
 #[test]
 fn nop_eol_and_unknown_options_are_skipped_and_known_ones_honoured() {
     if !interop_allowed() {
@@ -248,8 +246,8 @@ fn nop_eol_and_unknown_options_are_skipped_and_known_ones_honoured() {
     c.run("options", &args(&[("chargen", 19)]));
 }
 
-/// 3. RFC 9293 §3.7.1 (MUST-14, MUST-15) and RFC 6691: every segment fits the peer's MSS, the
-/// smallest of several MSS options, and 536 when the SYN has none.
+/// Scenario 3: RFC 9293 §3.7.1 (MUST-14, MUST-15) and RFC 6691: every segment fits the peer's MSS,
+/// the smallest of several MSS options, and 536 when the SYN has none.
 #[test]
 fn every_segment_fits_the_peers_mss_and_536_without_one() {
     if !interop_allowed() {
@@ -260,7 +258,7 @@ fn every_segment_fits_the_peers_mss_and_536_without_one() {
     c.run("mss", &args(&[("chargen", 19)]));
 }
 
-/// 4. RFC 9293 §3.1: the reserved bits are ignored on receipt and zero on send.
+/// Scenario 4: RFC 9293 §3.1: the reserved bits are ignored on receipt and zero on send.
 #[test]
 fn reserved_bits_are_ignored_on_receipt_and_zero_on_send() {
     if !interop_allowed() {
@@ -271,8 +269,8 @@ fn reserved_bits_are_ignored_on_receipt_and_zero_on_send() {
     c.run("reserved", &args(&[("echo", 7)]));
 }
 
-/// 5. RFC 9293 §3.8.5 (MUST-30..33, MUST-62) and RFC 6093: urgent data is delivered in line,
-/// complete and in order, whatever the urgent pointer says.
+/// Scenario 5: RFC 9293 §3.8.5 (MUST-30..33, MUST-62) and RFC 6093: urgent data is delivered in
+/// line, complete and in order, whatever the urgent pointer says.
 #[test]
 fn urgent_data_is_delivered_in_line_complete_and_in_order() {
     if !interop_allowed() {
@@ -284,8 +282,8 @@ fn urgent_data_is_delivered_in_line_complete_and_in_order() {
     c.still_serves();
 }
 
-/// 6. RFC 9293 §3.1 and §3.2 (MUST-7): options with an illegal length, and bytes after EOL,
-/// neither crash nor confuse tapir.
+/// Scenario 6: RFC 9293 §3.1 and §3.2 (MUST-7): options with an illegal length, and bytes after
+/// EOL, neither crash nor confuse tapir.
 #[test]
 fn illegal_option_lengths_and_options_after_eol_do_not_confuse_tapir() {
     if !interop_allowed() {
@@ -297,8 +295,8 @@ fn illegal_option_lengths_and_options_after_eol_do_not_confuse_tapir() {
     c.still_serves();
 }
 
-/// 7. RFC 9293 §3.10.7.3 and §3.10.7.4 with RFC 5961 §3: RSTs in SYN-SENT (tapir connecting to
-/// the script) and in SYN-RECEIVED (the script connecting to tapir).
+/// Scenario 7: RFC 9293 §3.10.7.3 and §3.10.7.4 with RFC 5961 §3: RSTs in SYN-SENT (tapir
+/// connecting to the script) and in SYN-RECEIVED (the script connecting to tapir).
 #[test]
 fn rst_in_syn_sent_and_syn_received_follows_rfc_9293_and_5961() {
     if !interop_allowed() {
@@ -369,9 +367,9 @@ fn connect_and_greet(node: &Node, to: SocketAddrV4) -> std::io::Result<()> {
     }
 }
 
-/// 8. RFC 9293 §3.10.7.2: FIN, NULL and Xmas segments to a listening port are dropped (a
-/// closed port answers them with RST, §3.10.7.1), so a FIN scan cannot tell open from closed
-/// as answered-with-RST.
+/// Scenario 8: RFC 9293 §3.10.7.2: FIN, NULL and Xmas segments to a listening port are dropped (a
+/// closed port answers them with RST, §3.10.7.1), so a FIN scan cannot tell open from closed as
+/// answered-with-RST.
 #[test]
 fn fin_null_and_xmas_to_a_listening_port_draw_nothing() {
     if !interop_allowed() {
@@ -379,11 +377,14 @@ fn fin_null_and_xmas_to_a_listening_port_draw_nothing() {
     }
     let _g = serial();
     let c = Conformance::up(&["echo"]);
-    c.run("listen_scan", &args(&[("listen", 7), ("closed", CLOSED_PORT)]));
+    c.run(
+        "listen_scan",
+        &args(&[("listen", 7), ("closed", CLOSED_PORT)]),
+    );
 }
 
-/// 9. Issue 13's storm: after a SYN without options (and one with only MSS) and a bare ACK, the
-/// kernel's RSTs dropped, an idle connection draws fewer than 10 frames in 2 s.
+/// Scenario 9: Issue 13's storm: after a SYN without options (and one with only MSS) and a bare
+/// ACK, the kernel's RSTs dropped, an idle connection draws fewer than 10 frames in 2 s.
 #[test]
 fn a_handshake_without_window_scaling_leaves_tapir_quiet() {
     if !interop_allowed() {
