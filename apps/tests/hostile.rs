@@ -22,8 +22,8 @@ use tapir_apps::lab::Lab;
 mod common;
 use common::interop_allowed;
 
-#[path = "hostile/raw.rs"]
-mod raw;
+// The packet tool (hostile/raw.rs) is shared through tests/common.
+use common::raw;
 
 #[path = "hostile/arp.rs"]
 mod arp;

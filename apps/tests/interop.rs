@@ -10,6 +10,7 @@ use std::time::Duration;
 use tapir_apps::lab::Lab;
 
 mod common;
+use common::quiet::{assert_idle_silent, Flow, FrameBudget, IDLE_WINDOW};
 use common::{interop_allowed, kernel, random_bytes};
 
 const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
@@ -64,20 +65,23 @@ fn node_addr(s: &Served, port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(s.lab.node.address(), port)
 }
 
-/// Sends `data` to the echo service from a kernel socket and returns what came back.
-fn kernel_tcp_echo(addr: SocketAddrV4, data: &[u8]) -> Vec<u8> {
+/// Sends `data` to the echo service from a kernel socket and returns what came back. With a lab,
+/// the connection is held idle once everything came back, and must be silent, before it closes.
+fn kernel_tcp_echo(addr: SocketAddrV4, data: &[u8], idle: Option<&Lab>) -> Vec<u8> {
     let mut s =
         TcpStream::connect_timeout(&SocketAddr::V4(addr), Duration::from_secs(5)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut w = s.try_clone().unwrap();
-    let mut back = Vec::with_capacity(data.len());
+    let mut back = vec![0u8; data.len()];
     std::thread::scope(|sc| {
-        sc.spawn(|| {
-            w.write_all(data).expect("write");
-            w.shutdown(Shutdown::Write).expect("shutdown");
-        });
-        s.read_to_end(&mut back).expect("read echo");
+        sc.spawn(|| w.write_all(data).expect("write"));
+        s.read_exact(&mut back).expect("read echo");
     });
+    if let Some(lab) = idle {
+        assert_idle_silent(lab, &[Flow::of_kernel(&s)], IDLE_WINDOW, "echo connection");
+    }
+    s.shutdown(Shutdown::Write).expect("shutdown");
+    s.read_to_end(&mut back).expect("read echo");
     back
 }
 
@@ -175,10 +179,14 @@ fn tcp_echo_returns_a_mebibyte_of_random_bytes_exactly() {
         return;
     }
     let s = serve("it", &[], &["echo"]);
+    let budget = FrameBudget::start(&s.lab);
     let data = random_bytes(1 << 20, 7);
-    let back = kernel(&s.lab, || kernel_tcp_echo(node_addr(&s, 7), &data));
+    let back = kernel(&s.lab, || {
+        kernel_tcp_echo(node_addr(&s, 7), &data, Some(&s.lab))
+    });
     assert_eq!(back.len(), data.len());
     assert!(back == data, "echoed bytes differ");
+    budget.check(&s.lab, data.len(), "1 MiB echoed");
 }
 
 #[test]
@@ -189,13 +197,15 @@ fn two_queues_echo_parallel_flows_exactly() {
     let s = serve("it", &["--queues", "2"], &["echo"]);
     assert!(s.start_line.contains("(2 queues)"), "{}", s.start_line);
     let addr = node_addr(&s, 7);
+    let budget = FrameBudget::start(&s.lab);
+    let lab = &s.lab;
     let results: Vec<bool> = kernel(&s.lab, || {
         std::thread::scope(|sc| {
             let handles: Vec<_> = (0..8u32)
                 .map(|i| {
                     sc.spawn(move || {
                         let data = random_bytes(256 * 1024, i + 1);
-                        kernel_tcp_echo(addr, &data) == data
+                        kernel_tcp_echo(addr, &data, Some(lab)) == data
                     })
                 })
                 .collect();
@@ -206,6 +216,7 @@ fn two_queues_echo_parallel_flows_exactly() {
         })
     });
     assert_eq!(results, vec![true; 8]);
+    budget.check(&s.lab, 8 * 256 * 1024, "8 flows echoed on 2 queues");
 }
 
 #[test]

@@ -9,8 +9,6 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use engine::sys::netns::run_in_netns;
@@ -18,7 +16,9 @@ use engine::{ImpairSpec, Node, NodeConfig};
 use tapir_apps::lab::Lab;
 
 mod common;
+use common::capture;
 use common::interop_allowed;
+use common::quiet::{assert_idle_silent, Flow, FrameBudget, IDLE_WINDOW};
 
 /// MB sent each way at 1% loss.
 const MB_1PCT: usize = 100;
@@ -69,14 +69,15 @@ fn send_stream(mut w: impl Write, total: usize) -> [u8; 32] {
     h.finish()
 }
 
-/// Reads `r` to its end, returning (bytes, SHA-256).
-fn recv_stream(mut r: impl Read) -> (usize, [u8; 32]) {
+/// Reads `bytes` bytes from `r`, returning their SHA-256.
+fn recv_stream(mut r: impl Read, bytes: usize) -> [u8; 32] {
     let mut h = sha256::Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut total = 0;
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => break,
+    while total < bytes {
+        let want = (bytes - total).min(CHUNK);
+        match r.read(&mut buf[..want]) {
+            Ok(0) => panic!("the stream ended after {total} of {bytes} bytes"),
             Ok(n) => {
                 h.update(&buf[..n]);
                 total += n;
@@ -85,17 +86,32 @@ fn recv_stream(mut r: impl Read) -> (usize, [u8; 32]) {
             Err(e) => panic!("read after {total} bytes: {e}"),
         }
     }
-    (total, h.finish())
+    h.finish()
+}
+
+/// Reads `r`, which must end now (the sender's FIN) with no more data.
+fn expect_end(mut r: impl Read) {
+    let mut b = [0u8; 1];
+    loop {
+        match r.read(&mut b) {
+            Ok(0) => return,
+            Ok(_) => panic!("data after the last byte"),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("read of the end: {e}"),
+        }
+    }
 }
 
 fn hex(d: &[u8; 32]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Kernel to tapir: the kernel connects and sends, tapir reads to the end.
+/// Kernel to tapir: the kernel connects and sends, tapir reads every byte; the connection is then
+/// held idle (and must be silent) before the kernel closes it and tapir reads the end.
 fn kernel_to_tapir(lab: &Lab, node: &Node, bytes: usize) -> Duration {
     let listener = engine::TcpListener::bind(node, 5001).expect("tapir listen");
     let to = SocketAddr::V4(SocketAddrV4::new(node.address(), 5001));
+    let (checked_tx, checked_rx) = std::sync::mpsc::channel::<()>();
     let start = Instant::now();
     let sender = {
         let ns = lab.ns.clone();
@@ -106,40 +122,61 @@ fn kernel_to_tapir(lab: &Lab, node: &Node, bytes: usize) -> Duration {
             .expect("netns")
             .expect("kernel connect");
             let d = send_stream(&s, bytes);
+            // Closed only once the idle check is done (or the receiver gave up).
+            let _ = checked_rx.recv();
             s.shutdown(Shutdown::Write).expect("shutdown");
             d
         })
     };
     let (mut conn, _) = listener.accept().expect("accept");
     conn.set_read_timeout(Some(Duration::from_secs(60)));
-    let (got, digest) = recv_stream(&mut conn);
-    let sent = sender.join().expect("sender thread");
+    let digest = recv_stream(&mut conn, bytes);
     let took = start.elapsed();
-    assert_eq!(got, bytes, "tapir received {got} of {bytes} bytes");
+    assert_idle_silent(
+        lab,
+        &[Flow::of_tapir(&conn)],
+        IDLE_WINDOW,
+        "kernel to tapir",
+    );
+    checked_tx.send(()).ok();
+    expect_end(&mut conn);
+    let sent = sender.join().expect("sender thread");
     assert_eq!(hex(&digest), hex(&sent), "SHA-256 differs");
     took
 }
 
-/// Tapir to kernel: tapir connects and sends, the kernel reads to the end.
+/// Tapir to kernel: tapir connects and sends, the kernel reads every byte; the connection is then
+/// held idle (and must be silent) before tapir closes it and the kernel reads the end.
 fn tapir_to_kernel(lab: &Lab, node: &Node, bytes: usize) -> Duration {
     let bind = SocketAddr::V4(SocketAddrV4::new(lab.host, 5002));
     let listener = run_in_netns(&lab.ns, || TcpListener::bind(bind))
         .expect("netns")
         .expect("kernel listen");
+    let (got_tx, got_rx) = std::sync::mpsc::channel();
     let receiver = std::thread::spawn(move || {
         let (s, _) = listener.accept().expect("kernel accept");
         s.set_read_timeout(Some(Duration::from_secs(60))).ok();
-        recv_stream(&s)
+        let digest = recv_stream(&s, bytes);
+        got_tx.send(()).ok();
+        expect_end(&s);
+        digest
     });
     let start = Instant::now();
     let mut conn =
         engine::TcpStream::connect(node, SocketAddrV4::new(lab.host, 5002)).expect("connect");
     conn.set_write_timeout(Some(Duration::from_secs(60)));
     let sent = send_stream(&mut conn, bytes);
-    conn.shutdown(Shutdown::Write).expect("shutdown");
-    let (got, digest) = receiver.join().expect("receiver thread");
+    if got_rx.recv().is_ok() {
+        assert_idle_silent(
+            lab,
+            &[Flow::of_tapir(&conn)],
+            IDLE_WINDOW,
+            "tapir to kernel",
+        );
+    }
     let took = start.elapsed();
-    assert_eq!(got, bytes, "the kernel received {got} of {bytes} bytes");
+    conn.shutdown(Shutdown::Write).expect("shutdown");
+    let digest = receiver.join().expect("receiver thread");
     assert_eq!(hex(&digest), hex(&sent), "SHA-256 differs");
     took
 }
@@ -147,6 +184,7 @@ fn tapir_to_kernel(lab: &Lab, node: &Node, bytes: usize) -> Duration {
 fn both_ways(tag: &str, spec: &str, up_mb: usize, down_mb: usize) {
     let lab = Lab::up(tag).expect("lab up");
     let node = node(&lab, spec);
+    let budget = FrameBudget::start(&lab);
     let up = kernel_to_tapir(&lab, &node, up_mb << 20);
     let down = tapir_to_kernel(&lab, &node, down_mb << 20);
     let stats = node.stats();
@@ -161,6 +199,8 @@ fn both_ways(tag: &str, spec: &str, up_mb: usize, down_mb: usize) {
         (up_mb << 20) as f64 * 8.0 / up.as_secs_f64() / 1e6,
         (down_mb << 20) as f64 * 8.0 / down.as_secs_f64() / 1e6,
     );
+    let (out, inn) = budget.check(&lab, down_mb << 20, spec);
+    eprintln!("{spec}: tapir wrote {out} frames for the {inn} it was handed");
     assert!(
         rx.dropped > 0 && tx.dropped > 0,
         "the impairment did nothing"
@@ -213,7 +253,13 @@ fn syn_and_syn_ack_carry_the_four_options() {
     })
     .expect("netns")
     .expect("connect");
-    let (_c, _) = listener.accept().expect("accept");
+    let (c, _) = listener.accept().expect("accept");
+    assert_idle_silent(
+        &lab,
+        &[Flow::of_tapir(&c)],
+        IDLE_WINDOW,
+        "after the handshake",
+    );
     drop(s);
     let frames = cap.stop();
     let syn = frames
@@ -236,145 +282,6 @@ fn syn_and_syn_ack_carry_the_four_options() {
         );
     }
     node.shutdown();
-}
-
-/// A raw AF_PACKET capture on one interface of a namespace, from a thread.
-mod capture {
-    use super::*;
-
-    pub struct Capture {
-        stop: Arc<AtomicBool>,
-        thread: std::thread::JoinHandle<Vec<Vec<u8>>>,
-    }
-
-    impl Capture {
-        pub fn open(ns: &str, ifname: &str) -> Capture {
-            let stop = Arc::new(AtomicBool::new(false));
-            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-            let ns = ns.to_string();
-            let ifname = ifname.to_string();
-            let stop2 = stop.clone();
-            let thread = std::thread::spawn(move || {
-                let fd = run_in_netns(&ns, || raw_socket(&ifname))
-                    .expect("netns")
-                    .expect("AF_PACKET socket");
-                ready_tx.send(()).ok();
-                let mut frames = Vec::new();
-                let mut buf = vec![0u8; 65536];
-                while !stop2.load(Ordering::SeqCst) {
-                    // SAFETY: fd is an open socket owned here; buf is valid for buf.len() bytes.
-                    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-                    if n > 0 {
-                        frames.push(buf[..n as usize].to_vec());
-                    }
-                }
-                // SAFETY: fd is open and closed exactly once, here.
-                unsafe { libc::close(fd) };
-                frames
-            });
-            ready_rx
-                .recv_timeout(Duration::from_secs(5))
-                .expect("capture ready");
-            Capture { stop, thread }
-        }
-
-        pub fn stop(self) -> Vec<Vec<u8>> {
-            std::thread::sleep(Duration::from_millis(200));
-            self.stop.store(true, Ordering::SeqCst);
-            self.thread.join().expect("capture thread")
-        }
-    }
-
-    fn raw_socket(ifname: &str) -> std::io::Result<i32> {
-        let proto = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: plain socket(2) call; the result is checked.
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let name = std::ffi::CString::new(ifname).expect("ifname");
-        // SAFETY: name is a valid NUL-terminated string.
-        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        // SAFETY: sockaddr_ll is plain old data; zeroed is a valid value.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto;
-        sll.sll_ifindex = index as i32;
-        let tv = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 50_000,
-        };
-        // SAFETY: fd is open; the pointers and lengths describe live values of the right types.
-        let ok = unsafe {
-            libc::bind(
-                fd,
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            ) == 0
-                && libc::setsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVTIMEO,
-                    (&tv as *const libc::timeval).cast(),
-                    std::mem::size_of::<libc::timeval>() as u32,
-                ) == 0
-        };
-        if !ok {
-            let e = std::io::Error::last_os_error();
-            // SAFETY: fd is open and not used after this.
-            unsafe { libc::close(fd) };
-            return Err(e);
-        }
-        Ok(fd)
-    }
-
-    #[derive(Debug, Default)]
-    pub struct SynOptions {
-        pub syn: bool,
-        pub ack: bool,
-        pub mss: Option<u16>,
-        pub window_scale: Option<u8>,
-        pub sack_permitted: bool,
-        pub timestamps: bool,
-    }
-
-    /// The SYN-relevant options of a TCP segment in an Ethernet/IPv4 frame.
-    pub fn tcp_options(f: &[u8]) -> Option<SynOptions> {
-        if f.len() < 54 || f[12..14] != [0x08, 0x00] || f[23] != 6 {
-            return None;
-        }
-        let ihl = usize::from(f[14] & 0x0f) * 4;
-        let tcp = f.get(14 + ihl..)?;
-        let doff = usize::from(tcp.get(12)? >> 4) * 4;
-        let flags = *tcp.get(13)?;
-        let mut o = SynOptions {
-            syn: flags & 0x02 != 0,
-            ack: flags & 0x10 != 0,
-            ..SynOptions::default()
-        };
-        let mut opts = tcp.get(20..doff)?;
-        while let Some(&kind) = opts.first() {
-            match kind {
-                0 => break,
-                1 => {
-                    opts = &opts[1..];
-                    continue;
-                }
-                _ => {}
-            }
-            let len = usize::from(*opts.get(1)?);
-            let body = opts.get(2..len.max(2))?;
-            match (kind, body.len()) {
-                (2, 2) => o.mss = Some(u16::from_be_bytes([body[0], body[1]])),
-                (3, 1) => o.window_scale = Some(body[0]),
-                (4, 0) => o.sack_permitted = true,
-                (8, 8) => o.timestamps = true,
-                _ => {}
-            }
-            opts = opts.get(len.max(2)..)?;
-        }
-        Some(o)
-    }
 }
 
 /// A small streaming SHA-256 (FIPS 180-4), so the test needs no extra crate.

@@ -3,6 +3,7 @@
 //! `TAPIR_SIM_SEED=N` runs one seed (to replay a failure); `TAPIR_SIM_SEEDS=K` runs seeds 1..=K
 //! instead of a test's default count (for soak runs).
 
+use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::network::SimError;
@@ -29,6 +30,31 @@ pub fn replay_command(target: &str, test: &str, seed: u64) -> String {
     format!("TAPIR_SIM_SEED={seed} cargo test -p tapir-sim --test {target} -- --exact {test} --include-ignored")
 }
 
+thread_local! {
+    /// (target, test) of the sweep running on this thread, for [`replay_here`].
+    static CURRENT: RefCell<Option<(String, String)>> = const { RefCell::new(None) };
+}
+
+/// The replay command for `seed` of whatever test is running on this thread: the sweep's
+/// target and test when inside [`sweep`], else the test binary's name (its file name without
+/// cargo's hash) and the thread's name (libtest names each test's thread after the test).
+pub fn replay_here(seed: u64) -> String {
+    if let Some((target, test)) = CURRENT.with(|c| c.borrow().clone()) {
+        return replay_command(&target, &test, seed);
+    }
+    let target = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .map(|s| match s.rsplit_once('-') {
+            Some((name, _hash)) => name.to_string(),
+            None => s,
+        })
+        .unwrap_or_else(|| "TARGET".into());
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("TEST");
+    replay_command(&target, test, seed)
+}
+
 /// Runs `scenario` for every seed of the sweep (see [`seeds`]). Every failure, a panic included,
 /// prints its seed and replay command; the sweep then panics listing the failed seeds. Returns
 /// the results of the seeds that passed, in seed order.
@@ -44,6 +70,7 @@ pub fn sweep<R>(
     let target = target.split("::").next().unwrap_or(target);
     let mut ok = Vec::new();
     let mut failed = Vec::new();
+    CURRENT.with(|c| *c.borrow_mut() = Some((target.to_string(), test.to_string())));
     for seed in seeds(default_count) {
         let outcome = catch_unwind(AssertUnwindSafe(|| scenario(seed)));
         let why = match outcome {
@@ -58,12 +85,18 @@ pub fn sweep<R>(
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "panic".into()),
         };
-        eprintln!(
-            "sim: {test} seed {seed} FAILED: {why}\n  replay: {}",
-            replay_command(target, test, seed)
-        );
+        if why.contains("\n  replay: ") {
+            // An invariant error names its replay command already.
+            eprintln!("sim: {test} seed {seed} FAILED: {why}");
+        } else {
+            eprintln!(
+                "sim: {test} seed {seed} FAILED: {why}\n  replay: {}",
+                replay_command(target, test, seed)
+            );
+        }
         failed.push(seed);
     }
+    CURRENT.with(|c| *c.borrow_mut() = None);
     assert!(
         failed.is_empty(),
         "{test}: {} seed(s) failed: {failed:?} (replay commands above)",

@@ -2,6 +2,10 @@
 //! checks every byte it receives against the stream the other sent, and each closes once it has
 //! sent everything and read the end of the other's stream. It passes when both streams arrive
 //! byte-exact and both connections end in CLOSED or TIME-WAIT without an error.
+//!
+//! Between the data and the close, the connections are held open while every transfer's data is
+//! done (sent, acknowledged, read) and [`Network::expect_idle_silence`] checks that nobody sends
+//! anything for [`Transfer::idle_check`] of virtual time (default [`IDLE_CHECK`]).
 
 use std::net::SocketAddrV4;
 
@@ -20,9 +24,16 @@ pub struct Transfer {
     /// Bytes from B (the server) to A.
     pub b_to_a: usize,
     pub port: u16,
-    /// Virtual time allowed from the connect to both connections closed.
+    /// Virtual time allowed from the connect to both connections closed (the idle check not
+    /// counted).
     pub deadline: Duration,
+    /// Idle time checked for silence once the data is done, before closing (None: no check).
+    pub idle_check: Option<Duration>,
 }
+
+/// The idle check of a default transfer: 120 s of virtual time, longer than every TCP timer but
+/// keep-alive's (delayed ACK, RTO with backoff to well past its 60 s clamp, TIME-WAIT).
+pub const IDLE_CHECK: Duration = Duration::from_secs(120);
 
 impl Transfer {
     /// `bytes` each way on port 5001, within an hour of virtual time.
@@ -32,6 +43,7 @@ impl Transfer {
             b_to_a: bytes,
             port: 5001,
             deadline: Duration::from_secs(3600),
+            idle_check: Some(IDLE_CHECK),
         }
     }
 
@@ -47,8 +59,10 @@ impl Transfer {
 /// How a transfer went.
 #[derive(Debug, Clone)]
 pub struct TransferReport {
-    /// Virtual time from the connect until both sides were closed.
+    /// Virtual time from the connect until both sides were closed, less the idle check.
     pub elapsed: Duration,
+    /// What the idle check saw (None when it did not run).
+    pub idle: Option<crate::IdleReport>,
     /// Virtual time from the connect until the last byte of A's stream was read by B.
     pub a_to_b_done: Duration,
     pub bytes_a_to_b: usize,
@@ -96,6 +110,8 @@ struct Side {
     rx_done: usize,
     rx_done_at: Option<Instant>,
     eof: bool,
+    /// May close once its data is sent (after the idle check).
+    may_close: bool,
 }
 
 impl Side {
@@ -130,7 +146,7 @@ impl Side {
                 }
             }
         }
-        if self.tx_done == self.tx_total && !self.closed {
+        if self.tx_done == self.tx_total && !self.closed && self.may_close {
             // A close before the handshake completes would abort; wait for ESTABLISHED.
             let state = stack.tcp_readiness(h).map(|r| r.state);
             if !matches!(state, Ok(State::SynSent | State::SynReceived)) {
@@ -188,6 +204,18 @@ impl Side {
             }
         }
         Ok(())
+    }
+
+    /// Everything sent is acknowledged and everything the peer sends is read, with the
+    /// connection still established: ready for the idle check.
+    fn data_done(&self, net: &Network) -> bool {
+        let Some(h) = self.handle else { return false };
+        self.tx_done == self.tx_total
+            && self.rx_done == self.rx_total
+            && net
+                .stack(self.node)
+                .tcp_info(h)
+                .is_some_and(|i| i.state == State::Established && i.send_queue == 0)
     }
 
     fn finished(&self, net: &Network) -> bool {
@@ -268,6 +296,7 @@ pub fn run_transfers(
             rx_done: 0,
             rx_done_at: None,
             eof: false,
+            may_close: false,
         };
         sides.push((
             side(a, "A", Some(ha), salt_ab, t.a_to_b, salt_ba, t.b_to_a),
@@ -288,6 +317,17 @@ pub fn run_transfers(
     let mut buf = vec![0u8; CHUNK];
     let mut expect = vec![0u8; CHUNK];
     let mut quiet = false;
+    // The idle check runs once, for the longest one asked; connections without one may close
+    // at once.
+    let idle_check = pairs.iter().filter_map(|p| p.2.idle_check).max();
+    let mut idle_report = None;
+    let mut idle_spent = Duration::ZERO;
+    if idle_check.is_none() {
+        for (sa, sb, _, _) in sides.iter_mut() {
+            sa.may_close = true;
+            sb.may_close = true;
+        }
+    }
     loop {
         let mut all_done = true;
         for (sa, sb, port, deadline) in sides.iter_mut() {
@@ -310,7 +350,7 @@ pub fn run_transfers(
                 }
             }
             let done = sa.finished(net) && sb.finished(net);
-            if !done && net.now() > *deadline {
+            if !done && net.now() > *deadline + idle_spent {
                 return Err(SimError::Deadline {
                     at: net.now(),
                     what: format!("{}; {}", sa.describe(net), sb.describe(net)),
@@ -320,6 +360,22 @@ pub fn run_transfers(
         }
         if all_done {
             break;
+        }
+        if let Some(d) = idle_check {
+            let held = sides
+                .iter()
+                .all(|(sa, sb, _, _)| !sa.may_close && sa.data_done(net) && sb.data_done(net));
+            if held {
+                let before = net.now();
+                idle_report = Some(net.expect_idle_silence(d)?);
+                idle_spent = net.now() - before;
+                for (sa, sb, _, _) in sides.iter_mut() {
+                    sa.may_close = true;
+                    sb.may_close = true;
+                }
+                quiet = false;
+                continue;
+            }
         }
         if quiet {
             return Err(SimError::Failed {
@@ -336,7 +392,8 @@ pub fn run_transfers(
     Ok(sides
         .iter()
         .map(|(sa, sb, _, _)| TransferReport {
-            elapsed: end - start,
+            elapsed: end - start - idle_spent,
+            idle: idle_report.clone(),
             a_to_b_done: sb.rx_done_at.unwrap_or(end) - start,
             bytes_a_to_b: sb.rx_total,
             bytes_b_to_a: sa.rx_total,

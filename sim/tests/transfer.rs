@@ -24,7 +24,8 @@ fn transfer(seed: u64, link: LinkConfig, t: &Transfer) -> Result<sim::TransferRe
 fn check_integrity(net: &Network) -> Result<(), SimError> {
     for id in 0..net.nodes() {
         let node = net.node(id);
-        let dropped = integrity_drops(node.stack.counters());
+        let Some(stack) = node.stack() else { continue };
+        let dropped = integrity_drops(stack.counters());
         if dropped != node.corrupted_in {
             return Err(SimError::Failed {
                 what: format!(

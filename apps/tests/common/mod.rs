@@ -3,6 +3,13 @@
 
 use std::process::Command;
 
+/// The hostile tests' AF_PACKET tool, shared.
+#[path = "../hostile/raw.rs"]
+pub mod raw;
+
+pub mod capture;
+pub mod quiet;
+
 /// False (and the test returns early) only when the caller asked to skip interop tests; without
 /// root they fail, so a CI without privileges cannot pass by skipping.
 pub fn interop_allowed() -> bool {

@@ -32,6 +32,47 @@ impl RawSocket {
         Ok(())
     }
 
+    /// Grows the socket's receive buffer past the system's limit (SO_RCVBUFFORCE, root), so
+    /// that a capture keeps up with bursts of 64 KiB offloaded frames.
+    pub fn set_recv_buffer(&self, bytes: usize) -> io::Result<()> {
+        let v = libc::c_int::try_from(bytes).map_err(io::Error::other)?;
+        // SAFETY: fd is open; the pointer and length describe `v`.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Every frame read from now on starts with a 10-byte `virtio_net_hdr` (PACKET_VNET_HDR)
+    /// that says how an offloaded frame is to be cut: its `gso_size` is the payload of each
+    /// segment.
+    pub fn enable_vnet_header(&self) -> io::Result<()> {
+        let on: libc::c_int = 1;
+        // SAFETY: fd is open; the pointer and length describe `on`.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd,
+                libc::SOL_PACKET,
+                libc::PACKET_VNET_HDR,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// One frame, or None after the socket's 50 ms receive timeout.
     pub fn recv(&self) -> Option<Vec<u8>> {
         let mut buf = vec![0u8; 65536];

@@ -114,6 +114,10 @@ pub struct Connection {
     /// Zero-window probes sent since the window was last open (persist backoff).
     persist_count: u32,
     send_probe: bool,
+    /// The persist timer fired while the window was open but data was held back by sender-side
+    /// SWS avoidance or Nagle with nothing in flight: the next poll sends what the window
+    /// allows (RFC 9293 §3.8.6.2.1's override timeout).
+    sws_override: bool,
     cc: Box<dyn CongestionController>,
     dupacks: u32,
     in_recovery: bool,
@@ -211,6 +215,7 @@ impl Connection {
             rto_count: 0,
             persist_count: 0,
             send_probe: false,
+            sws_override: false,
             cc: cfg.congestion.build(mss),
             dupacks: 0,
             in_recovery: false,
@@ -410,7 +415,11 @@ impl Connection {
             self.ack_now = true;
         }
         if self.timers.take_expired(Timer::Persist, now) {
-            self.send_probe = true;
+            if self.snd_wnd == 0 {
+                self.send_probe = true;
+            } else {
+                self.sws_override = true;
+            }
             self.persist_count = self.persist_count.saturating_add(1);
             let at = now + self.persist_interval();
             self.timers.set(Timer::Persist, at);
@@ -549,7 +558,11 @@ impl Connection {
             .min(self.cfg.max_rto)
     }
 
-    /// Starts or stops the persist timer after anything changed.
+    /// Starts or stops the persist timer after anything changed: it runs while data waits
+    /// unsent with nothing in flight (so no retransmission timer will come), whether the
+    /// peer's window is zero (zero-window probes) or merely too small to send into under SWS
+    /// avoidance (the override timeout). Without the second case a lost window update from a
+    /// peer with a small buffer stalled the connection for good (found by the smoltcp sweep).
     fn update_persist(&mut self, now: Instant) {
         let can_send = matches!(
             self.state,
@@ -560,12 +573,15 @@ impl Connection {
                 | State::Closing
         );
         let unsent = self.tx_start + self.tx.len() > self.snd_nxt;
-        if can_send && self.snd_wnd == 0 && unsent && !self.timers.is_set(Timer::Retransmit) {
+        let idle = self.snd_nxt == self.snd_una;
+        let held = self.snd_wnd == 0 || idle;
+        if can_send && held && unsent && !self.timers.is_set(Timer::Retransmit) {
             let at = now + self.persist_interval();
             self.timers.set_if_stopped(Timer::Persist, at);
         } else {
             self.timers.stop(Timer::Persist);
             self.send_probe = false;
+            self.sws_override = false;
             if self.snd_wnd > 0 {
                 self.persist_count = 0;
             }

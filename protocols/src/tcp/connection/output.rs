@@ -302,7 +302,7 @@ impl Connection {
         }
         // Data sent before (going back after a timeout, up to a SACKed range) is never held.
         let resend = seq < self.snd_max;
-        if !retransmit && !resend && !fin && len < max_payload {
+        if !retransmit && !resend && !fin && len < max_payload && !self.sws_override {
             // Nagle (RFC 9293 §3.7.4) and sender-side SWS avoidance (§3.8.6.2.1): a short
             // segment only when it empties the queue and nothing is in flight (or Nagle is
             // off), or when it is at least half the largest window the peer offered.
@@ -312,6 +312,7 @@ impl Connection {
                 return None;
             }
         }
+        self.sws_override = false;
         self.tx
             .read_at(offset, buf.get_mut(hlen..hlen + len).unwrap_or_default());
         repr.payload_len = len;

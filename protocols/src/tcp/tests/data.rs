@@ -267,6 +267,32 @@ fn zero_window_probe_with_backoff() {
     );
 }
 
+/// RFC 9293 §3.8.6.2.1: data held by sender-side SWS avoidance with nothing in flight is sent
+/// when the override (persist) timer fires: a peer whose window update was lost must not stall
+/// the connection (the smoltcp sweep's seeds 1002, 1043, 1149, ... found this).
+#[test]
+fn sws_held_data_goes_out_when_the_override_timer_fires() {
+    let mut h = established(&plain_config(), 4000);
+    let data = bytes(6000, 9);
+    assert_eq!(h.conn.send(&data), Ok(6000));
+    let first: usize = h.drain().iter().map(|(_, p)| p.len()).sum();
+    assert_eq!(first, 4000, "the peer's whole window");
+    // The peer takes it all but offers only 900 bytes: less than an MSS (1000) and than half its
+    // largest window, so SWS avoidance holds the rest; its later window update is lost.
+    h.now = ms(20);
+    h.send(peer(ACK, 0, Some(4000), 900), &[]);
+    h.expect_nothing();
+    let at = h
+        .conn
+        .poll_at()
+        .expect("a timer must run while data is held");
+    h.advance_to(at);
+    let (seg, payload) = h.expect();
+    assert_eq!((seg.seq_number, payload.len()), (lseq(4000), 900));
+    assert_eq!(payload, &data[4000..4000 + 900]);
+    h.expect_nothing();
+}
+
 #[test]
 fn tso_segments_fill_the_congestion_window_in_whole_mss() {
     let cfg = TcpConfig {
