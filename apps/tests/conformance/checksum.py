@@ -5,7 +5,7 @@ dropped unseen.
      value, unlike UDP), draw no SYN-ACK; the same SYN with the right checksum does.
   2. In ESTABLISHED, a data segment with a wrong checksum is not taken (nothing acknowledged,
      nothing echoed: the right segment at the same sequence number is what comes back), and an
-     out-of-window ACK with a wrong checksum draws nothing, while the same ACK with the right
+     out-of-window ACK with a wrong or a zero checksum draws nothing, while the same ACK with the right
      checksum draws the ACK of RFC 9293 §3.10.7.4 (the order sentinel).
 """
 
@@ -51,6 +51,10 @@ def established(tap, port):
     # An out-of-window ACK with a wrong checksum: must draw nothing.
     far = (c.snd_nxt + 1_000_000) % (1 << 32)
     c.send(ACK, seq=far, chksum="wrong", what="out-of-window ACK with a wrong checksum")
+    # And with a zero checksum field, unless zero happens to be this ACK's right sum.
+    zero = tap.checksum_of(c.packet(ACK, seq=far)) != 0
+    if zero:
+        c.send(ACK, seq=far, chksum="zero", what="out-of-window ACK with a zero checksum")
     # The sentinel: the same ACK with the right checksum draws an ACK of RCV.NXT (§3.10.7.4).
     sentinel = c.send(ACK, seq=far, what="out-of-window ACK with the right checksum")
     dup = c.wait(lambda s: not s.payload, sentinel)
@@ -67,7 +71,8 @@ def established(tap, port):
     c.reset()
     quiet = c.collect(tap.mark(), QUIET)
     check(not quiet, "RFC 9293 §3.10.7.4: our RST drew %r" % quiet)
-    say("§3.1: in ESTABLISHED, data and an ACK with a wrong checksum are dropped unseen")
+    say("§3.1: in ESTABLISHED, data and an ACK with a wrong checksum%s are dropped unseen"
+        % (", and an ACK with a zero one," if zero else ""))
 
 
 def scenario(tap, a):
