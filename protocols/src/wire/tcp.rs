@@ -288,7 +288,11 @@ impl TcpRepr {
             match option {
                 TcpOption::EndOfList => break,
                 TcpOption::NoOperation | TcpOption::Unknown { .. } => {}
-                TcpOption::MaxSegmentSize(mss) => repr.max_seg_size = Some(mss),
+                // Several MSS options (RFC 9293 says nothing of it): the smallest, the only
+                // value that fits all the peer said.
+                TcpOption::MaxSegmentSize(mss) => {
+                    repr.max_seg_size = Some(repr.max_seg_size.map_or(mss, |m| m.min(mss)))
+                }
                 // RFC 7323 §2.3: a shift above 14 is treated as 14.
                 TcpOption::WindowScale(shift) => repr.window_scale = Some(shift.min(14)),
                 TcpOption::SackPermitted => repr.sack_permitted = true,
