@@ -787,6 +787,19 @@ mod tests {
     }
 
     #[test]
+    fn of_several_mss_options_the_smallest_counts() {
+        // MSS 550, 505, 515 in one option list.
+        let options = [2, 4, 0x02, 0x26, 2, 4, 0x01, 0xf9, 2, 4, 0x02, 0x03];
+        let mut bytes = LINUX_SYN[..20].to_vec();
+        bytes[12] = 0x80;
+        bytes.extend_from_slice(&options);
+        let bytes = refilled(bytes);
+        let p = TcpPacket::new_checked(&bytes[..]).unwrap();
+        let repr = TcpRepr::parse(&p, SRC, DST, true).unwrap();
+        assert_eq!(repr.max_seg_size, Some(505));
+    }
+
+    #[test]
     fn option_edge_cases() {
         // Unknown options are skipped; nothing after EOL is parsed; window scale is clamped.
         let options = [0x1e, 4, 0xaa, 0xbb, 3, 3, 15, 0, 0xff, 0xff, 0xff, 0xff];
