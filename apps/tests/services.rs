@@ -15,6 +15,7 @@ use std::time::Duration;
 use tapir_apps::lab::Lab;
 
 mod common;
+use common::quiet::{assert_idle_silent, Flow};
 use common::{
     interop_allowed, kernel, need, random_bytes, run_ok, text, Proc, SystemUser, TempDir, COUNTER,
     PTY_PRELUDE,
@@ -940,19 +941,26 @@ fn http_connections_are_served_on_the_workers_without_a_thread_each() {
     let pid = s._proc.0.id();
     let before = threads(pid);
     let addr = addr_of(&s, 8080);
-    let during = kernel(&s.lab, || {
+    let (during, held) = kernel(&s.lab, || {
         // 32 keep-alive connections, each answered once and held open.
         let held: Vec<TcpStream> = (0..32)
             .map(|_| answered_keep_alive(&addr, Duration::from_secs(5)))
             .collect();
-        let n = threads(pid);
-        drop(held);
-        n
+        (threads(pid), held)
     });
     assert_eq!(
         during, before,
         "threads before the connections and while they are held"
     );
+    // Held and idle, the 32 answered keep-alive connections draw nothing from the server.
+    let flows: Vec<Flow> = held.iter().map(Flow::of_kernel).collect();
+    assert_idle_silent(
+        &s.lab,
+        &flows,
+        Duration::from_secs(1),
+        "32 held keep-alives",
+    );
+    drop(held);
 }
 
 #[test]
