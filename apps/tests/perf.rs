@@ -250,3 +250,43 @@ fn perf_without_a_role_is_a_usage_error() {
         .expect("run tapir perf");
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A test tapir does not run (UDP, --bidir) is refused through iperf3's own error path: the
+/// SERVER_ERROR state and both error codes, so the stock client prints a readable message
+/// instead of "int_errno=<random>: Unknown error".
+#[test]
+fn stock_iperf3_client_gets_a_readable_refusal() {
+    if !interop_allowed() {
+        return;
+    }
+    for extra in [&["-u", "-b", "1M"][..], &["--bidir"][..]] {
+        let lab = Lab::up("pf").expect("lab");
+        let (_server, _out) = tapir_server(&lab, &[]);
+        let node = lab.node.address().to_string();
+        let res = lab
+            .command("timeout")
+            .args([
+                "30",
+                "iperf3",
+                "-c",
+                &node,
+                "-t",
+                "1",
+                "--connect-timeout",
+                "5000",
+            ])
+            .args(extra)
+            .output()
+            .expect("run iperf3 -c");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&res.stdout),
+            String::from_utf8_lossy(&res.stderr)
+        );
+        assert!(!res.status.success(), "iperf3 {extra:?} succeeded: {said}");
+        assert!(
+            said.contains("not implemented yet") && !said.contains("Unknown error"),
+            "iperf3 {extra:?}: {said}"
+        );
+    }
+}

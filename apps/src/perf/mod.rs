@@ -269,7 +269,12 @@ fn serve_one(node: &Node, listener: &TcpListener) -> Result<TestReport> {
     proto::write_state(&mut ctrl, state::PARAM_EXCHANGE)?;
     let params = proto::read_json(&mut ctrl).context("reading the parameters")?;
     let params = Params::from_json(&params).map_err(|e| {
-        let _ = proto::write_state(&mut ctrl, state::SERVER_ERROR);
+        // The stock client prints "an option you are trying to set is not implemented yet".
+        // Sent and acknowledged before the server moves on (with -1 it exits, and the node's
+        // end would reset the connection before the client had read why).
+        let _ = proto::write_server_error(&mut ctrl, proto::ierr::UNIMP, 0);
+        let _ = ctrl.shutdown(Shutdown::Write);
+        let _ = ctrl.wait_closed(Some(CONTROL_TIMEOUT));
         anyhow!("client {peer}: {e}")
     })?;
     proto::write_state(&mut ctrl, state::CREATE_STREAMS)?;
@@ -414,6 +419,22 @@ fn client(node: &Node, opts: &PerfOpts, server: SocketAddrV4) -> Result<TestRepo
                 ctrl.shutdown(Shutdown::Write)?;
                 let _ = ctrl.wait_closed(Some(Duration::from_secs(2)));
                 return Ok(report);
+            }
+            state::SERVER_ERROR => {
+                let detail = match proto::read_server_error(&mut ctrl) {
+                    Ok((proto::ierr::UNIMP, _)) => {
+                        "an option this test asks for is not implemented there".to_string()
+                    }
+                    Ok((proto::ierr::ACCESS_DENIED, _)) => {
+                        "the server is busy running a test: try again later".to_string()
+                    }
+                    Ok((i_errno, 0)) => format!("iperf3 error code {i_errno}"),
+                    Ok((i_errno, errno)) => {
+                        format!("iperf3 error code {i_errno} (errno {errno})")
+                    }
+                    Err(_) => "no error code came with it".to_string(),
+                };
+                return Err(anyhow!("the server reported an error: {detail}"));
             }
             s => return Err(server_error(s)),
         }

@@ -66,6 +66,34 @@ pub fn write_state(w: &mut impl Write, s: i8) -> io::Result<()> {
     w.write_all(&[s as u8])
 }
 
+/// iperf3's `i_errno` values that tapir sends or names (iperf_api.h).
+pub mod ierr {
+    /// "an option you are trying to set is not implemented yet".
+    pub const UNIMP: i32 = 13;
+    /// "the server is busy running a test. try again later".
+    pub const ACCESS_DENIED: i32 = 121;
+}
+
+/// SERVER_ERROR as iperf3's client reads it: the state byte, then `i_errno` and `errno` as two
+/// 32-bit integers in network order (without them the client reads garbage and prints
+/// "int_errno=<random>: Unknown error").
+pub fn write_server_error(w: &mut impl Write, i_errno: i32, errno: i32) -> io::Result<()> {
+    let mut msg = [0u8; 9];
+    msg[0] = state::SERVER_ERROR as u8;
+    msg[1..5].copy_from_slice(&i_errno.to_be_bytes());
+    msg[5..].copy_from_slice(&errno.to_be_bytes());
+    w.write_all(&msg)
+}
+
+/// The two codes after a SERVER_ERROR state byte: (`i_errno`, `errno`).
+pub fn read_server_error(r: &mut impl Read) -> io::Result<(i32, i32)> {
+    let mut b = [0u8; 8];
+    r.read_exact(&mut b)?;
+    let i_errno = i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let errno = i32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+    Ok((i_errno, errno))
+}
+
 pub fn write_json(w: &mut impl Write, v: &Value) -> io::Result<()> {
     let text = serde_json::to_vec(v).map_err(io::Error::other)?;
     let len = u32::try_from(text.len()).map_err(|_| io::Error::other("JSON too long"))?;
@@ -276,6 +304,16 @@ pub fn summary_line(label: &str, seconds: f64, bytes: u64, role: &str) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_error_carries_both_codes_in_network_order() {
+        let mut wire = Vec::new();
+        write_server_error(&mut wire, ierr::UNIMP, 0).unwrap();
+        assert_eq!(wire, [0xfe, 0, 0, 0, 13, 0, 0, 0, 0]);
+        let mut r = &wire[..];
+        assert_eq!(read_state(&mut r).unwrap(), state::SERVER_ERROR);
+        assert_eq!(read_server_error(&mut r).unwrap(), (ierr::UNIMP, 0));
+    }
 
     #[test]
     fn json_round_trips_with_length_prefix() {
