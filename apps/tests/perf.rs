@@ -290,3 +290,52 @@ fn stock_iperf3_client_gets_a_readable_refusal() {
         );
     }
 }
+
+/// `tapir perf -s` started with SIGINT ignored (as a script's background job is) still stops
+/// on SIGINT, and on SIGTERM, with exit status 0 and a word on why.
+#[test]
+fn perf_server_stops_on_sigint_even_when_started_with_it_ignored() {
+    if !interop_allowed() {
+        return;
+    }
+    for sig in ["INT", "TERM"] {
+        let lab = Lab::up("pf").expect("lab");
+        let script = format!(
+            "trap '' INT; exec {TAPIR} perf {} -s",
+            lab.node_args().join(" ")
+        );
+        let mut child = Command::new("sh")
+            .args(["-c", &script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tapir perf -s");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("read start line");
+        assert!(line.starts_with("Server listening"), "{line}");
+        let pid = child.id().to_string();
+        let mut child = Proc(child);
+        let kill = Command::new("kill")
+            .args([&format!("-{sig}"), &pid])
+            .status();
+        assert!(kill.expect("kill").success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(st) = child.0.try_wait().expect("try_wait") {
+                break st;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tapir perf -s still running 10 s after SIG{sig}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        if let Some(mut e) = child.0.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        assert!(status.success(), "SIG{sig}: {status:?} {err}");
+        assert!(err.contains("interrupted by signal"), "SIG{sig}: {err}");
+    }
+}
