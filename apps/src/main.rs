@@ -191,11 +191,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             // SIGINT and SIGTERM stop the node, which ends the test or the wait for one; a
             // handler of our own also covers a shell that started us with SIGINT ignored (any
             // background job of a script).
+            // The handlers are in place before the server says it listens.
+            let mut signals = signal_hook::iterator::Signals::new([
+                signal_hook::consts::SIGINT,
+                signal_hook::consts::SIGTERM,
+            ])?;
             let signalled = Arc::new(AtomicI32::new(0));
             {
                 let (node, signalled) = (node.clone(), signalled.clone());
                 std::thread::spawn(move || {
-                    if let Ok(sig) = serve::wait_for_signal() {
+                    if let Some(sig) = signals.forever().next() {
                         signalled.store(sig, Ordering::SeqCst);
                         node.shutdown();
                     }
