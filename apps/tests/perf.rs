@@ -339,3 +339,36 @@ fn perf_server_stops_on_sigint_even_when_started_with_it_ignored() {
         assert!(err.contains("interrupted by signal"), "SIG{sig}: {err}");
     }
 }
+
+/// `-O 1 -t 2` against tapir's server: the omitted second is left out of the receiver's time
+/// and bytes as it is of the sender's (before, tapir's side reported 3 s and 1.5 times the bytes).
+#[test]
+fn omitted_seconds_are_left_out_on_tapirs_side() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = Lab::up("pf").expect("lab");
+    let (_server, _out) = tapir_server(&lab, &[]);
+    let node = lab.node.address().to_string();
+    let res = lab
+        .command("timeout")
+        .args(["60", "iperf3", "-c", &node, "-t", "2", "-O", "1", "--json"])
+        .args(["--connect-timeout", "5000"])
+        .output()
+        .expect("run iperf3 -c");
+    let text = String::from_utf8_lossy(&res.stdout);
+    assert!(res.status.success(), "iperf3 -c -O 1 failed: {text}");
+    let v: Value = serde_json::from_str(&text).expect("iperf3 JSON");
+    let (sent, received) = sums(&v);
+    let secs = |k: &str| v["end"][k]["seconds"].as_f64().expect("seconds");
+    let (s_sent, s_received) = (secs("sum_sent"), secs("sum_received"));
+    assert!(
+        (1.8..2.4).contains(&s_sent) && (1.8..2.4).contains(&s_received),
+        "seconds: sender {s_sent}, receiver (tapir) {s_received}"
+    );
+    let ratio = received as f64 / sent as f64;
+    assert!(
+        (0.85..1.1).contains(&ratio),
+        "receiver (tapir) {received} B against sender {sent} B over the same 2 s"
+    );
+}

@@ -38,6 +38,9 @@ pub struct PerfOpts {
     /// Seconds to transmit.
     #[arg(short = 't', long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub time: u64,
+    /// Seconds at the start left out of the figures (slow start, warm-up), as iperf3's -O.
+    #[arg(short = 'O', long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub omit: u64,
     /// Parallel streams.
     #[arg(short = 'P', long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=128))]
     pub parallel: u16,
@@ -198,6 +201,7 @@ fn run_streams(
     streams: Vec<TcpStream>,
     send: bool,
     len: usize,
+    omit: Duration,
     control: impl FnOnce() -> Result<()>,
 ) -> Result<(f64, Vec<u64>)> {
     let shared = Arc::new(stream::Shared {
@@ -228,8 +232,23 @@ fn run_streams(
         let app = StreamsApp::new(shared.clone(), block.clone(), handles, done_tx.clone());
         node.spawn_app(w, Box::new(app))?;
     }
-    let r = control();
-    let seconds = start.elapsed().as_secs_f64();
+    // iperf3's --omit: what the first `omit` seconds moved is left out, and so is their time.
+    let (ended_tx, ended_rx) = mpsc::channel::<()>();
+    let omitted = std::thread::scope(|scope| {
+        let snapshot = (!omit.is_zero()).then(|| {
+            let counts = &counts;
+            scope.spawn(move || match ended_rx.recv_timeout(omit) {
+                Err(mpsc::RecvTimeoutError::Timeout) => Some(counts()),
+                _ => None,
+            })
+        });
+        let r = control();
+        drop(ended_tx);
+        let omitted = snapshot.and_then(|h| h.join().ok().flatten());
+        (r, omitted)
+    });
+    let (r, omitted) = omitted;
+    let seconds = (start.elapsed().saturating_sub(omit)).as_secs_f64();
     let mut at_end = counts();
     shared.stop.store(true, Ordering::Release);
     for &w in &workers {
@@ -245,6 +264,11 @@ fn run_streams(
     if send {
         // What a sender wrote includes the end of its last block.
         at_end = counts();
+    }
+    if let Some(before) = omitted {
+        for (end, early) in at_end.iter_mut().zip(before) {
+            *end = end.saturating_sub(early);
+        }
     }
     r.map(|()| (seconds, at_end))
 }
@@ -295,11 +319,12 @@ fn serve_one(node: &Node, listener: &TcpListener) -> Result<TestReport> {
     proto::write_state(&mut ctrl, state::TEST_START)?;
     proto::write_state(&mut ctrl, state::TEST_RUNNING)?;
     let send = params.reverse;
-    let limit = Duration::from_secs(params.time) + CONTROL_TIMEOUT;
+    let limit = Duration::from_secs(params.time + params.omit) + CONTROL_TIMEOUT;
     let n_streams = streams.len();
     // On TEST_END the apps close the data streams, as iperf3's server does: a client blocked
     // reading a whole block sees the end of the stream instead of waiting for more.
-    let (seconds, bytes) = run_streams(node, streams, send, params.len, || {
+    let omit = Duration::from_secs(params.omit);
+    let (seconds, bytes) = run_streams(node, streams, send, params.len, omit, || {
         ctrl.set_read_timeout(Some(limit));
         match proto::read_state(&mut ctrl).context("waiting for the end of the test")? {
             state::TEST_END => Ok(()),
@@ -352,6 +377,7 @@ fn client(node: &Node, opts: &PerfOpts, server: SocketAddrV4) -> Result<TestRepo
     ctrl.write_all(&cookie)?;
     let params = Params {
         time: opts.time,
+        omit: opts.omit,
         parallel: usize::from(opts.parallel),
         len: opts.length,
         reverse: opts.reverse,
@@ -374,8 +400,9 @@ fn client(node: &Node, opts: &PerfOpts, server: SocketAddrV4) -> Result<TestRepo
             state::TEST_RUNNING => {
                 let time = Duration::from_secs(params.time);
                 let streams = std::mem::take(&mut streams);
-                let r = run_streams(node, streams, !params.reverse, params.len, || {
-                    std::thread::sleep(time);
+                let omit = Duration::from_secs(params.omit);
+                let r = run_streams(node, streams, !params.reverse, params.len, omit, || {
+                    std::thread::sleep(time + omit);
                     Ok(())
                 })?;
                 proto::write_state(&mut ctrl, state::TEST_END)?;

@@ -131,6 +131,8 @@ pub fn stream_id(i: usize) -> u64 {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params {
     pub time: u64,
+    /// Seconds at the start of the test left out of the figures (iperf3's -O/--omit).
+    pub omit: u64,
     pub parallel: usize,
     pub len: usize,
     pub reverse: bool,
@@ -140,7 +142,7 @@ impl Params {
     pub fn to_json(&self) -> Value {
         let mut v = serde_json::json!({
             "tcp": true,
-            "omit": 0,
+            "omit": self.omit,
             "time": self.time,
             "num": 0,
             "blockcount": 0,
@@ -172,6 +174,7 @@ impl Params {
             .unwrap_or(false);
         Ok(Params {
             time: num("time", 10),
+            omit: num("omit", 0).min(3600),
             parallel,
             len,
             reverse,
@@ -319,6 +322,7 @@ mod tests {
     fn json_round_trips_with_length_prefix() {
         let p = Params {
             time: 3,
+            omit: 1,
             parallel: 4,
             len: 1000,
             reverse: true,
