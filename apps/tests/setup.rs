@@ -219,7 +219,10 @@ fn steps(list: &str) -> Output {
     Command::new("bash")
         .args([
             "-c",
-            &format!("source {}/lib-steps.sh\n{list}\nsteps_summary", scripts().display()),
+            &format!(
+                "source {}/lib-steps.sh\n{list}\nsteps_summary",
+                scripts().display()
+            ),
         ])
         .output()
         .expect("run the step runner")
@@ -241,8 +244,14 @@ fn test_steps_all_run_and_the_summary_names_each_failure() {
     ));
     let so = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{so}");
-    assert!(mark.exists(), "the step after two failures did not run: {so}");
-    assert!(so.contains("test result: FAILED. 3 passed; 1 failed"), "{so}");
+    assert!(
+        mark.exists(),
+        "the step after two failures did not run: {so}"
+    );
+    assert!(
+        so.contains("test result: FAILED. 3 passed; 1 failed"),
+        "{so}"
+    );
     let summary = so.split("summary:").nth(1).unwrap_or_default();
     assert!(summary.contains("2 of 3 steps failed"), "{so}");
     assert!(summary.contains("first (exit 1)"), "{so}");
@@ -260,7 +269,9 @@ fn test_steps_all_run_and_the_summary_names_each_failure() {
     assert!(test.contains("source scripts/lib-steps.sh"), "{test}");
     assert!(!test.contains("set -e"), "{test}");
     assert!(
-        test.contains("step \"cargo test\" cargo test --locked --workspace --all-targets --no-fail-fast"),
+        test.contains(
+            "step \"cargo test\" cargo test --locked --workspace --all-targets --no-fail-fast"
+        ),
         "{test}"
     );
     assert_eq!(test.trim_end().lines().last(), Some("steps_summary"));
