@@ -22,10 +22,10 @@ step() {
   if ((rc != 0)); then
     steps_failed+=("$name (exit $rc)")
     steps_why+=("$log.why")
-    # The lines that say which tests failed: libtest's, cargo's list of failed targets, the
-    # fuzz script's crash line.
-    grep -E '^test .* \.\.\. FAILED$|^error: [0-9]+ targets? failed|^    `-p |^fuzz: .* crashed' "$log" |
-      sed 's/^/      /' >"$log.why" || true
+    # The lines that say what failed (the first 20): libtest's failed tests, cargo's errors and
+    # its list of failed targets, the scripts' own messages.
+    grep -E '^test .* \.\.\. FAILED$|^error|^    `-p |^(setup|test|fuzz): ' "$log" |
+      head -n 20 | sed 's/^/      /' >"$log.why" || true
   fi
   return 0
 }
