@@ -44,6 +44,63 @@ impl Drop for LabHosts {
     }
 }
 
+/// The in.rlogind the tests talk to.
+const RLOGIND: &str = "/usr/sbin/in.rlogind";
+
+/// The tests expect rsh-redone's in.rlogind: netkit's rsh-server installs one at the same path,
+/// and sessions with it fail with an empty transcript. Says which binary is there and which
+/// package (and version) it comes from, asking DPKG_QUERY; an error when it is not rsh-redone's.
+fn rlogind_peer(dpkg_query: &str, path: &str) -> Result<String, String> {
+    let query = |args: &[&str]| {
+        Command::new(dpkg_query)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| text(&o.stdout).trim().to_string())
+    };
+    let expected = "rsh-redone-server";
+    let redone = query(&["-W", "-f=${Status} ${Version}", expected])
+        .and_then(|s| s.strip_prefix("install ok installed ").map(String::from))
+        .map_or_else(|| "not installed".into(), |v| format!("{v} installed"));
+    let Ok(real) = std::fs::canonicalize(path) else {
+        return Err(format!(
+            "no {path}: the rlogin tests need {expected}'s in.rlogind ({expected}: {redone}); \
+             run scripts/setup as root"
+        ));
+    };
+    let real = real.display().to_string();
+    let shown = if real == path {
+        path.to_string()
+    } else {
+        format!("{path} (-> {real})")
+    };
+    // `dpkg-query -S` answers "PACKAGE[, PACKAGE]: PATH" for the path as the package has it.
+    let owner = [path, real.as_str()]
+        .iter()
+        .find_map(|p| {
+            let out = query(&["-S", p])?;
+            out.lines()
+                .find_map(|l| l.strip_suffix(&format!(": {p}")).map(String::from))
+        })
+        .unwrap_or_else(|| "no package".into());
+    let version = query(&["-W", "-f=${Version}", &owner]).unwrap_or_default();
+    let from = format!("{owner} {version}").trim_end().to_string();
+    if owner == expected {
+        Ok(format!("{shown} from {from}"))
+    } else {
+        Err(format!(
+            "the peer {shown} is from {from}, not {expected} ({expected}: {redone}): the rlogin \
+             tests need rsh-redone's in.rlogind; run scripts/setup as root to install it"
+        ))
+    }
+}
+
+/// The peer, checked before a session: a test against another in.rlogind fails saying so.
+fn expect_rsh_redone() -> String {
+    rlogind_peer("dpkg-query", RLOGIND).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// A one-connection inetd: listens on 513 in the lab namespace, says "ready", accepts one
 /// connection and execs in.rlogind on it (stdin and stdout the socket, as inetd does), so
 /// the process's pid is rlogind's.
@@ -58,14 +115,14 @@ c, _ = s.accept()
 s.close()
 os.dup2(c.fileno(), 0)
 os.dup2(c.fileno(), 1)
-os.execv("/usr/sbin/in.rlogind", ["in.rlogind"])
+os.execv(sys.argv[2], ["in.rlogind"])
 "#;
 
 /// in.rlogind for one session, listening on the lab's kernel side.
 fn rlogind(lab: &Lab) -> Proc {
     let mut child = lab
         .command("python3")
-        .args(["-c", INETD, &lab.host.to_string()])
+        .args(["-c", INETD, &lab.host.to_string(), RLOGIND])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -222,7 +279,7 @@ fn tapir_rlogin_logs_in_to_debian_rlogind_sends_window_sizes_and_a_wrong_passwor
         return;
     }
     need("python3");
-    need("/usr/sbin/in.rlogind");
+    let peer = expect_rsh_redone();
     let user = SystemUser::new("rl", Some("s3cret-Rl"));
     let lab = Lab::up("rl").expect("lab up");
     let _hosts = LabHosts::new(&lab);
@@ -233,7 +290,7 @@ fn tapir_rlogin_logs_in_to_debian_rlogind_sends_window_sizes_and_a_wrong_passwor
     assert_eq!(
         s.steps,
         ["prompt", "command", "size", "resize"],
-        "transcript: {seen:?}"
+        "peer {peer}, transcript: {seen:?}"
     );
     // The urgent 0x80 was taken as control, not shown. rsh-redone's in.rlogind sends it twice
     // (both sides of its fork call send(MSG_OOB)): when both are in before the client reads,
@@ -255,7 +312,7 @@ fn tapir_rlogin_logs_in_to_debian_rlogind_sends_window_sizes_and_a_wrong_passwor
     let mut server = rlogind(&lab);
     let s = drive(&lab, "bad", "wrong", &user.name);
     let seen = text(&s.transcript);
-    assert_eq!(s.steps, ["prompt"], "{seen:?}");
+    assert_eq!(s.steps, ["prompt"], "peer {peer}: {seen:?}");
     assert!(seen.contains("Authentication failure"), "{seen:?}");
     assert!(
         !seen.contains("$ "),
@@ -275,7 +332,7 @@ fn node_shell_rlogin_runs_a_session_and_returns_to_the_prompt() {
         return;
     }
     need("python3");
-    need("/usr/sbin/in.rlogind");
+    let peer = expect_rsh_redone();
     let user = SystemUser::new("rl", Some("s3cret-Sh"));
     let lab = Lab::up("rls").expect("lab up");
     let _hosts = LabHosts::new(&lab);
@@ -285,7 +342,7 @@ fn node_shell_rlogin_runs_a_session_and_returns_to_the_prompt() {
     assert_eq!(
         s.steps,
         ["prompt", "command", "size", "resize", "back"],
-        "transcript: {seen:?}"
+        "peer {peer}, transcript: {seen:?}"
     );
     assert_eq!(s.exit, "0", "tapir node after quit: {seen:?}");
 }
@@ -311,4 +368,75 @@ fn bad_rlogin_usage_exits_2() {
         );
         assert!(!text(&out.stderr).trim().is_empty(), "{args:?}");
     }
+}
+
+/// A fake `dpkg-query` (in a directory removed on drop) answering for a machine where the
+/// in.rlogind at PATH comes from OWNER at VERSION and rsh-redone-server is REDONE ("" when
+/// unknown).
+struct FakeDpkg(std::path::PathBuf);
+
+impl FakeDpkg {
+    fn new(tag: &str, owner: &str, version: &str, redone: &str) -> FakeDpkg {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("tapir-rlpeer-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("make the fake's directory");
+        let fake = FakeDpkg(dir);
+        std::fs::write(fake.rlogind(), "#!/bin/sh\n").expect("write a fake in.rlogind");
+        let script = format!(
+            r#"#!/bin/sh
+for last; do :; done
+case "$1|$2|$last" in
+  '-S|{rlogind}|{rlogind}') echo "{owner}: {rlogind}" ;;
+  '-W|-f=${{Version}}|{owner}') printf '{version}' ;;
+  '-W|-f=${{Status}} ${{Version}}|rsh-redone-server') [ -n "{redone}" ] || exit 1; printf '{redone}' ;;
+  *) exit 1 ;;
+esac
+"#,
+            rlogind = fake.rlogind()
+        );
+        std::fs::write(fake.dpkg_query(), script).expect("write the fake dpkg-query");
+        std::fs::set_permissions(fake.dpkg_query(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        fake
+    }
+    fn dpkg_query(&self) -> String {
+        self.0.join("dpkg-query").display().to_string()
+    }
+    fn rlogind(&self) -> String {
+        self.0.join("in.rlogind").display().to_string()
+    }
+}
+
+impl Drop for FakeDpkg {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Against netkit's in.rlogind the tests fail up front naming the binary, its package and
+/// version, and that rsh-redone is not installed; rsh-redone's passes and is named.
+#[test]
+fn another_rlogind_is_named_with_its_package_and_version() {
+    let netkit = FakeDpkg::new("netkit", "rsh-server", "0.17-22", "");
+    let err = rlogind_peer(&netkit.dpkg_query(), &netkit.rlogind()).expect_err("netkit's rlogind");
+    assert!(err.contains(&netkit.rlogind()), "{err}");
+    assert!(err.contains("from rsh-server 0.17-22"), "{err}");
+    assert!(err.contains("(rsh-redone-server: not installed)"), "{err}");
+
+    let redone = FakeDpkg::new(
+        "redone",
+        "rsh-redone-server",
+        "85-4",
+        "install ok installed 85-4",
+    );
+    let ok = rlogind_peer(&redone.dpkg_query(), &redone.rlogind()).expect("rsh-redone's rlogind");
+    assert_eq!(
+        ok,
+        format!("{} from rsh-redone-server 85-4", redone.rlogind())
+    );
+
+    let gone = rlogind_peer(&redone.dpkg_query(), "/nonexistent/in.rlogind").expect_err("none");
+    assert!(gone.contains("no /nonexistent/in.rlogind"), "{gone}");
+    assert!(gone.contains("rsh-redone-server: 85-4 installed"), "{gone}");
 }
