@@ -118,3 +118,215 @@ fn a_live_capture_reads_in_tshark_with_stack_events_as_comments() {
     );
     let _ = std::fs::remove_file(&pcap);
 }
+
+/// A `tapir serve` on the lab with a `--pcap` capture, stopped by SIGTERM (which closes the
+/// capture); its standard error comes back from [`Served::stop`].
+struct Served {
+    child: std::process::Child,
+    pcap: Option<TempFile>,
+}
+
+/// A file removed on drop.
+struct TempFile(std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl Served {
+    fn start(lab: &Lab, tag: &str, extra: &[&str], services: &[&str]) -> Served {
+        let pcap = std::env::temp_dir().join(format!(
+            "tapir-live-{tag}-{}.pcapng",
+            std::process::id()
+        ));
+        let mut child = Command::new(TAPIR)
+            .arg("serve")
+            .args(lab.node_args())
+            .arg("--pcap")
+            .arg(&pcap)
+            .args(extra)
+            .args(services)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tapir serve");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut start = String::new();
+        stdout.read_line(&mut start).expect("start line");
+        assert!(start.starts_with("tapir @ "), "{start}");
+        Served {
+            child,
+            pcap: Some(TempFile(pcap)),
+        }
+    }
+
+    /// SIGTERM, wait, and the capture read back (with tapir's reader) and standard error.
+    fn stop(mut self) -> (engine::trace::pcapng::Capture, String, TempFile) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = self.child.wait().expect("wait");
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            e.read_to_string(&mut err).unwrap();
+        }
+        assert!(status.success(), "{status}: {err}");
+        let pcap = self.pcap.take().expect("the capture");
+        let bytes = std::fs::read(&pcap.0).expect("read the capture");
+        let c = engine::trace::pcapng::read_capture(&bytes).expect("tapir reads its capture");
+        (c, err, pcap)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The kernel sends `n` bytes to tapir's discard service and closes.
+fn send_to_discard(lab: &Lab, n: usize) {
+    let data = random_bytes(n, 5);
+    kernel(lab, || {
+        let addr = SocketAddr::V4(SocketAddrV4::new(lab.node.address(), 9));
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(&data).expect("send");
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        // Discard closes after the FIN: the whole transfer is on the wire.
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    });
+}
+
+/// tshark's frame length and captured length of every frame.
+fn tshark_lengths(pcap: &std::path::Path) -> Vec<(usize, usize)> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args(["-T", "fields", "-e", "frame.len", "-e", "frame.cap_len"])
+        .output()
+        .expect("run tshark");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let mut f = l.split('\t').map(|n| n.trim().parse::<usize>().expect(l));
+            (f.next().unwrap(), f.next().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn an_offloaded_transfer_is_captured_whole_and_snaplen_cuts_it() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = Lab::up("tw").expect("lab");
+    // Offload on (the default): the kernel hands tapir GRO/TSO frames of up to 64 KiB.
+    let served = Served::start(&lab, "whole", &["--queues", "1"], &["discard"]);
+    send_to_discard(&lab, 1 << 20);
+    let (c, _, pcap) = served.stop();
+    let lengths = tshark_lengths(&pcap.0);
+    let biggest = c.packets.iter().map(|p| p.orig_len).max().unwrap_or(0);
+    assert!(biggest > 9216, "no offloaded frame in the capture (biggest {biggest})");
+    for p in &c.packets {
+        assert_eq!(p.data.len(), p.orig_len as usize, "a frame was cut");
+    }
+    assert_eq!(lengths.len(), c.packets.len());
+    assert!(lengths.iter().all(|(len, cap)| len == cap), "tshark: {lengths:?}");
+
+    let served = Served::start(
+        &lab,
+        "snap",
+        &["--queues", "1", "--snaplen", "128"],
+        &["discard"],
+    );
+    send_to_discard(&lab, 1 << 20);
+    let (c, _, pcap) = served.stop();
+    let lengths = tshark_lengths(&pcap.0);
+    assert!(c.packets.iter().any(|p| p.orig_len > 9216));
+    for p in &c.packets {
+        assert_eq!(p.data.len(), (p.orig_len as usize).min(128));
+    }
+    assert!(lengths.iter().all(|&(len, cap)| cap == len.min(128)), "tshark: {lengths:?}");
+}
+
+#[test]
+fn capture_drops_are_counted_at_exit_and_in_the_interface_statistics() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = Lab::up("td").expect("lab");
+    // Without offloads a transfer is hundreds of frames; a one-slot ring cannot keep them all.
+    let served = Served::start(
+        &lab,
+        "drops",
+        &["--queues", "1", "--offload", "off", "--pcap-ring", "1"],
+        &["discard"],
+    );
+    send_to_discard(&lab, 1 << 20);
+    let (c, err, pcap) = served.stop();
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("pcap: ") && l.ends_with(" frames not captured (ring full)"))
+        .unwrap_or_else(|| panic!("no drop line on stderr: {err}"));
+    let said: u64 = line["pcap: ".len()..].split(' ').next().unwrap().parse().unwrap();
+    assert!(said > 0);
+    assert_eq!(c.stats.len(), 1, "one ISB per queue");
+    let isb = &c.stats[0];
+    let (recv, drop) = (isb.ifrecv.unwrap(), isb.ifdrop.unwrap());
+    assert_eq!(drop, said);
+    assert_eq!(recv - drop, c.packets.len() as u64, "dropped = seen - written");
+    // tshark reads the statistics block too.
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap.0)
+        .args(["-q", "-z", "io,stat,0"])
+        .output()
+        .expect("run tshark");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn kernel_arp(frame: &[u8]) -> bool {
+    frame.len() >= 42 && frame[12..14] == [0x08, 0x06] && frame[28..32] == [10, 7, 0, 1]
+}
+
+#[test]
+fn a_two_queue_node_captures_each_arp_frame_once() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = Lab::up("ta").expect("lab");
+    let served = Served::start(&lab, "arp", &["--queues", "2"], &["echo"]);
+    let wire = common::capture::Capture::open_map(&lab.ns, &lab.tap, |f| {
+        kernel_arp(f).then_some(())
+    });
+    let flush = lab
+        .command("ip")
+        .args(["neigh", "flush", "dev", &lab.tap])
+        .status()
+        .expect("ip neigh flush");
+    assert!(flush.success());
+    let ping = lab
+        .command("ping")
+        .args(["-c", "1", "-W", "2", "10.7.0.2"])
+        .output()
+        .expect("ping");
+    assert!(ping.status.success(), "{}", String::from_utf8_lossy(&ping.stdout));
+    let sent = wire.stop().len();
+    let (c, _, _pcap) = served.stop();
+    let captured = c
+        .packets
+        .iter()
+        .filter(|p| p.dir == Some(engine::trace::Direction::In) && kernel_arp(&p.data))
+        .count();
+    assert!(sent >= 1, "the kernel sent no ARP after the flush");
+    assert_eq!(captured, sent, "ARP frames from the kernel: captured vs on the wire");
+}
