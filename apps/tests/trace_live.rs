@@ -330,3 +330,93 @@ fn a_two_queue_node_captures_each_arp_frame_once() {
     assert!(sent >= 1, "the kernel sent no ARP after the flush");
     assert_eq!(captured, sent, "ARP frames from the kernel: captured vs on the wire");
 }
+
+/// Reads lines from the shell until one starts with `prefix`; returns it and the lines before.
+fn line_starting(out: &mut impl BufRead, prefix: &str) -> (String, String) {
+    let mut seen = String::new();
+    loop {
+        let mut l = String::new();
+        if out.read_line(&mut l).expect("shell output") == 0 {
+            panic!("no line starting {prefix:?} in: {seen}");
+        }
+        if l.starts_with(prefix) {
+            return (l, seen);
+        }
+        seen.push_str(&l);
+    }
+}
+
+/// The first number after `after` in `line`.
+fn number_after(line: &str, after: &str) -> u64 {
+    let at = line.find(after).unwrap_or_else(|| panic!("{after:?} in {line:?}")) + after.len();
+    line[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("a number after {after:?} in {line:?}"))
+}
+
+#[test]
+fn the_shell_shows_capture_drops_and_takes_a_snap_length() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = Lab::up("ts").expect("lab");
+    let first = TempFile(std::env::temp_dir().join(format!(
+        "tapir-live-shell1-{}.pcapng",
+        std::process::id()
+    )));
+    let second = TempFile(std::env::temp_dir().join(format!(
+        "tapir-live-shell2-{}.pcapng",
+        std::process::id()
+    )));
+    let mut child = Command::new(TAPIR)
+        .arg("node")
+        .args(lab.node_args())
+        .args(["--queues", "1", "--offload", "off", "--pcap-ring", "1", "--pcap"])
+        .arg(&first.0)
+        .args(["--serve", "discard"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tapir node");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut node = common::Proc(child);
+    line_starting(&mut out, "tapir @ ");
+
+    // Hundreds of frames through a one-slot ring: most are not captured, and stats says so.
+    send_to_discard(&lab, 1 << 20);
+    // `pcap stop` after `stats`: its line ends what stats printed, so a missing line fails
+    // rather than waits.
+    stdin.write_all(b"stats\npcap stop\n").unwrap();
+    let (closed, before) = line_starting(&mut out, "capture closed: ");
+    let stats = before
+        .lines()
+        .find(|l| l.starts_with("pcap: "))
+        .unwrap_or_else(|| panic!("no pcap line in stats: {before}"));
+    let written = number_after(&stats, "pcap: ");
+    let missed = number_after(&stats, "written, ");
+    assert!(stats.ends_with(" not captured (ring full)"), "{stats}");
+    assert!(missed > 0 && written > 0, "{stats}");
+    assert!(number_after(&closed, "written, ") >= missed, "{closed}");
+    let c = engine::trace::pcapng::read_capture(&std::fs::read(&first.0).unwrap()).unwrap();
+    assert_eq!(c.stats[0].ifdrop, Some(number_after(&closed, "written, ")));
+
+    // pcap start -s N: frames cut to N bytes.
+    let cmd = format!("pcap start -s 100 {}\n", second.0.display());
+    stdin.write_all(cmd.as_bytes()).unwrap();
+    line_starting(&mut out, "capturing to ");
+    send_to_discard(&lab, 100_000);
+    stdin.write_all(b"pcap stop\nquit\n").unwrap();
+    line_starting(&mut out, "capture closed: ");
+    let status = node.0.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    let c = engine::trace::pcapng::read_capture(&std::fs::read(&second.0).unwrap()).unwrap();
+    assert!(c.packets.iter().any(|p| p.orig_len > 100));
+    for p in &c.packets {
+        assert_eq!(p.data.len(), (p.orig_len as usize).min(100));
+    }
+}
