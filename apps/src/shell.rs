@@ -408,7 +408,10 @@ impl Shell {
                             rest
                         }
                         _ => {
-                            let _ = writeln!(out, "pcap: -s takes a snap length in 14..=262144, then FILE");
+                            let _ = writeln!(
+                                out,
+                                "pcap: -s takes a snap length in 14..=262144, then FILE"
+                            );
                             return 2;
                         }
                     },

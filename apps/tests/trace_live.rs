@@ -137,10 +137,8 @@ impl Drop for TempFile {
 
 impl Served {
     fn start(lab: &Lab, tag: &str, extra: &[&str], services: &[&str]) -> Served {
-        let pcap = std::env::temp_dir().join(format!(
-            "tapir-live-{tag}-{}.pcapng",
-            std::process::id()
-        ));
+        let pcap =
+            std::env::temp_dir().join(format!("tapir-live-{tag}-{}.pcapng", std::process::id()));
         let mut child = Command::new(TAPIR)
             .arg("serve")
             .args(lab.node_args())
@@ -213,7 +211,11 @@ fn tshark_lengths(pcap: &std::path::Path) -> Vec<(usize, usize)> {
         .args(["-T", "fields", "-e", "frame.len", "-e", "frame.cap_len"])
         .output()
         .expect("run tshark");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| {
@@ -235,12 +237,18 @@ fn an_offloaded_transfer_is_captured_whole_and_snaplen_cuts_it() {
     let (c, _, pcap) = served.stop();
     let lengths = tshark_lengths(&pcap.0);
     let biggest = c.packets.iter().map(|p| p.orig_len).max().unwrap_or(0);
-    assert!(biggest > 9216, "no offloaded frame in the capture (biggest {biggest})");
+    assert!(
+        biggest > 9216,
+        "no offloaded frame in the capture (biggest {biggest})"
+    );
     for p in &c.packets {
         assert_eq!(p.data.len(), p.orig_len as usize, "a frame was cut");
     }
     assert_eq!(lengths.len(), c.packets.len());
-    assert!(lengths.iter().all(|(len, cap)| len == cap), "tshark: {lengths:?}");
+    assert!(
+        lengths.iter().all(|(len, cap)| len == cap),
+        "tshark: {lengths:?}"
+    );
 
     let served = Served::start(
         &lab,
@@ -255,7 +263,10 @@ fn an_offloaded_transfer_is_captured_whole_and_snaplen_cuts_it() {
     for p in &c.packets {
         assert_eq!(p.data.len(), (p.orig_len as usize).min(128));
     }
-    assert!(lengths.iter().all(|&(len, cap)| cap == len.min(128)), "tshark: {lengths:?}");
+    assert!(
+        lengths.iter().all(|&(len, cap)| cap == len.min(128)),
+        "tshark: {lengths:?}"
+    );
 }
 
 #[test]
@@ -277,21 +288,37 @@ fn capture_drops_are_counted_at_exit_and_in_the_interface_statistics() {
         .lines()
         .find(|l| l.starts_with("pcap: ") && l.ends_with(" frames not captured (ring full)"))
         .unwrap_or_else(|| panic!("no drop line on stderr: {err}"));
-    let said: u64 = line["pcap: ".len()..].split(' ').next().unwrap().parse().unwrap();
+    let said: u64 = line["pcap: ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(said > 0);
     assert_eq!(c.stats.len(), 1, "one ISB per queue");
     let isb = &c.stats[0];
     let (recv, drop) = (isb.ifrecv.unwrap(), isb.ifdrop.unwrap());
     assert_eq!(drop, said);
-    assert_eq!(recv - drop, c.packets.len() as u64, "dropped = seen - written");
+    assert_eq!(
+        recv - drop,
+        c.packets.len() as u64,
+        "dropped = seen - written"
+    );
     // Wireshark's tools read the statistics block too.
     let out = Command::new("capinfos")
         .arg(&pcap.0)
         .output()
         .expect("run capinfos");
     let info = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(info.contains("Number of stat entries = 1"), "capinfos: {info}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        info.contains("Number of stat entries = 1"),
+        "capinfos: {info}"
+    );
 }
 
 fn kernel_arp(frame: &[u8]) -> bool {
@@ -305,9 +332,8 @@ fn a_two_queue_node_captures_each_arp_frame_once() {
     }
     let lab = Lab::up("ta").expect("lab");
     let served = Served::start(&lab, "arp", &["--queues", "2"], &["echo"]);
-    let wire = common::capture::Capture::open_map(&lab.ns, &lab.tap, |f| {
-        kernel_arp(f).then_some(())
-    });
+    let wire =
+        common::capture::Capture::open_map(&lab.ns, &lab.tap, |f| kernel_arp(f).then_some(()));
     let flush = lab
         .command("ip")
         .args(["neigh", "flush", "dev", &lab.tap])
@@ -319,7 +345,11 @@ fn a_two_queue_node_captures_each_arp_frame_once() {
         .args(["-c", "1", "-W", "2", "10.7.0.2"])
         .output()
         .expect("ping");
-    assert!(ping.status.success(), "{}", String::from_utf8_lossy(&ping.stdout));
+    assert!(
+        ping.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
     let sent = wire.stop().len();
     let (c, _, _pcap) = served.stop();
     let captured = c
@@ -328,7 +358,10 @@ fn a_two_queue_node_captures_each_arp_frame_once() {
         .filter(|p| p.dir == Some(engine::trace::Direction::In) && kernel_arp(&p.data))
         .count();
     assert!(sent >= 1, "the kernel sent no ARP after the flush");
-    assert_eq!(captured, sent, "ARP frames from the kernel: captured vs on the wire");
+    assert_eq!(
+        captured, sent,
+        "ARP frames from the kernel: captured vs on the wire"
+    );
 }
 
 /// Reads lines from the shell until one starts with `prefix`; returns it and the lines before.
@@ -348,7 +381,10 @@ fn line_starting(out: &mut impl BufRead, prefix: &str) -> (String, String) {
 
 /// The first number after `after` in `line`.
 fn number_after(line: &str, after: &str) -> u64 {
-    let at = line.find(after).unwrap_or_else(|| panic!("{after:?} in {line:?}")) + after.len();
+    let at = line
+        .find(after)
+        .unwrap_or_else(|| panic!("{after:?} in {line:?}"))
+        + after.len();
     line[at..]
         .split(|c: char| !c.is_ascii_digit())
         .next()
@@ -363,18 +399,24 @@ fn the_shell_shows_capture_drops_and_takes_a_snap_length() {
         return;
     }
     let lab = Lab::up("ts").expect("lab");
-    let first = TempFile(std::env::temp_dir().join(format!(
-        "tapir-live-shell1-{}.pcapng",
-        std::process::id()
-    )));
-    let second = TempFile(std::env::temp_dir().join(format!(
-        "tapir-live-shell2-{}.pcapng",
-        std::process::id()
-    )));
+    let first = TempFile(
+        std::env::temp_dir().join(format!("tapir-live-shell1-{}.pcapng", std::process::id())),
+    );
+    let second = TempFile(
+        std::env::temp_dir().join(format!("tapir-live-shell2-{}.pcapng", std::process::id())),
+    );
     let mut child = Command::new(TAPIR)
         .arg("node")
         .args(lab.node_args())
-        .args(["--queues", "1", "--offload", "off", "--pcap-ring", "1", "--pcap"])
+        .args([
+            "--queues",
+            "1",
+            "--offload",
+            "off",
+            "--pcap-ring",
+            "1",
+            "--pcap",
+        ])
         .arg(&first.0)
         .args(["--serve", "discard"])
         .stdin(Stdio::piped())
@@ -397,8 +439,8 @@ fn the_shell_shows_capture_drops_and_takes_a_snap_length() {
         .lines()
         .find(|l| l.starts_with("pcap: "))
         .unwrap_or_else(|| panic!("no pcap line in stats: {before}"));
-    let written = number_after(&stats, "pcap: ");
-    let missed = number_after(&stats, "written, ");
+    let written = number_after(stats, "pcap: ");
+    let missed = number_after(stats, "written, ");
     assert!(stats.ends_with(" not captured (ring full)"), "{stats}");
     assert!(missed > 0 && written > 0, "{stats}");
     assert!(number_after(&closed, "written, ") >= missed, "{closed}");

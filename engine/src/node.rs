@@ -233,10 +233,7 @@ fn stop(inner: &Inner) {
         let Some((_, writer)) = session else { continue };
         let stats = writer.finish();
         if slot == TraceSlot::Pcap as usize && stats.ring_full > 0 {
-            eprintln!(
-                "pcap: {} frames not captured (ring full)",
-                stats.ring_full
-            );
+            eprintln!("pcap: {} frames not captured (ring full)", stats.ring_full);
         }
     }
     inner.news.notify_all();

@@ -289,13 +289,13 @@ impl Rx<'_> {
                 self.deliver(stack, now, trusted, false, frame, tx);
             }
             Steer::Owner(o) => {
-                if hand_off(self.inner, self.me, o, (trusted, false), frame, self.counters) {
+                if hand_off(self.inner, self.me, o, trusted, false, frame, self.counters) {
                     self.counters.handed_off += 1;
                 }
             }
             Steer::All => {
                 for o in (0..workers).filter(|&o| o != self.me) {
-                    if hand_off(self.inner, self.me, o, (trusted, true), frame, self.counters) {
+                    if hand_off(self.inner, self.me, o, trusted, true, frame, self.counters) {
                         self.counters.copied_to_all += 1;
                     }
                 }
@@ -612,7 +612,8 @@ fn hand_off(
     inner: &Inner,
     me: usize,
     owner: usize,
-    (trusted, copy): (bool, bool),
+    trusted: bool,
+    copy: bool,
     frame: &[u8],
     counters: &mut WorkerCounters,
 ) -> bool {

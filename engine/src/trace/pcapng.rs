@@ -171,7 +171,11 @@ impl<W: Write> PcapngWriter<W> {
         body.extend_from_slice(&(isb.ts_micros as u32).to_ne_bytes());
         put_option(&mut body, OPT_ISB_IFRECV, &isb.ifrecv.to_ne_bytes());
         put_option(&mut body, OPT_ISB_IFDROP, &isb.ifdrop.to_ne_bytes());
-        put_option(&mut body, OPT_ISB_FILTERACCEPT, &isb.filter_accept.to_ne_bytes());
+        put_option(
+            &mut body,
+            OPT_ISB_FILTERACCEPT,
+            &isb.filter_accept.to_ne_bytes(),
+        );
         end_options(&mut body);
         self.block(ISB, &body)
     }
@@ -419,12 +423,13 @@ pub fn read_capture(bytes: &[u8]) -> Result<Capture, PcapngError> {
             }
             ISB if body.len() >= 12 => {
                 let interface = e.u32(body);
-                let iface = interfaces
-                    .get(interface as usize)
-                    .ok_or(PcapngError::UnknownInterface {
-                        offset: at,
-                        interface,
-                    })?;
+                let iface =
+                    interfaces
+                        .get(interface as usize)
+                        .ok_or(PcapngError::UnknownInterface {
+                            offset: at,
+                            interface,
+                        })?;
                 let ts = (u64::from(e.u32(&body[4..])) << 32) | u64::from(e.u32(&body[8..]));
                 let mut st = InterfaceStats {
                     interface,

@@ -300,6 +300,9 @@ fn by_default_a_64k_offloaded_frame_is_captured_whole() {
     writer.finish();
     let p = pcapng::read(&pcap.bytes()).unwrap();
     assert_eq!(p.len(), 1);
-    assert_eq!((p[0].data.len(), p[0].orig_len as usize), (f.len(), f.len()));
+    assert_eq!(
+        (p[0].data.len(), p[0].orig_len as usize),
+        (f.len(), f.len())
+    );
     assert_eq!(p[0].data, f);
 }
