@@ -48,7 +48,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "stats",
-        "stats: frame counters and drops by reason, per worker",
+        "stats: frame counters and drops by reason, per worker, and a running capture's drops",
     ),
     (
         "dhcp",
