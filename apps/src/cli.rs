@@ -53,6 +53,18 @@ pub struct NodeOpts {
     /// Only frames matching EXPR go to the --pcap capture.
     #[arg(long, value_name = "EXPR", requires = "pcap")]
     pub pcap_filter: Option<String>,
+    /// Bytes of each frame the --pcap capture keeps (default: whole frames, offloaded 64 KiB
+    /// ones included).
+    #[arg(long, value_name = "BYTES", requires = "pcap",
+          default_value_t = engine::trace::DEFAULT_SNAPLEN as u32,
+          value_parser = clap::value_parser!(u32).range(14..=262_144))]
+    pub snaplen: u32,
+    /// Frames in flight to the --pcap writer at most; frames beyond it are not captured and
+    /// are counted (shell `stats`, the exit line, the capture's isb_ifdrop).
+    #[arg(long, value_name = "FRAMES", requires = "pcap",
+          default_value_t = engine::trace::DEFAULT_RING_SLOTS as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub pcap_ring: u32,
     /// A DNS server to ask (repeatable; asked in order).
     #[arg(long = "dns", value_name = "IP")]
     pub dns: Vec<Ipv4Addr>,

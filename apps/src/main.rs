@@ -368,7 +368,11 @@ fn start_node_with(opts: &NodeOpts, config: engine::NodeConfig) -> Result<Node> 
         tapir_apps::tracing::start_lines(&node, Some(expr))?;
     }
     if let Some(path) = &opts.pcap {
-        tapir_apps::tracing::start_pcap(&node, path, opts.pcap_filter.as_deref())?;
+        let pcap = tapir_apps::tracing::PcapOpts {
+            snaplen: opts.snaplen as usize,
+            ring_slots: opts.pcap_ring as usize,
+        };
+        tapir_apps::tracing::start_pcap(&node, path, opts.pcap_filter.as_deref(), pcap)?;
     }
     tapir_apps::cli::wait_for_lease(opts, &node)?;
     Ok(node)

@@ -38,7 +38,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "pcap",
-        "pcap start FILE [EXPR] | pcap stop: a pcapng capture Wireshark reads",
+        "pcap start [-s SNAPLEN] FILE [EXPR] | pcap stop: a pcapng capture Wireshark reads",
     ),
     ("arp", "arp: the ARP cache"),
     ("route", "route: the routing table"),
@@ -48,7 +48,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "stats",
-        "stats: frame counters and drops by reason, per worker",
+        "stats: frame counters and drops by reason, per worker, and a running capture's drops",
     ),
     (
         "dhcp",
@@ -399,12 +399,30 @@ impl Shell {
 
     fn pcap(&self, args: &[String], out: &mut dyn Write) -> u8 {
         match args {
-            [start, file, expr @ ..] if start == "start" => {
-                let expr = expr.join(" ");
+            [start, rest @ ..] if start == "start" && !rest.is_empty() => {
+                let mut opts = crate::tracing::PcapOpts::default();
+                let rest = match rest {
+                    [s, n, rest @ ..] if s == "-s" => match n.parse::<usize>() {
+                        Ok(n) if (14..=262_144).contains(&n) && !rest.is_empty() => {
+                            opts.snaplen = n;
+                            rest
+                        }
+                        _ => {
+                            let _ = writeln!(
+                                out,
+                                "pcap: -s takes a snap length in 14..=262144, then FILE"
+                            );
+                            return 2;
+                        }
+                    },
+                    rest => rest,
+                };
+                let (file, expr) = (&rest[0], rest[1..].join(" "));
                 match crate::tracing::start_pcap(
                     &self.node,
                     std::path::Path::new(file),
                     Some(&expr),
+                    opts,
                 ) {
                     Ok(()) => {
                         let _ = writeln!(out, "capturing to {file}");
@@ -419,7 +437,11 @@ impl Shell {
             [stop] if stop == "stop" => {
                 match self.node.stop_trace(TraceSlot::Pcap) {
                     Some(s) => {
-                        let _ = writeln!(out, "capture closed: {} frames written", s.recorded);
+                        let _ = writeln!(
+                            out,
+                            "capture closed: {} frames written, {} not captured (ring full)",
+                            s.recorded, s.ring_full
+                        );
                     }
                     None => {
                         let _ = writeln!(out, "no capture running");
@@ -428,7 +450,10 @@ impl Shell {
                 0
             }
             _ => {
-                let _ = writeln!(out, "usage: pcap start FILE [EXPR] | pcap stop");
+                let _ = writeln!(
+                    out,
+                    "usage: pcap start [-s SNAPLEN] FILE [EXPR] | pcap stop"
+                );
                 2
             }
         }
@@ -530,6 +555,13 @@ impl Shell {
             s.tcp_conns, s.tcp_buffer_bytes
         );
         let _ = writeln!(out, "drops: {}", t.total_drops());
+        if let Some(p) = self.node.trace_stats(TraceSlot::Pcap) {
+            let _ = writeln!(
+                out,
+                "pcap: {} frames written, {} not captured (ring full)",
+                p.recorded, p.ring_full
+            );
+        }
         for (reason, n) in t.nonzero_drops() {
             let _ = writeln!(out, "  {:<20} {n}", reason.name());
         }

@@ -6,7 +6,9 @@ use std::io::BufWriter;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use engine::trace::{DecodeOptions, Filter, LineDecoder, TraceConfig};
+use engine::trace::{
+    DecodeOptions, Filter, LineDecoder, TraceConfig, DEFAULT_RING_SLOTS, DEFAULT_SNAPLEN,
+};
 use engine::{Node, TraceSlot};
 
 use crate::trace_cmd::app_decoders;
@@ -35,13 +37,34 @@ pub fn start_lines(node: &Node, expr: Option<&str>) -> Result<()> {
         .context("cannot start tracing")
 }
 
+/// How a capture keeps frames: its snap length and its ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PcapOpts {
+    /// Bytes kept of each frame (`--snaplen`); the default keeps whole frames.
+    pub snaplen: usize,
+    /// Frames in flight to the writer at most (`--pcap-ring`); more are not captured, and
+    /// counted.
+    pub ring_slots: usize,
+}
+
+impl Default for PcapOpts {
+    fn default() -> Self {
+        PcapOpts {
+            snaplen: DEFAULT_SNAPLEN,
+            ring_slots: DEFAULT_RING_SLOTS,
+        }
+    }
+}
+
 /// Starts writing frames that match `expr` to a pcapng capture at `path`.
-pub fn start_pcap(node: &Node, path: &Path, expr: Option<&str>) -> Result<()> {
+pub fn start_pcap(node: &Node, path: &Path, expr: Option<&str>, opts: PcapOpts) -> Result<()> {
     let filter = parse_filter(expr)?;
     let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let config = TraceConfig {
         filter,
         pcap: Some(Box::new(BufWriter::new(file))),
+        snaplen: opts.snaplen.max(1),
+        ring_slots: opts.ring_slots.max(1),
         ..TraceConfig::default()
     };
     node.start_trace(TraceSlot::Pcap, config)

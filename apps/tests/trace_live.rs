@@ -118,3 +118,347 @@ fn a_live_capture_reads_in_tshark_with_stack_events_as_comments() {
     );
     let _ = std::fs::remove_file(&pcap);
 }
+
+/// A `tapir serve` on the lab with a `--pcap` capture, stopped by SIGTERM (which closes the
+/// capture); its standard error comes back from [`Served::stop`].
+struct Served {
+    child: std::process::Child,
+    pcap: Option<TempFile>,
+}
+
+/// A file removed on drop.
+struct TempFile(std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl Served {
+    fn start(lab: &Lab, tag: &str, extra: &[&str], services: &[&str]) -> Served {
+        let pcap =
+            std::env::temp_dir().join(format!("tapir-live-{tag}-{}.pcapng", std::process::id()));
+        let mut child = Command::new(TAPIR)
+            .arg("serve")
+            .args(lab.node_args())
+            .arg("--pcap")
+            .arg(&pcap)
+            .args(extra)
+            .args(services)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tapir serve");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut start = String::new();
+        stdout.read_line(&mut start).expect("start line");
+        assert!(start.starts_with("tapir @ "), "{start}");
+        Served {
+            child,
+            pcap: Some(TempFile(pcap)),
+        }
+    }
+
+    /// SIGTERM, wait, and the capture read back (with tapir's reader) and standard error.
+    fn stop(mut self) -> (engine::trace::pcapng::Capture, String, TempFile) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = self.child.wait().expect("wait");
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            e.read_to_string(&mut err).unwrap();
+        }
+        assert!(status.success(), "{status}: {err}");
+        let pcap = self.pcap.take().expect("the capture");
+        let bytes = std::fs::read(&pcap.0).expect("read the capture");
+        let c = engine::trace::pcapng::read_capture(&bytes).expect("tapir reads its capture");
+        (c, err, pcap)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The kernel sends `n` bytes to tapir's discard service and closes.
+fn send_to_discard(lab: &Lab, n: usize) {
+    let data = random_bytes(n, 5);
+    kernel(lab, || {
+        let addr = SocketAddr::V4(SocketAddrV4::new(lab.node.address(), 9));
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(&data).expect("send");
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        // Discard closes after the FIN: the whole transfer is on the wire.
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    });
+}
+
+/// tshark's frame length and captured length of every frame.
+fn tshark_lengths(pcap: &std::path::Path) -> Vec<(usize, usize)> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args(["-T", "fields", "-e", "frame.len", "-e", "frame.cap_len"])
+        .output()
+        .expect("run tshark");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let mut f = l.split('\t').map(|n| n.trim().parse::<usize>().expect(l));
+            (f.next().unwrap(), f.next().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn an_offloaded_transfer_is_captured_whole_and_snaplen_cuts_it() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = Lab::up("tw").expect("lab");
+    // Offload on (the default): the kernel hands tapir GRO/TSO frames of up to 64 KiB.
+    let served = Served::start(&lab, "whole", &["--queues", "1"], &["discard"]);
+    send_to_discard(&lab, 1 << 20);
+    let (c, _, pcap) = served.stop();
+    let lengths = tshark_lengths(&pcap.0);
+    let biggest = c.packets.iter().map(|p| p.orig_len).max().unwrap_or(0);
+    assert!(
+        biggest > 9216,
+        "no offloaded frame in the capture (biggest {biggest})"
+    );
+    for p in &c.packets {
+        assert_eq!(p.data.len(), p.orig_len as usize, "a frame was cut");
+    }
+    assert_eq!(lengths.len(), c.packets.len());
+    assert!(
+        lengths.iter().all(|(len, cap)| len == cap),
+        "tshark: {lengths:?}"
+    );
+
+    let served = Served::start(
+        &lab,
+        "snap",
+        &["--queues", "1", "--snaplen", "128"],
+        &["discard"],
+    );
+    send_to_discard(&lab, 1 << 20);
+    let (c, _, pcap) = served.stop();
+    let lengths = tshark_lengths(&pcap.0);
+    assert!(c.packets.iter().any(|p| p.orig_len > 9216));
+    for p in &c.packets {
+        assert_eq!(p.data.len(), (p.orig_len as usize).min(128));
+    }
+    assert!(
+        lengths.iter().all(|&(len, cap)| cap == len.min(128)),
+        "tshark: {lengths:?}"
+    );
+}
+
+#[test]
+fn capture_drops_are_counted_at_exit_and_in_the_interface_statistics() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = Lab::up("td").expect("lab");
+    // Without offloads a transfer is hundreds of frames; a one-slot ring cannot keep them all.
+    let served = Served::start(
+        &lab,
+        "drops",
+        &["--queues", "1", "--offload", "off", "--pcap-ring", "1"],
+        &["discard"],
+    );
+    send_to_discard(&lab, 1 << 20);
+    let (c, err, pcap) = served.stop();
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("pcap: ") && l.ends_with(" frames not captured (ring full)"))
+        .unwrap_or_else(|| panic!("no drop line on stderr: {err}"));
+    let said: u64 = line["pcap: ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(said > 0);
+    assert_eq!(c.stats.len(), 1, "one ISB per queue");
+    let isb = &c.stats[0];
+    let (recv, drop) = (isb.ifrecv.unwrap(), isb.ifdrop.unwrap());
+    assert_eq!(drop, said);
+    assert_eq!(
+        recv - drop,
+        c.packets.len() as u64,
+        "dropped = seen - written"
+    );
+    // Wireshark's tools read the statistics block too.
+    let out = Command::new("capinfos")
+        .arg(&pcap.0)
+        .output()
+        .expect("run capinfos");
+    let info = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        info.contains("Number of stat entries = 1"),
+        "capinfos: {info}"
+    );
+}
+
+fn kernel_arp(frame: &[u8]) -> bool {
+    frame.len() >= 42 && frame[12..14] == [0x08, 0x06] && frame[28..32] == [10, 7, 0, 1]
+}
+
+#[test]
+fn a_two_queue_node_captures_each_arp_frame_once() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = Lab::up("ta").expect("lab");
+    let served = Served::start(&lab, "arp", &["--queues", "2"], &["echo"]);
+    let wire =
+        common::capture::Capture::open_map(&lab.ns, &lab.tap, |f| kernel_arp(f).then_some(()));
+    let flush = lab
+        .command("ip")
+        .args(["neigh", "flush", "dev", &lab.tap])
+        .status()
+        .expect("ip neigh flush");
+    assert!(flush.success());
+    let ping = lab
+        .command("ping")
+        .args(["-c", "1", "-W", "2", "10.7.0.2"])
+        .output()
+        .expect("ping");
+    assert!(
+        ping.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    let sent = wire.stop().len();
+    let (c, _, _pcap) = served.stop();
+    let captured = c
+        .packets
+        .iter()
+        .filter(|p| p.dir == Some(engine::trace::Direction::In) && kernel_arp(&p.data))
+        .count();
+    assert!(sent >= 1, "the kernel sent no ARP after the flush");
+    assert_eq!(
+        captured, sent,
+        "ARP frames from the kernel: captured vs on the wire"
+    );
+}
+
+/// Reads lines from the shell until one starts with `prefix`; returns it and the lines before.
+fn line_starting(out: &mut impl BufRead, prefix: &str) -> (String, String) {
+    let mut seen = String::new();
+    loop {
+        let mut l = String::new();
+        if out.read_line(&mut l).expect("shell output") == 0 {
+            panic!("no line starting {prefix:?} in: {seen}");
+        }
+        if l.starts_with(prefix) {
+            return (l, seen);
+        }
+        seen.push_str(&l);
+    }
+}
+
+/// The first number after `after` in `line`.
+fn number_after(line: &str, after: &str) -> u64 {
+    let at = line
+        .find(after)
+        .unwrap_or_else(|| panic!("{after:?} in {line:?}"))
+        + after.len();
+    line[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("a number after {after:?} in {line:?}"))
+}
+
+#[test]
+fn the_shell_shows_capture_drops_and_takes_a_snap_length() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = Lab::up("ts").expect("lab");
+    let first = TempFile(
+        std::env::temp_dir().join(format!("tapir-live-shell1-{}.pcapng", std::process::id())),
+    );
+    let second = TempFile(
+        std::env::temp_dir().join(format!("tapir-live-shell2-{}.pcapng", std::process::id())),
+    );
+    let mut child = Command::new(TAPIR)
+        .arg("node")
+        .args(lab.node_args())
+        .args([
+            "--queues",
+            "1",
+            "--offload",
+            "off",
+            "--pcap-ring",
+            "1",
+            "--pcap",
+        ])
+        .arg(&first.0)
+        .args(["--serve", "discard"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tapir node");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut node = common::Proc(child);
+    line_starting(&mut out, "tapir @ ");
+
+    // Hundreds of frames through a one-slot ring: most are not captured, and stats says so.
+    send_to_discard(&lab, 1 << 20);
+    // `pcap stop` after `stats`: its line ends what stats printed, so a missing line fails
+    // rather than waits.
+    stdin.write_all(b"stats\npcap stop\n").unwrap();
+    let (closed, before) = line_starting(&mut out, "capture closed: ");
+    let stats = before
+        .lines()
+        .find(|l| l.starts_with("pcap: "))
+        .unwrap_or_else(|| panic!("no pcap line in stats: {before}"));
+    let written = number_after(stats, "pcap: ");
+    let missed = number_after(stats, "written, ");
+    assert!(stats.ends_with(" not captured (ring full)"), "{stats}");
+    assert!(missed > 0 && written > 0, "{stats}");
+    assert!(number_after(&closed, "written, ") >= missed, "{closed}");
+    let c = engine::trace::pcapng::read_capture(&std::fs::read(&first.0).unwrap()).unwrap();
+    assert_eq!(c.stats[0].ifdrop, Some(number_after(&closed, "written, ")));
+
+    // pcap start -s N: frames cut to N bytes.
+    let cmd = format!("pcap start -s 100 {}\n", second.0.display());
+    stdin.write_all(cmd.as_bytes()).unwrap();
+    line_starting(&mut out, "capturing to ");
+    send_to_discard(&lab, 100_000);
+    stdin.write_all(b"pcap stop\nquit\n").unwrap();
+    line_starting(&mut out, "capture closed: ");
+    let status = node.0.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    let c = engine::trace::pcapng::read_capture(&std::fs::read(&second.0).unwrap()).unwrap();
+    assert!(c.packets.iter().any(|p| p.orig_len > 100));
+    for p in &c.packets {
+        assert_eq!(p.data.len(), (p.orig_len as usize).min(100));
+    }
+}

@@ -227,10 +227,14 @@ fn stop(inner: &Inner) {
     for t in threads {
         let _ = t.join();
     }
-    // The workers are gone: flush every capture.
+    // The workers are gone: flush every capture, and say what the capture missed.
     let sessions = std::mem::take(&mut *inner.sessions.lock().unwrap_or_else(|e| e.into_inner()));
-    for (_, writer) in sessions.into_iter().flatten() {
-        writer.finish();
+    for (slot, session) in sessions.into_iter().enumerate() {
+        let Some((_, writer)) = session else { continue };
+        let stats = writer.finish();
+        if slot == TraceSlot::Pcap as usize && stats.ring_full > 0 {
+            eprintln!("pcap: {} frames not captured (ring full)", stats.ring_full);
+        }
     }
     inner.news.notify_all();
 }
@@ -499,6 +503,13 @@ impl Node {
         let old = lock(&self.inner.sessions)[slot as usize].take();
         self.publish_tracers();
         old.map(|(_, w)| w.finish())
+    }
+
+    /// The counters of the session running in `slot`, if one runs.
+    pub fn trace_stats(&self, slot: TraceSlot) -> Option<TraceStats> {
+        lock(&self.inner.sessions)[slot as usize]
+            .as_ref()
+            .map(|(t, _)| t.stats())
     }
 
     /// Whether a session runs in `slot`.

@@ -86,6 +86,9 @@ pub(crate) struct Handoff {
     pub trusted: bool,
     /// The worker that read the frame and owns the buffer.
     pub from: usize,
+    /// A copy of a frame every worker gets (ARP): the reader traced it already, so this one
+    /// stays out of the capture (each frame on the wire appears once).
+    pub copy: bool,
     pub frame: Vec<u8>,
 }
 
@@ -244,6 +247,21 @@ impl Tracing {
             t.frame_with_events(ts, queue, dir, frame, drop, &self.events);
         }
     }
+
+    /// A frame that is not recorded (a copy another worker recorded): what the stack said
+    /// about it still reaches the observers, and does not ride on the next frame.
+    fn untraced(&mut self, stack: &mut Stack, queue: u16) {
+        let _ = stack.take_drop();
+        self.events.clear();
+        stack.drain_events(&mut self.events);
+        let ts = unix_micros();
+        for t in &self.tracers {
+            for e in &self.events {
+                t.event(ts, queue, e);
+            }
+        }
+        self.events.clear();
+    }
 }
 
 /// Everything a worker's receive path needs besides the stack.
@@ -268,30 +286,32 @@ impl Rx<'_> {
         match classify(frame, self.me, workers) {
             Steer::Here => {
                 self.counters.delivered_local += 1;
-                self.deliver(stack, now, trusted, frame, tx);
+                self.deliver(stack, now, trusted, false, frame, tx);
             }
             Steer::Owner(o) => {
-                if hand_off(self.inner, self.me, o, trusted, frame, self.counters) {
+                if hand_off(self.inner, self.me, o, trusted, false, frame, self.counters) {
                     self.counters.handed_off += 1;
                 }
             }
             Steer::All => {
                 for o in (0..workers).filter(|&o| o != self.me) {
-                    if hand_off(self.inner, self.me, o, trusted, frame, self.counters) {
+                    if hand_off(self.inner, self.me, o, trusted, true, frame, self.counters) {
                         self.counters.copied_to_all += 1;
                     }
                 }
                 self.counters.delivered_local += 1;
-                self.deliver(stack, now, trusted, frame, tx);
+                self.deliver(stack, now, trusted, false, frame, tx);
             }
         }
     }
 
+    /// Hands `frame` to the stack and traces it, unless it is a `copy` another worker traced.
     fn deliver(
         &mut self,
         stack: &mut Stack,
         now: Instant,
         trusted: bool,
+        copy: bool,
         frame: &[u8],
         tx: &mut TxBatch<'_>,
     ) {
@@ -302,8 +322,12 @@ impl Rx<'_> {
             stack.receive(now, frame, tx);
         }
         if self.tracing.on() {
-            self.tracing
-                .frame(stack, self.me as u16, Direction::In, frame);
+            if copy {
+                self.tracing.untraced(stack, self.me as u16);
+            } else {
+                self.tracing
+                    .frame(stack, self.me as u16, Direction::In, frame);
+            }
         }
     }
 }
@@ -452,7 +476,7 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
             // Frames other workers handed over first: they have waited longest.
             while let Ok(h) = handoff_rx.try_recv() {
                 rx.counters.handed_in += 1;
-                rx.deliver(stack, now, h.trusted, &h.frame, &mut tx);
+                rx.deliver(stack, now, h.trusted, h.copy, &h.frame, &mut tx);
                 // The buffer goes home; if its owner's return queue is full it is freed.
                 if let Some(w) = inner.workers.get(h.from) {
                     let _ = w.recycle_tx.try_send(h.frame);
@@ -589,6 +613,7 @@ fn hand_off(
     me: usize,
     owner: usize,
     trusted: bool,
+    copy: bool,
     frame: &[u8],
     counters: &mut WorkerCounters,
 ) -> bool {
@@ -603,6 +628,7 @@ fn hand_off(
     match w.handoff_tx.try_send(Handoff {
         trusted,
         from: me,
+        copy,
         frame: buf,
     }) {
         Ok(()) => {

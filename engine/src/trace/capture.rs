@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 use protocols::iface::DropReason;
 
-use super::pcapng::{EpbRecord, PcapngWriter};
+use super::pcapng::{EpbRecord, IsbRecord, PcapngWriter};
 use super::{Direction, Filter, FrameMeta, LineDecoder, StackEvent, StackObserver};
 
 /// Microseconds since the Unix epoch, for the hook's timestamps.
@@ -23,6 +23,16 @@ pub fn unix_micros() -> u64 {
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
 }
+
+/// The default [`TraceConfig::snaplen`]: tcpdump's, more than any frame the tap carries (an
+/// offloaded GRO/TSO frame is at most an Ethernet header and a 64 KiB IPv4 packet).
+pub const DEFAULT_SNAPLEN: usize = 262_144;
+
+/// The largest frame the tap hands over or takes: slots never hold more than this.
+pub const MAX_FRAME: usize = 14 + 65_536;
+
+/// The default [`TraceConfig::ring_slots`].
+pub const DEFAULT_RING_SLOTS: usize = 1024;
 
 /// What to trace and where to.
 pub struct TraceConfig {
@@ -37,6 +47,7 @@ pub struct TraceConfig {
     /// Slots in the ring (records in flight at most).
     pub ring_slots: usize,
     /// Bytes of a frame that are kept; longer frames are cut (the capture keeps their length).
+    /// The default, [`DEFAULT_SNAPLEN`], keeps whole frames, offloaded 64 KiB ones included.
     pub snaplen: usize,
     /// Events kept per frame; more are counted in [`TraceStats::events_lost`].
     pub max_events: usize,
@@ -50,8 +61,8 @@ impl Default for TraceConfig {
             filter: None,
             lines: None,
             pcap: None,
-            ring_slots: 1024,
-            snaplen: 9216,
+            ring_slots: DEFAULT_RING_SLOTS,
+            snaplen: DEFAULT_SNAPLEN,
             max_events: 8,
             observers: Vec::new(),
         }
@@ -71,6 +82,24 @@ pub struct TraceStats {
     pub events_lost: u64,
     /// Frames the writer failed to write (I/O error on the line output or the capture).
     pub write_errors: u64,
+}
+
+impl TraceStats {
+    /// Frames the session saw (the filter's rejects included).
+    pub fn seen(&self) -> u64 {
+        self.recorded + self.filtered_out + self.ring_full
+    }
+}
+
+/// Per-queue counters, for the capture's Interface Statistics Blocks.
+#[derive(Default)]
+struct QueueCounters {
+    /// Frames seen on the queue (before the filter).
+    seen: AtomicU64,
+    /// Frames that passed the filter.
+    accepted: AtomicU64,
+    /// Frames that passed the filter but found the ring full.
+    dropped: AtomicU64,
 }
 
 struct Slot {
@@ -99,6 +128,16 @@ struct Shared {
     ring_full: AtomicU64,
     events_lost: AtomicU64,
     write_errors: AtomicU64,
+    /// One per queue; frames of a queue past the last count on the last one.
+    queues: Vec<QueueCounters>,
+}
+
+impl Shared {
+    #[inline]
+    fn queue(&self, q: u16) -> &QueueCounters {
+        let i = usize::from(q).min(self.queues.len() - 1);
+        &self.queues[i]
+    }
 }
 
 /// The hook the workers call (see the [module docs](super) for the contract).
@@ -168,16 +207,20 @@ impl Tracer {
                 o.on_event(queue, ts_micros, e);
             }
         }
+        let q = s.queue(queue);
+        q.seen.fetch_add(1, Ordering::Relaxed);
         if let Some(f) = &s.filter {
             if !f.matches(dir, frame) {
                 s.filtered_out.fetch_add(1, Ordering::Relaxed);
                 return;
             }
         }
+        q.accepted.fetch_add(1, Ordering::Relaxed);
         let mut slot = match s.free.try_recv() {
             Ok(slot) => slot,
             Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
                 s.ring_full.fetch_add(1, Ordering::Relaxed);
+                q.dropped.fetch_add(1, Ordering::Relaxed);
                 return;
             }
         };
@@ -203,6 +246,7 @@ impl Tracer {
             s.recorded.fetch_add(1, Ordering::Relaxed);
         } else {
             s.ring_full.fetch_add(1, Ordering::Relaxed);
+            q.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -249,14 +293,19 @@ pub fn start(mut config: TraceConfig) -> io::Result<(Tracer, TraceWriter)> {
                 dir: Direction::In,
             },
             orig_len: 0,
-            data: Vec::with_capacity(config.snaplen),
+            // Whole frames fit without growing: the worker's copy never allocates.
+            data: Vec::with_capacity(config.snaplen.min(MAX_FRAME)),
             drop: None,
             events: Vec::with_capacity(config.max_events),
         });
         let _ = free_tx.send(slot);
     }
     let pcap = match config.pcap.take() {
-        Some(w) => Some(PcapngWriter::new(w, config.queues, config.snaplen as u32)?),
+        Some(w) => Some(PcapngWriter::new(
+            w,
+            config.queues,
+            u32::try_from(config.snaplen).unwrap_or(u32::MAX),
+        )?),
         None => None,
     };
     let shared = Arc::new(Shared {
@@ -272,6 +321,9 @@ pub fn start(mut config: TraceConfig) -> io::Result<(Tracer, TraceWriter)> {
         ring_full: AtomicU64::new(0),
         events_lost: AtomicU64::new(0),
         write_errors: AtomicU64::new(0),
+        queues: (0..config.queues.max(1))
+            .map(|_| QueueCounters::default())
+            .collect(),
     });
     let tracer = Tracer {
         shared: Some(shared.clone()),
@@ -344,6 +396,20 @@ fn writer_loop(
         let _ = out.flush();
     }
     if let Some(w) = &mut pcap {
+        // The capture closes: what each queue saw and what the ring could not take.
+        let now = unix_micros();
+        for (i, q) in shared.queues.iter().enumerate() {
+            let isb = IsbRecord {
+                interface: i as u32,
+                ts_micros: now,
+                ifrecv: q.seen.load(Ordering::Relaxed),
+                ifdrop: q.dropped.load(Ordering::Relaxed),
+                filter_accept: q.accepted.load(Ordering::Relaxed),
+            };
+            if w.write_stats(&isb).is_err() {
+                shared.write_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         let _ = w.flush();
     }
 }

@@ -41,7 +41,10 @@ pub mod sample;
 
 use core::fmt;
 
-pub use capture::{start, unix_micros, TraceConfig, TraceStats, TraceWriter, Tracer};
+pub use capture::{
+    start, unix_micros, TraceConfig, TraceStats, TraceWriter, Tracer, DEFAULT_RING_SLOTS,
+    DEFAULT_SNAPLEN,
+};
 pub use decode::{DecodeOptions, Decoder, LineDecoder, PayloadMeta, Transport};
 pub use event::{ConnId, RetransmitReason, StackEvent, StackObserver};
 pub use filter::{Filter, FilterError, FilterErrorKind};

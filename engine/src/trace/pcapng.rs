@@ -5,7 +5,10 @@
 //! queue (link type Ethernet, `if_name` "tapir-qN", `if_tsresol` microseconds), then one
 //! Enhanced Packet Block per frame, whose `epb_flags` say inbound or outbound and whose
 //! `opt_comment`s carry the stack events the frame caused ("dropped: REASON" for a dropped
-//! frame). Everything is written in the host's byte order, as the format allows.
+//! frame). When the capture closes, an Interface Statistics Block per interface says how many
+//! frames the queue saw (`isb_ifrecv`), how many passed the filter (`isb_filteraccept`) and
+//! how many the trace ring had no room for (`isb_ifdrop`). Everything is written in the host's
+//! byte order, as the format allows.
 
 use std::io::{self, Write};
 
@@ -14,6 +17,7 @@ use super::Direction;
 const SHB: u32 = 0x0A0D_0D0A;
 const IDB: u32 = 0x0000_0001;
 const SPB: u32 = 0x0000_0003;
+const ISB: u32 = 0x0000_0005;
 const EPB: u32 = 0x0000_0006;
 const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
 const LINKTYPE_ETHERNET: u16 = 1;
@@ -24,6 +28,9 @@ const OPT_SHB_USERAPPL: u16 = 4;
 const OPT_IF_NAME: u16 = 2;
 const OPT_IF_TSRESOL: u16 = 9;
 const OPT_EPB_FLAGS: u16 = 2;
+const OPT_ISB_IFRECV: u16 = 4;
+const OPT_ISB_IFDROP: u16 = 5;
+const OPT_ISB_FILTERACCEPT: u16 = 6;
 
 /// `epb_flags` bits 0-1: direction.
 const FLAG_INBOUND: u32 = 0b01;
@@ -60,6 +67,20 @@ pub struct EpbRecord<'a> {
     pub data: &'a [u8],
     /// The frame's length on the wire.
     pub orig_len: usize,
+}
+
+/// One interface's counters, written as an Interface Statistics Block when a capture closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IsbRecord {
+    pub interface: u32,
+    /// Microseconds since the Unix epoch: when the counts were taken.
+    pub ts_micros: u64,
+    /// Frames the interface (tap queue) saw: `isb_ifrecv`.
+    pub ifrecv: u64,
+    /// Frames lost before they were written (the trace ring was full): `isb_ifdrop`.
+    pub ifdrop: u64,
+    /// Frames that passed the capture filter: `isb_filteraccept`.
+    pub filter_accept: u64,
 }
 
 /// Writes a pcapng section. Reuses one scratch buffer, so a steady stream of packets does not
@@ -142,6 +163,23 @@ impl<W: Write> PcapngWriter<W> {
         r
     }
 
+    /// Writes an Interface Statistics Block.
+    pub fn write_stats(&mut self, isb: &IsbRecord) -> io::Result<()> {
+        let mut body = Vec::with_capacity(64);
+        body.extend_from_slice(&isb.interface.to_ne_bytes());
+        body.extend_from_slice(&((isb.ts_micros >> 32) as u32).to_ne_bytes());
+        body.extend_from_slice(&(isb.ts_micros as u32).to_ne_bytes());
+        put_option(&mut body, OPT_ISB_IFRECV, &isb.ifrecv.to_ne_bytes());
+        put_option(&mut body, OPT_ISB_IFDROP, &isb.ifdrop.to_ne_bytes());
+        put_option(
+            &mut body,
+            OPT_ISB_FILTERACCEPT,
+            &isb.filter_accept.to_ne_bytes(),
+        );
+        end_options(&mut body);
+        self.block(ISB, &body)
+    }
+
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
@@ -184,6 +222,23 @@ impl Packet {
             .and_then(|n| n.parse().ok())
             .unwrap_or(self.interface as u16)
     }
+}
+
+/// An Interface Statistics Block read from a capture (counters it lacks are `None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceStats {
+    pub interface: u32,
+    pub ts_micros: u64,
+    pub ifrecv: Option<u64>,
+    pub ifdrop: Option<u64>,
+    pub filter_accept: Option<u64>,
+}
+
+/// Everything read from a capture: its packets and its interface statistics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capture {
+    pub packets: Vec<Packet>,
+    pub stats: Vec<InterfaceStats>,
 }
 
 /// Why a capture could not be read.
@@ -244,10 +299,16 @@ fn options(e: Endian, mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
 
 /// Reads every packet of every section of a pcapng capture. Unknown block types are skipped.
 pub fn read(bytes: &[u8]) -> Result<Vec<Packet>, PcapngError> {
+    read_capture(bytes).map(|c| c.packets)
+}
+
+/// Reads every packet and every Interface Statistics Block of every section of a capture.
+pub fn read_capture(bytes: &[u8]) -> Result<Capture, PcapngError> {
     if bytes.len() < 12 || bytes[..4] != SHB.to_le_bytes() {
         return Err(PcapngError::NotPcapng);
     }
     let mut packets = Vec::new();
+    let mut stats = Vec::new();
     let mut interfaces: Vec<Interface> = Vec::new();
     let mut e = Endian { big: false };
     let mut at = 0;
@@ -360,11 +421,47 @@ pub fn read(bytes: &[u8]) -> Result<Vec<Packet>, PcapngError> {
                     comments: Vec::new(),
                 });
             }
+            ISB if body.len() >= 12 => {
+                let interface = e.u32(body);
+                let iface =
+                    interfaces
+                        .get(interface as usize)
+                        .ok_or(PcapngError::UnknownInterface {
+                            offset: at,
+                            interface,
+                        })?;
+                let ts = (u64::from(e.u32(&body[4..])) << 32) | u64::from(e.u32(&body[8..]));
+                let mut st = InterfaceStats {
+                    interface,
+                    ts_micros: (u128::from(ts) * 1_000_000 / u128::from(iface.units_per_sec))
+                        as u64,
+                    ifrecv: None,
+                    ifdrop: None,
+                    filter_accept: None,
+                };
+                for (code, v) in options(e, &body[12..]) {
+                    let Ok(v8) = <[u8; 8]>::try_from(v) else {
+                        continue;
+                    };
+                    let n = if e.big {
+                        u64::from_be_bytes(v8)
+                    } else {
+                        u64::from_le_bytes(v8)
+                    };
+                    match code {
+                        OPT_ISB_IFRECV => st.ifrecv = Some(n),
+                        OPT_ISB_IFDROP => st.ifdrop = Some(n),
+                        OPT_ISB_FILTERACCEPT => st.filter_accept = Some(n),
+                        _ => {}
+                    }
+                }
+                stats.push(st);
+            }
             _ => {}
         }
         at += len;
     }
-    Ok(packets)
+    Ok(Capture { packets, stats })
 }
 
 #[cfg(test)]
