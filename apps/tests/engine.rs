@@ -330,3 +330,44 @@ fn steady_state_allocations_per_packet() {
     assert!(per < 0.01, "{per:.4} allocations per frame");
     node.shutdown();
 }
+
+/// A listener served by two workers accepts connections in the order they were made, as one
+/// kernel accept queue does (an iperf3 client numbers its streams in connect order, and the
+/// server's results are matched to them by that order).
+#[test]
+fn two_workers_accept_connections_in_the_order_they_were_made() {
+    if !interop_allowed() {
+        return;
+    }
+    let _g = serial();
+    let lab = Lab::up("eng").expect("lab up");
+    let node = node(&lab, 2, true);
+    let listener = engine::TcpListener::bind(&node, 5003).expect("listen");
+    let to = SocketAddr::V4(SocketAddrV4::new(lab.node.address(), 5003));
+    // Made one after another, each established (and its number sent) before the next.
+    let held: Vec<TcpStream> = kernel(&lab, || {
+        (0..16u8)
+            .map(|i| {
+                let mut s =
+                    TcpStream::connect_timeout(&to, Duration::from_secs(5)).expect("connect");
+                s.write_all(&[i]).expect("write");
+                s
+            })
+            .collect()
+    });
+    let mut order = Vec::new();
+    let mut workers = std::collections::BTreeSet::new();
+    for _ in 0..16 {
+        let (mut s, _) = listener
+            .accept_timeout(Some(Duration::from_secs(5)))
+            .expect("accept");
+        s.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).expect("read the connection's number");
+        order.push(b[0]);
+        workers.insert(s.worker());
+    }
+    assert_eq!(workers.len(), 2, "16 flows all landed on one worker");
+    assert_eq!(order, (0..16).collect::<Vec<u8>>(), "accept order");
+    drop(held);
+}

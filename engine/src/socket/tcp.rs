@@ -2,7 +2,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddrV4};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +20,6 @@ pub const DEFAULT_BACKLOG: usize = 128;
 pub struct TcpListener {
     node: Node,
     port: u16,
-    next: AtomicUsize,
     /// Closed through a [`SocketCloser`] (or dropped): the port is no longer ours to unlisten.
     closed: Arc<AtomicBool>,
 }
@@ -43,7 +42,6 @@ impl TcpListener {
         Ok(TcpListener {
             node: node.clone(),
             port,
-            next: AtomicUsize::new(0),
             closed: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -75,9 +73,20 @@ impl TcpListener {
         let n = self.node.queues();
         loop {
             let seen = self.node.epoch();
-            let start = self.next.fetch_add(1, Ordering::Relaxed);
-            for i in 0..n {
-                let w = (start + i) % n;
+            // The worker whose oldest waiting connection was established first: connections
+            // are accepted in the order they were made, as from one kernel accept queue.
+            let mut first: Option<(protocols::time::Instant, usize)> = None;
+            for w in 0..n {
+                let at = self
+                    .node
+                    .with_stack(w, |s, _| s.tcp_accept_ready_at(self.port));
+                if let Some(at) = at {
+                    if first.is_none_or(|(f, _)| at < f) {
+                        first = Some((at, w));
+                    }
+                }
+            }
+            if let Some((_, w)) = first {
                 let got = self
                     .node
                     .with_stack(w, |s, _| s.tcp_accept(self.port))
@@ -86,6 +95,7 @@ impl TcpListener {
                     let stream = TcpStream::from_parts(&self.node, w, handle, remote);
                     return Ok((stream, remote));
                 }
+                continue;
             }
             if self.node.is_stopped() {
                 return Err(stopped());

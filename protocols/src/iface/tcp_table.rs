@@ -117,13 +117,17 @@ struct TcpSocket {
     timer_at: Option<Instant>,
     /// On the ready list (see [`Stack::tcp_take_ready`]).
     in_ready: bool,
+    /// When the last segment for it arrived: for a passive open, the instant it became
+    /// established once it moves to the accept queue.
+    last_input: Instant,
 }
 
 #[derive(Debug)]
 struct Listener {
     backlog: usize,
-    /// Established connections waiting for `accept`.
-    ready: VecDeque<SocketHandle>,
+    /// Established connections waiting for `accept`, with the instant each was established
+    /// (several workers' queues are merged in that order: [`Stack::tcp_accept_ready_at`]).
+    ready: VecDeque<(SocketHandle, Instant)>,
     /// Connections in SYN-RECEIVED.
     half_open: usize,
 }
@@ -217,6 +221,7 @@ impl Stack {
                 let mut dropped = None;
                 if let Some(s) = self.tcp.sockets.get_mut(h) {
                     s.conn.handle_segment(now, &repr, packet.payload());
+                    s.last_input = now;
                     dropped = s.conn.take_drop();
                 }
                 if let Some(d) = dropped {
@@ -260,6 +265,7 @@ impl Stack {
                     dirty: false,
                     timer_at: None,
                     in_ready: false,
+                    last_input: now,
                 });
                 self.tcp.conns.insert(key, h);
                 if let Some(l) = self.tcp.listeners.get_mut(&repr.dst_port) {
@@ -370,6 +376,7 @@ impl Stack {
             dirty: false,
             timer_at: None,
             in_ready: false,
+            last_input: now,
         });
         self.tcp.conns.insert((meta.dst, ack.dst_port, remote), h);
         if let Some(l) = self.tcp.listeners.get_mut(&ack.dst_port) {
@@ -416,7 +423,7 @@ impl Stack {
                 if let Some(l) = self.tcp.listeners.get_mut(&port) {
                     l.half_open = l.half_open.saturating_sub(1);
                     if synchronized {
-                        l.ready.push_back(h);
+                        l.ready.push_back((h, s.last_input));
                         self.wakeup = true;
                     }
                 }
@@ -495,7 +502,10 @@ impl Stack {
         if s.owned {
             return false;
         }
-        self.tcp.listeners.values().any(|l| l.ready.contains(&h))
+        self.tcp
+            .listeners
+            .values()
+            .any(|l| l.ready.iter().any(|&(r, _)| r == h))
     }
 
     fn remove_conn(&mut self, h: SocketHandle) {
@@ -643,7 +653,7 @@ impl Stack {
     /// Stops listening; connections not yet accepted are reset.
     pub fn tcp_unlisten(&mut self, port: u16) {
         if let Some(l) = self.tcp.listeners.remove(&port) {
-            for h in l.ready {
+            for (h, _) in l.ready {
                 if let Some(s) = self.tcp.sockets.get_mut(h) {
                     s.conn.abort();
                     s.released = true;
@@ -664,12 +674,25 @@ impl Stack {
             .listeners
             .get_mut(&port)
             .ok_or(TcpError::BadHandle)?;
-        let Some(h) = l.ready.pop_front() else {
+        let Some((h, _)) = l.ready.pop_front() else {
             return Ok(None);
         };
         let s = self.tcp.sockets.get_mut(h).ok_or(TcpError::BadHandle)?;
         s.owned = true;
         Ok(Some((h, s.remote)))
+    }
+
+    /// When the connection the next [`Stack::tcp_accept`] on `port` returns was established,
+    /// if one waits: a listener served by several stacks (one per worker) accepts from the one
+    /// whose head came first, so that connections are accepted in the order they were made,
+    /// as from one kernel accept queue (an iperf3 client numbers its streams that way).
+    pub fn tcp_accept_ready_at(&self, port: u16) -> Option<Instant> {
+        self.tcp
+            .listeners
+            .get(&port)?
+            .ready
+            .front()
+            .map(|&(_, at)| at)
     }
 
     /// Opens a connection to `remote` from `local_port` (None: a random free ephemeral port
@@ -729,6 +752,7 @@ impl Stack {
             dirty: false,
             timer_at: None,
             in_ready: false,
+            last_input: now,
         });
         self.tcp.conns.insert((local_ip, port, remote), h);
         self.counters.tcp_conns_opened += 1;
