@@ -439,6 +439,30 @@ fn bad_usage_gets_one_clear_line_and_status_2() {
 }
 
 #[test]
+fn serve_help_lists_every_service_the_parser_accepts() {
+    let out = run_tapir(&["serve", "--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for form in tapir_apps::services::FORMS {
+        // The table is what the parser reads: each name it lists parses...
+        let spec = match form.kind {
+            tapir_apps::services::Kind::Login => format!("{}=/etc/passwd", form.name),
+            _ => form.name.to_string(),
+        };
+        assert!(spec.parse::<tapir_apps::services::ServiceSpec>().is_ok(), "{spec}");
+        // ...and the help shows how to write it.
+        assert!(
+            help.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{} ", form.form))),
+            "serve --help does not list {}: {help}",
+            form.form
+        );
+    }
+    assert!(help.contains("login=FILE"), "{help}");
+    assert!(help.contains("SHA-512 crypt"), "{help}");
+}
+
+#[test]
 fn a_tap_that_cannot_be_opened_is_one_clear_line_and_status_1() {
     if !interop_allowed() {
         return;
