@@ -28,7 +28,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "traceroute",
-        "traceroute HOST [-I] [-m HOPS] [-q N] [-w SECS] [-p PORT]: the path hop by hop",
+        "traceroute HOST [-I] [-f TTL] [-m HOPS] [-q N] [-w SECS] [-p PORT]: the path hop by hop",
     ),
     (
         "wget",

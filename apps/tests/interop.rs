@@ -449,7 +449,10 @@ fn serve_help_lists_every_service_the_parser_accepts() {
             tapir_apps::services::Kind::Login => format!("{}=/etc/passwd", form.name),
             _ => form.name.to_string(),
         };
-        assert!(spec.parse::<tapir_apps::services::ServiceSpec>().is_ok(), "{spec}");
+        assert!(
+            spec.parse::<tapir_apps::services::ServiceSpec>().is_ok(),
+            "{spec}"
+        );
         // ...and the help shows how to write it.
         assert!(
             help.lines()

@@ -94,9 +94,7 @@ fn tour() -> Vec<String> {
         }
         cont.push_str(l);
         let line = match cont.find(" # ") {
-            Some(i) if !cont[..i].contains('\'') || cont[..i].matches('\'').count() % 2 == 0 => {
-                cont[..i].to_string()
-            }
+            Some(i) if cont[..i].matches('\'').count().is_multiple_of(2) => cont[..i].to_string(),
             _ => cont.clone(),
         };
         lines.push(line.trim().to_string());
@@ -171,5 +169,8 @@ fn every_tapir_line_of_the_tour_parses_and_its_files_are_made_first() {
             }
         }
     }
-    assert!(checked >= 15, "{checked} tapir lines in the tour: {lines:#?}");
+    assert!(
+        checked >= 15,
+        "{checked} tapir lines in the tour: {lines:#?}"
+    );
 }

@@ -169,7 +169,8 @@ fn help_lists_every_command_the_shell_runs() {
         .collect();
     for (name, _) in tapir_apps::shell::COMMANDS {
         assert!(
-            help.iter().any(|l| l.trim_start().starts_with(&format!("{name} "))),
+            help.iter()
+                .any(|l| l.trim_start().starts_with(&format!("{name} "))),
             "help does not list {name}: {text}"
         );
     }
@@ -190,5 +191,8 @@ fn help_lists_every_command_the_shell_runs() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("  traceroute "), "{text}");
-    assert!(!text.contains("unknown command"), "exit ends the script: {text}");
+    assert!(
+        !text.contains("unknown command"),
+        "exit ends the script: {text}"
+    );
 }

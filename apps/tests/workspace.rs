@@ -28,11 +28,7 @@ fn every_workspace_dependency_is_used_by_a_member() {
         .find(|l| key(l) == "members")
         .expect("workspace members")
         .to_string();
-    let members: Vec<&str> = members_line
-        .split('"')
-        .skip(1)
-        .step_by(2)
-        .collect();
+    let members: Vec<&str> = members_line.split('"').skip(1).step_by(2).collect();
     assert!(members.contains(&"apps"), "{members:?}");
     let member_manifests: Vec<String> = members
         .iter()

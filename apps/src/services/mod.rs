@@ -113,7 +113,8 @@ pub const FORMS: &[Form] = &[
 
 /// The services part of `tapir serve --help`: every entry of [`FORMS`].
 pub fn help() -> String {
-    let mut s = String::from("Services (each NAME[:PORT][=ARG]; :PORT moves it off its default port):\n");
+    let mut s =
+        String::from("Services (each NAME[:PORT][=ARG]; :PORT moves it off its default port):\n");
     for f in FORMS {
         // Wrapped at 100 columns, continuation lines under the description.
         let mut line = format!("  {:<16}", f.form);
