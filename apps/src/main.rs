@@ -38,7 +38,8 @@ enum Cmd {
         queues: u16,
     },
     /// Run services on a node until SIGINT or SIGTERM: echo, daytime, discard, chargen,
-    /// http[=DIR], http.log[=DIR] (each as NAME[:PORT][=ARG]).
+    /// http[=DIR], http.log[=DIR], login=FILE (each as NAME[:PORT][=ARG]).
+    #[command(after_help = tapir_apps::services::help())]
     Serve {
         #[command(flatten)]
         node: NodeOpts,

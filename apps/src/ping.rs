@@ -17,8 +17,9 @@ pub struct PingOpts {
     /// Seconds between requests.
     #[arg(short = 'i', default_value_t = 1.0, value_name = "SECS")]
     pub interval: f64,
-    /// Payload bytes per request.
-    #[arg(short = 's', default_value_t = 56, value_name = "BYTES", value_parser = clap::value_parser!(u16).range(0..=1472))]
+    /// Payload bytes per request, 0 to 65507 as iputils takes; beyond the MTU a request goes out
+    /// in fragments and its reply is reassembled.
+    #[arg(short = 's', default_value_t = 56, value_name = "BYTES", value_parser = parse_size)]
     pub size: u16,
     /// Seconds to wait for the last reply.
     #[arg(short = 'W', default_value_t = 2.0, value_name = "SECS")]
@@ -26,6 +27,21 @@ pub struct PingOpts {
     /// TTL of the requests.
     #[arg(short = 't', value_name = "TTL", value_parser = clap::value_parser!(u8).range(1..))]
     pub ttl: Option<u8>,
+}
+
+/// The largest echo payload: an IPv4 datagram is at most 65,535 bytes, less 20 of IP header
+/// and 8 of ICMP header (what iputils' ping accepts).
+pub const MAX_SIZE: u16 = 65535 - 20 - 8;
+
+/// `-s BYTES`: 0..=[`MAX_SIZE`], refused with the reason otherwise.
+fn parse_size(s: &str) -> Result<u16, String> {
+    match s.parse::<u32>() {
+        Ok(n) if n <= u32::from(MAX_SIZE) => Ok(n as u16),
+        Ok(n) => Err(format!(
+            "{n} bytes do not fit in one IPv4 datagram: the payload is at most {MAX_SIZE} (65535 less 20 bytes of IP and 8 of ICMP header)"
+        )),
+        Err(_) => Err(format!("'{s}' is not a number of bytes (0 to {MAX_SIZE})")),
+    }
 }
 
 /// What a ping run saw.

@@ -18,11 +18,25 @@ use crate::services::{Running, ServiceSpec};
 use crate::traceroute::{self, TracerouteOpts};
 use crate::wget::{self, WgetOpts};
 
-/// Commands and a one-line description each, for `help` and completion.
+/// Commands and a one-line description each, for `help` and completion. The shell runs only
+/// the commands named here (anything else is "unknown command"), so `help` lists every command
+/// that works.
 pub const COMMANDS: &[(&str, &str)] = &[
     (
         "ping",
         "ping HOST [-c N] [-i SECS] [-s BYTES] [-W SECS] [-t TTL]: ICMP echo",
+    ),
+    (
+        "traceroute",
+        "traceroute HOST [-I] [-f TTL] [-m HOPS] [-q N] [-w SECS] [-p PORT]: the path hop by hop",
+    ),
+    (
+        "wget",
+        "wget URL [-O FILE]: fetch over HTTP/1.1 into a file (names through --dns)",
+    ),
+    (
+        "resolve",
+        "resolve NAME: its IPv4 addresses and aliases over DNS (servers from --dns or DHCP)",
     ),
     (
         "rlogin",
@@ -30,7 +44,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "serve",
-        "serve start SERVICE... | serve list: run services on this node",
+        "serve start SERVICE... | serve stop NAME[:PORT]... | serve list: services on this node",
     ),
     (
         "trace",
@@ -54,7 +68,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "dhcp",
         "dhcp: the DHCP lease (address, router, DNS, times), counters and recent events",
     ),
-    ("help", "help: this list"),
+    ("help", "help: this list (also ?)"),
     ("quit", "quit: leave (also exit, or end of input)"),
 ];
 
@@ -150,12 +164,21 @@ impl Shell {
         let Some((cmd, args)) = words.split_first() else {
             return Flow::Continue(0);
         };
-        let status = match cmd.as_str() {
-            "quit" | "exit" => return Flow::Quit,
+        let cmd = match cmd.as_str() {
+            "exit" => "quit",
+            "?" => "help",
+            c => c,
+        };
+        if !COMMANDS.iter().any(|(name, _)| *name == cmd) {
+            let _ = writeln!(out, "unknown command '{cmd}': try 'help'");
+            return Flow::Continue(2);
+        }
+        let status = match cmd {
+            "quit" => return Flow::Quit,
             "rlogin" => return self.rlogin(args, out),
-            "help" | "?" => {
+            "help" => {
                 for (name, what) in COMMANDS {
-                    let _ = writeln!(out, "  {name:<8} {what}");
+                    let _ = writeln!(out, "  {name:<10} {what}");
                 }
                 0
             }
@@ -171,10 +194,7 @@ impl Shell {
             "conns" => self.conns(out),
             "stats" => self.stats(out),
             "dhcp" => self.dhcp(out),
-            other => {
-                let _ = writeln!(out, "unknown command '{other}': try 'help'");
-                2
-            }
+            other => unreachable!("'{other}' is in COMMANDS but not dispatched"),
         };
         Flow::Continue(status)
     }

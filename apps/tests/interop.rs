@@ -154,6 +154,44 @@ fn tapir_ping_of_the_kernel_gets_its_replies() {
 }
 
 #[test]
+fn tapir_ping_beyond_the_mtu_is_fragmented_and_answered() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = Lab::up("it").expect("lab");
+    let out = Command::new(TAPIR)
+        .arg("ping")
+        .args(lab.node_args())
+        .args([&lab.host.to_string(), "-s", "4000", "-c", "2", "-i", "0.2"])
+        .output()
+        .expect("run tapir ping");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "tapir ping -s 4000 failed: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("4000(4028) bytes of data"), "{text}");
+    assert!(
+        text.contains("2 packets transmitted, 2 received, 0% packet loss"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("4008 bytes from 10.7.0.1: icmp_seq=").count(),
+        2,
+        "{text}"
+    );
+}
+
+#[test]
+fn tapir_ping_size_is_bounded_as_iputils_bounds_it() {
+    let out = run_tapir(&["ping", "--ip", "10.7.0.2/24", "10.7.0.1", "-s", "65508"]);
+    assert_clean_error(&out, 2, "the payload is at most 65507");
+    let out = run_tapir(&["ping", "--ip", "10.7.0.2/24", "10.7.0.1", "-s", "4k"]);
+    assert_clean_error(&out, 2, "is not a number of bytes");
+}
+
+#[test]
 fn tapir_ping_of_a_silent_address_exits_1() {
     if !interop_allowed() {
         return;
@@ -398,6 +436,33 @@ fn bad_usage_gets_one_clear_line_and_status_2() {
     assert_clean_error(&out, 2, "--ip is required");
     let out = run_tapir(&["ping", "--ip", "10.7.0.2/24"]);
     assert_clean_error(&out, 2, "HOST");
+}
+
+#[test]
+fn serve_help_lists_every_service_the_parser_accepts() {
+    let out = run_tapir(&["serve", "--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for form in tapir_apps::services::FORMS {
+        // The table is what the parser reads: each name it lists parses...
+        let spec = match form.kind {
+            tapir_apps::services::Kind::Login => format!("{}=/etc/passwd", form.name),
+            _ => form.name.to_string(),
+        };
+        assert!(
+            spec.parse::<tapir_apps::services::ServiceSpec>().is_ok(),
+            "{spec}"
+        );
+        // ...and the help shows how to write it.
+        assert!(
+            help.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{} ", form.form))),
+            "serve --help does not list {}: {help}",
+            form.form
+        );
+    }
+    assert!(help.contains("login=FILE"), "{help}");
+    assert!(help.contains("SHA-512 crypt"), "{help}");
 }
 
 #[test]

@@ -141,3 +141,58 @@ fn a_terminal_session_shows_a_prompt_and_command_output() {
         "route output: {text}"
     );
 }
+
+#[test]
+fn help_lists_every_command_the_shell_runs() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = Lab::up("sh").expect("lab");
+    // Each command bare (usage errors are fine), then help; `quit` ends the script.
+    let names: Vec<&str> = tapir_apps::shell::COMMANDS
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| *n != "quit")
+        .collect();
+    let script = format!("{}; help; quit", names.join("; "));
+    let out = Command::new(TAPIR)
+        .arg("node")
+        .args(lab.node_args())
+        .args(["--exec", &script])
+        .output()
+        .expect("run tapir node");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("unknown command"), "{text}");
+    let help: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("ping "))
+        .collect();
+    for (name, _) in tapir_apps::shell::COMMANDS {
+        assert!(
+            help.iter()
+                .any(|l| l.trim_start().starts_with(&format!("{name} "))),
+            "help does not list {name}: {text}"
+        );
+    }
+    // The commands the issue found working but missing from help.
+    for cmd in ["traceroute", "wget", "resolve", "serve stop", "dhcp"] {
+        assert!(
+            help.iter().any(|l| l.contains(cmd)),
+            "help does not mention {cmd}: {text}"
+        );
+    }
+    // Aliases reach their command; other words are unknown.
+    let out = Command::new(TAPIR)
+        .arg("node")
+        .args(lab.node_args())
+        .args(["--exec", "?; route; exit; nonsense"])
+        .output()
+        .expect("run tapir node");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("  traceroute "), "{text}");
+    assert!(
+        !text.contains("unknown command"),
+        "exit ends the script: {text}"
+    );
+}

@@ -50,6 +50,89 @@ impl Kind {
     }
 }
 
+/// One service name the command line accepts. [`ServiceSpec`]'s parser reads this table, and
+/// `tapir serve --help` lists it ([`help`]), so the help names every service there is.
+#[derive(Debug, Clone, Copy)]
+pub struct Form {
+    /// The name as written, before any `:PORT` or `=ARG`.
+    pub name: &'static str,
+    pub kind: Kind,
+    /// How it is written, e.g. `http[=DIR]`.
+    pub form: &'static str,
+    /// What it serves.
+    pub what: &'static str,
+}
+
+/// Every service name, in the order `--help` lists them.
+pub const FORMS: &[Form] = &[
+    Form {
+        name: "echo",
+        kind: Kind::Echo,
+        form: "echo",
+        what: "RFC 862 echo, TCP and UDP, port 7",
+    },
+    Form {
+        name: "daytime",
+        kind: Kind::Daytime,
+        form: "daytime",
+        what: "RFC 867 daytime, TCP and UDP, port 13",
+    },
+    Form {
+        name: "discard",
+        kind: Kind::Discard,
+        form: "discard",
+        what: "RFC 863 discard, TCP and UDP, port 9",
+    },
+    Form {
+        name: "chargen",
+        kind: Kind::Chargen,
+        form: "chargen",
+        what: "RFC 864 character generator, TCP and UDP, port 19",
+    },
+    Form {
+        name: "http",
+        kind: Kind::Http,
+        form: "http[=DIR]",
+        what: "HTTP/1.1 on TCP port 80: the files under DIR, or a built-in page without it",
+    },
+    Form {
+        name: "http.log",
+        kind: Kind::Http,
+        form: "http.log[=DIR]",
+        what: "http with an access log line per request on stdout",
+    },
+    Form {
+        name: "login",
+        kind: Kind::Login,
+        form: "login=FILE",
+        what: "rlogin (RFC 1282) on TCP port 513, a password asked for every session; FILE has \
+               one user:HASH line per user, HASH a SHA-512 crypt string (openssl passwd -6), and \
+               the user's shell, uid and home come from /etc/passwd",
+    },
+];
+
+/// The services part of `tapir serve --help`: every entry of [`FORMS`].
+pub fn help() -> String {
+    let mut s =
+        String::from("Services (each NAME[:PORT][=ARG]; :PORT moves it off its default port):\n");
+    for f in FORMS {
+        // Wrapped at 100 columns, continuation lines under the description.
+        let mut line = format!("  {:<16}", f.form);
+        for word in f.what.split_whitespace() {
+            if line.len() + 1 + word.len() > 100 {
+                s.push_str(&line);
+                s.push('\n');
+                line = " ".repeat(18);
+            }
+            line.push(' ');
+            line.push_str(word);
+        }
+        s.push_str(&line);
+        s.push('\n');
+    }
+    s
+}
+
 /// A service to run, as written on the command line: `NAME[:PORT][=ARG]`, e.g. `echo`,
 /// `echo:7007`, `http=/srv/www`, `http:8080=/srv/www`; `http.log` is http with its access log on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,19 +171,14 @@ impl FromStr for ServiceSpec {
             Some((n, p)) => (n, Some(p)),
             None => (head, None),
         };
-        let kind = match name {
-            "echo" => Kind::Echo,
-            "daytime" => Kind::Daytime,
-            "discard" => Kind::Discard,
-            "chargen" => Kind::Chargen,
-            "http" | "http.log" => Kind::Http,
-            "login" => Kind::Login,
-            _ => {
-                return Err(SpecError(format!(
-                    "unknown service '{name}': choose from echo, daytime, discard, chargen, http[=DIR], http.log[=DIR], login=FILE (NAME[:PORT][=ARG])"
-                )))
-            }
+        let Some(form) = FORMS.iter().find(|f| f.name == name) else {
+            let forms: Vec<&str> = FORMS.iter().map(|f| f.form).collect();
+            return Err(SpecError(format!(
+                "unknown service '{name}': choose from {} (NAME[:PORT][=ARG])",
+                forms.join(", ")
+            )));
         };
+        let kind = form.kind;
         let port = match port {
             None => kind.default_port(),
             Some(p) => p
