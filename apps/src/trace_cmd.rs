@@ -19,8 +19,9 @@ pub struct TraceOpts {
     #[arg(value_name = "FILE.pcapng")]
     pub file: PathBuf,
     /// Which packets to print, e.g. `tcp and port 80`, `not arp`, `src host 10.0.0.1`,
-    /// `(icmp or udp) and in`. The words may be given as one argument or several.
-    #[arg(value_name = "EXPR", trailing_var_arg = true)]
+    /// `(icmp or udp) and in`. The words may be given as one argument or several, and the
+    /// options before or after them (`tapir trace FILE tcp -v`, as tcpdump takes them).
+    #[arg(value_name = "EXPR")]
     pub expr: Vec<String>,
     /// More detail: -v IP fields and checksum status, -vv also IP header checksums.
     #[arg(short = 'v', action = clap::ArgAction::Count)]

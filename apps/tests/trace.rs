@@ -323,6 +323,10 @@ fn tshark_fields_agree_with_tapirs_lines_and_comments_sit_on_their_packets() {
     );
 }
 
+fn text_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 fn tapir_trace(args: &[&str]) -> Output {
     Command::new(TAPIR)
         .arg("trace")
@@ -371,6 +375,13 @@ fn tapir_trace_prints_the_capture_and_filters_it() {
         heads.iter().all(|l| l.contains("IP 10.9.0.2.80 > ")),
         "{text}"
     );
+
+    // Options after the filter are options, not filter words (tcpdump takes them anywhere).
+    let before = tapir_trace(&["-v", "-e", path, "icmp"]);
+    let after = tapir_trace(&[path, "icmp", "-v", "-e"]);
+    assert!(after.status.success(), "{after:?}");
+    assert_eq!(text_of(&after), text_of(&before));
+    assert!(text_of(&after).contains("ICMP echo"), "{}", text_of(&after));
 
     let out = tapir_trace(&[path, "arp or (udp and in)"]);
     let text = String::from_utf8(out.stdout).unwrap();
