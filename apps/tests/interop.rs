@@ -181,6 +181,20 @@ fn tapir_ping_beyond_the_mtu_is_fragmented_and_answered() {
         2,
         "{text}"
     );
+    // The largest: 45 fragments each way, the first request sent before ARP resolved (a fresh
+    // node), all of it held until the reply came.
+    let out = Command::new(TAPIR)
+        .arg("ping")
+        .args(lab.node_args())
+        .args([&lab.host.to_string(), "-s", "65507", "-c", "1", "-W", "3"])
+        .output()
+        .expect("run tapir ping");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("1 packets transmitted, 1 received"),
+        "tapir ping -s 65507: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

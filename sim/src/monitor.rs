@@ -63,9 +63,9 @@ pub const PEER_MAX_UNPAID: usize = 2;
 /// Segments of slack on top of twice the peer's largest window in the credit's cap.
 pub const CREDIT_SLACK_SEGMENTS: u64 = 4;
 
-/// Segments per connection that one ARP frame may release: tapir's ARP queue holds 16 packets
-/// per unresolved address (`ArpConfig::pending_per_addr`).
-pub const MAX_ARP_RELEASE: usize = 16;
+/// Segments per connection that one ARP frame may release: what tapir's ARP queue holds per
+/// unresolved address (`ArpConfig::pending_per_addr`, 128).
+pub const MAX_ARP_RELEASE: usize = 128;
 
 /// What made a node send.
 #[derive(Debug, Clone, PartialEq, Eq)]

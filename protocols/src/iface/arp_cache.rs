@@ -18,7 +18,8 @@ pub struct ArpConfig {
     pub request_interval: Duration,
     /// Requests sent for one address before its waiting packets are dropped.
     pub max_requests: u32,
-    /// Packets held per unresolved address.
+    /// Packets held per unresolved address (default 128: every fragment of a largest IPv4
+    /// datagram down to MTU 576, 119 of them, as Linux's 208 KiB `unres_qlen_bytes` holds one).
     pub pending_per_addr: usize,
     /// Packets held over all unresolved addresses.
     pub pending_total: usize,
@@ -43,7 +44,7 @@ impl Default for ArpConfig {
             entry_ttl: Duration::from_secs(60),
             request_interval: Duration::from_secs(1),
             max_requests: 3,
-            pending_per_addr: 16,
+            pending_per_addr: 128,
             pending_total: 256,
             protect_live_entries: true,
             defend: true,

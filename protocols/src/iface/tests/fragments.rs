@@ -393,3 +393,31 @@ fn a_fragmented_tcp_syn_reaches_the_listener() {
     assert!(synack.flags.syn() && synack.flags.ack());
     assert_eq!(b.counters().ipv4_reassembled, 1);
 }
+
+/// The largest UDP datagram (65,507 bytes: 45 fragments at MTU 1500) sent to an address not yet
+/// resolved waits whole for the ARP reply and then goes out whole (the per-address queue held 16
+/// frames, so `ping -s 65507` lost its first request).
+#[test]
+fn a_largest_datagram_waits_whole_for_arp() {
+    let mut b = stack(MAC_B, IP_B, 2);
+    let h = b.udp_bind(5000).unwrap();
+    let now = Instant::from_secs(1);
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    b.udp_send_to(h, SocketAddrV4::new(IP_A, 9), &data(65507))
+        .unwrap();
+    b.poll(now, &mut out);
+    assert_eq!(
+        out.len(),
+        1,
+        "only the ARP request goes out before the reply"
+    );
+    assert_eq!(b.counters().drops(DropReason::ArpQueueFull), 0);
+    out.clear();
+    b.receive(now, &arp_frame(ArpOperation::Reply, IP_B), &mut out);
+    b.poll(now, &mut out);
+    let fragments = out
+        .iter()
+        .filter(|f| parse_ip(f).1.protocol == IpProtocol::Udp)
+        .count();
+    assert_eq!(fragments, 65515usize.div_ceil(1480));
+}
