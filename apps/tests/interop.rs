@@ -123,24 +123,31 @@ fn kernel_ping_gets_three_replies() {
     assert!(text.contains("3 packets transmitted, 3 received"), "{text}");
 }
 
+/// `tapir ping` from a node in `lab` with `args` after the lab's node options: (success,
+/// stdout, stderr).
+fn tapir_ping(lab: &Lab, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(TAPIR)
+        .arg("ping")
+        .args(lab.node_args())
+        .args(args)
+        .output()
+        .expect("run tapir ping");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn tapir_ping_of_the_kernel_gets_its_replies() {
     if !interop_allowed() {
         return;
     }
     let lab = Lab::up("it").expect("lab");
-    let out = Command::new(TAPIR)
-        .arg("ping")
-        .args(lab.node_args())
-        .args([&lab.host.to_string(), "-c", "3", "-i", "0.2"])
-        .output()
-        .expect("run tapir ping");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "tapir ping failed: {text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let host = lab.host.to_string();
+    let (ok, text, err) = tapir_ping(&lab, &[&host, "-c", "3", "-i", "0.2"]);
+    assert!(ok, "tapir ping failed: {text} {err}");
     assert!(
         text.contains("3 packets transmitted, 3 received, 0% packet loss"),
         "{text}"
@@ -159,18 +166,9 @@ fn tapir_ping_beyond_the_mtu_is_fragmented_and_answered() {
         return;
     }
     let lab = Lab::up("it").expect("lab");
-    let out = Command::new(TAPIR)
-        .arg("ping")
-        .args(lab.node_args())
-        .args([&lab.host.to_string(), "-s", "4000", "-c", "2", "-i", "0.2"])
-        .output()
-        .expect("run tapir ping");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "tapir ping -s 4000 failed: {text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let host = lab.host.to_string();
+    let (ok, text, err) = tapir_ping(&lab, &[&host, "-s", "4000", "-c", "2", "-i", "0.2"]);
+    assert!(ok, "tapir ping -s 4000 failed: {text} {err}");
     assert!(text.contains("4000(4028) bytes of data"), "{text}");
     assert!(
         text.contains("2 packets transmitted, 2 received, 0% packet loss"),
@@ -183,17 +181,10 @@ fn tapir_ping_beyond_the_mtu_is_fragmented_and_answered() {
     );
     // The largest: 45 fragments each way, the first request sent before ARP resolved (a fresh
     // node), all of it held until the reply came.
-    let out = Command::new(TAPIR)
-        .arg("ping")
-        .args(lab.node_args())
-        .args([&lab.host.to_string(), "-s", "65507", "-c", "1", "-W", "3"])
-        .output()
-        .expect("run tapir ping");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (_, text, err) = tapir_ping(&lab, &[&host, "-s", "65507", "-c", "1", "-W", "3"]);
     assert!(
         text.contains("1 packets transmitted, 1 received"),
-        "tapir ping -s 65507: {text} {}",
-        String::from_utf8_lossy(&out.stderr)
+        "tapir ping -s 65507: {text} {err}"
     );
 }
 
