@@ -136,6 +136,11 @@ pub struct Params {
     pub parallel: usize,
     pub len: usize,
     pub reverse: bool,
+    /// A UDP test (`-u`): datagrams of `len` bytes at `bandwidth` bits per second (0: no limit).
+    pub udp: bool,
+    pub bandwidth: u64,
+    /// The client asked for 64-bit packet counters in the UDP header ("udp_counters_64bit").
+    pub udp_counters_64bit: bool,
 }
 
 impl Params {
@@ -157,10 +162,10 @@ impl Params {
         v
     }
 
-    /// Reads what a client sent. Only TCP tests are supported.
+    /// Reads what a client sent. TCP and UDP tests are supported, not SCTP.
     pub fn from_json(v: &Value) -> Result<Params, String> {
-        if v.get("udp").is_some() || v.get("sctp").is_some() {
-            return Err("only TCP tests are supported".into());
+        if v.get("sctp").is_some() {
+            return Err("only TCP and UDP tests are supported".into());
         }
         if v.get("bidirectional").is_some() {
             return Err("--bidir is not supported".into());
@@ -168,27 +173,40 @@ impl Params {
         let num = |k: &str, d: u64| v.get(k).and_then(Value::as_u64).unwrap_or(d);
         let parallel = num("parallel", 1).clamp(1, 128) as usize;
         let len = (num("len", DEFAULT_LEN as u64) as usize).clamp(1, 1 << 24);
-        let reverse = v
-            .get("reverse")
-            .map(|r| r.as_bool().unwrap_or(r.as_u64().unwrap_or(0) != 0))
-            .unwrap_or(false);
+        let flag = |k: &str| {
+            v.get(k)
+                .map(|r| r.as_bool().unwrap_or(r.as_u64().unwrap_or(0) != 0))
+                .unwrap_or(false)
+        };
+        let reverse = flag("reverse");
+        let udp = flag("udp");
         Ok(Params {
             time: num("time", 10),
             omit: num("omit", 0).min(3600),
             parallel,
             len,
             reverse,
+            udp,
+            bandwidth: num("bandwidth", 0),
+            udp_counters_64bit: flag("udp_counters_64bit"),
         })
     }
 }
 
 /// One stream's line in a results message.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct StreamResult {
     pub id: u64,
     pub bytes: u64,
     pub retransmits: u64,
     pub seconds: f64,
+    /// UDP: the receiver's jitter in seconds, lost datagrams and the highest sequence number
+    /// seen (a sender: datagrams sent), and what of these the omitted seconds held.
+    pub jitter: f64,
+    pub errors: u64,
+    pub omitted_errors: u64,
+    pub packets: u64,
+    pub omitted_packets: u64,
 }
 
 /// A results message (`send_results`): CPU figures we do not measure are sent as 0.
@@ -200,11 +218,11 @@ pub fn results_json(sender: bool, streams: &[StreamResult]) -> Value {
                 "id": s.id,
                 "bytes": s.bytes,
                 "retransmits": if sender { s.retransmits as i64 } else { -1 },
-                "jitter": 0,
-                "errors": 0,
-                "omitted_errors": 0,
-                "packets": 0,
-                "omitted_packets": 0,
+                "jitter": s.jitter,
+                "errors": s.errors,
+                "omitted_errors": s.omitted_errors,
+                "packets": s.packets,
+                "omitted_packets": s.omitted_packets,
                 "start_time": 0,
                 "end_time": s.seconds,
             })
@@ -245,6 +263,7 @@ pub fn parse_results(v: &Value) -> Result<Vec<StreamResult>, String> {
                 bytes,
                 retransmits,
                 seconds: end - start,
+                ..Default::default()
             })
         })
         .collect()
@@ -326,6 +345,9 @@ mod tests {
             parallel: 4,
             len: 1000,
             reverse: true,
+            udp: false,
+            bandwidth: 0,
+            udp_counters_64bit: false,
         };
         let mut wire = Vec::new();
         write_json(&mut wire, &p.to_json()).unwrap();
@@ -346,8 +368,15 @@ mod tests {
             (p.time, p.parallel, p.len, p.reverse),
             (2, 2, 131072, false)
         );
-        let udp: Value = serde_json::from_str(r#"{"udp":true}"#).unwrap();
-        assert!(Params::from_json(&udp).is_err());
+        let udp: Value = serde_json::from_str(
+            r#"{"udp":true,"time":2,"len":1448,"bandwidth":50000000,"udp_counters_64bit":1}"#,
+        )
+        .unwrap();
+        let p = Params::from_json(&udp).unwrap();
+        assert!(p.udp && p.udp_counters_64bit);
+        assert_eq!((p.len, p.bandwidth), (1448, 50_000_000));
+        let sctp: Value = serde_json::from_str(r#"{"sctp":true}"#).unwrap();
+        assert!(Params::from_json(&sctp).is_err());
     }
 
     #[test]
@@ -359,6 +388,7 @@ mod tests {
                 bytes: 42,
                 retransmits: 0,
                 seconds: 2.0,
+                ..Default::default()
             }],
         );
         for k in [
