@@ -251,7 +251,7 @@ fn perf_without_a_role_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// A test tapir does not run (--bidir) is refused through iperf3's own error path: the
+/// A test tapir does not run (--bidir, SCTP) is refused through iperf3's own error path: the
 /// SERVER_ERROR state and both error codes, so the stock client prints a readable message
 /// instead of "int_errno=<random>: Unknown error".
 #[test]
@@ -259,7 +259,7 @@ fn stock_iperf3_client_gets_a_readable_refusal() {
     if !interop_allowed() {
         return;
     }
-    for extra in [&["--bidir"][..]] {
+    for extra in [&["--bidir"][..], &["--sctp"][..]] {
         let lab = Lab::up("pf").expect("lab");
         let (_server, _out) = tapir_server(&lab, &[]);
         let node = lab.node.address().to_string();
@@ -387,8 +387,16 @@ fn stock_udp_client_against_tapir(extra: &[&str]) -> Value {
         .output()
         .expect("run iperf3 -c -u");
     let text = String::from_utf8_lossy(&res.stdout);
-    assert!(res.status.success(), "iperf3 -c -u {extra:?} failed: {text}");
+    assert!(
+        res.status.success(),
+        "iperf3 -c -u {extra:?} failed: {text}"
+    );
     let v: Value = serde_json::from_str(&text).expect("iperf3 JSON");
+    assert!(
+        v.get("error").is_none(),
+        "iperf3 -c -u {extra:?}: {}",
+        v["error"]
+    );
     let sum = &v["end"]["sum"];
     let packets = sum["packets"].as_u64().expect("end.sum.packets");
     let lost = sum["lost_percent"].as_f64().expect("end.sum.lost_percent");
@@ -426,6 +434,10 @@ fn stock_iperf3_udp_client_receives_from_tapir_server() {
         let v = stock_udp_client_against_tapir(&["-R"]);
         // tapir paced its datagrams to the client's 50 Mbit/s, give or take.
         let bps = v["end"]["sum"]["bits_per_second"].as_f64().unwrap();
-        assert!((35e6..65e6).contains(&bps), "{bps} bit/s: {}", v["end"]["sum"]);
+        assert!(
+            (35e6..65e6).contains(&bps),
+            "{bps} bit/s: {}",
+            v["end"]["sum"]
+        );
     }
 }

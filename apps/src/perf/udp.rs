@@ -181,11 +181,14 @@ mod tests {
             assert_eq!(count, 7);
             assert!((sent - 1_700_000_000.25).abs() < 1e-6);
         }
-        assert_eq!(&{
-            let mut d = [0u8; 12];
-            write_header(&mut d, Duration::new(1, 2000), 3, false);
-            d
-        }, &[0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3]);
+        assert_eq!(
+            &{
+                let mut d = [0u8; 12];
+                write_header(&mut d, Duration::new(1, 2000), 3, false);
+                d
+            },
+            &[0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3]
+        );
         assert!(parse_header(&[0; 11], false).is_none());
     }
 
@@ -217,7 +220,10 @@ mod tests {
         assert_eq!(p.wait(), Duration::ZERO);
         p.sent(100_000);
         let w = p.wait();
-        assert!(w > Duration::from_millis(80) && w <= Duration::from_millis(100), "{w:?}");
+        assert!(
+            w > Duration::from_millis(80) && w <= Duration::from_millis(100),
+            "{w:?}"
+        );
         let mut unlimited = Pacer::new(0);
         unlimited.sent(1 << 30);
         assert_eq!(unlimited.wait(), Duration::ZERO);
