@@ -441,3 +441,21 @@ fn stock_iperf3_udp_client_receives_from_tapir_server() {
         );
     }
 }
+
+#[test]
+fn stock_iperf3_udp_client_with_parallel_streams_and_omitted_seconds() {
+    if interop_allowed() {
+        let v = stock_udp_client_against_tapir(&["-P", "2", "-O", "1"]);
+        // tapir's bytes leave the omitted second out, as the sender's do.
+        let (sent, received) = sums(&v);
+        assert_consistent(sent, received, "iperf3 -c -u -P 2 -O 1");
+        assert!(received as f64 >= 0.9 * sent as f64, "{}", v["end"]);
+        let streams = v["end"]["streams"].as_array().expect("end.streams");
+        assert_eq!(streams.len(), 2, "{}", v["end"]);
+        for s in streams {
+            let u = &s["udp"];
+            assert!(u["packets"].as_u64().unwrap_or(0) > 0, "{u}");
+            assert!(u["lost_percent"].as_f64().unwrap_or(100.0) <= 1.0, "{u}");
+        }
+    }
+}
