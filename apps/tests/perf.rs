@@ -408,6 +408,11 @@ fn stock_udp_client_against_tapir(extra: &[&str]) -> Value {
     let mut summary = String::new();
     out.read_to_string(&mut summary).unwrap();
     assert!(status.success(), "tapir perf -s failed: {summary}");
+    // tapir's own summary has the receiver's jitter and lost/total, as iperf3's server prints.
+    assert!(
+        summary.contains(" ms  ") && summary.contains("%)"),
+        "{summary}"
+    );
     v
 }
 

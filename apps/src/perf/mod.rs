@@ -83,6 +83,8 @@ pub struct TestReport {
     /// Bytes the sending side wrote, and what the receiving side read, summed over streams.
     pub sent: u64,
     pub received: u64,
+    /// A UDP test: the receiver's jitter and loss.
+    pub udp: Option<proto::UdpSummary>,
 }
 
 impl TestReport {
@@ -97,12 +99,12 @@ impl TestReport {
                 "sender": sender,
             })
         };
-        json!({
+        let mut v = json!({
             "start": {
                 "connecting_to": {"host": host, "port": port},
                 "version": concat!("tapir ", env!("CARGO_PKG_VERSION")),
                 "test_start": {
-                    "protocol": "TCP",
+                    "protocol": if self.udp.is_some() { "UDP" } else { "TCP" },
                     "num_streams": self.streams,
                     "blksize": len,
                     "duration": self.seconds.round() as u64,
@@ -114,7 +116,16 @@ impl TestReport {
                 "sum_sent": sum(self.sent, true),
                 "sum_received": sum(self.received, false),
             },
-        })
+        });
+        if let Some(u) = &self.udp {
+            let mut s = sum(self.received, false);
+            s["jitter_ms"] = json!(u.jitter * 1000.0);
+            s["lost_packets"] = json!(u.lost);
+            s["packets"] = json!(u.packets);
+            s["lost_percent"] = json!(u.lost_percent());
+            v["end"]["sum"] = s;
+        }
+        v
     }
 }
 
@@ -170,11 +181,11 @@ pub fn run(node: &Node, opts: &PerfOpts, out: &mut dyn Write) -> Result<()> {
                         (r.received, "receiver")
                     };
                     let label = if r.streams > 1 { "SUM" } else { "  5" };
-                    writeln!(
-                        out,
-                        "{}",
-                        proto::summary_line(label, r.seconds, bytes, role)
-                    )?;
+                    let line = match &r.udp {
+                        Some(u) => proto::udp_summary_line(label, r.seconds, bytes, u, role),
+                        None => proto::summary_line(label, r.seconds, bytes, role),
+                    };
+                    writeln!(out, "{line}")?;
                 }
                 out.flush()?;
             }
@@ -368,6 +379,7 @@ fn serve_one(node: &Node, listener: &TcpListener, port: u16) -> Result<TestRepor
         reverse: params.reverse,
         sent,
         received,
+        udp: None,
     })
 }
 
@@ -469,12 +481,14 @@ fn serve_udp(node: &Node, mut ctrl: TcpStream, port: u16, params: &Params) -> Re
     } else {
         (their_total, our_total)
     };
+    let receiver = if send { &theirs } else { &ours };
     Ok(TestReport {
         seconds,
         streams: peers.len(),
         reverse: params.reverse,
         sent,
         received,
+        udp: Some(proto::UdpSummary::of(receiver)),
     })
 }
 
@@ -631,6 +645,7 @@ fn client(node: &Node, opts: &PerfOpts, server: SocketAddrV4) -> Result<TestRepo
                     reverse: params.reverse,
                     sent,
                     received,
+                    udp: None,
                 };
                 // DISPLAY_RESULTS follows; answer IPERF_DONE and let the FIN go out.
                 let s = proto::read_state(&mut ctrl)?;

@@ -258,12 +258,17 @@ pub fn parse_results(v: &Value) -> Result<Vec<StreamResult>, String> {
             let retransmits = s.get("retransmits").and_then(Value::as_u64).unwrap_or(0);
             let start = s.get("start_time").and_then(Value::as_f64).unwrap_or(0.0);
             let end = s.get("end_time").and_then(Value::as_f64).unwrap_or(0.0);
+            let count = |k: &str| s.get(k).and_then(Value::as_u64).unwrap_or(0);
             Ok(StreamResult {
                 id,
                 bytes,
                 retransmits,
                 seconds: end - start,
-                ..Default::default()
+                jitter: s.get("jitter").and_then(Value::as_f64).unwrap_or(0.0),
+                errors: count("errors"),
+                omitted_errors: count("omitted_errors"),
+                packets: count("packets"),
+                omitted_packets: count("omitted_packets"),
             })
         })
         .collect()
@@ -306,6 +311,79 @@ fn three_digits(v: f64) -> String {
         format!("{v:.1}")
     } else {
         format!("{v:.0}")
+    }
+}
+
+/// A UDP receiver's figures over a test: mean jitter in seconds, datagrams lost and expected.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct UdpSummary {
+    pub jitter: f64,
+    pub lost: u64,
+    pub packets: u64,
+}
+
+impl UdpSummary {
+    /// Over a receiver's streams, as iperf3 sums them (the jitter averaged).
+    pub fn of(streams: &[StreamResult]) -> Self {
+        let n = streams.len().max(1) as f64;
+        UdpSummary {
+            jitter: streams.iter().map(|s| s.jitter).sum::<f64>() / n,
+            lost: streams
+                .iter()
+                .map(|s| s.errors.saturating_sub(s.omitted_errors))
+                .sum(),
+            packets: streams
+                .iter()
+                .map(|s| s.packets.saturating_sub(s.omitted_packets))
+                .sum(),
+        }
+    }
+
+    pub fn lost_percent(&self) -> f64 {
+        if self.packets > 0 {
+            100.0 * self.lost as f64 / self.packets as f64
+        } else {
+            0.0
+        }
+    }
+}
+
+/// A UDP summary line in iperf3's layout:
+/// `[  5]   0.00-2.00   sec  11.9 MBytes  50.0 Mbits/sec  0.068 ms  0/8629 (0%)  receiver`.
+pub fn udp_summary_line(
+    label: &str,
+    seconds: f64,
+    bytes: u64,
+    u: &UdpSummary,
+    role: &str,
+) -> String {
+    let rate = if seconds > 0.0 {
+        bytes as f64 * 8.0 / seconds
+    } else {
+        0.0
+    };
+    format!(
+        "[{label:>3}]   0.00-{seconds:<5.2} sec  {:>11}  {:>15}  {:.3} ms  {}/{} ({}%)  {role}",
+        format_bytes(bytes),
+        format_rate(rate),
+        u.jitter * 1000.0,
+        u.lost,
+        u.packets,
+        two_digits(u.lost_percent())
+    )
+}
+
+/// Two significant digits without trailing zeros (C's `%.2g` for a percentage).
+fn two_digits(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return "0".into();
+    }
+    let places = (1 - v.abs().log10().floor() as i32).max(0) as usize;
+    let s = format!("{v:.places$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
     }
 }
 
@@ -414,6 +492,27 @@ mod tests {
         assert!(c[..36].iter().all(|b| b.is_ascii_alphanumeric()));
         assert_ne!(c, make_cookie(8));
         assert_eq!([stream_id(0), stream_id(1), stream_id(2)], [1, 3, 4]);
+    }
+
+    #[test]
+    fn udp_summaries_look_like_iperf3() {
+        let u = UdpSummary::of(&[StreamResult {
+            jitter: 0.000068,
+            errors: 3,
+            omitted_errors: 1,
+            packets: 1002,
+            omitted_packets: 2,
+            ..Default::default()
+        }]);
+        assert_eq!((u.lost, u.packets), (2, 1000));
+        let line = udp_summary_line("  5", 2.0, 12_500_000, &u, "receiver");
+        assert!(
+            line.ends_with("0.068 ms  2/1000 (0.2%)  receiver"),
+            "{line}"
+        );
+        assert_eq!(two_digits(0.0), "0");
+        assert_eq!(two_digits(12.34), "12");
+        assert_eq!(two_digits(1.25), "1.2");
     }
 
     #[test]
