@@ -251,7 +251,7 @@ fn perf_without_a_role_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// A test tapir does not run (UDP, --bidir) is refused through iperf3's own error path: the
+/// A test tapir does not run (--bidir, SCTP) is refused through iperf3's own error path: the
 /// SERVER_ERROR state and both error codes, so the stock client prints a readable message
 /// instead of "int_errno=<random>: Unknown error".
 #[test]
@@ -259,7 +259,7 @@ fn stock_iperf3_client_gets_a_readable_refusal() {
     if !interop_allowed() {
         return;
     }
-    for extra in [&["-u", "-b", "1M"][..], &["--bidir"][..]] {
+    for extra in [&["--bidir"][..], &["--sctp"][..]] {
         let lab = Lab::up("pf").expect("lab");
         let (_server, _out) = tapir_server(&lab, &[]);
         let node = lab.node.address().to_string();
@@ -371,4 +371,96 @@ fn omitted_seconds_are_left_out_on_tapirs_side() {
         (0.85..1.1).contains(&ratio),
         "receiver (tapir) {received} B against sender {sent} B over the same 2 s"
     );
+}
+
+/// Stock `iperf3 -c -u -b 50M -t 2 --json` (plus `extra`) against `tapir perf -s`: the client's
+/// summary shows the receiver's packets, loss and jitter; returns the client's JSON.
+fn stock_udp_client_against_tapir(extra: &[&str]) -> Value {
+    let lab = Lab::up("pf").expect("lab");
+    let (mut server, mut out) = tapir_server(&lab, &[]);
+    let node = lab.node.address().to_string();
+    let res = lab
+        .command("timeout")
+        .args(["60", "iperf3", "-c", &node, "-u", "-b", "50M", "-t", "2"])
+        .args(["--json", "--connect-timeout", "5000"])
+        .args(extra)
+        .output()
+        .expect("run iperf3 -c -u");
+    let text = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        res.status.success(),
+        "iperf3 -c -u {extra:?} failed: {text}"
+    );
+    let v: Value = serde_json::from_str(&text).expect("iperf3 JSON");
+    assert!(
+        v.get("error").is_none(),
+        "iperf3 -c -u {extra:?}: {}",
+        v["error"]
+    );
+    let sum = &v["end"]["sum"];
+    let packets = sum["packets"].as_u64().expect("end.sum.packets");
+    let lost = sum["lost_percent"].as_f64().expect("end.sum.lost_percent");
+    let jitter = sum["jitter_ms"].as_f64().expect("end.sum.jitter_ms");
+    assert!(packets > 0, "no packets: {sum}");
+    assert!(lost <= 1.0, "lost {lost}%: {sum}");
+    assert!(jitter >= 0.0, "jitter {jitter}: {sum}");
+    let status = server.0.wait().expect("wait tapir");
+    let mut summary = String::new();
+    out.read_to_string(&mut summary).unwrap();
+    assert!(status.success(), "tapir perf -s failed: {summary}");
+    // tapir's own summary has the receiver's jitter and lost/total, as iperf3's server prints.
+    assert!(
+        summary.contains(" ms  ") && summary.contains("%)"),
+        "{summary}"
+    );
+    v
+}
+
+#[test]
+fn stock_iperf3_udp_client_sends_to_tapir_server() {
+    if interop_allowed() {
+        let v = stock_udp_client_against_tapir(&[]);
+        // About 2 s at 50 Mbit/s arrived (the receiver's figures are tapir's).
+        let packets = v["end"]["sum"]["packets"].as_u64().unwrap();
+        assert!(packets > 4000, "{}", v["end"]["sum"]);
+    }
+}
+
+#[test]
+fn stock_iperf3_udp_client_with_64_bit_counters_and_short_datagrams() {
+    if interop_allowed() {
+        stock_udp_client_against_tapir(&["--udp-counters-64bit", "-l", "200"]);
+    }
+}
+
+#[test]
+fn stock_iperf3_udp_client_receives_from_tapir_server() {
+    if interop_allowed() {
+        let v = stock_udp_client_against_tapir(&["-R"]);
+        // tapir paced its datagrams to the client's 50 Mbit/s, give or take.
+        let bps = v["end"]["sum"]["bits_per_second"].as_f64().unwrap();
+        assert!(
+            (35e6..65e6).contains(&bps),
+            "{bps} bit/s: {}",
+            v["end"]["sum"]
+        );
+    }
+}
+
+#[test]
+fn stock_iperf3_udp_client_with_parallel_streams_and_omitted_seconds() {
+    if interop_allowed() {
+        let v = stock_udp_client_against_tapir(&["-P", "2", "-O", "1"]);
+        // tapir's bytes leave the omitted second out, as the sender's do.
+        let (sent, received) = sums(&v);
+        assert_consistent(sent, received, "iperf3 -c -u -P 2 -O 1");
+        assert!(received as f64 >= 0.9 * sent as f64, "{}", v["end"]);
+        let streams = v["end"]["streams"].as_array().expect("end.streams");
+        assert_eq!(streams.len(), 2, "{}", v["end"]);
+        for s in streams {
+            let u = &s["udp"];
+            assert!(u["packets"].as_u64().unwrap_or(0) > 0, "{u}");
+            assert!(u["lost_percent"].as_f64().unwrap_or(100.0) <= 1.0, "{u}");
+        }
+    }
 }

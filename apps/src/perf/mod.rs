@@ -3,6 +3,7 @@
 
 pub mod proto;
 mod stream;
+pub mod udp;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use engine::{Node, TcpListener, TcpStream};
+use engine::{Node, TcpListener, TcpStream, UdpSocket};
 use protocols::iface::SocketHandle;
 use serde_json::{json, Value};
 
@@ -82,6 +83,8 @@ pub struct TestReport {
     /// Bytes the sending side wrote, and what the receiving side read, summed over streams.
     pub sent: u64,
     pub received: u64,
+    /// A UDP test: the receiver's jitter and loss.
+    pub udp: Option<proto::UdpSummary>,
 }
 
 impl TestReport {
@@ -96,12 +99,12 @@ impl TestReport {
                 "sender": sender,
             })
         };
-        json!({
+        let mut v = json!({
             "start": {
                 "connecting_to": {"host": host, "port": port},
                 "version": concat!("tapir ", env!("CARGO_PKG_VERSION")),
                 "test_start": {
-                    "protocol": "TCP",
+                    "protocol": if self.udp.is_some() { "UDP" } else { "TCP" },
                     "num_streams": self.streams,
                     "blksize": len,
                     "duration": self.seconds.round() as u64,
@@ -113,7 +116,16 @@ impl TestReport {
                 "sum_sent": sum(self.sent, true),
                 "sum_received": sum(self.received, false),
             },
-        })
+        });
+        if let Some(u) = &self.udp {
+            let mut s = sum(self.received, false);
+            s["jitter_ms"] = json!(u.jitter * 1000.0);
+            s["lost_packets"] = json!(u.lost);
+            s["packets"] = json!(u.packets);
+            s["lost_percent"] = json!(u.lost_percent());
+            v["end"]["sum"] = s;
+        }
+        v
     }
 }
 
@@ -157,7 +169,7 @@ pub fn run(node: &Node, opts: &PerfOpts, out: &mut dyn Write) -> Result<()> {
         out.flush()?;
     }
     loop {
-        match serve_one(node, &listener) {
+        match serve_one(node, &listener, opts.port) {
             Ok(r) => {
                 if opts.json {
                     let v = r.to_json("", opts.port, opts.length);
@@ -169,11 +181,11 @@ pub fn run(node: &Node, opts: &PerfOpts, out: &mut dyn Write) -> Result<()> {
                         (r.received, "receiver")
                     };
                     let label = if r.streams > 1 { "SUM" } else { "  5" };
-                    writeln!(
-                        out,
-                        "{}",
-                        proto::summary_line(label, r.seconds, bytes, role)
-                    )?;
+                    let line = match &r.udp {
+                        Some(u) => proto::udp_summary_line(label, r.seconds, bytes, u, role),
+                        None => proto::summary_line(label, r.seconds, bytes, role),
+                    };
+                    writeln!(out, "{line}")?;
                 }
                 out.flush()?;
             }
@@ -284,7 +296,7 @@ fn server_error(code: i8) -> anyhow::Error {
 }
 
 /// Handles one test from a client that connects to `listener`.
-fn serve_one(node: &Node, listener: &TcpListener) -> Result<TestReport> {
+fn serve_one(node: &Node, listener: &TcpListener, port: u16) -> Result<TestReport> {
     let (mut ctrl, peer) = listener.accept()?;
     ctrl.set_read_timeout(Some(CONTROL_TIMEOUT));
     ctrl.set_nodelay(true)?;
@@ -301,6 +313,9 @@ fn serve_one(node: &Node, listener: &TcpListener) -> Result<TestReport> {
         let _ = ctrl.wait_closed(Some(CONTROL_TIMEOUT));
         anyhow!("client {peer}: {e}")
     })?;
+    if params.udp {
+        return serve_udp(node, ctrl, port, &params);
+    }
     proto::write_state(&mut ctrl, state::CREATE_STREAMS)?;
     let mut streams = Vec::new();
     while streams.len() < params.parallel {
@@ -344,6 +359,7 @@ fn serve_one(node: &Node, listener: &TcpListener) -> Result<TestReport> {
             bytes: b,
             retransmits: 0,
             seconds,
+            ..Default::default()
         })
         .collect();
     proto::write_json(&mut ctrl, &proto::results_json(send, &ours))?;
@@ -363,7 +379,196 @@ fn serve_one(node: &Node, listener: &TcpListener) -> Result<TestReport> {
         reverse: params.reverse,
         sent,
         received,
+        udp: None,
     })
+}
+
+/// The rest of a UDP test ([`udp`]) after the parameters: the client's streams connect to
+/// `port` over UDP, then the datagrams flow one way until the client's TEST_END.
+fn serve_udp(node: &Node, mut ctrl: TcpStream, port: u16, params: &Params) -> Result<TestReport> {
+    let mut sock = UdpSocket::bind(node, port)
+        .with_context(|| format!("cannot bind UDP port {port} for the test"))?;
+    proto::write_state(&mut ctrl, state::CREATE_STREAMS)?;
+    // Each client stream's connect datagram, answered; a repeat from a known stream again.
+    sock.set_read_timeout(Some(CONTROL_TIMEOUT));
+    let mut peers: Vec<SocketAddrV4> = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while peers.len() < params.parallel {
+        let (n, from) = sock
+            .recv_from(&mut buf)
+            .context("waiting for the UDP streams' connect datagrams")?;
+        if !udp::is_connect_msg(&buf[..n]) {
+            continue;
+        }
+        if udp::stream_index(&peers, from).is_none() {
+            peers.push(from);
+        }
+        sock.send_to(&udp::connect_reply(), from)?;
+    }
+    proto::write_state(&mut ctrl, state::TEST_START)?;
+    proto::write_state(&mut ctrl, state::TEST_RUNNING)?;
+    let send = params.reverse;
+    let wide = params.udp_counters_64bit;
+    let omit = Duration::from_secs(params.omit);
+    let limit = Duration::from_secs(params.time + params.omit) + CONTROL_TIMEOUT;
+    sock.set_read_timeout(Some(Duration::from_millis(20)));
+    let stop = AtomicBool::new(false);
+    let start = Instant::now();
+    let (r, stats, sent_counts) = std::thread::scope(|scope| {
+        let sock = &sock;
+        let peers = &peers;
+        let stop = &stop;
+        let worker = scope.spawn(move || {
+            if send {
+                (Vec::new(), udp_send(sock, peers, params, stop))
+            } else {
+                (udp_receive(sock, peers, wide, omit, stop), Vec::new())
+            }
+        });
+        ctrl.set_read_timeout(Some(limit));
+        let r = match proto::read_state(&mut ctrl).context("waiting for the end of the test") {
+            Ok(state::TEST_END) => Ok(()),
+            Ok(s) => Err(server_error(s)),
+            Err(e) => Err(e),
+        };
+        stop.store(true, Ordering::Release);
+        let (stats, sent) = worker.join().unwrap_or_default();
+        (r, stats, sent)
+    });
+    r?;
+    let seconds = start.elapsed().saturating_sub(omit).as_secs_f64();
+    ctrl.set_read_timeout(Some(CONTROL_TIMEOUT));
+    proto::write_state(&mut ctrl, state::EXCHANGE_RESULTS)?;
+    let theirs = proto::read_json(&mut ctrl).context("reading the client's results")?;
+    let theirs = proto::parse_results(&theirs).map_err(|e| anyhow!(e))?;
+    let id = |i: usize| theirs.get(i).map_or(proto::stream_id(i), |t| t.id);
+    let ours: Vec<StreamResult> = if send {
+        sent_counts
+            .iter()
+            .enumerate()
+            .map(|(i, &(bytes, packets))| StreamResult {
+                id: id(i),
+                bytes,
+                seconds,
+                packets,
+                ..Default::default()
+            })
+            .collect()
+    } else {
+        stats
+            .iter()
+            .enumerate()
+            .map(|(i, s)| StreamResult {
+                id: id(i),
+                bytes: s.bytes - s.omitted_bytes,
+                seconds,
+                jitter: s.jitter,
+                errors: s.errors,
+                omitted_errors: s.omitted_errors,
+                packets: s.packets,
+                omitted_packets: s.omitted_packets,
+                ..Default::default()
+            })
+            .collect()
+    };
+    proto::write_json(&mut ctrl, &proto::results_json(send, &ours))?;
+    proto::write_state(&mut ctrl, state::DISPLAY_RESULTS)?;
+    let _ = proto::read_state(&mut ctrl);
+    let our_total: u64 = ours.iter().map(|s| s.bytes).sum();
+    let their_total: u64 = theirs.iter().map(|t| t.bytes).sum();
+    let (sent, received) = if send {
+        (our_total, their_total)
+    } else {
+        (their_total, our_total)
+    };
+    let receiver = if send { &theirs } else { &ours };
+    Ok(TestReport {
+        seconds,
+        streams: peers.len(),
+        reverse: params.reverse,
+        sent,
+        received,
+        udp: Some(proto::UdpSummary::of(receiver)),
+    })
+}
+
+/// Receives the streams' datagrams until `stop`; each stream's figures, by stream index.
+fn udp_receive(
+    sock: &UdpSocket,
+    peers: &[SocketAddrV4],
+    wide: bool,
+    omit: Duration,
+    stop: &AtomicBool,
+) -> Vec<udp::RecvStats> {
+    let mut stats = vec![udp::RecvStats::default(); peers.len()];
+    let mut buf = vec![0u8; 65536];
+    let start = Instant::now();
+    let mut omitting = !omit.is_zero();
+    while !stop.load(Ordering::Acquire) {
+        if omitting && start.elapsed() >= omit {
+            omitting = false;
+            stats.iter_mut().for_each(udp::RecvStats::end_omit);
+        }
+        let Ok((n, from)) = sock.recv_from(&mut buf) else {
+            continue; // the read timeout: look at the stop flag again
+        };
+        let arrival = udp::wall_clock().as_secs_f64();
+        let Some(i) = udp::stream_index(peers, from) else {
+            continue;
+        };
+        // A repeated connect datagram is not data.
+        if udp::is_connect_msg(&buf[..n]) {
+            continue;
+        }
+        if let Some((sent, count)) = udp::parse_header(&buf[..n], wide) {
+            stats[i].on_datagram(n, count, sent, arrival);
+        }
+    }
+    stats
+}
+
+/// Sends `len`-byte datagrams to every stream, paced to the client's rate per stream, until
+/// `stop`; (bytes, datagrams) sent per stream.
+fn udp_send(
+    sock: &UdpSocket,
+    peers: &[SocketAddrV4],
+    params: &Params,
+    stop: &AtomicBool,
+) -> Vec<(u64, u64)> {
+    let wide = params.udp_counters_64bit;
+    let len = params.len.max(udp::header_len(wide));
+    let mut block = stream::pattern(len).to_vec();
+    let mut pacers: Vec<udp::Pacer> = peers
+        .iter()
+        .map(|_| udp::Pacer::new(params.bandwidth))
+        .collect();
+    let mut counts = vec![(0u64, 0u64); peers.len()];
+    while !stop.load(Ordering::Acquire) {
+        let mut soonest = Duration::from_millis(1);
+        for (i, &peer) in peers.iter().enumerate() {
+            let wait = pacers[i].wait();
+            if !wait.is_zero() {
+                soonest = soonest.min(wait);
+                continue;
+            }
+            let (bytes, packets) = &mut counts[i];
+            udp::write_header(&mut block, udp::wall_clock(), *packets + 1, wide);
+            match sock.send_to(&block, peer) {
+                Ok(_) => {
+                    *packets += 1;
+                    *bytes += len as u64;
+                    pacers[i].sent(len);
+                    soonest = Duration::ZERO;
+                }
+                // The queue is full: try again in a moment.
+                Err(_) => soonest = soonest.min(Duration::from_micros(100)),
+            }
+        }
+        if !soonest.is_zero() {
+            std::thread::sleep(soonest);
+        }
+    }
+    counts
 }
 
 /// Runs one test against the iperf3 server at `server`.
@@ -381,6 +586,9 @@ fn client(node: &Node, opts: &PerfOpts, server: SocketAddrV4) -> Result<TestRepo
         parallel: usize::from(opts.parallel),
         len: opts.length,
         reverse: opts.reverse,
+        udp: false,
+        bandwidth: 0,
+        udp_counters_64bit: false,
     };
     let mut streams = Vec::new();
     let mut outcome: Option<(f64, Vec<u64>)> = None;
@@ -418,6 +626,7 @@ fn client(node: &Node, opts: &PerfOpts, server: SocketAddrV4) -> Result<TestRepo
                         bytes: b,
                         retransmits: 0,
                         seconds,
+                        ..Default::default()
                     })
                     .collect();
                 proto::write_json(&mut ctrl, &proto::results_json(!params.reverse, &ours))?;
@@ -436,6 +645,7 @@ fn client(node: &Node, opts: &PerfOpts, server: SocketAddrV4) -> Result<TestRepo
                     reverse: params.reverse,
                     sent,
                     received,
+                    udp: None,
                 };
                 // DISPLAY_RESULTS follows; answer IPERF_DONE and let the FIN go out.
                 let s = proto::read_state(&mut ctrl)?;

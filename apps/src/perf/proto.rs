@@ -136,6 +136,11 @@ pub struct Params {
     pub parallel: usize,
     pub len: usize,
     pub reverse: bool,
+    /// A UDP test (`-u`): datagrams of `len` bytes at `bandwidth` bits per second (0: no limit).
+    pub udp: bool,
+    pub bandwidth: u64,
+    /// The client asked for 64-bit packet counters in the UDP header ("udp_counters_64bit").
+    pub udp_counters_64bit: bool,
 }
 
 impl Params {
@@ -157,10 +162,10 @@ impl Params {
         v
     }
 
-    /// Reads what a client sent. Only TCP tests are supported.
+    /// Reads what a client sent. TCP and UDP tests are supported, not SCTP.
     pub fn from_json(v: &Value) -> Result<Params, String> {
-        if v.get("udp").is_some() || v.get("sctp").is_some() {
-            return Err("only TCP tests are supported".into());
+        if v.get("sctp").is_some() {
+            return Err("only TCP and UDP tests are supported".into());
         }
         if v.get("bidirectional").is_some() {
             return Err("--bidir is not supported".into());
@@ -168,27 +173,40 @@ impl Params {
         let num = |k: &str, d: u64| v.get(k).and_then(Value::as_u64).unwrap_or(d);
         let parallel = num("parallel", 1).clamp(1, 128) as usize;
         let len = (num("len", DEFAULT_LEN as u64) as usize).clamp(1, 1 << 24);
-        let reverse = v
-            .get("reverse")
-            .map(|r| r.as_bool().unwrap_or(r.as_u64().unwrap_or(0) != 0))
-            .unwrap_or(false);
+        let flag = |k: &str| {
+            v.get(k)
+                .map(|r| r.as_bool().unwrap_or(r.as_u64().unwrap_or(0) != 0))
+                .unwrap_or(false)
+        };
+        let reverse = flag("reverse");
+        let udp = flag("udp");
         Ok(Params {
             time: num("time", 10),
             omit: num("omit", 0).min(3600),
             parallel,
             len,
             reverse,
+            udp,
+            bandwidth: num("bandwidth", 0),
+            udp_counters_64bit: flag("udp_counters_64bit"),
         })
     }
 }
 
 /// One stream's line in a results message.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct StreamResult {
     pub id: u64,
     pub bytes: u64,
     pub retransmits: u64,
     pub seconds: f64,
+    /// UDP: the receiver's jitter in seconds, lost datagrams and the highest sequence number
+    /// seen (a sender: datagrams sent), and what of these the omitted seconds held.
+    pub jitter: f64,
+    pub errors: u64,
+    pub omitted_errors: u64,
+    pub packets: u64,
+    pub omitted_packets: u64,
 }
 
 /// A results message (`send_results`): CPU figures we do not measure are sent as 0.
@@ -200,11 +218,11 @@ pub fn results_json(sender: bool, streams: &[StreamResult]) -> Value {
                 "id": s.id,
                 "bytes": s.bytes,
                 "retransmits": if sender { s.retransmits as i64 } else { -1 },
-                "jitter": 0,
-                "errors": 0,
-                "omitted_errors": 0,
-                "packets": 0,
-                "omitted_packets": 0,
+                "jitter": s.jitter,
+                "errors": s.errors,
+                "omitted_errors": s.omitted_errors,
+                "packets": s.packets,
+                "omitted_packets": s.omitted_packets,
                 "start_time": 0,
                 "end_time": s.seconds,
             })
@@ -240,11 +258,17 @@ pub fn parse_results(v: &Value) -> Result<Vec<StreamResult>, String> {
             let retransmits = s.get("retransmits").and_then(Value::as_u64).unwrap_or(0);
             let start = s.get("start_time").and_then(Value::as_f64).unwrap_or(0.0);
             let end = s.get("end_time").and_then(Value::as_f64).unwrap_or(0.0);
+            let count = |k: &str| s.get(k).and_then(Value::as_u64).unwrap_or(0);
             Ok(StreamResult {
                 id,
                 bytes,
                 retransmits,
                 seconds: end - start,
+                jitter: s.get("jitter").and_then(Value::as_f64).unwrap_or(0.0),
+                errors: count("errors"),
+                omitted_errors: count("omitted_errors"),
+                packets: count("packets"),
+                omitted_packets: count("omitted_packets"),
             })
         })
         .collect()
@@ -290,6 +314,79 @@ fn three_digits(v: f64) -> String {
     }
 }
 
+/// A UDP receiver's figures over a test: mean jitter in seconds, datagrams lost and expected.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct UdpSummary {
+    pub jitter: f64,
+    pub lost: u64,
+    pub packets: u64,
+}
+
+impl UdpSummary {
+    /// Over a receiver's streams, as iperf3 sums them (the jitter averaged).
+    pub fn of(streams: &[StreamResult]) -> Self {
+        let n = streams.len().max(1) as f64;
+        UdpSummary {
+            jitter: streams.iter().map(|s| s.jitter).sum::<f64>() / n,
+            lost: streams
+                .iter()
+                .map(|s| s.errors.saturating_sub(s.omitted_errors))
+                .sum(),
+            packets: streams
+                .iter()
+                .map(|s| s.packets.saturating_sub(s.omitted_packets))
+                .sum(),
+        }
+    }
+
+    pub fn lost_percent(&self) -> f64 {
+        if self.packets > 0 {
+            100.0 * self.lost as f64 / self.packets as f64
+        } else {
+            0.0
+        }
+    }
+}
+
+/// A UDP summary line in iperf3's layout:
+/// `[  5]   0.00-2.00   sec  11.9 MBytes  50.0 Mbits/sec  0.068 ms  0/8629 (0%)  receiver`.
+pub fn udp_summary_line(
+    label: &str,
+    seconds: f64,
+    bytes: u64,
+    u: &UdpSummary,
+    role: &str,
+) -> String {
+    let rate = if seconds > 0.0 {
+        bytes as f64 * 8.0 / seconds
+    } else {
+        0.0
+    };
+    format!(
+        "[{label:>3}]   0.00-{seconds:<5.2} sec  {:>11}  {:>15}  {:.3} ms  {}/{} ({}%)  {role}",
+        format_bytes(bytes),
+        format_rate(rate),
+        u.jitter * 1000.0,
+        u.lost,
+        u.packets,
+        two_digits(u.lost_percent())
+    )
+}
+
+/// Two significant digits without trailing zeros (C's `%.2g` for a percentage).
+fn two_digits(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return "0".into();
+    }
+    let places = (1 - v.abs().log10().floor() as i32).max(0) as usize;
+    let s = format!("{v:.places$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
 /// A summary line in iperf3's layout: `[SUM]   0.00-2.00   sec  2.19 GBytes  9.41 Gbits/sec  sender`.
 pub fn summary_line(label: &str, seconds: f64, bytes: u64, role: &str) -> String {
     let rate = if seconds > 0.0 {
@@ -326,6 +423,9 @@ mod tests {
             parallel: 4,
             len: 1000,
             reverse: true,
+            udp: false,
+            bandwidth: 0,
+            udp_counters_64bit: false,
         };
         let mut wire = Vec::new();
         write_json(&mut wire, &p.to_json()).unwrap();
@@ -346,8 +446,15 @@ mod tests {
             (p.time, p.parallel, p.len, p.reverse),
             (2, 2, 131072, false)
         );
-        let udp: Value = serde_json::from_str(r#"{"udp":true}"#).unwrap();
-        assert!(Params::from_json(&udp).is_err());
+        let udp: Value = serde_json::from_str(
+            r#"{"udp":true,"time":2,"len":1448,"bandwidth":50000000,"udp_counters_64bit":1}"#,
+        )
+        .unwrap();
+        let p = Params::from_json(&udp).unwrap();
+        assert!(p.udp && p.udp_counters_64bit);
+        assert_eq!((p.len, p.bandwidth), (1448, 50_000_000));
+        let sctp: Value = serde_json::from_str(r#"{"sctp":true}"#).unwrap();
+        assert!(Params::from_json(&sctp).is_err());
     }
 
     #[test]
@@ -359,6 +466,7 @@ mod tests {
                 bytes: 42,
                 retransmits: 0,
                 seconds: 2.0,
+                ..Default::default()
             }],
         );
         for k in [
@@ -384,6 +492,27 @@ mod tests {
         assert!(c[..36].iter().all(|b| b.is_ascii_alphanumeric()));
         assert_ne!(c, make_cookie(8));
         assert_eq!([stream_id(0), stream_id(1), stream_id(2)], [1, 3, 4]);
+    }
+
+    #[test]
+    fn udp_summaries_look_like_iperf3() {
+        let u = UdpSummary::of(&[StreamResult {
+            jitter: 0.000068,
+            errors: 3,
+            omitted_errors: 1,
+            packets: 1002,
+            omitted_packets: 2,
+            ..Default::default()
+        }]);
+        assert_eq!((u.lost, u.packets), (2, 1000));
+        let line = udp_summary_line("  5", 2.0, 12_500_000, &u, "receiver");
+        assert!(
+            line.ends_with("0.068 ms  2/1000 (0.2%)  receiver"),
+            "{line}"
+        );
+        assert_eq!(two_digits(0.0), "0");
+        assert_eq!(two_digits(12.34), "12");
+        assert_eq!(two_digits(1.25), "1.2");
     }
 
     #[test]
