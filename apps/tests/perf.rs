@@ -460,9 +460,16 @@ fn stock_iperf3_udp_client_with_parallel_streams_and_omitted_seconds() {
     if interop_allowed() {
         let v = stock_udp_client_against_tapir(&["-P", "2", "-O", "1"]);
         // tapir's bytes leave the omitted second out, as the sender's do.
+        // Each side starts its own omit timer (as a stock server does), so the windows differ
+        // by the skew between the two: the receiver may count a few datagrams the sender left
+        // out, or miss a few it kept.
         let (sent, received) = sums(&v);
-        assert_consistent(sent, received, "iperf3 -c -u -P 2 -O 1");
-        assert!(received as f64 >= 0.8 * sent as f64, "{}", v["end"]);
+        let ratio = received as f64 / sent as f64;
+        assert!(
+            (0.8..1.05).contains(&ratio),
+            "received/sent {ratio}: {}",
+            v["end"]
+        );
         let streams = v["end"]["streams"].as_array().expect("end.streams");
         assert_eq!(streams.len(), 2, "{}", v["end"]);
         for s in streams {
