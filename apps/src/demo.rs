@@ -27,10 +27,7 @@ pub fn run(queues: usize) -> Result<bool> {
     // Removing the lab on Ctrl-C too: the signal thread exits the process after `lab` is
     // dropped by the main thread's unwinding is not guaranteed, so it removes it itself.
     let ns = lab.ns.clone();
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])?;
+    let mut signals = crate::serve::stop_signals()?;
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {
             let _ = std::process::Command::new("ip")

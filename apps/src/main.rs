@@ -189,14 +189,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
             let node = start_node(&node)?;
-            // SIGINT and SIGTERM stop the node, which ends the test or the wait for one; a
-            // handler of our own also covers a shell that started us with SIGINT ignored (any
-            // background job of a script).
-            // The handlers are in place before the server says it listens.
-            let mut signals = signal_hook::iterator::Signals::new([
-                signal_hook::consts::SIGINT,
-                signal_hook::consts::SIGTERM,
-            ])?;
+            // SIGINT and SIGTERM stop the node, which ends the test or the wait for one. The
+            // handlers are in place before the server says it listens.
+            let mut signals = serve::stop_signals()?;
             let signalled = Arc::new(AtomicI32::new(0));
             {
                 let (node, signalled) = (node.clone(), signalled.clone());

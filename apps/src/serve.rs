@@ -39,11 +39,16 @@ pub fn start_line(node: &Node, labels: &[String]) -> String {
     line
 }
 
-/// Blocks until SIGINT or SIGTERM.
-pub fn wait_for_signal() -> Result<i32> {
-    let mut signals = signal_hook::iterator::Signals::new([
+/// Handlers for SIGINT and SIGTERM, in place from this call on (also when the process was
+/// started with them ignored, as a script's background job is).
+pub fn stop_signals() -> Result<signal_hook::iterator::Signals> {
+    Ok(signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
-    ])?;
-    Ok(signals.forever().next().unwrap_or(0))
+    ])?)
+}
+
+/// Blocks until SIGINT or SIGTERM.
+pub fn wait_for_signal() -> Result<i32> {
+    Ok(stop_signals()?.forever().next().unwrap_or(0))
 }
