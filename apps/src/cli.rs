@@ -65,6 +65,11 @@ pub struct NodeOpts {
           default_value_t = engine::trace::DEFAULT_RING_SLOTS as u32,
           value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     pub pcap_ring: u32,
+    /// With the --pcap ring full, make the workers wait for the writer instead of leaving
+    /// frames out: a complete capture, at the price of speed (the tap's queue holds what
+    /// arrives meanwhile).
+    #[arg(long, requires = "pcap")]
+    pub pcap_wait: bool,
     /// A DNS server to ask (repeatable; asked in order).
     #[arg(long = "dns", value_name = "IP")]
     pub dns: Vec<Ipv4Addr>,

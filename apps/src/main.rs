@@ -367,6 +367,7 @@ fn start_node_with(opts: &NodeOpts, config: engine::NodeConfig) -> Result<Node> 
         let pcap = tapir_apps::tracing::PcapOpts {
             snaplen: opts.snaplen as usize,
             ring_slots: opts.pcap_ring as usize,
+            wait: opts.pcap_wait,
         };
         tapir_apps::tracing::start_pcap(&node, path, opts.pcap_filter.as_deref(), pcap)?;
     }

@@ -45,6 +45,9 @@ pub struct PcapOpts {
     /// Frames in flight to the writer at most (`--pcap-ring`); more are not captured, and
     /// counted.
     pub ring_slots: usize,
+    /// With the ring full, the workers wait for the writer instead (`--pcap-wait`): nothing is
+    /// left out of the capture.
+    pub wait: bool,
 }
 
 impl Default for PcapOpts {
@@ -52,6 +55,7 @@ impl Default for PcapOpts {
         PcapOpts {
             snaplen: DEFAULT_SNAPLEN,
             ring_slots: DEFAULT_RING_SLOTS,
+            wait: false,
         }
     }
 }
@@ -65,6 +69,7 @@ pub fn start_pcap(node: &Node, path: &Path, expr: Option<&str>, opts: PcapOpts) 
         pcap: Some(Box::new(BufWriter::new(file))),
         snaplen: opts.snaplen.max(1),
         ring_slots: opts.ring_slots.max(1),
+        wait: opts.wait,
         ..TraceConfig::default()
     };
     node.start_trace(TraceSlot::Pcap, config)

@@ -2,7 +2,10 @@
 //!
 //! Slots are allocated once, when tracing starts, and cycle between two bounded channels: the
 //! free list (writer -> workers) and the full list (workers -> writer). A worker that finds
-//! the free list empty drops the record and counts it; it never waits.
+//! the free list empty drops the record and counts it, and does not wait, unless the session
+//! asked for a complete capture ([`TraceConfig::wait`]): then the worker waits for the writer to
+//! free a slot (back-pressure: the tap's queue holds what arrives meanwhile, and the kernel
+//! counts what it cannot hold), and counts the waits.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -51,6 +54,10 @@ pub struct TraceConfig {
     pub snaplen: usize,
     /// Events kept per frame; more are counted in [`TraceStats::events_lost`].
     pub max_events: usize,
+    /// With every slot in flight, wait for the writer instead of dropping the frame: a complete
+    /// capture, at the price of the workers' speed (`--pcap-wait`). Only for outputs that do not
+    /// block forever (a file; not a pipe nobody reads).
+    pub wait: bool,
     pub observers: Vec<Arc<dyn StackObserver>>,
 }
 
@@ -64,6 +71,7 @@ impl Default for TraceConfig {
             ring_slots: DEFAULT_RING_SLOTS,
             snaplen: DEFAULT_SNAPLEN,
             max_events: 8,
+            wait: false,
             observers: Vec::new(),
         }
     }
@@ -82,6 +90,9 @@ pub struct TraceStats {
     pub events_lost: u64,
     /// Frames the writer failed to write (I/O error on the line output or the capture).
     pub write_errors: u64,
+    /// Times a worker found every slot in flight and waited for the writer
+    /// ([`TraceConfig::wait`]).
+    pub ring_waits: u64,
 }
 
 impl TraceStats {
@@ -122,12 +133,14 @@ struct Shared {
     full: Sender<Msg>,
     snaplen: usize,
     max_events: usize,
+    wait: bool,
     observers: Vec<Arc<dyn StackObserver>>,
     recorded: AtomicU64,
     filtered_out: AtomicU64,
     ring_full: AtomicU64,
     events_lost: AtomicU64,
     write_errors: AtomicU64,
+    ring_waits: AtomicU64,
     /// One per queue; frames of a queue past the last count on the last one.
     queues: Vec<QueueCounters>,
 }
@@ -216,9 +229,19 @@ impl Tracer {
             }
         }
         q.accepted.fetch_add(1, Ordering::Relaxed);
-        let mut slot = match s.free.try_recv() {
-            Ok(slot) => slot,
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
+        let slot = match s.free.try_recv() {
+            Ok(slot) => Some(slot),
+            // The writer gives every slot back and holds the free list's sender until it stops:
+            // the wait ends with a slot, or with the session's end (Disconnected).
+            Err(TryRecvError::Empty) if s.wait => {
+                s.ring_waits.fetch_add(1, Ordering::Relaxed);
+                s.free.recv().ok()
+            }
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
+        };
+        let mut slot = match slot {
+            Some(slot) => slot,
+            None => {
                 s.ring_full.fetch_add(1, Ordering::Relaxed);
                 q.dropped.fetch_add(1, Ordering::Relaxed);
                 return;
@@ -268,6 +291,7 @@ impl Tracer {
                 ring_full: s.ring_full.load(Ordering::Relaxed),
                 events_lost: s.events_lost.load(Ordering::Relaxed),
                 write_errors: s.write_errors.load(Ordering::Relaxed),
+                ring_waits: s.ring_waits.load(Ordering::Relaxed),
             },
         }
     }
@@ -315,12 +339,14 @@ pub fn start(mut config: TraceConfig) -> io::Result<(Tracer, TraceWriter)> {
         full: full_tx,
         snaplen: config.snaplen,
         max_events: config.max_events,
+        wait: config.wait,
         observers: std::mem::take(&mut config.observers),
         recorded: AtomicU64::new(0),
         filtered_out: AtomicU64::new(0),
         ring_full: AtomicU64::new(0),
         events_lost: AtomicU64::new(0),
         write_errors: AtomicU64::new(0),
+        ring_waits: AtomicU64::new(0),
         queues: (0..config.queues.max(1))
             .map(|_| QueueCounters::default())
             .collect(),
