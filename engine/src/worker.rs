@@ -270,9 +270,6 @@ struct Rx<'a> {
     me: usize,
     counters: &'a mut WorkerCounters,
     tracing: &'a mut Tracing,
-    /// The workers this batch handed frames to (bit i: worker i; at most 64 queues): each is
-    /// woken once, when the batch is done, not once per frame.
-    handed: u64,
 }
 
 impl Rx<'_> {
@@ -294,14 +291,12 @@ impl Rx<'_> {
             Steer::Owner(o) => {
                 if hand_off(self.inner, self.me, o, trusted, false, frame, self.counters) {
                     self.counters.handed_off += 1;
-                    self.handed |= 1 << o;
                 }
             }
             Steer::All => {
                 for o in (0..workers).filter(|&o| o != self.me) {
                     if hand_off(self.inner, self.me, o, trusted, true, frame, self.counters) {
                         self.counters.copied_to_all += 1;
-                        self.handed |= 1 << o;
                     }
                 }
                 self.counters.delivered_local += 1;
@@ -459,7 +454,6 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
         }
         tracing.refresh(&inner);
         let mut news = false;
-        let handed;
         {
             let mut st = lock(&shared.stack);
             let stack = &mut st.stack;
@@ -478,7 +472,6 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
                 me,
                 counters: &mut counters,
                 tracing: &mut tracing,
-                handed: 0,
             };
             // Frames other workers handed over first: they have waited longest.
             while let Ok(h) = handoff_rx.try_recv() {
@@ -530,7 +523,6 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
                 f.rx.flush(|fr| rx.ingress(stack, now, false, fr, &mut tx));
                 rx.counters.impair_rx = f.rx.counters;
             }
-            handed = rx.handed;
             while let Ok(app) = apps_rx.try_recv() {
                 stack.tcp_track_ready(true);
                 apps.apps.push((app, None));
@@ -551,13 +543,6 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
                 tracing.events.clear();
                 stack.drain_events(&mut tracing.events);
             }
-        }
-        // The owners of what this batch handed over: one wake-up each.
-        let mut owners = handed;
-        while owners != 0 {
-            let o = owners.trailing_zeros() as usize;
-            owners &= owners - 1;
-            let _ = inner.workers[o].wake.notify();
         }
         write_frames(
             &port,
@@ -646,8 +631,10 @@ fn hand_off(
         copy,
         frame: buf,
     }) {
-        // The caller wakes the owner once, at the end of its batch.
-        Ok(()) => true,
+        Ok(()) => {
+            let _ = w.wake.notify();
+            true
+        }
         Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
             counters.handoff_dropped += 1;
             false
