@@ -460,13 +460,13 @@ fn ten_thousand_hostile_frames_do_not_disturb_a_large_transfer() {
     let mut h = FNV_INIT;
     let mut got = 0usize;
     let mut buf = vec![0u8; 256 * 1024];
-    let mut sent_at_first_byte = None;
+    let mut started = false;
     loop {
         match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
-                if sent_at_first_byte.is_none() {
-                    sent_at_first_byte = Some(sent.load(Ordering::SeqCst));
+                if !started {
+                    started = true;
                     let _ = first_tx.send(());
                 }
                 fnv(&mut h, &buf[..n]);
@@ -475,7 +475,8 @@ fn ten_thousand_hostile_frames_do_not_disturb_a_large_transfer() {
             Err(e) => panic!("transfer read failed after {got} bytes: {e}"),
         }
     }
-    let during = sent.load(Ordering::SeqCst) - sent_at_first_byte.unwrap_or(0);
+    // Sent between the first echoed byte and the writer's last chunk.
+    let during = sent.load(Ordering::SeqCst);
     hostile.join().expect("hostile thread");
     let sent_hash = writer.join().expect("writer");
     let stats = node.stats().stack;

@@ -274,16 +274,8 @@ fn capture_drops_are_counted_at_exit_and_in_the_interface_statistics() {
     if !interop_allowed() {
         return;
     }
-    let lab = Lab::up("td").expect("lab");
-    // Without offloads a transfer is hundreds of frames; a one-slot ring cannot keep them all.
-    let served = Served::start(
-        &lab,
-        "drops",
-        &["--queues", "1", "--offload", "off", "--pcap-ring", "1"],
-        &["discard"],
-    );
-    send_to_discard(&lab, 1 << 20);
-    let (c, err, pcap) = served.stop();
+    // A one-slot ring cannot keep the hundreds of frames of 1 MiB.
+    let (c, err, pcap) = one_mib_through_a_one_slot_ring("drops", &[]);
     let line = err
         .lines()
         .find(|l| l.starts_with("pcap: ") && l.ends_with(" frames not captured (ring full)"))
@@ -326,24 +318,8 @@ fn pcap_wait_makes_the_workers_wait_so_a_one_slot_ring_misses_nothing() {
     if !interop_allowed() {
         return;
     }
-    let lab = Lab::up("tw").expect("lab");
     // The same load that a one-slot ring drops most of (the test above), with back-pressure.
-    let served = Served::start(
-        &lab,
-        "wait",
-        &[
-            "--queues",
-            "1",
-            "--offload",
-            "off",
-            "--pcap-ring",
-            "1",
-            "--pcap-wait",
-        ],
-        &["discard"],
-    );
-    send_to_discard(&lab, 1 << 20);
-    let (c, err, _pcap) = served.stop();
+    let (c, err, _pcap) = one_mib_through_a_one_slot_ring("wait", &["--pcap-wait"]);
     assert!(
         !err.contains("not captured"),
         "a waiting capture drops nothing: {err}"
@@ -357,24 +333,41 @@ fn pcap_wait_makes_the_workers_wait_so_a_one_slot_ring_misses_nothing() {
     // number once (a retransmission repeats one), add up to what was sent.
     let mut segments = std::collections::BTreeMap::new();
     for p in &c.packets {
-        let d = &p.data;
-        if d.len() < 54 || d[12..14] != [8, 0] || d[23] != 6 {
-            continue;
-        }
-        let ihl = usize::from(d[14] & 0x0f) * 4;
-        let tcp = 14 + ihl;
-        if d[tcp + 2..tcp + 4] != [0, 9] {
-            continue;
-        }
-        let total = usize::from(u16::from_be_bytes([d[16], d[17]]));
-        let len = total - ihl - usize::from(d[tcp + 12] >> 4) * 4;
-        let seq = u32::from_be_bytes([d[tcp + 4], d[tcp + 5], d[tcp + 6], d[tcp + 7]]);
-        if len > 0 {
+        if let Some((seq, len @ 1..)) = segment_to_discard(&p.data) {
             segments.insert(seq, len);
         }
     }
     let payload: usize = segments.values().sum();
     assert_eq!(payload, 1 << 20, "payload bytes in the capture");
+}
+
+/// Without offloads, 1 MiB to discard is hundreds of frames: the load both one-slot-ring tests
+/// capture, with `extra` options. The capture, tapir's standard error, and the file.
+fn one_mib_through_a_one_slot_ring(
+    tag: &str,
+    extra: &[&str],
+) -> (engine::trace::pcapng::Capture, String, TempFile) {
+    let lab = Lab::up("tr").expect("lab");
+    let mut args = vec!["--queues", "1", "--offload", "off", "--pcap-ring", "1"];
+    args.extend_from_slice(extra);
+    let served = Served::start(&lab, tag, &args, &["discard"]);
+    send_to_discard(&lab, 1 << 20);
+    served.stop()
+}
+
+/// A TCP segment to the discard port: its sequence number and payload length.
+fn segment_to_discard(frame: &[u8]) -> Option<(u32, usize)> {
+    use protocols::wire::{EtherType, EthernetFrame, IpProtocol, Ipv4Packet, TcpPacket};
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EtherType::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.protocol() != IpProtocol::Tcp {
+        return None;
+    }
+    let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+    (tcp.dst_port() == 9).then(|| (tcp.seq_number().0, tcp.payload().len()))
 }
 
 fn kernel_arp(frame: &[u8]) -> bool {

@@ -235,6 +235,12 @@ fn stop(inner: &Inner) {
         if slot == TraceSlot::Pcap as usize && stats.ring_full > 0 {
             eprintln!("pcap: {} frames not captured (ring full)", stats.ring_full);
         }
+        if slot == TraceSlot::Pcap as usize && stats.ring_waits > 0 {
+            eprintln!(
+                "pcap: the workers waited for the writer {} times (--pcap-wait)",
+                stats.ring_waits
+            );
+        }
     }
     inner.news.notify_all();
 }
