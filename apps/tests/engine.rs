@@ -355,6 +355,23 @@ fn two_workers_accept_connections_in_the_order_they_were_made() {
             })
             .collect()
     });
+    // The kernel's connect returns at the SYN-ACK; tapir's side is established when the last
+    // ACK is processed, possibly after a hand-off between workers. Accept once all 16 are:
+    // the order under test is the merge of the workers' queues, not the race with the ACKs.
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while node
+        .conns()
+        .iter()
+        .filter(|(_, c)| c.local.port() == 5003 && c.state == protocols::tcp::State::Established)
+        .count()
+        < 16
+    {
+        assert!(
+            std::time::Instant::now() < until,
+            "tapir did not establish the 16 connections"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let mut order = Vec::new();
     let mut workers = std::collections::BTreeSet::new();
     for _ in 0..16 {

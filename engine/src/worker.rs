@@ -89,6 +89,8 @@ pub(crate) struct Handoff {
     /// A copy of a frame every worker gets (ARP): the reader traced it already, so this one
     /// stays out of the capture (each frame on the wire appears once).
     pub copy: bool,
+    /// When the reader read it: the owner's stack takes it as the frame's arrival.
+    pub read_at: Instant,
     pub frame: Vec<u8>,
 }
 
@@ -289,13 +291,27 @@ impl Rx<'_> {
                 self.deliver(stack, now, trusted, false, frame, tx);
             }
             Steer::Owner(o) => {
-                if hand_off(self.inner, self.me, o, trusted, false, frame, self.counters) {
+                if hand_off(
+                    self.inner,
+                    self.me,
+                    o,
+                    (trusted, false, now),
+                    frame,
+                    self.counters,
+                ) {
                     self.counters.handed_off += 1;
                 }
             }
             Steer::All => {
                 for o in (0..workers).filter(|&o| o != self.me) {
-                    if hand_off(self.inner, self.me, o, trusted, true, frame, self.counters) {
+                    if hand_off(
+                        self.inner,
+                        self.me,
+                        o,
+                        (trusted, true, now),
+                        frame,
+                        self.counters,
+                    ) {
                         self.counters.copied_to_all += 1;
                     }
                 }
@@ -476,7 +492,9 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
             // Frames other workers handed over first: they have waited longest.
             while let Ok(h) = handoff_rx.try_recv() {
                 rx.counters.handed_in += 1;
+                stack.set_arrival(Some(h.read_at));
                 rx.deliver(stack, now, h.trusted, h.copy, &h.frame, &mut tx);
+                stack.set_arrival(None);
                 // The buffer goes home; if its owner's return queue is full it is freed.
                 if let Some(w) = inner.workers.get(h.from) {
                     let _ = w.recycle_tx.try_send(h.frame);
@@ -612,8 +630,7 @@ fn hand_off(
     inner: &Inner,
     me: usize,
     owner: usize,
-    trusted: bool,
-    copy: bool,
+    (trusted, copy, read_at): (bool, bool, Instant),
     frame: &[u8],
     counters: &mut WorkerCounters,
 ) -> bool {
@@ -629,6 +646,7 @@ fn hand_off(
         trusted,
         from: me,
         copy,
+        read_at,
         frame: buf,
     }) {
         Ok(()) => {

@@ -219,6 +219,9 @@ pub struct Stack {
     dirty: Vec<SocketHandle>,
     /// Something an application waits for happened since the last `take_wakeup`.
     wakeup: bool,
+    /// When the frame being received reached the node, when that was before `now`
+    /// ([`Stack::set_arrival`]).
+    arrival: Option<Instant>,
     icmp_tokens: u32,
     /// Record stack events for tracing ([`Stack::set_events`]).
     events_on: bool,
@@ -262,6 +265,7 @@ impl Stack {
             timers: BinaryHeap::new(),
             dirty: Vec::new(),
             wakeup: false,
+            arrival: None,
             icmp_tokens: config.icmp_error_rate,
             events_on: false,
             events: Vec::new(),
@@ -343,6 +347,14 @@ impl Stack {
         let verify = std::mem::replace(&mut self.config.rx_verify_checksums, false);
         self.receive(now, frame, sink);
         self.config.rx_verify_checksums = verify;
+    }
+
+    /// Says that the frames received until the next call reached the node at `at` (None: at
+    /// the `now` they are received with): a frame another worker read and handed over. A
+    /// connection it establishes joins the accept queue with that instant, so that several
+    /// workers' queues merge in the order the handshakes completed on the wire.
+    pub fn set_arrival(&mut self, at: Option<Instant>) {
+        self.arrival = at;
     }
 
     /// True once since something an application may wait for happened (data, a connection, a
