@@ -388,3 +388,91 @@ fn two_workers_accept_connections_in_the_order_they_were_made() {
     assert_eq!(order, (0..16).collect::<Vec<u8>>(), "accept order");
     drop(held);
 }
+
+/// News is per worker: a caller blocked on a connection of worker 0 sleeps through a thousand
+/// exchanges on a connection of worker 1 (a node-wide wake-up would rouse it for each), and
+/// wakes when its own data comes.
+#[test]
+fn a_caller_blocked_on_one_worker_sleeps_through_traffic_on_the_other() {
+    if !interop_allowed() {
+        return;
+    }
+    let _g = serial();
+    const ROUNDS: usize = 1000;
+    let lab = Lab::up("eng").expect("lab up");
+    let node = node(&lab, 2, true);
+    let listener = engine::TcpListener::bind(&node, 5004).expect("listen");
+    let to = SocketAddr::V4(SocketAddrV4::new(lab.node.address(), 5004));
+    let mut kernel_side: Vec<TcpStream> = kernel(&lab, || {
+        (0..16)
+            .map(|_| TcpStream::connect_timeout(&to, Duration::from_secs(5)).expect("connect"))
+            .collect()
+    });
+    // One connection of each worker, matched to its kernel end by port. The others stay open
+    // and idle: closing them would be news on their workers.
+    let mut ours: [Option<(engine::TcpStream, TcpStream)>; 2] = [None, None];
+    let mut idle = Vec::new();
+    for _ in 0..16 {
+        let (s, remote) = listener
+            .accept_timeout(Some(Duration::from_secs(5)))
+            .expect("accept");
+        let w = s.worker();
+        if ours[w].is_none() {
+            let i = kernel_side
+                .iter()
+                .position(|k| k.local_addr().map(|a| a.port()).ok() == Some(remote.port()))
+                .expect("the kernel end of an accepted connection");
+            ours[w] = Some((s, kernel_side.swap_remove(i)));
+        } else {
+            idle.push(s);
+        }
+    }
+    let [Some((mut quiet, mut quiet_peer)), Some((mut busy, mut busy_peer))] = ours else {
+        panic!("16 flows all landed on one worker");
+    };
+    let woken_before = node.stats();
+    let sleeper = std::thread::spawn(move || {
+        quiet.set_read_timeout(Some(Duration::from_secs(30)));
+        let mut b = [0u8; 1];
+        quiet
+            .read_exact(&mut b)
+            .expect("the quiet connection's byte");
+        quiet
+    });
+    busy.set_read_timeout(Some(Duration::from_secs(10)));
+    busy_peer
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok();
+    for i in 0..ROUNDS {
+        let x = [i as u8];
+        busy_peer.write_all(&x).expect("kernel write");
+        let mut b = [0u8; 1];
+        busy.read_exact(&mut b).expect("tapir read");
+        busy.write_all(&b).expect("tapir write");
+        busy_peer.read_exact(&mut b).expect("kernel read");
+        assert_eq!(b, x);
+    }
+    quiet_peer.write_all(b"!").expect("kernel write");
+    let quiet = sleeper.join().expect("sleeper");
+    let stats = node.stats();
+    let woken = |w: usize| stats.workers[w].callers_woken - woken_before.workers[w].callers_woken;
+    eprintln!(
+        "after {ROUNDS} exchanges on worker {}: the sleeper on worker {} woke {} times; \
+         callers woken per worker: {} and {}",
+        busy.worker(),
+        quiet.worker(),
+        quiet.wakeups(),
+        woken(0),
+        woken(1)
+    );
+    // Its own byte wakes it, once (twice if the worker published news in two batches).
+    assert!(
+        quiet.wakeups() <= 2,
+        "woken {} times by another worker's traffic",
+        quiet.wakeups()
+    );
+    // The busy worker did wake its own caller, round after round.
+    assert!(woken(busy.worker()) >= ROUNDS as u64 / 2, "{stats}");
+    drop((idle, kernel_side));
+    node.shutdown();
+}

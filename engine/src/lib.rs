@@ -12,6 +12,7 @@
 
 pub mod clock;
 pub mod fault;
+mod news;
 pub mod node;
 pub mod pool;
 pub mod rtc;

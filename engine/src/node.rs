@@ -1,9 +1,9 @@
-//! A node: a tap device, one worker per queue, and the shared wake-up that blocking callers wait
-//! on.
+//! A node: a tap device and one worker per queue, each with its own news for the callers that
+//! wait on it ([`crate::news`]).
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use protocols::time::Instant;
 use protocols::wire::{EthernetAddress, Ipv4Cidr};
 
 use crate::clock::Clock;
+use crate::news::{News, On, Seen};
 use crate::pool::BufferPool;
 use crate::sys::event::EventFd;
 use crate::sys::tap::{open_tap, TapError, TapOptions};
@@ -169,6 +170,14 @@ pub(crate) struct WorkerShared {
     /// Run-to-completion apps waiting to be picked up by the worker.
     pub apps_tx: Sender<Box<dyn crate::rtc::WorkerApp>>,
     pub counters: Mutex<WorkerCounters>,
+    /// What blocked callers of this worker's sockets wait on.
+    pub news: News,
+}
+
+impl AsRef<News> for WorkerShared {
+    fn as_ref(&self) -> &News {
+        &self.news
+    }
 }
 
 pub(crate) struct WorkerState {
@@ -181,9 +190,6 @@ pub(crate) struct Inner {
     pub workers: Vec<WorkerShared>,
     pub clock: Clock,
     pub stop: AtomicBool,
-    /// Bumped (and waiters woken) whenever any worker has news for applications.
-    pub epoch: Mutex<u64>,
-    pub news: Condvar,
     pub config: NodeConfig,
     threads: Mutex<Vec<JoinHandle<()>>>,
     pub rng: Mutex<Rng>,
@@ -242,7 +248,7 @@ fn stop(inner: &Inner) {
             );
         }
     }
-    inner.news.notify_all();
+    inner.publish_all();
 }
 
 impl Node {
@@ -321,14 +327,13 @@ impl Node {
                 recycle_rx,
                 apps_tx,
                 counters: Mutex::new(WorkerCounters::default()),
+                news: News::default(),
             });
         }
         let inner = Arc::new(Inner {
             workers,
             clock,
             stop: AtomicBool::new(false),
-            epoch: Mutex::new(0),
-            news: Condvar::new(),
             config: config.clone(),
             threads: Mutex::new(Vec::new()),
             rng: Mutex::new(rng),
@@ -423,7 +428,9 @@ impl Node {
             s.tcp_conns += st.stack.tcp_conn_count();
             s.tcp_buffer_bytes += st.stack.tcp_buffer_bytes();
             drop(st);
-            s.workers.push(lock(&w.counters).clone());
+            let mut c = lock(&w.counters).clone();
+            c.callers_woken = w.news.woken();
+            s.workers.push(c);
         }
         s
     }
@@ -553,33 +560,23 @@ impl Node {
         r
     }
 
-    /// The current news epoch: read it before trying an operation, then wait for it to change.
-    pub(crate) fn epoch(&self) -> u64 {
-        *lock(&self.inner.epoch)
+    /// The news of the workers `on` names: read it before trying an operation, then wait for
+    /// it to move.
+    pub(crate) fn epoch(&self, on: On) -> Seen {
+        crate::news::seen(&self.inner.workers, on)
     }
 
-    /// Waits until the epoch moves past `seen`, the deadline passes, or the node stops.
-    /// Returns false on timeout.
-    pub(crate) fn wait_news(&self, seen: u64, deadline: Option<std::time::Instant>) -> bool {
-        let mut e = lock(&self.inner.epoch);
-        while *e == seen && !self.is_stopped() {
-            match deadline {
-                None => e = self.inner.news.wait(e).unwrap_or_else(|p| p.into_inner()),
-                Some(d) => {
-                    let now = std::time::Instant::now();
-                    if now >= d {
-                        return false;
-                    }
-                    let (g, _) = self
-                        .inner
-                        .news
-                        .wait_timeout(e, d - now)
-                        .unwrap_or_else(|p| p.into_inner());
-                    e = g;
-                }
-            }
-        }
-        true
+    /// Waits until the news `on` names moves past `seen`, the deadline passes, or the node
+    /// stops. Returns false on timeout.
+    pub(crate) fn wait_news(
+        &self,
+        on: On,
+        seen: Seen,
+        deadline: Option<std::time::Instant>,
+    ) -> bool {
+        crate::news::wait(&self.inner.workers, on, seen, deadline, || {
+            self.is_stopped()
+        })
     }
 
     /// Draws from the node's RNG (application-level choices such as ICMP idents).
@@ -593,10 +590,11 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
-    pub(crate) fn publish_news(&self) {
-        let mut e = lock(&self.epoch);
-        *e = e.wrapping_add(1);
-        self.news.notify_all();
+    /// News on every worker (a socket closed, the node stopping).
+    pub(crate) fn publish_all(&self) {
+        for w in &self.workers {
+            w.news.publish();
+        }
     }
 }
 

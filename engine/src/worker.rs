@@ -76,6 +76,8 @@ pub struct WorkerCounters {
     /// What `--impair` did to frames read, and to frames written.
     pub impair_rx: FaultCounters,
     pub impair_tx: FaultCounters,
+    /// Blocked callers this worker's news woke (each waits on the workers its socket lives on).
+    pub callers_woken: u64,
 }
 
 /// A frame handed from the worker that read it to the worker that owns its flow. The buffer
@@ -571,11 +573,11 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
             &mut tracing,
         );
         if news {
-            inner.publish_news();
+            shared.news.publish();
         }
         *lock(&shared.counters) = counters.clone();
     }
-    inner.publish_news();
+    shared.news.publish();
 }
 
 /// With DHCP on several queues: worker 0's stack runs the client and publishes its

@@ -14,6 +14,7 @@ use protocols::iface::DhcpLogEntry;
 use protocols::wire::Ipv4Cidr;
 
 use super::{deadline, stopped, timed_out};
+use crate::news::On;
 use crate::node::Node;
 
 impl Node {
@@ -68,14 +69,15 @@ impl Node {
         }
         let until = deadline(Some(timeout));
         loop {
-            let seen = self.epoch();
+            // Worker 0 runs the DHCP client.
+            let seen = self.epoch(On::One(0));
             if let Some(l) = self.dhcp_lease() {
                 return Ok(l);
             }
             if self.is_stopped() {
                 return Err(stopped());
             }
-            if !self.wait_news(seen, until) {
+            if !self.wait_news(On::One(0), seen, until) {
                 return Err(timed_out());
             }
         }

@@ -21,6 +21,8 @@ use std::io;
 
 use protocols::iface::{TcpError, UdpError};
 
+use crate::news::On;
+
 pub(crate) fn tcp_error(e: TcpError) -> io::Error {
     let kind = match e {
         TcpError::AddrInUse => io::ErrorKind::AddrInUse,
@@ -92,7 +94,7 @@ impl SocketCloser {
                 }
             }
         }
-        self.node.inner.publish_news();
+        self.node.inner.publish_all();
     }
 }
 
@@ -119,7 +121,7 @@ pub(crate) fn recv_any<T, E>(
     map_err: impl Fn(E) -> io::Error,
 ) -> io::Result<T> {
     loop {
-        let seen = node.epoch();
+        let seen = node.epoch(On::All);
         for (w, &h) in handles.iter().enumerate() {
             if let Some(v) = node.with_stack(w, |s, _| take(s, h)).map_err(&map_err)? {
                 return Ok(v);
@@ -128,7 +130,7 @@ pub(crate) fn recv_any<T, E>(
         if node.is_stopped() {
             return Err(stopped());
         }
-        if !node.wait_news(seen, until) {
+        if !node.wait_news(On::All, seen, until) {
             return Err(on_timeout());
         }
     }

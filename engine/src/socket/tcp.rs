@@ -2,7 +2,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddrV4};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use protocols::iface::{SocketHandle, TcpError};
 use protocols::tcp::State;
 
 use super::{deadline, stopped, tcp_error, timed_out, Closable, SocketCloser};
+use crate::news::On;
 use crate::node::Node;
 use crate::steer::flow_owner;
 
@@ -72,7 +73,7 @@ impl TcpListener {
         let until = deadline(timeout);
         let n = self.node.queues();
         loop {
-            let seen = self.node.epoch();
+            let seen = self.node.epoch(On::All);
             // The worker whose oldest waiting connection was established first: connections
             // are accepted in the order they were made, as from one kernel accept queue.
             let mut first: Option<(protocols::time::Instant, usize)> = None;
@@ -100,7 +101,7 @@ impl TcpListener {
             if self.node.is_stopped() {
                 return Err(stopped());
             }
-            if !self.node.wait_news(seen, until) {
+            if !self.node.wait_news(On::All, seen, until) {
                 return Err(timed_out());
             }
         }
@@ -130,6 +131,8 @@ pub struct TcpStream {
     /// Handed to a run-to-completion app by [`TcpStream::into_raw_parts`]: no longer ours to
     /// release.
     detached: bool,
+    /// Times a blocked read or write on this stream was woken to look again.
+    wakeups: AtomicU64,
 }
 
 impl TcpStream {
@@ -146,6 +149,7 @@ impl TcpStream {
             read_timeout: None,
             write_timeout: None,
             detached: false,
+            wakeups: AtomicU64::new(0),
         }
     }
 
@@ -212,7 +216,7 @@ impl TcpStream {
         let stream = TcpStream::from_parts(node, w, handle, remote);
         let until = deadline(timeout);
         loop {
-            let seen = node.epoch();
+            let seen = node.epoch(On::One(w));
             let r = node
                 .with_stack(w, |s, _| s.tcp_readiness(handle))
                 .map_err(tcp_error)?;
@@ -225,7 +229,7 @@ impl TcpStream {
             if node.is_stopped() {
                 return Err(stopped());
             }
-            if !node.wait_news(seen, until) {
+            if !node.wait_news(On::One(w), seen, until) {
                 return Err(timed_out());
             }
         }
@@ -242,6 +246,12 @@ impl TcpStream {
     /// The worker that owns this connection.
     pub fn worker(&self) -> usize {
         self.worker
+    }
+
+    /// How many times a blocked `read` or `write` on this stream has been woken to look again
+    /// (by news from its own worker only: traffic on other workers wakes it never).
+    pub fn wakeups(&self) -> u64 {
+        self.wakeups.load(Ordering::Relaxed)
     }
 
     pub fn set_read_timeout(&mut self, t: Option<Duration>) {
@@ -300,7 +310,7 @@ impl TcpStream {
     pub fn wait_closed(&self, timeout: Option<Duration>) -> io::Result<()> {
         let until = deadline(timeout);
         loop {
-            let seen = self.node.epoch();
+            let seen = self.node.epoch(On::One(self.worker));
             let state = self.state();
             if matches!(state, None | Some(State::Closed | State::TimeWait)) {
                 return Ok(());
@@ -308,7 +318,7 @@ impl TcpStream {
             if self.node.is_stopped() {
                 return Err(stopped());
             }
-            if !self.node.wait_news(seen, until) {
+            if !self.node.wait_news(On::One(self.worker), seen, until) {
                 return Err(timed_out());
             }
         }
@@ -321,7 +331,7 @@ impl TcpStream {
     ) -> io::Result<R> {
         let until = deadline(timeout);
         loop {
-            let seen = self.node.epoch();
+            let seen = self.node.epoch(On::One(self.worker));
             match self.node.with_stack(self.worker, |s, _| op(s)) {
                 Ok(r) => return Ok(r),
                 Err(TcpError::WouldBlock) => {}
@@ -330,9 +340,10 @@ impl TcpStream {
             if self.node.is_stopped() {
                 return Err(stopped());
             }
-            if !self.node.wait_news(seen, until) {
+            if !self.node.wait_news(On::One(self.worker), seen, until) {
                 return Err(io::Error::new(io::ErrorKind::WouldBlock, "timed out"));
             }
+            self.wakeups.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
