@@ -274,9 +274,24 @@ struct Rx<'a> {
     me: usize,
     counters: &'a mut WorkerCounters,
     tracing: &'a mut Tracing,
+    /// Workers handed frames in this batch (bit i: worker i), woken once at its end.
+    to_wake: u64,
 }
 
 impl Rx<'_> {
+    /// Wakes each worker this batch handed frames to, once. The frames carry the instant they
+    /// were read, so a later wake-up does not reorder what they establish.
+    fn wake_owners(&mut self) {
+        let mut bits = std::mem::take(&mut self.to_wake);
+        while bits != 0 {
+            let o = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if let Some(w) = self.inner.workers.get(o) {
+                let _ = w.wake.notify();
+            }
+        }
+    }
+
     /// One frame (after any impairment): to this worker's stack, or to its flow's owner.
     fn ingress(
         &mut self,
@@ -302,6 +317,7 @@ impl Rx<'_> {
                     self.counters,
                 ) {
                     self.counters.handed_off += 1;
+                    self.to_wake |= 1 << o;
                 }
             }
             Steer::All => {
@@ -315,6 +331,7 @@ impl Rx<'_> {
                         self.counters,
                     ) {
                         self.counters.copied_to_all += 1;
+                        self.to_wake |= 1 << o;
                     }
                 }
                 self.counters.delivered_local += 1;
@@ -490,6 +507,7 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
                 me,
                 counters: &mut counters,
                 tracing: &mut tracing,
+                to_wake: 0,
             };
             // Frames other workers handed over first: they have waited longest.
             while let Ok(h) = handoff_rx.try_recv() {
@@ -543,6 +561,7 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
                 f.rx.flush(|fr| rx.ingress(stack, now, false, fr, &mut tx));
                 rx.counters.impair_rx = f.rx.counters;
             }
+            rx.wake_owners();
             while let Ok(app) = apps_rx.try_recv() {
                 stack.tcp_track_ready(true);
                 apps.apps.push((app, None));
@@ -628,6 +647,8 @@ fn warn_conflict(inner: &Inner, me: std::net::Ipv4Addr, mac: protocols::wire::Et
     }
 }
 
+/// Queues `frame` for worker `owner` in a buffer of ours; the caller wakes the owner, once per
+/// batch. False (and counted) when the owner's queue is full.
 fn hand_off(
     inner: &Inner,
     me: usize,
@@ -651,10 +672,7 @@ fn hand_off(
         read_at,
         frame: buf,
     }) {
-        Ok(()) => {
-            let _ = w.wake.notify();
-            true
-        }
+        Ok(()) => true,
         Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
             counters.handoff_dropped += 1;
             false
