@@ -16,6 +16,7 @@
 use core::fmt;
 use core::str::FromStr;
 
+use protocols::impair::flip_ipv4_bit;
 use protocols::rand::Rng;
 
 /// What `--impair` asked for. Probabilities are in 0.0..=1.0.
@@ -192,22 +193,6 @@ impl FaultInjector {
             out(&h);
         }
     }
-}
-
-/// Flips one random bit of the IPv4 packet in `frame` (not the Ethernet header, not padding).
-/// False when the frame is not IPv4.
-fn flip_ipv4_bit(frame: &mut [u8], rng: &mut Rng) -> bool {
-    if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] {
-        return false;
-    }
-    let total = usize::from(u16::from_be_bytes([frame[16], frame[17]]));
-    let end = (14 + total).min(frame.len());
-    if end <= 14 {
-        return false;
-    }
-    let bit = rng.below(((end - 14) * 8) as u64) as usize;
-    frame[14 + bit / 8] ^= 1 << (bit % 8);
-    true
 }
 
 #[cfg(test)]

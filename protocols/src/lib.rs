@@ -15,6 +15,8 @@
 //! - [`iface`]: a whole node: ARP cache (with anti-poisoning and RFC 5227 defence), IPv4
 //!   dispatch, reassembly into a bounded pool and fragmentation on send, ICMP, UDP and TCP socket
 //!   tables, drop counters. Frames in, frames out.
+//! - [`impair`]: what an impaired path does to a frame's bytes (the engine's `--impair` and the
+//!   simulator's links share it).
 //!
 //! Nothing that arrives from the wire may panic this crate: outside tests it denies `unwrap`,
 //! `expect`, `panic!` and unchecked indexing or slicing (wire views read through
@@ -32,6 +34,7 @@
 
 pub mod dhcp;
 pub mod iface;
+pub mod impair;
 pub mod rand;
 pub mod tcp;
 pub mod time;

@@ -5,9 +5,9 @@
 //! plus uniform `jitter`, an occasional extra `reorder_delay` that lets later frames overtake
 //! it, duplication (the copy travels on its own), and corruption of one bit of the IPv4 packet.
 
+use protocols::impair::flip_ipv4_bit;
 use protocols::rand::Rng;
 use protocols::time::{Duration, Instant};
-use protocols::wire::{EtherType, EthernetFrame};
 
 /// How one direction of a path behaves. Every probability is 0.0..=1.0, drawn per frame from the
 /// network's seeded generator.
@@ -196,37 +196,9 @@ fn random_up_to(rng: &mut Rng, max: Duration) -> Duration {
     }
 }
 
-/// Flips one random bit of the IPv4 packet in `frame` (header and payload, not the Ethernet
-/// header and not link padding past the IPv4 total length). False when the frame is not IPv4.
-fn flip_ipv4_bit(frame: &mut [u8], rng: &mut Rng) -> bool {
-    let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
-        return false;
-    };
-    if eth.ethertype() != EtherType::Ipv4 || frame.len() < 14 + 20 {
-        return false;
-    }
-    let total = usize::from(u16::from_be_bytes([frame[16], frame[17]]));
-    let end = (14 + total).min(frame.len());
-    if end <= 14 {
-        return false;
-    }
-    let bit = rng.below(((end - 14) * 8) as u64) as usize;
-    frame[14 + bit / 8] ^= 1 << (bit % 8);
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ipv4_frame(len: usize) -> Vec<u8> {
-        let mut f = vec![0u8; len];
-        f[12] = 0x08;
-        f[13] = 0x00;
-        let total = (len - 14) as u16;
-        f[16..18].copy_from_slice(&total.to_be_bytes());
-        f
-    }
 
     #[test]
     fn bandwidth_serializes_and_tail_drops() {
@@ -254,23 +226,6 @@ mod tests {
             &mut out,
         );
         assert_eq!(out.last().map(|d| d.at.total_millis()), Some(30));
-    }
-
-    #[test]
-    fn corruption_flips_exactly_one_bit_inside_the_ip_packet() {
-        let mut rng = Rng::new(5);
-        for _ in 0..200 {
-            let orig = ipv4_frame(80);
-            let mut f = orig.clone();
-            assert!(flip_ipv4_bit(&mut f, &mut rng));
-            let diff: u32 = orig.iter().zip(&f).map(|(a, b)| (a ^ b).count_ones()).sum();
-            assert_eq!(diff, 1);
-            assert_eq!(&orig[..14], &f[..14]);
-        }
-        let mut arp = vec![0u8; 42];
-        arp[12] = 0x08;
-        arp[13] = 0x06;
-        assert!(!flip_ipv4_bit(&mut arp, &mut rng));
     }
 
     #[test]
