@@ -169,6 +169,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let labels = serve::start_services(&node, &services)?;
             println!("{}", serve::start_line(&node, &labels));
             serve::wait_for_signal()?;
+            eprintln!("tapir serve: {}", node.stats());
             tapir_apps::cli::stop_node(&node);
             Ok(ExitCode::SUCCESS)
         }

@@ -280,9 +280,15 @@ pub fn start(node: &Node, spec: &ServiceSpec) -> Result<Running> {
             let udp = engine::UdpSocket::bind(node, port)
                 .with_context(|| format!("cannot bind UDP port {port} for {name}"))?;
             labels.push(format!("{name}/udp:{port}"));
-            closers.push(udp.closer());
+            let (handles, closer) = udp.into_worker_handles();
+            closers.push(closer);
+            for (w, h) in handles.into_iter().enumerate() {
+                if let Err(e) = node.spawn_app(w, Box::new(simple::UdpApp::new(kind, h))) {
+                    closers.iter().for_each(engine::SocketCloser::close);
+                    return Err(e).with_context(|| format!("cannot start {name} on worker {w}"));
+                }
+            }
             spawn(name, move || simple::run_tcp(kind, listener));
-            spawn(name, move || simple::run_udp(kind, udp));
         }
     }
     Ok(Running {

@@ -20,6 +20,8 @@ pub struct UdpSocket {
     handles: Vec<SocketHandle>,
     read_timeout: Option<Duration>,
     closed: Arc<AtomicBool>,
+    /// Given up to apps by [`UdpSocket::into_worker_handles`]: their closer closes it.
+    detached: bool,
 }
 
 impl UdpSocket {
@@ -49,6 +51,7 @@ impl UdpSocket {
             closed: Arc::new(AtomicBool::new(false)),
             handles,
             read_timeout: None,
+            detached: false,
         })
     }
 
@@ -95,17 +98,23 @@ impl UdpSocket {
 
     /// Receives one datagram; a datagram longer than `buf` is truncated, as with `std::net`.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddrV4)> {
-        let d = super::recv_any(
+        super::recv_any(
             &self.node,
             &self.handles,
             deadline(self.read_timeout),
             || io::Error::new(io::ErrorKind::WouldBlock, "timed out"),
-            |s, h| s.udp_recv_from(h),
+            |s, h| s.udp_recv_into(h, buf),
             udp_error,
-        )?;
-        let n = d.data.len().min(buf.len());
-        buf[..n].copy_from_slice(&d.data[..n]);
-        Ok((n, d.from))
+        )
+    }
+
+    /// Gives the socket up to run-to-completion apps ([`crate::rtc`]), one per worker: handle
+    /// `i` is in worker `i`'s stack, and only an app on that worker may use it (each worker
+    /// receives the flows it owns, and answers them). The port stays bound until the returned
+    /// closer closes it; the apps' calls then fail with `UdpError::BadHandle`.
+    pub fn into_worker_handles(mut self) -> (Vec<SocketHandle>, SocketCloser) {
+        self.detached = true;
+        (self.handles.clone(), self.closer())
     }
 }
 
@@ -122,6 +131,8 @@ impl UdpSocket {
 
 impl Drop for UdpSocket {
     fn drop(&mut self) {
-        self.closer().close();
+        if !self.detached {
+            self.closer().close();
+        }
     }
 }

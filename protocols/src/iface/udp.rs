@@ -46,6 +46,9 @@ struct UdpSocket {
     port: u16,
     rx: VecDeque<Datagram>,
     errors: VecDeque<IcmpErrorReport>,
+    /// Buffers of datagrams already read ([`Stack::udp_recv_into`]), reused for the next ones:
+    /// in steady state receiving allocates nothing.
+    spare: Vec<Vec<u8>>,
 }
 
 #[derive(Debug)]
@@ -61,11 +64,20 @@ pub(super) struct UdpTable {
     sockets: Slab<UdpSocket>,
     by_port: HashMap<u16, SocketHandle>,
     tx: VecDeque<Outgoing>,
+    /// Buffers of datagrams already sent, reused for the next ones.
+    spare_tx: Vec<Vec<u8>>,
 }
 
 impl UdpTable {
     pub fn has_tx(&self) -> bool {
         !self.tx.is_empty()
+    }
+
+    /// Keeps a sent datagram's buffer for the next send (as many as the send queue holds).
+    fn recycle(&mut self, data: Vec<u8>) {
+        if self.spare_tx.len() < TX_QUEUE {
+            self.spare_tx.push(data);
+        }
     }
 }
 
@@ -104,9 +116,12 @@ impl Stack {
         if sock.rx.len() >= limit {
             return self.counters.drop(DropReason::UdpRxQueueFull);
         }
+        let mut data = sock.spare.pop().unwrap_or_default();
+        data.clear();
+        data.extend_from_slice(packet.payload());
         sock.rx.push_back(Datagram {
             from: SocketAddrV4::new(meta.src, repr.src_port),
-            data: packet.payload().to_vec(),
+            data,
         });
         self.wakeup = true;
     }
@@ -125,6 +140,7 @@ impl Stack {
             port,
             rx: VecDeque::new(),
             errors: VecDeque::new(),
+            spare: Vec::new(),
         });
         self.udp.by_port.insert(port, h);
         Ok(h)
@@ -175,10 +191,13 @@ impl Stack {
             return Err(UdpError::QueueFull);
         }
         let src_port = sock.port;
+        let mut buf = self.udp.spare_tx.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(data);
         self.udp.tx.push_back(Outgoing {
             src_port,
             dst,
-            data: data.to_vec(),
+            data: buf,
             ttl,
         });
         Ok(())
@@ -188,6 +207,27 @@ impl Stack {
     pub fn udp_recv_from(&mut self, h: SocketHandle) -> Result<Option<Datagram>, UdpError> {
         let sock = self.udp.sockets.get_mut(h).ok_or(UdpError::BadHandle)?;
         Ok(sock.rx.pop_front())
+    }
+
+    /// The next datagram copied into `buf` (the rest of a longer one is discarded, as a
+    /// kernel's `recv` does): its length and sender. Its buffer stays with the socket for the
+    /// next arrival, so a steady flow allocates nothing.
+    pub fn udp_recv_into(
+        &mut self,
+        h: SocketHandle,
+        buf: &mut [u8],
+    ) -> Result<Option<(usize, SocketAddrV4)>, UdpError> {
+        let limit = self.config.udp_rx_queue;
+        let sock = self.udp.sockets.get_mut(h).ok_or(UdpError::BadHandle)?;
+        let Some(d) = sock.rx.pop_front() else {
+            return Ok(None);
+        };
+        let n = d.data.len().min(buf.len());
+        copy(buf, &d.data);
+        if sock.spare.len() < limit {
+            sock.spare.push(d.data);
+        }
+        Ok(Some((n, d.from)))
     }
 
     /// The next ICMP error about a datagram sent by `h`, if any.
@@ -244,6 +284,7 @@ impl Stack {
                     full,
                 );
                 eg.send_datagram(now, sink, src, dst, IpProtocol::Udp, ttl, &dgram);
+                self.udp.recycle(out.data);
                 continue;
             }
             let ident = eg.next_ident();
@@ -262,6 +303,7 @@ impl Stack {
                 );
                 emit_ipv4(buf, src, dst, IpProtocol::Udp, udp_len, ident, ttl)
             });
+            self.udp.recycle(out.data);
         }
     }
 }
