@@ -468,6 +468,8 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
         &mut tracing,
     );
 
+    // The last batch read RX_BATCH frames: go round without waiting.
+    let mut more = false;
     while !inner.stop.load(Ordering::SeqCst) {
         let timeout = {
             let mut st = lock(&shared.stack);
@@ -479,11 +481,17 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
             let now = inner.clock.now();
             at.map(|t| Duration::from_micros(t.total_micros().saturating_sub(now.total_micros())))
         };
-        if poller.wait(timeout).is_err() {
-            // EINTR and friends: go round again.
-            continue;
+        // After a full batch more frames are likely waiting: read on without asking poll.
+        if !more {
+            match poller.wait(timeout) {
+                Ok(ready) if ready.is_ready(1) => {
+                    let _ = shared.wake.drain();
+                }
+                Ok(_) => {}
+                // EINTR and friends: go round again.
+                Err(_) => continue,
+            }
         }
-        let _ = shared.wake.drain();
         if inner.stop.load(Ordering::SeqCst) {
             break;
         }
@@ -520,9 +528,14 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
                     let _ = w.recycle_tx.try_send(h.frame);
                 }
             }
+            // Cleared when the queue runs dry before the batch is full.
+            more = true;
             for _ in 0..RX_BATCH {
                 match queue.read(&mut rx_buf) {
-                    Ok(0) => break,
+                    Ok(0) => {
+                        more = false;
+                        break;
+                    }
                     Ok(n) => {
                         rx.counters.rx_frames += 1;
                         let raw = &rx_buf[..n];
@@ -549,10 +562,14 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
                             }
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        more = false;
+                        break;
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => {
                         rx.counters.rx_errors += 1;
+                        more = false;
                         break;
                     }
                 }
