@@ -1,5 +1,5 @@
 //! A node: a tap device and one worker per queue, each with its own news for the callers that
-//! wait on it ([`crate::news`]).
+//! wait on it (see the `news` module).
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

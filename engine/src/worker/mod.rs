@@ -1,30 +1,39 @@
 //! One worker: reads its tap queue, runs its stack to completion, writes on its own queue.
 //!
-//! Per wake-up: frames other workers handed over, then up to [`RX_BATCH`] reads from the tap
-//! (each through `--impair` if asked, then to this stack or to its flow's owner), then the
-//! stack's timers and pending sends, then every frame written in one go after the stack lock
-//! is let go. Tracing, when on, sees each frame with the drop reason or the stack events it
-//! caused.
+//! [`run`] is the spine. Per wake-up: frames other workers handed over, then a batch from the
+//! [`device`] (the tap queue with its virtio-net header and `--impair` layers), each frame to
+//! this stack or handed to its flow's owner, then the apps ([`crate::rtc`]), the stack's timers
+//! and pending sends, then every frame written in one go after the stack lock is let go
+//! ([`tx`]). Tracing, when on, sees each frame with the drop reason or the stack events it
+//! caused ([`tracing`]).
 
-use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, TrySendError};
-use protocols::iface::{Sink, SocketHandle, Stack, StackEvent, TxOffload};
+use protocols::iface::{SocketHandle, Stack};
 use protocols::time::Instant;
 
-use crate::fault::{FaultCounters, FaultInjector, ImpairSpec};
+use crate::fault::FaultCounters;
 use crate::node::{lock, Inner};
-use crate::pool::{BufId, BufferPool};
 use crate::rtc::{AppCtx, WorkerApp};
 use crate::steer::{classify, Steer};
 use crate::sys::event::Poller;
 use crate::sys::tap::TapQueue;
-use crate::trace::{unix_micros, Direction, Tracer};
+use crate::trace::Direction;
 use crate::vnet;
+
+mod device;
+mod tracing;
+mod tx;
+
+use device::Device;
+pub(crate) use device::Faults;
+use tracing::Tracing;
+pub(crate) use tx::TxPools;
+use tx::{TxBatch, TxFrame};
 
 /// Buffers per worker pool.
 pub const POOL_BUFFERS: usize = 1024;
@@ -40,10 +49,6 @@ pub fn buf_size(mtu: usize) -> usize {
 pub const BIG_BUFFERS: usize = 64;
 /// Bytes per big buffer: a virtio-net header, an Ethernet header and a 64 KiB IPv4 packet.
 pub const BIG_BUF_SIZE: usize = vnet::LEN + 14 + 65536;
-/// Frames read per wake-up before the stack is polled and replies are written.
-const RX_BATCH: usize = 64;
-/// Receive buffer with offloads on: a `virtio_net_hdr` and a GRO'd frame of up to 64 KiB of IP.
-const RX_GSO_BUF: usize = vnet::LEN + 14 + 65536;
 
 /// What one worker counted (the stack counts the rest).
 #[derive(Debug, Clone, Default)]
@@ -94,178 +99,6 @@ pub(crate) struct Handoff {
     /// When the reader read it: the owner's stack takes it as the frame's arrival.
     pub read_at: Instant,
     pub frame: Vec<u8>,
-}
-
-/// A worker's transmit buffers: MTU-sized ones, and big ones for TSO segments when the tap
-/// takes them.
-pub(crate) struct TxPools {
-    pub small: BufferPool,
-    pub big: Option<BufferPool>,
-}
-
-/// One frame waiting to be written: its buffer (in the big pool or not) and length.
-#[derive(Clone, Copy)]
-struct TxFrame {
-    id: BufId,
-    len: usize,
-    big: bool,
-    gso: bool,
-}
-
-impl TxPools {
-    fn get(&self, f: &TxFrame) -> &[u8] {
-        match (&self.big, f.big) {
-            (Some(big), true) => &big.get(f.id)[..f.len],
-            _ => &self.small.get(f.id)[..f.len],
-        }
-    }
-
-    fn free(&mut self, f: &TxFrame) {
-        match (&mut self.big, f.big) {
-            (Some(big), true) => big.free(f.id),
-            _ => self.small.free(f.id),
-        }
-    }
-}
-
-/// A worker's fault injectors (`--impair`): one for the frames it reads, one for those it
-/// writes, each with its own generator. (With corruption on, the node runs without offloads, so
-/// every checksum is real and verified.)
-pub(crate) struct Faults {
-    rx: FaultInjector,
-    tx: FaultInjector,
-}
-
-impl Faults {
-    pub fn new(spec: ImpairSpec, seed: u64, worker: usize) -> Self {
-        let base = seed.wrapping_add((worker as u64) << 8);
-        Faults {
-            rx: FaultInjector::new(spec, base),
-            tx: FaultInjector::new(spec, base ^ 0x7478),
-        }
-    }
-}
-
-/// Collects the frames a stack sends into pool buffers, written after the stack lock is let go.
-struct TxBatch<'a> {
-    pool: &'a mut TxPools,
-    frames: &'a mut Vec<TxFrame>,
-    no_buffer: u64,
-    /// Bytes of `virtio_net_hdr` in front of each frame (0 without offloads).
-    hdr: usize,
-}
-
-impl Sink for TxBatch<'_> {
-    /// The pool is what bounds a batch: with every buffer holding a frame to write, TCP waits
-    /// for the next round (the worker writes this batch, frees the buffers and polls again at
-    /// once) rather than losing segments to `tx_no_buffer`.
-    fn has_room(&self) -> bool {
-        self.pool.small.available() > 0
-    }
-
-    fn transmit<F: FnOnce(&mut [u8]) -> usize>(&mut self, max_len: usize, fill: F) {
-        self.transmit_offload(max_len, |buf| (fill(buf), TxOffload::default()));
-    }
-
-    fn transmit_offload<F: FnOnce(&mut [u8]) -> (usize, TxOffload)>(
-        &mut self,
-        max_len: usize,
-        fill: F,
-    ) {
-        let hdr = self.hdr;
-        // A big buffer only for what may not fit a small one; without one left, the stack gets
-        // MTU room and builds an ordinary segment.
-        let small_room = self.pool.small.buf_size() - hdr;
-        let big = match &mut self.pool.big {
-            Some(big) if max_len > small_room => big.alloc(),
-            _ => None,
-        };
-        let (id, is_big) = match big {
-            Some(id) => (id, true),
-            None => match self.pool.small.alloc() {
-                Some(id) => (id, false),
-                None => {
-                    self.no_buffer += 1;
-                    return;
-                }
-            },
-        };
-        let pool = if is_big {
-            self.pool
-                .big
-                .as_mut()
-                .expect("big buffer from the big pool")
-        } else {
-            &mut self.pool.small
-        };
-        let buf = pool.get_mut(id);
-        let room = max_len.min(buf.len() - hdr);
-        let (n, off) = fill(&mut buf[hdr..hdr + room]);
-        if n == 0 {
-            pool.free(id);
-        } else {
-            if hdr > 0 {
-                vnet::write_offload(buf, &off);
-            }
-            self.frames.push(TxFrame {
-                id,
-                len: hdr + n,
-                big: is_big,
-                gso: off.gso_size > 0,
-            });
-        }
-    }
-}
-
-/// The tracers a worker feeds: `--trace` lines and `--pcap` capture, each on or off. The worker
-/// picks up new ones when the node's trace generation moves.
-#[derive(Default)]
-struct Tracing {
-    generation: u64,
-    tracers: Vec<Tracer>,
-    /// Events the stack recorded for the frame being traced.
-    events: Vec<StackEvent>,
-}
-
-impl Tracing {
-    fn refresh(&mut self, inner: &Inner) {
-        let g = inner.trace_generation.load(Ordering::Acquire);
-        if g != self.generation {
-            self.generation = g;
-            self.tracers = lock(&inner.tracers).clone();
-        }
-    }
-
-    #[inline]
-    fn on(&self) -> bool {
-        self.tracers.iter().any(Tracer::is_on)
-    }
-
-    /// Records one frame with what the stack said about it.
-    fn frame(&mut self, stack: &mut Stack, queue: u16, dir: Direction, frame: &[u8]) {
-        let drop = stack.take_drop();
-        self.events.clear();
-        stack.drain_events(&mut self.events);
-        let ts = unix_micros();
-        for t in &self.tracers {
-            t.frame_with_events(ts, queue, dir, frame, drop, &self.events);
-        }
-    }
-
-    /// A frame that is not recorded (a copy another worker recorded): what the stack said
-    /// about it still reaches the observers, and does not ride on the next frame.
-    fn untraced(&mut self, stack: &mut Stack, queue: u16) {
-        let _ = stack.take_drop();
-        self.events.clear();
-        stack.drain_events(&mut self.events);
-        let ts = unix_micros();
-        for t in &self.tracers {
-            for e in &self.events {
-                t.event(ts, queue, e);
-            }
-        }
-        self.events.clear();
-    }
 }
 
 /// Everything a worker's receive path needs besides the stack.
@@ -420,7 +253,7 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
         handoff_rx,
         apps_rx,
         core,
-        mut faults,
+        faults,
     } = io;
     let mut apps = Apps::default();
     if let Some(c) = core {
@@ -429,25 +262,13 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
     }
     let shared = &inner.workers[me];
     let mut poller = Poller::new(&[queue.as_raw_fd(), shared.wake.as_raw_fd()]);
+    let mtu_buf = pool.small.buf_size();
+    let mut device = Device::new(queue, me, inner.config.offload, mtu_buf, faults);
+    let hdr = device.hdr();
     let mut frames: Vec<TxFrame> = Vec::with_capacity(POOL_BUFFERS + BIG_BUFFERS);
-    let offload = inner.config.offload;
-    let hdr = if offload { vnet::LEN } else { 0 };
-    let mut rx_buf = vec![
-        0u8;
-        if offload {
-            RX_GSO_BUF
-        } else {
-            pool.small.buf_size()
-        }
-    ];
     let mut counters = WorkerCounters::default();
     let mut tracing = Tracing::default();
     let mut lease = LeaseShare::default();
-    let port = Port {
-        queue: &queue,
-        me: me as u16,
-        hdr,
-    };
     {
         let mut st = lock(&shared.stack);
         let now = inner.clock.now();
@@ -459,30 +280,25 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
         };
         st.stack.start(now, &mut tx);
     }
-    write_frames(
-        &port,
-        &mut pool,
-        &mut frames,
-        &mut counters,
-        faults.as_mut(),
-        &mut tracing,
-    );
+    device.transmit(&mut pool, &mut frames, &mut counters, &mut tracing);
 
-    // The last batch read RX_BATCH frames: go round without waiting.
+    // The last batch filled: more frames are likely waiting, so read on without asking poll.
     let mut more = false;
     while !inner.stop.load(Ordering::SeqCst) {
-        let timeout = {
-            let mut st = lock(&shared.stack);
-            let at = [st.stack.poll_at(), apps.poll_at()]
-                .into_iter()
-                .flatten()
-                .min();
-            st.sleep_until = at;
-            let now = inner.clock.now();
-            at.map(|t| Duration::from_micros(t.total_micros().saturating_sub(now.total_micros())))
-        };
-        // After a full batch more frames are likely waiting: read on without asking poll.
+        // Sleep until a frame, a wake-up (hand-off, app, socket call) or the next timer.
         if !more {
+            let timeout = {
+                let mut st = lock(&shared.stack);
+                let at = [st.stack.poll_at(), apps.poll_at()]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                st.sleep_until = at;
+                let now = inner.clock.now();
+                at.map(|t| {
+                    Duration::from_micros(t.total_micros().saturating_sub(now.total_micros()))
+                })
+            };
             match poller.wait(timeout) {
                 Ok(ready) if ready.is_ready(1) => {
                     let _ = shared.wake.drain();
@@ -496,7 +312,7 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
             break;
         }
         tracing.refresh(&inner);
-        let mut news = false;
+        let news;
         {
             let mut st = lock(&shared.stack);
             let stack = &mut st.stack;
@@ -528,57 +344,10 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
                     let _ = w.recycle_tx.try_send(h.frame);
                 }
             }
-            // Cleared when the queue runs dry before the batch is full.
-            more = true;
-            for _ in 0..RX_BATCH {
-                match queue.read(&mut rx_buf) {
-                    Ok(0) => {
-                        more = false;
-                        break;
-                    }
-                    Ok(n) => {
-                        rx.counters.rx_frames += 1;
-                        let raw = &rx_buf[..n];
-                        let (trusted, frame) = if hdr == 0 {
-                            (false, raw)
-                        } else {
-                            match (vnet::parse(raw), raw.get(hdr..)) {
-                                (Some(info), Some(frame)) => {
-                                    if info.gso {
-                                        rx.counters.rx_gso_frames += 1;
-                                    }
-                                    (info.checksum_trusted, frame)
-                                }
-                                _ => {
-                                    rx.counters.rx_errors += 1;
-                                    continue;
-                                }
-                            }
-                        };
-                        match faults.as_mut() {
-                            None => rx.ingress(stack, now, trusted, frame, &mut tx),
-                            Some(f) => {
-                                f.rx.apply(frame, |fr| rx.ingress(stack, now, trusted, fr, &mut tx))
-                            }
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        more = false;
-                        break;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => {
-                        rx.counters.rx_errors += 1;
-                        more = false;
-                        break;
-                    }
-                }
-            }
-            if let Some(f) = faults.as_mut() {
-                f.rx.flush(|fr| rx.ingress(stack, now, false, fr, &mut tx));
-                rx.counters.impair_rx = f.rx.counters;
-            }
+            // A batch from the device: to this stack, or handed to the flow's owner.
+            more = device.receive(|trusted, frame| rx.ingress(stack, now, trusted, frame, &mut tx));
             rx.wake_owners();
+            // Apps, then the stack's timers and sends.
             while let Ok(app) = apps_rx.try_recv() {
                 stack.tcp_track_ready(true);
                 apps.apps.push((app, None));
@@ -593,24 +362,18 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
                 lease.publish(&inner, stack);
             }
             counters.tcp_conns_opened = stack.counters().tcp_conns_opened;
-            news |= stack.take_wakeup();
+            news = stack.take_wakeup();
             if tracing.on() {
                 // Timer and application events go with the frames this poll sends.
                 tracing.events.clear();
                 stack.drain_events(&mut tracing.events);
             }
         }
-        write_frames(
-            &port,
-            &mut pool,
-            &mut frames,
-            &mut counters,
-            faults.as_mut(),
-            &mut tracing,
-        );
+        device.transmit(&mut pool, &mut frames, &mut counters, &mut tracing);
         if news {
             shared.news.publish();
         }
+        device.report(&mut counters);
         *lock(&shared.counters) = counters.clone();
     }
     shared.news.publish();
@@ -693,78 +456,6 @@ fn hand_off(
         Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
             counters.handoff_dropped += 1;
             false
-        }
-    }
-}
-
-/// Where a worker writes: its queue, its index, and the virtio-net header length.
-#[derive(Clone, Copy)]
-struct Port<'a> {
-    queue: &'a TapQueue,
-    me: u16,
-    hdr: usize,
-}
-
-/// Writes the batch on this worker's queue (through `--impair` if asked), tracing each frame;
-/// events recorded since the batch began go with its first frame.
-fn write_frames(
-    port: &Port<'_>,
-    pool: &mut TxPools,
-    frames: &mut Vec<TxFrame>,
-    counters: &mut WorkerCounters,
-    faults: Option<&mut Faults>,
-    tracing: &mut Tracing,
-) {
-    let Port { queue, me, hdr } = *port;
-    let trace = tracing.on();
-    let trace_out = |frame: &[u8], tracing: &mut Tracing| {
-        if trace {
-            let ts = unix_micros();
-            for t in &tracing.tracers {
-                t.frame_with_events(ts, me, Direction::Out, frame, None, &tracing.events);
-            }
-            tracing.events.clear();
-        }
-    };
-    match faults {
-        None => {
-            for f in frames.drain(..) {
-                let buf = pool.get(&f);
-                match queue.write(buf) {
-                    Ok(_) => {
-                        counters.tx_frames += 1;
-                        counters.tx_gso_frames += u64::from(f.gso);
-                    }
-                    Err(_) => counters.tx_errors += 1,
-                }
-                trace_out(buf.get(hdr..).unwrap_or_default(), tracing);
-                pool.free(&f);
-            }
-        }
-        Some(f) => {
-            // Impaired frames go out with a plain header: never claim a checksum we may have
-            // broken.
-            let plain = [0u8; vnet::LEN];
-            let write = |frame: &[u8], counters: &mut WorkerCounters| {
-                let r = if hdr == 0 {
-                    queue.write(frame)
-                } else {
-                    queue
-                        .write_vectored(&[io::IoSlice::new(&plain[..hdr]), io::IoSlice::new(frame)])
-                };
-                match r {
-                    Ok(_) => counters.tx_frames += 1,
-                    Err(_) => counters.tx_errors += 1,
-                }
-            };
-            for fr in frames.drain(..) {
-                let frame = pool.get(&fr).get(hdr..).unwrap_or_default();
-                trace_out(frame, tracing);
-                f.tx.apply(frame, |fr| write(fr, counters));
-                pool.free(&fr);
-            }
-            f.tx.flush(|fr| write(fr, counters));
-            counters.impair_tx = f.tx.counters;
         }
     }
 }
