@@ -2,7 +2,7 @@
 //! stack (`protocols::iface`); this module only reads it, waits for it and releases it.
 //!
 //! Only worker 0 runs a DHCP client; the other workers take its addressing whenever it
-//! changes (engine/src/worker.rs, `LeaseShare`), and frames for the client's port are steered
+//! changes (engine/src/worker/mod.rs, `LeaseShare`), and frames for the client's port are steered
 //! to worker 0.
 
 use std::io;
