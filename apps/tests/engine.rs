@@ -550,3 +550,98 @@ fn steady_state_allocations_with_hand_offs() {
     assert!(per < 0.01, "{per:.4} allocations per frame");
     node.shutdown();
 }
+
+/// A run-to-completion responder: accepts on `port`, answers each connection's first bytes with
+/// one line, closes and lets the stack free it (tapir closes first, so it holds TIME-WAIT).
+struct Responder {
+    port: u16,
+    conns: Vec<protocols::iface::SocketHandle>,
+    buf: Vec<u8>,
+}
+
+impl engine::WorkerApp for Responder {
+    fn poll(&mut self, ctx: &mut engine::AppCtx<'_>) -> Option<protocols::time::Instant> {
+        while let Ok(Some((h, _))) = ctx.stack.tcp_accept(self.port) {
+            self.conns.push(h);
+        }
+        let mut i = 0;
+        while i < self.conns.len() {
+            let h = self.conns[i];
+            match ctx.stack.tcp_recv(h, &mut self.buf) {
+                Ok(n) if n > 0 => {
+                    let _ = ctx.stack.tcp_send(h, b"ok\n");
+                    let _ = ctx.stack.tcp_close(h);
+                    ctx.stack.tcp_release(h);
+                    self.conns.swap_remove(i);
+                }
+                Err(protocols::iface::TcpError::WouldBlock) => i += 1,
+                _ => {
+                    ctx.stack.tcp_release(h);
+                    self.conns.swap_remove(i);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The connection path in steady state: SYN, accept, a request, the answer, FIN, TIME-WAIT, for
+/// thousands of connections from the kernel, counting the process's allocations per connection.
+#[test]
+fn steady_state_allocations_per_connection() {
+    if !interop_allowed() {
+        return;
+    }
+    let _g = serial();
+    let lab = Lab::up("eng").expect("lab up");
+    let node = node(&lab, 2, true);
+    let listener = engine::TcpListener::bind(&node, 5005).expect("listen");
+    for w in 0..node.queues() {
+        node.spawn_app(
+            w,
+            Box::new(Responder {
+                port: 5005,
+                conns: Vec::with_capacity(1024),
+                buf: vec![0u8; 4096],
+            }),
+        )
+        .expect("spawn");
+    }
+    let to = SocketAddr::V4(SocketAddrV4::new(node.address(), 5005));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = std::sync::Arc::new(AtomicU64::new(0));
+    let (stop2, done2) = (stop.clone(), done.clone());
+    let ns = lab.ns.clone();
+    let client = std::thread::spawn(move || {
+        engine::sys::netns::run_in_netns(&ns, || {
+            let mut buf = [0u8; 64];
+            while !stop2.load(Ordering::Relaxed) {
+                let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5)).expect("connect");
+                s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                s.write_all(b"x").expect("request");
+                let mut got = 0;
+                while let Ok(n @ 1..) = s.read(&mut buf[got..]) {
+                    got += n;
+                }
+                assert_eq!(&buf[..got], b"ok\n");
+                done2.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .expect("netns")
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let (a1, c1) = (ALLOCS.load(Ordering::Relaxed), done.load(Ordering::Relaxed));
+    std::thread::sleep(Duration::from_secs(1));
+    let (a2, c2) = (ALLOCS.load(Ordering::Relaxed), done.load(Ordering::Relaxed));
+    stop.store(true, Ordering::Relaxed);
+    client.join().expect("client");
+    let conns = c2 - c1;
+    let per = (a2 - a1) as f64 / conns.max(1) as f64;
+    eprintln!(
+        "connection path: {} allocations for {conns} connections: {per:.2} per connection; {}",
+        a2 - a1,
+        node.stats()
+    );
+    drop(listener);
+    node.shutdown();
+}
