@@ -15,7 +15,10 @@ use serde_json::Value;
 use tapir_apps::lab::Lab;
 
 mod common;
-use common::{interop_allowed, kernel, Proc, TempDir};
+use common::{interop_allowed, kernel, need, text, Proc, TempDir};
+
+#[path = "load/stock.rs"]
+mod stock;
 
 const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
 
@@ -27,7 +30,18 @@ struct Nginx {
 }
 
 impl Nginx {
+    /// nginx with keep-alive limits no test reaches.
     fn start(lab: &Lab, conns: usize) -> Nginx {
+        Nginx::start_with(
+            lab,
+            conns,
+            "keepalive_requests 1000000;\n  keepalive_timeout 60s;",
+        )
+    }
+
+    /// nginx with `keepalive` in its http block ("" for nginx's defaults:
+    /// keepalive_requests 1000, keepalive_timeout 75s).
+    fn start_with(lab: &Lab, conns: usize, keepalive: &str) -> Nginx {
         let found = Command::new("sh")
             .args(["-c", "command -v nginx || test -x /usr/sbin/nginx"])
             .stdout(Stdio::null())
@@ -46,7 +60,7 @@ impl Nginx {
 worker_rlimit_nofile {files};\nerror_log {d}/error.log warn;\n\
 events {{ worker_connections {wc}; multi_accept on; }}\n\
 http {{\n  log_format lt '$remote_addr:$remote_port $status';\n\
-  access_log {d}/access.log lt;\n  keepalive_requests 1000000;\n  keepalive_timeout 60s;\n\
+  access_log {d}/access.log lt;\n  {keepalive}\n\
   client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
   fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
   server {{\n    listen 10.7.0.1:80 backlog=16384;\n    root {r};\n\
@@ -79,12 +93,30 @@ http {{\n  log_format lt '$remote_addr:$remote_port $status';\n\
         n
     }
 
+    /// The access log once it holds `n` lines, or after `limit` (nginx writes a line after
+    /// the response went out, so the last few may trail the client's count).
+    fn log_of(&self, n: u64, limit: Duration) -> Vec<String> {
+        lines_once(n, limit, || self.log())
+    }
+
     fn log(&self) -> Vec<String> {
         std::fs::read_to_string(self.dir.0.join("access.log"))
             .unwrap_or_default()
             .lines()
             .map(String::from)
             .collect()
+    }
+}
+
+/// What `read` returns once it holds `n` lines, or after `limit`.
+fn lines_once(n: u64, limit: Duration, read: impl Fn() -> Vec<String>) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let lines = read();
+        if lines.len() as u64 >= n || start.elapsed() > limit {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -9,6 +9,7 @@
 mod chunked;
 pub mod client;
 pub mod report;
+mod response;
 
 use std::io::{IsTerminal, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -201,6 +202,7 @@ pub fn run(node: &Node, opts: &LoadOpts, dns: &[Ipv4Addr]) -> Result<Report> {
         let plan = Plan {
             remote: target.addr,
             request: request.clone(),
+            head: false,
             conns,
             pipeline: opts.pipeline as usize,
             rate: opts.rate.map(|r| r * frac),

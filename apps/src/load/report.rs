@@ -9,36 +9,50 @@ use serde_json::{json, Value};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// The server answered the SYN with a RST.
-    Refused,
-    /// An established connection was reset.
+    ConnectRefused,
+    /// The SYN went unanswered (retransmitted) for the whole timeout.
+    ConnectTimeout,
+    /// An established connection was reset with a response under way (or, after one retry,
+    /// before any of it).
     Reset,
-    /// No answer in time (connection or response).
+    /// No progress on a response for the whole timeout.
     Timeout,
-    /// A response with a 4xx or 5xx status.
-    BadStatus,
-    /// A response that could not be parsed, or a connection closed mid-response.
+    /// What came back does not begin with an HTTP/1.x status line.
+    BadStatusLine,
+    /// Header fields or body framing that are not HTTP/1.x (a bad length, chunk or coding).
     BadResponse,
+    /// The server closed the connection before the response was whole (or, after one retry,
+    /// before any of it).
+    Truncated,
+    /// A response with a 4xx or 5xx status.
+    HttpStatus,
     /// No local port or connection slot to open a connection with.
     Local,
 }
 
-pub const ERROR_KINDS: [ErrorKind; 6] = [
-    ErrorKind::Refused,
+pub const ERROR_KINDS: [ErrorKind; 9] = [
+    ErrorKind::ConnectRefused,
+    ErrorKind::ConnectTimeout,
     ErrorKind::Reset,
     ErrorKind::Timeout,
-    ErrorKind::BadStatus,
+    ErrorKind::BadStatusLine,
     ErrorKind::BadResponse,
+    ErrorKind::Truncated,
+    ErrorKind::HttpStatus,
     ErrorKind::Local,
 ];
 
 impl ErrorKind {
     pub fn name(self) -> &'static str {
         match self {
-            ErrorKind::Refused => "refused",
+            ErrorKind::ConnectRefused => "connect_refused",
+            ErrorKind::ConnectTimeout => "connect_timeout",
             ErrorKind::Reset => "reset",
             ErrorKind::Timeout => "timeout",
-            ErrorKind::BadStatus => "bad_status",
+            ErrorKind::BadStatusLine => "bad_status_line",
             ErrorKind::BadResponse => "bad_response",
+            ErrorKind::Truncated => "truncated",
+            ErrorKind::HttpStatus => "http_4xx_5xx",
             ErrorKind::Local => "local",
         }
     }
@@ -244,6 +258,6 @@ mod tests {
             results: a,
         };
         assert_eq!(rep.json()["requests"], 1000);
-        assert!(rep.text().contains("timeout 1"));
+        assert!(rep.text().contains(" timeout 1"));
     }
 }
