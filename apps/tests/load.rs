@@ -22,8 +22,9 @@ mod stock;
 
 const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
 
-/// nginx in the lab on 10.7.0.1:80 serving a small file, logging "addr:port status" per
-/// request to `access.log` in its directory.
+/// nginx in the lab on 10.7.0.1:80 serving a small file (and "ok" to any method under
+/// /echo/), logging "addr:port method path x-tapir content-length status" per request to
+/// `access.log` in its directory.
 struct Nginx {
     _proc: Proc,
     dir: TempDir,
@@ -59,12 +60,13 @@ impl Nginx {
             "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
 worker_rlimit_nofile {files};\nerror_log {d}/error.log warn;\n\
 events {{ worker_connections {wc}; multi_accept on; }}\n\
-http {{\n  log_format lt '$remote_addr:$remote_port $status';\n\
+http {{\n  log_format lt '$remote_addr:$remote_port $request_method $uri $http_x_tapir $content_length $status';\n\
   access_log {d}/access.log lt;\n  {keepalive}\n\
   client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
   fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
   server {{\n    listen 10.7.0.1:80 backlog=16384;\n    root {r};\n\
-    location = /chunked.html {{ sub_filter 'x' 'y'; sub_filter_once off; }}\n  }}\n}}\n",
+    location = /chunked.html {{ sub_filter 'x' 'y'; sub_filter_once off; }}\n\
+    location /echo/ {{ return 200 'ok'; }}\n  }}\n}}\n",
             d = dir.0.display(),
             r = root.display(),
             wc = 2 * conns + 1024,
@@ -453,4 +455,70 @@ fn many_source_addresses_hold_thousands_of_connections_to_one_port() {
         addrs.len()
     );
     assert!(r["requests"].as_u64().unwrap() >= 2 * CONNS as u64, "{r}");
+}
+
+#[test]
+fn method_headers_body_and_urls_in_turn_reach_nginx() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = Lab::up("load-req").expect("lab");
+    let nginx = Nginx::start(&lab, 64);
+    let dir = TempDir::new("load-body");
+    let body = dir.0.join("body");
+    std::fs::write(&body, "k=v&".repeat(100)).unwrap();
+    let r = load(
+        &lab,
+        &[
+            "http://10.7.0.1/echo/a",
+            "http://10.7.0.1/echo/b",
+            "-m",
+            "POST",
+            "-H",
+            "X-Tapir: yes",
+            "--body",
+            &body.display().to_string(),
+            "-c",
+            "4",
+            "-d",
+            "1",
+        ],
+        Duration::from_secs(30),
+    );
+    let ours = r["requests"].as_u64().unwrap();
+    let log = nginx.log_of(ours, Duration::from_secs(5));
+    eprintln!("tapir counted {ours}, nginx logged {}: {r}", log.len());
+    assert_eq!(errors(&r), 0, "{r}");
+    assert!(ours > 100, "{r}");
+    assert_eq!(log.len() as u64, ours, "{r}");
+    let with = |path: &str| {
+        log.iter()
+            .filter(|l| l.ends_with(&format!(" POST {path} yes 400 200")))
+            .count()
+    };
+    let (a, b) = (with("/echo/a"), with("/echo/b"));
+    assert_eq!(a + b, log.len(), "every request as sent: {log:?}");
+    // In turn: a and b alike, but for the last of each connection.
+    assert!(a.abs_diff(b) <= 4, "/echo/a {a} times, /echo/b {b}");
+}
+
+#[test]
+fn bad_request_options_are_usage_errors() {
+    for (args, want) in [
+        (&["-m", "GE T"][..], "-m"),
+        (&["-H", "NoColon"], "-H"),
+        (&["-H", "Content-Length: 3"], "--body"),
+        (&["--body", "/nonexistent/tapir-body"], "--body"),
+        (&["http://10.7.0.2:81/"], "same server"),
+    ] {
+        let out = Command::new(TAPIR)
+            .args(["load", "--netns", "tapir-none", "http://10.7.0.1/"])
+            .args(args)
+            .output()
+            .expect("run tapir load");
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
 }

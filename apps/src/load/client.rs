@@ -34,10 +34,13 @@ const SCAN_US: u64 = 100_000;
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub remote: SocketAddrV4,
-    /// One request's bytes (with `Connection: close` in close mode).
-    pub request: Arc<Vec<u8>>,
+    /// The requests' bytes (with `Connection: close` in close mode), sent in turn.
+    pub requests: Arc<Vec<Vec<u8>>>,
     /// The requests are HEAD: their responses have no body.
     pub head: bool,
+    /// The method is idempotent: a request the server closed on before answering may be
+    /// sent again.
+    pub retry: bool,
     /// Connections to hold (closed loop), or at most (open loop).
     pub conns: usize,
     /// Requests outstanding per connection.
@@ -54,21 +57,14 @@ pub struct Plan {
     pub srcs: Arc<Vec<Ipv4Addr>>,
 }
 
-/// A request sent or due: the instant its latency counts from (when sent, closed loop; when
-/// due, open loop), and whether it is already being sent the second time.
+/// A request sent or due: which of the plan's requests, the instant its latency counts from
+/// (when sent, closed loop; when due, open loop), and whether it is already being sent the
+/// second time.
 #[derive(Debug, Clone, Copy)]
 struct Pending {
+    req: u32,
     since: u64,
     retried: bool,
-}
-
-impl Pending {
-    fn new(since: u64) -> Pending {
-        Pending {
-            since,
-            retried: false,
-        }
-    }
 }
 
 #[derive(Debug, Default)]
@@ -77,8 +73,9 @@ struct Conn {
     opened_us: u64,
     /// The requests outstanding, oldest first.
     inflight: VecDeque<Pending>,
-    /// Request bytes queued but not yet taken by the stack.
-    unsent: usize,
+    /// Requests queued but not yet taken whole by the stack, and how much of the first was.
+    unsent: VecDeque<u32>,
+    unsent_off: usize,
     reader: Reader,
     last_progress_us: u64,
     /// Responses completed on this connection.
@@ -116,6 +113,8 @@ pub struct LoadApp {
     next_due_us: u64,
     next_scan_us: u64,
     opened: u64,
+    /// The next of the plan's requests to send.
+    next_req: usize,
     /// The run's time is up: answers to requests outstanding are awaited.
     draining: bool,
     finished: bool,
@@ -137,6 +136,7 @@ impl LoadApp {
             next_due_us: 0,
             next_scan_us: 0,
             opened: 0,
+            next_req: 0,
             draining: false,
             finished: false,
             buf: vec![0; 64 * 1024],
@@ -145,6 +145,17 @@ impl LoadApp {
 
     fn open_loop(&self) -> bool {
         self.plan.rate.is_some()
+    }
+
+    /// A new request (the next URL in turn) whose latency counts from `since`.
+    fn pending(&mut self, since: u64) -> Pending {
+        let req = self.next_req as u32;
+        self.next_req = (self.next_req + 1) % self.plan.requests.len();
+        Pending {
+            req,
+            since,
+            retried: false,
+        }
     }
 
     /// Connections wanted now: all of them, or as many as the ramp allows so far.
@@ -213,8 +224,8 @@ impl LoadApp {
             c.last_progress_us = now;
         }
         c.inflight.push_back(p);
-        c.unsent += self.plan.request.len();
-        flush(stack, h, c, &self.plan.request);
+        c.unsent.push_back(p.req);
+        flush(stack, h, c, &self.plan.requests);
     }
 
     /// A connection just established sends its first requests: those left unanswered by
@@ -222,7 +233,10 @@ impl LoadApp {
     fn start_conn(&mut self, stack: &mut Stack, h: SocketHandle, now: u64) {
         if self.plan.rate.is_none() {
             for _ in 0..self.plan.pipeline {
-                let p = self.retries.pop_front().unwrap_or(Pending::new(now));
+                let p = match self.retries.pop_front() {
+                    Some(p) => p,
+                    None => self.pending(now),
+                };
                 self.send_request(stack, h, now, p);
             }
             return;
@@ -289,7 +303,7 @@ impl LoadApp {
             }
             Ending::Unanswered(kind) => {
                 if let Some(first) = left.front_mut() {
-                    if first.retried {
+                    if first.retried || !self.plan.retry {
                         self.results.error(kind);
                         left.pop_front();
                     } else {
@@ -338,8 +352,8 @@ impl LoadApp {
         let Some(c) = self.conns.get_mut(&h) else {
             return;
         };
-        if c.unsent > 0 {
-            flush(stack, h, c, &self.plan.request);
+        if !c.unsent.is_empty() {
+            flush(stack, h, c, &self.plan.requests);
         }
         // Read all there is before looking at an error: responses that came before a reset
         // count.
@@ -367,11 +381,11 @@ impl LoadApp {
         for e in events {
             match e {
                 Event::Response { status, close } => {
-                    let p = c.inflight.pop_front().unwrap_or(Pending::new(now));
+                    let since = c.inflight.pop_front().map_or(now, |p| p.since);
                     let _ = self
                         .results
                         .latency_us
-                        .record(now.saturating_sub(p.since).max(1));
+                        .record(now.saturating_sub(since).max(1));
                     self.results.requests += 1;
                     c.completed += 1;
                     completed += 1;
@@ -413,7 +427,8 @@ impl LoadApp {
         }
         if self.plan.rate.is_none() {
             for _ in 0..completed {
-                self.send_request(stack, h, now, Pending::new(now));
+                let p = self.pending(now);
+                self.send_request(stack, h, now, p);
             }
         } else {
             for _ in 0..completed {
@@ -520,13 +535,18 @@ impl LoadApp {
     }
 }
 
-/// Hands the stack as much of the queued request bytes as it takes.
-fn flush(stack: &mut Stack, h: SocketHandle, c: &mut Conn, req: &[u8]) {
-    while c.unsent > 0 {
-        let off = (req.len() - c.unsent % req.len()) % req.len();
-        let end = req.len().min(off + c.unsent);
-        match stack.tcp_send(h, &req[off..end]) {
-            Ok(n) if n > 0 => c.unsent -= n,
+/// Hands the stack as much of the queued requests' bytes as it takes.
+fn flush(stack: &mut Stack, h: SocketHandle, c: &mut Conn, reqs: &[Vec<u8>]) {
+    while let Some(&i) = c.unsent.front() {
+        let req = &reqs[i as usize];
+        match stack.tcp_send(h, &req[c.unsent_off..]) {
+            Ok(n) if n > 0 => {
+                c.unsent_off += n;
+                if c.unsent_off == req.len() {
+                    c.unsent.pop_front();
+                    c.unsent_off = 0;
+                }
+            }
             _ => break,
         }
     }
@@ -562,7 +582,8 @@ impl WorkerApp for LoadApp {
         if let Some(rate) = self.plan.rate.filter(|_| !self.draining) {
             let interval = (1e6 / rate.max(1e-6)) as u64;
             while self.next_due_us <= now {
-                self.backlog.push_back(Pending::new(self.next_due_us));
+                let p = self.pending(self.next_due_us);
+                self.backlog.push_back(p);
                 self.next_due_us += interval.max(1);
             }
             self.dispatch(ctx.stack, now);

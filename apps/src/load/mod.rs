@@ -9,6 +9,7 @@
 mod chunked;
 pub mod client;
 pub mod report;
+pub mod request;
 mod response;
 
 use std::io::{IsTerminal, Write};
@@ -31,10 +32,26 @@ use report::{Report, Results};
 /// `tapir load` options.
 #[derive(Debug, Clone, Args)]
 pub struct LoadOpts {
-    /// The URL to request: http://HOST[:PORT]/PATH (HOST an IPv4 address, or a name resolved
-    /// once through --dns).
-    #[arg(value_name = "URL")]
-    pub url: String,
+    /// The URLs to request, in turn (round-robin; name one twice to weight it):
+    /// http://HOST[:PORT]/PATH, all on one HOST:PORT (an IPv4 address, or a name resolved once
+    /// through --dns).
+    #[arg(value_name = "URL", required = true, num_args = 1..)]
+    pub urls: Vec<String>,
+    /// The request method.
+    #[arg(
+        short = 'm',
+        long = "method",
+        default_value = "GET",
+        value_name = "METHOD"
+    )]
+    pub method: String,
+    /// A header field to send with every request, as 'Name: value' (repeatable; replaces
+    /// tapir's own Host, User-Agent or Connection).
+    #[arg(short = 'H', long = "header", value_name = "'NAME: VALUE'")]
+    pub headers: Vec<String>,
+    /// Send FILE's bytes as every request's body (with its Content-Length).
+    #[arg(long, value_name = "FILE")]
+    pub body: Option<String>,
     /// Connections held (closed loop), or at most (open loop).
     #[arg(short = 'c', long = "connections", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4_000_000))]
     pub conns: u32,
@@ -89,6 +106,47 @@ pub fn parse_url(url: &str) -> Result<Url> {
     Url::parse(url)
 }
 
+/// The URLs, checked: all on one server (connections are not tied to a URL).
+pub fn parse_urls(urls: &[String]) -> Result<Vec<Url>> {
+    let parsed = urls
+        .iter()
+        .map(|u| parse_url(u))
+        .collect::<Result<Vec<_>>>()?;
+    let Some(first) = parsed.first() else {
+        bail!("give a URL to load, e.g. http://10.7.0.1/");
+    };
+    for (u, s) in parsed.iter().zip(urls) {
+        if (u.host.to_ascii_lowercase(), u.port) != (first.host.to_ascii_lowercase(), first.port) {
+            bail!(
+                "{s}: every URL must name the same server as {} ({}:{}); run one tapir load per server",
+                urls[0],
+                first.host,
+                first.port
+            );
+        }
+    }
+    Ok(parsed)
+}
+
+/// The requests of a run, one per URL, in turn.
+pub fn requests(opts: &LoadOpts, urls: &[Url]) -> Result<Vec<Vec<u8>>> {
+    let headers = opts
+        .headers
+        .iter()
+        .map(|h| request::parse_header(h))
+        .collect::<Result<Vec<_>>>()?;
+    let body = opts.body.as_deref().map(request::read_body).transpose()?;
+    let host = urls[0].host_header();
+    let t = request::Template {
+        method: &opts.method,
+        host: &host,
+        headers: &headers,
+        body: body.as_deref(),
+        close: opts.close,
+    };
+    Ok(urls.iter().map(|u| t.build(&u.path)).collect())
+}
+
 /// The URL's address: the host itself, or its first IPv4 address from DNS (`dns`).
 pub fn resolve(node: &Node, url: &Url, dns: &[Ipv4Addr]) -> Result<Target> {
     let resolver = Resolver::new(node, ResolverConfig::new(dns.to_vec()));
@@ -102,7 +160,11 @@ pub fn resolve(node: &Node, url: &Url, dns: &[Ipv4Addr]) -> Result<Target> {
 impl LoadOpts {
     /// Checks what clap cannot: returns a usage error message.
     pub fn check(&self) -> Result<Url> {
-        let t = parse_url(&self.url)?;
+        let urls = parse_urls(&self.urls)?;
+        request::check_method(&self.method)?;
+        // Header syntax and the body file, before the node starts.
+        requests(self, &urls)?;
+        let t = urls[0].clone();
         if !(self.duration > 0.0 && self.duration <= 86400.0) {
             bail!("-d {}: give a duration in seconds, above 0", self.duration);
         }
@@ -134,13 +196,17 @@ impl LoadOpts {
     }
 
     fn mode(&self) -> String {
-        let mut m = match self.rate {
+        let mut m = format!("{} ", self.method);
+        m += &match self.rate {
             Some(r) => format!(
                 "open loop at {r} req/s over at most {} connections",
                 self.conns
             ),
             None => format!("closed loop over {} connections", self.conns),
         };
+        if self.body.is_some() {
+            m += ", with a body";
+        }
         if self.pipeline > 1 {
             m += &format!(", pipeline {}", self.pipeline);
         }
@@ -163,17 +229,6 @@ pub fn source_addrs(cidr: Ipv4Cidr) -> Vec<Ipv4Addr> {
     (lo..hi).map(|i| Ipv4Addr::from(net + i as u32)).collect()
 }
 
-/// The request every connection sends.
-fn request(t: &Target, close: bool) -> Vec<u8> {
-    let conn = if close { "close" } else { "keep-alive" };
-    let host = t.url.host_header();
-    format!(
-        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: tapir-load\r\nConnection: {conn}\r\n\r\n",
-        t.url.path
-    )
-    .into_bytes()
-}
-
 /// Splits `total` over `n` workers; worker `i`'s share.
 fn share(total: usize, n: usize, i: usize) -> usize {
     total / n + usize::from(i < total % n)
@@ -183,13 +238,14 @@ fn share(total: usize, n: usize, i: usize) -> usize {
 /// a progress line per second when stderr is a terminal. Returns the merged report.
 pub fn run(node: &Node, opts: &LoadOpts, dns: &[Ipv4Addr]) -> Result<Report> {
     let target = resolve(node, &opts.check()?, dns)?;
+    let urls = parse_urls(&opts.urls)?;
     opts.check_src(*target.addr.ip())?;
     let workers = node.queues();
     let srcs = Arc::new(match opts.src {
         Some(c) => source_addrs(c),
         None => vec![node.address()],
     });
-    let request = Arc::new(request(&target, opts.close));
+    let requests = Arc::new(requests(opts, &urls)?);
     let duration_us = (opts.duration * 1e6) as u64;
     let (tx, rx) = mpsc::channel();
     let mut progress = Vec::new();
@@ -201,8 +257,9 @@ pub fn run(node: &Node, opts: &LoadOpts, dns: &[Ipv4Addr]) -> Result<Report> {
         let frac = conns as f64 / f64::from(opts.conns);
         let plan = Plan {
             remote: target.addr,
-            request: request.clone(),
-            head: false,
+            requests: requests.clone(),
+            head: opts.method == "HEAD",
+            retry: request::idempotent(&opts.method),
             conns,
             pipeline: opts.pipeline as usize,
             rate: opts.rate.map(|r| r * frac),
@@ -261,7 +318,7 @@ pub fn run(node: &Node, opts: &LoadOpts, dns: &[Ipv4Addr]) -> Result<Report> {
         eprintln!();
     }
     Ok(Report {
-        url: opts.url.clone(),
+        urls: opts.urls.clone(),
         mode: opts.mode(),
         secs: opts.duration,
         results: merged,

@@ -132,7 +132,8 @@ impl Results {
 /// A finished run: merged results over `secs` seconds.
 #[derive(Debug, Clone)]
 pub struct Report {
-    pub url: String,
+    /// The URLs requested in turn.
+    pub urls: Vec<String>,
     pub mode: String,
     pub secs: f64,
     pub results: Results,
@@ -150,7 +151,13 @@ impl Report {
         let r = &self.results;
         let h = &r.latency_us;
         let mut s = String::new();
-        let _ = writeln!(s, "{} {} for {:.2} s", self.mode, self.url, self.secs);
+        let _ = writeln!(
+            s,
+            "{} {} for {:.2} s",
+            self.mode,
+            self.urls.join(" "),
+            self.secs
+        );
         let _ = writeln!(
             s,
             "  requests    {} ({:.1}/s), {:.2} MB/s read",
@@ -198,7 +205,8 @@ impl Report {
             errs.insert(k.name().into(), json!(r.errors[k as usize]));
         }
         json!({
-            "url": self.url,
+            "url": self.urls.first(),
+            "urls": self.urls,
             "mode": self.mode,
             "seconds": self.secs,
             "requests": r.requests,
@@ -252,7 +260,7 @@ mod tests {
         assert!(a.latency_us.max() >= 999_000);
         assert!(a.latency_us.value_at_quantile(0.5) < 200);
         let rep = Report {
-            url: "http://x/".into(),
+            urls: vec!["http://x/".into()],
             mode: "closed".into(),
             secs: 1.0,
             results: a,
