@@ -15,8 +15,10 @@ use serde_json::Value;
 use tapir_apps::lab::Lab;
 
 mod common;
-use common::{interop_allowed, kernel, need, text, Proc, TempDir};
+use common::{interop_allowed, kernel, need, run_ok, text, Proc, TempDir};
 
+#[path = "load/hdr.rs"]
+mod hdr;
 #[path = "load/stock.rs"]
 mod stock;
 

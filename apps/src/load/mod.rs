@@ -8,6 +8,7 @@
 
 mod chunked;
 pub mod client;
+pub mod merge;
 pub mod report;
 pub mod request;
 mod response;

@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use base64::Engine as _;
+use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
@@ -63,6 +65,26 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
 }
 
+/// HdrHistogram's standard compressed encoding, base64: the V2 encoding deflated (zlib)
+/// behind the compressed-V2 cookie, as Java's `encodeIntoCompressedByteBuffer` and its
+/// histogram logs write it and every HdrHistogram implementation reads it.
+pub fn encode_histogram(h: &Histogram<u64>) -> String {
+    let mut buf = Vec::new();
+    // Writing to a Vec cannot fail; a u64 histogram always has a V2 encoding.
+    let _ = V2DeflateSerializer::new().serialize(h, &mut buf);
+    base64::engine::general_purpose::STANDARD.encode(buf)
+}
+
+/// Reads what [`encode_histogram`] (or any HdrHistogram writing the V2 encoding) wrote.
+pub fn decode_histogram(s: &str) -> anyhow::Result<Histogram<u64>> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .map_err(|e| anyhow::anyhow!("not base64: {e}"))?;
+    Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| anyhow::anyhow!("not an HdrHistogram V2 encoding: {e:?}"))
+}
+
 /// One worker's results, or all of them merged.
 #[derive(Debug, Clone)]
 pub struct Results {
@@ -101,6 +123,18 @@ impl Default for Results {
 }
 
 impl Results {
+    /// Results of one request per latency in `samples` (µs), nothing else: what a report
+    /// test or a synthetic run starts from.
+    pub fn of_latencies(samples: impl IntoIterator<Item = u64>) -> Results {
+        let mut r = Results::default();
+        for s in samples {
+            // Clamped into range: cannot fail.
+            r.latency_us.saturating_record(s.max(1));
+            r.requests += 1;
+        }
+        r
+    }
+
     pub fn error(&mut self, kind: ErrorKind) {
         self.errors[kind as usize] += 1;
     }
@@ -139,8 +173,13 @@ pub struct Report {
     pub results: Results,
 }
 
+/// The percentiles the text report prints; JSON has these and [`MORE_PERCENTILES`].
 const PERCENTILES: [(&str, f64); 4] =
     [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9)];
+const MORE_PERCENTILES: [(&str, f64); 3] = [("p75", 75.0), ("p99.99", 99.99), ("p99.999", 99.999)];
+/// Steps of the JSON spectrum per halving of the distance to 100% (as HdrHistogram's
+/// percentile distribution output prints it).
+const SPECTRUM_TICKS: u32 = 5;
 
 impl Report {
     pub fn requests_per_sec(&self) -> f64 {
@@ -195,11 +234,24 @@ impl Report {
         let r = &self.results;
         let h = &r.latency_us;
         let mut lat = serde_json::Map::new();
-        for (name, q) in PERCENTILES {
-            lat.insert(name.into(), json!(h.value_at_quantile(q / 100.0)));
+        for (name, q) in PERCENTILES.iter().chain(&MORE_PERCENTILES) {
+            lat.insert((*name).into(), json!(h.value_at_quantile(q / 100.0)));
         }
+        lat.insert("min".into(), json!(h.min()));
         lat.insert("max".into(), json!(h.max()));
         lat.insert("mean".into(), json!(h.mean()));
+        lat.insert("stdev".into(), json!(h.stdev()));
+        let spectrum: Vec<Value> = h
+            .iter_quantiles(SPECTRUM_TICKS)
+            .map(|v| {
+                json!({
+                    "percentile": v.quantile_iterated_to() * 100.0,
+                    "value": v.value_iterated_to(),
+                    "count": v.count_since_last_iteration(),
+                })
+            })
+            .collect();
+        lat.insert("spectrum".into(), json!(spectrum));
         let mut errs = serde_json::Map::new();
         for k in ERROR_KINDS {
             errs.insert(k.name().into(), json!(r.errors[k as usize]));
@@ -214,6 +266,7 @@ impl Report {
             "bytes": r.bytes,
             "bytes_per_sec": r.bytes as f64 / self.secs.max(1e-9),
             "latency_us": lat,
+            "latency_hdr": encode_histogram(h),
             "errors": errs,
             "conns_opened": r.conns_opened,
             "conns_peak": r.conns_peak,
