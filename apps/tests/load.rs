@@ -219,6 +219,15 @@ fn closed_loop_count_agrees_with_nginx_access_log() {
         "tapir {ours} vs nginx {theirs}"
     );
     assert_eq!(r["conns_opened"].as_u64(), Some(32), "{r}");
+    // The process's own CPU accounting, per 100,000 requests.
+    let (user, system) = (
+        r["cpu_user_s"].as_f64().unwrap(),
+        r["cpu_system_s"].as_f64().unwrap(),
+    );
+    let per_100k = r["cpu_s_per_100k_requests"].as_f64().unwrap();
+    assert!(user > 0.0 && system > 0.0, "{r}");
+    let want = (user + system) / ours as f64 * 1e5;
+    assert!((per_100k - want).abs() < 1e-9, "{r}");
 }
 
 #[test]

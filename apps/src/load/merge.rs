@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::Value;
 
-use super::report::{decode_histogram, new_histogram, Report, Results, ERROR_KINDS};
+use super::report::{decode_histogram, new_histogram, Cpu, Report, Results, ERROR_KINDS};
 
 /// `tapir load merge` options.
 #[derive(Debug, Clone, Args)]
@@ -67,6 +67,10 @@ pub fn from_json(v: &Value) -> Result<Report> {
         mode: v["mode"].as_str().unwrap_or("").to_string(),
         secs: v["seconds"].as_f64().context("no \"seconds\" in it")?,
         results,
+        cpu: Cpu {
+            user_s: v["cpu_user_s"].as_f64().unwrap_or(0.0),
+            system_s: v["cpu_system_s"].as_f64().unwrap_or(0.0),
+        },
     })
 }
 
@@ -76,8 +80,11 @@ pub fn merge(reports: &[Report]) -> Report {
     let mut urls: Vec<String> = Vec::new();
     let mut modes: Vec<&str> = Vec::new();
     let mut secs: f64 = 0.0;
+    let mut cpu = Cpu::default();
     for r in reports {
         results.merge(&r.results);
+        cpu.user_s += r.cpu.user_s;
+        cpu.system_s += r.cpu.system_s;
         secs = secs.max(r.secs);
         for u in &r.urls {
             if !urls.contains(u) {
@@ -93,6 +100,7 @@ pub fn merge(reports: &[Report]) -> Report {
         mode: format!("{} runs merged: {}", reports.len(), modes.join("; ")),
         secs,
         results,
+        cpu,
     }
 }
 
@@ -128,6 +136,10 @@ mod tests {
             mode: "closed loop".into(),
             secs: 2.0,
             results,
+            cpu: Cpu {
+                user_s: 0.5,
+                system_s: 1.0,
+            },
         }
     }
 
@@ -152,6 +164,8 @@ mod tests {
         assert_eq!(merged.secs, 2.0);
         assert_eq!(merged.requests_per_sec(), 25_000.0);
         assert!(merged.mode.starts_with("2 runs merged"));
+        // Their costs add up too.
+        assert_eq!(merged.cpu.total_s(), 3.0);
     }
 
     #[test]

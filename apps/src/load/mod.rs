@@ -28,7 +28,7 @@ use crate::resolve::{Resolver, ResolverConfig};
 use crate::wget::Url;
 
 use client::{LoadApp, Plan};
-use report::{Report, Results};
+use report::{Cpu, Report, Results};
 
 /// `tapir load` options.
 #[derive(Debug, Clone, Args)]
@@ -230,6 +230,19 @@ pub fn source_addrs(cidr: Ipv4Cidr) -> Vec<Ipv4Addr> {
     (lo..hi).map(|i| Ipv4Addr::from(net + i as u32)).collect()
 }
 
+/// The CPU time this process (all its threads) has used so far.
+fn cpu_used() -> Cpu {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(u) => Cpu {
+            user_s: secs(u.user_time()),
+            system_s: secs(u.system_time()),
+        },
+        Err(_) => Cpu::default(),
+    }
+}
+
 /// Splits `total` over `n` workers; worker `i`'s share.
 fn share(total: usize, n: usize, i: usize) -> usize {
     total / n + usize::from(i < total % n)
@@ -250,6 +263,8 @@ pub fn run(node: &Node, opts: &LoadOpts, dns: &[Ipv4Addr]) -> Result<Report> {
     let duration_us = (opts.duration * 1e6) as u64;
     let (tx, rx) = mpsc::channel();
     let mut progress = Vec::new();
+    // The run's cost: what the process uses from the first connection to the last report.
+    let cpu_before = cpu_used();
     for w in 0..workers {
         let conns = share(opts.conns as usize, workers, w);
         if conns == 0 {
@@ -318,11 +333,16 @@ pub fn run(node: &Node, opts: &LoadOpts, dns: &[Ipv4Addr]) -> Result<Report> {
     if live {
         eprintln!();
     }
+    let cpu_after = cpu_used();
     Ok(Report {
         urls: opts.urls.clone(),
         mode: opts.mode(),
         secs: opts.duration,
         results: merged,
+        cpu: Cpu {
+            user_s: cpu_after.user_s - cpu_before.user_s,
+            system_s: cpu_after.system_s - cpu_before.system_s,
+        },
     })
 }
 

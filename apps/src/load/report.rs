@@ -163,6 +163,25 @@ impl Results {
     }
 }
 
+/// CPU time the load generator's process used (all its threads: workers and the rest), from
+/// the kernel's accounting (getrusage).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Cpu {
+    pub user_s: f64,
+    pub system_s: f64,
+}
+
+impl Cpu {
+    pub fn total_s(&self) -> f64 {
+        self.user_s + self.system_s
+    }
+
+    /// Seconds of CPU per 100,000 requests (`None` with none).
+    pub fn per_100k(&self, requests: u64) -> Option<f64> {
+        (requests > 0).then(|| self.total_s() / requests as f64 * 1e5)
+    }
+}
+
 /// A finished run: merged results over `secs` seconds.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -171,6 +190,8 @@ pub struct Report {
     pub mode: String,
     pub secs: f64,
     pub results: Results,
+    /// What the run cost (merged runs: the sum of their costs).
+    pub cpu: Cpu,
 }
 
 /// The percentiles the text report prints; JSON has these and [`MORE_PERCENTILES`].
@@ -227,6 +248,15 @@ impl Report {
             let _ = write!(errs, " {} {}", k.name(), r.errors[k as usize]);
         }
         let _ = writeln!(s, "{errs}");
+        let c = &self.cpu;
+        let _ = writeln!(
+            s,
+            "  cpu         user {:.2} s, system {:.2} s: {} per 100,000 requests",
+            c.user_s,
+            c.system_s,
+            c.per_100k(r.requests)
+                .map_or_else(|| "-".to_string(), |x| format!("{x:.3} s"))
+        );
         s
     }
 
@@ -267,6 +297,9 @@ impl Report {
             "bytes_per_sec": r.bytes as f64 / self.secs.max(1e-9),
             "latency_us": lat,
             "latency_hdr": encode_histogram(h),
+            "cpu_user_s": self.cpu.user_s,
+            "cpu_system_s": self.cpu.system_s,
+            "cpu_s_per_100k_requests": self.cpu.per_100k(r.requests),
             "errors": errs,
             "conns_opened": r.conns_opened,
             "conns_peak": r.conns_peak,
@@ -317,8 +350,17 @@ mod tests {
             mode: "closed".into(),
             secs: 1.0,
             results: a,
+            cpu: Cpu {
+                user_s: 0.25,
+                system_s: 0.75,
+            },
         };
         assert_eq!(rep.json()["requests"], 1000);
         assert!(rep.text().contains(" timeout 1"));
+        // 1 s of CPU for 1000 requests: 100 s per 100,000.
+        assert_eq!(rep.json()["cpu_s_per_100k_requests"], 100.0);
+        assert!(rep
+            .text()
+            .contains("user 0.25 s, system 0.75 s: 100.000 s per 100,000"));
     }
 }

@@ -3,7 +3,7 @@
 //! files. No network, no root.
 
 use super::*;
-use tapir_apps::load::report::{Report, Results};
+use tapir_apps::load::report::{Cpu, Report, Results};
 
 /// The python of the venv scripts/setup makes (TAPIR_PY_VENV, or /opt/tapir-py).
 fn venv_python() -> String {
@@ -23,6 +23,7 @@ fn report(samples: impl Iterator<Item = u64>) -> Report {
         mode: "closed loop over 1 connections".into(),
         secs: 1.0,
         results,
+        cpu: Cpu::default(),
     }
 }
 
