@@ -533,3 +533,31 @@ fn bad_request_options_are_usage_errors() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn open_loop_sends_rate_times_duration_requests() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = Lab::up("load-rate").expect("lab");
+    let nginx = Nginx::start(&lab, 64);
+    // 1999 req/s is a 500.25 µs interval: due instants kept exact (not a rounded interval
+    // summed, which makes 4000), 2 s hold 3998 of them, the last 0.5 ms before the end.
+    let r = load(
+        &lab,
+        &[
+            "http://10.7.0.1/index.html",
+            "-c",
+            "8",
+            "--rate",
+            "1999",
+            "-d",
+            "2",
+        ],
+        Duration::from_secs(30),
+    );
+    let log = nginx.log_of(3998, Duration::from_secs(5));
+    assert_eq!(errors(&r), 0, "{r}");
+    assert_eq!(r["requests"].as_u64(), Some(3998), "{r}");
+    assert_eq!(log.len(), 3998, "{r}");
+}

@@ -111,6 +111,9 @@ pub struct LoadApp {
     /// Requests a connection ended without answering, for the next connections established.
     retries: VecDeque<Pending>,
     next_due_us: u64,
+    /// Open loop: requests due so far (the next is due `dues / rate` seconds from the start,
+    /// kept exact rather than summing a rounded interval).
+    dues: u64,
     next_scan_us: u64,
     opened: u64,
     /// The next of the plan's requests to send.
@@ -134,6 +137,7 @@ impl LoadApp {
             backlog: VecDeque::new(),
             retries: VecDeque::new(),
             next_due_us: 0,
+            dues: 0,
             next_scan_us: 0,
             opened: 0,
             next_req: 0,
@@ -580,11 +584,12 @@ impl WorkerApp for LoadApp {
             }
         }
         if let Some(rate) = self.plan.rate.filter(|_| !self.draining) {
-            let interval = (1e6 / rate.max(1e-6)) as u64;
             while self.next_due_us <= now {
                 let p = self.pending(self.next_due_us);
                 self.backlog.push_back(p);
-                self.next_due_us += interval.max(1);
+                self.dues += 1;
+                let offset = (self.dues as f64 * 1e6 / rate.max(1e-6)) as u64;
+                self.next_due_us = (start + offset).max(self.next_due_us + 1);
             }
             self.dispatch(ctx.stack, now);
         }
