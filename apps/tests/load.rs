@@ -19,6 +19,8 @@ use common::{interop_allowed, kernel, need, run_ok, text, Proc, TempDir};
 
 #[path = "load/hdr.rs"]
 mod hdr;
+#[path = "load/https.rs"]
+mod https;
 #[path = "load/stock.rs"]
 mod stock;
 
@@ -172,6 +174,11 @@ fn load(lab: &Lab, args: &[&str], limit: Duration) -> Value {
         assert!(start.elapsed() < limit, "tapir load ran past {limit:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A count of the report `r`.
+fn count(r: &Value, key: &str) -> u64 {
+    r[key].as_u64().unwrap_or_else(|| panic!("{key} in {r}"))
 }
 
 fn errors(r: &Value) -> u64 {

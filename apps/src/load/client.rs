@@ -26,6 +26,7 @@ use protocols::time::Instant;
 
 use super::report::{ErrorKind, Results};
 use super::response::{Event, Reader};
+use super::tls::{self, TlsSetup};
 
 /// How often connections are checked for a timeout.
 const SCAN_US: u64 = 100_000;
@@ -55,6 +56,8 @@ pub struct Plan {
     pub timeout_us: u64,
     /// Source addresses to spread connections over, and this worker's place among the workers.
     pub srcs: Arc<Vec<Ipv4Addr>>,
+    /// HTTPS: the TLS client configuration every connection starts a session from.
+    pub tls: Option<Arc<TlsSetup>>,
 }
 
 /// A request sent or due: which of the plan's requests, the instant its latency counts from
@@ -70,6 +73,9 @@ struct Pending {
 #[derive(Debug, Default)]
 struct Conn {
     established: bool,
+    /// HTTPS: the connection's TLS session, and whether its handshake is done (counted).
+    tls: Option<Box<rustls::ClientConnection>>,
+    handshaken: bool,
     opened_us: u64,
     /// The requests outstanding, oldest first.
     inflight: VecDeque<Pending>,
@@ -122,6 +128,8 @@ pub struct LoadApp {
     draining: bool,
     finished: bool,
     buf: Vec<u8>,
+    /// HTTPS: plaintext of what was read, kept for its capacity.
+    plain: Vec<u8>,
 }
 
 impl LoadApp {
@@ -144,6 +152,7 @@ impl LoadApp {
             draining: false,
             finished: false,
             buf: vec![0; 64 * 1024],
+            plain: Vec::new(),
         }
     }
 
@@ -191,11 +200,23 @@ impl LoadApp {
         let port_ok = move |p: u16| flow_owner(p, ip, remote.port(), workers) == worker;
         let srcs = &self.plan.srcs;
         let src = srcs[((self.opened as usize) * workers + worker) % srcs.len()];
+        let tls = match self.plan.tls.as_ref().map(|t| t.session()).transpose() {
+            Ok(s) => s.map(Box::new),
+            Err(_) => {
+                self.results.error(ErrorKind::Tls);
+                return false;
+            }
+        };
         match ctx
             .stack
             .tcp_connect_from(ctx.now, src, remote, None, &port_ok)
         {
             Ok(h) => {
+                if tls.is_some() {
+                    // A handshake flight and a request go out as several records: sent at once,
+                    // not held for the ACK of the first (Nagle) against the server's delayed ACK.
+                    let _ = ctx.stack.tcp_set_nodelay(h, true);
+                }
                 self.opened += 1;
                 self.results.conns_opened += 1;
                 self.conns.insert(
@@ -203,6 +224,7 @@ impl LoadApp {
                     Conn {
                         opened_us: now,
                         last_progress_us: now,
+                        tls,
                         ..Conn::default()
                     },
                 );
@@ -228,6 +250,11 @@ impl LoadApp {
             c.last_progress_us = now;
         }
         c.inflight.push_back(p);
+        if let Some(t) = c.tls.as_mut() {
+            tls::write(t, &self.plan.requests[p.req as usize]);
+            tls::flush(t, stack, h);
+            return;
+        }
         c.unsent.push_back(p.req);
         flush(stack, h, c, &self.plan.requests);
     }
@@ -349,6 +376,10 @@ impl LoadApp {
             }
             c.established = true;
             c.last_progress_us = now;
+            if let Some(t) = c.tls.as_mut() {
+                // The ClientHello.
+                tls::flush(t, stack, h);
+            }
             if running {
                 self.start_conn(stack, h, now);
             }
@@ -359,25 +390,52 @@ impl LoadApp {
         if !c.unsent.is_empty() {
             flush(stack, h, c, &self.plan.requests);
         }
+        if let Some(t) = c.tls.as_mut() {
+            tls::flush(t, stack, h);
+        }
         // Read all there is before looking at an error: responses that came before a reset
         // count.
         let mut events = Vec::new();
         let mut eof = false;
+        let mut tls_failed = false;
         loop {
-            match stack.tcp_recv(h, &mut self.buf) {
+            let n = match stack.tcp_recv(h, &mut self.buf) {
                 Ok(0) => {
                     eof = true;
-                    break;
+                    0
                 }
-                Ok(n) => {
-                    self.results.bytes += n as u64;
-                    c.last_progress_us = now;
-                    c.reader.feed(&self.buf[..n], self.plan.head, &mut events);
-                }
+                Ok(n) => n,
                 Err(_) => break,
+            };
+            self.results.bytes += n as u64;
+            c.last_progress_us = now;
+            let data = &self.buf[..n];
+            match c.tls.as_mut() {
+                Some(t) => {
+                    self.plain.clear();
+                    tls_failed |= tls::read(t, data, &mut self.plain).is_err();
+                    c.reader.feed(&self.plain, self.plan.head, &mut events);
+                }
+                None => c.reader.feed(data, self.plan.head, &mut events),
+            }
+            if eof || tls_failed {
+                break;
             }
         }
-        if eof {
+        if let Some(t) = c.tls.as_mut() {
+            if !c.handshaken && !t.is_handshaking() {
+                c.handshaken = true;
+                self.results.handshakes += 1;
+                if t.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                    self.results.resumed += 1;
+                }
+            }
+            // Requests held for the handshake, and rustls's own replies.
+            tls::flush(t, stack, h);
+        }
+        if tls_failed {
+            events.push(Event::Bad(ErrorKind::Tls));
+        } else if eof {
             c.reader.eof(&mut events);
         }
         let mut completed = 0;

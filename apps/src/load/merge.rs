@@ -54,6 +54,8 @@ pub fn from_json(v: &Value) -> Result<Report> {
         conns_at_end: u64_of(v, "conns_at_end")?,
         conns_without_response: u64_of(v, "conns_without_response")?,
         min_requests_at_end: v["min_requests_at_end"].as_u64(),
+        handshakes: v["tls_handshakes"].as_u64().unwrap_or(0),
+        resumed: v["tls_resumed"].as_u64().unwrap_or(0),
     };
     let urls = match v["urls"].as_array() {
         Some(a) => a

@@ -12,6 +12,7 @@ pub mod merge;
 pub mod report;
 pub mod request;
 mod response;
+pub mod tls;
 
 use std::io::{IsTerminal, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -86,6 +87,15 @@ pub struct LoadOpts {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
+    /// HTTPS: take any certificate (no check of its issuer or name).
+    #[arg(long)]
+    pub insecure: bool,
+    /// HTTPS: also trust the CA certificates in FILE (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<String>,
+    /// HTTPS: a full handshake on every connection, no session resumption.
+    #[arg(long)]
+    pub no_resume: bool,
 }
 
 /// Send buffer per connection: requests are small.
@@ -99,12 +109,46 @@ pub struct Target {
     pub addr: SocketAddrV4,
 }
 
-/// The URL, checked for syntax (a name is resolved once the node runs).
+/// The URL, checked for syntax (a name is resolved once the node runs); https:// too (its
+/// port 443 unless given).
 pub fn parse_url(url: &str) -> Result<Url> {
-    if !url.to_ascii_lowercase().starts_with("http://") {
-        bail!("{url}: only http:// URLs are supported, e.g. http://10.7.0.1/");
+    let lower = url.to_ascii_lowercase();
+    if let Some(rest) = lower.strip_prefix("https://").map(|_| &url[8..]) {
+        let mut u = Url::parse(&format!("http://{rest}"))?;
+        let authority = rest.split('/').next().unwrap_or("");
+        if !authority.contains(':') {
+            u.port = 443;
+        }
+        return Ok(u);
+    }
+    if !lower.starts_with("http://") {
+        bail!("{url}: only http:// and https:// URLs are supported, e.g. http://10.7.0.1/");
     }
     Url::parse(url)
+}
+
+/// Whether the run is HTTPS (all URLs are on one server, so the first says).
+fn is_https(urls: &[String]) -> bool {
+    urls.first()
+        .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"))
+}
+
+impl LoadOpts {
+    /// The TLS set-up of an https:// run (`None` for http://).
+    pub fn tls(&self, host: &str) -> Result<Option<tls::TlsSetup>> {
+        if !is_https(&self.urls) {
+            if self.insecure || self.cacert.is_some() || self.no_resume {
+                bail!("--insecure, --cacert and --no-resume are for https:// URLs");
+            }
+            return Ok(None);
+        }
+        let o = tls::TlsOpts {
+            insecure: self.insecure,
+            cacert: self.cacert.as_deref(),
+            resume: !self.no_resume,
+        };
+        tls::TlsSetup::new(host, &o).map(Some)
+    }
 }
 
 /// The URLs, checked: all on one server (connections are not tied to a URL).
@@ -117,7 +161,10 @@ pub fn parse_urls(urls: &[String]) -> Result<Vec<Url>> {
         bail!("give a URL to load, e.g. http://10.7.0.1/");
     };
     for (u, s) in parsed.iter().zip(urls) {
-        if (u.host.to_ascii_lowercase(), u.port) != (first.host.to_ascii_lowercase(), first.port) {
+        let same = (u.host.to_ascii_lowercase(), u.port)
+            == (first.host.to_ascii_lowercase(), first.port)
+            && is_https(std::slice::from_ref(s)) == is_https(urls);
+        if !same {
             bail!(
                 "{s}: every URL must name the same server as {} ({}:{}); run one tapir load per server",
                 urls[0],
@@ -163,8 +210,9 @@ impl LoadOpts {
     pub fn check(&self) -> Result<Url> {
         let urls = parse_urls(&self.urls)?;
         request::check_method(&self.method)?;
-        // Header syntax and the body file, before the node starts.
+        // Header syntax, the body file and the TLS options, before the node starts.
         requests(self, &urls)?;
+        self.tls(&urls[0].host)?;
         let t = urls[0].clone();
         if !(self.duration > 0.0 && self.duration <= 86400.0) {
             bail!("-d {}: give a duration in seconds, above 0", self.duration);
@@ -260,6 +308,7 @@ pub fn run(node: &Node, opts: &LoadOpts, dns: &[Ipv4Addr]) -> Result<Report> {
         None => vec![node.address()],
     });
     let requests = Arc::new(requests(opts, &urls)?);
+    let tls = opts.tls(&urls[0].host)?.map(Arc::new);
     let duration_us = (opts.duration * 1e6) as u64;
     let (tx, rx) = mpsc::channel();
     let mut progress = Vec::new();
@@ -284,6 +333,7 @@ pub fn run(node: &Node, opts: &LoadOpts, dns: &[Ipv4Addr]) -> Result<Report> {
             ramp: opts.ramp.map(|r| r * frac),
             timeout_us: (opts.timeout * 1e6) as u64,
             srcs: srcs.clone(),
+            tls: tls.clone(),
         };
         let p = Arc::new(AtomicU64::new(0));
         progress.push(p.clone());

@@ -30,9 +30,11 @@ pub enum ErrorKind {
     HttpStatus,
     /// No local port or connection slot to open a connection with.
     Local,
+    /// HTTPS: the TLS session failed (a certificate refused, a handshake or record error).
+    Tls,
 }
 
-pub const ERROR_KINDS: [ErrorKind; 9] = [
+pub const ERROR_KINDS: [ErrorKind; 10] = [
     ErrorKind::ConnectRefused,
     ErrorKind::ConnectTimeout,
     ErrorKind::Reset,
@@ -42,6 +44,7 @@ pub const ERROR_KINDS: [ErrorKind; 9] = [
     ErrorKind::Truncated,
     ErrorKind::HttpStatus,
     ErrorKind::Local,
+    ErrorKind::Tls,
 ];
 
 impl ErrorKind {
@@ -56,6 +59,7 @@ impl ErrorKind {
             ErrorKind::Truncated => "truncated",
             ErrorKind::HttpStatus => "http_4xx_5xx",
             ErrorKind::Local => "local",
+            ErrorKind::Tls => "tls",
         }
     }
 }
@@ -104,6 +108,9 @@ pub struct Results {
     pub conns_without_response: u64,
     /// Fewest requests completed on one connection open at the end (`None` with none open).
     pub min_requests_at_end: Option<u64>,
+    /// HTTPS: TLS handshakes completed, and how many of them resumed a session.
+    pub handshakes: u64,
+    pub resumed: u64,
 }
 
 impl Default for Results {
@@ -118,6 +125,8 @@ impl Default for Results {
             conns_at_end: 0,
             conns_without_response: 0,
             min_requests_at_end: None,
+            handshakes: 0,
+            resumed: 0,
         }
     }
 }
@@ -152,6 +161,8 @@ impl Results {
         self.conns_peak += other.conns_peak;
         self.conns_at_end += other.conns_at_end;
         self.conns_without_response += other.conns_without_response;
+        self.handshakes += other.handshakes;
+        self.resumed += other.resumed;
         self.min_requests_at_end = match (self.min_requests_at_end, other.min_requests_at_end) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -248,6 +259,15 @@ impl Report {
             let _ = write!(errs, " {} {}", k.name(), r.errors[k as usize]);
         }
         let _ = writeln!(s, "{errs}");
+        if r.handshakes > 0 {
+            let _ = writeln!(
+                s,
+                "  tls         {} handshakes ({:.1}/s), {} of them resumed",
+                r.handshakes,
+                r.handshakes as f64 / self.secs.max(1e-9),
+                r.resumed
+            );
+        }
         let c = &self.cpu;
         let _ = writeln!(
             s,
@@ -297,6 +317,9 @@ impl Report {
             "bytes_per_sec": r.bytes as f64 / self.secs.max(1e-9),
             "latency_us": lat,
             "latency_hdr": encode_histogram(h),
+            "tls_handshakes": r.handshakes,
+            "tls_handshakes_per_sec": r.handshakes as f64 / self.secs.max(1e-9),
+            "tls_resumed": r.resumed,
             "cpu_user_s": self.cpu.user_s,
             "cpu_system_s": self.cpu.system_s,
             "cpu_s_per_100k_requests": self.cpu.per_100k(r.requests),

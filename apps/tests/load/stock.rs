@@ -26,10 +26,6 @@ fn nginx_agrees(tag: &str, keepalive: &str, args: &[&str]) -> Value {
     r
 }
 
-fn count(r: &Value, key: &str) -> u64 {
-    r[key].as_u64().unwrap_or_else(|| panic!("{key} in {r}"))
-}
-
 #[test]
 fn nginx_default_keepalive_requests_give_no_errors() {
     if !interop_allowed() {
