@@ -24,9 +24,10 @@ use protocols::iface::{SocketHandle, Stack, TcpError};
 use protocols::tcp::State;
 use protocols::time::Instant;
 
+use super::conn::{Conn, IoBufs, Pending};
 use super::report::{ErrorKind, Results};
-use super::response::{Event, Reader};
-use super::tls::{self, TlsSetup};
+use super::response::Event;
+use super::tls::TlsSetup;
 
 /// How often connections are checked for a timeout.
 const SCAN_US: u64 = 100_000;
@@ -58,36 +59,6 @@ pub struct Plan {
     pub srcs: Arc<Vec<Ipv4Addr>>,
     /// HTTPS: the TLS client configuration every connection starts a session from.
     pub tls: Option<Arc<TlsSetup>>,
-}
-
-/// A request sent or due: which of the plan's requests, the instant its latency counts from
-/// (when sent, closed loop; when due, open loop), and whether it is already being sent the
-/// second time.
-#[derive(Debug, Clone, Copy)]
-struct Pending {
-    req: u32,
-    since: u64,
-    retried: bool,
-}
-
-#[derive(Debug, Default)]
-struct Conn {
-    established: bool,
-    /// HTTPS: the connection's TLS session, and whether its handshake is done (counted).
-    tls: Option<Box<rustls::ClientConnection>>,
-    handshaken: bool,
-    opened_us: u64,
-    /// The requests outstanding, oldest first.
-    inflight: VecDeque<Pending>,
-    /// Requests queued but not yet taken whole by the stack, and how much of the first was.
-    unsent: VecDeque<u32>,
-    unsent_off: usize,
-    reader: Reader,
-    last_progress_us: u64,
-    /// Responses completed on this connection.
-    completed: u64,
-    /// On the open loop's idle list.
-    idle: bool,
 }
 
 /// How a connection ended, for what it had outstanding.
@@ -127,9 +98,7 @@ pub struct LoadApp {
     /// The run's time is up: answers to requests outstanding are awaited.
     draining: bool,
     finished: bool,
-    buf: Vec<u8>,
-    /// HTTPS: plaintext of what was read, kept for its capacity.
-    plain: Vec<u8>,
+    bufs: IoBufs,
 }
 
 impl LoadApp {
@@ -151,8 +120,7 @@ impl LoadApp {
             next_req: 0,
             draining: false,
             finished: false,
-            buf: vec![0; 64 * 1024],
-            plain: Vec::new(),
+            bufs: IoBufs::default(),
         }
     }
 
@@ -219,15 +187,7 @@ impl LoadApp {
                 }
                 self.opened += 1;
                 self.results.conns_opened += 1;
-                self.conns.insert(
-                    h,
-                    Conn {
-                        opened_us: now,
-                        last_progress_us: now,
-                        tls,
-                        ..Conn::default()
-                    },
-                );
+                self.conns.insert(h, Conn::new(now, tls));
                 self.results.conns_peak = self.results.conns_peak.max(self.conns.len() as u64);
                 true
             }
@@ -249,14 +209,7 @@ impl LoadApp {
             // asked for none.
             c.last_progress_us = now;
         }
-        c.inflight.push_back(p);
-        if let Some(t) = c.tls.as_mut() {
-            tls::write(t, &self.plan.requests[p.req as usize]);
-            tls::flush(t, stack, h);
-            return;
-        }
-        c.unsent.push_back(p.req);
-        flush(stack, h, c, &self.plan.requests);
+        c.queue(stack, h, &self.plan.requests, p);
     }
 
     /// A connection just established sends its first requests: those left unanswered by
@@ -376,10 +329,8 @@ impl LoadApp {
             }
             c.established = true;
             c.last_progress_us = now;
-            if let Some(t) = c.tls.as_mut() {
-                // The ClientHello.
-                tls::flush(t, stack, h);
-            }
+            // The ClientHello.
+            c.flush(stack, h, &self.plan.requests);
             if running {
                 self.start_conn(stack, h, now);
             }
@@ -387,57 +338,16 @@ impl LoadApp {
         let Some(c) = self.conns.get_mut(&h) else {
             return;
         };
-        if !c.unsent.is_empty() {
-            flush(stack, h, c, &self.plan.requests);
-        }
-        if let Some(t) = c.tls.as_mut() {
-            tls::flush(t, stack, h);
-        }
+        c.flush(stack, h, &self.plan.requests);
         // Read all there is before looking at an error: responses that came before a reset
         // count.
-        let mut events = Vec::new();
-        let mut eof = false;
-        let mut tls_failed = false;
-        loop {
-            let n = match stack.tcp_recv(h, &mut self.buf) {
-                Ok(0) => {
-                    eof = true;
-                    0
-                }
-                Ok(n) => n,
-                Err(_) => break,
-            };
-            self.results.bytes += n as u64;
-            c.last_progress_us = now;
-            let data = &self.buf[..n];
-            match c.tls.as_mut() {
-                Some(t) => {
-                    self.plain.clear();
-                    tls_failed |= tls::read(t, data, &mut self.plain).is_err();
-                    c.reader.feed(&self.plain, self.plan.head, &mut events);
-                }
-                None => c.reader.feed(data, self.plan.head, &mut events),
-            }
-            if eof || tls_failed {
-                break;
-            }
+        let out = c.read(stack, h, &mut self.bufs, self.plan.head, now);
+        self.results.bytes += out.bytes;
+        if let Some(resumed) = out.handshake {
+            self.results.handshakes += 1;
+            self.results.resumed += u64::from(resumed);
         }
-        if let Some(t) = c.tls.as_mut() {
-            if !c.handshaken && !t.is_handshaking() {
-                c.handshaken = true;
-                self.results.handshakes += 1;
-                if t.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
-                    self.results.resumed += 1;
-                }
-            }
-            // Requests held for the handshake, and rustls's own replies.
-            tls::flush(t, stack, h);
-        }
-        if tls_failed {
-            events.push(Event::Bad(ErrorKind::Tls));
-        } else if eof {
-            c.reader.eof(&mut events);
-        }
+        let (events, eof) = (out.events, out.eof);
         let mut completed = 0;
         let mut ending = None;
         for e in events {
@@ -593,23 +503,6 @@ impl LoadApp {
             if room {
                 self.make_idle(h, true);
             }
-        }
-    }
-}
-
-/// Hands the stack as much of the queued requests' bytes as it takes.
-fn flush(stack: &mut Stack, h: SocketHandle, c: &mut Conn, reqs: &[Vec<u8>]) {
-    while let Some(&i) = c.unsent.front() {
-        let req = &reqs[i as usize];
-        match stack.tcp_send(h, &req[c.unsent_off..]) {
-            Ok(n) if n > 0 => {
-                c.unsent_off += n;
-                if c.unsent_off == req.len() {
-                    c.unsent.pop_front();
-                    c.unsent_off = 0;
-                }
-            }
-            _ => break,
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod chunked;
 pub mod client;
+mod conn;
 pub mod merge;
 pub mod report;
 pub mod request;
@@ -408,7 +409,15 @@ mod tests {
         let t = parse_url("http://10.7.0.1").unwrap();
         assert_eq!(t.port, 80);
         assert_eq!(t.path, "/");
-        assert!(parse_url("https://10.7.0.1/").is_err());
+        assert_eq!(parse_url("https://10.7.0.1/").unwrap().port, 443);
+        assert_eq!(parse_url("HTTPS://10.7.0.1:8443/x").unwrap().port, 8443);
+        assert!(parse_url("ftp://10.7.0.1/").is_err());
+        // One server, one scheme.
+        let mixed = [
+            "http://10.7.0.1/".to_string(),
+            "https://10.7.0.1:80/".into(),
+        ];
+        assert!(parse_urls(&mixed).is_err());
         assert!(parse_url("10.7.0.1/").is_err(), "the scheme is required");
         let t = parse_url("http://www.lab.test/x").unwrap();
         assert_eq!(t.host, "www.lab.test");
