@@ -397,6 +397,13 @@ fn open_loop_reports_a_server_pause_in_its_high_percentiles() {
     );
     // And the median is the unpaused service time.
     assert!(p50 < 200_000, "p50 {p50} us");
+    // Measured from when each was sent, as a tool without the correction does, the pause
+    // hides: only the few requests out when it began waited through it.
+    let unc = &r["latency_uncorrected_us"];
+    let (p90, unc_p90) = (lat["p90"].as_u64().unwrap(), unc["p90"].as_u64().unwrap());
+    assert!(p90 >= 300_000, "p90 {p90} us");
+    assert!(unc_p90 < 100_000, "uncorrected p90 {unc_p90} us: {r}");
+    assert!(unc["max"].as_u64().unwrap() <= max, "{r}");
 }
 
 #[test]

@@ -135,6 +135,7 @@ impl LoadApp {
         Pending {
             req,
             since,
+            sent: since,
             retried: false,
         }
     }
@@ -209,7 +210,7 @@ impl LoadApp {
             // asked for none.
             c.last_progress_us = now;
         }
-        c.queue(stack, h, &self.plan.requests, p);
+        c.queue(stack, h, &self.plan.requests, p, now);
     }
 
     /// A connection just established sends its first requests: those left unanswered by
@@ -353,11 +354,15 @@ impl LoadApp {
         for e in events {
             match e {
                 Event::Response { status, close } => {
-                    let since = c.inflight.pop_front().map_or(now, |p| p.since);
-                    let _ = self
-                        .results
-                        .latency_us
-                        .record(now.saturating_sub(since).max(1));
+                    let (since, sent) = c
+                        .inflight
+                        .pop_front()
+                        .map_or((now, now), |p| (p.since, p.sent));
+                    let r = &mut self.results;
+                    r.latency_us
+                        .saturating_record(now.saturating_sub(since).max(1));
+                    r.uncorrected_us
+                        .saturating_record(now.saturating_sub(sent).max(1));
                     self.results.requests += 1;
                     c.completed += 1;
                     completed += 1;

@@ -18,6 +18,8 @@ use super::tls;
 pub struct Pending {
     pub req: u32,
     pub since: u64,
+    /// When it went out (last), for the uncorrected latency.
+    pub sent: u64,
     pub retried: bool,
 }
 
@@ -80,7 +82,15 @@ impl Conn {
     }
 
     /// Queues request `p` (of `reqs`) and hands the stack what it takes of it.
-    pub fn queue(&mut self, stack: &mut Stack, h: SocketHandle, reqs: &[Vec<u8>], p: Pending) {
+    pub fn queue(
+        &mut self,
+        stack: &mut Stack,
+        h: SocketHandle,
+        reqs: &[Vec<u8>],
+        mut p: Pending,
+        now: u64,
+    ) {
+        p.sent = now;
         self.inflight.push_back(p);
         match self.tls.as_mut() {
             // Held by rustls until the handshake is done.

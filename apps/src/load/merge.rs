@@ -36,6 +36,15 @@ pub fn from_json(v: &Value) -> Result<Report> {
     latency_us
         .add(decode_histogram(hdr).context("latency_hdr")?)
         .context("latency_hdr holds latencies beyond an hour")?;
+    // Reports without it (closed loop before it was written) are their own uncorrected figure.
+    let mut uncorrected_us = new_histogram();
+    let uncorrected = match v["latency_uncorrected_hdr"].as_str() {
+        Some(u) => decode_histogram(u).context("latency_uncorrected_hdr")?,
+        None => latency_us.clone(),
+    };
+    uncorrected_us
+        .add(uncorrected)
+        .context("latency_uncorrected_hdr holds latencies beyond an hour")?;
     let mut errors = [0; ERROR_KINDS.len()];
     let given = v["errors"].as_object().context("no \"errors\" in it")?;
     for (name, n) in given {
@@ -46,6 +55,7 @@ pub fn from_json(v: &Value) -> Result<Report> {
     }
     let results = Results {
         latency_us,
+        uncorrected_us,
         requests: u64_of(v, "requests")?,
         bytes: u64_of(v, "bytes")?,
         errors,

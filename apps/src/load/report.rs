@@ -92,7 +92,11 @@ pub fn decode_histogram(s: &str) -> anyhow::Result<Histogram<u64>> {
 /// One worker's results, or all of them merged.
 #[derive(Debug, Clone)]
 pub struct Results {
+    /// Latency from when each request was due (open loop; corrected for coordinated
+    /// omission) or sent (closed loop).
     pub latency_us: Histogram<u64>,
+    /// Latency from when each request was sent: what a tool without the correction reports.
+    pub uncorrected_us: Histogram<u64>,
     /// Complete responses.
     pub requests: u64,
     /// Response bytes read (headers and bodies).
@@ -117,6 +121,7 @@ impl Default for Results {
     fn default() -> Self {
         Results {
             latency_us: new_histogram(),
+            uncorrected_us: new_histogram(),
             requests: 0,
             bytes: 0,
             errors: [0; ERROR_KINDS.len()],
@@ -139,6 +144,7 @@ impl Results {
         for s in samples {
             // Clamped into range: cannot fail.
             r.latency_us.saturating_record(s.max(1));
+            r.uncorrected_us.saturating_record(s.max(1));
             r.requests += 1;
         }
         r
@@ -151,6 +157,7 @@ impl Results {
     pub fn merge(&mut self, other: &Results) {
         // Same bounds on both sides: cannot fail.
         let _ = self.latency_us.add(&other.latency_us);
+        let _ = self.uncorrected_us.add(&other.uncorrected_us);
         self.requests += other.requests;
         self.bytes += other.bytes;
         for (a, b) in self.errors.iter_mut().zip(other.errors) {
@@ -254,6 +261,16 @@ impl Report {
         }
         let _ = write!(lat, " max {}", fmt_us(h.max()));
         let _ = writeln!(s, "{lat}");
+        let u = &r.uncorrected_us;
+        if u != h {
+            // Open loop: the latency above counts from when each request was due.
+            let mut unc = String::from("  uncorrected");
+            for (name, q) in PERCENTILES {
+                let _ = write!(unc, " {name} {}", fmt_us(u.value_at_quantile(q / 100.0)));
+            }
+            let _ = write!(unc, " max {} (from when sent)", fmt_us(u.max()));
+            let _ = writeln!(s, "{unc}");
+        }
         let mut errs = String::from("  errors     ");
         for k in ERROR_KINDS {
             let _ = write!(errs, " {} {}", k.name(), r.errors[k as usize]);
@@ -283,25 +300,6 @@ impl Report {
     pub fn json(&self) -> Value {
         let r = &self.results;
         let h = &r.latency_us;
-        let mut lat = serde_json::Map::new();
-        for (name, q) in PERCENTILES.iter().chain(&MORE_PERCENTILES) {
-            lat.insert((*name).into(), json!(h.value_at_quantile(q / 100.0)));
-        }
-        lat.insert("min".into(), json!(h.min()));
-        lat.insert("max".into(), json!(h.max()));
-        lat.insert("mean".into(), json!(h.mean()));
-        lat.insert("stdev".into(), json!(h.stdev()));
-        let spectrum: Vec<Value> = h
-            .iter_quantiles(SPECTRUM_TICKS)
-            .map(|v| {
-                json!({
-                    "percentile": v.quantile_iterated_to() * 100.0,
-                    "value": v.value_iterated_to(),
-                    "count": v.count_since_last_iteration(),
-                })
-            })
-            .collect();
-        lat.insert("spectrum".into(), json!(spectrum));
         let mut errs = serde_json::Map::new();
         for k in ERROR_KINDS {
             errs.insert(k.name().into(), json!(r.errors[k as usize]));
@@ -315,8 +313,10 @@ impl Report {
             "requests_per_sec": self.requests_per_sec(),
             "bytes": r.bytes,
             "bytes_per_sec": r.bytes as f64 / self.secs.max(1e-9),
-            "latency_us": lat,
+            "latency_us": latency_json(h),
             "latency_hdr": encode_histogram(h),
+            "latency_uncorrected_us": latency_json(&r.uncorrected_us),
+            "latency_uncorrected_hdr": encode_histogram(&r.uncorrected_us),
             "tls_handshakes": r.handshakes,
             "tls_handshakes_per_sec": r.handshakes as f64 / self.secs.max(1e-9),
             "tls_resumed": r.resumed,
@@ -331,6 +331,30 @@ impl Report {
             "min_requests_at_end": r.min_requests_at_end,
         })
     }
+}
+
+/// Percentiles, extremes and the spectrum of `h`.
+fn latency_json(h: &Histogram<u64>) -> Value {
+    let mut lat = serde_json::Map::new();
+    for (name, q) in PERCENTILES.iter().chain(&MORE_PERCENTILES) {
+        lat.insert((*name).into(), json!(h.value_at_quantile(q / 100.0)));
+    }
+    lat.insert("min".into(), json!(h.min()));
+    lat.insert("max".into(), json!(h.max()));
+    lat.insert("mean".into(), json!(h.mean()));
+    lat.insert("stdev".into(), json!(h.stdev()));
+    let spectrum: Vec<Value> = h
+        .iter_quantiles(SPECTRUM_TICKS)
+        .map(|v| {
+            json!({
+                "percentile": v.quantile_iterated_to() * 100.0,
+                "value": v.value_iterated_to(),
+                "count": v.count_since_last_iteration(),
+            })
+        })
+        .collect();
+    lat.insert("spectrum".into(), json!(spectrum));
+    Value::Object(lat)
 }
 
 fn fmt_us(us: u64) -> String {
