@@ -9,6 +9,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use engine::Node;
 use tapir_apps::cli::NodeOpts;
+use tapir_apps::load::merge::MergeOpts;
 use tapir_apps::load::LoadOpts;
 use tapir_apps::perf::PerfOpts;
 use tapir_apps::ping::PingOpts;
@@ -116,8 +117,12 @@ enum Cmd {
     },
     /// HTTP/1.1 load generator on every worker: closed loop (-c), open loop (--rate), one
     /// connection per request (--close), many source addresses (--src CIDR); prints
-    /// requests/s, throughput, latency percentiles and errors by kind.
+    /// requests/s, throughput, latency percentiles and errors by kind. `tapir load merge
+    /// A.json B.json ...` merges the --json reports of several runs into one.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Load {
+        #[command(subcommand)]
+        merge: Option<LoadCmd>,
         #[command(flatten)]
         node: NodeOpts,
         #[command(flatten)]
@@ -126,6 +131,14 @@ enum Cmd {
     /// Decode a pcapng capture offline with tapir's decoders, one tcpdump-style line per
     /// packet, stack events (packet comments) below it.
     Trace(TraceOpts),
+}
+
+/// What `tapir load` does besides a run.
+#[derive(Debug, Subcommand)]
+enum LoadCmd {
+    /// Merge the --json reports of several runs (e.g. from several hosts at once) into one:
+    /// counts add up, percentiles come from the merged histograms.
+    Merge(MergeOpts),
 }
 
 fn main() -> ExitCode {
@@ -286,7 +299,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Cmd::Load { node, load: opts } => run_load(&node, &opts),
+        Cmd::Load {
+            merge: Some(LoadCmd::Merge(opts)),
+            ..
+        } => {
+            // Files that are not reports are bad input: a usage error.
+            match tapir_apps::load::merge::run(&opts) {
+                Ok(report) => {
+                    print_report(&report, opts.json);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("tapir: {e:#}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        Cmd::Load {
+            node, load: opts, ..
+        } => run_load(&node, &opts),
         Cmd::Trace(opts) => {
             let filter = match opts.filter() {
                 Ok(f) => f,
@@ -326,16 +357,20 @@ fn run_load(node_opts: &NodeOpts, opts: &LoadOpts) -> Result<ExitCode> {
     eprintln!("tapir load: {}", node.stats());
     node.shutdown();
     let report = r?;
-    if opts.json {
-        println!("{}", report.json());
-    } else {
-        print!("{}", report.text());
-    }
+    print_report(&report, opts.json);
     Ok(if report.results.requests > 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+fn print_report(report: &tapir_apps::load::report::Report, json: bool) {
+    if json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.text());
+    }
 }
 
 /// Starts the node the options describe, with `--trace` / `--pcap` running.

@@ -15,19 +15,38 @@ use serde_json::Value;
 use tapir_apps::lab::Lab;
 
 mod common;
-use common::{interop_allowed, kernel, Proc, TempDir};
+use common::{interop_allowed, kernel, need, run_ok, text, Proc, TempDir};
+
+#[path = "load/hdr.rs"]
+mod hdr;
+#[path = "load/https.rs"]
+mod https;
+#[path = "load/stock.rs"]
+mod stock;
 
 const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
 
-/// nginx in the lab on 10.7.0.1:80 serving a small file, logging "addr:port status" per
-/// request to `access.log` in its directory.
+/// nginx in the lab on 10.7.0.1:80 serving a small file (and "ok" to any method under
+/// /echo/), logging "addr:port method path x-tapir content-length status" per request to
+/// `access.log` in its directory.
 struct Nginx {
     _proc: Proc,
     dir: TempDir,
 }
 
 impl Nginx {
+    /// nginx with keep-alive limits no test reaches.
     fn start(lab: &Lab, conns: usize) -> Nginx {
+        Nginx::start_with(
+            lab,
+            conns,
+            "keepalive_requests 1000000;\n  keepalive_timeout 60s;",
+        )
+    }
+
+    /// nginx with `keepalive` in its http block ("" for nginx's defaults:
+    /// keepalive_requests 1000, keepalive_timeout 75s).
+    fn start_with(lab: &Lab, conns: usize, keepalive: &str) -> Nginx {
         let found = Command::new("sh")
             .args(["-c", "command -v nginx || test -x /usr/sbin/nginx"])
             .stdout(Stdio::null())
@@ -45,12 +64,13 @@ impl Nginx {
             "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
 worker_rlimit_nofile {files};\nerror_log {d}/error.log warn;\n\
 events {{ worker_connections {wc}; multi_accept on; }}\n\
-http {{\n  log_format lt '$remote_addr:$remote_port $status';\n\
-  access_log {d}/access.log lt;\n  keepalive_requests 1000000;\n  keepalive_timeout 60s;\n\
+http {{\n  log_format lt '$remote_addr:$remote_port $request_method $uri $http_x_tapir $content_length $status';\n\
+  access_log {d}/access.log lt;\n  {keepalive}\n\
   client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
   fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
   server {{\n    listen 10.7.0.1:80 backlog=16384;\n    root {r};\n\
-    location = /chunked.html {{ sub_filter 'x' 'y'; sub_filter_once off; }}\n  }}\n}}\n",
+    location = /chunked.html {{ sub_filter 'x' 'y'; sub_filter_once off; }}\n\
+    location /echo/ {{ return 200 'ok'; }}\n  }}\n}}\n",
             d = dir.0.display(),
             r = root.display(),
             wc = 2 * conns + 1024,
@@ -79,12 +99,30 @@ http {{\n  log_format lt '$remote_addr:$remote_port $status';\n\
         n
     }
 
+    /// The access log once it holds `n` lines, or after `limit` (nginx writes a line after
+    /// the response went out, so the last few may trail the client's count).
+    fn log_of(&self, n: u64, limit: Duration) -> Vec<String> {
+        lines_once(n, limit, || self.log())
+    }
+
     fn log(&self) -> Vec<String> {
         std::fs::read_to_string(self.dir.0.join("access.log"))
             .unwrap_or_default()
             .lines()
             .map(String::from)
             .collect()
+    }
+}
+
+/// What `read` returns once it holds `n` lines, or after `limit`.
+fn lines_once(n: u64, limit: Duration, read: impl Fn() -> Vec<String>) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let lines = read();
+        if lines.len() as u64 >= n || start.elapsed() > limit {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -138,6 +176,11 @@ fn load(lab: &Lab, args: &[&str], limit: Duration) -> Value {
     }
 }
 
+/// A count of the report `r`.
+fn count(r: &Value, key: &str) -> u64 {
+    r[key].as_u64().unwrap_or_else(|| panic!("{key} in {r}"))
+}
+
 fn errors(r: &Value) -> u64 {
     r["errors"]
         .as_object()
@@ -183,6 +226,15 @@ fn closed_loop_count_agrees_with_nginx_access_log() {
         "tapir {ours} vs nginx {theirs}"
     );
     assert_eq!(r["conns_opened"].as_u64(), Some(32), "{r}");
+    // The process's own CPU accounting, per 100,000 requests.
+    let (user, system) = (
+        r["cpu_user_s"].as_f64().unwrap(),
+        r["cpu_system_s"].as_f64().unwrap(),
+    );
+    let per_100k = r["cpu_s_per_100k_requests"].as_f64().unwrap();
+    assert!(user > 0.0 && system > 0.0, "{r}");
+    let want = (user + system) / ours as f64 * 1e5;
+    assert!((per_100k - want).abs() < 1e-9, "{r}");
 }
 
 #[test]
@@ -345,6 +397,13 @@ fn open_loop_reports_a_server_pause_in_its_high_percentiles() {
     );
     // And the median is the unpaused service time.
     assert!(p50 < 200_000, "p50 {p50} us");
+    // Measured from when each was sent, as a tool without the correction does, the pause
+    // hides: only the few requests out when it began waited through it.
+    let unc = &r["latency_uncorrected_us"];
+    let (p90, unc_p90) = (lat["p90"].as_u64().unwrap(), unc["p90"].as_u64().unwrap());
+    assert!(p90 >= 300_000, "p90 {p90} us");
+    assert!(unc_p90 < 100_000, "uncorrected p90 {unc_p90} us: {r}");
+    assert!(unc["max"].as_u64().unwrap() <= max, "{r}");
 }
 
 #[test]
@@ -421,4 +480,98 @@ fn many_source_addresses_hold_thousands_of_connections_to_one_port() {
         addrs.len()
     );
     assert!(r["requests"].as_u64().unwrap() >= 2 * CONNS as u64, "{r}");
+}
+
+#[test]
+fn method_headers_body_and_urls_in_turn_reach_nginx() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = Lab::up("load-req").expect("lab");
+    let nginx = Nginx::start(&lab, 64);
+    let dir = TempDir::new("load-body");
+    let body = dir.0.join("body");
+    std::fs::write(&body, "k=v&".repeat(100)).unwrap();
+    let r = load(
+        &lab,
+        &[
+            "http://10.7.0.1/echo/a",
+            "http://10.7.0.1/echo/b",
+            "-m",
+            "POST",
+            "-H",
+            "X-Tapir: yes",
+            "--body",
+            &body.display().to_string(),
+            "-c",
+            "4",
+            "-d",
+            "1",
+        ],
+        Duration::from_secs(30),
+    );
+    let ours = r["requests"].as_u64().unwrap();
+    let log = nginx.log_of(ours, Duration::from_secs(5));
+    eprintln!("tapir counted {ours}, nginx logged {}: {r}", log.len());
+    assert_eq!(errors(&r), 0, "{r}");
+    assert!(ours > 100, "{r}");
+    assert_eq!(log.len() as u64, ours, "{r}");
+    let with = |path: &str| {
+        log.iter()
+            .filter(|l| l.ends_with(&format!(" POST {path} yes 400 200")))
+            .count()
+    };
+    let (a, b) = (with("/echo/a"), with("/echo/b"));
+    assert_eq!(a + b, log.len(), "every request as sent: {log:?}");
+    // In turn: a and b alike, but for the last of each connection.
+    assert!(a.abs_diff(b) <= 4, "/echo/a {a} times, /echo/b {b}");
+}
+
+#[test]
+fn bad_request_options_are_usage_errors() {
+    for (args, want) in [
+        (&["-m", "GE T"][..], "-m"),
+        (&["-H", "NoColon"], "-H"),
+        (&["-H", "Content-Length: 3"], "--body"),
+        (&["--body", "/nonexistent/tapir-body"], "--body"),
+        (&["http://10.7.0.2:81/"], "same server"),
+    ] {
+        let out = Command::new(TAPIR)
+            .args(["load", "--netns", "tapir-none", "http://10.7.0.1/"])
+            .args(args)
+            .output()
+            .expect("run tapir load");
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn open_loop_sends_rate_times_duration_requests() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = Lab::up("load-rate").expect("lab");
+    let nginx = Nginx::start(&lab, 64);
+    // 1999 req/s is a 500.25 µs interval: due instants kept exact (not a rounded interval
+    // summed, which makes 4000), 2 s hold 3998 of them, the last 0.5 ms before the end.
+    let r = load(
+        &lab,
+        &[
+            "http://10.7.0.1/index.html",
+            "-c",
+            "8",
+            "--rate",
+            "1999",
+            "-d",
+            "2",
+        ],
+        Duration::from_secs(30),
+    );
+    let log = nginx.log_of(3998, Duration::from_secs(5));
+    assert_eq!(errors(&r), 0, "{r}");
+    assert_eq!(r["requests"].as_u64(), Some(3998), "{r}");
+    assert_eq!(log.len(), 3998, "{r}");
 }

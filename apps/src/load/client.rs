@@ -3,8 +3,15 @@
 //! closed-loop (each connection keeps `pipeline` requests outstanding) or open-loop (requests
 //! due on a fixed schedule, latency measured from when each was due), and sends its results
 //! over a channel when the run ends. Nothing it counts is shared with another worker.
+//!
+//! It speaks HTTP/1.x as a browser or wrk does: a response that closes the connection
+//! (`Connection: close`, HTTP/1.0, a body read to the close) is a success and the connection
+//! is replaced, with no request sent on it after; a request the server closed the connection
+//! on before answering any of it (a keep-alive connection the server timed out as the request
+//! went out) is sent once more on a new connection and counted only if that fails too. When
+//! the run's time is up no request is sent, and the answers to those outstanding are awaited
+//! (up to the request timeout), so the count is what the server answered.
 
-use super::chunked::{Chunked, Progress};
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +24,10 @@ use protocols::iface::{SocketHandle, Stack, TcpError};
 use protocols::tcp::State;
 use protocols::time::Instant;
 
+use super::conn::{Conn, IoBufs, Pending};
 use super::report::{ErrorKind, Results};
+use super::response::Event;
+use super::tls::TlsSetup;
 
 /// How often connections are checked for a timeout.
 const SCAN_US: u64 = 100_000;
@@ -26,8 +36,13 @@ const SCAN_US: u64 = 100_000;
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub remote: SocketAddrV4,
-    /// One request's bytes (with `Connection: close` in close mode).
-    pub request: Arc<Vec<u8>>,
+    /// The requests' bytes (with `Connection: close` in close mode), sent in turn.
+    pub requests: Arc<Vec<Vec<u8>>>,
+    /// The requests are HEAD: their responses have no body.
+    pub head: bool,
+    /// The method is idempotent: a request the server closed on before answering may be
+    /// sent again.
+    pub retry: bool,
     /// Connections to hold (closed loop), or at most (open loop).
     pub conns: usize,
     /// Requests outstanding per connection.
@@ -42,134 +57,19 @@ pub struct Plan {
     pub timeout_us: u64,
     /// Source addresses to spread connections over, and this worker's place among the workers.
     pub srcs: Arc<Vec<Ipv4Addr>>,
+    /// HTTPS: the TLS client configuration every connection starts a session from.
+    pub tls: Option<Arc<TlsSetup>>,
 }
 
-#[derive(Debug, Default)]
-struct Conn {
-    established: bool,
-    opened_us: u64,
-    /// Send instants (closed loop) or due instants (open loop) of the requests outstanding.
-    inflight: VecDeque<u64>,
-    /// Request bytes queued but not yet taken by the stack.
-    unsent: usize,
-    /// Response bytes read but not yet parsed (headers), and the body bytes still to come.
-    head: Vec<u8>,
-    body: Option<Body>,
-    status: u16,
-    last_progress_us: u64,
-    /// Responses completed on this connection.
-    completed: u64,
-    /// On the open loop's idle list.
-    idle: bool,
-}
-
-/// The body of the response being read: so many bytes still, or chunked.
-#[derive(Debug)]
-enum Body {
-    Length(usize),
-    Chunked(Chunked),
-}
-
-/// A response finished, or the stream was not HTTP.
-enum Parsed {
-    Response(u16),
-    Bad,
-}
-
-impl Conn {
-    /// Feeds received bytes; completed responses go to `done`. Headers are parsed straight
-    /// from `data`; only a header cut off at the end of a read is kept (and freed once whole),
-    /// so an idle connection holds no parse buffer.
-    fn feed(&mut self, mut data: &[u8], done: &mut Vec<Parsed>) {
-        if !self.head.is_empty() {
-            let mut buf = std::mem::take(&mut self.head);
-            buf.extend_from_slice(data);
-            self.feed(&buf, done);
-            return;
-        }
-        while !data.is_empty() {
-            match &mut self.body {
-                Some(Body::Length(left)) => {
-                    let left = *left;
-                    let take = left.min(data.len());
-                    data = &data[take..];
-                    self.finish_body(left - take, done);
-                    continue;
-                }
-                Some(Body::Chunked(c)) => match c.feed(data) {
-                    Progress::More => return,
-                    Progress::Done(n) => {
-                        data = &data[n..];
-                        self.finish_body(0, done);
-                        continue;
-                    }
-                    Progress::Bad => {
-                        done.push(Parsed::Bad);
-                        return;
-                    }
-                },
-                None => {}
-            }
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut resp = httparse::Response::new(&mut headers);
-            match resp.parse(data) {
-                Ok(httparse::Status::Complete(n)) => {
-                    let status = resp.code.unwrap_or(0);
-                    let mut body = Some(Body::Length(0));
-                    for h in resp.headers.iter() {
-                        if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                            // RFC 9112 §6.1: chunked is the final coding, and overrides any
-                            // Content-Length; anything else we cannot delimit.
-                            let chunked = std::str::from_utf8(h.value).is_ok_and(|v| {
-                                v.rsplit(',')
-                                    .next()
-                                    .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
-                            });
-                            body = chunked.then(|| Body::Chunked(Chunked::default()));
-                            break;
-                        }
-                        if h.name.eq_ignore_ascii_case("content-length") {
-                            body = std::str::from_utf8(h.value)
-                                .ok()
-                                .and_then(|v| v.trim().parse().ok())
-                                .map(Body::Length);
-                        }
-                    }
-                    let Some(body) = body else {
-                        done.push(Parsed::Bad);
-                        return;
-                    };
-                    self.status = status;
-                    data = &data[n..];
-                    match body {
-                        Body::Length(len) => self.finish_body(len, done),
-                        chunked => self.body = Some(chunked),
-                    }
-                }
-                Ok(httparse::Status::Partial) => {
-                    if data.len() > 64 * 1024 {
-                        done.push(Parsed::Bad);
-                    } else {
-                        self.head = data.to_vec();
-                    }
-                    return;
-                }
-                Err(_) => {
-                    done.push(Parsed::Bad);
-                    return;
-                }
-            }
-        }
-    }
-
-    fn finish_body(&mut self, left: usize, done: &mut Vec<Parsed>) {
-        if left == 0 {
-            self.body = None;
-            done.push(Parsed::Response(self.status));
-        } else {
-            self.body = Some(Body::Length(left));
-        }
-    }
+/// How a connection ended, for what it had outstanding.
+enum Ending {
+    /// The response under way failed for this reason.
+    Failed(ErrorKind),
+    /// The server closed (FIN or RST, `reset`) after its last complete response, before any
+    /// byte of the next: the oldest request is retried once, then counted as this error.
+    Unanswered(ErrorKind),
+    /// The server said it would close: nothing outstanding was read by it.
+    Announced,
 }
 
 /// One worker's load generator.
@@ -183,13 +83,22 @@ pub struct LoadApp {
     conns: HashMap<SocketHandle, Conn>,
     /// Open loop: keep-alive connections with room for another request.
     idle: VecDeque<SocketHandle>,
-    /// Open loop: due instants of requests not yet sent (no connection was free).
-    backlog: VecDeque<u64>,
+    /// Open loop: requests due but not yet sent (no connection was free).
+    backlog: VecDeque<Pending>,
+    /// Requests a connection ended without answering, for the next connections established.
+    retries: VecDeque<Pending>,
     next_due_us: u64,
+    /// Open loop: requests due so far (the next is due `dues / rate` seconds from the start,
+    /// kept exact rather than summing a rounded interval).
+    dues: u64,
     next_scan_us: u64,
     opened: u64,
+    /// The next of the plan's requests to send.
+    next_req: usize,
+    /// The run's time is up: answers to requests outstanding are awaited.
+    draining: bool,
     finished: bool,
-    buf: Vec<u8>,
+    bufs: IoBufs,
 }
 
 impl LoadApp {
@@ -203,11 +112,15 @@ impl LoadApp {
             conns: HashMap::new(),
             idle: VecDeque::new(),
             backlog: VecDeque::new(),
+            retries: VecDeque::new(),
             next_due_us: 0,
+            dues: 0,
             next_scan_us: 0,
             opened: 0,
+            next_req: 0,
+            draining: false,
             finished: false,
-            buf: vec![0; 64 * 1024],
+            bufs: IoBufs::default(),
         }
     }
 
@@ -215,10 +128,25 @@ impl LoadApp {
         self.plan.rate.is_some()
     }
 
+    /// A new request (the next URL in turn) whose latency counts from `since`.
+    fn pending(&mut self, since: u64) -> Pending {
+        let req = self.next_req as u32;
+        self.next_req = (self.next_req + 1) % self.plan.requests.len();
+        Pending {
+            req,
+            since,
+            sent: since,
+            retried: false,
+        }
+    }
+
     /// Connections wanted now: all of them, or as many as the ramp allows so far.
     fn conns_allowed(&self, now: u64, start: u64) -> usize {
+        if self.draining {
+            return 0;
+        }
         let want = if self.open_loop() && self.plan.close {
-            self.backlog.len().min(self.plan.conns)
+            (self.backlog.len() + self.retries.len()).min(self.plan.conns)
         } else {
             self.plan.conns
         };
@@ -241,21 +169,26 @@ impl LoadApp {
         let port_ok = move |p: u16| flow_owner(p, ip, remote.port(), workers) == worker;
         let srcs = &self.plan.srcs;
         let src = srcs[((self.opened as usize) * workers + worker) % srcs.len()];
+        let tls = match self.plan.tls.as_ref().map(|t| t.session()).transpose() {
+            Ok(s) => s.map(Box::new),
+            Err(_) => {
+                self.results.error(ErrorKind::Tls);
+                return false;
+            }
+        };
         match ctx
             .stack
             .tcp_connect_from(ctx.now, src, remote, None, &port_ok)
         {
             Ok(h) => {
+                if tls.is_some() {
+                    // A handshake flight and a request go out as several records: sent at once,
+                    // not held for the ACK of the first (Nagle) against the server's delayed ACK.
+                    let _ = ctx.stack.tcp_set_nodelay(h, true);
+                }
                 self.opened += 1;
                 self.results.conns_opened += 1;
-                self.conns.insert(
-                    h,
-                    Conn {
-                        opened_us: now,
-                        last_progress_us: now,
-                        ..Conn::default()
-                    },
-                );
+                self.conns.insert(h, Conn::new(now, tls));
                 self.results.conns_peak = self.results.conns_peak.max(self.conns.len() as u64);
                 true
             }
@@ -266,8 +199,8 @@ impl LoadApp {
         }
     }
 
-    /// Queues one request on `h` at `now`, whose latency counts from `since`.
-    fn send_request(&mut self, stack: &mut Stack, h: SocketHandle, now: u64, since: u64) {
+    /// Queues request `p` on `h` at `now`.
+    fn send_request(&mut self, stack: &mut Stack, h: SocketHandle, now: u64, p: Pending) {
         let Some(c) = self.conns.get_mut(&h) else {
             return;
         };
@@ -277,9 +210,37 @@ impl LoadApp {
             // asked for none.
             c.last_progress_us = now;
         }
-        c.inflight.push_back(since);
-        c.unsent += self.plan.request.len();
-        flush(stack, h, c, &self.plan.request);
+        c.queue(stack, h, &self.plan.requests, p, now);
+    }
+
+    /// A connection just established sends its first requests: those left unanswered by
+    /// connections that ended come first.
+    fn start_conn(&mut self, stack: &mut Stack, h: SocketHandle, now: u64) {
+        if self.plan.rate.is_none() {
+            for _ in 0..self.plan.pipeline {
+                let p = match self.retries.pop_front() {
+                    Some(p) => p,
+                    None => self.pending(now),
+                };
+                self.send_request(stack, h, now, p);
+            }
+            return;
+        }
+        let mut sent = 0;
+        while sent < self.plan.pipeline {
+            let Some(p) = self
+                .retries
+                .pop_front()
+                .or_else(|| self.backlog.pop_front())
+            else {
+                break;
+            };
+            self.send_request(stack, h, now, p);
+            sent += 1;
+        }
+        if !self.plan.close && sent < self.plan.pipeline {
+            self.make_idle(h, false);
+        }
     }
 
     /// Puts `h` on the open loop's idle list (at the front when `front`) unless it is there.
@@ -314,8 +275,37 @@ impl LoadApp {
         self.conns.remove(&h);
     }
 
+    /// Ends connection `h`: what it had outstanding fails, or goes to the next connections.
+    fn end_conn(&mut self, stack: &mut Stack, h: SocketHandle, ending: Ending, abort: bool) {
+        let Some(c) = self.conns.get_mut(&h) else {
+            return;
+        };
+        let mut left = std::mem::take(&mut c.inflight);
+        match ending {
+            Ending::Failed(kind) => {
+                self.results.error(kind);
+                left.pop_front();
+            }
+            Ending::Unanswered(kind) => {
+                if let Some(first) = left.front_mut() {
+                    if first.retried || !self.plan.retry {
+                        self.results.error(kind);
+                        left.pop_front();
+                    } else {
+                        first.retried = true;
+                    }
+                }
+            }
+            Ending::Announced => {}
+        }
+        // Requests behind the one that failed were not read by the server.
+        self.retries.extend(left);
+        self.drop_conn(stack, h, abort);
+    }
+
     /// Handles news on connection `h`.
-    fn drive(&mut self, stack: &mut Stack, h: SocketHandle, now: u64, running: bool) {
+    fn drive(&mut self, stack: &mut Stack, h: SocketHandle, now: u64) {
+        let running = !self.draining;
         let Ok(r) = stack.tcp_readiness(h) else {
             if self.conns.remove(&h).is_some_and(|c| c.completed == 0) {
                 self.results.conns_without_response += 1;
@@ -325,85 +315,88 @@ impl LoadApp {
         let Some(c) = self.conns.get_mut(&h) else {
             return;
         };
-        if let Some(e) = r.error {
-            let kind = match e {
-                TcpError::Refused => ErrorKind::Refused,
-                TcpError::TimedOut => ErrorKind::Timeout,
-                _ if !c.established => ErrorKind::Refused,
-                _ => ErrorKind::Reset,
-            };
-            self.results.error(kind);
-            self.drop_conn(stack, h, false);
-            return;
-        }
-        if !c.established && !matches!(r.state, State::SynSent | State::SynReceived) {
+        if !c.established {
+            if let Some(e) = r.error {
+                let kind = match e {
+                    TcpError::TimedOut => ErrorKind::ConnectTimeout,
+                    _ => ErrorKind::ConnectRefused,
+                };
+                self.results.error(kind);
+                self.end_conn(stack, h, Ending::Announced, false);
+                return;
+            }
+            if matches!(r.state, State::SynSent | State::SynReceived) {
+                return;
+            }
             c.established = true;
             c.last_progress_us = now;
+            // The ClientHello.
+            c.flush(stack, h, &self.plan.requests);
             if running {
-                if self.plan.rate.is_none() {
-                    for _ in 0..self.plan.pipeline {
-                        self.send_request(stack, h, now, now);
-                    }
-                } else if let Some(due) = self.backlog.pop_front() {
-                    self.send_request(stack, h, now, due);
-                    if !self.plan.close && self.plan.pipeline > 1 {
-                        self.make_idle(h, false);
-                    }
-                } else if !self.plan.close {
-                    self.make_idle(h, false);
-                }
+                self.start_conn(stack, h, now);
             }
         }
         let Some(c) = self.conns.get_mut(&h) else {
             return;
         };
-        if c.unsent > 0 {
-            flush(stack, h, c, &self.plan.request);
+        c.flush(stack, h, &self.plan.requests);
+        // Read all there is before looking at an error: responses that came before a reset
+        // count.
+        let out = c.read(stack, h, &mut self.bufs, self.plan.head, now);
+        self.results.bytes += out.bytes;
+        if let Some(resumed) = out.handshake {
+            self.results.handshakes += 1;
+            self.results.resumed += u64::from(resumed);
         }
-        let mut parsed = Vec::new();
-        let mut eof = false;
-        loop {
-            match stack.tcp_recv(h, &mut self.buf) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => {
-                    self.results.bytes += n as u64;
-                    c.last_progress_us = now;
-                    c.feed(&self.buf[..n], &mut parsed);
-                }
-                Err(_) => break,
-            }
-        }
+        let (events, eof) = (out.events, out.eof);
         let mut completed = 0;
-        let mut bad = false;
-        for p in parsed {
-            match p {
-                Parsed::Response(status) => {
-                    let since = c.inflight.pop_front().unwrap_or(now);
-                    let _ = self
-                        .results
-                        .latency_us
-                        .record(now.saturating_sub(since).max(1));
+        let mut ending = None;
+        for e in events {
+            match e {
+                Event::Response { status, close } => {
+                    let (since, sent) = c
+                        .inflight
+                        .pop_front()
+                        .map_or((now, now), |p| (p.since, p.sent));
+                    let r = &mut self.results;
+                    r.latency_us
+                        .saturating_record(now.saturating_sub(since).max(1));
+                    r.uncorrected_us
+                        .saturating_record(now.saturating_sub(sent).max(1));
                     self.results.requests += 1;
                     c.completed += 1;
-                    if status >= 400 {
-                        self.results.error(ErrorKind::BadStatus);
-                    }
                     completed += 1;
+                    if status >= 400 {
+                        self.results.error(ErrorKind::HttpStatus);
+                    }
+                    if close {
+                        ending = Some(Ending::Announced);
+                    }
                 }
-                Parsed::Bad => bad = true,
+                Event::Bad(kind) => ending = Some(Ending::Failed(kind)),
             }
         }
-        let outstanding = c.inflight.len();
-        if bad || (eof && outstanding > 0) {
-            self.results.error(ErrorKind::BadResponse);
-            self.drop_conn(stack, h, true);
+        let reset = r.error.is_some() || stack.tcp_readiness(h).is_ok_and(|r| r.error.is_some());
+        let ending = ending.or_else(|| {
+            let started = c.reader.started();
+            let kind = if reset {
+                ErrorKind::Reset
+            } else {
+                ErrorKind::Truncated
+            };
+            match (reset || eof, started) {
+                (false, _) => None,
+                (true, true) => Some(Ending::Failed(kind)),
+                (true, false) => Some(Ending::Unanswered(kind)),
+            }
+        });
+        if let Some(ending) = ending {
+            let abort = matches!(ending, Ending::Failed(_));
+            self.end_conn(stack, h, ending, abort);
             return;
         }
-        if eof || (self.plan.close && completed > 0) {
-            self.drop_conn(stack, h, false);
+        if self.plan.close && completed > 0 {
+            self.end_conn(stack, h, Ending::Announced, false);
             return;
         }
         if !running || completed == 0 {
@@ -411,12 +404,13 @@ impl LoadApp {
         }
         if self.plan.rate.is_none() {
             for _ in 0..completed {
-                self.send_request(stack, h, now, now);
+                let p = self.pending(now);
+                self.send_request(stack, h, now, p);
             }
         } else {
             for _ in 0..completed {
                 match self.backlog.pop_front() {
-                    Some(due) => self.send_request(stack, h, now, due),
+                    Some(p) => self.send_request(stack, h, now, p),
                     None => {
                         self.make_idle(h, false);
                         break;
@@ -428,7 +422,7 @@ impl LoadApp {
 
     fn scan_timeouts(&mut self, stack: &mut Stack, now: u64) {
         let timeout = self.plan.timeout_us;
-        let late: Vec<SocketHandle> = self
+        let late: Vec<(SocketHandle, bool)> = self
             .conns
             .iter()
             .filter(|(_, c)| {
@@ -440,17 +434,47 @@ impl LoadApp {
                 };
                 waiting && now.saturating_sub(since) > timeout
             })
+            .map(|(h, c)| (*h, c.established))
+            .collect();
+        for (h, established) in late {
+            let kind = if established {
+                ErrorKind::Timeout
+            } else {
+                ErrorKind::ConnectTimeout
+            };
+            if established {
+                self.end_conn(stack, h, Ending::Failed(kind), true);
+            } else {
+                self.results.error(kind);
+                self.end_conn(stack, h, Ending::Announced, true);
+            }
+        }
+    }
+
+    /// The run's time is up: no more requests; connections with nothing outstanding close.
+    /// What the connections held at the end is taken now.
+    fn start_drain(&mut self, stack: &mut Stack) {
+        self.draining = true;
+        self.results.conns_at_end = self.conns.len() as u64;
+        self.results.min_requests_at_end = self.conns.values().map(|c| c.completed).min();
+        self.backlog.clear();
+        self.retries.clear();
+        self.close_idle(stack);
+    }
+
+    fn close_idle(&mut self, stack: &mut Stack) {
+        let idle: Vec<SocketHandle> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.inflight.is_empty())
             .map(|(h, _)| *h)
             .collect();
-        for h in late {
-            self.results.error(ErrorKind::Timeout);
-            self.drop_conn(stack, h, true);
+        for h in idle {
+            self.drop_conn(stack, h, false);
         }
     }
 
     fn finish(&mut self, stack: &mut Stack) {
-        self.results.conns_at_end = self.conns.len() as u64;
-        self.results.min_requests_at_end = self.conns.values().map(|c| c.completed).min();
         let handles: Vec<SocketHandle> = self.conns.keys().copied().collect();
         for h in handles {
             self.drop_conn(stack, h, false);
@@ -459,16 +483,31 @@ impl LoadApp {
         let results = std::mem::take(&mut self.results);
         let _ = self.tx.send(results);
     }
-}
 
-/// Hands the stack as much of the queued request bytes as it takes.
-fn flush(stack: &mut Stack, h: SocketHandle, c: &mut Conn, req: &[u8]) {
-    while c.unsent > 0 {
-        let off = (req.len() - c.unsent % req.len()) % req.len();
-        let end = req.len().min(off + c.unsent);
-        match stack.tcp_send(h, &req[off..end]) {
-            Ok(n) if n > 0 => c.unsent -= n,
-            _ => break,
+    /// Open loop: sends the requests due on idle connections.
+    fn dispatch(&mut self, stack: &mut Stack, now: u64) {
+        while !self.backlog.is_empty() {
+            let Some(h) = self.idle.pop_front() else {
+                break;
+            };
+            let Some(c) = self.conns.get_mut(&h) else {
+                continue; // dropped since it went idle
+            };
+            if !c.idle {
+                continue; // a handle reused by a later connection
+            }
+            c.idle = false;
+            let Some(p) = self.backlog.pop_front() else {
+                break;
+            };
+            self.send_request(stack, h, now, p);
+            let room = self
+                .conns
+                .get(&h)
+                .is_some_and(|c| c.inflight.len() < self.plan.pipeline);
+            if room {
+                self.make_idle(h, true);
+            }
         }
     }
 }
@@ -481,42 +520,34 @@ impl WorkerApp for LoadApp {
         let now = ctx.now.total_micros();
         let start = *self.start_us.get_or_insert(now);
         let end = start + self.plan.duration_us;
+        // Answers outstanding at the end are awaited up to the timeout (and then counted as
+        // timeouts by the scan), not longer.
+        let drain_end = end + self.plan.timeout_us + 2 * SCAN_US;
         if self.next_due_us == 0 {
             self.next_due_us = start;
         }
-        if now >= end {
-            self.finish(ctx.stack);
-            return None;
+        if now >= end && !self.draining {
+            self.start_drain(ctx.stack);
         }
         for &h in ctx.ready {
-            self.drive(ctx.stack, h, now, true);
+            self.drive(ctx.stack, h, now);
         }
-        if let Some(rate) = self.plan.rate {
-            let interval = (1e6 / rate.max(1e-6)) as u64;
+        if self.draining {
+            self.close_idle(ctx.stack);
+            if self.conns.is_empty() || now >= drain_end {
+                self.finish(ctx.stack);
+                return None;
+            }
+        }
+        if let Some(rate) = self.plan.rate.filter(|_| !self.draining) {
             while self.next_due_us <= now {
-                self.backlog.push_back(self.next_due_us);
-                self.next_due_us += interval.max(1);
+                let p = self.pending(self.next_due_us);
+                self.backlog.push_back(p);
+                self.dues += 1;
+                let offset = (self.dues as f64 * 1e6 / rate.max(1e-6)) as u64;
+                self.next_due_us = (start + offset).max(self.next_due_us + 1);
             }
-            while !self.backlog.is_empty() {
-                let Some(h) = self.idle.pop_front() else {
-                    break;
-                };
-                let Some(c) = self.conns.get_mut(&h) else {
-                    continue; // dropped since it went idle
-                };
-                c.idle = false;
-                let Some(due) = self.backlog.pop_front() else {
-                    break;
-                };
-                self.send_request(ctx.stack, h, now, due);
-                let room = self
-                    .conns
-                    .get(&h)
-                    .is_some_and(|c| c.inflight.len() < self.plan.pipeline);
-                if room {
-                    self.make_idle(h, true);
-                }
-            }
+            self.dispatch(ctx.stack, now);
         }
         let allowed = self.conns_allowed(now, start);
         while self.conns.len() < allowed {
@@ -530,12 +561,13 @@ impl WorkerApp for LoadApp {
         }
         self.progress
             .store(self.results.requests, Ordering::Relaxed);
-        let mut wake = end.min(self.next_scan_us);
-        if self.plan.rate.is_some() {
+        let mut wake = if self.draining { drain_end } else { end };
+        wake = wake.min(self.next_scan_us);
+        if self.plan.rate.is_some() && !self.draining {
             wake = wake.min(self.next_due_us);
         }
         if let Some(r) = self.plan.ramp {
-            if self.conns.len() < self.plan.conns {
+            if self.conns.len() < self.plan.conns && !self.draining {
                 wake = wake.min(now + (1e6 / r.max(1e-6)) as u64);
             }
         }
@@ -544,67 +576,5 @@ impl WorkerApp for LoadApp {
 
     fn done(&self) -> bool {
         self.finished
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn responses_split_anywhere_are_parsed_whole() {
-        let one = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
-        let bad = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
-        for (cut, c) in fed_at_every_cut(&[one, bad, one], &[200, 404, 200]) {
-            // Nothing is kept between complete responses.
-            assert_eq!(c.head.capacity(), 0, "cut at {cut}");
-        }
-    }
-
-    /// Feeds the responses in two reads, cut at every place; each time the statuses must be
-    /// `want`. Returns each cut's connection.
-    fn fed_at_every_cut(responses: &[&[u8]], want: &[u16]) -> Vec<(usize, Conn)> {
-        let stream = responses.concat();
-        (0..stream.len())
-            .map(|cut| {
-                let mut c = Conn::default();
-                let mut done = Vec::new();
-                c.feed(&stream[..cut], &mut done);
-                c.feed(&stream[cut..], &mut done);
-                let statuses: Vec<u16> = done
-                    .iter()
-                    .map(|p| match p {
-                        Parsed::Response(s) => *s,
-                        Parsed::Bad => 0,
-                    })
-                    .collect();
-                assert_eq!(statuses, want, "cut at {cut}");
-                (cut, c)
-            })
-            .collect()
-    }
-
-    #[test]
-    fn chunked_responses_split_anywhere_are_counted_whole() {
-        let chunked =
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n";
-        let plain = b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno";
-        fed_at_every_cut(&[chunked, plain, chunked], &[200, 404, 200]);
-        // A coding we cannot delimit is a bad response.
-        let mut c = Conn::default();
-        let mut done = Vec::new();
-        c.feed(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx",
-            &mut done,
-        );
-        assert!(matches!(done.as_slice(), [Parsed::Bad]));
-    }
-
-    #[test]
-    fn garbage_is_a_bad_response() {
-        let mut c = Conn::default();
-        let mut done = Vec::new();
-        c.feed(b"SSH-2.0-OpenSSH\r\n\r\n", &mut done);
-        assert!(matches!(done.as_slice(), [Parsed::Bad]));
     }
 }

@@ -8,7 +8,12 @@
 
 mod chunked;
 pub mod client;
+mod conn;
+pub mod merge;
 pub mod report;
+pub mod request;
+mod response;
+pub mod tls;
 
 use std::io::{IsTerminal, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -25,15 +30,31 @@ use crate::resolve::{Resolver, ResolverConfig};
 use crate::wget::Url;
 
 use client::{LoadApp, Plan};
-use report::{Report, Results};
+use report::{Cpu, Report, Results};
 
 /// `tapir load` options.
 #[derive(Debug, Clone, Args)]
 pub struct LoadOpts {
-    /// The URL to request: http://HOST[:PORT]/PATH (HOST an IPv4 address, or a name resolved
-    /// once through --dns).
-    #[arg(value_name = "URL")]
-    pub url: String,
+    /// The URLs to request, in turn (round-robin; name one twice to weight it):
+    /// http://HOST[:PORT]/PATH, all on one HOST:PORT (an IPv4 address, or a name resolved once
+    /// through --dns).
+    #[arg(value_name = "URL", required = true, num_args = 1..)]
+    pub urls: Vec<String>,
+    /// The request method.
+    #[arg(
+        short = 'm',
+        long = "method",
+        default_value = "GET",
+        value_name = "METHOD"
+    )]
+    pub method: String,
+    /// A header field to send with every request, as 'Name: value' (repeatable; replaces
+    /// tapir's own Host, User-Agent or Connection).
+    #[arg(short = 'H', long = "header", value_name = "'NAME: VALUE'")]
+    pub headers: Vec<String>,
+    /// Send FILE's bytes as every request's body (with its Content-Length).
+    #[arg(long, value_name = "FILE")]
+    pub body: Option<String>,
     /// Connections held (closed loop), or at most (open loop).
     #[arg(short = 'c', long = "connections", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4_000_000))]
     pub conns: u32,
@@ -67,6 +88,15 @@ pub struct LoadOpts {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
+    /// HTTPS: take any certificate (no check of its issuer or name).
+    #[arg(long)]
+    pub insecure: bool,
+    /// HTTPS: also trust the CA certificates in FILE (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<String>,
+    /// HTTPS: a full handshake on every connection, no session resumption.
+    #[arg(long)]
+    pub no_resume: bool,
 }
 
 /// Send buffer per connection: requests are small.
@@ -80,12 +110,90 @@ pub struct Target {
     pub addr: SocketAddrV4,
 }
 
-/// The URL, checked for syntax (a name is resolved once the node runs).
+/// The URL, checked for syntax (a name is resolved once the node runs); https:// too (its
+/// port 443 unless given).
 pub fn parse_url(url: &str) -> Result<Url> {
-    if !url.to_ascii_lowercase().starts_with("http://") {
-        bail!("{url}: only http:// URLs are supported, e.g. http://10.7.0.1/");
+    let lower = url.to_ascii_lowercase();
+    if let Some(rest) = lower.strip_prefix("https://").map(|_| &url[8..]) {
+        let mut u = Url::parse(&format!("http://{rest}"))?;
+        let authority = rest.split('/').next().unwrap_or("");
+        if !authority.contains(':') {
+            u.port = 443;
+        }
+        return Ok(u);
+    }
+    if !lower.starts_with("http://") {
+        bail!("{url}: only http:// and https:// URLs are supported, e.g. http://10.7.0.1/");
     }
     Url::parse(url)
+}
+
+/// Whether the run is HTTPS (all URLs are on one server, so the first says).
+fn is_https(urls: &[String]) -> bool {
+    urls.first()
+        .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"))
+}
+
+impl LoadOpts {
+    /// The TLS set-up of an https:// run (`None` for http://).
+    pub fn tls(&self, host: &str) -> Result<Option<tls::TlsSetup>> {
+        if !is_https(&self.urls) {
+            if self.insecure || self.cacert.is_some() || self.no_resume {
+                bail!("--insecure, --cacert and --no-resume are for https:// URLs");
+            }
+            return Ok(None);
+        }
+        let o = tls::TlsOpts {
+            insecure: self.insecure,
+            cacert: self.cacert.as_deref(),
+            resume: !self.no_resume,
+        };
+        tls::TlsSetup::new(host, &o).map(Some)
+    }
+}
+
+/// The URLs, checked: all on one server (connections are not tied to a URL).
+pub fn parse_urls(urls: &[String]) -> Result<Vec<Url>> {
+    let parsed = urls
+        .iter()
+        .map(|u| parse_url(u))
+        .collect::<Result<Vec<_>>>()?;
+    let Some(first) = parsed.first() else {
+        bail!("give a URL to load, e.g. http://10.7.0.1/");
+    };
+    for (u, s) in parsed.iter().zip(urls) {
+        let same = (u.host.to_ascii_lowercase(), u.port)
+            == (first.host.to_ascii_lowercase(), first.port)
+            && is_https(std::slice::from_ref(s)) == is_https(urls);
+        if !same {
+            bail!(
+                "{s}: every URL must name the same server as {} ({}:{}); run one tapir load per server",
+                urls[0],
+                first.host,
+                first.port
+            );
+        }
+    }
+    Ok(parsed)
+}
+
+/// The requests of a run, one per URL, in turn.
+pub fn requests(opts: &LoadOpts, urls: &[Url]) -> Result<Vec<Vec<u8>>> {
+    let headers = opts
+        .headers
+        .iter()
+        .map(|h| request::parse_header(h))
+        .collect::<Result<Vec<_>>>()?;
+    let body = opts.body.as_deref().map(request::read_body).transpose()?;
+    let host = urls[0].host_header();
+    let t = request::Template {
+        method: &opts.method,
+        host: &host,
+        headers: &headers,
+        body: body.as_deref(),
+        close: opts.close,
+    };
+    Ok(urls.iter().map(|u| t.build(&u.path)).collect())
 }
 
 /// The URL's address: the host itself, or its first IPv4 address from DNS (`dns`).
@@ -101,7 +209,12 @@ pub fn resolve(node: &Node, url: &Url, dns: &[Ipv4Addr]) -> Result<Target> {
 impl LoadOpts {
     /// Checks what clap cannot: returns a usage error message.
     pub fn check(&self) -> Result<Url> {
-        let t = parse_url(&self.url)?;
+        let urls = parse_urls(&self.urls)?;
+        request::check_method(&self.method)?;
+        // Header syntax, the body file and the TLS options, before the node starts.
+        requests(self, &urls)?;
+        self.tls(&urls[0].host)?;
+        let t = urls[0].clone();
         if !(self.duration > 0.0 && self.duration <= 86400.0) {
             bail!("-d {}: give a duration in seconds, above 0", self.duration);
         }
@@ -133,13 +246,17 @@ impl LoadOpts {
     }
 
     fn mode(&self) -> String {
-        let mut m = match self.rate {
+        let mut m = format!("{} ", self.method);
+        m += &match self.rate {
             Some(r) => format!(
                 "open loop at {r} req/s over at most {} connections",
                 self.conns
             ),
             None => format!("closed loop over {} connections", self.conns),
         };
+        if self.body.is_some() {
+            m += ", with a body";
+        }
         if self.pipeline > 1 {
             m += &format!(", pipeline {}", self.pipeline);
         }
@@ -162,15 +279,17 @@ pub fn source_addrs(cidr: Ipv4Cidr) -> Vec<Ipv4Addr> {
     (lo..hi).map(|i| Ipv4Addr::from(net + i as u32)).collect()
 }
 
-/// The request every connection sends.
-fn request(t: &Target, close: bool) -> Vec<u8> {
-    let conn = if close { "close" } else { "keep-alive" };
-    let host = t.url.host_header();
-    format!(
-        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: tapir-load\r\nConnection: {conn}\r\n\r\n",
-        t.url.path
-    )
-    .into_bytes()
+/// The CPU time this process (all its threads) has used so far.
+fn cpu_used() -> Cpu {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(u) => Cpu {
+            user_s: secs(u.user_time()),
+            system_s: secs(u.system_time()),
+        },
+        Err(_) => Cpu::default(),
+    }
 }
 
 /// Splits `total` over `n` workers; worker `i`'s share.
@@ -182,16 +301,20 @@ fn share(total: usize, n: usize, i: usize) -> usize {
 /// a progress line per second when stderr is a terminal. Returns the merged report.
 pub fn run(node: &Node, opts: &LoadOpts, dns: &[Ipv4Addr]) -> Result<Report> {
     let target = resolve(node, &opts.check()?, dns)?;
+    let urls = parse_urls(&opts.urls)?;
     opts.check_src(*target.addr.ip())?;
     let workers = node.queues();
     let srcs = Arc::new(match opts.src {
         Some(c) => source_addrs(c),
         None => vec![node.address()],
     });
-    let request = Arc::new(request(&target, opts.close));
+    let requests = Arc::new(requests(opts, &urls)?);
+    let tls = opts.tls(&urls[0].host)?.map(Arc::new);
     let duration_us = (opts.duration * 1e6) as u64;
     let (tx, rx) = mpsc::channel();
     let mut progress = Vec::new();
+    // The run's cost: what the process uses from the first connection to the last report.
+    let cpu_before = cpu_used();
     for w in 0..workers {
         let conns = share(opts.conns as usize, workers, w);
         if conns == 0 {
@@ -200,7 +323,9 @@ pub fn run(node: &Node, opts: &LoadOpts, dns: &[Ipv4Addr]) -> Result<Report> {
         let frac = conns as f64 / f64::from(opts.conns);
         let plan = Plan {
             remote: target.addr,
-            request: request.clone(),
+            requests: requests.clone(),
+            head: opts.method == "HEAD",
+            retry: request::idempotent(&opts.method),
             conns,
             pipeline: opts.pipeline as usize,
             rate: opts.rate.map(|r| r * frac),
@@ -209,6 +334,7 @@ pub fn run(node: &Node, opts: &LoadOpts, dns: &[Ipv4Addr]) -> Result<Report> {
             ramp: opts.ramp.map(|r| r * frac),
             timeout_us: (opts.timeout * 1e6) as u64,
             srcs: srcs.clone(),
+            tls: tls.clone(),
         };
         let p = Arc::new(AtomicU64::new(0));
         progress.push(p.clone());
@@ -258,11 +384,16 @@ pub fn run(node: &Node, opts: &LoadOpts, dns: &[Ipv4Addr]) -> Result<Report> {
     if live {
         eprintln!();
     }
+    let cpu_after = cpu_used();
     Ok(Report {
-        url: opts.url.clone(),
+        urls: opts.urls.clone(),
         mode: opts.mode(),
         secs: opts.duration,
         results: merged,
+        cpu: Cpu {
+            user_s: cpu_after.user_s - cpu_before.user_s,
+            system_s: cpu_after.system_s - cpu_before.system_s,
+        },
     })
 }
 
@@ -278,7 +409,15 @@ mod tests {
         let t = parse_url("http://10.7.0.1").unwrap();
         assert_eq!(t.port, 80);
         assert_eq!(t.path, "/");
-        assert!(parse_url("https://10.7.0.1/").is_err());
+        assert_eq!(parse_url("https://10.7.0.1/").unwrap().port, 443);
+        assert_eq!(parse_url("HTTPS://10.7.0.1:8443/x").unwrap().port, 8443);
+        assert!(parse_url("ftp://10.7.0.1/").is_err());
+        // One server, one scheme.
+        let mixed = [
+            "http://10.7.0.1/".to_string(),
+            "https://10.7.0.1:80/".into(),
+        ];
+        assert!(parse_urls(&mixed).is_err());
         assert!(parse_url("10.7.0.1/").is_err(), "the scheme is required");
         let t = parse_url("http://www.lab.test/x").unwrap();
         assert_eq!(t.host, "www.lab.test");
