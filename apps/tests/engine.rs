@@ -616,7 +616,8 @@ fn steady_state_allocations_per_connection() {
         engine::sys::netns::run_in_netns(&ns, || {
             let mut buf = [0u8; 64];
             while !stop2.load(Ordering::Relaxed) {
-                let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5)).expect("connect");
+                let mut s =
+                    TcpStream::connect_timeout(&to, Duration::from_secs(5)).expect("connect");
                 s.set_read_timeout(Some(Duration::from_secs(5))).ok();
                 s.write_all(b"x").expect("request");
                 let mut got = 0;

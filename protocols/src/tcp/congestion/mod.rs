@@ -1,5 +1,6 @@
 //! Congestion control behind a trait, so that an algorithm (CUBIC by default, NewReno on
-//! request) is a swap of one boxed object.
+//! request, or one of the caller's own) is a swap of one object. The built-in ones sit in a
+//! [`Controller`] by value: opening a connection allocates nothing for them.
 //!
 //! Division of labour: the connection detects loss (duplicate ACKs, SACK scoreboard, partial
 //! ACKs, timeouts), chooses what to retransmit, keeps the recovery point and decides how much
@@ -32,11 +33,67 @@ pub enum CongestionAlgorithm {
 
 impl CongestionAlgorithm {
     /// A fresh controller for a sender MSS of `mss` bytes.
-    pub fn build(self, mss: usize) -> Box<dyn CongestionController> {
+    pub fn build(self, mss: usize) -> Controller {
         match self {
-            CongestionAlgorithm::Cubic => Box::new(Cubic::new(mss)),
-            CongestionAlgorithm::NewReno => Box::new(NewReno::new(mss)),
+            CongestionAlgorithm::Cubic => Controller::Cubic(Cubic::new(mss)),
+            CongestionAlgorithm::NewReno => Controller::NewReno(NewReno::new(mss)),
         }
+    }
+}
+
+/// A connection's controller: a built-in one held by value, or any other behind a box.
+#[derive(Debug)]
+pub enum Controller {
+    Cubic(Cubic),
+    NewReno(NewReno),
+    Custom(Box<dyn CongestionController>),
+}
+
+impl Controller {
+    fn get(&self) -> &dyn CongestionController {
+        match self {
+            Controller::Cubic(c) => c,
+            Controller::NewReno(c) => c,
+            Controller::Custom(c) => c.as_ref(),
+        }
+    }
+
+    fn get_mut(&mut self) -> &mut dyn CongestionController {
+        match self {
+            Controller::Cubic(c) => c,
+            Controller::NewReno(c) => c,
+            Controller::Custom(c) => c.as_mut(),
+        }
+    }
+}
+
+impl CongestionController for Controller {
+    fn window(&self) -> usize {
+        self.get().window()
+    }
+
+    fn ssthresh(&self) -> usize {
+        self.get().ssthresh()
+    }
+
+    fn set_mss(&mut self, mss: usize) {
+        self.get_mut().set_mss(mss);
+    }
+
+    fn on_ack(&mut self, now: Instant, bytes_acked: usize, rtt: Option<Duration>) {
+        self.get_mut().on_ack(now, bytes_acked, rtt);
+    }
+
+    fn on_congestion_event(&mut self, now: Instant, flight: usize) {
+        self.get_mut().on_congestion_event(now, flight);
+    }
+
+    fn on_recovery_end(&mut self, now: Instant, flight: usize) {
+        self.get_mut().on_recovery_end(now, flight);
+    }
+
+    fn on_rto(&mut self, now: Instant, flight: usize) {
+        self.get_mut().on_rto(now, flight);
     }
 }
 

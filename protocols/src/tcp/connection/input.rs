@@ -2,6 +2,7 @@
 //! acceptability test, RST, SYN, ACK, data and FIN, in that order.
 
 use super::Connection;
+use crate::tcp::congestion::CongestionController;
 use crate::tcp::timer::Timer;
 use crate::tcp::{ConnError, SegmentDrop, State};
 use crate::time::{Duration, Instant};

@@ -17,7 +17,7 @@ mod recovery;
 
 use std::collections::VecDeque;
 
-use super::congestion::CongestionController;
+use super::congestion::{CongestionController, Controller};
 use super::event::EVENT_QUEUE;
 use super::rack::Rack;
 use super::recv_buffer::RecvBuffer;
@@ -118,7 +118,7 @@ pub struct Connection {
     /// SWS avoidance or Nagle with nothing in flight: the next poll sends what the window
     /// allows (RFC 9293 §3.8.6.2.1's override timeout).
     sws_override: bool,
-    cc: Box<dyn CongestionController>,
+    cc: Controller,
     dupacks: u32,
     in_recovery: bool,
     /// RFC 6582 `recover` / RFC 6675 `RecoveryPoint`: highest sequence sent when recovery (or
@@ -873,7 +873,7 @@ impl Connection {
     /// Replaces the congestion controller (the default follows `TcpConfig::congestion`).
     pub fn set_congestion_controller(&mut self, mut cc: Box<dyn CongestionController>) {
         cc.set_mss(self.smss());
-        self.cc = cc;
+        self.cc = Controller::Custom(cc);
     }
 
     /// The peer's window in bytes (scale applied).

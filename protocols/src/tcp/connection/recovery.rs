@@ -4,6 +4,7 @@
 //! window inflated per duplicate ACK and a retransmission per partial ACK.
 
 use super::Connection;
+use crate::tcp::congestion::CongestionController;
 use crate::tcp::sack::DUP_THRESH;
 use crate::tcp::timer::Timer;
 use crate::tcp::{State, TcpEvent};
