@@ -69,8 +69,10 @@ fn out_of_order_data_keeps_its_buffer_until_read() {
 
 #[test]
 fn connection_state_stays_about_a_kilobyte() {
-    // What an idle connection costs besides its (freed) buffers: the whole struct, plus the
-    // congestion controller on the heap. A load generator holds 100,000 of these.
-    assert!(core::mem::size_of::<Connection>() <= 1024);
+    // What an idle connection costs besides its (freed) buffers: the whole struct, its
+    // congestion controller inside it (no heap block of its own). A load generator holds
+    // 100,000 of these.
+    let size = core::mem::size_of::<Connection>();
+    assert!(size <= 1024 + 128, "{size} bytes");
     assert!(core::mem::size_of::<crate::tcp::Cubic>() <= 128);
 }
