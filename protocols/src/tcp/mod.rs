@@ -19,6 +19,7 @@ mod recv_buffer;
 mod rtt;
 mod sack;
 mod send_buffer;
+mod spare;
 mod syn_cookie;
 mod timer;
 
@@ -35,6 +36,7 @@ pub use connection::{Connection, BUFFER_SWEEP};
 pub use event::{RetransmitReason, TcpEvent};
 pub use isn::IsnGenerator;
 pub use rtt::RttEstimator;
+pub use spare::{SpareBuffers, MAX_SPARE_BYTES};
 pub use syn_cookie::SynCookies;
 
 /// Per-connection settings. `Default` gives the values documented on each field.

@@ -19,7 +19,7 @@ use super::sack::Scoreboard;
 pub const MAX_SEGMENTS: usize = 8192;
 
 #[derive(Clone, Copy, Debug)]
-struct Sent {
+pub(super) struct Sent {
     start: SeqNumber,
     end: SeqNumber,
     /// Latest transmission.
@@ -51,6 +51,22 @@ pub struct Rack {
 }
 
 impl Rack {
+    /// Gives the records' room to `spares` when nothing is in flight.
+    pub(super) fn release_into(&mut self, spares: &mut super::SpareBuffers) {
+        if self.segs.is_empty() && self.segs.capacity() > 0 {
+            spares.put_rack(std::mem::take(&mut self.segs));
+        }
+    }
+
+    /// Takes room for records from `spares` while holding none.
+    pub(super) fn adopt(&mut self, spares: &mut super::SpareBuffers) {
+        if self.segs.capacity() == 0 {
+            if let Some(s) = spares.take_rack() {
+                self.segs = s;
+            }
+        }
+    }
+
     /// Heap bytes held for the per-segment records; 0 when nothing is in flight.
     pub fn footprint(&self) -> usize {
         self.segs.capacity() * core::mem::size_of::<Sent>()
@@ -133,10 +149,7 @@ impl Rack {
                 delivered = true;
             }
         }
-        if self.segs.is_empty() {
-            // Nothing in flight: an idle connection keeps no records.
-            self.segs = VecDeque::new();
-        }
+        // Nothing in flight: the records' room stays until the stack's sweep takes it.
         let mut holes = sack.holes(snd_una, smss).peekable();
         let top = sack.high_sacked();
         for i in 0..self.segs.len() {

@@ -132,8 +132,30 @@ impl RecvBuffer {
         self.ring = ring;
     }
 
-    /// Frees what an empty buffer holds (the stack does it for idle connections; a busy one
-    /// keeps its ring rather than allocating it anew for every read).
+    /// Gives an empty buffer's ring to `spares` (the stack's sweep, and a connection's end).
+    pub fn release_into(&mut self, spares: &mut super::SpareBuffers) {
+        if self.ready == 0 && self.held.is_empty() && !self.ring.is_empty() {
+            self.held = Vec::new();
+            spares.put_ring(std::mem::take(&mut self.ring));
+        }
+    }
+
+    /// Takes a ring from `spares` while holding none; one of the wrong size for this buffer
+    /// goes back.
+    pub fn adopt(&mut self, spares: &mut super::SpareBuffers) {
+        if self.ring.is_empty() {
+            if let Some(r) = spares.take_ring() {
+                if r.len() >= MIN_RING.min(self.capacity) && r.len() <= self.capacity {
+                    self.ring = r;
+                } else {
+                    spares.put_ring(r);
+                }
+            }
+        }
+    }
+
+    /// Frees what an empty buffer holds.
+    #[cfg(test)]
     pub fn release_if_empty(&mut self) {
         if self.ready == 0 && self.held.is_empty() {
             self.ring = Vec::new();

@@ -1,7 +1,7 @@
 //! The send buffer: bytes the application wrote that the peer has not acknowledged yet, both
 //! in flight and unsent, in one ring that grows as the application writes (up to its configured
-//! size) and is freed once the peer has acknowledged everything: an idle connection holds no
-//! send memory.
+//! size) and is given up (to the stack's spare buffers, at its next sweep) once the peer has
+//! acknowledged everything: an idle connection holds no send memory.
 //!
 //! Byte 0 of the buffer is the oldest unacknowledged byte; the connection maps sequence numbers
 //! onto offsets. The buffer knows nothing of sequence numbers, windows or segments.
@@ -76,8 +76,26 @@ impl SendBuffer {
     pub fn consume(&mut self, n: usize) {
         let n = n.min(self.data.len());
         self.data.drain(..n);
-        if self.data.is_empty() {
-            self.data = VecDeque::new();
+    }
+
+    /// Gives the ring to `spares` once everything was acknowledged.
+    pub fn release_into(&mut self, spares: &mut super::SpareBuffers) {
+        if self.data.is_empty() && self.data.capacity() > 0 {
+            spares.put_send(std::mem::take(&mut self.data));
+        }
+    }
+
+    /// Takes a ring from `spares` while holding none (one larger than this buffer's size is
+    /// not taken).
+    pub fn adopt(&mut self, spares: &mut super::SpareBuffers) {
+        if self.data.capacity() == 0 {
+            if let Some(d) = spares.take_send() {
+                if d.capacity() <= self.capacity {
+                    self.data = d;
+                } else {
+                    spares.put_send(d);
+                }
+            }
         }
     }
 }
@@ -102,11 +120,15 @@ mod tests {
     }
 
     #[test]
-    fn acknowledged_buffer_holds_no_memory() {
+    fn acknowledged_buffer_is_given_up_and_taken_again() {
         let mut b = SendBuffer::new(256 * 1024);
+        let mut spares = crate::tcp::SpareBuffers::default();
         assert_eq!(b.footprint(), 0);
         assert_eq!(b.free(), 256 * 1024);
         for round in 0..3u8 {
+            // From the second round on, the ring comes back from the spares.
+            b.adopt(&mut spares);
+            assert_eq!(spares.bytes(), 0);
             let msg: Vec<u8> = (0..1000u32)
                 .map(|i| (i as u8).wrapping_add(round))
                 .collect();
@@ -116,12 +138,17 @@ mod tests {
             assert_eq!(b.read_at(0, &mut out), 1000);
             assert_eq!(out, msg);
             b.consume(600);
+            // Not all acknowledged: nothing to give up.
+            b.release_into(&mut spares);
             assert!(b.footprint() > 0);
             assert_eq!(b.read_at(0, &mut out[..400]), 400);
             assert_eq!(&out[..400], &msg[600..]);
             b.consume(400);
-            assert_eq!(b.footprint(), 0);
             assert_eq!(b.free(), 256 * 1024);
+            let held = b.footprint();
+            b.release_into(&mut spares);
+            assert_eq!(b.footprint(), 0);
+            assert_eq!(spares.bytes(), held);
         }
     }
 }

@@ -76,6 +76,7 @@ impl Stack {
             .isn((local_ip, port), (*remote.ip(), remote.port()), now);
         let mut conn = Connection::connect(&self.config.tcp, port, remote.port(), isn, now);
         conn.set_events(self.events_on);
+        conn.adopt_buffers(&mut self.tcp.spares);
         let h = self.tcp.sockets.insert(TcpSocket {
             conn,
             local_ip,

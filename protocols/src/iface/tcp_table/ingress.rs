@@ -80,6 +80,7 @@ impl Stack {
                     .isn((meta.dst, repr.dst_port), (meta.src, repr.src_port), now);
                 let mut conn = Connection::accept(&self.config.tcp, &repr, isn, now);
                 conn.set_events(self.events_on);
+                conn.adopt_buffers(&mut self.tcp.spares);
                 let h = self.tcp.sockets.insert(TcpSocket {
                     conn,
                     local_ip: meta.dst,

@@ -65,6 +65,7 @@ impl Stack {
         let isn = ack_number - 1usize;
         let mut conn = Connection::from_syn_cookie(&self.config.tcp, ack, payload, isn, mss, now);
         conn.set_events(self.events_on);
+        conn.adopt_buffers(&mut self.tcp.spares);
         let remote = SocketAddrV4::new(meta.src, ack.src_port);
         let h = self.tcp.sockets.insert(TcpSocket {
             conn,

@@ -17,7 +17,8 @@ use super::ingress::IpMeta;
 use super::sockets::{Slab, SocketHandle};
 use super::{Sink, Stack, TxOffload};
 use crate::tcp::{
-    rst_for_unexpected, ConnError, Connection, RecvError, SegmentDrop, SendError, State, SynCookies,
+    rst_for_unexpected, ConnError, Connection, RecvError, SegmentDrop, SendError, SpareBuffers,
+    State, SynCookies,
 };
 use crate::time::{Duration, Instant};
 use crate::wire::{self, IpProtocol, TcpPacket, TcpRepr, TxChecksum};
@@ -145,8 +146,10 @@ pub(super) struct TcpTable {
     /// Keep a list of connections with news for their application (run-to-completion apps).
     track_ready: bool,
     ready: Vec<SocketHandle>,
-    /// When the receive rings of drained connections are next freed.
+    /// When the buffers of drained connections are next given up.
     sweep_at: Option<Instant>,
+    /// Buffers connections gave up, for the next ones (bounded).
+    spares: SpareBuffers,
 }
 
 impl TcpTable {
@@ -158,6 +161,7 @@ impl TcpTable {
             track_ready: false,
             ready: Vec::new(),
             sweep_at: None,
+            spares: SpareBuffers::default(),
         }
     }
 
@@ -166,9 +170,9 @@ impl TcpTable {
         self.sweep_at.filter(|_| self.sockets.len() > 0)
     }
 
-    /// Frees the receive ring of every connection whose data was all read, once a
-    /// [`crate::tcp::BUFFER_SWEEP`]: memory follows idleness without a busy connection
-    /// reallocating its ring after every read.
+    /// Takes the buffers of every connection with nothing in them (all read, all acknowledged)
+    /// into the spares, once a [`crate::tcp::BUFFER_SWEEP`]: memory follows idleness without a
+    /// busy connection reallocating its rings after every read.
     pub fn sweep(&mut self, now: Instant) {
         match self.sweep_at {
             Some(t) if t > now => {}
@@ -176,7 +180,7 @@ impl TcpTable {
             None => self.sweep_at = Some(now + crate::tcp::BUFFER_SWEEP),
             Some(_) => {
                 for s in self.sockets.values_mut() {
-                    s.conn.release_idle_buffers();
+                    s.conn.release_idle_buffers_into(&mut self.spares);
                 }
                 self.sweep_at = Some(now + crate::tcp::BUFFER_SWEEP);
             }
@@ -213,6 +217,10 @@ impl Stack {
             }
         }
         let state = s.conn.state();
+        if matches!(state, State::TimeWait | State::Closed) {
+            // Nothing more to send or read: its buffers serve the next connection.
+            s.conn.release_idle_buffers_into(&mut self.tcp.spares);
+        }
         if let Some(port) = s.listener {
             let synchronized = !matches!(state, State::SynReceived | State::Closed | State::Listen);
             if synchronized || state == State::Closed {
@@ -293,7 +301,8 @@ impl Stack {
     }
 
     fn remove_conn(&mut self, h: SocketHandle) {
-        if let Some(s) = self.tcp.sockets.remove(h) {
+        if let Some(mut s) = self.tcp.sockets.remove(h) {
+            s.conn.release_idle_buffers_into(&mut self.tcp.spares);
             let key = (s.local_ip, s.conn.local_port(), s.remote);
             if self.tcp.conns.get(&key) == Some(&h) {
                 self.tcp.conns.remove(&key);

@@ -760,7 +760,25 @@ impl Connection {
     /// busy one keeps its ring instead of allocating (and zeroing) it anew after every read.
     /// The send ring goes by itself once everything is acknowledged.
     pub fn release_idle_buffers(&mut self) {
-        self.rx.release_if_empty();
+        let mut gone = super::SpareBuffers::default();
+        self.release_idle_buffers_into(&mut gone);
+    }
+
+    /// Like [`Connection::release_idle_buffers`], keeping what it gives up in `spares` for the
+    /// next connections: the empty receive ring, the send ring once everything is acknowledged,
+    /// and the room of the RACK records once nothing is in flight.
+    pub fn release_idle_buffers_into(&mut self, spares: &mut super::SpareBuffers) {
+        self.rx.release_into(spares);
+        self.tx.release_into(spares);
+        self.rack.release_into(spares);
+    }
+
+    /// Takes buffers from `spares` (a new connection, before its first data): what it
+    /// receives, sends and keeps in flight then lands in memory another connection gave up.
+    pub fn adopt_buffers(&mut self, spares: &mut super::SpareBuffers) {
+        self.rx.adopt(spares);
+        self.tx.adopt(spares);
+        self.rack.adopt(spares);
     }
 
     /// Free room in the send buffer.
