@@ -662,3 +662,75 @@ fn steady_state_allocations_per_connection() {
     drop(listener);
     node.shutdown();
 }
+
+/// A restarted node (a new process: new random keys, a new clock) reconnects on 4-tuples the
+/// kernel still holds in TIME-WAIT. Its timestamps (boot clock plus a per-boot keyed offset)
+/// are newer than its previous run's, so the kernel takes each SYN at once (RFC 6191); with a
+/// random offset half of them would draw an old ACK, tapir's RST and a retry a second later.
+#[test]
+fn a_restarted_node_reuses_4_tuples_the_kernel_holds_in_time_wait() {
+    if !interop_allowed() {
+        return;
+    }
+    let _g = serial();
+    const ROUNDS: u16 = 8;
+    let lab = Lab::up("eng").expect("lab up");
+    let bind = SocketAddr::V4(SocketAddrV4::new(lab.host, 7100));
+    let listener = kernel(&lab, || TcpListener::bind(bind)).expect("kernel listen");
+    // The kernel answers each connection with one byte and closes first: it keeps TIME-WAIT.
+    let server = std::thread::spawn(move || {
+        for _ in 0..2 * ROUNDS {
+            let (mut s, _) = listener.accept().expect("kernel accept");
+            s.write_all(b"x").expect("kernel write");
+        }
+    });
+    let remote = SocketAddrV4::new(lab.host, 7100);
+    let run = |seed: u64| {
+        let mut c = NodeConfig::new(&lab.tap, lab.node);
+        c.netns = Some(lab.ns.clone());
+        c.seed = Some(seed);
+        let node = Node::start(c).expect("start node");
+        for i in 0..ROUNDS {
+            let mut s = engine::TcpStream::connect_from_port(
+                &node,
+                41000 + i,
+                remote,
+                Some(Duration::from_secs(10)),
+            )
+            .expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut b = Vec::new();
+            s.read_to_end(&mut b).expect("read to the kernel's FIN");
+            assert_eq!(b, b"x");
+            s.shutdown(Shutdown::Write).expect("close");
+            s.wait_closed(Some(Duration::from_secs(10)))
+                .expect("closed");
+        }
+        node.shutdown();
+    };
+    // The kernel's count of segments refused by PAWS in TIME-WAIT (RFC 7323 §5), in the lab.
+    let paws_timewait = || -> u64 {
+        let text = kernel(&lab, || {
+            std::fs::read_to_string("/proc/thread-self/net/netstat")
+        })
+        .expect("netstat");
+        let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+        let (names, values) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(n, _)| *n == "PAWSTimewait")
+            .and_then(|(_, v)| v.parse().ok())
+            .expect("TcpExt PAWSTimewait")
+    };
+    run(1);
+    let before = paws_timewait();
+    // A second "process": other seeds, so other ISN keys, as after a restart.
+    run(2);
+    let refused = paws_timewait() - before;
+    server.join().expect("kernel server");
+    assert_eq!(
+        refused, 0,
+        "the kernel refused {refused} of {ROUNDS} SYNs on 4-tuples in its TIME-WAIT (PAWS)"
+    );
+}

@@ -288,6 +288,20 @@ impl Node {
         let mut workers = Vec::new();
         let mut receivers: Vec<WorkerInbox> = Vec::new();
         let mut stack_config = config.stack.clone();
+        // Timestamp offsets keyed per boot (with the boot clock, `Clock`): a restarted node's
+        // timestamps on a 4-tuple are newer than its previous run's, so a peer still in
+        // TIME-WAIT for that 4-tuple takes the new SYN at once. The boot id is not secret to
+        // local users; it hides nothing they could not read (the uptime), and stays unknown
+        // off the host.
+        if stack_config.ts_key.is_none() {
+            if let Ok(id) = crate::sys::time::boot_id() {
+                let mut key = *b"tapir ts offsets";
+                for (k, b) in key.iter_mut().zip(id) {
+                    *k ^= b;
+                }
+                stack_config.ts_key = Some(key);
+            }
+        }
         // TSO: segments up to a 64 KiB IPv4 packet, which the kernel cuts up. Not with
         // `--impair`, which writes every frame with a plain header.
         let tso = offloads & libc::TUN_F_TSO4 != 0 && config.impair.is_none();

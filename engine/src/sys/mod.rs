@@ -1,7 +1,7 @@
 //! The operating-system layer: the only place in tapir that makes raw syscalls.
 //!
 //! It owns tap queue file descriptors ([`tap`]), network-namespace entry ([`netns`]), wake-ups and readiness
-//! ([`event`]) and CPU pinning ([`affinity`]). Everything above it sees safe types with typed errors.
+//! ([`event`]), CPU pinning ([`affinity`]) and the boot clock ([`time`]). Everything above it sees safe types with typed errors.
 //!
 //! Rules for this module: every `unsafe` block carries a `// SAFETY:` comment saying why it holds; nothing here
 //! panics on a syscall failure (errors are returned); nothing here parses or builds packets.
@@ -10,6 +10,7 @@ pub mod affinity;
 pub mod event;
 pub mod netns;
 pub mod tap;
+pub mod time;
 
 #[cfg(test)]
 mod testlab;

@@ -140,6 +140,12 @@ pub struct StackConfig {
     /// answers ARP for them, accepts packets to them and can open connections from them
     /// ([`Stack::tcp_connect_from`]); a load generator spreads its connections over them.
     pub extra_addrs: Option<Ipv4Cidr>,
+    /// Key of the TCP timestamp offsets (RFC 7323 §7.1: per connection, a keyed hash of its
+    /// addresses and ports). None draws one from the stack's generator. A key that outlives
+    /// the process (the engine derives one per boot), with a clock that does too, makes a new
+    /// process's timestamps newer than an old one's on the same 4-tuple, so that a peer still
+    /// in TIME-WAIT for it accepts the new SYN at once (RFC 6191) instead of after a retry.
+    pub ts_key: Option<[u8; 16]>,
 }
 
 impl StackConfig {
@@ -166,6 +172,7 @@ impl StackConfig {
             dhcp: false,
             dhcp_client: crate::dhcp::Config::new(mac),
             extra_addrs: None,
+            ts_key: None,
         }
     }
 
@@ -238,6 +245,10 @@ impl Stack {
         key[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
         key[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
         let hash_key = (rng.next_u64(), rng.next_u64());
+        let mut drawn_ts_key = [0u8; 16];
+        drawn_ts_key[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
+        drawn_ts_key[8..].copy_from_slice(&rng.next_u64().to_le_bytes());
+        let ts_key = config.ts_key.unwrap_or(drawn_ts_key);
         let ip_ident = rng.next_u32() as u16;
         let dhcp = config.dhcp.then(|| {
             Box::new(dhcp::DhcpDriver::new(
@@ -257,7 +268,7 @@ impl Stack {
             arp: arp_cache::ArpCache::new(config.arp.clone()),
             frags: reassembly::Reassembler::new(config.reassembly.clone()),
             counters: Counters::default(),
-            isn: IsnGenerator::new(key),
+            isn: IsnGenerator::new(key, ts_key),
             ip_ident,
             tcp: tcp_table::TcpTable::new(hash_key),
             udp: udp::UdpTable::default(),

@@ -15,6 +15,8 @@ use crate::wire::tcp::SeqNumber;
 #[derive(Clone)]
 pub struct IsnGenerator {
     pub(super) key: [u8; 16],
+    /// Key of the timestamp offsets (RFC 7323 §7.1), apart from the ISN's.
+    ts_key: [u8; 16],
 }
 
 impl core::fmt::Debug for IsnGenerator {
@@ -25,20 +27,32 @@ impl core::fmt::Debug for IsnGenerator {
 }
 
 impl IsnGenerator {
-    pub fn new(key: [u8; 16]) -> Self {
-        IsnGenerator { key }
+    pub fn new(key: [u8; 16], ts_key: [u8; 16]) -> Self {
+        IsnGenerator { key, ts_key }
     }
 
     /// The ISN for a connection between `local` and `remote` opened at `now`.
     pub fn isn(&self, local: (Ipv4Addr, u16), remote: (Ipv4Addr, u16), now: Instant) -> SeqNumber {
-        let mut h = SipHasher24::new_with_key(&self.key);
-        h.write(&local.0.octets());
-        h.write(&local.1.to_be_bytes());
-        h.write(&remote.0.octets());
-        h.write(&remote.1.to_be_bytes());
-        let f = h.finish() as u32;
+        let f = keyed(&self.key, local, remote);
         // RFC 6528 §3: M is a timer incremented every 4 microseconds (wraps, by design).
         let m = (now.total_micros() / 4) as u32;
         SeqNumber(m.wrapping_add(f))
     }
+
+    /// The timestamp offset of the connection between `local` and `remote` (RFC 7323 §7.1):
+    /// the same for every incarnation of a 4-tuple under one key, so that with a clock that
+    /// only goes forward a new incarnation's timestamps are newer than an old one's.
+    pub fn ts_offset(&self, local: (Ipv4Addr, u16), remote: (Ipv4Addr, u16)) -> u32 {
+        keyed(&self.ts_key, local, remote)
+    }
+}
+
+/// SipHash-2-4 of a 4-tuple under `key`, 32 bits.
+fn keyed(key: &[u8; 16], local: (Ipv4Addr, u16), remote: (Ipv4Addr, u16)) -> u32 {
+    let mut h = SipHasher24::new_with_key(key);
+    h.write(&local.0.octets());
+    h.write(&local.1.to_be_bytes());
+    h.write(&remote.0.octets());
+    h.write(&remote.1.to_be_bytes());
+    h.finish() as u32
 }

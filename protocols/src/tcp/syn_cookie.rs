@@ -124,7 +124,7 @@ mod tests {
     const R: Endpoint = (Ipv4Addr::new(10, 0, 0, 1), 40000);
 
     fn cookies() -> SynCookies {
-        SynCookies::new(&IsnGenerator::new([7; 16]))
+        SynCookies::new(&IsnGenerator::new([7; 16], [0; 16]))
     }
 
     #[test]
@@ -157,7 +157,7 @@ mod tests {
             None
         );
         // Another key.
-        let other = SynCookies::new(&IsnGenerator::new([8; 16]));
+        let other = SynCookies::new(&IsnGenerator::new([8; 16], [0; 16]));
         assert_eq!(other.check(L, R, SeqNumber(5001), isn + 1, now), None);
         // Valid up to the next tick, not two ticks later.
         let later = Instant::from_secs(1000 + 64);

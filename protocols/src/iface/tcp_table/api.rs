@@ -77,6 +77,10 @@ impl Stack {
         let mut conn = Connection::connect(&self.config.tcp, port, remote.port(), isn, now);
         conn.set_events(self.events_on);
         conn.adopt_buffers(&mut self.tcp.spares);
+        conn.set_ts_offset(
+            self.isn
+                .ts_offset((local_ip, port), (*remote.ip(), remote.port())),
+        );
         let h = self.tcp.sockets.insert(TcpSocket {
             conn,
             local_ip,

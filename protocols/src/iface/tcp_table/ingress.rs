@@ -81,6 +81,10 @@ impl Stack {
                 let mut conn = Connection::accept(&self.config.tcp, &repr, isn, now);
                 conn.set_events(self.events_on);
                 conn.adopt_buffers(&mut self.tcp.spares);
+                conn.set_ts_offset(
+                    self.isn
+                        .ts_offset((meta.dst, repr.dst_port), (meta.src, repr.src_port)),
+                );
                 let h = self.tcp.sockets.insert(TcpSocket {
                     conn,
                     local_ip: meta.dst,

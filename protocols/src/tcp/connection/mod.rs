@@ -650,6 +650,12 @@ impl Connection {
         self.snd_mss.saturating_sub(ts).max(1)
     }
 
+    /// Sets the timestamp offset (RFC 7323 §7.1) before the first segment goes out; without
+    /// it the offset is derived from the ISN.
+    pub fn set_ts_offset(&mut self, offset: u32) {
+        self.ts_offset = offset;
+    }
+
     /// Timestamp clock: milliseconds plus the per-connection offset.
     fn ts_now(&self, now: Instant) -> u32 {
         (now.total_millis() as u32).wrapping_add(self.ts_offset)

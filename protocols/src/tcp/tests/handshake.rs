@@ -326,7 +326,7 @@ fn rst_for_unexpected_segments() {
 
 #[test]
 fn isn_generator() {
-    let g = IsnGenerator::new([7; 16]);
+    let g = IsnGenerator::new([7; 16], [0; 16]);
     let a = (Ipv4Addr::new(10, 0, 0, 1), 40000);
     let b = (Ipv4Addr::new(10, 0, 0, 2), 80);
     let t = Instant::from_secs(10);
@@ -343,7 +343,7 @@ fn isn_generator() {
         "depends on the address"
     );
     assert_ne!(
-        IsnGenerator::new([8; 16]).isn(a, b, t),
+        IsnGenerator::new([8; 16], [0; 16]).isn(a, b, t),
         isn,
         "depends on the key"
     );
