@@ -14,7 +14,7 @@ use tapir_apps::perf::PerfOpts;
 use tapir_apps::ping::PingOpts;
 use tapir_apps::resolve::{ResolveError, ResolveOpts};
 use tapir_apps::rlogin::RloginOpts;
-use tapir_apps::services::ServiceSpec;
+use tapir_apps::services::{LogTarget, ServiceSpec};
 use tapir_apps::trace_cmd::{self, TraceOpts};
 use tapir_apps::traceroute::TracerouteOpts;
 use tapir_apps::wget::WgetOpts;
@@ -43,9 +43,10 @@ enum Cmd {
     Serve {
         #[command(flatten)]
         node: NodeOpts,
-        /// HTTP: print an access log line per request on stdout (as the service name http.log).
-        #[arg(long)]
-        access_log: bool,
+        /// HTTP: an access log line per request in nginx's combined format, appended to FILE
+        /// (SIGHUP opens it again, for logrotate), or on stdout for `-` (as the name http.log).
+        #[arg(long, value_name = "FILE")]
+        access_log: Option<std::path::PathBuf>,
         /// HTTP: connections served at once; more are answered 503.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         http_max_conns: Option<u32>,
@@ -157,7 +158,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             mut services,
         } => {
             for s in &mut services {
-                s.access_log |= access_log;
+                if let Some(f) = &access_log {
+                    s.access_log = Some(if f.as_os_str() == "-" {
+                        LogTarget::Stdout
+                    } else {
+                        LogTarget::File(f.clone())
+                    });
+                }
                 if let Some(n) = http_max_conns {
                     s.max_conns = n as usize;
                 }

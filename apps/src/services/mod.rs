@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use engine::Node;
 
 pub use daytime::daytime_string;
+pub use http::LogTarget;
 
 /// Which service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,8 +142,8 @@ pub struct ServiceSpec {
     pub port: u16,
     /// For http: the directory to serve; for login: the credentials file.
     pub dir: Option<PathBuf>,
-    /// For http: print an access log line per request.
-    pub access_log: bool,
+    /// For http: where the access log goes (None: no access log).
+    pub access_log: Option<LogTarget>,
     /// For http: connections served at once.
     pub max_conns: usize,
     /// For http: idle keep-alive connections are closed after this long.
@@ -205,7 +206,7 @@ impl FromStr for ServiceSpec {
             kind,
             port,
             dir,
-            access_log: name == "http.log",
+            access_log: (name == "http.log").then_some(LogTarget::Stdout),
             max_conns: http::DEFAULT_MAX_CONNS,
             idle: http::IDLE,
         })
@@ -253,7 +254,7 @@ pub fn start(node: &Node, spec: &ServiceSpec) -> Result<Running> {
             ),
             None => None,
         };
-        let mut config = http::Config::new(root, spec.access_log, spec.max_conns);
+        let mut config = http::Config::new(root, spec.access_log.clone(), spec.max_conns);
         config.idle = spec.idle;
         let service = http::start(node, port, config)
             .with_context(|| format!("cannot listen on TCP port {port} for {name}"))?;
@@ -311,7 +312,7 @@ mod tests {
                 kind: Kind::Echo,
                 port: 7,
                 dir: None,
-                access_log: false,
+                access_log: None,
                 max_conns: http::DEFAULT_MAX_CONNS,
                 idle: http::IDLE,
             }
@@ -329,6 +330,6 @@ mod tests {
         assert!("echo=x".parse::<ServiceSpec>().is_err());
         assert_eq!("chargen".parse::<ServiceSpec>().unwrap().port, 19);
         let l: ServiceSpec = "http.log=/tmp".parse().unwrap();
-        assert!(l.access_log && l.kind == Kind::Http);
+        assert!(l.access_log == Some(LogTarget::Stdout) && l.kind == Kind::Http);
     }
 }

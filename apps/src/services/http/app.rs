@@ -13,7 +13,7 @@ use protocols::iface::{SocketHandle, Stack, TcpError};
 use protocols::time::Instant;
 
 use super::conn::{Conn, Verdict};
-use super::log::AccessLog;
+use super::log::{AccessLog, Logged};
 use super::response::Response;
 use super::send::{Outgoing, CHUNK};
 use super::Shared;
@@ -48,7 +48,7 @@ pub struct HttpApp {
 
 impl HttpApp {
     pub fn new(shared: Arc<Shared>, port: u16, report: Sender<Report>) -> HttpApp {
-        let log = AccessLog::new(shared.config.access_log);
+        let log = AccessLog::new(shared.config.log.clone(), shared.log_generation.clone());
         HttpApp {
             shared,
             port,
@@ -68,11 +68,11 @@ impl HttpApp {
             let held = self.shared.conns.fetch_add(1, Ordering::SeqCst);
             if held >= self.shared.config.max_conns {
                 self.shared.conns.fetch_sub(1, Ordering::SeqCst);
+                let answer = Response::error(503, "Service Unavailable");
+                self.log
+                    .line(peer, &Logged::bare("-", 503, answer.body_len()));
                 // A fresh connection's send buffer takes this small answer whole.
-                let mut busy =
-                    Outgoing::new(Response::error(503, "Service Unavailable"), true, false);
-                let _ = busy.write(stack, h);
-                self.log.line(peer, "-", 503, 0);
+                let _ = Outgoing::new(answer, true, false).write(stack, h);
                 let _ = stack.tcp_close(h);
                 stack.tcp_release(h);
                 continue;

@@ -1,14 +1,17 @@
 //! An HTTP/1.1 static file server: GET and HEAD of a built-in page or of files under a directory
 //! (byte ranges, several at once as `multipart/byteranges`, a directory index, If-Modified-Since,
-//! Content-Type by extension), keep-alive and pipelining answered in order, the right status for
-//! each bad request, limits on the request head, the URI, bodies and connections, and an access
-//! log line per request (common log format, on stdout) when asked.
+//! Content-Type by extension), keep-alive and pipelining answered in order, RFC 9112's request
+//! rules (absolute-form targets, Host, one framing per body and chunked bodies read through,
+//! `OPTIONS *`, `Expect: 100-continue`), the right status for each bad request, limits on the
+//! request head, the URI, bodies and connections, and an access log line per request (nginx's
+//! combined format, on stdout or appended to a file) when asked.
 //!
 //! It runs on the run-to-completion API ([`engine::rtc`]): one [`app::HttpApp`] per worker
 //! listens on the port in that worker's stack and serves the connections the worker owns, inside
 //! the worker's poll. Requests are parsed by httparse ([`request`]).
 
 mod app;
+mod chunked;
 mod conn;
 mod files;
 mod log;
@@ -18,15 +21,16 @@ mod response;
 mod send;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use engine::Node;
 
 use app::{HttpApp, Report};
+pub use log::LogTarget;
 use request::Request;
 use response::{Body, Response};
 
@@ -48,8 +52,8 @@ const PAGE: &str =
 pub struct Config {
     /// The directory served; None serves the built-in page.
     pub root: Option<PathBuf>,
-    /// Print an access log line per request.
-    pub access_log: bool,
+    /// Where the access log goes; None: no access log.
+    pub log: Option<LogTarget>,
     /// Connections served at once, over all workers; more are answered 503 and closed.
     pub max_conns: usize,
     /// Idle keep-alive connections are closed after this long.
@@ -59,10 +63,10 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn new(root: Option<PathBuf>, access_log: bool, max_conns: usize) -> Config {
+    pub fn new(root: Option<PathBuf>, log: Option<LogTarget>, max_conns: usize) -> Config {
         Config {
             root,
-            access_log,
+            log,
             max_conns: max_conns.max(1),
             idle: IDLE,
             send_stall: SEND_STALL,
@@ -82,6 +86,8 @@ struct Shared {
     site: Site,
     conns: AtomicUsize,
     stop: AtomicBool,
+    /// Moved on to have every worker open the access log file again.
+    log_generation: Arc<AtomicU64>,
 }
 
 /// The server running on every worker of a node.
@@ -94,6 +100,10 @@ pub struct Service {
 /// Starts the server on `port` of every worker; returns once each listens (or fails, stopping
 /// the others).
 pub fn start(node: &Node, port: u16, config: Config) -> Result<Service> {
+    if let Some(LogTarget::File(path)) = &config.log {
+        log::open_append(path)
+            .with_context(|| format!("cannot open the access log {}", path.display()))?;
+    }
     let site = Site {
         root: config.root.clone(),
     };
@@ -102,6 +112,7 @@ pub fn start(node: &Node, port: u16, config: Config) -> Result<Service> {
         site,
         conns: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
+        log_generation: Arc::default(),
     });
     let (tx, rx) = mpsc::channel();
     let service = Service {
@@ -155,23 +166,28 @@ impl Service {
     }
 }
 
+/// The methods this server answers (RFC 9110 §9.3.7: `OPTIONS` says so).
+const ALLOW: &str = "GET, HEAD, OPTIONS";
+
 impl Site {
     /// The answer to `req`.
     pub fn respond(&self, req: &Request) -> Response {
-        if req.version == 1 && !req.has_host {
-            // RFC 9112 §3.2: a 1.1 request without Host is answered 400.
-            return Response::error(400, "Bad Request");
-        }
-        if req.method != "GET" && req.method != "HEAD" {
-            let mut r = Response::error(405, "Method Not Allowed");
-            r.headers.push(("Allow".into(), "GET, HEAD".into()));
-            return r;
-        }
-        if !req.target.starts_with('/') {
-            return Response::error(400, "Bad Request");
+        match req.method.as_str() {
+            "GET" | "HEAD" if req.path != "*" => {}
+            "OPTIONS" => {
+                // For `*` (the server) and every path alike: what can be asked.
+                let mut r = Response::new(200, "OK", "");
+                r.headers.push(("Allow".into(), ALLOW.into()));
+                return r;
+            }
+            _ => {
+                let mut r = Response::error(405, "Method Not Allowed");
+                r.headers.push(("Allow".into(), ALLOW.into()));
+                return r;
+            }
         }
         let Some(root) = &self.root else {
-            let path = req.target.split(['?', '#']).next().unwrap_or("/");
+            let path = req.path.split(['?', '#']).next().unwrap_or("/");
             return if path == "/" || path == "/index.html" {
                 let mut r = Response::new(200, "OK", "text/html; charset=utf-8");
                 r.body = Body::Bytes(PAGE.as_bytes().to_vec());
@@ -184,6 +200,6 @@ impl Site {
             range: req.range.as_deref(),
             if_modified_since: req.if_modified_since.as_deref(),
         };
-        files::get(root, &req.target, &ask)
+        files::get(root, &req.path, &ask)
     }
 }

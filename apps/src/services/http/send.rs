@@ -60,6 +60,16 @@ impl Outgoing {
         out
     }
 
+    /// Bytes sent as they are: an interim (1xx) answer ahead of the final one.
+    pub fn interim(bytes: &[u8]) -> Outgoing {
+        Outgoing {
+            buf: bytes.to_vec(),
+            off: 0,
+            file: None,
+            pieces: VecDeque::new(),
+        }
+    }
+
     /// Everything has gone into the socket.
     pub fn finished(&self) -> bool {
         self.off == self.buf.len() && self.pieces.is_empty()
