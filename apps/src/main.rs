@@ -53,6 +53,9 @@ enum Cmd {
         /// HTTP: close a keep-alive connection idle this many seconds (default 30).
         #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..=86400))]
         http_idle: Option<u32>,
+        /// HTTP: send `Cache-Control: VALUE` with every successful file answer (e.g. max-age=3600).
+        #[arg(long, value_name = "VALUE", value_parser = header_value)]
+        cache_control: Option<String>,
         /// Services to run.
         #[arg(required = true, value_name = "SERVICE")]
         services: Vec<ServiceSpec>,
@@ -129,6 +132,19 @@ enum Cmd {
     Trace(TraceOpts),
 }
 
+/// A header field value given on the command line: visible ASCII and spaces, not empty.
+fn header_value(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    if v.is_empty()
+        || !v
+            .bytes()
+            .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+    {
+        return Err("give a header value of visible ASCII characters, e.g. max-age=3600".into());
+    }
+    Ok(v.to_string())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -155,9 +171,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             access_log,
             http_max_conns,
             http_idle,
+            cache_control,
             mut services,
         } => {
             for s in &mut services {
+                s.cache_control.clone_from(&cache_control);
                 if let Some(f) = &access_log {
                     s.access_log = Some(if f.as_os_str() == "-" {
                         LogTarget::Stdout

@@ -148,6 +148,8 @@ pub struct ServiceSpec {
     pub max_conns: usize,
     /// For http: idle keep-alive connections are closed after this long.
     pub idle: std::time::Duration,
+    /// For http: the Cache-Control value of successful answers.
+    pub cache_control: Option<String>,
 }
 
 /// A bad service spec.
@@ -209,6 +211,7 @@ impl FromStr for ServiceSpec {
             access_log: (name == "http.log").then_some(LogTarget::Stdout),
             max_conns: http::DEFAULT_MAX_CONNS,
             idle: http::IDLE,
+            cache_control: None,
         })
     }
 }
@@ -256,6 +259,7 @@ pub fn start(node: &Node, spec: &ServiceSpec) -> Result<Running> {
         };
         let mut config = http::Config::new(root, spec.access_log.clone(), spec.max_conns);
         config.idle = spec.idle;
+        config.cache_control = spec.cache_control.clone();
         let service = http::start(node, port, config)
             .with_context(|| format!("cannot listen on TCP port {port} for {name}"))?;
         return Ok(Running {
@@ -315,6 +319,7 @@ mod tests {
                 access_log: None,
                 max_conns: http::DEFAULT_MAX_CONNS,
                 idle: http::IDLE,
+                cache_control: None,
             }
         );
         assert_eq!("daytime:1313".parse::<ServiceSpec>().unwrap().port, 1313);

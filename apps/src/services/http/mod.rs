@@ -13,12 +13,14 @@
 mod app;
 mod chunked;
 mod conn;
+mod encoded;
 mod files;
 mod log;
 mod ranges;
 mod request;
 mod response;
 mod send;
+mod validators;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -60,6 +62,8 @@ pub struct Config {
     pub idle: Duration,
     /// Connections whose client takes nothing of a response for this long are reset.
     pub send_stall: Duration,
+    /// The Cache-Control value of every successful GET and HEAD (and of their 304s).
+    pub cache_control: Option<String>,
 }
 
 impl Config {
@@ -70,6 +74,7 @@ impl Config {
             max_conns: max_conns.max(1),
             idle: IDLE,
             send_stall: SEND_STALL,
+            cache_control: None,
         }
     }
 }
@@ -77,6 +82,7 @@ impl Config {
 /// What a request is answered from.
 pub struct Site {
     root: Option<PathBuf>,
+    cache_control: Option<String>,
 }
 
 /// What every worker's app shares: the setup, the connection count (one atomic step per
@@ -106,6 +112,7 @@ pub fn start(node: &Node, port: u16, config: Config) -> Result<Service> {
     }
     let site = Site {
         root: config.root.clone(),
+        cache_control: config.cache_control.clone(),
     };
     let shared = Arc::new(Shared {
         config,
@@ -172,6 +179,16 @@ const ALLOW: &str = "GET, HEAD, OPTIONS";
 impl Site {
     /// The answer to `req`.
     pub fn respond(&self, req: &Request) -> Response {
+        let mut r = self.answer(req);
+        if let Some(cc) = &self.cache_control {
+            if matches!(r.status, 200 | 206 | 304) && req.method != "OPTIONS" {
+                r.headers.push(("Cache-Control".into(), cc.clone()));
+            }
+        }
+        r
+    }
+
+    fn answer(&self, req: &Request) -> Response {
         match req.method.as_str() {
             "GET" | "HEAD" if req.path != "*" => {}
             "OPTIONS" => {
@@ -198,7 +215,10 @@ impl Site {
         };
         let ask = files::Ask {
             range: req.range.as_deref(),
+            if_range: req.if_range.as_deref(),
             if_modified_since: req.if_modified_since.as_deref(),
+            if_none_match: req.if_none_match.as_deref(),
+            accept_encoding: req.accept_encoding.as_deref(),
         };
         files::get(root, &req.path, &ask)
     }
