@@ -37,7 +37,8 @@ enum Cmd {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
         queues: u16,
     },
-    /// Run services on a node until SIGINT or SIGTERM: echo, daytime, discard, chargen,
+    /// Run services on a node until SIGINT or SIGTERM (then stops gracefully within --grace;
+    /// SIGHUP reopens the access log): echo, daytime, discard, chargen,
     /// http[=DIR], http.log[=DIR], login=FILE (each as NAME[:PORT][=ARG]).
     #[command(after_help = tapir_apps::services::help())]
     Serve {
@@ -56,6 +57,11 @@ enum Cmd {
         /// HTTP: send `Cache-Control: VALUE` with every successful file answer (e.g. max-age=3600).
         #[arg(long, value_name = "VALUE", value_parser = header_value)]
         cache_control: Option<String>,
+        /// After SIGTERM or SIGINT: stop accepting and give in-flight responses this many
+        /// seconds to finish before cutting them off.
+        #[arg(long, value_name = "SECS", default_value_t = 10,
+              value_parser = clap::value_parser!(u32).range(0..=3600))]
+        grace: u32,
         /// Services to run.
         #[arg(required = true, value_name = "SERVICE")]
         services: Vec<ServiceSpec>,
@@ -172,6 +178,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             http_max_conns,
             http_idle,
             cache_control,
+            grace,
             mut services,
         } => {
             for s in &mut services {
@@ -190,10 +197,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     s.idle = std::time::Duration::from_secs(u64::from(secs));
                 }
             }
+            let mut signals = serve::serve_signals()?;
             let node = start_node(&node)?;
-            let labels = serve::start_services(&node, &services)?;
-            println!("{}", serve::start_line(&node, &labels));
-            serve::wait_for_signal()?;
+            let running = serve::start_services(&node, &services)?;
+            println!("{}", serve::start_line(&node, &serve::labels(&running)));
+            let grace = std::time::Duration::from_secs(u64::from(grace));
+            if !serve::serve_until_signalled(&running, &mut signals, grace) {
+                eprintln!(
+                    "tapir: responses still in flight after the {}-second grace period were cut off",
+                    grace.as_secs()
+                );
+            }
             tapir_apps::cli::stop_node(&node);
             Ok(ExitCode::SUCCESS)
         }

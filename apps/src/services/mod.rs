@@ -234,6 +234,32 @@ pub struct Running {
 }
 
 impl Running {
+    /// Begins a graceful stop: HTTP stops listening and lets its connections finish the
+    /// responses they have begun; the other services just stop listening (their connections
+    /// finish on their own threads).
+    pub fn begin_drain(&self) {
+        match &self.stopper {
+            Stopper::Sockets(closers) => closers.iter().for_each(engine::SocketCloser::close),
+            Stopper::Http(service) => service.begin_drain(),
+        }
+    }
+
+    /// Waits until a service that began draining has nothing left in flight, or `deadline`;
+    /// true when nothing is.
+    pub fn wait_drained(&self, deadline: std::time::Instant) -> bool {
+        match &self.stopper {
+            Stopper::Sockets(_) => true,
+            Stopper::Http(service) => service.wait_drained(deadline),
+        }
+    }
+
+    /// Opens the access log file again (SIGHUP, after logrotate moved it away).
+    pub fn reopen_log(&self) {
+        if let Stopper::Http(service) = &self.stopper {
+            service.reopen_log();
+        }
+    }
+
     /// Stops listening. HTTP closes its connections too (it runs on the workers, and nothing
     /// would serve them); the other services' connections finish on their own.
     pub fn stop(&self) {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use engine::{AppCtx, WorkerApp};
 use protocols::iface::{SocketHandle, Stack, TcpError};
+use protocols::tcp::State;
 use protocols::time::Instant;
 
 use super::conn::{Conn, Verdict};
@@ -24,12 +25,17 @@ use super::Shared;
 const BACKLOG: usize = 128;
 /// How often connections are checked for the idle and send-stall timeouts (µs).
 const SCAN_US: u64 = 1_000_000;
+/// How often a draining worker looks at its lingering connections at the latest (µs).
+const DRAIN_CHECK_US: u64 = 50_000;
 
 /// What a worker's app tells the service that started it.
 #[derive(Debug)]
 pub enum Report {
     /// The first poll: listening on the port, or why not.
     Listening(Result<(), TcpError>),
+    /// Draining is over: no longer listening, and every connection is closed with all it was
+    /// sent acknowledged by the client.
+    Drained,
     /// Stopped: the listener and every connection are closed.
     Stopped,
 }
@@ -38,8 +44,16 @@ pub struct HttpApp {
     shared: Arc<Shared>,
     port: u16,
     report: Sender<Report>,
+    /// The first poll has come (and tried to listen).
+    started: bool,
     listening: bool,
     conns: HashMap<SocketHandle, Conn>,
+    /// While draining: connections closed (FIN queued) whose data the client has not all
+    /// acknowledged yet; still held, so that their state can be asked.
+    lingering: Vec<SocketHandle>,
+    /// Draining began (the listener is gone); `Drained` has been reported.
+    draining: bool,
+    drained: bool,
     log: AccessLog,
     scratch: Vec<u8>,
     next_scan_us: u64,
@@ -53,8 +67,12 @@ impl HttpApp {
             shared,
             port,
             report,
+            started: false,
             listening: false,
             conns: HashMap::new(),
+            lingering: Vec::new(),
+            draining: false,
+            drained: false,
             log,
             scratch: vec![0; CHUNK],
             next_scan_us: 0,
@@ -106,13 +124,54 @@ impl HttpApp {
         if self.conns.remove(&h).is_none() {
             return;
         }
+        self.shared.conns.fetch_sub(1, Ordering::SeqCst);
         if abort {
             let _ = stack.tcp_abort(h);
         } else {
             let _ = stack.tcp_close(h);
+            if self.draining {
+                // Exiting must wait until the client has it all: keep the handle to ask.
+                self.lingering.push(h);
+                return;
+            }
         }
         stack.tcp_release(h);
-        self.shared.conns.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Draining: stops listening (new connections are refused with a reset), ends idle
+    /// connections, and lets each busy one finish the responses it has queued, then close.
+    fn begin_drain(&mut self, stack: &mut Stack, now_us: u64) {
+        self.draining = true;
+        if self.listening {
+            stack.tcp_unlisten(self.port);
+            self.listening = false;
+        }
+        let all: Vec<SocketHandle> = self.conns.keys().copied().collect();
+        for h in all {
+            if let Some(c) = self.conns.get_mut(&h) {
+                c.drain();
+            }
+            self.drive(stack, h, now_us);
+        }
+    }
+
+    /// Releases lingering connections whose FIN the client has acknowledged (so every byte
+    /// before it too), and reports `Drained` once nothing is left.
+    fn check_drained(&mut self, stack: &mut Stack) {
+        self.lingering.retain(|&h| {
+            let delivered = stack.tcp_info(h).is_none_or(|i| {
+                matches!(i.state, State::FinWait2 | State::TimeWait | State::Closed)
+            });
+            if delivered {
+                stack.tcp_release(h);
+            }
+            !delivered
+        });
+        if !self.drained && self.conns.is_empty() && self.lingering.is_empty() {
+            self.drained = true;
+            self.shared.drained.fetch_add(1, Ordering::SeqCst);
+            let _ = self.report.send(Report::Drained);
+        }
     }
 
     /// Closes idle keep-alive connections and resets those whose client stopped reading.
@@ -143,8 +202,14 @@ impl HttpApp {
         }
         let all: Vec<(SocketHandle, bool)> =
             self.conns.iter().map(|(&h, c)| (h, c.sending())).collect();
+        self.draining = false;
         for (h, abort) in all {
             self.end(stack, h, abort);
+        }
+        // Past the grace period: what the clients have not acknowledged is given up.
+        for h in self.lingering.drain(..) {
+            let _ = stack.tcp_abort(h);
+            stack.tcp_release(h);
         }
         self.log.flush();
         self.finished = true;
@@ -162,7 +227,9 @@ impl WorkerApp for HttpApp {
             return None;
         }
         let now_us = ctx.now.total_micros();
-        if !self.listening {
+        if !self.started {
+            // Once only: a drain's unlisten must not be undone.
+            self.started = true;
             let r = ctx.stack.tcp_listen(self.port, BACKLOG);
             self.listening = r.is_ok();
             let _ = self.report.send(Report::Listening(r));
@@ -172,9 +239,20 @@ impl WorkerApp for HttpApp {
             }
             self.next_scan_us = now_us + SCAN_US;
         }
-        self.accept(ctx.stack, now_us);
+        if self.shared.draining.load(Ordering::SeqCst) && !self.draining {
+            self.begin_drain(ctx.stack, now_us);
+        }
+        if !self.draining {
+            self.accept(ctx.stack, now_us);
+        }
         for &h in ctx.ready {
             self.drive(ctx.stack, h, now_us);
+        }
+        if self.draining {
+            self.check_drained(ctx.stack);
+            self.log.flush();
+            // Acknowledgements are news on the lingering sockets too; the timer is a backstop.
+            return (!self.drained).then(|| Instant::from_micros(now_us + DRAIN_CHECK_US));
         }
         if now_us >= self.next_scan_us {
             self.next_scan_us = now_us + SCAN_US;

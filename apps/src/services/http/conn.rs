@@ -61,6 +61,8 @@ pub struct Conn {
     closing: bool,
     /// The peer sent its FIN.
     eof: bool,
+    /// The server is draining: no request after the one being read is taken.
+    draining: bool,
     /// When the connection last moved bytes either way (µs), for the idle and stall timeouts.
     pub last_progress_us: u64,
 }
@@ -76,7 +78,17 @@ impl Conn {
             out: VecDeque::new(),
             closing: false,
             eof: false,
+            draining: false,
             last_progress_us: now_us,
+        }
+    }
+
+    /// Takes no further request: the answers queued (and one whose body is being read) go,
+    /// then the connection closes.
+    pub fn drain(&mut self) {
+        self.draining = true;
+        if self.held.is_none() && matches!(self.incoming, Incoming::Head) {
+            self.closing = true;
         }
     }
 
@@ -250,7 +262,7 @@ impl Conn {
     fn release(&mut self, answer: Held, log: &mut AccessLog) {
         log.line(self.peer, &answer.logged);
         self.out.push_back(answer.out);
-        self.closing = !answer.keep;
+        self.closing = !answer.keep || self.draining;
     }
 
     /// Answers `status` and closes after it.

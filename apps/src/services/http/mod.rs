@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use engine::Node;
@@ -92,6 +92,10 @@ struct Shared {
     site: Site,
     conns: AtomicUsize,
     stop: AtomicBool,
+    /// Stop listening and let the connections finish their responses.
+    draining: AtomicBool,
+    /// Workers whose draining is over.
+    drained: AtomicUsize,
     /// Moved on to have every worker open the access log file again.
     log_generation: Arc<AtomicU64>,
 }
@@ -119,6 +123,8 @@ pub fn start(node: &Node, port: u16, config: Config) -> Result<Service> {
         site,
         conns: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
+        draining: AtomicBool::new(false),
+        drained: AtomicUsize::new(0),
         log_generation: Arc::default(),
     });
     let (tx, rx) = mpsc::channel();
@@ -149,7 +155,7 @@ pub fn start(node: &Node, port: u16, config: Config) -> Result<Service> {
                 service.stop();
                 return Err(e.into());
             }
-            Ok(Report::Stopped) => {}
+            Ok(Report::Stopped | Report::Drained) => {}
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
                 service.stop();
                 bail!("worker did not answer within {WORKER_ANSWER:?}");
@@ -160,13 +166,50 @@ pub fn start(node: &Node, port: u16, config: Config) -> Result<Service> {
 }
 
 impl Service {
+    /// Begins a graceful stop: every worker stops listening (a new connection is refused with
+    /// a reset) and lets its connections finish the responses they have begun.
+    pub fn begin_drain(&self) {
+        self.shared.draining.store(true, Ordering::SeqCst);
+        self.wake_all();
+    }
+
+    /// Waits until every worker has drained (all its connections closed and acknowledged) or
+    /// `deadline` passes; true when drained. [`Service::stop`] then ends what is left.
+    pub fn wait_drained(&self, deadline: Instant) -> bool {
+        let reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if self.shared.drained.load(Ordering::SeqCst) >= self.node.queues() {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match reports.recv_timeout(left) {
+                // Any report: count again.
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => return false,
+                Err(RecvTimeoutError::Disconnected) => {
+                    return self.shared.drained.load(Ordering::SeqCst) >= self.node.queues()
+                }
+            }
+        }
+    }
+
+    /// Has every worker open the access log file again (after logrotate moved it).
+    pub fn reopen_log(&self) {
+        self.shared.log_generation.fetch_add(1, Ordering::SeqCst);
+        self.wake_all();
+    }
+
+    fn wake_all(&self) {
+        for w in 0..self.node.queues() {
+            self.node.wake_worker(w);
+        }
+    }
+
     /// Stops every worker's server: the port is no longer listened on and every connection is
     /// closed when this returns (or after a bounded wait for a worker that does not answer).
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        for w in 0..self.node.queues() {
-            self.node.wake_worker(w);
-        }
+        self.wake_all();
         let reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
         // Every app's sender goes when it stops (or fails to listen, or its worker ends).
         while reports.recv_timeout(WORKER_ANSWER).is_ok() {}
