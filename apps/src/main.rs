@@ -14,7 +14,7 @@ use tapir_apps::perf::PerfOpts;
 use tapir_apps::ping::PingOpts;
 use tapir_apps::resolve::{ResolveError, ResolveOpts};
 use tapir_apps::rlogin::RloginOpts;
-use tapir_apps::services::{LogTarget, ServiceSpec};
+use tapir_apps::services::{Kind, LogTarget, ServiceSpec};
 use tapir_apps::trace_cmd::{self, TraceOpts};
 use tapir_apps::traceroute::TracerouteOpts;
 use tapir_apps::wget::WgetOpts;
@@ -62,6 +62,12 @@ enum Cmd {
         #[arg(long, value_name = "SECS", default_value_t = 10,
               value_parser = clap::value_parser!(u32).range(0..=3600))]
         grace: u32,
+        /// HTTPS: the certificate chain to present (PEM), for https services.
+        #[arg(long, value_name = "FILE", requires = "key")]
+        cert: Option<std::path::PathBuf>,
+        /// HTTPS: the private key of --cert (PEM: PKCS#8, PKCS#1 or SEC1).
+        #[arg(long, value_name = "FILE", requires = "cert")]
+        key: Option<std::path::PathBuf>,
         /// Services to run.
         #[arg(required = true, value_name = "SERVICE")]
         services: Vec<ServiceSpec>,
@@ -179,10 +185,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             http_idle,
             cache_control,
             grace,
+            cert,
+            key,
             mut services,
         } => {
+            let https = services.iter().any(|s| s.kind == Kind::Https);
+            if https && cert.is_none() {
+                eprintln!(
+                    "tapir: https needs its certificate and key: --cert FILE --key FILE (PEM)"
+                );
+                return Ok(ExitCode::from(2));
+            }
             for s in &mut services {
                 s.cache_control.clone_from(&cache_control);
+                s.tls = cert.clone().zip(key.clone());
                 if let Some(f) = &access_log {
                     s.access_log = Some(if f.as_os_str() == "-" {
                         LogTarget::Stdout

@@ -24,6 +24,7 @@ pub enum Kind {
     Discard,
     Chargen,
     Http,
+    Https,
     Login,
 }
 
@@ -35,6 +36,7 @@ impl Kind {
             Kind::Discard => "discard",
             Kind::Chargen => "chargen",
             Kind::Http => "http",
+            Kind::Https => "https",
             Kind::Login => "login",
         }
     }
@@ -46,6 +48,7 @@ impl Kind {
             Kind::Discard => 9,
             Kind::Chargen => 19,
             Kind::Http => 80,
+            Kind::Https => 443,
             Kind::Login => 513,
         }
     }
@@ -103,6 +106,14 @@ pub const FORMS: &[Form] = &[
         what: "http with an access log line per request on stdout",
     },
     Form {
+        name: "https",
+        kind: Kind::Https,
+        form: "https[=DIR]",
+        what:
+            "http over TLS 1.3/1.2 (ALPN http/1.1) on TCP port 443, with the certificate and key \
+               of --cert FILE --key FILE (PEM)",
+    },
+    Form {
         name: "login",
         kind: Kind::Login,
         form: "login=FILE",
@@ -150,6 +161,8 @@ pub struct ServiceSpec {
     pub idle: std::time::Duration,
     /// For http: the Cache-Control value of successful answers.
     pub cache_control: Option<String>,
+    /// For https: the certificate chain and private key files (PEM).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// A bad service spec.
@@ -191,7 +204,7 @@ impl FromStr for ServiceSpec {
                 .ok_or_else(|| SpecError(format!("bad port '{p}' in '{s}': use 1-65535")))?,
         };
         let dir = match (kind, arg) {
-            (Kind::Http | Kind::Login, Some(d)) => Some(PathBuf::from(d)),
+            (Kind::Http | Kind::Https | Kind::Login, Some(d)) => Some(PathBuf::from(d)),
             (Kind::Login, None) => {
                 return Err(SpecError(
                     "login needs its credentials file: login=FILE (lines of user:$6$... SHA-512 crypt hashes)".into(),
@@ -200,7 +213,7 @@ impl FromStr for ServiceSpec {
             (_, None) => None,
             (_, Some(_)) => {
                 return Err(SpecError(format!(
-                    "service '{name}' takes no argument (only http=DIR and login=FILE do)"
+                    "service '{name}' takes no argument (only http=DIR, https=DIR and login=FILE do)"
                 )))
             }
         };
@@ -212,6 +225,7 @@ impl FromStr for ServiceSpec {
             max_conns: http::DEFAULT_MAX_CONNS,
             idle: http::IDLE,
             cache_control: None,
+            tls: None,
         })
     }
 }
@@ -275,7 +289,7 @@ pub fn start(node: &Node, spec: &ServiceSpec) -> Result<Running> {
     let name = spec.kind.name();
     let port = spec.port;
     let mut labels = vec![format!("{name}/tcp:{port}")];
-    if spec.kind == Kind::Http {
+    if matches!(spec.kind, Kind::Http | Kind::Https) {
         let root = match &spec.dir {
             Some(d) => Some(
                 d.canonicalize()
@@ -286,6 +300,12 @@ pub fn start(node: &Node, spec: &ServiceSpec) -> Result<Running> {
         let mut config = http::Config::new(root, spec.access_log.clone(), spec.max_conns);
         config.idle = spec.idle;
         config.cache_control = spec.cache_control.clone();
+        if spec.kind == Kind::Https {
+            let Some((cert, key)) = &spec.tls else {
+                anyhow::bail!("https needs its certificate and key: --cert FILE --key FILE (PEM)");
+            };
+            config.tls = Some(http::server_config(cert, key)?);
+        }
         let service = http::start(node, port, config)
             .with_context(|| format!("cannot listen on TCP port {port} for {name}"))?;
         return Ok(Running {
@@ -346,6 +366,7 @@ mod tests {
                 max_conns: http::DEFAULT_MAX_CONNS,
                 idle: http::IDLE,
                 cache_control: None,
+                tls: None,
             }
         );
         assert_eq!("daytime:1313".parse::<ServiceSpec>().unwrap().port, 1313);

@@ -17,6 +17,7 @@ use super::conn::{Conn, Verdict};
 use super::log::{AccessLog, Logged};
 use super::response::Response;
 use super::send::{Outgoing, CHUNK};
+use super::tls::Transport;
 use super::Shared;
 
 /// Accept queue per worker (established connections not yet taken, half-open included), as
@@ -84,18 +85,25 @@ impl HttpApp {
     fn accept(&mut self, stack: &mut Stack, now_us: u64) {
         while let Ok(Some((h, peer))) = stack.tcp_accept(self.port) {
             let held = self.shared.conns.fetch_add(1, Ordering::SeqCst);
-            if held >= self.shared.config.max_conns {
+            let transport = Transport::new(self.shared.config.tls.as_ref());
+            if held >= self.shared.config.max_conns || transport.is_err() {
                 self.shared.conns.fetch_sub(1, Ordering::SeqCst);
                 let answer = Response::error(503, "Service Unavailable");
                 self.log
                     .line(peer, &Logged::bare("-", 503, answer.body_len()));
-                // A fresh connection's send buffer takes this small answer whole.
-                let _ = Outgoing::new(answer, true, false).write(stack, h);
+                // A fresh connection's send buffer takes this small answer whole; through
+                // TLS there is no answer before a handshake, so just the close.
+                if self.shared.config.tls.is_none() {
+                    let _ =
+                        Outgoing::new(answer, true, false).write(stack, h, &mut Transport::Plain);
+                }
                 let _ = stack.tcp_close(h);
                 stack.tcp_release(h);
                 continue;
             }
-            self.conns.insert(h, Conn::new(peer, now_us));
+            if let Ok(t) = transport {
+                self.conns.insert(h, Conn::new(peer, now_us, t));
+            }
             // Data that came with the handshake reached the socket before we owned it: no news
             // will say so, so look now.
             self.drive(stack, h, now_us);
@@ -121,13 +129,14 @@ impl HttpApp {
 
     /// Closes connection `h` (reset when `abort`) and frees its slot.
     fn end(&mut self, stack: &mut Stack, h: SocketHandle, abort: bool) {
-        if self.conns.remove(&h).is_none() {
+        let Some(mut c) = self.conns.remove(&h) else {
             return;
-        }
+        };
         self.shared.conns.fetch_sub(1, Ordering::SeqCst);
         if abort {
             let _ = stack.tcp_abort(h);
         } else {
+            c.transport.close(stack, h);
             let _ = stack.tcp_close(h);
             if self.draining {
                 // Exiting must wait until the client has it all: keep the handle to ask.

@@ -12,6 +12,7 @@ use super::log::{AccessLog, Logged};
 use super::request::{self, Framing, Head, Request, MAX_HEAD};
 use super::response::Response;
 use super::send::{Outgoing, SendFail};
+use super::tls::Transport;
 use super::Site;
 
 /// Responses queued on one connection before it reads further requests: a client that
@@ -49,6 +50,8 @@ struct Held {
 
 pub struct Conn {
     pub peer: SocketAddrV4,
+    /// Plain, or TLS for HTTPS.
+    pub transport: Transport,
     /// Received bytes; `input[start..]` not parsed yet.
     input: Vec<u8>,
     start: usize,
@@ -68,9 +71,10 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(peer: SocketAddrV4, now_us: u64) -> Conn {
+    pub fn new(peer: SocketAddrV4, now_us: u64, transport: Transport) -> Conn {
         Conn {
             peer,
+            transport,
             input: Vec::new(),
             start: 0,
             incoming: Incoming::Head,
@@ -94,7 +98,7 @@ impl Conn {
 
     /// Responses are waiting for the socket to take them.
     pub fn sending(&self) -> bool {
-        !self.out.is_empty()
+        !self.out.is_empty() || self.transport.pending()
     }
 
     /// Moves everything that can move: output into the socket, complete requests into
@@ -110,8 +114,11 @@ impl Conn {
     ) -> Verdict {
         loop {
             let mut moved = false;
+            if self.transport.flush(stack, h).is_err() {
+                return Verdict::Abort;
+            }
             while let Some(o) = self.out.front_mut() {
-                match o.write(stack, h) {
+                match o.write(stack, h, &mut self.transport) {
                     Ok(n) => moved |= n > 0,
                     Err(SendFail::Socket) => return Verdict::Abort,
                     Err(SendFail::File(e)) => {
@@ -131,7 +138,7 @@ impl Conn {
                     self.input.drain(..self.start);
                     self.start = 0;
                 }
-                match stack.tcp_recv(h, scratch) {
+                match self.transport.recv(stack, h, scratch) {
                     Ok(0) => {
                         self.eof = true;
                         moved = true;
@@ -149,7 +156,7 @@ impl Conn {
             }
             self.last_progress_us = now_us;
         }
-        if self.out.is_empty() && (self.closing || self.eof) {
+        if !self.sending() && (self.closing || self.eof) {
             // After the peer's FIN, a request cut short will never complete.
             return Verdict::Close;
         }

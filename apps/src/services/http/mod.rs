@@ -20,6 +20,7 @@ mod ranges;
 mod request;
 mod response;
 mod send;
+mod tls;
 mod validators;
 
 use std::path::PathBuf;
@@ -35,6 +36,7 @@ use app::{HttpApp, Report};
 pub use log::LogTarget;
 use request::Request;
 use response::{Body, Response};
+pub use tls::server_config;
 
 /// Idle time after which a keep-alive connection is closed.
 pub const IDLE: Duration = Duration::from_secs(30);
@@ -64,6 +66,8 @@ pub struct Config {
     pub send_stall: Duration,
     /// The Cache-Control value of every successful GET and HEAD (and of their 304s).
     pub cache_control: Option<String>,
+    /// HTTPS: the TLS server the connections go through.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Config {
@@ -75,6 +79,7 @@ impl Config {
             idle: IDLE,
             send_stall: SEND_STALL,
             cache_control: None,
+            tls: None,
         }
     }
 }
