@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 mod common;
-use common::http::{curl, http_site, serve_in, split_head, Served, TAPIR};
+use common::http::{curl, http_site, nginx_with, serve_in, split_head, Served, TAPIR};
 use common::{interop_allowed, need, random_bytes, run_ok, text, TempDir};
 
 /// A self-signed certificate for the lab's tapir address, and its key (PEM).
@@ -209,4 +209,77 @@ fn https_with_a_bad_certificate_file_says_so() {
         err.contains("holds no certificate") && !err.contains("panicked"),
         "{err}"
     );
+}
+
+#[test]
+fn nginx_proxies_to_tapir_over_http_and_https() {
+    if !interop_allowed() {
+        return;
+    }
+    let site = http_site();
+    let certs = TempDir::new("proxy-tls");
+    let lab = tapir_apps::lab::Lab::up("proxy").expect("lab up");
+    let ip = lab.node.address().to_string();
+    let (cert, key) = make_cert(&certs.0, &ip);
+    let http = format!("http:8080={}", site.0.display());
+    let https = format!("https:8443={}", site.0.display());
+    let s = serve_in(
+        lab,
+        &[
+            "--cert",
+            &cert.display().to_string(),
+            "--key",
+            &key.display().to_string(),
+        ],
+        &[&http, &https],
+    );
+    // Upstream keep-alive over HTTP/1.1, the TLS upstream verified against the test's CA.
+    let _nginx = nginx_with(
+        &s.lab,
+        &format!(
+            "  upstream plain {{ server {ip}:8080; keepalive 4; }}\n\
+  upstream tls {{ server {ip}:8443; keepalive 4; }}\n\
+  server {{\n    listen 10.7.0.1:8081;\n\
+    proxy_http_version 1.1;\n    proxy_set_header Connection \"\";\n\
+    location /plain/ {{ proxy_pass http://plain/; }}\n\
+    location /tls/ {{ proxy_pass https://tls/; proxy_ssl_verify on; proxy_ssl_name {ip};\n\
+      proxy_ssl_trusted_certificate {c}; proxy_ssl_session_reuse on; }}\n\
+  }}\n",
+            c = cert.display()
+        ),
+    );
+    let big = random_bytes(3 << 20, 11);
+    for via in ["plain", "tls"] {
+        let got = certs.0.join(format!("{via}.bin"));
+        for _ in 0..3 {
+            let out = curl(
+                &s.lab,
+                &[
+                    "-o",
+                    &got.display().to_string(),
+                    "-w",
+                    "%{http_code}",
+                    &format!("http://10.7.0.1:8081/{via}/big.bin"),
+                ],
+            );
+            assert_eq!(text(&out.stdout), "200", "{via}");
+            assert!(
+                std::fs::read(&got).unwrap() == big,
+                "{via}: the file came whole"
+            );
+        }
+        let out = curl(
+            &s.lab,
+            &[
+                "-r",
+                "2-3",
+                "-D",
+                "-",
+                &format!("http://10.7.0.1:8081/{via}/digits.txt"),
+            ],
+        );
+        let (head, body) = split_head(&out.stdout);
+        assert!(head.starts_with("HTTP/1.1 206 "), "{via}: {head}");
+        assert_eq!(text(&body), "23", "{via}");
+    }
 }

@@ -15,7 +15,9 @@ use std::time::Duration;
 use tapir_apps::lab::Lab;
 
 mod common;
-use common::http::{addr_of, curl, header, http_site, raw_http, serve, split_head, TAPIR};
+use common::http::{
+    addr_of, curl, header, http_site, nginx_with, raw_http, serve, split_head, Nginx, TAPIR,
+};
 use common::quiet::{assert_idle_silent, Flow};
 use common::{
     interop_allowed, kernel, need, random_bytes, run_ok, text, Proc, SystemUser, TempDir, COUNTER,
@@ -194,54 +196,19 @@ fn kernel_traceroute_reaches_tapir() {
 
 /// nginx in the lab namespace on 10.7.0.1:8081, serving `root` with a redirect and a chunked
 /// location; killed by its pid on drop.
-struct Nginx {
-    _proc: Proc,
-    _dir: TempDir,
-}
-
 fn nginx(lab: &Lab, root: &Path) -> Nginx {
-    need("nginx");
-    let dir = TempDir::new("nginx");
-    let conf = format!(
-        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
-http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-  fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-  types {{ text/plain txt; application/octet-stream bin; }}\n\
+    nginx_with(
+        lab,
+        &format!(
+            "  types {{ text/plain txt; application/octet-stream bin; }}\n\
   server {{\n    listen 10.7.0.1:8081;\n    root {r};\n\
     location = /old {{ return 301 /big.bin; }}\n\
     location = /hop {{ return 302 http://10.7.0.1:8081/old; }}\n\
     location = /chunked.txt {{ sub_filter 'PLACEHOLDER' 'filtered'; sub_filter_types text/plain; }}\n\
-  }}\n}}\n",
-        d = dir.0.display(),
-        r = root.display()
-    );
-    let conf_path = dir.0.join("nginx.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let child = lab
-        .command("nginx")
-        .args(["-p", &dir.0.display().to_string(), "-c"])
-        .arg(&conf_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn nginx");
-    let n = Nginx {
-        _proc: Proc(child),
-        _dir: dir,
-    };
-    // Ready when it accepts a connection (bounded: 10 s).
-    let ok = kernel(lab, || {
-        let addr: SocketAddr = "10.7.0.1:8081".parse().unwrap();
-        (0..200).any(|_| {
-            TcpStream::connect_timeout(&addr, Duration::from_millis(50)).is_ok() || {
-                std::thread::sleep(Duration::from_millis(50));
-                false
-            }
-        })
-    });
-    assert!(ok, "nginx did not start listening");
-    n
+  }}\n",
+            r = root.display()
+        ),
+    )
 }
 
 fn tapir_wget(lab: &Lab, url: &str, out: &Path) -> Output {

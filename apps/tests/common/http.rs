@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tapir_apps::lab::Lab;
 
-use super::{kernel, random_bytes, text, Proc, TempDir};
+use super::{kernel, need, random_bytes, text, Proc, TempDir};
 
 pub const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
 
@@ -109,4 +109,50 @@ pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
         let (k, v) = l.split_once(':')?;
         k.eq_ignore_ascii_case(name).then(|| v.trim())
     })
+}
+
+/// nginx in the lab namespace, its `http` block holding `servers` (each must listen on
+/// 10.7.0.1:8081); killed by its pid on drop.
+pub struct Nginx {
+    _proc: Proc,
+    _dir: TempDir,
+}
+
+pub fn nginx_with(lab: &Lab, servers: &str) -> Nginx {
+    need("nginx");
+    let dir = TempDir::new("nginx");
+    let conf = format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
+http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+  fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+{servers}}}\n",
+        d = dir.0.display(),
+    );
+    let conf_path = dir.0.join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let child = lab
+        .command("nginx")
+        .args(["-p", &dir.0.display().to_string(), "-c"])
+        .arg(&conf_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn nginx");
+    let n = Nginx {
+        _proc: Proc(child),
+        _dir: dir,
+    };
+    // Ready when it accepts a connection (bounded: 10 s).
+    let ok = kernel(lab, || {
+        let addr: SocketAddr = "10.7.0.1:8081".parse().unwrap();
+        (0..200).any(|_| {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(50)).is_ok() || {
+                std::thread::sleep(Duration::from_millis(50));
+                false
+            }
+        })
+    });
+    assert!(ok, "nginx did not start listening");
+    n
 }
