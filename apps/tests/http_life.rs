@@ -9,27 +9,15 @@ use std::io::ErrorKind;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
 mod common;
 use common::http::{addr_of, curl, serve, Served};
-use common::{interop_allowed, kernel, random_bytes, text, Proc, TempDir};
+use common::{interop_allowed, kernel, random_bytes, text, wait_until, Proc, TempDir};
 
 const MB100: usize = 100 << 20;
-
-/// Polls `cond` every 10 ms until it holds or `secs` seconds have passed; whether it held.
-fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    cond()
-}
 
 fn size(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)

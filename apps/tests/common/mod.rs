@@ -65,6 +65,20 @@ impl Drop for Proc {
     }
 }
 
+/// Polls `cond` every 10 ms until it holds or `secs` seconds have passed; whether it held. For
+/// waits on a real condition (a file's contents, a process's exit), never before an assertion
+/// on timing.
+pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    cond()
+}
+
 /// Bytes as text, lossily.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
