@@ -74,29 +74,9 @@ fn stdout_of(p: &mut Proc) -> String {
     s
 }
 
-#[test]
-fn http_sigterm_lets_a_download_in_flight_finish_and_refuses_new_connections() {
-    if !interop_allowed() {
-        return;
-    }
-    let (site, sum) = big_site();
-    let spec = format!("http:8080={}", site.0.display());
-    let mut s = serve(&["--grace", "60"], &[&spec]);
-    let url = format!("http://{}:8080/big.bin", s.lab.node.address());
-    let dl = TempDir::new("life-dl");
-    let got = dl.0.join("big.bin");
-    // 20 MB/s: five seconds for the whole file, so SIGTERM finds it in flight.
-    let mut curl_proc = download(&s, &url, &got, "20M");
-    assert!(
-        wait_until(20, || size(&got) > 1 << 20),
-        "the download did not start"
-    );
-    let at_signal = size(&got);
-    assert!(at_signal < MB100 as u64, "still in flight when signalled");
-    signal(s.proc.0.id(), libc::SIGTERM);
-
-    // New connections are refused (reset) while the download goes on.
-    let addr = addr_of(&s, 8080);
+/// Waits (bounded) until a new connection to port 8080 is refused: draining has begun.
+fn assert_refused(s: &Served) {
+    let addr = addr_of(s, 8080);
     let mut tries = Vec::new();
     let refused = wait_until(10, || {
         let r = kernel(&s.lab, || {
@@ -111,6 +91,31 @@ fn http_sigterm_lets_a_download_in_flight_finish_and_refuses_new_connections() {
         refused,
         "a new connection was not refused after SIGTERM: {tries:?}"
     );
+}
+
+#[test]
+fn http_sigterm_lets_a_download_in_flight_finish_and_refuses_new_connections() {
+    if !interop_allowed() {
+        return;
+    }
+    let (site, sum) = big_site();
+    let spec = format!("http:8080={}", site.0.display());
+    let mut s = serve(&["--grace", "60", "--queues", "2"], &[&spec]);
+    let url = format!("http://{}:8080/big.bin", s.lab.node.address());
+    let dl = TempDir::new("life-dl");
+    let got = dl.0.join("big.bin");
+    // 20 MB/s: five seconds for the whole file, so SIGTERM finds it in flight.
+    let mut curl_proc = download(&s, &url, &got, "20M");
+    assert!(
+        wait_until(20, || size(&got) > 1 << 20),
+        "the download did not start"
+    );
+    let at_signal = size(&got);
+    assert!(at_signal < MB100 as u64, "still in flight when signalled");
+    signal(s.proc.0.id(), libc::SIGTERM);
+
+    // New connections are refused (reset) while the download goes on.
+    assert_refused(&s);
     assert!(
         s.proc.0.try_wait().unwrap().is_none(),
         "tapir is still serving the download when the new connection is refused"
@@ -153,6 +158,32 @@ fn http_sigterm_cuts_what_is_left_after_the_grace_period() {
         stdout_of(&mut curl_proc)
     );
     assert!(size(&got) < MB100 as u64);
+}
+
+#[test]
+fn http_a_second_sigterm_cuts_the_grace_period_short() {
+    if !interop_allowed() {
+        return;
+    }
+    let (site, _) = big_site();
+    let spec = format!("http:8080={}", site.0.display());
+    let mut s = serve(&["--grace", "3600"], &[&spec]);
+    let url = format!("http://{}:8080/big.bin", s.lab.node.address());
+    let dl = TempDir::new("life-twice");
+    let got = dl.0.join("big.bin");
+    let mut curl_proc = download(&s, &url, &got, "1M");
+    assert!(
+        wait_until(20, || size(&got) > 100_000),
+        "the download did not start"
+    );
+    signal(s.proc.0.id(), libc::SIGTERM);
+    assert_refused(&s);
+    // Draining, with an hour of grace left: a second SIGTERM stops now.
+    signal(s.proc.0.id(), libc::SIGTERM);
+    let status = exited(&mut s.proc.0, 30).expect("tapir exits at the second SIGTERM");
+    assert!(status.success(), "tapir: {status}");
+    let status = exited(&mut curl_proc.0, 30).expect("curl ends when tapir has gone");
+    assert!(!status.success(), "the download was cut");
 }
 
 #[test]
