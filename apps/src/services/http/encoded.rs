@@ -23,8 +23,14 @@ pub fn pick(root: &Path, path: &Path, accept: Option<&str>) -> (Option<Variant>,
         let mut name = path.as_os_str().to_owned();
         name.push(".");
         name.push(suffix);
-        // A variant is a regular file inside the root, symlinks resolved.
-        let Some(real) = PathBuf::from(name)
+        // A variant is a regular file inside the root, symlinks resolved. One stat first: on
+        // the hot path the variant is usually missing, and resolving costs a readlink per
+        // component.
+        let candidate = PathBuf::from(name);
+        if !candidate.is_file() {
+            continue;
+        }
+        let Some(real) = candidate
             .canonicalize()
             .ok()
             .filter(|r| r.starts_with(root) && r.is_file())

@@ -8,7 +8,9 @@
 //!
 //! It runs on the run-to-completion API ([`engine::rtc`]): one [`app::HttpApp`] per worker
 //! listens on the port in that worker's stack and serves the connections the worker owns, inside
-//! the worker's poll. Requests are parsed by httparse ([`request`]).
+//! the worker's poll. Requests are parsed by httparse ([`request`]); HTTPS goes through rustls on
+//! the same workers ([`tls`]). SIGTERM drains ([`Service::begin_drain`]): the listener goes, the
+//! responses in flight finish, and the service reports once every client has acknowledged them.
 
 mod app;
 mod chunked;
