@@ -195,4 +195,33 @@ mod tests {
         let long = format!("1;{}\r\n", "e".repeat(MAX_LINE));
         assert_eq!(run(long.as_bytes(), 100), Err(ChunkError::Malformed));
     }
+
+    #[test]
+    fn any_chunking_of_any_body_read_in_any_pieces_ends_where_it_should() {
+        for seed in 1..300u32 {
+            let r = crate::lab::pseudo_random_bytes(64, seed);
+            let body = crate::lab::pseudo_random_bytes(usize::from(r[0]) * 40, seed);
+            let mut enc = Vec::new();
+            let mut at = 0;
+            let mut i = 1;
+            while at < body.len() {
+                let n = (usize::from(r[i % 64]) + 1).min(body.len() - at);
+                let ext = if r[(i + 7) % 64] % 3 == 0 { ";a=b" } else { "" };
+                enc.extend_from_slice(format!("{n:X}{ext}\r\n").as_bytes());
+                enc.extend_from_slice(&body[at..at + n]);
+                enc.extend_from_slice(b"\r\n");
+                at += n;
+                i += 1;
+            }
+            enc.extend_from_slice(b"0\r\n");
+            if r[63] % 2 == 0 {
+                enc.extend_from_slice(b"X-Sum: 1\r\n");
+            }
+            enc.extend_from_slice(b"\r\n");
+            let end = enc.len();
+            enc.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+            let step = usize::from(r[5]) % 97 + 1;
+            assert_eq!(run(&enc, step), Ok(Some(end)), "seed {seed} step {step}");
+        }
+    }
 }

@@ -431,4 +431,23 @@ mod tests {
         let (req, _) = request(b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n");
         assert!(!req.expect_continue, "ignored in HTTP/1.0");
     }
+
+    #[test]
+    fn no_input_makes_the_parser_panic() {
+        let good = b"POST http://h:1/a?b HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\
+Transfer-Encoding: chunked\r\nExpect: 100-continue\r\nRange: bytes=0-1\r\n\r\n";
+        for seed in 1..3000u32 {
+            let noise = crate::lab::pseudo_random_bytes(good.len(), seed);
+            // Flip some bytes of a rich request, and cut it anywhere.
+            let mut raw = good.to_vec();
+            for (i, n) in noise.iter().enumerate() {
+                if n % 11 == 0 {
+                    raw[i] = noise[(i * 7) % noise.len()];
+                }
+            }
+            raw.truncate(usize::from(noise[0]) % (good.len() + 1));
+            let _ = parse(&raw);
+            let _ = parse(&noise);
+        }
+    }
 }
