@@ -206,7 +206,11 @@ mod tests {
             let mut i = 1;
             while at < body.len() {
                 let n = (usize::from(r[i % 64]) + 1).min(body.len() - at);
-                let ext = if r[(i + 7) % 64] % 3 == 0 { ";a=b" } else { "" };
+                let ext = if r[(i + 7) % 64].is_multiple_of(3) {
+                    ";a=b"
+                } else {
+                    ""
+                };
                 enc.extend_from_slice(format!("{n:X}{ext}\r\n").as_bytes());
                 enc.extend_from_slice(&body[at..at + n]);
                 enc.extend_from_slice(b"\r\n");
@@ -214,7 +218,7 @@ mod tests {
                 i += 1;
             }
             enc.extend_from_slice(b"0\r\n");
-            if r[63] % 2 == 0 {
+            if r[63].is_multiple_of(2) {
                 enc.extend_from_slice(b"X-Sum: 1\r\n");
             }
             enc.extend_from_slice(b"\r\n");

@@ -441,7 +441,7 @@ Transfer-Encoding: chunked\r\nExpect: 100-continue\r\nRange: bytes=0-1\r\n\r\n";
             // Flip some bytes of a rich request, and cut it anywhere.
             let mut raw = good.to_vec();
             for (i, n) in noise.iter().enumerate() {
-                if n % 11 == 0 {
+                if n.is_multiple_of(11) {
                     raw[i] = noise[(i * 7) % noise.len()];
                 }
             }
