@@ -51,8 +51,8 @@ pub fn run(queues: usize) -> Result<bool> {
         .iter()
         .map(|s| s.parse())
         .collect::<Result<_, _>>()?;
-    let labels = start_services(&node, &specs)?;
-    println!("{}", start_line(&node, &labels));
+    let running = start_services(&node, &specs)?;
+    println!("{}", start_line(&node, &crate::serve::labels(&running)));
 
     let checks = vec![
         kernel_ping(&lab),

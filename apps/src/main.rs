@@ -15,7 +15,7 @@ use tapir_apps::perf::PerfOpts;
 use tapir_apps::ping::PingOpts;
 use tapir_apps::resolve::{ResolveError, ResolveOpts};
 use tapir_apps::rlogin::RloginOpts;
-use tapir_apps::services::ServiceSpec;
+use tapir_apps::services::{Kind, LogTarget, ServiceSpec};
 use tapir_apps::trace_cmd::{self, TraceOpts};
 use tapir_apps::traceroute::TracerouteOpts;
 use tapir_apps::wget::WgetOpts;
@@ -38,21 +38,37 @@ enum Cmd {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
         queues: u16,
     },
-    /// Run services on a node until SIGINT or SIGTERM: echo, daytime, discard, chargen,
+    /// Run services on a node until SIGINT or SIGTERM (then stops gracefully within --grace;
+    /// SIGHUP reopens the access log): echo, daytime, discard, chargen,
     /// http[=DIR], http.log[=DIR], login=FILE (each as NAME[:PORT][=ARG]).
     #[command(after_help = tapir_apps::services::help())]
     Serve {
         #[command(flatten)]
         node: NodeOpts,
-        /// HTTP: print an access log line per request on stdout (as the service name http.log).
-        #[arg(long)]
-        access_log: bool,
+        /// HTTP: an access log line per request in nginx's combined format, appended to FILE
+        /// (SIGHUP opens it again, for logrotate), or on stdout for `-` (as the name http.log).
+        #[arg(long, value_name = "FILE")]
+        access_log: Option<std::path::PathBuf>,
         /// HTTP: connections served at once; more are answered 503.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         http_max_conns: Option<u32>,
         /// HTTP: close a keep-alive connection idle this many seconds (default 30).
         #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..=86400))]
         http_idle: Option<u32>,
+        /// HTTP: send `Cache-Control: VALUE` with every successful file answer (e.g. max-age=3600).
+        #[arg(long, value_name = "VALUE", value_parser = header_value)]
+        cache_control: Option<String>,
+        /// After SIGTERM or SIGINT: stop accepting and give in-flight responses this many
+        /// seconds to finish before cutting them off.
+        #[arg(long, value_name = "SECS", default_value_t = 10,
+              value_parser = clap::value_parser!(u32).range(0..=3600))]
+        grace: u32,
+        /// HTTPS: the certificate chain to present (PEM), for https services.
+        #[arg(long, value_name = "FILE", requires = "key")]
+        cert: Option<std::path::PathBuf>,
+        /// HTTPS: the private key of --cert (PEM: PKCS#8, PKCS#1 or SEC1).
+        #[arg(long, value_name = "FILE", requires = "cert")]
+        key: Option<std::path::PathBuf>,
         /// Services to run.
         #[arg(required = true, value_name = "SERVICE")]
         services: Vec<ServiceSpec>,
@@ -141,6 +157,19 @@ enum LoadCmd {
     Merge(MergeOpts),
 }
 
+/// A header field value given on the command line: visible ASCII and spaces, not empty.
+fn header_value(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    if v.is_empty()
+        || !v
+            .bytes()
+            .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+    {
+        return Err("give a header value of visible ASCII characters, e.g. max-age=3600".into());
+    }
+    Ok(v.to_string())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -167,10 +196,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
             access_log,
             http_max_conns,
             http_idle,
+            cache_control,
+            grace,
+            cert,
+            key,
             mut services,
         } => {
+            let https = services.iter().any(|s| s.kind == Kind::Https);
+            if https && cert.is_none() {
+                eprintln!(
+                    "tapir: https needs its certificate and key: --cert FILE --key FILE (PEM)"
+                );
+                return Ok(ExitCode::from(2));
+            }
             for s in &mut services {
-                s.access_log |= access_log;
+                s.cache_control.clone_from(&cache_control);
+                s.tls = cert.clone().zip(key.clone());
+                if let Some(f) = &access_log {
+                    s.access_log = Some(if f.as_os_str() == "-" {
+                        LogTarget::Stdout
+                    } else {
+                        LogTarget::File(f.clone())
+                    });
+                }
                 if let Some(n) = http_max_conns {
                     s.max_conns = n as usize;
                 }
@@ -178,10 +226,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     s.idle = std::time::Duration::from_secs(u64::from(secs));
                 }
             }
+            let mut signals = serve::serve_signals()?;
             let node = start_node(&node)?;
-            let labels = serve::start_services(&node, &services)?;
-            println!("{}", serve::start_line(&node, &labels));
-            serve::wait_for_signal()?;
+            let running = serve::start_services(&node, &services)?;
+            println!("{}", serve::start_line(&node, &serve::labels(&running)));
+            let grace = std::time::Duration::from_secs(u64::from(grace));
+            if !serve::serve_until_signalled(&running, &mut signals, grace) {
+                eprintln!(
+                    "tapir: responses still in flight after the {}-second grace period were cut off",
+                    grace.as_secs()
+                );
+            }
             eprintln!("tapir serve: {}", node.stats());
             tapir_apps::cli::stop_node(&node);
             Ok(ExitCode::SUCCESS)

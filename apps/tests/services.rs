@@ -15,57 +15,14 @@ use std::time::Duration;
 use tapir_apps::lab::Lab;
 
 mod common;
+use common::http::{
+    addr_of, curl, header, http_site, nginx_with, raw_http, serve, split_head, Nginx, TAPIR,
+};
 use common::quiet::{assert_idle_silent, Flow};
 use common::{
     interop_allowed, kernel, need, random_bytes, run_ok, text, Proc, SystemUser, TempDir, COUNTER,
     PTY_PRELUDE,
 };
-
-const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
-
-/// `tapir serve` in a lab. Its stdout after the start line (access log lines) arrives on `log`.
-struct Served {
-    _proc: Proc,
-    start_line: String,
-    log: mpsc::Receiver<String>,
-    lab: Lab,
-}
-
-fn serve_in(lab: Lab, extra: &[&str], services: &[&str]) -> Served {
-    let mut child = Command::new(TAPIR)
-        .arg("serve")
-        .args(lab.node_args())
-        .args(extra)
-        .args(services)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn tapir serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let proc = Proc(child);
-    let mut reader = BufReader::new(stdout);
-    let mut line = String::new();
-    let n = reader.read_line(&mut line).expect("read start line");
-    assert!(n > 0, "tapir serve exited before its start line");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for l in reader.lines().map_while(Result::ok) {
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    Served {
-        _proc: proc,
-        start_line: line,
-        log: rx,
-        lab,
-    }
-}
-
-fn serve(extra: &[&str], services: &[&str]) -> Served {
-    serve_in(Lab::up("sv").expect("lab up"), extra, services)
-}
 
 fn ip(args: &[&str]) {
     run_ok(Command::new("ip").args(args));
@@ -239,54 +196,19 @@ fn kernel_traceroute_reaches_tapir() {
 
 /// nginx in the lab namespace on 10.7.0.1:8081, serving `root` with a redirect and a chunked
 /// location; killed by its pid on drop.
-struct Nginx {
-    _proc: Proc,
-    _dir: TempDir,
-}
-
 fn nginx(lab: &Lab, root: &Path) -> Nginx {
-    need("nginx");
-    let dir = TempDir::new("nginx");
-    let conf = format!(
-        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
-http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-  fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-  types {{ text/plain txt; application/octet-stream bin; }}\n\
+    nginx_with(
+        lab,
+        &format!(
+            "  types {{ text/plain txt; application/octet-stream bin; }}\n\
   server {{\n    listen 10.7.0.1:8081;\n    root {r};\n\
     location = /old {{ return 301 /big.bin; }}\n\
     location = /hop {{ return 302 http://10.7.0.1:8081/old; }}\n\
     location = /chunked.txt {{ sub_filter 'PLACEHOLDER' 'filtered'; sub_filter_types text/plain; }}\n\
-  }}\n}}\n",
-        d = dir.0.display(),
-        r = root.display()
-    );
-    let conf_path = dir.0.join("nginx.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let child = lab
-        .command("nginx")
-        .args(["-p", &dir.0.display().to_string(), "-c"])
-        .arg(&conf_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn nginx");
-    let n = Nginx {
-        _proc: Proc(child),
-        _dir: dir,
-    };
-    // Ready when it accepts a connection (bounded: 10 s).
-    let ok = kernel(lab, || {
-        let addr: SocketAddr = "10.7.0.1:8081".parse().unwrap();
-        (0..200).any(|_| {
-            TcpStream::connect_timeout(&addr, Duration::from_millis(50)).is_ok() || {
-                std::thread::sleep(Duration::from_millis(50));
-                false
-            }
-        })
-    });
-    assert!(ok, "nginx did not start listening");
-    n
+  }}\n",
+            r = root.display()
+        ),
+    )
 }
 
 fn tapir_wget(lab: &Lab, url: &str, out: &Path) -> Output {
@@ -461,43 +383,6 @@ fn echo_daytime_chargen_answer_nc_over_tcp_and_udp() {
     }
 }
 
-fn curl(lab: &Lab, args: &[&str]) -> Output {
-    lab.command("curl")
-        .args(["-s", "-m", "10"])
-        .args(args)
-        .output()
-        .expect("run curl")
-}
-
-fn addr_of(s: &Served, port: u16) -> SocketAddr {
-    SocketAddr::V4(SocketAddrV4::new(s.lab.node.address(), port))
-}
-
-/// Sends `raw` on one connection from the kernel and reads until the server closes.
-fn raw_http(s: &Served, port: u16, raw: &[u8]) -> String {
-    let addr = addr_of(s, port);
-    kernel(&s.lab, || {
-        let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        c.write_all(raw).unwrap();
-        let mut out = Vec::new();
-        let _ = c.read_to_end(&mut out);
-        text(&out)
-    })
-}
-
-fn http_site() -> TempDir {
-    let d = TempDir::new("site");
-    std::fs::create_dir_all(d.0.join("docs/sub")).unwrap();
-    std::fs::write(d.0.join("hello.txt"), "hello from a file\n").unwrap();
-    std::fs::write(d.0.join("style.css"), "body{}\n").unwrap();
-    std::fs::write(d.0.join("docs/a.json"), "{}\n").unwrap();
-    std::fs::write(d.0.join("docs/b & c.txt"), "bc\n").unwrap();
-    std::fs::write(d.0.join("digits.txt"), "0123456789").unwrap();
-    std::fs::write(d.0.join("big.bin"), random_bytes(3 << 20, 11)).unwrap();
-    d
-}
-
 #[test]
 fn curl_and_nc_against_tapir_http() {
     if !interop_allowed() {
@@ -505,7 +390,7 @@ fn curl_and_nc_against_tapir_http() {
     }
     let site = http_site();
     let spec = format!("http:8080={}", site.0.display());
-    let s = serve(&["--access-log"], &[&spec]);
+    let s = serve(&["--access-log", "-"], &[&spec]);
     let base = format!("http://{}:8080", s.lab.node.address());
 
     // 200 with length and type.
@@ -669,23 +554,6 @@ HEAD /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
             .any(|l| l.contains("\"GET /nope HTTP/1.1\" 404 ")),
         "{log:#?}"
     );
-}
-
-/// The head and body of a `curl -D -` answer.
-fn split_head(out: &[u8]) -> (String, Vec<u8>) {
-    let end = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a whole head")
-        + 4;
-    (text(&out[..end]), out[end..].to_vec())
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.eq_ignore_ascii_case(name).then(|| v.trim())
-    })
 }
 
 /// The parts of a `multipart/byteranges` body (RFC 9110 §14.6): each part's head and bytes.
@@ -938,7 +806,7 @@ fn http_connections_are_served_on_the_workers_without_a_thread_each() {
     let site = http_site();
     let spec = format!("http:8080={}", site.0.display());
     let s = serve(&[], &[&spec]);
-    let pid = s._proc.0.id();
+    let pid = s.proc.0.id();
     let before = threads(pid);
     let addr = addr_of(&s, 8080);
     let (during, held) = kernel(&s.lab, || {

@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use engine::Node;
 
 pub use daytime::daytime_string;
+pub use http::LogTarget;
 
 /// Which service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +24,7 @@ pub enum Kind {
     Discard,
     Chargen,
     Http,
+    Https,
     Login,
 }
 
@@ -34,6 +36,7 @@ impl Kind {
             Kind::Discard => "discard",
             Kind::Chargen => "chargen",
             Kind::Http => "http",
+            Kind::Https => "https",
             Kind::Login => "login",
         }
     }
@@ -45,6 +48,7 @@ impl Kind {
             Kind::Discard => 9,
             Kind::Chargen => 19,
             Kind::Http => 80,
+            Kind::Https => 443,
             Kind::Login => 513,
         }
     }
@@ -102,6 +106,14 @@ pub const FORMS: &[Form] = &[
         what: "http with an access log line per request on stdout",
     },
     Form {
+        name: "https",
+        kind: Kind::Https,
+        form: "https[=DIR]",
+        what:
+            "http over TLS 1.3/1.2 (ALPN http/1.1) on TCP port 443, with the certificate and key \
+               of --cert FILE --key FILE (PEM)",
+    },
+    Form {
         name: "login",
         kind: Kind::Login,
         form: "login=FILE",
@@ -141,12 +153,16 @@ pub struct ServiceSpec {
     pub port: u16,
     /// For http: the directory to serve; for login: the credentials file.
     pub dir: Option<PathBuf>,
-    /// For http: print an access log line per request.
-    pub access_log: bool,
+    /// For http: where the access log goes (None: no access log).
+    pub access_log: Option<LogTarget>,
     /// For http: connections served at once.
     pub max_conns: usize,
     /// For http: idle keep-alive connections are closed after this long.
     pub idle: std::time::Duration,
+    /// For http: the Cache-Control value of successful answers.
+    pub cache_control: Option<String>,
+    /// For https: the certificate chain and private key files (PEM).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// A bad service spec.
@@ -188,7 +204,7 @@ impl FromStr for ServiceSpec {
                 .ok_or_else(|| SpecError(format!("bad port '{p}' in '{s}': use 1-65535")))?,
         };
         let dir = match (kind, arg) {
-            (Kind::Http | Kind::Login, Some(d)) => Some(PathBuf::from(d)),
+            (Kind::Http | Kind::Https | Kind::Login, Some(d)) => Some(PathBuf::from(d)),
             (Kind::Login, None) => {
                 return Err(SpecError(
                     "login needs its credentials file: login=FILE (lines of user:$6$... SHA-512 crypt hashes)".into(),
@@ -197,7 +213,7 @@ impl FromStr for ServiceSpec {
             (_, None) => None,
             (_, Some(_)) => {
                 return Err(SpecError(format!(
-                    "service '{name}' takes no argument (only http=DIR and login=FILE do)"
+                    "service '{name}' takes no argument (only http=DIR, https=DIR and login=FILE do)"
                 )))
             }
         };
@@ -205,9 +221,11 @@ impl FromStr for ServiceSpec {
             kind,
             port,
             dir,
-            access_log: name == "http.log",
+            access_log: (name == "http.log").then_some(LogTarget::Stdout),
             max_conns: http::DEFAULT_MAX_CONNS,
             idle: http::IDLE,
+            cache_control: None,
+            tls: None,
         })
     }
 }
@@ -230,6 +248,32 @@ pub struct Running {
 }
 
 impl Running {
+    /// Begins a graceful stop: HTTP stops listening and lets its connections finish the
+    /// responses they have begun; the other services just stop listening (their connections
+    /// finish on their own threads).
+    pub fn begin_drain(&self) {
+        match &self.stopper {
+            Stopper::Sockets(closers) => closers.iter().for_each(engine::SocketCloser::close),
+            Stopper::Http(service) => service.begin_drain(),
+        }
+    }
+
+    /// Waits until a service that began draining has nothing left in flight, or `deadline`;
+    /// true when nothing is.
+    pub fn wait_drained(&self, deadline: std::time::Instant) -> bool {
+        match &self.stopper {
+            Stopper::Sockets(_) => true,
+            Stopper::Http(service) => service.wait_drained(deadline),
+        }
+    }
+
+    /// Opens the access log file again (SIGHUP, after logrotate moved it away).
+    pub fn reopen_log(&self) {
+        if let Stopper::Http(service) = &self.stopper {
+            service.reopen_log();
+        }
+    }
+
     /// Stops listening. HTTP closes its connections too (it runs on the workers, and nothing
     /// would serve them); the other services' connections finish on their own.
     pub fn stop(&self) {
@@ -245,7 +289,7 @@ pub fn start(node: &Node, spec: &ServiceSpec) -> Result<Running> {
     let name = spec.kind.name();
     let port = spec.port;
     let mut labels = vec![format!("{name}/tcp:{port}")];
-    if spec.kind == Kind::Http {
+    if matches!(spec.kind, Kind::Http | Kind::Https) {
         let root = match &spec.dir {
             Some(d) => Some(
                 d.canonicalize()
@@ -253,8 +297,15 @@ pub fn start(node: &Node, spec: &ServiceSpec) -> Result<Running> {
             ),
             None => None,
         };
-        let mut config = http::Config::new(root, spec.access_log, spec.max_conns);
+        let mut config = http::Config::new(root, spec.access_log.clone(), spec.max_conns);
         config.idle = spec.idle;
+        config.cache_control = spec.cache_control.clone();
+        if spec.kind == Kind::Https {
+            let Some((cert, key)) = &spec.tls else {
+                anyhow::bail!("https needs its certificate and key: --cert FILE --key FILE (PEM)");
+            };
+            config.tls = Some(http::server_config(cert, key)?);
+        }
         let service = http::start(node, port, config)
             .with_context(|| format!("cannot listen on TCP port {port} for {name}"))?;
         return Ok(Running {
@@ -317,9 +368,11 @@ mod tests {
                 kind: Kind::Echo,
                 port: 7,
                 dir: None,
-                access_log: false,
+                access_log: None,
                 max_conns: http::DEFAULT_MAX_CONNS,
                 idle: http::IDLE,
+                cache_control: None,
+                tls: None,
             }
         );
         assert_eq!("daytime:1313".parse::<ServiceSpec>().unwrap().port, 1313);
@@ -335,6 +388,6 @@ mod tests {
         assert!("echo=x".parse::<ServiceSpec>().is_err());
         assert_eq!("chargen".parse::<ServiceSpec>().unwrap().port, 19);
         let l: ServiceSpec = "http.log=/tmp".parse().unwrap();
-        assert!(l.access_log && l.kind == Kind::Http);
+        assert!(l.access_log == Some(LogTarget::Stdout) && l.kind == Kind::Http);
     }
 }

@@ -44,7 +44,7 @@ fn serve_tcp(kind: Kind, mut stream: TcpStream) {
             let _ = stream.shutdown(Shutdown::Both);
             return;
         }
-        Kind::Http | Kind::Login => {}
+        Kind::Http | Kind::Https | Kind::Login => {}
     }
     let _ = stream.shutdown(Shutdown::Write);
     // Hold the stream until the peer closes too, so nothing queued is cut off.

@@ -8,6 +8,7 @@ use std::process::Command;
 pub mod raw;
 
 pub mod capture;
+pub mod http;
 pub mod quiet;
 
 /// False (and the test returns early) only when the caller asked to skip interop tests; without
@@ -62,6 +63,20 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Polls `cond` every 10 ms until it holds or `secs` seconds have passed; whether it held. For
+/// waits on a real condition (a file's contents, a process's exit), never before an assertion
+/// on timing.
+pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    cond()
 }
 
 /// Bytes as text, lossily.

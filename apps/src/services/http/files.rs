@@ -7,8 +7,10 @@ use std::fs::{self, File};
 use std::path::{Component, Path};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::encoded;
 use super::ranges::{multipart, parse_range, RangeAsk};
 use super::response::{Body, Piece, Response};
+use super::validators;
 
 /// Decodes %XX escapes; None for a bad escape, a decoded NUL or bytes that are not UTF-8.
 pub fn percent_decode(s: &str) -> Option<String> {
@@ -86,9 +88,13 @@ pub fn content_type(path: &Path) -> &'static str {
 }
 
 /// What the request asked for, beyond the path.
+#[derive(Default)]
 pub struct Ask<'a> {
     pub range: Option<&'a str>,
+    pub if_range: Option<&'a str>,
     pub if_modified_since: Option<&'a str>,
+    pub if_none_match: Option<&'a str>,
+    pub accept_encoding: Option<&'a str>,
 }
 
 fn unix_secs(t: SystemTime) -> u64 {
@@ -125,15 +131,17 @@ pub fn get(root: &Path, target: &str, ask: &Ask<'_>) -> Response {
         }
         let index = real.join("index.html");
         if index.is_file() {
-            return file(&index, ask);
+            return file(root, &index, ask);
         }
         return listing(&real, &decoded);
     }
-    file(&real, ask)
+    file(root, &real, ask)
 }
 
-fn file(path: &Path, ask: &Ask<'_>) -> Response {
-    let Ok(f) = File::open(path) else {
+fn file(root: &Path, path: &Path, ask: &Ask<'_>) -> Response {
+    let (variant, vary) = encoded::pick(root, path, ask.accept_encoding);
+    let served = variant.as_ref().map_or(path, |v| v.path.as_path());
+    let Ok(f) = File::open(served) else {
         return Response::error(403, "Forbidden");
     };
     let Ok(meta) = f.metadata() else {
@@ -142,24 +150,41 @@ fn file(path: &Path, ask: &Ask<'_>) -> Response {
     let len = meta.len();
     let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
     let last_modified = httpdate::fmt_http_date(mtime);
+    let etag = validators::etag(&meta);
     let base = |status, reason| {
         let mut r = Response::new(status, reason, content_type(path));
         r.headers
             .push(("Last-Modified".into(), last_modified.clone()));
+        r.headers.push(("ETag".into(), etag.clone()));
         r.headers.push(("Accept-Ranges".into(), "bytes".into()));
+        if let Some(v) = &variant {
+            r.headers
+                .push(("Content-Encoding".into(), v.coding.to_string()));
+        }
+        if vary {
+            r.headers.push(("Vary".into(), "Accept-Encoding".into()));
+        }
         r
     };
-    if let Some(since) = ask
-        .if_modified_since
-        .and_then(|v| httpdate::parse_http_date(v).ok())
-    {
-        if unix_secs(mtime) <= unix_secs(since) {
-            let mut r = base(304, "Not Modified");
-            r.body = Body::None;
-            return r;
-        }
+    // RFC 9110 §13.2.2: If-None-Match first, If-Modified-Since only without it.
+    let not_modified = match ask.if_none_match {
+        Some(tags) => validators::none_match_fails(tags, &etag),
+        None => ask
+            .if_modified_since
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .is_some_and(|since| unix_secs(mtime) <= unix_secs(since)),
+    };
+    if not_modified {
+        let mut r = base(304, "Not Modified");
+        r.body = Body::None;
+        return r;
     }
-    match parse_range(ask.range, len) {
+    // §13.1.5: a Range whose If-Range no longer matches is ignored: the whole file.
+    let range = ask.range.filter(|_| {
+        ask.if_range
+            .is_none_or(|v| validators::if_range_holds(v, &etag, mtime))
+    });
+    match parse_range(range, len) {
         RangeAsk::Whole => {
             let mut r = base(200, "OK");
             r.body = Body::File {
@@ -265,18 +290,21 @@ mod tests {
         let none = Ask {
             range: None,
             if_modified_since: None,
+            ..Ask::default()
         };
         let r = get(&root, "/f.txt", &none);
         assert_eq!((r.status, r.body_len()), (200, 10));
         let ranged = Ask {
             range: Some("bytes=3-4"),
             if_modified_since: None,
+            ..Ask::default()
         };
         let r = get(&root, "/f.txt", &ranged);
         assert_eq!((r.status, r.body_len()), (206, 2));
         let two = Ask {
             range: Some("bytes=0-1,4-5"),
             if_modified_since: None,
+            ..Ask::default()
         };
         let r = get(&root, "/f.txt", &two);
         assert_eq!(r.status, 206);
@@ -304,17 +332,20 @@ mod tests {
         let missing = Ask {
             range: Some("bytes=10-20,30-"),
             if_modified_since: None,
+            ..Ask::default()
         };
         assert_eq!(get(&root, "/f.txt", &missing).status, 416);
         let later = httpdate::fmt_http_date(SystemTime::now() + std::time::Duration::from_secs(60));
         let ims = Ask {
             range: None,
             if_modified_since: Some(&later),
+            ..Ask::default()
         };
         assert_eq!(get(&root, "/f.txt", &ims).status, 304);
         let old = Ask {
             range: None,
             if_modified_since: Some("Sun, 06 Nov 1994 08:49:37 GMT"),
+            ..Ask::default()
         };
         assert_eq!(get(&root, "/f.txt", &old).status, 200);
         assert_eq!(get(&root, "/d", &none).status, 301);

@@ -1,34 +1,44 @@
 //! An HTTP/1.1 static file server: GET and HEAD of a built-in page or of files under a directory
 //! (byte ranges, several at once as `multipart/byteranges`, a directory index, If-Modified-Since,
-//! Content-Type by extension), keep-alive and pipelining answered in order, the right status for
-//! each bad request, limits on the request head, the URI, bodies and connections, and an access
-//! log line per request (common log format, on stdout) when asked.
+//! Content-Type by extension), keep-alive and pipelining answered in order, RFC 9112's request
+//! rules (absolute-form targets, Host, one framing per body and chunked bodies read through,
+//! `OPTIONS *`, `Expect: 100-continue`), the right status for each bad request, limits on the
+//! request head, the URI, bodies and connections, and an access log line per request (nginx's
+//! combined format, on stdout or appended to a file) when asked.
 //!
 //! It runs on the run-to-completion API ([`engine::rtc`]): one [`app::HttpApp`] per worker
 //! listens on the port in that worker's stack and serves the connections the worker owns, inside
-//! the worker's poll. Requests are parsed by httparse ([`request`]).
+//! the worker's poll. Requests are parsed by httparse ([`request`]); HTTPS goes through rustls on
+//! the same workers ([`tls`]). SIGTERM drains ([`Service::begin_drain`]): the listener goes, the
+//! responses in flight finish, and the service reports once every client has acknowledged them.
 
 mod app;
+mod chunked;
 mod conn;
+mod encoded;
 mod files;
 mod log;
 mod ranges;
 mod request;
 mod response;
 mod send;
+mod tls;
+mod validators;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use engine::Node;
 
 use app::{HttpApp, Report};
+pub use log::LogTarget;
 use request::Request;
 use response::{Body, Response};
+pub use tls::server_config;
 
 /// Idle time after which a keep-alive connection is closed.
 pub const IDLE: Duration = Duration::from_secs(30);
@@ -48,24 +58,30 @@ const PAGE: &str =
 pub struct Config {
     /// The directory served; None serves the built-in page.
     pub root: Option<PathBuf>,
-    /// Print an access log line per request.
-    pub access_log: bool,
+    /// Where the access log goes; None: no access log.
+    pub log: Option<LogTarget>,
     /// Connections served at once, over all workers; more are answered 503 and closed.
     pub max_conns: usize,
     /// Idle keep-alive connections are closed after this long.
     pub idle: Duration,
     /// Connections whose client takes nothing of a response for this long are reset.
     pub send_stall: Duration,
+    /// The Cache-Control value of every successful GET and HEAD (and of their 304s).
+    pub cache_control: Option<String>,
+    /// HTTPS: the TLS server the connections go through.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Config {
-    pub fn new(root: Option<PathBuf>, access_log: bool, max_conns: usize) -> Config {
+    pub fn new(root: Option<PathBuf>, log: Option<LogTarget>, max_conns: usize) -> Config {
         Config {
             root,
-            access_log,
+            log,
             max_conns: max_conns.max(1),
             idle: IDLE,
             send_stall: SEND_STALL,
+            cache_control: None,
+            tls: None,
         }
     }
 }
@@ -73,6 +89,7 @@ impl Config {
 /// What a request is answered from.
 pub struct Site {
     root: Option<PathBuf>,
+    cache_control: Option<String>,
 }
 
 /// What every worker's app shares: the setup, the connection count (one atomic step per
@@ -82,6 +99,12 @@ struct Shared {
     site: Site,
     conns: AtomicUsize,
     stop: AtomicBool,
+    /// Stop listening and let the connections finish their responses.
+    draining: AtomicBool,
+    /// Workers whose draining is over.
+    drained: AtomicUsize,
+    /// Moved on to have every worker open the access log file again.
+    log_generation: Arc<AtomicU64>,
 }
 
 /// The server running on every worker of a node.
@@ -94,14 +117,22 @@ pub struct Service {
 /// Starts the server on `port` of every worker; returns once each listens (or fails, stopping
 /// the others).
 pub fn start(node: &Node, port: u16, config: Config) -> Result<Service> {
+    if let Some(LogTarget::File(path)) = &config.log {
+        log::open_append(path)
+            .with_context(|| format!("cannot open the access log {}", path.display()))?;
+    }
     let site = Site {
         root: config.root.clone(),
+        cache_control: config.cache_control.clone(),
     };
     let shared = Arc::new(Shared {
         config,
         site,
         conns: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
+        draining: AtomicBool::new(false),
+        drained: AtomicUsize::new(0),
+        log_generation: Arc::default(),
     });
     let (tx, rx) = mpsc::channel();
     let service = Service {
@@ -131,7 +162,7 @@ pub fn start(node: &Node, port: u16, config: Config) -> Result<Service> {
                 service.stop();
                 return Err(e.into());
             }
-            Ok(Report::Stopped) => {}
+            Ok(Report::Stopped | Report::Drained) => {}
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
                 service.stop();
                 bail!("worker did not answer within {WORKER_ANSWER:?}");
@@ -142,36 +173,88 @@ pub fn start(node: &Node, port: u16, config: Config) -> Result<Service> {
 }
 
 impl Service {
+    /// Begins a graceful stop: every worker stops listening (a new connection is refused with
+    /// a reset) and lets its connections finish the responses they have begun.
+    pub fn begin_drain(&self) {
+        self.shared.draining.store(true, Ordering::SeqCst);
+        self.wake_all();
+    }
+
+    /// Waits until every worker has drained (all its connections closed and acknowledged) or
+    /// `deadline` passes; true when drained. [`Service::stop`] then ends what is left.
+    pub fn wait_drained(&self, deadline: Instant) -> bool {
+        let reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if self.shared.drained.load(Ordering::SeqCst) >= self.node.queues() {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match reports.recv_timeout(left) {
+                // Any report: count again.
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => return false,
+                Err(RecvTimeoutError::Disconnected) => {
+                    return self.shared.drained.load(Ordering::SeqCst) >= self.node.queues()
+                }
+            }
+        }
+    }
+
+    /// Has every worker open the access log file again (after logrotate moved it).
+    pub fn reopen_log(&self) {
+        self.shared.log_generation.fetch_add(1, Ordering::SeqCst);
+        self.wake_all();
+    }
+
+    fn wake_all(&self) {
+        for w in 0..self.node.queues() {
+            self.node.wake_worker(w);
+        }
+    }
+
     /// Stops every worker's server: the port is no longer listened on and every connection is
     /// closed when this returns (or after a bounded wait for a worker that does not answer).
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        for w in 0..self.node.queues() {
-            self.node.wake_worker(w);
-        }
+        self.wake_all();
         let reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
         // Every app's sender goes when it stops (or fails to listen, or its worker ends).
         while reports.recv_timeout(WORKER_ANSWER).is_ok() {}
     }
 }
 
+/// The methods this server answers (RFC 9110 §9.3.7: `OPTIONS` says so).
+const ALLOW: &str = "GET, HEAD, OPTIONS";
+
 impl Site {
     /// The answer to `req`.
     pub fn respond(&self, req: &Request) -> Response {
-        if req.version == 1 && !req.has_host {
-            // RFC 9112 §3.2: a 1.1 request without Host is answered 400.
-            return Response::error(400, "Bad Request");
+        let mut r = self.answer(req);
+        if let Some(cc) = &self.cache_control {
+            if matches!(r.status, 200 | 206 | 304) && req.method != "OPTIONS" {
+                r.headers.push(("Cache-Control".into(), cc.clone()));
+            }
         }
-        if req.method != "GET" && req.method != "HEAD" {
-            let mut r = Response::error(405, "Method Not Allowed");
-            r.headers.push(("Allow".into(), "GET, HEAD".into()));
-            return r;
-        }
-        if !req.target.starts_with('/') {
-            return Response::error(400, "Bad Request");
+        r
+    }
+
+    fn answer(&self, req: &Request) -> Response {
+        match req.method.as_str() {
+            "GET" | "HEAD" if req.path != "*" => {}
+            "OPTIONS" => {
+                // For `*` (the server) and every path alike: what can be asked.
+                let mut r = Response::new(200, "OK", "");
+                r.headers.push(("Allow".into(), ALLOW.into()));
+                return r;
+            }
+            _ => {
+                let mut r = Response::error(405, "Method Not Allowed");
+                r.headers.push(("Allow".into(), ALLOW.into()));
+                return r;
+            }
         }
         let Some(root) = &self.root else {
-            let path = req.target.split(['?', '#']).next().unwrap_or("/");
+            let path = req.path.split(['?', '#']).next().unwrap_or("/");
             return if path == "/" || path == "/index.html" {
                 let mut r = Response::new(200, "OK", "text/html; charset=utf-8");
                 r.body = Body::Bytes(PAGE.as_bytes().to_vec());
@@ -182,8 +265,11 @@ impl Site {
         };
         let ask = files::Ask {
             range: req.range.as_deref(),
+            if_range: req.if_range.as_deref(),
             if_modified_since: req.if_modified_since.as_deref(),
+            if_none_match: req.if_none_match.as_deref(),
+            accept_encoding: req.accept_encoding.as_deref(),
         };
-        files::get(root, &req.target, &ask)
+        files::get(root, &req.path, &ask)
     }
 }

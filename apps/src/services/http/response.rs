@@ -82,12 +82,10 @@ impl Response {
             httpdate::fmt_http_date(SystemTime::now())
         );
         if !matches!(self.body, Body::None) {
-            let _ = write!(
-                head,
-                "Content-Type: {}\r\nContent-Length: {}\r\n",
-                self.content_type,
-                self.body_len()
-            );
+            if !self.content_type.is_empty() {
+                let _ = write!(head, "Content-Type: {}\r\n", self.content_type);
+            }
+            let _ = write!(head, "Content-Length: {}\r\n", self.body_len());
         }
         for (k, v) in &self.headers {
             let _ = write!(head, "{k}: {v}\r\n");

@@ -14,6 +14,7 @@ use std::os::unix::fs::FileExt;
 use protocols::iface::{SocketHandle, Stack, TcpError};
 
 use super::response::{Body, Piece, Response};
+use super::tls::Transport;
 
 /// Most bytes read from a file at a time, and held per response.
 pub const CHUNK: usize = 64 * 1024;
@@ -60,13 +61,28 @@ impl Outgoing {
         out
     }
 
+    /// Bytes sent as they are: an interim (1xx) answer ahead of the final one.
+    pub fn interim(bytes: &[u8]) -> Outgoing {
+        Outgoing {
+            buf: bytes.to_vec(),
+            off: 0,
+            file: None,
+            pieces: VecDeque::new(),
+        }
+    }
+
     /// Everything has gone into the socket.
     pub fn finished(&self) -> bool {
         self.off == self.buf.len() && self.pieces.is_empty()
     }
 
-    /// Hands the socket as much as it takes; returns the bytes it took.
-    pub fn write(&mut self, stack: &mut Stack, h: SocketHandle) -> Result<usize, SendFail> {
+    /// Hands the socket (through `t`) as much as it takes; returns the bytes it took.
+    pub fn write(
+        &mut self,
+        stack: &mut Stack,
+        h: SocketHandle,
+        t: &mut Transport,
+    ) -> Result<usize, SendFail> {
         let mut taken = 0;
         loop {
             if self.off == self.buf.len() {
@@ -75,11 +91,7 @@ impl Outgoing {
             }
             if self.buf.len() < CHUNK && !self.pieces.is_empty() {
                 // Read ahead only while the socket has room for it.
-                let room = stack.tcp_readiness(h).map_err(|_| SendFail::Socket)?;
-                if room.error.is_some() {
-                    return Err(SendFail::Socket);
-                }
-                if !room.writable {
+                if !t.writable(stack, h).map_err(|_| SendFail::Socket)? {
                     return Ok(taken);
                 }
                 self.fill().map_err(SendFail::File)?;
@@ -87,7 +99,7 @@ impl Outgoing {
             if self.off == self.buf.len() {
                 return Ok(taken);
             }
-            match stack.tcp_send(h, &self.buf[self.off..]) {
+            match t.send(stack, h, &self.buf[self.off..]) {
                 Ok(n) if n > 0 => {
                     self.off += n;
                     taken += n;

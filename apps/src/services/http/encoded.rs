@@ -1,0 +1,108 @@
+//! Precompressed variants: `FILE.br` or `FILE.gz` beside `FILE`, served in its place with
+//! `Content-Encoding` when the request's `Accept-Encoding` allows that coding (RFC 9110
+//! §12.5.3), as nginx's gzip_static and brotli_static do. Whenever a variant exists the answer
+//! depends on the header, so it says `Vary: Accept-Encoding` (§12.5.5) either way.
+
+use std::path::{Path, PathBuf};
+
+/// A variant to serve instead of the file itself.
+pub struct Variant {
+    pub path: PathBuf,
+    /// The Content-Encoding it has.
+    pub coding: &'static str,
+}
+
+/// Suffixes and their codings, in the order preferred.
+const CODINGS: [(&str, &str); 2] = [("br", "br"), ("gz", "gzip")];
+
+/// The variant of `path` (under `root`) to serve for `accept` (None: the file itself), and
+/// whether any variant exists.
+pub fn pick(root: &Path, path: &Path, accept: Option<&str>) -> (Option<Variant>, bool) {
+    let mut vary = false;
+    for (suffix, coding) in CODINGS {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".");
+        name.push(suffix);
+        // A variant is a regular file inside the root, symlinks resolved. One stat first: on
+        // the hot path the variant is usually missing, and resolving costs a readlink per
+        // component.
+        let candidate = PathBuf::from(name);
+        if !candidate.is_file() {
+            continue;
+        }
+        let Some(real) = candidate
+            .canonicalize()
+            .ok()
+            .filter(|r| r.starts_with(root) && r.is_file())
+        else {
+            continue;
+        };
+        vary = true;
+        if accepts(accept, coding) {
+            return (Some(Variant { path: real, coding }), true);
+        }
+    }
+    (None, vary)
+}
+
+/// `Accept-Encoding` allows `coding`: named (gzip also as x-gzip) with a q-value above 0, or
+/// `*` above 0 when not named at all. No header: only identity (§12.5.3 lets a server assume
+/// any, but a client that sent none may not decode one).
+fn accepts(accept: Option<&str>, coding: &str) -> bool {
+    let mut star = false;
+    for item in accept.unwrap_or("").split(',') {
+        let mut fields = item.split(';');
+        let name = fields.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = fields
+            .filter_map(|p| p.trim().strip_prefix("q=").or(p.trim().strip_prefix("Q=")))
+            .find_map(|v| v.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if name == coding || (coding == "gzip" && name == "x-gzip") {
+            return q > 0.0;
+        }
+        if name == "*" {
+            star = q > 0.0;
+        }
+    }
+    star
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_encoding_with_q_values() {
+        assert!(accepts(Some("gzip, deflate, br"), "br"));
+        assert!(accepts(Some("gzip, deflate"), "gzip"));
+        assert!(!accepts(Some("gzip, deflate"), "br"));
+        assert!(accepts(Some("x-gzip"), "gzip"));
+        assert!(!accepts(Some("gzip;q=0"), "gzip"));
+        assert!(!accepts(Some("gzip; q=0.000"), "gzip"));
+        assert!(accepts(Some("gzip;q=0.5"), "gzip"));
+        assert!(accepts(Some("*"), "br"));
+        assert!(!accepts(Some("*, br;q=0"), "br"));
+        assert!(!accepts(Some("*;q=0"), "gzip"));
+        assert!(!accepts(None, "gzip"));
+        assert!(!accepts(Some("identity"), "gzip"));
+    }
+
+    #[test]
+    fn variants_are_picked_in_order_and_only_when_present() {
+        let dir = std::env::temp_dir().join(format!("tapir-encoded-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = dir.canonicalize().unwrap();
+        let f = root.join("a.txt");
+        std::fs::write(&f, b"a").unwrap();
+        assert!(matches!(pick(&root, &f, Some("gzip")), (None, false)));
+        std::fs::write(root.join("a.txt.gz"), b"gz").unwrap();
+        let (v, vary) = pick(&root, &f, Some("gzip, br"));
+        assert_eq!((v.map(|v| v.coding), vary), (Some("gzip"), true));
+        std::fs::write(root.join("a.txt.br"), b"br").unwrap();
+        let (v, _) = pick(&root, &f, Some("gzip, br"));
+        assert_eq!(v.map(|v| v.coding), Some("br"));
+        let (v, vary) = pick(&root, &f, None);
+        assert!(v.is_none() && vary, "identity, but it varies");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
