@@ -3,38 +3,18 @@
 //! that each test completes and that the byte counts agree, never the speed. Needs root,
 //! /dev/net/tun and iperf3 (scripts/setup installs it).
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::iperf::kernel_server;
+use common::{interop_allowed, Proc};
 use serde_json::Value;
 use tapir_apps::lab::Lab;
 
 const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
-
-fn interop_allowed() -> bool {
-    if std::env::var_os("TAPIR_SKIP_INTEROP").is_some() {
-        eprintln!("TAPIR_SKIP_INTEROP set: skipping");
-        return false;
-    }
-    let uid = Command::new("id").arg("-u").output().expect("id -u");
-    assert_eq!(
-        String::from_utf8_lossy(&uid.stdout).trim(),
-        "0",
-        "interop tests need root and /dev/net/tun (set TAPIR_SKIP_INTEROP=1 to skip them)"
-    );
-    true
-}
-
-/// A child process killed by its pid when dropped (before the lab it runs in is removed).
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// `tapir perf -s` in the lab; returns once it listens.
 fn tapir_server(lab: &Lab, extra: &[&str]) -> (Proc, BufReader<std::process::ChildStdout>) {
@@ -58,31 +38,6 @@ fn tapir_server(lab: &Lab, extra: &[&str]) -> (Proc, BufReader<std::process::Chi
         panic!("tapir perf -s did not start: {line} {err}");
     }
     (Proc(child), out)
-}
-
-/// Stock `iperf3 -s -1` in the lab namespace; returns once it listens.
-fn kernel_server(lab: &Lab) -> Proc {
-    let child = lab
-        .command("iperf3")
-        .args(["-s", "-1", "-B", &lab.host.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn iperf3 -s (run scripts/setup to install iperf3)");
-    let p = Proc(child);
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        let ss = lab
-            .command("ss")
-            .args(["-Hltn", "sport = :5201"])
-            .output()
-            .expect("ss");
-        if !String::from_utf8_lossy(&ss.stdout).trim().is_empty() {
-            return p;
-        }
-        assert!(Instant::now() < until, "iperf3 -s never listened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn sums(v: &Value) -> (u64, u64) {
@@ -209,7 +164,7 @@ fn stock_iperf3_client_with_parallel_streams_on_two_queues() {
 
 fn tapir_client_against_kernel(extra: &[&str]) {
     let lab = Lab::up("pf").expect("lab");
-    let _server = kernel_server(&lab);
+    let _server = kernel_server(&lab, &[]);
     let out = Command::new("timeout")
         .args(["60", TAPIR, "perf"])
         .args(lab.node_args())

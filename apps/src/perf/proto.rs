@@ -1,5 +1,5 @@
-//! The iperf3 control protocol (esnet/iperf `src/iperf.h`, `src/iperf_api.c`), as far as TCP tests
-//! need it.
+//! The iperf3 control protocol (esnet/iperf `src/iperf.h`, `src/iperf_api.c`), as far as TCP and
+//! UDP tests need it.
 //!
 //! A test runs over one control connection to port 5201:
 //! 1. the client sends a 37-byte cookie (36 printable characters and a NUL);
@@ -146,7 +146,6 @@ pub struct Params {
 impl Params {
     pub fn to_json(&self) -> Value {
         let mut v = serde_json::json!({
-            "tcp": true,
             "omit": self.omit,
             "time": self.time,
             "num": 0,
@@ -156,8 +155,15 @@ impl Params {
             "pacing_timer": 1000,
             "client_version": "3.12",
         });
+        v[if self.udp { "udp" } else { "tcp" }] = Value::Bool(true);
         if self.reverse {
             v["reverse"] = Value::Bool(true);
+        }
+        if self.bandwidth > 0 {
+            v["bandwidth"] = self.bandwidth.into();
+        }
+        if self.udp_counters_64bit {
+            v["udp_counters_64bit"] = 1.into();
         }
         v
     }
@@ -348,6 +354,13 @@ impl UdpSummary {
     }
 }
 
+/// Both ends of a UDP test: the sender's datagrams and the receiver's jitter and loss.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct UdpReport {
+    pub sender: UdpSummary,
+    pub receiver: UdpSummary,
+}
+
 /// A UDP summary line in iperf3's layout:
 /// `[  5]   0.00-2.00   sec  11.9 MBytes  50.0 Mbits/sec  0.068 ms  0/8629 (0%)  receiver`.
 pub fn udp_summary_line(
@@ -362,8 +375,14 @@ pub fn udp_summary_line(
     } else {
         0.0
     };
+    let pps = if seconds > 0.0 {
+        u.packets.saturating_sub(u.lost) as f64 / seconds
+    } else {
+        0.0
+    };
     format!(
-        "[{label:>3}]   0.00-{seconds:<5.2} sec  {:>11}  {:>15}  {:.3} ms  {}/{} ({}%)  {role}",
+        "[{label:>3}]   0.00-{seconds:<5.2} sec  {:>11}  {:>15}  {:.3} ms  {}/{} ({}%)  {role}  \
+         {pps:.0} datagrams/sec",
         format_bytes(bytes),
         format_rate(rate),
         u.jitter * 1000.0,
@@ -433,6 +452,17 @@ mod tests {
         assert_eq!(len, wire.len() - 4);
         let back = read_json(&mut &wire[..]).unwrap();
         assert_eq!(Params::from_json(&back).unwrap(), p);
+        // What tapir's client sends for `-u -b 200M --udp-counters-64bit` reads back the same.
+        let u = Params {
+            udp: true,
+            bandwidth: 200_000_000,
+            udp_counters_64bit: true,
+            len: 1460,
+            ..p
+        };
+        let v = u.to_json();
+        assert!(v.get("tcp").is_none(), "{v}");
+        assert_eq!(Params::from_json(&v).unwrap(), u);
     }
 
     #[test]
@@ -507,7 +537,7 @@ mod tests {
         assert_eq!((u.lost, u.packets), (2, 1000));
         let line = udp_summary_line("  5", 2.0, 12_500_000, &u, "receiver");
         assert!(
-            line.ends_with("0.068 ms  2/1000 (0.2%)  receiver"),
+            line.ends_with("0.068 ms  2/1000 (0.2%)  receiver  499 datagrams/sec"),
             "{line}"
         );
         assert_eq!(two_digits(0.0), "0");

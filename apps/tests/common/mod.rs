@@ -8,6 +8,7 @@ use std::process::Command;
 pub mod raw;
 
 pub mod capture;
+pub mod iperf;
 pub mod quiet;
 
 /// False (and the test returns early) only when the caller asked to skip interop tests; without
