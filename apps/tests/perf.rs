@@ -58,12 +58,13 @@ fn assert_consistent(sent: u64, received: u64, what: &str) {
     );
 }
 
-/// Runs stock `iperf3 -c` against `tapir perf -s`; returns tapir's stats line (stderr).
-fn stock_client_against_tapir(extra_client: &[&str], queues: &str) -> String {
-    stock_client_against_tapir_with(extra_client, &["--queues", queues])
+/// Runs stock `iperf3 -c` against `tapir perf -s`: the client's JSON.
+fn stock_client_against_tapir(extra_client: &[&str], queues: &str) -> Value {
+    stock_client_against_tapir_with(extra_client, &["--queues", queues]).0
 }
 
-fn stock_client_against_tapir_with(extra_client: &[&str], node_extra: &[&str]) -> String {
+/// Like [`stock_client_against_tapir`]; also returns tapir's stats line (stderr).
+fn stock_client_against_tapir_with(extra_client: &[&str], node_extra: &[&str]) -> (Value, String) {
     let lab = Lab::up("pf").expect("lab");
     let (mut server, mut out) = tapir_server(&lab, node_extra);
     let node = lab.node.address().to_string();
@@ -104,7 +105,7 @@ fn stock_client_against_tapir_with(extra_client: &[&str], node_extra: &[&str]) -
     if let Some(mut e) = server.0.stderr.take() {
         let _ = e.read_to_string(&mut err);
     }
-    err
+    (v, err)
 }
 
 /// The counter `name=N` from tapir's stats line.
@@ -126,7 +127,7 @@ fn with_offload_on_the_kernel_hands_tapir_gro_segments() {
         // iperf3 checks the transfer completed; tapir's counters show frames above the MTU
         // arrived as GSO segments with kernel-vouched checksums, and were acknowledged (the
         // transfer could not go on otherwise).
-        let stats = stock_client_against_tapir_with(&[], &["--offload", "on"]);
+        let (_, stats) = stock_client_against_tapir_with(&[], &["--offload", "on"]);
         assert!(stat(&stats, "rx_gso") > 0, "{stats}");
         assert!(stat(&stats, "rx_csum_trusted") > 0, "{stats}");
     }
@@ -135,7 +136,7 @@ fn with_offload_on_the_kernel_hands_tapir_gro_segments() {
 #[test]
 fn with_offload_off_no_segment_exceeds_the_mtu() {
     if interop_allowed() {
-        let stats = stock_client_against_tapir_with(&["-R"], &["--offload", "off"]);
+        let (_, stats) = stock_client_against_tapir_with(&["-R"], &["--offload", "off"]);
         assert_eq!(stat(&stats, "rx_gso"), 0, "{stats}");
         assert_eq!(stat(&stats, "rx_csum_trusted"), 0, "{stats}");
     }
@@ -152,6 +153,27 @@ fn stock_iperf3_client_sends_to_tapir_server() {
 fn stock_iperf3_client_receives_from_tapir_server() {
     if interop_allowed() {
         stock_client_against_tapir(&["-R"], "1");
+    }
+}
+
+/// `--bidir -P 2` against tapir's server: both directions' totals, each consistent (the
+/// reverse sums are those of tapir's sending streams).
+#[test]
+fn stock_iperf3_client_bidir_with_tapir_server() {
+    if interop_allowed() {
+        let v = stock_client_against_tapir(&["--bidir", "-P", "2"], "2");
+        let end = &v["end"];
+        let bytes = |k: &str| {
+            end[k]["bytes"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{k}: {end}"))
+        };
+        assert_consistent(
+            bytes("sum_sent_bidir_reverse"),
+            bytes("sum_received_bidir_reverse"),
+            "iperf3 --bidir, tapir sending",
+        );
+        assert_eq!(end["streams"].as_array().map(Vec::len), Some(4), "{end}");
     }
 }
 
@@ -206,7 +228,7 @@ fn perf_without_a_role_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// A test tapir does not run (--bidir, SCTP) is refused through iperf3's own error path: the
+/// A test tapir does not run (SCTP) is refused through iperf3's own error path: the
 /// SERVER_ERROR state and both error codes, so the stock client prints a readable message
 /// instead of "int_errno=<random>: Unknown error".
 #[test]
@@ -214,36 +236,35 @@ fn stock_iperf3_client_gets_a_readable_refusal() {
     if !interop_allowed() {
         return;
     }
-    for extra in [&["--bidir"][..], &["--sctp"][..]] {
-        let lab = Lab::up("pf").expect("lab");
-        let (_server, _out) = tapir_server(&lab, &[]);
-        let node = lab.node.address().to_string();
-        let res = lab
-            .command("timeout")
-            .args([
-                "30",
-                "iperf3",
-                "-c",
-                &node,
-                "-t",
-                "1",
-                "--connect-timeout",
-                "5000",
-            ])
-            .args(extra)
-            .output()
-            .expect("run iperf3 -c");
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&res.stdout),
-            String::from_utf8_lossy(&res.stderr)
-        );
-        assert!(!res.status.success(), "iperf3 {extra:?} succeeded: {said}");
-        assert!(
-            said.contains("not implemented yet") && !said.contains("Unknown error"),
-            "iperf3 {extra:?}: {said}"
-        );
-    }
+    let extra = ["--sctp"];
+    let lab = Lab::up("pf").expect("lab");
+    let (_server, _out) = tapir_server(&lab, &[]);
+    let node = lab.node.address().to_string();
+    let res = lab
+        .command("timeout")
+        .args([
+            "30",
+            "iperf3",
+            "-c",
+            &node,
+            "-t",
+            "1",
+            "--connect-timeout",
+            "5000",
+        ])
+        .args(extra)
+        .output()
+        .expect("run iperf3 -c");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&res.stdout),
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(!res.status.success(), "iperf3 {extra:?} succeeded: {said}");
+    assert!(
+        said.contains("not implemented yet") && !said.contains("Unknown error"),
+        "iperf3 {extra:?}: {said}"
+    );
 }
 
 /// `tapir perf -s` started with SIGINT ignored (as a script's background job is) still stops
@@ -432,5 +453,19 @@ fn stock_iperf3_udp_client_with_parallel_streams_and_omitted_seconds() {
             assert!(u["packets"].as_u64().unwrap_or(0) > 0, "{u}");
             assert!(u["lost_percent"].as_f64().unwrap_or(100.0) <= 10.0, "{u}");
         }
+    }
+}
+
+#[test]
+fn stock_iperf3_udp_client_bidir_with_tapir_server() {
+    if interop_allowed() {
+        let v = stock_udp_client_against_tapir(&["--bidir"]);
+        // The reverse direction: tapir sent, the stock client counted.
+        let back = &v["end"]["sum_bidir_reverse"];
+        assert!(back["packets"].as_u64().unwrap_or(0) > 4000, "{back}");
+        assert!(
+            back["lost_percent"].as_f64().unwrap_or(100.0) <= 10.0,
+            "{back}"
+        );
     }
 }

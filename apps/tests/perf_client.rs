@@ -197,3 +197,49 @@ fn udp_options_out_of_range_are_usage_errors() {
         );
     }
 }
+
+/// The four totals of a `--bidir` report, each direction's received no more than its sent.
+fn bidir_totals(out: &Output) -> Value {
+    let v: Value = serde_json::from_slice(&out.stdout).expect("tapir JSON");
+    let end = v["end"].clone();
+    for suffix in ["", "_bidir_reverse"] {
+        let bytes = |k: &str| {
+            end[format!("{k}{suffix}")]["bytes"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no {k}{suffix}: {end}"))
+        };
+        let (sent, received) = (bytes("sum_sent"), bytes("sum_received"));
+        assert!(received > 0, "{suffix}: nothing received: {end}");
+        assert!(
+            received <= sent,
+            "{suffix}: received {received} > sent {sent}"
+        );
+    }
+    end
+}
+
+#[test]
+fn tapir_client_bidir_with_stock_iperf3_server() {
+    if interop_allowed() {
+        let out = tapir_client(&[], &["--bidir", "-P", "2", "-t", "2", "-J"]);
+        bidir_totals(&out);
+        // The text report has both directions' lines too.
+        let out = tapir_client(&[], &["--bidir", "-t", "1"]);
+        let said = text(&out.stdout);
+        for tag in ["[TX-C]", "[RX-C]"] {
+            assert_eq!(said.matches(tag).count(), 2, "{tag}: {said}");
+        }
+    }
+}
+
+#[test]
+fn tapir_udp_client_bidir_with_stock_iperf3_server() {
+    if interop_allowed() {
+        let out = tapir_client(&[], &["-u", "-b", "20M", "--bidir", "-t", "2", "-J"]);
+        let end = bidir_totals(&out);
+        for k in ["sum", "sum_bidir_reverse"] {
+            assert!(end[k]["packets"].as_u64().unwrap_or(0) > 2000, "{k}: {end}");
+            assert!(end[k]["jitter_ms"].as_f64().is_some(), "{k}: {end}");
+        }
+    }
+}

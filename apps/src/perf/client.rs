@@ -1,4 +1,4 @@
-//! `tapir perf -c`: one test against an iperf3 server, TCP or UDP, either direction.
+//! `tapir perf -c`: one test against an iperf3 server, TCP or UDP, either direction or both.
 
 use std::io::Write;
 use std::net::{Shutdown, SocketAddrV4};
@@ -9,7 +9,7 @@ use engine::{Node, TcpStream, UdpSocket};
 
 use super::proto::{self, state, Params, StreamResult};
 use super::udp::{self, RecvStats};
-use super::{run_streams, server_error, udp_stream, PerfOpts, TestReport, CONTROL_TIMEOUT};
+use super::{server_error, stream, udp_stream, PerfOpts, TestReport, CONTROL_TIMEOUT};
 
 /// A UDP stream's connect datagram is sent this many times before the client gives up.
 const UDP_CONNECT_TRIES: u32 = 3;
@@ -46,7 +46,7 @@ pub fn client(node: &Node, opts: &PerfOpts, server: SocketAddrV4) -> Result<Test
         match s {
             state::PARAM_EXCHANGE => proto::write_json(&mut ctrl, &params.to_json())?,
             state::CREATE_STREAMS => {
-                for _ in 0..params.parallel {
+                for _ in 0..params.streams() {
                     match &mut streams {
                         Streams::Tcp(v) => {
                             let mut d =
@@ -69,8 +69,12 @@ pub fn client(node: &Node, opts: &PerfOpts, server: SocketAddrV4) -> Result<Test
                 };
                 let r = match std::mem::replace(&mut streams, Streams::Tcp(Vec::new())) {
                     Streams::Tcp(v) => {
-                        let (secs, bytes) =
-                            run_streams(node, v, !params.reverse, params.len, omit, wait)?;
+                        let v = v
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, s)| (s, params.client_sends(i)))
+                            .collect();
+                        let (secs, bytes) = stream::run(node, v, params.len, omit, wait)?;
                         Outcome::Tcp(secs, bytes)
                     }
                     Streams::Udp(socks) => {
@@ -85,44 +89,23 @@ pub fn client(node: &Node, opts: &PerfOpts, server: SocketAddrV4) -> Result<Test
             }
             state::EXCHANGE_RESULTS => {
                 let outcome = outcome.take().ok_or_else(|| server_error(s))?;
-                let sender = !params.reverse;
+                let ids: Vec<u64> = (0..params.streams()).map(proto::stream_id).collect();
+                let sending: Vec<bool> = (0..params.streams())
+                    .map(|i| params.client_sends(i))
+                    .collect();
                 let (seconds, ours) = match &outcome {
-                    Outcome::Tcp(seconds, bytes) => (*seconds, tcp_results(bytes, *seconds)),
-                    Outcome::Udp(seconds, stats) => {
-                        let ids: Vec<u64> = (0..stats.len()).map(proto::stream_id).collect();
-                        (*seconds, udp_stream::results(stats, &ids, *seconds))
+                    Outcome::Tcp(seconds, bytes) => {
+                        (*seconds, tcp_results(bytes, &ids, &sending, *seconds))
                     }
+                    Outcome::Udp(seconds, stats) => (
+                        *seconds,
+                        udp_stream::results(stats, &ids, &sending, *seconds),
+                    ),
                 };
-                proto::write_json(&mut ctrl, &proto::results_json(sender, &ours))?;
+                proto::write_json(&mut ctrl, &proto::results_json(&ours))?;
                 let theirs =
                     proto::parse_results(&proto::read_json(&mut ctrl)?).map_err(|e| anyhow!(e))?;
-                let our_total: u64 = ours.iter().map(|t| t.bytes).sum();
-                let their_total: u64 = theirs.iter().map(|t| t.bytes).sum();
-                let (sent, received) = if sender {
-                    (our_total, their_total)
-                } else {
-                    (their_total, our_total)
-                };
-                let udp = matches!(outcome, Outcome::Udp(..)).then(|| {
-                    let (tx, rx) = if sender {
-                        (&ours, &theirs)
-                    } else {
-                        (&theirs, &ours)
-                    };
-                    proto::UdpReport {
-                        sender: proto::UdpSummary::of(tx),
-                        receiver: proto::UdpSummary::of(rx),
-                    }
-                });
-                let report = TestReport {
-                    seconds,
-                    streams: params.parallel,
-                    reverse: params.reverse,
-                    sent,
-                    received,
-                    udp,
-                    len: params.len,
-                };
+                let report = TestReport::new(&ours, &theirs, seconds, &params, true);
                 // DISPLAY_RESULTS follows; answer IPERF_DONE and let the FIN go out.
                 let s = proto::read_state(&mut ctrl)?;
                 if s != state::DISPLAY_RESULTS {
@@ -154,14 +137,15 @@ pub fn client(node: &Node, opts: &PerfOpts, server: SocketAddrV4) -> Result<Test
     }
 }
 
-fn tcp_results(bytes: &[u64], seconds: f64) -> Vec<StreamResult> {
+fn tcp_results(bytes: &[u64], ids: &[u64], sending: &[bool], seconds: f64) -> Vec<StreamResult> {
     bytes
         .iter()
-        .enumerate()
-        .map(|(i, &b)| StreamResult {
-            id: proto::stream_id(i),
-            bytes: b,
-            retransmits: 0,
+        .zip(ids)
+        .zip(sending)
+        .map(|((&bytes, &id), &sender)| StreamResult {
+            id,
+            sender,
+            bytes,
             seconds,
             ..Default::default()
         })
@@ -202,25 +186,22 @@ fn run_udp(
         .enumerate()
         .map(|(index, s)| {
             let (w, handle) = s.raw_parts_for(server);
+            let send = params.client_sends(index);
             let peer = server;
-            (
-                w,
-                udp_stream::StreamSpec {
-                    index,
-                    handle,
-                    peer,
-                },
-            )
+            let spec = udp_stream::StreamSpec {
+                index,
+                handle,
+                peer,
+                send,
+            };
+            (w, spec)
         })
         .collect();
-    let role = if params.reverse {
-        udp_stream::Role::Receive
-    } else {
-        udp_stream::Role::Send {
-            len: params.len,
-            rate: params.bandwidth,
-        }
+    let test = udp_stream::UdpTest {
+        len: params.len,
+        rate: params.bandwidth,
+        wide: params.udp_counters_64bit,
+        omit: Duration::from_secs(params.omit),
     };
-    let omit = Duration::from_secs(params.omit);
-    udp_stream::run(node, specs, role, params.udp_counters_64bit, omit, wait)
+    udp_stream::run(node, specs, test, wait)
 }

@@ -5,26 +5,22 @@
 
 mod client;
 pub mod proto;
+mod report;
 mod server;
 mod stream;
 pub mod udp;
 mod udp_stream;
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use engine::{Node, TcpListener, TcpStream};
-use protocols::iface::SocketHandle;
-use serde_json::{json, Value};
+use engine::{Node, TcpListener};
 
 use proto::{state, Params};
-use stream::StreamsApp;
+pub use report::{Flow, TestReport};
 
 /// How long a peer may stay silent on the control connection outside the running test.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,6 +55,9 @@ pub struct PerfOpts {
     /// Reverse: the server sends, the client receives.
     #[arg(short = 'R', long)]
     pub reverse: bool,
+    /// Client: both directions at once, -P streams each way.
+    #[arg(long, conflicts_with = "reverse")]
+    pub bidir: bool,
     /// Client: a UDP test instead of TCP.
     #[arg(short = 'u', long)]
     pub udp: bool,
@@ -122,6 +121,7 @@ impl PerfOpts {
             udp: self.udp,
             bandwidth: self.bitrate.unwrap_or(default_rate),
             udp_counters_64bit: self.udp_counters_64bit,
+            bidir: self.bidir,
         }
     }
 }
@@ -158,86 +158,6 @@ fn parse_rate(s: &str) -> Result<u64, String> {
     }
 }
 
-/// What one test moved, from this side's point of view.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TestReport {
-    pub seconds: f64,
-    pub streams: usize,
-    pub reverse: bool,
-    /// Bytes the sending side wrote, and what the receiving side read, summed over streams.
-    pub sent: u64,
-    pub received: u64,
-    /// A UDP test: the datagrams sent, the receiver's jitter and loss.
-    pub udp: Option<proto::UdpReport>,
-    /// Bytes per write (a UDP datagram's payload).
-    pub len: usize,
-}
-
-impl TestReport {
-    /// The summary line of the `role` ("sender" or "receiver") side, in iperf3's layout.
-    pub fn summary_line(&self, role: &str) -> String {
-        let label = if self.streams > 1 { "SUM" } else { "  5" };
-        let sender = role == "sender";
-        let bytes = if sender { self.sent } else { self.received };
-        match &self.udp {
-            Some(u) => {
-                let side = if sender { &u.sender } else { &u.receiver };
-                proto::udp_summary_line(label, self.seconds, bytes, side, role)
-            }
-            None => proto::summary_line(label, self.seconds, bytes, role),
-        }
-    }
-
-    pub fn to_json(&self, host: &str, port: u16) -> Value {
-        let len = self.len;
-        let sum = |bytes: u64, sender: bool| {
-            json!({
-                "start": 0,
-                "end": self.seconds,
-                "seconds": self.seconds,
-                "bytes": bytes,
-                "bits_per_second": rate(bytes, self.seconds),
-                "sender": sender,
-            })
-        };
-        let mut v = json!({
-            "start": {
-                "connecting_to": {"host": host, "port": port},
-                "version": concat!("tapir ", env!("CARGO_PKG_VERSION")),
-                "test_start": {
-                    "protocol": if self.udp.is_some() { "UDP" } else { "TCP" },
-                    "num_streams": self.streams,
-                    "blksize": len,
-                    "duration": self.seconds.round() as u64,
-                    "reverse": i32::from(self.reverse),
-                },
-            },
-            "intervals": [],
-            "end": {
-                "sum_sent": sum(self.sent, true),
-                "sum_received": sum(self.received, false),
-            },
-        });
-        if let Some(u) = self.udp.as_ref().map(|u| &u.receiver) {
-            let mut s = sum(self.received, false);
-            s["jitter_ms"] = json!(u.jitter * 1000.0);
-            s["lost_packets"] = json!(u.lost);
-            s["packets"] = json!(u.packets);
-            s["lost_percent"] = json!(u.lost_percent());
-            v["end"]["sum"] = s;
-        }
-        v
-    }
-}
-
-fn rate(bytes: u64, seconds: f64) -> f64 {
-    if seconds > 0.0 {
-        bytes as f64 * 8.0 / seconds
-    } else {
-        0.0
-    }
-}
-
 /// Runs the client or server the options ask for, printing to `out`.
 pub fn run(node: &Node, opts: &PerfOpts, out: &mut dyn Write) -> Result<()> {
     if let Some(host) = opts.client {
@@ -246,8 +166,8 @@ pub fn run(node: &Node, opts: &PerfOpts, out: &mut dyn Write) -> Result<()> {
             let v = r.to_json(&host.to_string(), opts.port);
             writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         } else {
-            for role in ["sender", "receiver"] {
-                writeln!(out, "{}", r.summary_line(role))?;
+            for line in r.summary_lines() {
+                writeln!(out, "{line}")?;
             }
         }
         return Ok(());
@@ -268,8 +188,9 @@ pub fn run(node: &Node, opts: &PerfOpts, out: &mut dyn Write) -> Result<()> {
                     let v = r.to_json("", opts.port);
                     writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
                 } else {
-                    let role = if r.reverse { "sender" } else { "receiver" };
-                    writeln!(out, "{}", r.summary_line(role))?;
+                    for line in r.summary_lines() {
+                        writeln!(out, "{line}")?;
+                    }
                 }
                 out.flush()?;
             }
@@ -287,86 +208,6 @@ pub fn run(node: &Node, opts: &PerfOpts, out: &mut dyn Write) -> Result<()> {
             return Ok(());
         }
     }
-}
-
-/// Runs the data phase on the workers that own the streams ([`stream`]) until `control`
-/// returns (the test has ended), then until every stream has finished and closed. Returns the
-/// seconds the test ran and the bytes per stream at its end.
-fn run_streams(
-    node: &Node,
-    streams: Vec<TcpStream>,
-    send: bool,
-    len: usize,
-    omit: Duration,
-    control: impl FnOnce() -> Result<()>,
-) -> Result<(f64, Vec<u64>)> {
-    let shared = Arc::new(stream::Shared {
-        counts: streams.iter().map(|_| AtomicU64::new(0)).collect(),
-        stop: AtomicBool::new(false),
-    });
-    let counts = || -> Vec<u64> {
-        shared
-            .counts
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .collect()
-    };
-    let block = if send {
-        stream::pattern(len)
-    } else {
-        Arc::from([])
-    };
-    let mut by_worker: BTreeMap<usize, Vec<(usize, SocketHandle)>> = BTreeMap::new();
-    for (i, s) in streams.into_iter().enumerate() {
-        let (w, h) = s.into_raw_parts();
-        by_worker.entry(w).or_default().push((i, h));
-    }
-    let workers: Vec<usize> = by_worker.keys().copied().collect();
-    let (done_tx, done_rx) = mpsc::channel();
-    let start = Instant::now();
-    for (w, handles) in by_worker {
-        let app = StreamsApp::new(shared.clone(), block.clone(), handles, done_tx.clone());
-        node.spawn_app(w, Box::new(app))?;
-    }
-    // iperf3's --omit: what the first `omit` seconds moved is left out, and so is their time.
-    let (ended_tx, ended_rx) = mpsc::channel::<()>();
-    let omitted = std::thread::scope(|scope| {
-        let snapshot = (!omit.is_zero()).then(|| {
-            let counts = &counts;
-            scope.spawn(move || match ended_rx.recv_timeout(omit) {
-                Err(mpsc::RecvTimeoutError::Timeout) => Some(counts()),
-                _ => None,
-            })
-        });
-        let r = control();
-        drop(ended_tx);
-        let omitted = snapshot.and_then(|h| h.join().ok().flatten());
-        (r, omitted)
-    });
-    let (r, omitted) = omitted;
-    let seconds = (start.elapsed().saturating_sub(omit)).as_secs_f64();
-    let mut at_end = counts();
-    shared.stop.store(true, Ordering::Release);
-    for &w in &workers {
-        node.wake_worker(w);
-    }
-    drop(done_tx);
-    for _ in &workers {
-        // An error: the node stopped, and its workers dropped the apps.
-        if done_rx.recv().is_err() {
-            break;
-        }
-    }
-    if send {
-        // What a sender wrote includes the end of its last block.
-        at_end = counts();
-    }
-    if let Some(before) = omitted {
-        for (end, early) in at_end.iter_mut().zip(before) {
-            *end = end.saturating_sub(early);
-        }
-    }
-    r.map(|()| (seconds, at_end))
 }
 
 fn server_error(code: i8) -> anyhow::Error {

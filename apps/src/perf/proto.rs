@@ -141,9 +141,27 @@ pub struct Params {
     pub bandwidth: u64,
     /// The client asked for 64-bit packet counters in the UDP header ("udp_counters_64bit").
     pub udp_counters_64bit: bool,
+    /// `--bidir`: `parallel` streams each way, the client's sending ones first.
+    pub bidir: bool,
 }
 
 impl Params {
+    /// How many data streams the client opens: `parallel`, each way with `--bidir`.
+    pub fn streams(&self) -> usize {
+        self.parallel * if self.bidir { 2 } else { 1 }
+    }
+
+    /// Whether the client sends on its `i`-th stream: with `--bidir` it opens its sending
+    /// streams first (iperf3's `iperf_create_streams(test, 1)`, then 0), and the server takes
+    /// them in that order.
+    pub fn client_sends(&self, i: usize) -> bool {
+        if self.bidir {
+            i < self.parallel
+        } else {
+            !self.reverse
+        }
+    }
+
     pub fn to_json(&self) -> Value {
         let mut v = serde_json::json!({
             "omit": self.omit,
@@ -159,6 +177,9 @@ impl Params {
         if self.reverse {
             v["reverse"] = Value::Bool(true);
         }
+        if self.bidir {
+            v["bidirectional"] = Value::Bool(true);
+        }
         if self.bandwidth > 0 {
             v["bandwidth"] = self.bandwidth.into();
         }
@@ -172,9 +193,6 @@ impl Params {
     pub fn from_json(v: &Value) -> Result<Params, String> {
         if v.get("sctp").is_some() {
             return Err("only TCP and UDP tests are supported".into());
-        }
-        if v.get("bidirectional").is_some() {
-            return Err("--bidir is not supported".into());
         }
         let num = |k: &str, d: u64| v.get(k).and_then(Value::as_u64).unwrap_or(d);
         let parallel = num("parallel", 1).clamp(1, 128) as usize;
@@ -195,6 +213,7 @@ impl Params {
             udp,
             bandwidth: num("bandwidth", 0),
             udp_counters_64bit: flag("udp_counters_64bit"),
+            bidir: flag("bidirectional"),
         })
     }
 }
@@ -203,6 +222,8 @@ impl Params {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StreamResult {
     pub id: u64,
+    /// This side sends on the stream (ours only: a peer's results do not say).
+    pub sender: bool,
     pub bytes: u64,
     pub retransmits: u64,
     pub seconds: f64,
@@ -216,14 +237,15 @@ pub struct StreamResult {
 }
 
 /// A results message (`send_results`): CPU figures we do not measure are sent as 0.
-pub fn results_json(sender: bool, streams: &[StreamResult]) -> Value {
+pub fn results_json(streams: &[StreamResult]) -> Value {
+    let sender = streams.iter().any(|s| s.sender);
     let streams: Vec<Value> = streams
         .iter()
         .map(|s| {
             serde_json::json!({
                 "id": s.id,
                 "bytes": s.bytes,
-                "retransmits": if sender { s.retransmits as i64 } else { -1 },
+                "retransmits": if s.sender { s.retransmits as i64 } else { -1 },
                 "jitter": s.jitter,
                 "errors": s.errors,
                 "omitted_errors": s.omitted_errors,
@@ -267,6 +289,8 @@ pub fn parse_results(v: &Value) -> Result<Vec<StreamResult>, String> {
             let count = |k: &str| s.get(k).and_then(Value::as_u64).unwrap_or(0);
             Ok(StreamResult {
                 id,
+                // Not in the message; the report takes the direction from our own streams.
+                sender: false,
                 bytes,
                 retransmits,
                 seconds: end - start,
@@ -445,6 +469,7 @@ mod tests {
             udp: false,
             bandwidth: 0,
             udp_counters_64bit: false,
+            bidir: true,
         };
         let mut wire = Vec::new();
         write_json(&mut wire, &p.to_json()).unwrap();
@@ -489,16 +514,14 @@ mod tests {
 
     #[test]
     fn results_carry_what_get_results_requires() {
-        let r = results_json(
-            true,
-            &[StreamResult {
-                id: 1,
-                bytes: 42,
-                retransmits: 0,
-                seconds: 2.0,
-                ..Default::default()
-            }],
-        );
+        let r = results_json(&[StreamResult {
+            id: 1,
+            sender: true,
+            bytes: 42,
+            retransmits: 0,
+            seconds: 2.0,
+            ..Default::default()
+        }]);
         for k in [
             "cpu_util_total",
             "cpu_util_user",

@@ -1,4 +1,5 @@
-//! `tapir perf -s`: one test at a time from an iperf3 client, TCP or UDP, either direction.
+//! `tapir perf -s`: one test at a time from an iperf3 client, TCP or UDP, either direction or
+//! both (`--bidir`).
 
 use std::io::Read;
 use std::net::{Shutdown, SocketAddrV4};
@@ -8,7 +9,7 @@ use anyhow::{anyhow, Context, Result};
 use engine::{Node, TcpListener, TcpStream, UdpSocket};
 
 use super::proto::{self, state, Params, StreamResult, COOKIE_SIZE};
-use super::{run_streams, server_error, udp, udp_stream, TestReport, CONTROL_TIMEOUT};
+use super::{server_error, stream, udp, udp_stream, TestReport, CONTROL_TIMEOUT};
 
 /// Handles one test from a client that connects to `listener`.
 pub fn serve_one(node: &Node, listener: &TcpListener, port: u16) -> Result<TestReport> {
@@ -33,74 +34,80 @@ pub fn serve_one(node: &Node, listener: &TcpListener, port: u16) -> Result<TestR
     }
     proto::write_state(&mut ctrl, state::CREATE_STREAMS)?;
     let mut streams = Vec::new();
-    while streams.len() < params.parallel {
+    while streams.len() < params.streams() {
         let (mut s, _) = listener
             .accept_timeout(Some(CONTROL_TIMEOUT))
             .context("waiting for the data connections")?;
         s.set_read_timeout(Some(CONTROL_TIMEOUT));
         let mut c = [0u8; COOKIE_SIZE];
         if s.read_exact(&mut c).is_ok() && c == cookie {
-            streams.push(s);
+            let send = !params.client_sends(streams.len());
+            streams.push((s, send));
         } else {
             // Another client trying to start a test while this one runs (iperf3 denies it).
             let _ = proto::write_state(&mut s, state::ACCESS_DENIED);
         }
     }
+    let sending: Vec<bool> = streams.iter().map(|&(_, send)| send).collect();
     proto::write_state(&mut ctrl, state::TEST_START)?;
     proto::write_state(&mut ctrl, state::TEST_RUNNING)?;
-    let send = params.reverse;
-    let limit = Duration::from_secs(params.time + params.omit) + CONTROL_TIMEOUT;
-    let n_streams = streams.len();
     // On TEST_END the apps close the data streams, as iperf3's server does: a client blocked
     // reading a whole block sees the end of the stream instead of waiting for more.
     let omit = Duration::from_secs(params.omit);
-    let (seconds, bytes) = run_streams(node, streams, send, params.len, omit, || {
-        ctrl.set_read_timeout(Some(limit));
-        match proto::read_state(&mut ctrl).context("waiting for the end of the test")? {
-            state::TEST_END => Ok(()),
-            s => Err(server_error(s)),
-        }
+    let (seconds, bytes) = stream::run(node, streams, params.len, omit, || {
+        wait_for_test_end(&mut ctrl, &params)
     })?;
-    ctrl.set_read_timeout(Some(CONTROL_TIMEOUT));
-    proto::write_state(&mut ctrl, state::EXCHANGE_RESULTS)?;
-    let theirs = proto::read_json(&mut ctrl).context("reading the client's results")?;
-    let theirs = proto::parse_results(&theirs).map_err(|e| anyhow!(e))?;
-    let ours: Vec<StreamResult> = bytes
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| StreamResult {
-            // Answer with the client's own stream ids, in order: they are what it looks up.
-            id: theirs.get(i).map_or(proto::stream_id(i), |t| t.id),
-            bytes: b,
-            retransmits: 0,
-            seconds,
-            ..Default::default()
-        })
-        .collect();
-    proto::write_json(&mut ctrl, &proto::results_json(send, &ours))?;
-    proto::write_state(&mut ctrl, state::DISPLAY_RESULTS)?;
-    // IPERF_DONE, or the client simply closing: either ends the test.
-    let _ = proto::read_state(&mut ctrl);
-    let our_total: u64 = bytes.iter().sum();
-    let their_total: u64 = theirs.iter().map(|t| t.bytes).sum();
-    let (sent, received) = if send {
-        (our_total, their_total)
-    } else {
-        (their_total, our_total)
-    };
-    Ok(TestReport {
-        seconds,
-        streams: n_streams,
-        reverse: params.reverse,
-        sent,
-        received,
-        udp: None,
-        len: params.len,
+    finish(&mut ctrl, &params, seconds, |ids| {
+        bytes
+            .iter()
+            .zip(ids)
+            .zip(&sending)
+            .map(|((&bytes, &id), &sender)| StreamResult {
+                id,
+                sender,
+                bytes,
+                seconds,
+                ..Default::default()
+            })
+            .collect()
     })
 }
 
+fn wait_for_test_end(ctrl: &mut TcpStream, params: &Params) -> Result<()> {
+    let limit = Duration::from_secs(params.time + params.omit) + CONTROL_TIMEOUT;
+    ctrl.set_read_timeout(Some(limit));
+    match proto::read_state(ctrl).context("waiting for the end of the test")? {
+        state::TEST_END => Ok(()),
+        s => Err(server_error(s)),
+    }
+}
+
+/// The end of a test: both sides' results exchanged (`ours` makes this side's, given the
+/// client's stream ids by stream index), the display, the report.
+fn finish(
+    ctrl: &mut TcpStream,
+    params: &Params,
+    seconds: f64,
+    ours: impl FnOnce(&[u64]) -> Vec<StreamResult>,
+) -> Result<TestReport> {
+    ctrl.set_read_timeout(Some(CONTROL_TIMEOUT));
+    proto::write_state(ctrl, state::EXCHANGE_RESULTS)?;
+    let theirs = proto::read_json(ctrl).context("reading the client's results")?;
+    let theirs = proto::parse_results(&theirs).map_err(|e| anyhow!(e))?;
+    // Answer with the client's own stream ids, in order: they are what it looks up.
+    let ids: Vec<u64> = (0..params.streams())
+        .map(|i| theirs.get(i).map_or(proto::stream_id(i), |t| t.id))
+        .collect();
+    let ours = ours(&ids);
+    proto::write_json(ctrl, &proto::results_json(&ours))?;
+    proto::write_state(ctrl, state::DISPLAY_RESULTS)?;
+    // IPERF_DONE, or the client simply closing: either ends the test.
+    let _ = proto::read_state(ctrl);
+    Ok(TestReport::new(&ours, &theirs, seconds, params, false))
+}
+
 /// The rest of a UDP test ([`udp`]) after the parameters: the client's streams connect to
-/// `port` over UDP, then the datagrams flow one way until the client's TEST_END.
+/// `port` over UDP, then the datagrams flow until the client's TEST_END.
 fn serve_udp(node: &Node, mut ctrl: TcpStream, port: u16, params: &Params) -> Result<TestReport> {
     let mut sock = UdpSocket::bind(node, port)
         .with_context(|| format!("cannot bind UDP port {port} for the test"))?;
@@ -109,7 +116,7 @@ fn serve_udp(node: &Node, mut ctrl: TcpStream, port: u16, params: &Params) -> Re
     sock.set_read_timeout(Some(CONTROL_TIMEOUT));
     let mut peers: Vec<SocketAddrV4> = Vec::new();
     let mut buf = vec![0u8; 65536];
-    while peers.len() < params.parallel {
+    while peers.len() < params.streams() {
         let (n, from) = sock
             .recv_from(&mut buf)
             .context("waiting for the UDP streams' connect datagrams")?;
@@ -123,74 +130,31 @@ fn serve_udp(node: &Node, mut ctrl: TcpStream, port: u16, params: &Params) -> Re
     }
     proto::write_state(&mut ctrl, state::TEST_START)?;
     proto::write_state(&mut ctrl, state::TEST_RUNNING)?;
-    let send = params.reverse;
-    let role = if send {
-        udp_stream::Role::Send {
-            len: params.len,
-            rate: params.bandwidth,
-        }
-    } else {
-        udp_stream::Role::Receive
-    };
     let specs = peers
         .iter()
         .enumerate()
         .map(|(index, &peer)| {
             let (w, handle) = sock.raw_parts_for(peer);
-            (
-                w,
-                udp_stream::StreamSpec {
-                    index,
-                    handle,
-                    peer,
-                },
-            )
+            let send = !params.client_sends(index);
+            let spec = udp_stream::StreamSpec {
+                index,
+                handle,
+                peer,
+                send,
+            };
+            (w, spec)
         })
         .collect();
-    let omit = Duration::from_secs(params.omit);
-    let limit = Duration::from_secs(params.time + params.omit) + CONTROL_TIMEOUT;
-    let wide = params.udp_counters_64bit;
-    let (seconds, stats) = udp_stream::run(node, specs, role, wide, omit, || {
-        ctrl.set_read_timeout(Some(limit));
-        match proto::read_state(&mut ctrl).context("waiting for the end of the test")? {
-            state::TEST_END => Ok(()),
-            s => Err(server_error(s)),
-        }
-    })?;
-    ctrl.set_read_timeout(Some(CONTROL_TIMEOUT));
-    proto::write_state(&mut ctrl, state::EXCHANGE_RESULTS)?;
-    let theirs = proto::read_json(&mut ctrl).context("reading the client's results")?;
-    let theirs = proto::parse_results(&theirs).map_err(|e| anyhow!(e))?;
-    // Answer with the client's own stream ids, in order: they are what it looks up.
-    let ids: Vec<u64> = (0..stats.len())
-        .map(|i| theirs.get(i).map_or(proto::stream_id(i), |t| t.id))
-        .collect();
-    let ours = udp_stream::results(&stats, &ids, seconds);
-    proto::write_json(&mut ctrl, &proto::results_json(send, &ours))?;
-    proto::write_state(&mut ctrl, state::DISPLAY_RESULTS)?;
-    let _ = proto::read_state(&mut ctrl);
-    let our_total: u64 = ours.iter().map(|s| s.bytes).sum();
-    let their_total: u64 = theirs.iter().map(|t| t.bytes).sum();
-    let (sent, received) = if send {
-        (our_total, their_total)
-    } else {
-        (their_total, our_total)
-    };
-    let (tx, rx) = if send {
-        (&ours, &theirs)
-    } else {
-        (&theirs, &ours)
-    };
-    Ok(TestReport {
-        seconds,
-        streams: peers.len(),
-        reverse: params.reverse,
-        sent,
-        received,
-        udp: Some(proto::UdpReport {
-            sender: proto::UdpSummary::of(tx),
-            receiver: proto::UdpSummary::of(rx),
-        }),
+    let sending: Vec<bool> = (0..peers.len()).map(|i| !params.client_sends(i)).collect();
+    let test = udp_stream::UdpTest {
         len: params.len,
+        rate: params.bandwidth,
+        wide: params.udp_counters_64bit,
+        omit: Duration::from_secs(params.omit),
+    };
+    let (seconds, stats) =
+        udp_stream::run(node, specs, test, || wait_for_test_end(&mut ctrl, params))?;
+    finish(&mut ctrl, params, seconds, |ids| {
+        udp_stream::results(&stats, ids, &sending, seconds)
     })
 }

@@ -4,14 +4,15 @@
 //! [`super`], which starts the apps, stops them through [`Shared::stop`] and waits for them.
 //!
 //! A receiver drops what arrives without copying it ([`Stack::tcp_discard`]) and counts it; a
-//! sender writes iperf3's pattern, a block at a time, as fast as the send buffer takes it.
+//! sender writes iperf3's pattern, a block at a time, as fast as the send buffer takes it. One
+//! app may hold streams of both kinds (`--bidir`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 
-use engine::{AppCtx, WorkerApp};
+use engine::{AppCtx, Node, TcpStream, WorkerApp};
 use protocols::iface::{SocketHandle, Stack, TcpError};
 use protocols::time::{Duration, Instant};
 
@@ -28,6 +29,7 @@ pub struct Shared {
 
 struct Stream {
     index: usize,
+    send: bool,
     bytes: u64,
     /// Sender: where in the block the next write starts.
     off: usize,
@@ -36,7 +38,7 @@ struct Stream {
 /// One worker's data streams.
 pub struct StreamsApp {
     shared: Arc<Shared>,
-    /// The block a sender writes over and over; empty for a receiver.
+    /// The block a sender writes over and over.
     block: Arc<[u8]>,
     streams: HashMap<SocketHandle, Stream>,
     started: bool,
@@ -52,19 +54,20 @@ pub fn pattern(len: usize) -> Arc<[u8]> {
 }
 
 impl StreamsApp {
-    /// Runs streams `(stream index, handle)`, all owned by one worker, sending `block` (receiving
-    /// when it is empty). The handles become the app's: it closes and releases them.
+    /// Runs streams `(stream index, handle, sends)`, all owned by one worker, a sender writing
+    /// `block`. The handles become the app's: it closes and releases them.
     pub fn new(
         shared: Arc<Shared>,
         block: Arc<[u8]>,
-        streams: impl IntoIterator<Item = (usize, SocketHandle)>,
+        streams: impl IntoIterator<Item = (usize, SocketHandle, bool)>,
         done: Sender<()>,
     ) -> Self {
         let streams = streams
             .into_iter()
-            .map(|(index, h)| {
+            .map(|(index, h, send)| {
                 let s = Stream {
                     index,
+                    send,
                     bytes: 0,
                     off: 0,
                 };
@@ -87,10 +90,10 @@ impl StreamsApp {
         let Some(s) = self.streams.get_mut(&h) else {
             return; // another app's connection on this worker
         };
-        let over = if self.block.is_empty() {
-            receive(stack, h, s, stopping)
-        } else {
+        let over = if s.send {
             send(stack, h, s, &self.block, stopping, late)
+        } else {
+            receive(stack, h, s, stopping)
         };
         if let Some(c) = self.shared.counts.get(s.index) {
             c.store(s.bytes, Ordering::Relaxed);
@@ -180,4 +183,81 @@ impl WorkerApp for StreamsApp {
     fn done(&self) -> bool {
         self.finished
     }
+}
+
+/// Runs the data phase on the workers that own the streams `(stream, sends)` until `control`
+/// returns (the test has ended), then until every stream has finished and closed. Returns the
+/// seconds the test ran, less the omitted ones, and the bytes per stream at its end.
+pub fn run(
+    node: &Node,
+    streams: Vec<(TcpStream, bool)>,
+    len: usize,
+    omit: std::time::Duration,
+    control: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<(f64, Vec<u64>)> {
+    let shared = Arc::new(Shared {
+        counts: streams.iter().map(|_| AtomicU64::new(0)).collect(),
+        stop: AtomicBool::new(false),
+    });
+    let counts = || -> Vec<u64> {
+        shared
+            .counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
+    };
+    let senders: Vec<bool> = streams.iter().map(|&(_, send)| send).collect();
+    let block = pattern(len);
+    let mut by_worker: BTreeMap<usize, Vec<(usize, SocketHandle, bool)>> = BTreeMap::new();
+    for (i, (s, send)) in streams.into_iter().enumerate() {
+        let (w, h) = s.into_raw_parts();
+        by_worker.entry(w).or_default().push((i, h, send));
+    }
+    let workers: Vec<usize> = by_worker.keys().copied().collect();
+    let (done_tx, done_rx) = mpsc::channel();
+    let start = std::time::Instant::now();
+    for (w, handles) in by_worker {
+        let app = StreamsApp::new(shared.clone(), block.clone(), handles, done_tx.clone());
+        node.spawn_app(w, Box::new(app))?;
+    }
+    // iperf3's --omit: what the first `omit` seconds moved is left out, and so is their time.
+    let (ended_tx, ended_rx) = mpsc::channel::<()>();
+    let (r, omitted) = std::thread::scope(|scope| {
+        let snapshot = (!omit.is_zero()).then(|| {
+            let counts = &counts;
+            scope.spawn(move || match ended_rx.recv_timeout(omit) {
+                Err(mpsc::RecvTimeoutError::Timeout) => Some(counts()),
+                _ => None,
+            })
+        });
+        let r = control();
+        drop(ended_tx);
+        let omitted = snapshot.and_then(|h| h.join().ok().flatten());
+        (r, omitted)
+    });
+    let seconds = (start.elapsed().saturating_sub(omit)).as_secs_f64();
+    let mut at_end = counts();
+    shared.stop.store(true, Ordering::Release);
+    for &w in &workers {
+        node.wake_worker(w);
+    }
+    drop(done_tx);
+    for _ in &workers {
+        // An error: the node stopped, and its workers dropped the apps.
+        if done_rx.recv().is_err() {
+            break;
+        }
+    }
+    // What a sender wrote includes the end of its last block.
+    for ((end, now), send) in at_end.iter_mut().zip(counts()).zip(senders) {
+        if send {
+            *end = now;
+        }
+    }
+    if let Some(before) = omitted {
+        for (end, early) in at_end.iter_mut().zip(before) {
+            *end = end.saturating_sub(early);
+        }
+    }
+    r.map(|()| (seconds, at_end))
 }

@@ -37,23 +37,26 @@ impl Shared {
     }
 }
 
-/// One stream: its index in the test, the socket it uses on this worker, its peer.
+/// One stream: its index in the test, the socket it uses on this worker, its peer, and whether
+/// this side sends on it.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamSpec {
     pub index: usize,
     pub handle: SocketHandle,
     pub peer: SocketAddrV4,
+    pub send: bool,
 }
 
-/// Which way the datagrams go, and how.
-#[derive(Debug, Clone)]
-pub enum Role {
+/// What every stream of a test shares.
+#[derive(Debug, Clone, Copy)]
+pub struct UdpTest {
     /// Datagrams of `len` bytes at `rate` bits per second per stream (0: no limit).
-    Send {
-        len: usize,
-        rate: u64,
-    },
-    Receive,
+    pub len: usize,
+    pub rate: u64,
+    /// 64-bit sequence numbers.
+    pub wide: bool,
+    /// The first `omit` of the test is reported apart (iperf3's -O).
+    pub omit: Duration,
 }
 
 struct Stream {
@@ -67,7 +70,6 @@ struct Stream {
 /// on `done`.
 pub struct UdpStreamsApp {
     shared: Arc<Shared>,
-    role: Role,
     wide: bool,
     omit: Duration,
     streams: Vec<Stream>,
@@ -81,21 +83,17 @@ pub struct UdpStreamsApp {
 }
 
 impl UdpStreamsApp {
-    /// Streams owned by this worker; `wide`: 64-bit sequence numbers; the first `omit` of the
-    /// test is reported apart (iperf3's -O).
+    /// Streams owned by this worker.
     pub fn new(
         shared: Arc<Shared>,
-        role: Role,
-        wide: bool,
-        omit: Duration,
+        test: UdpTest,
         specs: Vec<StreamSpec>,
         done: Sender<Vec<(usize, RecvStats)>>,
     ) -> Self {
-        let (len, rate) = match role {
-            Role::Send { len, rate } => (len.max(udp::header_len(wide)), rate),
-            Role::Receive => (0, 0),
-        };
-        let mut handles: Vec<SocketHandle> = specs.iter().map(|s| s.handle).collect();
+        let len = test.len.max(udp::header_len(test.wide));
+        // Only the receiving streams' sockets are read.
+        let mut handles: Vec<SocketHandle> =
+            specs.iter().filter(|s| !s.send).map(|s| s.handle).collect();
         handles.sort_unstable();
         handles.dedup();
         let streams = specs
@@ -103,22 +101,18 @@ impl UdpStreamsApp {
             .map(|spec| Stream {
                 spec,
                 stats: RecvStats::default(),
-                pacer: Pacer::new(rate),
+                pacer: Pacer::new(test.rate),
             })
             .collect();
         UdpStreamsApp {
             shared,
-            role: match role {
-                Role::Send { rate, .. } => Role::Send { len, rate },
-                r => r,
-            },
-            wide,
-            omit,
+            wide: test.wide,
+            omit: test.omit,
             streams,
             handles,
             block: super::stream::pattern(len).to_vec(),
             start: None,
-            omitting: !omit.is_zero(),
+            omitting: !test.omit.is_zero(),
             done,
             finished: false,
         }
@@ -133,7 +127,7 @@ impl UdpStreamsApp {
                 let Some(s) = self
                     .streams
                     .iter_mut()
-                    .find(|s| s.spec.handle == h && s.spec.peer == d.from)
+                    .find(|s| !s.spec.send && s.spec.handle == h && s.spec.peer == d.from)
                 else {
                     continue;
                 };
@@ -151,7 +145,7 @@ impl UdpStreamsApp {
     /// Sends what each stream's pacer allows by `elapsed`; when to come back.
     fn send(&mut self, stack: &mut Stack, now: Instant, elapsed: Duration) -> Instant {
         let mut next = now + Duration::from_millis(1);
-        for s in &mut self.streams {
+        for s in self.streams.iter_mut().filter(|s| s.spec.send) {
             loop {
                 let wait = s.pacer.wait(elapsed);
                 if !wait.is_zero() {
@@ -201,21 +195,17 @@ impl WorkerApp for UdpStreamsApp {
             self.streams.iter_mut().for_each(|s| s.stats.end_omit());
         }
         let stopping = self.shared.stop.load(Ordering::Acquire);
-        let next = match self.role {
-            _ if stopping => None,
-            Role::Receive => {
-                self.receive(ctx.stack);
-                self.omitting.then_some(start + self.omit)
+        let mut next = None;
+        if !stopping {
+            self.receive(ctx.stack);
+            if self.streams.iter().any(|s| s.spec.send) {
+                next = Some(self.send(ctx.stack, ctx.now, elapsed));
             }
-            Role::Send { .. } => {
-                let next = self.send(ctx.stack, ctx.now, elapsed);
-                Some(if self.omitting {
-                    next.min(start + self.omit)
-                } else {
-                    next
-                })
+            if self.omitting {
+                let end = start + self.omit;
+                next = Some(next.map_or(end, |n: Instant| n.min(end)));
             }
-        };
+        }
         for s in &self.streams {
             if let Some(c) = self.shared.counts.get(s.spec.index) {
                 c.store(s.stats.bytes, Ordering::Relaxed);
@@ -238,9 +228,7 @@ impl WorkerApp for UdpStreamsApp {
 pub fn run(
     node: &Node,
     specs: Vec<(usize, StreamSpec)>,
-    role: Role,
-    wide: bool,
-    omit: Duration,
+    test: UdpTest,
     control: impl FnOnce() -> anyhow::Result<()>,
 ) -> anyhow::Result<(f64, Vec<RecvStats>)> {
     let n = specs.len();
@@ -253,19 +241,12 @@ pub fn run(
     let (done_tx, done_rx) = mpsc::channel();
     let start = std::time::Instant::now();
     for (w, specs) in by_worker {
-        let app = UdpStreamsApp::new(
-            shared.clone(),
-            role.clone(),
-            wide,
-            omit,
-            specs,
-            done_tx.clone(),
-        );
+        let app = UdpStreamsApp::new(shared.clone(), test, specs, done_tx.clone());
         node.spawn_app(w, Box::new(app))?;
     }
     drop(done_tx);
     let r = control();
-    let seconds = start.elapsed().saturating_sub(omit).as_secs_f64();
+    let seconds = start.elapsed().saturating_sub(test.omit).as_secs_f64();
     shared.stop.store(true, Ordering::Release);
     for &w in &workers {
         node.wake_worker(w);
@@ -283,14 +264,22 @@ pub fn run(
     r.map(|()| (seconds, stats))
 }
 
-/// Each stream's figures as a results message carries them, under the stream ids `ids`; what
-/// the omitted seconds held is left out of the bytes and sent apart, as iperf3 does.
-pub fn results(stats: &[RecvStats], ids: &[u64], seconds: f64) -> Vec<StreamResult> {
+/// Each stream's figures as a results message carries them, under the stream ids `ids` (`sends`:
+/// which streams this side sent on); what the omitted seconds held is left out of the bytes and
+/// sent apart, as iperf3 does.
+pub fn results(
+    stats: &[RecvStats],
+    ids: &[u64],
+    sends: &[bool],
+    seconds: f64,
+) -> Vec<StreamResult> {
     stats
         .iter()
         .zip(ids)
-        .map(|(s, &id)| StreamResult {
+        .zip(sends)
+        .map(|((s, &id), &sender)| StreamResult {
             id,
+            sender,
             bytes: s.bytes.saturating_sub(s.omitted_bytes),
             seconds,
             jitter: s.jitter,
