@@ -2,17 +2,20 @@
 
 use std::io::Write;
 use std::net::{Shutdown, SocketAddrV4};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, Context, Result};
 use engine::{Node, TcpStream, UdpSocket};
 
-use super::proto::{self, state, Params, StreamResult};
+use super::interval::{Clock, Interval, Shared};
+use super::proto::{self, state, Params, StreamResult, COOKIE_SIZE};
+use super::report::{self, CpuClock, Details};
 use super::udp::{self, RecvStats};
 use super::{server_error, stream, udp_stream, PerfOpts, TestReport, CONTROL_TIMEOUT};
 
-/// A UDP stream's connect datagram is sent this many times before the client gives up.
+/// A UDP stream's connect datagram is sent this many times, waiting this long for the reply.
 const UDP_CONNECT_TRIES: u32 = 3;
+const UDP_CONNECT_WAIT: Duration = Duration::from_secs(1);
 
 /// The data streams of a test, before and after it runs.
 enum Streams {
@@ -25,8 +28,14 @@ enum Outcome {
     Udp(f64, Vec<RecvStats>),
 }
 
-/// Runs one test against the iperf3 server at `server`.
-pub fn client(node: &Node, opts: &PerfOpts, server: SocketAddrV4) -> Result<TestReport> {
+/// Runs one test against the iperf3 server at `server`; interval lines (text mode) go to
+/// `out` as they end.
+pub fn client(
+    node: &Node,
+    opts: &PerfOpts,
+    server: SocketAddrV4,
+    out: &mut dyn Write,
+) -> Result<TestReport> {
     let mut ctrl = TcpStream::connect_timeout(node, server, Some(CONTROL_TIMEOUT))
         .with_context(|| format!("cannot connect to the iperf3 server at {server}"))?;
     ctrl.set_nodelay(true)?;
@@ -35,38 +44,86 @@ pub fn client(node: &Node, opts: &PerfOpts, server: SocketAddrV4) -> Result<Test
     let cookie = proto::make_cookie(seed | 1);
     ctrl.write_all(&cookie)?;
     let params = opts.params();
+    let mut details = Details {
+        cookie: String::from_utf8_lossy(&cookie[..COOKIE_SIZE - 1]).into_owned(),
+        started: SystemTime::now(),
+        mss: node.config().stack.mtu.saturating_sub(40),
+        ..Details::default()
+    };
+    let cpu = CpuClock::start();
     let mut streams = if params.udp {
         Streams::Udp(Vec::new())
     } else {
         Streams::Tcp(Vec::new())
     };
     let mut outcome: Option<Outcome> = None;
+    // A UDP stream whose connect reply never came (see `udp_connect`).
+    let mut unanswered = false;
     loop {
-        let s = proto::read_state(&mut ctrl).context("the server closed the control connection")?;
+        let s = proto::read_state(&mut ctrl).map_err(|e| {
+            if unanswered {
+                anyhow!(
+                    "the server at {server} did not answer a UDP stream's connect datagram: is \
+                     a firewall dropping UDP to port {}? ({e})",
+                    server.port()
+                )
+            } else {
+                anyhow!("the server closed the control connection: {e}")
+            }
+        })?;
         match s {
             state::PARAM_EXCHANGE => proto::write_json(&mut ctrl, &params.to_json())?,
             state::CREATE_STREAMS => {
-                for _ in 0..params.streams() {
+                for i in 0..params.streams() {
+                    // --cport: the streams take consecutive ports from it.
+                    let cport = opts.cport.map(|p| p.saturating_add(i as u16));
                     match &mut streams {
                         Streams::Tcp(v) => {
-                            let mut d =
-                                TcpStream::connect_timeout(node, server, Some(CONTROL_TIMEOUT))
-                                    .context("cannot open a data connection")?;
+                            let timeout = Some(CONTROL_TIMEOUT);
+                            let mut d = match cport {
+                                Some(p) => TcpStream::connect_from_port(node, p, server, timeout),
+                                None => TcpStream::connect_timeout(node, server, timeout),
+                            }
+                            .context("cannot open a data connection")?;
                             d.write_all(&cookie)?;
+                            details.connected.push((d.local_addr(), d.peer_addr()));
                             v.push(d);
                         }
-                        Streams::Udp(v) => v.push(udp_connect(node, server)?),
+                        Streams::Udp(v) => {
+                            let (sock, answered) = udp_connect(node, server, cport.unwrap_or(0))?;
+                            unanswered |= !answered;
+                            details.connected.push((sock.local_addr(), server));
+                            v.push(sock);
+                        }
                     }
                 }
             }
             state::TEST_START => {}
             state::TEST_RUNNING => {
-                let time = Duration::from_secs(params.time);
-                let omit = Duration::from_secs(params.omit);
-                let wait = || {
-                    std::thread::sleep(time + omit);
+                let clock = Clock {
+                    time: Duration::from_secs(params.time),
+                    omit: Duration::from_secs(params.omit),
+                    every: (opts.interval > 0.0).then(|| Duration::from_secs_f64(opts.interval)),
+                    budget: params.limit().is_some(),
+                };
+                let mut intervals = Vec::new();
+                let json = opts.json;
+                let sending: Vec<bool> = (0..params.streams())
+                    .map(|i| params.client_sends(i))
+                    .collect();
+                let mut wait = |shared: &Shared| {
+                    let mut each = |i: &Interval| {
+                        if !json {
+                            for line in report::interval_lines(i, &sending, &params) {
+                                let _ = writeln!(out, "{line}");
+                            }
+                            let _ = out.flush();
+                        }
+                    };
+                    intervals = clock.run(shared, &|| node.is_stopped(), &mut each);
                     Ok(())
                 };
+                let omit = clock.omit;
                 let r = match std::mem::replace(&mut streams, Streams::Tcp(Vec::new())) {
                     Streams::Tcp(v) => {
                         let v = v
@@ -74,16 +131,19 @@ pub fn client(node: &Node, opts: &PerfOpts, server: SocketAddrV4) -> Result<Test
                             .enumerate()
                             .map(|(i, s)| (s, params.client_sends(i)))
                             .collect();
-                        let (secs, bytes) = stream::run(node, v, params.len, omit, wait)?;
+                        let limit = params.limit();
+                        let (secs, bytes) =
+                            stream::run(node, v, params.len, omit, limit, &mut wait)?;
                         Outcome::Tcp(secs, bytes)
                     }
                     Streams::Udp(socks) => {
-                        let (secs, stats) = run_udp(node, &socks, &params, server, wait)?;
+                        let (secs, stats) = run_udp(node, &socks, &params, server, &mut wait)?;
                         // The sockets stay bound until the apps have stopped.
                         drop(socks);
                         Outcome::Udp(secs, stats)
                     }
                 };
+                details.intervals = intervals;
                 proto::write_state(&mut ctrl, state::TEST_END)?;
                 outcome = Some(r);
             }
@@ -102,10 +162,17 @@ pub fn client(node: &Node, opts: &PerfOpts, server: SocketAddrV4) -> Result<Test
                         udp_stream::results(stats, &ids, &sending, *seconds),
                     ),
                 };
-                proto::write_json(&mut ctrl, &proto::results_json(&ours))?;
-                let theirs =
-                    proto::parse_results(&proto::read_json(&mut ctrl)?).map_err(|e| anyhow!(e))?;
-                let report = TestReport::new(&ours, &theirs, seconds, &params, true);
+                details.cpu = cpu.utilization();
+                let mut results = proto::results_json(&ours);
+                details.cpu.put(&mut results);
+                proto::write_json(&mut ctrl, &results)?;
+                let remote = proto::read_json(&mut ctrl)?;
+                let theirs = proto::parse_results(&remote).map_err(|e| anyhow!(e))?;
+                let mut report = TestReport::new(&ours, &theirs, seconds, &params, true);
+                details.ours = ours;
+                details.theirs = theirs;
+                details.remote = remote;
+                report.details = details;
                 // DISPLAY_RESULTS follows; answer IPERF_DONE and let the FIN go out.
                 let s = proto::read_state(&mut ctrl)?;
                 if s != state::DISPLAY_RESULTS {
@@ -152,25 +219,26 @@ fn tcp_results(bytes: &[u64], ids: &[u64], sending: &[bool], seconds: f64) -> Ve
         .collect()
 }
 
-/// Opens one UDP stream as iperf3's client does (`iperf_udp_connect`): a socket of its own
-/// that sends the connect datagram to the server's port and waits for the reply.
-fn udp_connect(node: &Node, server: SocketAddrV4) -> Result<UdpSocket> {
-    let mut sock = UdpSocket::bind(node, 0).context("cannot bind a UDP socket for a stream")?;
-    sock.set_read_timeout(Some(Duration::from_secs(2)));
+/// Opens one UDP stream as iperf3's client does (`iperf_udp_connect`): a socket of its own (on
+/// `port`, 0: an ephemeral one) that sends the connect datagram to the server's port and waits
+/// for the reply. A lost datagram is sent again (a stock server ignores a repeat that reaches
+/// its stream, as it counts nothing before the test runs); a reply that never comes may have
+/// been the one lost, so the socket is returned with `false` and the server's next state on
+/// the control connection tells whether it took the stream.
+fn udp_connect(node: &Node, server: SocketAddrV4, port: u16) -> Result<(UdpSocket, bool)> {
+    let mut sock = UdpSocket::bind(node, port)
+        .with_context(|| format!("cannot bind UDP port {port} for a stream"))?;
+    sock.set_read_timeout(Some(UDP_CONNECT_WAIT));
     let mut buf = [0u8; 64];
     for _ in 0..UDP_CONNECT_TRIES {
         sock.send_to(&udp::CONNECT_MSG.to_ne_bytes(), server)?;
         while let Ok((n, from)) = sock.recv_from(&mut buf) {
             if from == server && n == 4 {
-                return Ok(sock);
+                return Ok((sock, true));
             }
         }
     }
-    Err(anyhow!(
-        "the server at {server} did not answer the UDP stream's connect datagram: is a \
-         firewall dropping UDP to port {}?",
-        server.port()
-    ))
+    Ok((sock, false))
 }
 
 /// The data phase of a UDP test on the workers: each stream's socket, to the server's port.
@@ -179,7 +247,7 @@ fn run_udp(
     socks: &[UdpSocket],
     params: &Params,
     server: SocketAddrV4,
-    wait: impl FnOnce() -> Result<()>,
+    wait: impl FnOnce(&Shared) -> Result<()>,
 ) -> Result<(f64, Vec<RecvStats>)> {
     let specs = socks
         .iter()
@@ -202,6 +270,7 @@ fn run_udp(
         rate: params.bandwidth,
         wide: params.udp_counters_64bit,
         omit: Duration::from_secs(params.omit),
+        limit: params.limit(),
     };
     udp_stream::run(node, specs, test, wait)
 }

@@ -4,10 +4,13 @@
 //! [`stream`] for TCP and [`udp_stream`] for UDP).
 
 mod client;
+mod interval;
+mod json;
 pub mod proto;
 mod report;
 mod server;
 mod stream;
+mod text;
 pub mod udp;
 mod udp_stream;
 
@@ -72,6 +75,27 @@ pub struct PerfOpts {
     /// 128K for TCP, 1460 for UDP).
     #[arg(short = 'l', long, value_parser = parse_len)]
     pub length: Option<usize>,
+    /// Client: seconds between interim reports (0: none), as iperf3's -i.
+    #[arg(short = 'i', long, default_value_t = 1.0, value_name = "SEC", value_parser = parse_interval)]
+    pub interval: f64,
+    /// Client: bytes to send instead of a time (K, M, G: binary, as iperf3's).
+    #[arg(short = 'n', long, value_name = "BYTES", value_parser = parse_count, conflicts_with = "blockcount")]
+    pub bytes: Option<u64>,
+    /// Client: blocks (of -l bytes) to send instead of a time.
+    #[arg(short = 'k', long, value_name = "BLOCKS", value_parser = parse_count)]
+    pub blockcount: Option<u64>,
+    /// Client: the server's own report comes back and is printed after the client's.
+    #[arg(long)]
+    pub get_server_output: bool,
+    /// Client: the data streams' local port (the next streams take the ports after it).
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub cport: Option<u16>,
+    /// IPv4 only (tapir speaks nothing else; accepted for iperf3's command lines).
+    #[arg(short = '4', long = "version4")]
+    pub ipv4: bool,
+    /// Write the report to FILE (appended) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub logfile: Option<std::path::PathBuf>,
     /// Print the results as JSON.
     #[arg(short = 'J', long)]
     pub json: bool,
@@ -122,6 +146,9 @@ impl PerfOpts {
             bandwidth: self.bitrate.unwrap_or(default_rate),
             udp_counters_64bit: self.udp_counters_64bit,
             bidir: self.bidir,
+            num: self.bytes.unwrap_or(0),
+            blockcount: self.blockcount.unwrap_or(0),
+            get_server_output: self.get_server_output,
         }
     }
 }
@@ -138,6 +165,30 @@ fn parse_len(s: &str) -> Result<usize, String> {
     match n.checked_mul(mul) {
         Some(v) if (1..=16 << 20).contains(&v) => Ok(v),
         _ => Err(format!("length {s} must be between 1 and 16M")),
+    }
+}
+
+/// `-i`: 0, or between iperf3's bounds of 0.1 and 60 seconds.
+fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v == 0.0 || (0.1..=60.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "'{s}' is not an interval: say seconds between 0.1 and 60, or 0 for none"
+        )),
+    }
+}
+
+/// A count as iperf3 reads `-n` and `-k` (`unit_atoi`): binary K, M, G suffixes.
+fn parse_count(s: &str) -> Result<u64, String> {
+    let (num, mul) = match s.as_bytes().last() {
+        Some(b'K' | b'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some(b'M' | b'm') => (&s[..s.len() - 1], 1 << 20),
+        Some(b'G' | b'g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    match num.parse::<u64>().ok().and_then(|n| n.checked_mul(mul)) {
+        Some(v) if v > 0 => Ok(v),
+        _ => Err(format!("'{s}' is not a positive count (e.g. 100M)")),
     }
 }
 
@@ -160,14 +211,37 @@ fn parse_rate(s: &str) -> Result<u64, String> {
 
 /// Runs the client or server the options ask for, printing to `out`.
 pub fn run(node: &Node, opts: &PerfOpts, out: &mut dyn Write) -> Result<()> {
+    let mut log;
+    let out: &mut dyn Write = match &opts.logfile {
+        Some(path) => {
+            log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open the log file {}", path.display()))?;
+            &mut log
+        }
+        None => out,
+    };
     if let Some(host) = opts.client {
-        let r = client::client(node, opts, SocketAddrV4::new(host, opts.port))?;
+        let r = client::client(node, opts, SocketAddrV4::new(host, opts.port), out)?;
         if opts.json {
             let v = r.to_json(&host.to_string(), opts.port);
             writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         } else {
+            if opts.interval > 0.0 {
+                writeln!(out, "- - - - - - - - - - - - - - - - - - - - - - - - -")?;
+            }
             for line in r.summary_lines() {
                 writeln!(out, "{line}")?;
+            }
+            if let Some(text) = r
+                .details
+                .remote
+                .get("server_output_text")
+                .and_then(|t| t.as_str())
+            {
+                writeln!(out, "\nServer output:\n{text}")?;
             }
         }
         return Ok(());

@@ -1,9 +1,14 @@
 //! What a test moved, as both sides' results say it, and how `tapir perf` prints that: iperf3's
 //! summary lines and its JSON.
 
+use std::net::SocketAddrV4;
+use std::time::{Instant, SystemTime};
+
 use serde_json::{json, Value};
 
-use super::proto::{self, Params, StreamResult, UdpReport, UdpSummary};
+use super::interval::Interval;
+use super::proto::{self, Params, StreamResult};
+use super::text::{self, UdpReport, UdpSummary};
 
 /// One direction of a test: bytes the sending side wrote and the receiving side read, summed
 /// over its streams.
@@ -31,6 +36,103 @@ pub struct TestReport {
     pub back: Option<Flow>,
     /// Bytes per write (a UDP datagram's payload).
     pub len: usize,
+    pub params: Params,
+    /// What a client's JSON report says beyond the totals.
+    pub details: Details,
+}
+
+/// A client's test beyond its totals: what iperf3's `-J` report also carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Details {
+    pub cookie: String,
+    pub started: SystemTime,
+    /// Each data stream's (local, remote) address, by stream index.
+    pub connected: Vec<(SocketAddrV4, SocketAddrV4)>,
+    pub mss: usize,
+    pub intervals: Vec<Interval>,
+    /// Both sides' per-stream results, and the peer's whole results message.
+    pub ours: Vec<StreamResult>,
+    pub theirs: Vec<StreamResult>,
+    pub remote: Value,
+    pub cpu: Cpu,
+}
+
+impl Default for Details {
+    fn default() -> Self {
+        Details {
+            cookie: String::new(),
+            started: SystemTime::UNIX_EPOCH,
+            connected: Vec::new(),
+            mss: 0,
+            intervals: Vec::new(),
+            ours: Vec::new(),
+            theirs: Vec::new(),
+            remote: Value::Null,
+            cpu: Cpu::default(),
+        }
+    }
+}
+
+/// This process's CPU use over a test, in percent of one core (iperf3's `cpu_util_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Cpu {
+    pub total: f64,
+    pub user: f64,
+    pub system: f64,
+}
+
+impl Cpu {
+    /// Into a results message.
+    pub fn put(&self, results: &mut Value) {
+        results["cpu_util_total"] = json!(self.total);
+        results["cpu_util_user"] = json!(self.user);
+        results["cpu_util_system"] = json!(self.system);
+    }
+}
+
+/// Measures [`Cpu`] from /proc/self/stat (user and system time in clock ticks).
+pub struct CpuClock {
+    wall: Instant,
+    ticks: Option<(u64, u64)>,
+}
+
+/// USER_HZ: what /proc reports times in on every Linux architecture tapir runs on.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+impl CpuClock {
+    pub fn start() -> Self {
+        CpuClock {
+            wall: Instant::now(),
+            ticks: process_ticks(),
+        }
+    }
+
+    pub fn utilization(&self) -> Cpu {
+        let wall = self.wall.elapsed().as_secs_f64();
+        match (self.ticks, process_ticks()) {
+            (Some((u0, s0)), Some((u1, s1))) if wall > 0.0 => {
+                let pct = |t: u64| 100.0 * t as f64 / TICKS_PER_SECOND / wall;
+                let (user, system) = (pct(u1.saturating_sub(u0)), pct(s1.saturating_sub(s0)));
+                Cpu {
+                    total: user + system,
+                    user,
+                    system,
+                }
+            }
+            _ => Cpu::default(),
+        }
+    }
+}
+
+/// (utime, stime) of this process: fields 14 and 15 of /proc/self/stat, counted after the
+/// command name's closing parenthesis (the name may hold spaces).
+fn process_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let user = fields.next()?.parse().ok()?;
+    let system = fields.next()?.parse().ok()?;
+    Some((user, system))
 }
 
 impl TestReport {
@@ -58,6 +160,8 @@ impl TestReport {
             flow: flow(we_send),
             back: params.bidir.then(|| flow(!we_send)),
             len: params.len,
+            params: params.clone(),
+            details: Details::default(),
         }
     }
 
@@ -94,55 +198,6 @@ impl TestReport {
         }
         out
     }
-
-    pub fn to_json(&self, host: &str, port: u16) -> Value {
-        let len = self.len;
-        let mut v = json!({
-            "start": {
-                "connecting_to": {"host": host, "port": port},
-                "version": concat!("tapir ", env!("CARGO_PKG_VERSION")),
-                "test_start": {
-                    "protocol": if self.flow.udp.is_some() { "UDP" } else { "TCP" },
-                    "num_streams": self.streams,
-                    "blksize": len,
-                    "duration": self.seconds.round() as u64,
-                    "reverse": i32::from(self.reverse),
-                    "bidir": i32::from(self.back.is_some()),
-                },
-            },
-            "intervals": [],
-            "end": {},
-        });
-        let end = &mut v["end"];
-        self.flow_json(&self.flow, end, "");
-        if let Some(back) = &self.back {
-            self.flow_json(back, end, "_bidir_reverse");
-        }
-        v
-    }
-
-    fn flow_json(&self, flow: &Flow, end: &mut Value, suffix: &str) {
-        let sum = |bytes: u64, sender: bool| {
-            json!({
-                "start": 0,
-                "end": self.seconds,
-                "seconds": self.seconds,
-                "bytes": bytes,
-                "bits_per_second": rate(bytes, self.seconds),
-                "sender": sender,
-            })
-        };
-        end[format!("sum_sent{suffix}")] = sum(flow.sent, true);
-        end[format!("sum_received{suffix}")] = sum(flow.received, false);
-        if let Some(u) = flow.udp.as_ref().map(|u| &u.receiver) {
-            let mut s = sum(flow.received, false);
-            s["jitter_ms"] = json!(u.jitter * 1000.0);
-            s["lost_packets"] = json!(u.lost);
-            s["packets"] = json!(u.packets);
-            s["lost_percent"] = json!(u.lost_percent());
-            end[format!("sum{suffix}")] = s;
-        }
-    }
 }
 
 /// The totals of the streams on which this side sends (`we_send`) or receives.
@@ -177,15 +232,61 @@ fn flow(ours: &[StreamResult], theirs: &[StreamResult], we_send: bool, udp: bool
     }
 }
 
+/// A client's interim lines for one interval, in iperf3's layout: each stream's, then the sum
+/// of each direction when there are several streams.
+pub fn interval_lines(i: &Interval, sending: &[bool], params: &Params) -> Vec<String> {
+    let seconds = i.end - i.start;
+    let omitted = if i.omitted { "  (omitted)" } else { "" };
+    let line = |label: &str, bytes: u64, packets: u64| {
+        let mut l = text::interval_line(label, i.start, i.end, bytes);
+        if params.udp {
+            l.push_str(&format!("  {packets}"));
+        }
+        l + omitted
+    };
+    let mut out: Vec<String> = i
+        .streams
+        .iter()
+        .enumerate()
+        .map(|(n, s)| {
+            line(
+                &format!("{:>3}", proto::stream_id(n) + 4),
+                s.bytes,
+                s.packets,
+            )
+        })
+        .collect();
+    let directions: &[bool] = if params.bidir {
+        &[true, false]
+    } else {
+        &[true]
+    };
+    for &main in directions {
+        let picked: Vec<_> = i
+            .streams
+            .iter()
+            .zip(sending)
+            .filter(|(_, &send)| !params.bidir || send == main)
+            .map(|(s, _)| s)
+            .collect();
+        if picked.len() > 1 && seconds > 0.0 {
+            let bytes = picked.iter().map(|s| s.bytes).sum();
+            let packets = picked.iter().map(|s| s.packets).sum();
+            out.push(line("SUM", bytes, packets));
+        }
+    }
+    out
+}
+
 fn flow_line(flow: &Flow, label: &str, seconds: f64, role: &str) -> String {
     let sender = role == "sender";
     let bytes = if sender { flow.sent } else { flow.received };
     match &flow.udp {
         Some(u) => {
             let side = if sender { &u.sender } else { &u.receiver };
-            proto::udp_summary_line(label, seconds, bytes, side, role)
+            text::udp_summary_line(label, seconds, bytes, side, role)
         }
-        None => proto::summary_line(label, seconds, bytes, role),
+        None => text::summary_line(label, seconds, bytes, role),
     }
 }
 

@@ -54,7 +54,8 @@ pub fn serve_one(node: &Node, listener: &TcpListener, port: u16) -> Result<TestR
     // On TEST_END the apps close the data streams, as iperf3's server does: a client blocked
     // reading a whole block sees the end of the stream instead of waiting for more.
     let omit = Duration::from_secs(params.omit);
-    let (seconds, bytes) = stream::run(node, streams, params.len, omit, || {
+    let limit = params.limit();
+    let (seconds, bytes) = stream::run(node, streams, params.len, omit, limit, |_| {
         wait_for_test_end(&mut ctrl, &params)
     })?;
     finish(&mut ctrl, &params, seconds, |ids| {
@@ -99,11 +100,18 @@ fn finish(
         .map(|i| theirs.get(i).map_or(proto::stream_id(i), |t| t.id))
         .collect();
     let ours = ours(&ids);
-    proto::write_json(ctrl, &proto::results_json(&ours))?;
+    let report = TestReport::new(&ours, &theirs, seconds, params, false);
+    let mut results = proto::results_json(&ours);
+    if params.get_server_output {
+        // What a stock server sends: its own report as text.
+        let text = report.summary_lines().join("\n") + "\n";
+        results["server_output_text"] = text.into();
+    }
+    proto::write_json(ctrl, &results)?;
     proto::write_state(ctrl, state::DISPLAY_RESULTS)?;
     // IPERF_DONE, or the client simply closing: either ends the test.
     let _ = proto::read_state(ctrl);
-    Ok(TestReport::new(&ours, &theirs, seconds, params, false))
+    Ok(report)
 }
 
 /// The rest of a UDP test ([`udp`]) after the parameters: the client's streams connect to
@@ -151,9 +159,10 @@ fn serve_udp(node: &Node, mut ctrl: TcpStream, port: u16, params: &Params) -> Re
         rate: params.bandwidth,
         wide: params.udp_counters_64bit,
         omit: Duration::from_secs(params.omit),
+        limit: params.limit(),
     };
     let (seconds, stats) =
-        udp_stream::run(node, specs, test, || wait_for_test_end(&mut ctrl, params))?;
+        udp_stream::run(node, specs, test, |_| wait_for_test_end(&mut ctrl, params))?;
     finish(&mut ctrl, params, seconds, |ids| {
         udp_stream::results(&stats, ids, &sending, seconds)
     })

@@ -8,7 +8,7 @@
 //! app may hold streams of both kinds (`--bidir`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 
@@ -16,16 +16,10 @@ use engine::{AppCtx, Node, TcpStream, WorkerApp};
 use protocols::iface::{SocketHandle, Stack, TcpError};
 use protocols::time::{Duration, Instant};
 
+use super::interval::{Sample, Shared};
+
 /// How long a sender told to stop may take to finish the block it started.
 const GRACE: Duration = Duration::from_secs(2);
-
-/// What the control thread and the apps share for one test.
-pub struct Shared {
-    /// Bytes moved on each stream, by stream index; each written by its owning worker only.
-    pub counts: Vec<AtomicU64>,
-    /// Set by the control thread when the test ends (then it wakes the workers).
-    pub stop: AtomicBool,
-}
 
 struct Stream {
     index: usize,
@@ -91,13 +85,21 @@ impl StreamsApp {
             return; // another app's connection on this worker
         };
         let over = if s.send {
-            send(stack, h, s, &self.block, stopping, late)
+            send(stack, h, s, &self.block, &self.shared, stopping, late)
         } else {
             receive(stack, h, s, stopping)
         };
-        if let Some(c) = self.shared.counts.get(s.index) {
-            c.store(s.bytes, Ordering::Relaxed);
+        let mut sample = Sample {
+            bytes: s.bytes,
+            ..Default::default()
+        };
+        if s.send {
+            if let Some(info) = stack.tcp_info(h) {
+                sample.cwnd = info.cwnd as u64;
+                sample.rtt_us = info.rtt.map_or(0, |r| r.as_micros() as u64);
+            }
         }
+        self.shared.set(s.index, &sample);
         if over {
             self.streams.remove(&h);
             let _ = stack.tcp_close(h);
@@ -123,12 +125,14 @@ fn receive(stack: &mut Stack, h: SocketHandle, s: &mut Stream, stopping: bool) -
 
 /// Writes until the send buffer is full; true when the stream is over. Once stopping, a sender
 /// finishes the block it started (iperf3's receiver reads whole blocks, and would wait for the
-/// rest until the connection closed), unless that takes past the grace.
+/// rest until the connection closed), unless that takes past the grace. With a `-n`/`-k` budget
+/// it starts no block once the budget is spent (a block may go past it, as with iperf3).
 fn send(
     stack: &mut Stack,
     h: SocketHandle,
     s: &mut Stream,
     block: &[u8],
+    shared: &Shared,
     stopping: bool,
     late: bool,
 ) -> bool {
@@ -136,10 +140,14 @@ fn send(
         if stopping && (s.off == 0 || late) {
             return true;
         }
+        if s.off == 0 && !shared.may_send() {
+            return false;
+        }
         match stack.tcp_send(h, block.get(s.off..).unwrap_or_default()) {
             Ok(n) => {
                 s.bytes += n as u64;
                 s.off = (s.off + n) % block.len();
+                shared.spent(n);
             }
             Err(TcpError::WouldBlock) => return false,
             Err(_) => return true,
@@ -186,26 +194,20 @@ impl WorkerApp for StreamsApp {
 }
 
 /// Runs the data phase on the workers that own the streams `(stream, sends)` until `control`
-/// returns (the test has ended), then until every stream has finished and closed. Returns the
-/// seconds the test ran, less the omitted ones, and the bytes per stream at its end.
+/// returns (the test has ended), then until every stream has finished and closed. `limit`: the
+/// bytes to send in all (`-n`/`-k`). `control` may sample the streams through the shared
+/// counters. Returns the seconds the test ran, less the omitted ones, and the bytes per stream
+/// at its end.
 pub fn run(
     node: &Node,
     streams: Vec<(TcpStream, bool)>,
     len: usize,
     omit: std::time::Duration,
-    control: impl FnOnce() -> anyhow::Result<()>,
+    limit: Option<u64>,
+    control: impl FnOnce(&Shared) -> anyhow::Result<()>,
 ) -> anyhow::Result<(f64, Vec<u64>)> {
-    let shared = Arc::new(Shared {
-        counts: streams.iter().map(|_| AtomicU64::new(0)).collect(),
-        stop: AtomicBool::new(false),
-    });
-    let counts = || -> Vec<u64> {
-        shared
-            .counts
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .collect()
-    };
+    let shared = Arc::new(Shared::new(streams.len(), limit));
+    let counts = || shared.bytes();
     let senders: Vec<bool> = streams.iter().map(|&(_, send)| send).collect();
     let block = pattern(len);
     let mut by_worker: BTreeMap<usize, Vec<(usize, SocketHandle, bool)>> = BTreeMap::new();
@@ -230,7 +232,7 @@ pub fn run(
                 _ => None,
             })
         });
-        let r = control();
+        let r = control(&shared);
         drop(ended_tx);
         let omitted = snapshot.and_then(|h| h.join().ok().flatten());
         (r, omitted)

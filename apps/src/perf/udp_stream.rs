@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddrV4;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 
@@ -17,25 +17,9 @@ use engine::{AppCtx, Node, WorkerApp};
 use protocols::iface::{SocketHandle, Stack, UdpError};
 use protocols::time::{Duration, Instant};
 
+use super::interval::{Sample, Shared};
 use super::proto::StreamResult;
 use super::udp::{self, Pacer, RecvStats};
-
-/// What the control thread and the apps share for one test.
-pub struct Shared {
-    /// Bytes moved on each stream, by stream index (each written by its owning worker only).
-    pub counts: Vec<AtomicU64>,
-    /// Set by the control thread when the test ends (then it wakes the workers).
-    pub stop: AtomicBool,
-}
-
-impl Shared {
-    pub fn new(streams: usize) -> Self {
-        Shared {
-            counts: (0..streams).map(|_| AtomicU64::new(0)).collect(),
-            stop: AtomicBool::new(false),
-        }
-    }
-}
 
 /// One stream: its index in the test, the socket it uses on this worker, its peer, and whether
 /// this side sends on it.
@@ -57,6 +41,8 @@ pub struct UdpTest {
     pub wide: bool,
     /// The first `omit` of the test is reported apart (iperf3's -O).
     pub omit: Duration,
+    /// `-n`/`-k`: the bytes to send in all.
+    pub limit: Option<u64>,
 }
 
 struct Stream {
@@ -147,6 +133,9 @@ impl UdpStreamsApp {
         let mut next = now + Duration::from_millis(1);
         for s in self.streams.iter_mut().filter(|s| s.spec.send) {
             loop {
+                if !self.shared.may_send() {
+                    break;
+                }
                 let wait = s.pacer.wait(elapsed);
                 if !wait.is_zero() {
                     next = next.min(now + wait);
@@ -159,6 +148,7 @@ impl UdpStreamsApp {
                         s.stats.packets = count;
                         s.stats.bytes += self.block.len() as u64;
                         s.pacer.sent(self.block.len());
+                        self.shared.spent(self.block.len());
                     }
                     // The stack's queue is full: it drains after this poll; come straight back.
                     Err(UdpError::QueueFull) => {
@@ -207,9 +197,14 @@ impl WorkerApp for UdpStreamsApp {
             }
         }
         for s in &self.streams {
-            if let Some(c) = self.shared.counts.get(s.spec.index) {
-                c.store(s.stats.bytes, Ordering::Relaxed);
-            }
+            let sample = Sample {
+                bytes: s.stats.bytes,
+                packets: s.stats.packets,
+                errors: s.stats.errors,
+                jitter: s.stats.jitter,
+                ..Default::default()
+            };
+            self.shared.set(s.spec.index, &sample);
         }
         if stopping {
             self.finish();
@@ -223,16 +218,16 @@ impl WorkerApp for UdpStreamsApp {
 }
 
 /// Runs the streams `(worker, spec)` on their workers until `control` returns (the test has
-/// ended), then stops them. Returns the seconds the test ran, less the omitted ones, and each
-/// stream's figures by stream index.
+/// ended), then stops them; `control` may sample them through the shared counters. Returns the
+/// seconds the test ran, less the omitted ones, and each stream's figures by stream index.
 pub fn run(
     node: &Node,
     specs: Vec<(usize, StreamSpec)>,
     test: UdpTest,
-    control: impl FnOnce() -> anyhow::Result<()>,
+    control: impl FnOnce(&Shared) -> anyhow::Result<()>,
 ) -> anyhow::Result<(f64, Vec<RecvStats>)> {
     let n = specs.len();
-    let shared = Arc::new(Shared::new(n));
+    let shared = Arc::new(Shared::new(n, test.limit));
     let mut by_worker: BTreeMap<usize, Vec<StreamSpec>> = BTreeMap::new();
     for (w, spec) in specs {
         by_worker.entry(w).or_default().push(spec);
@@ -245,7 +240,7 @@ pub fn run(
         node.spawn_app(w, Box::new(app))?;
     }
     drop(done_tx);
-    let r = control();
+    let r = control(&shared);
     let seconds = start.elapsed().saturating_sub(test.omit).as_secs_f64();
     shared.stop.store(true, Ordering::Release);
     for &w in &workers {
