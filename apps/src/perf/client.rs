@@ -57,10 +57,16 @@ pub fn client(
         Streams::Tcp(Vec::new())
     };
     let mut outcome: Option<Outcome> = None;
-    // A UDP stream whose connect reply never came (see `udp_connect`).
+    // A UDP stream whose connect reply never came, and a state the server sent meanwhile
+    // (see `udp_connect`).
     let mut unanswered = false;
+    let mut early: Option<i8> = None;
     loop {
-        let s = proto::read_state(&mut ctrl).map_err(|e| {
+        let next = match early.take() {
+            Some(s) => Ok(s),
+            None => proto::read_state(&mut ctrl),
+        };
+        let s = next.map_err(|e| {
             if unanswered {
                 anyhow!(
                     "the server at {server} did not answer a UDP stream's connect datagram: is \
@@ -90,8 +96,12 @@ pub fn client(
                             v.push(d);
                         }
                         Streams::Udp(v) => {
-                            let (sock, answered) = udp_connect(node, server, cport.unwrap_or(0))?;
-                            unanswered |= !answered;
+                            let port = cport.unwrap_or(0);
+                            let (sock, answered) = udp_connect(node, server, port, &mut ctrl)?;
+                            unanswered |= answered == Answer::None;
+                            if let Answer::ServerMovedOn(s) = answered {
+                                early = Some(s);
+                            }
                             details.connected.push((sock.local_addr(), server));
                             v.push(sock);
                         }
@@ -219,26 +229,49 @@ fn tcp_results(bytes: &[u64], ids: &[u64], sending: &[bool], seconds: f64) -> Ve
         .collect()
 }
 
+/// How a UDP stream's connect exchange ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Replied,
+    /// No reply, but the server sent this state on the control connection: it took the stream
+    /// (its reply was lost) and the test goes on.
+    ServerMovedOn(i8),
+    None,
+}
+
 /// Opens one UDP stream as iperf3's client does (`iperf_udp_connect`): a socket of its own (on
 /// `port`, 0: an ephemeral one) that sends the connect datagram to the server's port and waits
-/// for the reply. A lost datagram is sent again (a stock server ignores a repeat that reaches
-/// its stream, as it counts nothing before the test runs); a reply that never comes may have
-/// been the one lost, so the socket is returned with `false` and the server's next state on
-/// the control connection tells whether it took the stream.
-fn udp_connect(node: &Node, server: SocketAddrV4, port: u16) -> Result<(UdpSocket, bool)> {
+/// for the reply. Without a reply it looks at the control connection first: a server that took
+/// the stream (and whose reply was lost) may be running the test already, and would count a
+/// repeat as a data datagram with a garbage sequence number. Otherwise the datagram goes again
+/// (a stock server ignores what reaches a stream before the test runs).
+fn udp_connect(
+    node: &Node,
+    server: SocketAddrV4,
+    port: u16,
+    ctrl: &mut TcpStream,
+) -> Result<(UdpSocket, Answer)> {
     let mut sock = UdpSocket::bind(node, port)
         .with_context(|| format!("cannot bind UDP port {port} for a stream"))?;
     sock.set_read_timeout(Some(UDP_CONNECT_WAIT));
     let mut buf = [0u8; 64];
+    let mut answer = Answer::None;
     for _ in 0..UDP_CONNECT_TRIES {
         sock.send_to(&udp::CONNECT_MSG.to_ne_bytes(), server)?;
         while let Ok((n, from)) = sock.recv_from(&mut buf) {
             if from == server && n == 4 {
-                return Ok((sock, true));
+                return Ok((sock, Answer::Replied));
             }
         }
+        ctrl.set_read_timeout(Some(UDP_CONNECT_WAIT));
+        let moved_on = proto::read_state(ctrl);
+        ctrl.set_read_timeout(Some(CONTROL_TIMEOUT));
+        if let Ok(s) = moved_on {
+            answer = Answer::ServerMovedOn(s);
+            break;
+        }
     }
-    Ok((sock, false))
+    Ok((sock, answer))
 }
 
 /// The data phase of a UDP test on the workers: each stream's socket, to the server's port.
