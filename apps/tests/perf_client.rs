@@ -135,21 +135,31 @@ fn tapir_udp_client_with_64_bit_counters_and_two_streams() {
     }
 }
 
-/// `-u -b 0 -l 64`: unpaced 64-byte datagrams, and a packet rate in the summary.
+/// `-u -b 0 -l 64`: unpaced 64-byte datagrams both ways, and a packet rate in the summary. With
+/// `-R` the stock server floods tapir until its TEST_END, so tapir's sockets must stay bound past
+/// the data phase (a closed one draws port unreachable, and the stock server aborts the test).
 #[test]
 fn unlimited_small_datagrams_report_a_packet_rate() {
     if !interop_allowed() {
         return;
     }
-    let out = tapir_client(&[], &["-u", "-b", "0", "-l", "64", "-t", "2"]);
-    let said = text(&out.stdout);
-    let rates: Vec<f64> = said
-        .lines()
-        .filter_map(|l| l.strip_suffix(" datagrams/sec"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
-        .collect();
-    assert_eq!(rates.len(), 2, "a sender and a receiver rate: {said}");
-    assert!(rates.iter().all(|&r| r > 0.0), "{said}");
+    for extra in [&[][..], &["-R"][..]] {
+        let mut args = vec!["-u", "-b", "0", "-l", "64", "-t", "2", "-i", "0"];
+        args.extend_from_slice(extra);
+        let out = tapir_client(&[], &args);
+        let said = text(&out.stdout);
+        let rates: Vec<f64> = said
+            .lines()
+            .filter_map(|l| l.strip_suffix(" datagrams/sec"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        assert_eq!(
+            rates.len(),
+            2,
+            "{extra:?}: a sender and a receiver rate: {said}"
+        );
+        assert!(rates.iter().all(|&r| r > 0.0), "{extra:?}: {said}");
+    }
 }
 
 /// `--impair loss=0.05` on tapir's frames: the stock receiver counts about 5% lost. The stream's

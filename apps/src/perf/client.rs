@@ -61,6 +61,7 @@ pub fn client(
     // (see `udp_connect`).
     let mut unanswered = false;
     let mut early: Option<i8> = None;
+    let mut bound: Vec<UdpSocket> = Vec::new();
     loop {
         let next = match early.take() {
             Some(s) => Ok(s),
@@ -148,8 +149,10 @@ pub fn client(
                     }
                     Streams::Udp(socks) => {
                         let (secs, stats) = run_udp(node, &socks, &params, server, &mut wait)?;
-                        // The sockets stay bound until the apps have stopped.
-                        drop(socks);
+                        // The sockets stay bound until the test is over: a sender's datagrams
+                        // still on their way would draw port unreachable, and a stock server
+                        // whose connected socket hears that aborts the test.
+                        bound = socks;
                         Outcome::Udp(secs, stats)
                     }
                 };
@@ -191,6 +194,7 @@ pub fn client(
                 proto::write_state(&mut ctrl, state::IPERF_DONE)?;
                 ctrl.shutdown(Shutdown::Write)?;
                 let _ = ctrl.wait_closed(Some(Duration::from_secs(2)));
+                drop(bound);
                 return Ok(report);
             }
             state::SERVER_ERROR => {
