@@ -469,3 +469,19 @@ fn stock_iperf3_udp_client_bidir_with_tapir_server() {
         );
     }
 }
+
+/// `--get-server-output` against tapir's server: the stock client's report carries tapir's
+/// summary line.
+#[test]
+fn stock_iperf3_client_gets_tapirs_server_output() {
+    if interop_allowed() {
+        let v = stock_client_against_tapir(&["--get-server-output"], "1");
+        let text = v["server_output_text"]
+            .as_str()
+            .expect("server_output_text");
+        assert!(
+            text.contains("receiver") && text.contains("bits/sec"),
+            "{text}"
+        );
+    }
+}

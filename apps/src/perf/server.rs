@@ -3,12 +3,13 @@
 
 use std::io::Read;
 use std::net::{Shutdown, SocketAddrV4};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, Context, Result};
 use engine::{Node, TcpListener, TcpStream, UdpSocket};
 
 use super::proto::{self, state, Params, StreamResult, COOKIE_SIZE};
+use super::report::{CpuClock, Details};
 use super::{server_error, stream, udp, udp_stream, TestReport, CONTROL_TIMEOUT};
 
 /// Handles one test from a client that connects to `listener`.
@@ -29,8 +30,15 @@ pub fn serve_one(node: &Node, listener: &TcpListener, port: u16) -> Result<TestR
         let _ = ctrl.wait_closed(Some(CONTROL_TIMEOUT));
         anyhow!("client {peer}: {e}")
     })?;
+    let cpu = CpuClock::start();
+    let mut details = Details {
+        cookie: String::from_utf8_lossy(&cookie[..COOKIE_SIZE - 1]).into_owned(),
+        started: SystemTime::now(),
+        mss: node.config().stack.mtu.saturating_sub(40),
+        ..Details::default()
+    };
     if params.udp {
-        return serve_udp(node, ctrl, port, &params);
+        return serve_udp(node, ctrl, port, &params, (details, cpu));
     }
     proto::write_state(&mut ctrl, state::CREATE_STREAMS)?;
     let mut streams = Vec::new();
@@ -42,6 +50,7 @@ pub fn serve_one(node: &Node, listener: &TcpListener, port: u16) -> Result<TestR
         let mut c = [0u8; COOKIE_SIZE];
         if s.read_exact(&mut c).is_ok() && c == cookie {
             let send = !params.client_sends(streams.len());
+            details.connected.push((s.local_addr(), s.peer_addr()));
             streams.push((s, send));
         } else {
             // Another client trying to start a test while this one runs (iperf3 denies it).
@@ -58,7 +67,7 @@ pub fn serve_one(node: &Node, listener: &TcpListener, port: u16) -> Result<TestR
     let (seconds, bytes) = stream::run(node, streams, params.len, omit, limit, |_| {
         wait_for_test_end(&mut ctrl, &params)
     })?;
-    finish(&mut ctrl, &params, seconds, |ids| {
+    finish(&mut ctrl, &params, seconds, (details, cpu), |ids| {
         bytes
             .iter()
             .zip(ids)
@@ -89,19 +98,22 @@ fn finish(
     ctrl: &mut TcpStream,
     params: &Params,
     seconds: f64,
+    (mut details, cpu): (Details, CpuClock),
     ours: impl FnOnce(&[u64]) -> Vec<StreamResult>,
 ) -> Result<TestReport> {
     ctrl.set_read_timeout(Some(CONTROL_TIMEOUT));
     proto::write_state(ctrl, state::EXCHANGE_RESULTS)?;
-    let theirs = proto::read_json(ctrl).context("reading the client's results")?;
-    let theirs = proto::parse_results(&theirs).map_err(|e| anyhow!(e))?;
+    let remote = proto::read_json(ctrl).context("reading the client's results")?;
+    let theirs = proto::parse_results(&remote).map_err(|e| anyhow!(e))?;
     // Answer with the client's own stream ids, in order: they are what it looks up.
     let ids: Vec<u64> = (0..params.streams())
         .map(|i| theirs.get(i).map_or(proto::stream_id(i), |t| t.id))
         .collect();
     let ours = ours(&ids);
-    let report = TestReport::new(&ours, &theirs, seconds, params, false);
+    let mut report = TestReport::new(&ours, &theirs, seconds, params, false);
     let mut results = proto::results_json(&ours);
+    details.cpu = cpu.utilization();
+    details.cpu.put(&mut results);
     if params.get_server_output {
         // What a stock server sends: its own report as text.
         let text = report.summary_lines().join("\n") + "\n";
@@ -111,12 +123,22 @@ fn finish(
     proto::write_state(ctrl, state::DISPLAY_RESULTS)?;
     // IPERF_DONE, or the client simply closing: either ends the test.
     let _ = proto::read_state(ctrl);
+    details.ours = ours;
+    details.theirs = theirs;
+    details.remote = remote;
+    report.details = details;
     Ok(report)
 }
 
 /// The rest of a UDP test ([`udp`]) after the parameters: the client's streams connect to
 /// `port` over UDP, then the datagrams flow until the client's TEST_END.
-fn serve_udp(node: &Node, mut ctrl: TcpStream, port: u16, params: &Params) -> Result<TestReport> {
+fn serve_udp(
+    node: &Node,
+    mut ctrl: TcpStream,
+    port: u16,
+    params: &Params,
+    (mut details, cpu): (Details, CpuClock),
+) -> Result<TestReport> {
     let mut sock = UdpSocket::bind(node, port)
         .with_context(|| format!("cannot bind UDP port {port} for the test"))?;
     proto::write_state(&mut ctrl, state::CREATE_STREAMS)?;
@@ -133,6 +155,7 @@ fn serve_udp(node: &Node, mut ctrl: TcpStream, port: u16, params: &Params) -> Re
         }
         if udp::stream_index(&peers, from).is_none() {
             peers.push(from);
+            details.connected.push((sock.local_addr(), from));
         }
         sock.send_to(&udp::connect_reply(), from)?;
     }
@@ -163,7 +186,7 @@ fn serve_udp(node: &Node, mut ctrl: TcpStream, port: u16, params: &Params) -> Re
     };
     let (seconds, stats) =
         udp_stream::run(node, specs, test, |_| wait_for_test_end(&mut ctrl, params))?;
-    finish(&mut ctrl, params, seconds, |ids| {
+    finish(&mut ctrl, params, seconds, (details, cpu), |ids| {
         udp_stream::results(&stats, ids, &sending, seconds)
     })
 }
