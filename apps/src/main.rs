@@ -85,7 +85,7 @@ enum Cmd {
         #[arg(long, value_name = "CMDS")]
         exec: Option<String>,
     },
-    /// iperf3-compatible TCP throughput server (-s) or client (-c HOST).
+    /// iperf3-compatible TCP and UDP throughput server (-s) or client (-c HOST).
     Perf {
         #[command(flatten)]
         node: NodeOpts,
@@ -255,6 +255,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Perf { node, perf: opts } => {
             if !opts.server && opts.client.is_none() {
                 eprintln!("tapir: perf needs -s (server) or -c HOST (client)");
+                return Ok(ExitCode::from(2));
+            }
+            if let Err(e) = opts.validate() {
+                eprintln!("tapir: perf: {e}");
                 return Ok(ExitCode::from(2));
             }
             let node = start_node(&node)?;

@@ -3,38 +3,18 @@
 //! that each test completes and that the byte counts agree, never the speed. Needs root,
 //! /dev/net/tun and iperf3 (scripts/setup installs it).
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::iperf::kernel_server;
+use common::{interop_allowed, Proc};
 use serde_json::Value;
 use tapir_apps::lab::Lab;
 
 const TAPIR: &str = env!("CARGO_BIN_EXE_tapir");
-
-fn interop_allowed() -> bool {
-    if std::env::var_os("TAPIR_SKIP_INTEROP").is_some() {
-        eprintln!("TAPIR_SKIP_INTEROP set: skipping");
-        return false;
-    }
-    let uid = Command::new("id").arg("-u").output().expect("id -u");
-    assert_eq!(
-        String::from_utf8_lossy(&uid.stdout).trim(),
-        "0",
-        "interop tests need root and /dev/net/tun (set TAPIR_SKIP_INTEROP=1 to skip them)"
-    );
-    true
-}
-
-/// A child process killed by its pid when dropped (before the lab it runs in is removed).
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// `tapir perf -s` in the lab; returns once it listens.
 fn tapir_server(lab: &Lab, extra: &[&str]) -> (Proc, BufReader<std::process::ChildStdout>) {
@@ -60,31 +40,6 @@ fn tapir_server(lab: &Lab, extra: &[&str]) -> (Proc, BufReader<std::process::Chi
     (Proc(child), out)
 }
 
-/// Stock `iperf3 -s -1` in the lab namespace; returns once it listens.
-fn kernel_server(lab: &Lab) -> Proc {
-    let child = lab
-        .command("iperf3")
-        .args(["-s", "-1", "-B", &lab.host.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn iperf3 -s (run scripts/setup to install iperf3)");
-    let p = Proc(child);
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        let ss = lab
-            .command("ss")
-            .args(["-Hltn", "sport = :5201"])
-            .output()
-            .expect("ss");
-        if !String::from_utf8_lossy(&ss.stdout).trim().is_empty() {
-            return p;
-        }
-        assert!(Instant::now() < until, "iperf3 -s never listened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn sums(v: &Value) -> (u64, u64) {
     let end = &v["end"];
     let sent = end["sum_sent"]["bytes"].as_u64().expect("sum_sent.bytes");
@@ -103,12 +58,13 @@ fn assert_consistent(sent: u64, received: u64, what: &str) {
     );
 }
 
-/// Runs stock `iperf3 -c` against `tapir perf -s`; returns tapir's stats line (stderr).
-fn stock_client_against_tapir(extra_client: &[&str], queues: &str) -> String {
-    stock_client_against_tapir_with(extra_client, &["--queues", queues])
+/// Runs stock `iperf3 -c` against `tapir perf -s`: the client's JSON.
+fn stock_client_against_tapir(extra_client: &[&str], queues: &str) -> Value {
+    stock_client_against_tapir_with(extra_client, &["--queues", queues]).0
 }
 
-fn stock_client_against_tapir_with(extra_client: &[&str], node_extra: &[&str]) -> String {
+/// Like [`stock_client_against_tapir`]; also returns tapir's stats line (stderr).
+fn stock_client_against_tapir_with(extra_client: &[&str], node_extra: &[&str]) -> (Value, String) {
     let lab = Lab::up("pf").expect("lab");
     let (mut server, mut out) = tapir_server(&lab, node_extra);
     let node = lab.node.address().to_string();
@@ -149,7 +105,7 @@ fn stock_client_against_tapir_with(extra_client: &[&str], node_extra: &[&str]) -
     if let Some(mut e) = server.0.stderr.take() {
         let _ = e.read_to_string(&mut err);
     }
-    err
+    (v, err)
 }
 
 /// The counter `name=N` from tapir's stats line.
@@ -171,7 +127,7 @@ fn with_offload_on_the_kernel_hands_tapir_gro_segments() {
         // iperf3 checks the transfer completed; tapir's counters show frames above the MTU
         // arrived as GSO segments with kernel-vouched checksums, and were acknowledged (the
         // transfer could not go on otherwise).
-        let stats = stock_client_against_tapir_with(&[], &["--offload", "on"]);
+        let (_, stats) = stock_client_against_tapir_with(&[], &["--offload", "on"]);
         assert!(stat(&stats, "rx_gso") > 0, "{stats}");
         assert!(stat(&stats, "rx_csum_trusted") > 0, "{stats}");
     }
@@ -180,7 +136,7 @@ fn with_offload_on_the_kernel_hands_tapir_gro_segments() {
 #[test]
 fn with_offload_off_no_segment_exceeds_the_mtu() {
     if interop_allowed() {
-        let stats = stock_client_against_tapir_with(&["-R"], &["--offload", "off"]);
+        let (_, stats) = stock_client_against_tapir_with(&["-R"], &["--offload", "off"]);
         assert_eq!(stat(&stats, "rx_gso"), 0, "{stats}");
         assert_eq!(stat(&stats, "rx_csum_trusted"), 0, "{stats}");
     }
@@ -200,6 +156,27 @@ fn stock_iperf3_client_receives_from_tapir_server() {
     }
 }
 
+/// `--bidir -P 2` against tapir's server: both directions' totals, each consistent (the
+/// reverse sums are those of tapir's sending streams).
+#[test]
+fn stock_iperf3_client_bidir_with_tapir_server() {
+    if interop_allowed() {
+        let v = stock_client_against_tapir(&["--bidir", "-P", "2"], "2");
+        let end = &v["end"];
+        let bytes = |k: &str| {
+            end[k]["bytes"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{k}: {end}"))
+        };
+        assert_consistent(
+            bytes("sum_sent_bidir_reverse"),
+            bytes("sum_received_bidir_reverse"),
+            "iperf3 --bidir, tapir sending",
+        );
+        assert_eq!(end["streams"].as_array().map(Vec::len), Some(4), "{end}");
+    }
+}
+
 #[test]
 fn stock_iperf3_client_with_parallel_streams_on_two_queues() {
     if interop_allowed() {
@@ -209,7 +186,7 @@ fn stock_iperf3_client_with_parallel_streams_on_two_queues() {
 
 fn tapir_client_against_kernel(extra: &[&str]) {
     let lab = Lab::up("pf").expect("lab");
-    let _server = kernel_server(&lab);
+    let _server = kernel_server(&lab, &[]);
     let out = Command::new("timeout")
         .args(["60", TAPIR, "perf"])
         .args(lab.node_args())
@@ -251,7 +228,7 @@ fn perf_without_a_role_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// A test tapir does not run (--bidir, SCTP) is refused through iperf3's own error path: the
+/// A test tapir does not run (SCTP) is refused through iperf3's own error path: the
 /// SERVER_ERROR state and both error codes, so the stock client prints a readable message
 /// instead of "int_errno=<random>: Unknown error".
 #[test]
@@ -259,36 +236,35 @@ fn stock_iperf3_client_gets_a_readable_refusal() {
     if !interop_allowed() {
         return;
     }
-    for extra in [&["--bidir"][..], &["--sctp"][..]] {
-        let lab = Lab::up("pf").expect("lab");
-        let (_server, _out) = tapir_server(&lab, &[]);
-        let node = lab.node.address().to_string();
-        let res = lab
-            .command("timeout")
-            .args([
-                "30",
-                "iperf3",
-                "-c",
-                &node,
-                "-t",
-                "1",
-                "--connect-timeout",
-                "5000",
-            ])
-            .args(extra)
-            .output()
-            .expect("run iperf3 -c");
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&res.stdout),
-            String::from_utf8_lossy(&res.stderr)
-        );
-        assert!(!res.status.success(), "iperf3 {extra:?} succeeded: {said}");
-        assert!(
-            said.contains("not implemented yet") && !said.contains("Unknown error"),
-            "iperf3 {extra:?}: {said}"
-        );
-    }
+    let extra = ["--sctp"];
+    let lab = Lab::up("pf").expect("lab");
+    let (_server, _out) = tapir_server(&lab, &[]);
+    let node = lab.node.address().to_string();
+    let res = lab
+        .command("timeout")
+        .args([
+            "30",
+            "iperf3",
+            "-c",
+            &node,
+            "-t",
+            "1",
+            "--connect-timeout",
+            "5000",
+        ])
+        .args(extra)
+        .output()
+        .expect("run iperf3 -c");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&res.stdout),
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(!res.status.success(), "iperf3 {extra:?} succeeded: {said}");
+    assert!(
+        said.contains("not implemented yet") && !said.contains("Unknown error"),
+        "iperf3 {extra:?}: {said}"
+    );
 }
 
 /// `tapir perf -s` started with SIGINT ignored (as a script's background job is) still stops
@@ -477,5 +453,35 @@ fn stock_iperf3_udp_client_with_parallel_streams_and_omitted_seconds() {
             assert!(u["packets"].as_u64().unwrap_or(0) > 0, "{u}");
             assert!(u["lost_percent"].as_f64().unwrap_or(100.0) <= 10.0, "{u}");
         }
+    }
+}
+
+#[test]
+fn stock_iperf3_udp_client_bidir_with_tapir_server() {
+    if interop_allowed() {
+        let v = stock_udp_client_against_tapir(&["--bidir"]);
+        // The reverse direction: tapir sent, the stock client counted.
+        let back = &v["end"]["sum_bidir_reverse"];
+        assert!(back["packets"].as_u64().unwrap_or(0) > 4000, "{back}");
+        assert!(
+            back["lost_percent"].as_f64().unwrap_or(100.0) <= 10.0,
+            "{back}"
+        );
+    }
+}
+
+/// `--get-server-output` against tapir's server: the stock client's report carries tapir's
+/// summary line.
+#[test]
+fn stock_iperf3_client_gets_tapirs_server_output() {
+    if interop_allowed() {
+        let v = stock_client_against_tapir(&["--get-server-output"], "1");
+        let text = v["server_output_text"]
+            .as_str()
+            .expect("server_output_text");
+        assert!(
+            text.contains("receiver") && text.contains("bits/sec"),
+            "{text}"
+        );
     }
 }

@@ -4,9 +4,11 @@
 
 pids=()
 labs=()
+nss=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   for l in "${labs[@]}"; do bash "$here/deploy/lab" down "$l" >/dev/null 2>&1 || true; done
+  for n in "${nss[@]}"; do ip netns del "$n" 2>/dev/null || true; done
 }
 trap cleanup EXIT INT TERM
 
@@ -22,6 +24,30 @@ require() {
 lab_up() {
   labs+=("$1")
   bash "$here/deploy/lab" up "$1" --tap tap0 --host-ip 10.7.0.1/24 >/dev/null
+}
+
+# veth_pair A B: two namespaces of our own joined by a veth, 10.8.0.1/24 in A and 10.8.0.2/24 in
+# B: the kernel-to-kernel baseline.
+veth_pair() {
+  nss+=("$1" "$2")
+  ip netns add "$1"
+  ip netns add "$2"
+  ip -n "$1" link add veth0 type veth peer name veth1 netns "$2"
+  ip -n "$1" addr add 10.8.0.1/24 dev veth0
+  ip -n "$2" addr add 10.8.0.2/24 dev veth1
+  for n in "$1" "$2"; do ip -n "$n" link set lo up; done
+  ip -n "$1" link set veth0 up
+  ip -n "$2" link set veth1 up
+}
+
+# wait_listen NS: until something listens on 5201 in NS (a kernel iperf3 -s).
+wait_listen() {
+  for _ in $(seq 100); do
+    [[ -n $(ip netns exec "$1" ss -Hltn 'sport = :5201') ]] && return 0
+    sleep 0.05
+  done
+  echo "${0##*/}: no server on 5201 in $1" >&2
+  return 1
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "-"; exit} printf "%.2f", (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }

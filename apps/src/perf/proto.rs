@@ -1,5 +1,5 @@
-//! The iperf3 control protocol (esnet/iperf `src/iperf.h`, `src/iperf_api.c`), as far as TCP tests
-//! need it.
+//! The iperf3 control protocol (esnet/iperf `src/iperf.h`, `src/iperf_api.c`), as far as TCP and
+//! UDP tests need it.
 //!
 //! A test runs over one control connection to port 5201:
 //! 1. the client sends a 37-byte cookie (36 printable characters and a NUL);
@@ -22,6 +22,8 @@ pub const DEFAULT_PORT: u16 = 5201;
 pub const COOKIE_SIZE: usize = 37;
 /// iperf3's default TCP block size (`DEFAULT_TCP_BLKSIZE`, 128 KiB).
 pub const DEFAULT_LEN: usize = 128 * 1024;
+/// The congestion control tapir's TCP runs by default, by Linux's name for it.
+pub const CONGESTION: &str = "cubic";
 /// The largest JSON message we accept: a parameter or result object is a few KiB.
 const MAX_JSON: u32 = 1 << 20;
 
@@ -141,23 +143,69 @@ pub struct Params {
     pub bandwidth: u64,
     /// The client asked for 64-bit packet counters in the UDP header ("udp_counters_64bit").
     pub udp_counters_64bit: bool,
+    /// `--bidir`: `parallel` streams each way, the client's sending ones first.
+    pub bidir: bool,
+    /// `-n` bytes / `-k` blocks to send instead of a time (0: none).
+    pub num: u64,
+    pub blockcount: u64,
+    /// `--get-server-output`: the server's own report comes back with its results.
+    pub get_server_output: bool,
 }
 
 impl Params {
+    /// How many data streams the client opens: `parallel`, each way with `--bidir`.
+    pub fn streams(&self) -> usize {
+        self.parallel * if self.bidir { 2 } else { 1 }
+    }
+
+    /// Whether the client sends on its `i`-th stream: with `--bidir` it opens its sending
+    /// streams first (iperf3's `iperf_create_streams(test, 1)`, then 0), and the server takes
+    /// them in that order.
+    pub fn client_sends(&self, i: usize) -> bool {
+        if self.bidir {
+            i < self.parallel
+        } else {
+            !self.reverse
+        }
+    }
+
+    /// The bytes to send in all, when `-n` or `-k` asked for a size instead of a time.
+    pub fn limit(&self) -> Option<u64> {
+        if self.num > 0 {
+            Some(self.num)
+        } else if self.blockcount > 0 {
+            Some(self.blockcount.saturating_mul(self.len as u64))
+        } else {
+            None
+        }
+    }
+
     pub fn to_json(&self) -> Value {
         let mut v = serde_json::json!({
-            "tcp": true,
             "omit": self.omit,
             "time": self.time,
-            "num": 0,
-            "blockcount": 0,
+            "num": self.num,
+            "blockcount": self.blockcount,
             "parallel": self.parallel,
             "len": self.len,
             "pacing_timer": 1000,
             "client_version": "3.12",
         });
+        v[if self.udp { "udp" } else { "tcp" }] = Value::Bool(true);
         if self.reverse {
             v["reverse"] = Value::Bool(true);
+        }
+        if self.bidir {
+            v["bidirectional"] = Value::Bool(true);
+        }
+        if self.get_server_output {
+            v["get_server_output"] = 1.into();
+        }
+        if self.bandwidth > 0 {
+            v["bandwidth"] = self.bandwidth.into();
+        }
+        if self.udp_counters_64bit {
+            v["udp_counters_64bit"] = 1.into();
         }
         v
     }
@@ -166,9 +214,6 @@ impl Params {
     pub fn from_json(v: &Value) -> Result<Params, String> {
         if v.get("sctp").is_some() {
             return Err("only TCP and UDP tests are supported".into());
-        }
-        if v.get("bidirectional").is_some() {
-            return Err("--bidir is not supported".into());
         }
         let num = |k: &str, d: u64| v.get(k).and_then(Value::as_u64).unwrap_or(d);
         let parallel = num("parallel", 1).clamp(1, 128) as usize;
@@ -189,6 +234,10 @@ impl Params {
             udp,
             bandwidth: num("bandwidth", 0),
             udp_counters_64bit: flag("udp_counters_64bit"),
+            bidir: flag("bidirectional"),
+            num: num("num", 0),
+            blockcount: num("blockcount", 0),
+            get_server_output: flag("get_server_output"),
         })
     }
 }
@@ -197,6 +246,8 @@ impl Params {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StreamResult {
     pub id: u64,
+    /// This side sends on the stream (ours only: a peer's results do not say).
+    pub sender: bool,
     pub bytes: u64,
     pub retransmits: u64,
     pub seconds: f64,
@@ -210,14 +261,15 @@ pub struct StreamResult {
 }
 
 /// A results message (`send_results`): CPU figures we do not measure are sent as 0.
-pub fn results_json(sender: bool, streams: &[StreamResult]) -> Value {
+pub fn results_json(streams: &[StreamResult]) -> Value {
+    let sender = streams.iter().any(|s| s.sender);
     let streams: Vec<Value> = streams
         .iter()
         .map(|s| {
             serde_json::json!({
                 "id": s.id,
                 "bytes": s.bytes,
-                "retransmits": if sender { s.retransmits as i64 } else { -1 },
+                "retransmits": if s.sender { s.retransmits as i64 } else { -1 },
                 "jitter": s.jitter,
                 "errors": s.errors,
                 "omitted_errors": s.omitted_errors,
@@ -233,7 +285,7 @@ pub fn results_json(sender: bool, streams: &[StreamResult]) -> Value {
         "cpu_util_user": 0,
         "cpu_util_system": 0,
         "sender_has_retransmits": i32::from(sender),
-        "congestion_used": "reno",
+        "congestion_used": CONGESTION,
         "streams": streams,
     })
 }
@@ -261,6 +313,8 @@ pub fn parse_results(v: &Value) -> Result<Vec<StreamResult>, String> {
             let count = |k: &str| s.get(k).and_then(Value::as_u64).unwrap_or(0);
             Ok(StreamResult {
                 id,
+                // Not in the message; the report takes the direction from our own streams.
+                sender: false,
                 bytes,
                 retransmits,
                 seconds: end - start,
@@ -272,133 +326,6 @@ pub fn parse_results(v: &Value) -> Result<Vec<StreamResult>, String> {
             })
         })
         .collect()
-}
-
-/// iperf3's unit formatting (`unit_snprintf` with 'a'): bytes in binary units, rates in decimal.
-pub fn format_bytes(bytes: u64) -> String {
-    let b = bytes as f64;
-    let (v, unit) = if b >= 1024.0 * 1024.0 * 1024.0 {
-        (b / (1024.0 * 1024.0 * 1024.0), "GBytes")
-    } else if b >= 1024.0 * 1024.0 {
-        (b / (1024.0 * 1024.0), "MBytes")
-    } else if b >= 1024.0 {
-        (b / 1024.0, "KBytes")
-    } else {
-        (b, "Bytes")
-    };
-    format!("{} {unit}", three_digits(v))
-}
-
-pub fn format_rate(bits_per_second: f64) -> String {
-    let b = bits_per_second;
-    let (v, unit) = if b >= 1e9 {
-        (b / 1e9, "Gbits/sec")
-    } else if b >= 1e6 {
-        (b / 1e6, "Mbits/sec")
-    } else if b >= 1e3 {
-        (b / 1e3, "Kbits/sec")
-    } else {
-        (b, "bits/sec")
-    };
-    format!("{} {unit}", three_digits(v))
-}
-
-/// Three significant digits, as iperf3 prints them.
-fn three_digits(v: f64) -> String {
-    if v < 9.995 {
-        format!("{v:.2}")
-    } else if v < 99.95 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.0}")
-    }
-}
-
-/// A UDP receiver's figures over a test: mean jitter in seconds, datagrams lost and expected.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct UdpSummary {
-    pub jitter: f64,
-    pub lost: u64,
-    pub packets: u64,
-}
-
-impl UdpSummary {
-    /// Over a receiver's streams, as iperf3 sums them (the jitter averaged).
-    pub fn of(streams: &[StreamResult]) -> Self {
-        let n = streams.len().max(1) as f64;
-        UdpSummary {
-            jitter: streams.iter().map(|s| s.jitter).sum::<f64>() / n,
-            lost: streams
-                .iter()
-                .map(|s| s.errors.saturating_sub(s.omitted_errors))
-                .sum(),
-            packets: streams
-                .iter()
-                .map(|s| s.packets.saturating_sub(s.omitted_packets))
-                .sum(),
-        }
-    }
-
-    pub fn lost_percent(&self) -> f64 {
-        if self.packets > 0 {
-            100.0 * self.lost as f64 / self.packets as f64
-        } else {
-            0.0
-        }
-    }
-}
-
-/// A UDP summary line in iperf3's layout:
-/// `[  5]   0.00-2.00   sec  11.9 MBytes  50.0 Mbits/sec  0.068 ms  0/8629 (0%)  receiver`.
-pub fn udp_summary_line(
-    label: &str,
-    seconds: f64,
-    bytes: u64,
-    u: &UdpSummary,
-    role: &str,
-) -> String {
-    let rate = if seconds > 0.0 {
-        bytes as f64 * 8.0 / seconds
-    } else {
-        0.0
-    };
-    format!(
-        "[{label:>3}]   0.00-{seconds:<5.2} sec  {:>11}  {:>15}  {:.3} ms  {}/{} ({}%)  {role}",
-        format_bytes(bytes),
-        format_rate(rate),
-        u.jitter * 1000.0,
-        u.lost,
-        u.packets,
-        two_digits(u.lost_percent())
-    )
-}
-
-/// Two significant digits without trailing zeros (C's `%.2g` for a percentage).
-fn two_digits(v: f64) -> String {
-    if v == 0.0 || !v.is_finite() {
-        return "0".into();
-    }
-    let places = (1 - v.abs().log10().floor() as i32).max(0) as usize;
-    let s = format!("{v:.places$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
-}
-
-/// A summary line in iperf3's layout: `[SUM]   0.00-2.00   sec  2.19 GBytes  9.41 Gbits/sec  sender`.
-pub fn summary_line(label: &str, seconds: f64, bytes: u64, role: &str) -> String {
-    let rate = if seconds > 0.0 {
-        bytes as f64 * 8.0 / seconds
-    } else {
-        0.0
-    };
-    format!(
-        "[{label:>3}]   0.00-{seconds:<5.2} sec  {:>11}  {:>15}                  {role}",
-        format_bytes(bytes),
-        format_rate(rate)
-    )
 }
 
 #[cfg(test)]
@@ -426,6 +353,10 @@ mod tests {
             udp: false,
             bandwidth: 0,
             udp_counters_64bit: false,
+            bidir: true,
+            num: 0,
+            blockcount: 40,
+            get_server_output: true,
         };
         let mut wire = Vec::new();
         write_json(&mut wire, &p.to_json()).unwrap();
@@ -433,6 +364,17 @@ mod tests {
         assert_eq!(len, wire.len() - 4);
         let back = read_json(&mut &wire[..]).unwrap();
         assert_eq!(Params::from_json(&back).unwrap(), p);
+        // What tapir's client sends for `-u -b 200M --udp-counters-64bit` reads back the same.
+        let u = Params {
+            udp: true,
+            bandwidth: 200_000_000,
+            udp_counters_64bit: true,
+            len: 1460,
+            ..p
+        };
+        let v = u.to_json();
+        assert!(v.get("tcp").is_none(), "{v}");
+        assert_eq!(Params::from_json(&v).unwrap(), u);
     }
 
     #[test]
@@ -459,16 +401,14 @@ mod tests {
 
     #[test]
     fn results_carry_what_get_results_requires() {
-        let r = results_json(
-            true,
-            &[StreamResult {
-                id: 1,
-                bytes: 42,
-                retransmits: 0,
-                seconds: 2.0,
-                ..Default::default()
-            }],
-        );
+        let r = results_json(&[StreamResult {
+            id: 1,
+            sender: true,
+            bytes: 42,
+            retransmits: 0,
+            seconds: 2.0,
+            ..Default::default()
+        }]);
         for k in [
             "cpu_util_total",
             "cpu_util_user",
@@ -492,33 +432,5 @@ mod tests {
         assert!(c[..36].iter().all(|b| b.is_ascii_alphanumeric()));
         assert_ne!(c, make_cookie(8));
         assert_eq!([stream_id(0), stream_id(1), stream_id(2)], [1, 3, 4]);
-    }
-
-    #[test]
-    fn udp_summaries_look_like_iperf3() {
-        let u = UdpSummary::of(&[StreamResult {
-            jitter: 0.000068,
-            errors: 3,
-            omitted_errors: 1,
-            packets: 1002,
-            omitted_packets: 2,
-            ..Default::default()
-        }]);
-        assert_eq!((u.lost, u.packets), (2, 1000));
-        let line = udp_summary_line("  5", 2.0, 12_500_000, &u, "receiver");
-        assert!(
-            line.ends_with("0.068 ms  2/1000 (0.2%)  receiver"),
-            "{line}"
-        );
-        assert_eq!(two_digits(0.0), "0");
-        assert_eq!(two_digits(12.34), "12");
-        assert_eq!(two_digits(1.25), "1.2");
-    }
-
-    #[test]
-    fn units_look_like_iperf3() {
-        assert_eq!(format_bytes(2_351_000_000), "2.19 GBytes");
-        assert_eq!(format_rate(9.41e9), "9.41 Gbits/sec");
-        assert_eq!(format_rate(943e6), "943 Mbits/sec");
     }
 }

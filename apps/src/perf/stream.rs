@@ -4,30 +4,26 @@
 //! [`super`], which starts the apps, stops them through [`Shared::stop`] and waits for them.
 //!
 //! A receiver drops what arrives without copying it ([`Stack::tcp_discard`]) and counts it; a
-//! sender writes iperf3's pattern, a block at a time, as fast as the send buffer takes it.
+//! sender writes iperf3's pattern, a block at a time, as fast as the send buffer takes it. One
+//! app may hold streams of both kinds (`--bidir`).
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 
-use engine::{AppCtx, WorkerApp};
+use engine::{AppCtx, Node, TcpStream, WorkerApp};
 use protocols::iface::{SocketHandle, Stack, TcpError};
 use protocols::time::{Duration, Instant};
+
+use super::interval::{Sample, Shared};
 
 /// How long a sender told to stop may take to finish the block it started.
 const GRACE: Duration = Duration::from_secs(2);
 
-/// What the control thread and the apps share for one test.
-pub struct Shared {
-    /// Bytes moved on each stream, by stream index; each written by its owning worker only.
-    pub counts: Vec<AtomicU64>,
-    /// Set by the control thread when the test ends (then it wakes the workers).
-    pub stop: AtomicBool,
-}
-
 struct Stream {
     index: usize,
+    send: bool,
     bytes: u64,
     /// Sender: where in the block the next write starts.
     off: usize,
@@ -36,7 +32,7 @@ struct Stream {
 /// One worker's data streams.
 pub struct StreamsApp {
     shared: Arc<Shared>,
-    /// The block a sender writes over and over; empty for a receiver.
+    /// The block a sender writes over and over.
     block: Arc<[u8]>,
     streams: HashMap<SocketHandle, Stream>,
     started: bool,
@@ -52,19 +48,20 @@ pub fn pattern(len: usize) -> Arc<[u8]> {
 }
 
 impl StreamsApp {
-    /// Runs streams `(stream index, handle)`, all owned by one worker, sending `block` (receiving
-    /// when it is empty). The handles become the app's: it closes and releases them.
+    /// Runs streams `(stream index, handle, sends)`, all owned by one worker, a sender writing
+    /// `block`. The handles become the app's: it closes and releases them.
     pub fn new(
         shared: Arc<Shared>,
         block: Arc<[u8]>,
-        streams: impl IntoIterator<Item = (usize, SocketHandle)>,
+        streams: impl IntoIterator<Item = (usize, SocketHandle, bool)>,
         done: Sender<()>,
     ) -> Self {
         let streams = streams
             .into_iter()
-            .map(|(index, h)| {
+            .map(|(index, h, send)| {
                 let s = Stream {
                     index,
+                    send,
                     bytes: 0,
                     off: 0,
                 };
@@ -87,14 +84,22 @@ impl StreamsApp {
         let Some(s) = self.streams.get_mut(&h) else {
             return; // another app's connection on this worker
         };
-        let over = if self.block.is_empty() {
-            receive(stack, h, s, stopping)
+        let over = if s.send {
+            send(stack, h, s, &self.block, &self.shared, stopping, late)
         } else {
-            send(stack, h, s, &self.block, stopping, late)
+            receive(stack, h, s, stopping)
         };
-        if let Some(c) = self.shared.counts.get(s.index) {
-            c.store(s.bytes, Ordering::Relaxed);
+        let mut sample = Sample {
+            bytes: s.bytes,
+            ..Default::default()
+        };
+        if s.send {
+            if let Some(info) = stack.tcp_info(h) {
+                sample.cwnd = info.cwnd as u64;
+                sample.rtt_us = info.rtt.map_or(0, |r| r.as_micros() as u64);
+            }
         }
+        self.shared.set(s.index, &sample);
         if over {
             self.streams.remove(&h);
             let _ = stack.tcp_close(h);
@@ -120,12 +125,14 @@ fn receive(stack: &mut Stack, h: SocketHandle, s: &mut Stream, stopping: bool) -
 
 /// Writes until the send buffer is full; true when the stream is over. Once stopping, a sender
 /// finishes the block it started (iperf3's receiver reads whole blocks, and would wait for the
-/// rest until the connection closed), unless that takes past the grace.
+/// rest until the connection closed), unless that takes past the grace. With a `-n`/`-k` budget
+/// it starts no block once the budget is spent (a block may go past it, as with iperf3).
 fn send(
     stack: &mut Stack,
     h: SocketHandle,
     s: &mut Stream,
     block: &[u8],
+    shared: &Shared,
     stopping: bool,
     late: bool,
 ) -> bool {
@@ -133,10 +140,14 @@ fn send(
         if stopping && (s.off == 0 || late) {
             return true;
         }
+        if s.off == 0 && !shared.may_send() {
+            return false;
+        }
         match stack.tcp_send(h, block.get(s.off..).unwrap_or_default()) {
             Ok(n) => {
                 s.bytes += n as u64;
                 s.off = (s.off + n) % block.len();
+                shared.spent(n);
             }
             Err(TcpError::WouldBlock) => return false,
             Err(_) => return true,
@@ -180,4 +191,75 @@ impl WorkerApp for StreamsApp {
     fn done(&self) -> bool {
         self.finished
     }
+}
+
+/// Runs the data phase on the workers that own the streams `(stream, sends)` until `control`
+/// returns (the test has ended), then until every stream has finished and closed. `limit`: the
+/// bytes to send in all (`-n`/`-k`). `control` may sample the streams through the shared
+/// counters. Returns the seconds the test ran, less the omitted ones, and the bytes per stream
+/// at its end.
+pub fn run(
+    node: &Node,
+    streams: Vec<(TcpStream, bool)>,
+    len: usize,
+    omit: std::time::Duration,
+    limit: Option<u64>,
+    control: impl FnOnce(&Shared) -> anyhow::Result<()>,
+) -> anyhow::Result<(f64, Vec<u64>)> {
+    let shared = Arc::new(Shared::new(streams.len(), limit));
+    let counts = || shared.bytes();
+    let senders: Vec<bool> = streams.iter().map(|&(_, send)| send).collect();
+    let block = pattern(len);
+    let mut by_worker: BTreeMap<usize, Vec<(usize, SocketHandle, bool)>> = BTreeMap::new();
+    for (i, (s, send)) in streams.into_iter().enumerate() {
+        let (w, h) = s.into_raw_parts();
+        by_worker.entry(w).or_default().push((i, h, send));
+    }
+    let workers: Vec<usize> = by_worker.keys().copied().collect();
+    let (done_tx, done_rx) = mpsc::channel();
+    let start = std::time::Instant::now();
+    for (w, handles) in by_worker {
+        let app = StreamsApp::new(shared.clone(), block.clone(), handles, done_tx.clone());
+        node.spawn_app(w, Box::new(app))?;
+    }
+    // iperf3's --omit: what the first `omit` seconds moved is left out, and so is their time.
+    let (ended_tx, ended_rx) = mpsc::channel::<()>();
+    let (r, omitted) = std::thread::scope(|scope| {
+        let snapshot = (!omit.is_zero()).then(|| {
+            let counts = &counts;
+            scope.spawn(move || match ended_rx.recv_timeout(omit) {
+                Err(mpsc::RecvTimeoutError::Timeout) => Some(counts()),
+                _ => None,
+            })
+        });
+        let r = control(&shared);
+        drop(ended_tx);
+        let omitted = snapshot.and_then(|h| h.join().ok().flatten());
+        (r, omitted)
+    });
+    let seconds = (start.elapsed().saturating_sub(omit)).as_secs_f64();
+    let mut at_end = counts();
+    shared.stop.store(true, Ordering::Release);
+    for &w in &workers {
+        node.wake_worker(w);
+    }
+    drop(done_tx);
+    for _ in &workers {
+        // An error: the node stopped, and its workers dropped the apps.
+        if done_rx.recv().is_err() {
+            break;
+        }
+    }
+    // What a sender wrote includes the end of its last block.
+    for ((end, now), send) in at_end.iter_mut().zip(counts()).zip(senders) {
+        if send {
+            *end = now;
+        }
+    }
+    if let Some(before) = omitted {
+        for (end, early) in at_end.iter_mut().zip(before) {
+            *end = end.saturating_sub(early);
+        }
+    }
+    r.map(|()| (seconds, at_end))
 }

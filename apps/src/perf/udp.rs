@@ -1,4 +1,5 @@
-//! UDP tests (`iperf3 -u`) in the server role, on [`engine::UdpSocket`].
+//! UDP tests (`iperf3 -u`): iperf3's datagram format, the receiver's counting and the sender's
+//! pacing ([`super::udp_stream`] runs them on the workers).
 //!
 //! iperf3 opens no data connection for UDP: each client stream sends a 4-byte "connect"
 //! datagram to the server's port and waits for a 4-byte reply, and the data datagrams follow
@@ -8,7 +9,7 @@
 //! out-of-order datagrams and jitter (RFC 1889 A.8) from them as `iperf_udp_recv` does.
 
 use std::net::SocketAddrV4;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The connect datagram and its reply, as iperf3 3.12 writes them: a 32-bit integer in the
 /// sender's own byte order (`write(s, &buf, sizeof(buf))`), "9876" and "6789" on x86.
@@ -124,28 +125,25 @@ impl RecvStats {
 
 /// Sends at most `rate` bits per second (0: as fast as it can), as iperf3's throttle does: a
 /// datagram may go whenever what was sent so far is below the rate times the time elapsed.
+/// Time is passed in: `elapsed` is counted from the start of the sending.
+#[derive(Debug, Clone)]
 pub struct Pacer {
-    start: Instant,
     rate: u64,
     sent_bits: u64,
 }
 
 impl Pacer {
     pub fn new(rate: u64) -> Self {
-        Pacer {
-            start: Instant::now(),
-            rate,
-            sent_bits: 0,
-        }
+        Pacer { rate, sent_bits: 0 }
     }
 
-    /// How long to wait before the next datagram may go (zero: now).
-    pub fn wait(&self) -> Duration {
+    /// How long after `elapsed` the next datagram may go (zero: now).
+    pub fn wait(&self, elapsed: Duration) -> Duration {
         if self.rate == 0 {
             return Duration::ZERO;
         }
         let due = Duration::from_secs_f64(self.sent_bits as f64 / self.rate as f64);
-        due.saturating_sub(self.start.elapsed())
+        due.saturating_sub(elapsed)
     }
 
     pub fn sent(&mut self, bytes: usize) {
@@ -217,15 +215,13 @@ mod tests {
     #[test]
     fn pacing_holds_the_rate() {
         let mut p = Pacer::new(8_000_000); // 1 MB/s
-        assert_eq!(p.wait(), Duration::ZERO);
+        assert_eq!(p.wait(Duration::ZERO), Duration::ZERO);
         p.sent(100_000);
-        let w = p.wait();
-        assert!(
-            w > Duration::from_millis(80) && w <= Duration::from_millis(100),
-            "{w:?}"
-        );
+        assert_eq!(p.wait(Duration::ZERO), Duration::from_millis(100));
+        assert_eq!(p.wait(Duration::from_millis(30)), Duration::from_millis(70));
+        assert_eq!(p.wait(Duration::from_millis(150)), Duration::ZERO);
         let mut unlimited = Pacer::new(0);
         unlimited.sent(1 << 30);
-        assert_eq!(unlimited.wait(), Duration::ZERO);
+        assert_eq!(unlimited.wait(Duration::ZERO), Duration::ZERO);
     }
 }

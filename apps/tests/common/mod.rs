@@ -9,6 +9,7 @@ pub mod raw;
 
 pub mod capture;
 pub mod http;
+pub mod iperf;
 pub mod quiet;
 
 /// False (and the test returns early) only when the caller asked to skip interop tests; without

@@ -63,6 +63,15 @@ impl UdpSocket {
         self.read_timeout = t;
     }
 
+    /// The worker that owns the flow to `dst` and this socket's handle in its stack, for a
+    /// run-to-completion app ([`crate::rtc`]) on that worker. The socket stays bound and is
+    /// still closed when dropped; while the app runs, nothing else should read from it (the
+    /// app's reads take its datagrams, whichever peer sent them).
+    pub fn raw_parts_for(&self, dst: SocketAddrV4) -> (usize, SocketHandle) {
+        let w = flow_owner(self.port, dst.ip().octets(), dst.port(), self.handles.len());
+        (w, self.handles[w])
+    }
+
     /// Queues one datagram to `dst` on the worker that owns the flow.
     pub fn send_to(&self, buf: &[u8], dst: SocketAddrV4) -> io::Result<usize> {
         let w = flow_owner(self.port, dst.ip().octets(), dst.port(), self.handles.len());
