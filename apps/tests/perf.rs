@@ -485,3 +485,33 @@ fn stock_iperf3_client_gets_tapirs_server_output() {
         );
     }
 }
+
+/// Streams are reported under the ids the client gave them, whatever order two workers accept
+/// them in: `-P 8` forward and reverse, 20 times each, every stream's receiver bytes at most
+/// its sender's (a stream labelled by accept order gets another stream's count).
+#[test]
+fn eight_streams_twenty_times_each_way_keep_their_ids() {
+    if !interop_allowed() {
+        return;
+    }
+    for round in 0..20 {
+        for reverse in [false, true] {
+            let mut args = vec!["-P", "8", "-t", "1"];
+            if reverse {
+                args.push("-R");
+            }
+            let v = stock_client_against_tapir(&args, "2");
+            let streams = v["end"]["streams"].as_array().expect("end.streams");
+            assert_eq!(streams.len(), 8, "round {round}: {}", v["end"]);
+            for s in streams {
+                let id = s["sender"]["socket"].as_u64().unwrap_or(0);
+                let sent = s["sender"]["bytes"].as_u64().expect("sender.bytes");
+                let got = s["receiver"]["bytes"].as_u64().expect("receiver.bytes");
+                assert!(
+                    got <= sent,
+                    "round {round} (reverse {reverse}), stream {id}: receiver {got} > sender {sent}"
+                );
+            }
+        }
+    }
+}

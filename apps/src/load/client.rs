@@ -512,6 +512,20 @@ impl LoadApp {
     }
 }
 
+impl LoadApp {
+    /// Queues every request due at or before `upto` (open loop): due instants are kept exact,
+    /// `start` plus n intervals, not a rounded interval summed.
+    fn queue_due(&mut self, rate: f64, start: u64, upto: u64) {
+        while self.next_due_us <= upto {
+            let p = self.pending(self.next_due_us);
+            self.backlog.push_back(p);
+            self.dues += 1;
+            let offset = (self.dues as f64 * 1e6 / rate.max(1e-6)) as u64;
+            self.next_due_us = (start + offset).max(self.next_due_us + 1);
+        }
+    }
+}
+
 impl WorkerApp for LoadApp {
     fn poll(&mut self, ctx: &mut AppCtx<'_>) -> Option<Instant> {
         if self.finished {
@@ -526,7 +540,14 @@ impl WorkerApp for LoadApp {
         if self.next_due_us == 0 {
             self.next_due_us = start;
         }
+        // Every request due before the end goes out, also when this wake-up comes after the
+        // end (a late timer must not lose the last ones: the run would send fewer than
+        // rate x duration, and the server's log would disagree).
         if now >= end && !self.draining {
+            if let Some(rate) = self.plan.rate {
+                self.queue_due(rate, start, end - 1);
+                self.dispatch(ctx.stack, now);
+            }
             self.start_drain(ctx.stack);
         }
         for &h in ctx.ready {
@@ -540,13 +561,7 @@ impl WorkerApp for LoadApp {
             }
         }
         if let Some(rate) = self.plan.rate.filter(|_| !self.draining) {
-            while self.next_due_us <= now {
-                let p = self.pending(self.next_due_us);
-                self.backlog.push_back(p);
-                self.dues += 1;
-                let offset = (self.dues as f64 * 1e6 / rate.max(1e-6)) as u64;
-                self.next_due_us = (start + offset).max(self.next_due_us + 1);
-            }
+            self.queue_due(rate, start, now);
             self.dispatch(ctx.stack, now);
         }
         let allowed = self.conns_allowed(now, start);
