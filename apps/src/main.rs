@@ -262,16 +262,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
             let node = start_node(&node)?;
-            // SIGINT and SIGTERM stop the node, which ends the test or the wait for one. The
+            // SIGINT and SIGTERM stop a server (the node stops, which ends the wait for a test);
+            // a client's test ends at once as if its time were up, and its summary of what was
+            // measured so far is printed, as iperf3 does (a second signal stops the node). The
             // handlers are in place before the server says it listens.
             let mut signals = serve::stop_signals()?;
             let signalled = Arc::new(AtomicI32::new(0));
             {
                 let (node, signalled) = (node.clone(), signalled.clone());
+                let (client, interrupt) = (opts.client.is_some(), opts.interrupt.clone());
                 std::thread::spawn(move || {
-                    if let Some(sig) = signals.forever().next() {
-                        signalled.store(sig, Ordering::SeqCst);
-                        node.shutdown();
+                    for sig in signals.forever() {
+                        let first = signalled.swap(sig, Ordering::SeqCst) == 0;
+                        if client && first {
+                            interrupt.store(true, Ordering::SeqCst);
+                        } else {
+                            node.shutdown();
+                            break;
+                        }
                     }
                 });
             }
@@ -285,7 +293,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 sig => {
                     eprintln!("tapir perf: interrupted by signal {sig}");
-                    // A server stopped by a signal did its job; a client's test did not end.
+                    // A server stopped by a signal did its job; a client's test was cut short.
                     Ok(if opts.server {
                         ExitCode::SUCCESS
                     } else {

@@ -457,3 +457,62 @@ fn cport_logfile_and_server_output() {
         "{said}"
     );
 }
+
+/// SIGINT in the middle of a client's test ends it as iperf3's does: results exchanged with the
+/// stock server, the summary of what was measured so far printed (sender and receiver lines,
+/// the seconds actually run), then exit status 1.
+#[test]
+fn sigint_mid_test_prints_the_summary_so_far() {
+    if !interop_allowed() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::up("pc").expect("lab");
+    let _server = kernel_server(&lab, &[]);
+    let mut child = Command::new(TAPIR)
+        .arg("perf")
+        .args(lab.node_args())
+        .args(["-c", &lab.host.to_string(), "-t", "30", "-i", "0.5"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn tapir perf -c");
+    // The first interval line says the test is running.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut seen = String::new();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !seen.contains("sec") {
+        assert!(
+            std::time::Instant::now() < until,
+            "no interval line: {seen}"
+        );
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stdout, &mut line).unwrap_or(0) == 0 {
+            panic!("tapir perf -c ended before its first interval: {seen}");
+        }
+        seen.push_str(&line);
+    }
+    // kill(1) with the pid of the process this test started.
+    let pid = child.id().to_string();
+    let sent = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read the rest");
+    let status = child.wait().expect("wait");
+    let all = format!("{seen}{rest}");
+    assert_eq!(status.code(), Some(1), "{all}");
+    let summary: Vec<&str> = all
+        .lines()
+        .filter(|l| l.contains("sender") || l.contains("receiver"))
+        .collect();
+    assert_eq!(summary.len(), 2, "a sender and a receiver line: {all}");
+    // The seconds of the summary: those run, far short of the 30 asked.
+    let secs: f64 = summary[0]
+        .split_whitespace()
+        .find_map(|w| w.split('-').nth(1).and_then(|e| e.parse().ok()))
+        .expect("the summary's interval");
+    assert!(secs > 0.0 && secs < 20.0, "{secs} s: {all}");
+}

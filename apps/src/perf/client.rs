@@ -131,7 +131,10 @@ pub fn client(
                             let _ = out.flush();
                         }
                     };
-                    intervals = clock.run(shared, &|| node.is_stopped(), &mut each);
+                    let interrupt = &opts.interrupt;
+                    let over =
+                        || node.is_stopped() || interrupt.load(std::sync::atomic::Ordering::SeqCst);
+                    intervals = clock.run(shared, &over, &mut each);
                     Ok(())
                 };
                 let omit = clock.omit;

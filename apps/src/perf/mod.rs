@@ -102,6 +102,10 @@ pub struct PerfOpts {
     /// Server: handle one test, then exit.
     #[arg(short = '1', long)]
     pub one_off: bool,
+    /// Set (by a SIGINT/SIGTERM handler) to end a client's test now, as its time running out
+    /// would: the results are exchanged and the summary of what was measured so far printed.
+    #[arg(skip)]
+    pub interrupt: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl PerfOpts {
