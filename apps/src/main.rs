@@ -261,7 +261,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 eprintln!("tapir: perf: {e}");
                 return Ok(ExitCode::from(2));
             }
-            let node = start_node(&node)?;
+            let mut config = node_config(&node)?;
+            opts.tune(&mut config.stack.tcp);
+            let node = start_node_with(&node, config)?;
             // SIGINT and SIGTERM stop a server (the node stops, which ends the wait for a test);
             // a client's test ends at once as if its time were up, and its summary of what was
             // measured so far is printed, as iperf3 does (a second signal stops the node). The

@@ -197,6 +197,10 @@ fn perf_options_out_of_range_are_usage_errors() {
         (&["-n", "1M", "-k", "10"][..], "cannot be used with"),
         (&["--bidir", "-R"][..], "cannot be used with"),
         (&["--cport", "0"][..], "cport"),
+        (&["-S", "0x10"][..], "TOS 0"),
+        (&["-C", "bbr"][..], "cubic and reno"),
+        (&["-w", "1K"][..], "at least 2K"),
+        (&["-M", "20"][..], "set-mss"),
     ] {
         let out = Command::new(TAPIR)
             .args(["perf", "--ip", "10.7.0.2/24", "-c", "10.7.0.1"])
@@ -515,4 +519,29 @@ fn sigint_mid_test_prints_the_summary_so_far() {
         .find_map(|w| w.split('-').nth(1).and_then(|e| e.parse().ok()))
         .expect("the summary's interval");
     assert!(secs > 0.0 && secs < 20.0, "{secs} s: {all}");
+}
+
+/// iperf3's socket and report options against a stock server: -w, -M, -C, -N, -Z take effect
+/// on this node's TCP (or are accepted), and -T prefixes every line of the text report.
+#[test]
+fn socket_options_and_a_title() {
+    if !interop_allowed() {
+        return;
+    }
+    let out = tapir_client(
+        &[],
+        &[
+            "-t", "1", "-w", "64K", "-M", "1000", "-C", "reno", "-N", "-Z", "-T", "run7", "-R",
+        ],
+    );
+    let report = text(&out.stdout);
+    let lines: Vec<&str> = report.lines().filter(|l| !l.is_empty()).collect();
+    assert!(lines.len() >= 4, "{report}");
+    for l in &lines {
+        assert!(
+            l.starts_with("run7:  "),
+            "a line without the title: {l:?} in {report}"
+        );
+    }
+    assert!(report.contains("receiver"), "{report}");
 }

@@ -92,6 +92,9 @@ pub fn client(
                                 None => TcpStream::connect_timeout(node, server, timeout),
                             }
                             .context("cannot open a data connection")?;
+                            if opts.no_delay {
+                                d.set_nodelay(true)?;
+                            }
                             d.write_all(&cookie)?;
                             details.connected.push((d.local_addr(), d.peer_addr()));
                             v.push(d);

@@ -102,6 +102,30 @@ pub struct PerfOpts {
     /// Server: handle one test, then exit.
     #[arg(short = '1', long)]
     pub one_off: bool,
+    /// TCP buffer size (receive window and send buffer) of this node's connections, with an
+    /// optional K or M suffix, as iperf3's -w sets its sockets'.
+    #[arg(short = 'w', long, value_name = "SIZE", value_parser = parse_window)]
+    pub window: Option<usize>,
+    /// TCP maximum segment size of this node's connections, as iperf3's -M.
+    #[arg(short = 'M', long = "set-mss", value_name = "MSS",
+          value_parser = clap::value_parser!(u16).range(88..=9176))]
+    pub mss: Option<u16>,
+    /// Congestion control of this node's connections: cubic (the default) or reno (NewReno).
+    #[arg(short = 'C', long, value_name = "ALGO", value_parser = parse_congestion)]
+    pub congestion: Option<protocols::tcp::CongestionAlgorithm>,
+    /// Client: TCP_NODELAY on the data streams (no Nagle), as iperf3's -N.
+    #[arg(short = 'N', long)]
+    pub no_delay: bool,
+    /// Accepted for iperf3's command lines: tapir's sender always builds its segments in place
+    /// from its pattern, with no copy to save.
+    #[arg(short = 'Z', long)]
+    pub zerocopy: bool,
+    /// Client: a prefix for every line of the text report, as iperf3's -T.
+    #[arg(short = 'T', long, value_name = "STR")]
+    pub title: Option<String>,
+    /// IP type of service: not supported (tapir's stack sends TOS 0); refused with a message.
+    #[arg(short = 'S', long, value_name = "TOS", hide = true)]
+    pub tos: Option<String>,
     /// Set (by a SIGINT/SIGTERM handler) to end a client's test now, as its time running out
     /// would: the results are exchanged and the summary of what was measured so far printed.
     #[arg(skip)]
@@ -111,6 +135,12 @@ pub struct PerfOpts {
 impl PerfOpts {
     /// Options that cannot make a test, said as a usage error (the caller exits 2).
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(t) = &self.tos {
+            return Err(format!(
+                "-S {t}: tapir's stack sends every packet with TOS 0 and cannot set another; \
+                 leave -S out"
+            ));
+        }
         if self.bitrate.is_some() && !self.udp {
             return Err(
                 "-b paces UDP tests only: add -u (tapir's TCP streams are not paced)".into(),
@@ -172,6 +202,65 @@ fn parse_len(s: &str) -> Result<usize, String> {
     }
 }
 
+/// `-w`: a TCP buffer size between 2K and 16M.
+fn parse_window(s: &str) -> Result<usize, String> {
+    let n = parse_len(s)?;
+    if n < 2048 {
+        return Err(format!("-w {s}: give at least 2K (e.g. 256K)"));
+    }
+    Ok(n)
+}
+
+/// `-C`: the congestion controls tapir has.
+fn parse_congestion(s: &str) -> Result<protocols::tcp::CongestionAlgorithm, String> {
+    use protocols::tcp::CongestionAlgorithm;
+    match s.to_ascii_lowercase().as_str() {
+        "cubic" => Ok(CongestionAlgorithm::Cubic),
+        "reno" | "newreno" => Ok(CongestionAlgorithm::NewReno),
+        _ => Err(format!("-C {s}: tapir has cubic and reno (NewReno)")),
+    }
+}
+
+impl PerfOpts {
+    /// What these options change in the node's own TCP (the node is this test's alone).
+    pub fn tune(&self, tcp: &mut protocols::tcp::TcpConfig) {
+        if let Some(w) = self.window {
+            tcp.rx_buffer = w;
+            tcp.tx_buffer = w;
+        }
+        if let Some(m) = self.mss {
+            tcp.mss = tcp.mss.min(m);
+        }
+        if let Some(c) = self.congestion {
+            tcp.congestion = c;
+        }
+    }
+}
+
+/// The text report with `-T`'s prefix at the start of every line, as iperf3 writes it.
+struct Titled<'a> {
+    out: &'a mut dyn Write,
+    prefix: String,
+    at_start: bool,
+}
+
+impl Write for Titled<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for line in buf.split_inclusive(|&b| b == b'\n') {
+            if self.at_start {
+                self.out.write_all(self.prefix.as_bytes())?;
+            }
+            self.out.write_all(line)?;
+            self.at_start = line.ends_with(b"\n");
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
 /// `-i`: 0, or between iperf3's bounds of 0.1 and 60 seconds.
 fn parse_interval(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
@@ -226,6 +315,18 @@ pub fn run(node: &Node, opts: &PerfOpts, out: &mut dyn Write) -> Result<()> {
             &mut log
         }
         None => out,
+    };
+    let mut titled;
+    let out: &mut dyn Write = match &opts.title {
+        Some(title) if !opts.json => {
+            titled = Titled {
+                out,
+                prefix: format!("{title}:  "),
+                at_start: true,
+            };
+            &mut titled
+        }
+        _ => out,
     };
     if let Some(host) = opts.client {
         let r = client::client(node, opts, SocketAddrV4::new(host, opts.port), out)?;
