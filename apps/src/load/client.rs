@@ -457,9 +457,12 @@ impl LoadApp {
         self.draining = true;
         self.results.conns_at_end = self.conns.len() as u64;
         self.results.min_requests_at_end = self.conns.values().map(|c| c.completed).min();
-        self.backlog.clear();
+        // Requests due before the end that wait for a free connection (the open loop fell
+        // behind: a late wake-up, a slow answer) still go out while the run drains.
         self.retries.clear();
-        self.close_idle(stack);
+        if self.backlog.is_empty() {
+            self.close_idle(stack);
+        }
     }
 
     fn close_idle(&mut self, stack: &mut Stack) {
@@ -554,7 +557,10 @@ impl WorkerApp for LoadApp {
             self.drive(ctx.stack, h, now);
         }
         if self.draining {
-            self.close_idle(ctx.stack);
+            self.dispatch(ctx.stack, now);
+            if self.backlog.is_empty() {
+                self.close_idle(ctx.stack);
+            }
             if self.conns.is_empty() || now >= drain_end {
                 self.finish(ctx.stack);
                 return None;
