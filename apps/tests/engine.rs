@@ -55,6 +55,16 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The process's allocations over one second of a load already running, after half a second
+/// of warm-up (connections set up, buffers grown, ARP known), with `sample` read at both ends.
+fn allocations_over<T>(sample: impl Fn() -> T) -> (u64, (T, T)) {
+    std::thread::sleep(Duration::from_millis(500));
+    let (a1, t1) = (ALLOCS.load(Ordering::Relaxed), sample());
+    std::thread::sleep(Duration::from_secs(1));
+    let (a2, t2) = (ALLOCS.load(Ordering::Relaxed), sample());
+    (a2 - a1, (t1, t2))
+}
+
 fn node(lab: &Lab, queues: usize, offload: bool) -> Node {
     let mut c = NodeConfig::new(&lab.tap, lab.node);
     c.netns = Some(lab.ns.clone());
@@ -302,13 +312,7 @@ fn steady_state_allocations_per_packet() {
         let mut buf = vec![0u8; 64 * 1024];
         while conn.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
     });
-    // Warm up: connection set up, buffers grown, ARP known.
-    std::thread::sleep(Duration::from_millis(500));
-    let s1 = node.stats();
-    let a1 = ALLOCS.load(Ordering::Relaxed);
-    std::thread::sleep(Duration::from_secs(1));
-    let a2 = ALLOCS.load(Ordering::Relaxed);
-    let s2 = node.stats();
+    let (allocs, (s1, s2)) = allocations_over(|| node.stats());
     stop.store(true, Ordering::Relaxed);
     sender.join().expect("sender");
     reader.join().expect("reader");
@@ -318,7 +322,6 @@ fn steady_state_allocations_per_packet() {
         .zip(&s1.workers)
         .map(|(b, a)| (b.rx_frames - a.rx_frames) + (b.tx_frames - a.tx_frames))
         .sum();
-    let allocs = a2 - a1;
     let per = allocs as f64 / frames.max(1) as f64;
     eprintln!(
         "steady state: {allocs} allocations (whole process: workers, the reading thread, the \
@@ -522,20 +525,13 @@ fn steady_state_allocations_with_hand_offs() {
         }
         got
     });
-    // Warm up: ARP known, queues and spare buffers grown.
-    std::thread::sleep(Duration::from_millis(500));
-    let s1 = node.stats();
-    let a1 = ALLOCS.load(Ordering::Relaxed);
-    std::thread::sleep(Duration::from_secs(1));
-    let a2 = ALLOCS.load(Ordering::Relaxed);
-    let s2 = node.stats();
+    let (allocs, (s1, s2)) = allocations_over(|| node.stats());
     stop.store(true, Ordering::Relaxed);
     sender.join().expect("sender");
     let got = reader.join().expect("reader");
     let pairs = || s2.workers.iter().zip(&s1.workers);
     let frames: u64 = pairs().map(|(b, a)| b.rx_frames - a.rx_frames).sum();
     let handed: u64 = pairs().map(|(b, a)| b.handed_off - a.handed_off).sum();
-    let allocs = a2 - a1;
     let per = allocs as f64 / frames.max(1) as f64;
     eprintln!(
         "steady state with hand-offs: {allocs} allocations for {frames} frames read, {handed} \
@@ -632,18 +628,15 @@ fn steady_state_allocations_per_connection() {
         })
         .expect("netns")
     });
-    std::thread::sleep(Duration::from_millis(700));
-    let (a1, c1) = (ALLOCS.load(Ordering::Relaxed), done.load(Ordering::Relaxed));
-    std::thread::sleep(Duration::from_secs(1));
-    let (a2, c2) = (ALLOCS.load(Ordering::Relaxed), done.load(Ordering::Relaxed));
+    let (allocs, (c1, c2)) = allocations_over(|| done.load(Ordering::Relaxed));
     stop.store(true, Ordering::Relaxed);
     client.join().expect("client");
     let conns = c2 - c1;
-    let per = (a2 - a1) as f64 / conns.max(1) as f64;
+    let per = allocs as f64 / conns.max(1) as f64;
     let stats = node.stats();
     eprintln!(
-        "connection path: {} allocations for {conns} connections: {per:.3} per connection; {stats}",
-        a2 - a1
+        "connection path: {allocs} allocations for {conns} connections: {per:.3} per connection; \
+         {stats}"
     );
     assert!(conns > 300, "too few connections to judge: {conns}");
     // Target 0: buffers come from the ones closed connections gave up, the congestion

@@ -74,27 +74,8 @@ impl Stack {
         let isn = self
             .isn
             .isn((local_ip, port), (*remote.ip(), remote.port()), now);
-        let mut conn = Connection::connect(&self.config.tcp, port, remote.port(), isn, now);
-        conn.set_events(self.events_on);
-        conn.adopt_buffers(&mut self.tcp.spares);
-        conn.set_ts_offset(
-            self.isn
-                .ts_offset((local_ip, port), (*remote.ip(), remote.port())),
-        );
-        let h = self.tcp.sockets.insert(TcpSocket {
-            conn,
-            local_ip,
-            remote,
-            listener: None,
-            owned: true,
-            released: false,
-            dirty: false,
-            timer_at: None,
-            in_ready: false,
-            last_input: now,
-        });
-        self.tcp.conns.insert((local_ip, port, remote), h);
-        self.counters.tcp_conns_opened += 1;
+        let conn = Connection::connect(&self.config.tcp, port, remote.port(), isn, now);
+        let h = self.insert_conn(conn, (local_ip, remote), None, now);
         self.touch(h);
         Ok(h)
     }

@@ -78,30 +78,11 @@ impl Stack {
                 let isn = self
                     .isn
                     .isn((meta.dst, repr.dst_port), (meta.src, repr.src_port), now);
-                let mut conn = Connection::accept(&self.config.tcp, &repr, isn, now);
-                conn.set_events(self.events_on);
-                conn.adopt_buffers(&mut self.tcp.spares);
-                conn.set_ts_offset(
-                    self.isn
-                        .ts_offset((meta.dst, repr.dst_port), (meta.src, repr.src_port)),
-                );
-                let h = self.tcp.sockets.insert(TcpSocket {
-                    conn,
-                    local_ip: meta.dst,
-                    remote,
-                    listener: Some(repr.dst_port),
-                    owned: false,
-                    released: false,
-                    dirty: false,
-                    timer_at: None,
-                    in_ready: false,
-                    last_input: now,
-                });
-                self.tcp.conns.insert(key, h);
+                let conn = Connection::accept(&self.config.tcp, &repr, isn, now);
+                let h = self.insert_conn(conn, (meta.dst, remote), Some(repr.dst_port), now);
                 if let Some(l) = self.tcp.listeners.get_mut(&repr.dst_port) {
                     l.half_open += 1;
                 }
-                self.counters.tcp_conns_opened += 1;
                 self.touch(h);
                 return;
             }

@@ -63,27 +63,12 @@ impl Stack {
             return true;
         }
         let isn = ack_number - 1usize;
-        let mut conn = Connection::from_syn_cookie(&self.config.tcp, ack, payload, isn, mss, now);
-        conn.set_events(self.events_on);
-        conn.adopt_buffers(&mut self.tcp.spares);
+        let conn = Connection::from_syn_cookie(&self.config.tcp, ack, payload, isn, mss, now);
         let remote = SocketAddrV4::new(meta.src, ack.src_port);
-        let h = self.tcp.sockets.insert(TcpSocket {
-            conn,
-            local_ip: meta.dst,
-            remote,
-            listener: Some(ack.dst_port),
-            owned: false,
-            released: false,
-            dirty: false,
-            timer_at: None,
-            in_ready: false,
-            last_input: now,
-        });
-        self.tcp.conns.insert((meta.dst, ack.dst_port, remote), h);
+        let h = self.insert_conn(conn, (meta.dst, remote), Some(ack.dst_port), now);
         if let Some(l) = self.tcp.listeners.get_mut(&ack.dst_port) {
             l.half_open += 1; // settled into the accept queue by `touch`
         }
-        self.counters.tcp_conns_opened += 1;
         self.touch(h);
         true
     }

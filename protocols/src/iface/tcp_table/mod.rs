@@ -188,6 +188,39 @@ impl TcpTable {
     }
 }
 impl Stack {
+    /// Enters a new connection into the table: it records events if tracing does, takes spare
+    /// buffers, gets its 4-tuple's timestamp offset, and is found by its 4-tuple from now on.
+    fn insert_conn(
+        &mut self,
+        mut conn: Connection,
+        (local_ip, remote): (Ipv4Addr, SocketAddrV4),
+        listener: Option<u16>,
+        now: Instant,
+    ) -> SocketHandle {
+        let local_port = conn.local_port();
+        conn.set_events(self.events_on);
+        conn.adopt_buffers(&mut self.tcp.spares);
+        conn.set_ts_offset(
+            self.isn
+                .ts_offset((local_ip, local_port), (*remote.ip(), remote.port())),
+        );
+        let h = self.tcp.sockets.insert(TcpSocket {
+            conn,
+            local_ip,
+            remote,
+            listener,
+            owned: listener.is_none(),
+            released: false,
+            dirty: false,
+            timer_at: None,
+            in_ready: false,
+            last_input: now,
+        });
+        self.tcp.conns.insert((local_ip, local_port, remote), h);
+        self.counters.tcp_conns_opened += 1;
+        h
+    }
+
     /// Anything happened to connection `h` (a segment, a timer, an application call): it may
     /// have something to send at the next `poll`.
     fn touch(&mut self, h: SocketHandle) {
