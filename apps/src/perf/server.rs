@@ -49,14 +49,23 @@ pub fn serve_one(node: &Node, listener: &TcpListener, port: u16) -> Result<TestR
         s.set_read_timeout(Some(CONTROL_TIMEOUT));
         let mut c = [0u8; COOKIE_SIZE];
         if s.read_exact(&mut c).is_ok() && c == cookie {
-            let send = !params.client_sends(streams.len());
-            details.connected.push((s.local_addr(), s.peer_addr()));
-            streams.push((s, send));
+            streams.push(s);
         } else {
             // Another client trying to start a test while this one runs (iperf3 denies it).
             let _ = proto::write_state(&mut s, state::ACCESS_DENIED);
         }
     }
+    // The client numbers its streams in the order it connected them, one after another: by
+    // when their handshakes completed, not by which worker's accept queue was looked at first.
+    streams.sort_by_key(TcpStream::established_at);
+    let streams: Vec<(TcpStream, bool)> = streams
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            details.connected.push((s.local_addr(), s.peer_addr()));
+            (s, !params.client_sends(i))
+        })
+        .collect();
     let sending: Vec<bool> = streams.iter().map(|&(_, send)| send).collect();
     proto::write_state(&mut ctrl, state::TEST_START)?;
     proto::write_state(&mut ctrl, state::TEST_RUNNING)?;

@@ -87,13 +87,14 @@ impl TcpListener {
                     }
                 }
             }
-            if let Some((_, w)) = first {
+            if let Some((at, w)) = first {
                 let got = self
                     .node
                     .with_stack(w, |s, _| s.tcp_accept(self.port))
                     .map_err(tcp_error)?;
                 if let Some((handle, remote)) = got {
-                    let stream = TcpStream::from_parts(&self.node, w, handle, remote);
+                    let mut stream = TcpStream::from_parts(&self.node, w, handle, remote);
+                    stream.established = Some(at);
                     return Ok((stream, remote));
                 }
                 continue;
@@ -131,6 +132,8 @@ pub struct TcpStream {
     /// Handed to a run-to-completion app by [`TcpStream::into_raw_parts`]: no longer ours to
     /// release.
     detached: bool,
+    /// Accepted: when its handshake completed (the instant the final ACK was read).
+    established: Option<protocols::time::Instant>,
     /// Times a blocked read or write on this stream was woken to look again.
     wakeups: AtomicU64,
 }
@@ -149,6 +152,7 @@ impl TcpStream {
             read_timeout: None,
             write_timeout: None,
             detached: false,
+            established: None,
             wakeups: AtomicU64::new(0),
         }
     }
@@ -241,6 +245,12 @@ impl TcpStream {
 
     pub fn local_addr(&self) -> SocketAddrV4 {
         SocketAddrV4::new(self.node.current_address(), self.local_port)
+    }
+
+    /// For an accepted connection, when its handshake completed (the node's clock): what
+    /// orders connections made one after another when several workers accepted them.
+    pub fn established_at(&self) -> Option<protocols::time::Instant> {
+        self.established
     }
 
     /// The worker that owns this connection.
