@@ -99,21 +99,29 @@ impl Poller {
     pub fn wait(&mut self, timeout: Option<Duration>) -> io::Result<ReadySet<'_>> {
         let deadline = timeout.map(|t| Instant::now().checked_add(t));
         loop {
-            let ms = match deadline {
-                None | Some(None) => -1,
+            // ppoll takes a timespec: a timer due in 300 µs sleeps 300 µs, not poll(2)'s whole millisecond
+            // (a paced load generator sending on time depends on it).
+            let left = match deadline {
+                None | Some(None) => None,
                 Some(Some(deadline)) => {
-                    timeout_ms(deadline.saturating_duration_since(Instant::now()))
+                    Some(timespec(deadline.saturating_duration_since(Instant::now())))
                 }
             };
+            let left_ptr = left
+                .as_ref()
+                .map_or(std::ptr::null(), |t| t as *const libc::timespec);
             for p in &mut self.fds {
                 p.revents = 0;
             }
             let nfds = libc::nfds_t::try_from(self.fds.len()).map_err(|_| {
                 io::Error::new(io::ErrorKind::InvalidInput, "too many fds for poll")
             })?;
-            // SAFETY: the pointer and length describe our own live, initialized `pollfd` vector; poll writes only
-            // the `revents` fields of those entries.
-            match cvt(unsafe { libc::poll(self.fds.as_mut_ptr(), nfds, ms) }) {
+            // SAFETY: the pointer and length describe our own live, initialized `pollfd` vector; ppoll writes only
+            // the `revents` fields of those entries. `left_ptr` is null or points at `left`, alive until the call
+            // returns; a null signal mask leaves the thread's mask as it is.
+            match cvt(unsafe {
+                libc::ppoll(self.fds.as_mut_ptr(), nfds, left_ptr, std::ptr::null())
+            }) {
                 Ok(_) => return Ok(ReadySet { fds: &self.fds }),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -122,10 +130,12 @@ impl Poller {
     }
 }
 
-/// Milliseconds for poll(2), rounded up so a short non-zero timeout never turns into a busy loop.
-fn timeout_ms(d: Duration) -> libc::c_int {
-    let ms = d.as_nanos().div_ceil(1_000_000);
-    libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
+/// A timeout for ppoll(2), to the microsecond; absurdly long ones are capped rather than wrapped.
+fn timespec(d: Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
 }
 
 /// Which fds of a [`Poller`] were ready after a wait, by their index in the set given to [`Poller::new`].
@@ -215,10 +225,12 @@ mod tests {
     }
 
     #[test]
-    fn timeouts_round_up() {
-        assert_eq!(timeout_ms(Duration::ZERO), 0);
-        assert_eq!(timeout_ms(Duration::from_micros(1)), 1);
-        assert_eq!(timeout_ms(Duration::from_millis(7)), 7);
-        assert_eq!(timeout_ms(Duration::from_secs(u64::MAX)), libc::c_int::MAX);
+    fn timeouts_keep_their_microseconds() {
+        let t = timespec(Duration::from_micros(1_000_300));
+        assert_eq!((t.tv_sec, t.tv_nsec), (1, 300_000));
+        assert_eq!(
+            timespec(Duration::from_secs(u64::MAX)).tv_sec,
+            libc::time_t::MAX
+        );
     }
 }
