@@ -131,6 +131,8 @@ impl Poller {
 }
 
 /// A timeout for ppoll(2), to the microsecond; absurdly long ones are capped rather than wrapped.
+// `c_long` is 32 bits on some targets, where the conversion below can fail in principle.
+#[allow(clippy::unnecessary_fallible_conversions)]
 fn timespec(d: Duration) -> libc::timespec {
     libc::timespec {
         tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),

@@ -3,11 +3,15 @@
 //! §12.5.3), as nginx's gzip_static and brotli_static do. Whenever a variant exists the answer
 //! depends on the header, so it says `Vary: Accept-Encoding` (§12.5.5) either way.
 
-use std::path::{Path, PathBuf};
+use std::fs::{File, Metadata};
+use std::path::Path;
 
-/// A variant to serve instead of the file itself.
+use super::files::Root;
+
+/// A variant to serve instead of the file itself, opened.
 pub struct Variant {
-    pub path: PathBuf,
+    pub file: File,
+    pub meta: Metadata,
     /// The Content-Encoding it has.
     pub coding: &'static str,
 }
@@ -15,31 +19,25 @@ pub struct Variant {
 /// Suffixes and their codings, in the order preferred.
 const CODINGS: [(&str, &str); 2] = [("br", "br"), ("gz", "gzip")];
 
-/// The variant of `path` (under `root`) to serve for `accept` (None: the file itself), and
+/// The variant of `rel` (under `root`) to serve for `accept` (None: the file itself), and
 /// whether any variant exists.
-pub fn pick(root: &Path, path: &Path, accept: Option<&str>) -> (Option<Variant>, bool) {
+pub fn pick(root: &Root, rel: &Path, accept: Option<&str>) -> (Option<Variant>, bool) {
     let mut vary = false;
     for (suffix, coding) in CODINGS {
-        let mut name = path.as_os_str().to_owned();
+        let mut name = rel.as_os_str().to_owned();
         name.push(".");
         name.push(suffix);
-        // A variant is a regular file inside the root, symlinks resolved. One stat first: on
-        // the hot path the variant is usually missing, and resolving costs a readlink per
-        // component.
-        let candidate = PathBuf::from(name);
-        if !candidate.is_file() {
-            continue;
-        }
-        let Some(real) = candidate
-            .canonicalize()
-            .ok()
-            .filter(|r| r.starts_with(root) && r.is_file())
+        // A variant is a regular file inside the root, symlinks resolved; on the hot path it is
+        // usually missing, which costs one failed open.
+        let Some((file, meta)) = root
+            .open_variant(Path::new(&name))
+            .filter(|(_, meta)| meta.is_file())
         else {
             continue;
         };
         vary = true;
         if accepts(accept, coding) {
-            return (Some(Variant { path: real, coding }), true);
+            return (Some(Variant { file, meta, coding }), true);
         }
     }
     (None, vary)
@@ -91,17 +89,17 @@ mod tests {
     fn variants_are_picked_in_order_and_only_when_present() {
         let dir = std::env::temp_dir().join(format!("tapir-encoded-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let root = dir.canonicalize().unwrap();
-        let f = root.join("a.txt");
-        std::fs::write(&f, b"a").unwrap();
-        assert!(matches!(pick(&root, &f, Some("gzip")), (None, false)));
-        std::fs::write(root.join("a.txt.gz"), b"gz").unwrap();
-        let (v, vary) = pick(&root, &f, Some("gzip, br"));
+        let root = Root::new(dir.canonicalize().unwrap());
+        let f = Path::new("a.txt");
+        std::fs::write(dir.join(f), b"a").unwrap();
+        assert!(matches!(pick(&root, f, Some("gzip")), (None, false)));
+        std::fs::write(dir.join("a.txt.gz"), b"gz").unwrap();
+        let (v, vary) = pick(&root, f, Some("gzip, br"));
         assert_eq!((v.map(|v| v.coding), vary), (Some("gzip"), true));
-        std::fs::write(root.join("a.txt.br"), b"br").unwrap();
-        let (v, _) = pick(&root, &f, Some("gzip, br"));
+        std::fs::write(dir.join("a.txt.br"), b"br").unwrap();
+        let (v, _) = pick(&root, f, Some("gzip, br"));
         assert_eq!(v.map(|v| v.coding), Some("br"));
-        let (v, vary) = pick(&root, &f, None);
+        let (v, vary) = pick(&root, f, None);
         assert!(v.is_none() && vary, "identity, but it varies");
         std::fs::remove_dir_all(&dir).unwrap();
     }

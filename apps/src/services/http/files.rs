@@ -3,9 +3,12 @@
 //! the file system is touched, and again after symlinks are resolved.
 
 use std::fmt::Write as _;
-use std::fs::{self, File};
-use std::path::{Component, Path};
+use std::fs::{self, File, Metadata};
+use std::io::ErrorKind;
+use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use engine::sys::fs::BeneathError;
 
 use super::encoded;
 use super::ranges::{multipart, parse_range, RangeAsk};
@@ -103,8 +106,71 @@ fn unix_secs(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// The directory served: its resolved path and a handle that request paths are opened beneath
+/// in one system call (openat2 with `RESOLVE_BENEATH`), so a request costs no walk of the whole
+/// path in user space. Without the handle (openat2 refused) paths are resolved as before:
+/// canonicalized, then compared with the root.
+pub struct Root {
+    path: PathBuf,
+    dir: Option<File>,
+}
+
+/// Why a path under the root was not opened.
+enum Refused {
+    /// It leaves the root (`..` above it, or a symlink pointing out): 403.
+    Outside,
+    /// Nothing there: 404.
+    Missing,
+    /// There, but not ours to read: 403.
+    Denied,
+}
+
+impl Root {
+    /// `path` is the root already canonicalized.
+    pub fn new(path: PathBuf) -> Root {
+        let dir = engine::sys::fs::open_dir(&path).ok();
+        Root { path, dir }
+    }
+
+    /// Opens `rel` (relative, `..`-free) beneath the root, symlinks followed while they stay in.
+    fn open(&self, rel: &Path) -> Result<File, Refused> {
+        if let Some(dir) = &self.dir {
+            match engine::sys::fs::open_beneath(dir, rel) {
+                Ok(f) => return Ok(f),
+                Err(BeneathError::Unsupported) => {}
+                Err(BeneathError::Outside) => return Err(Refused::Outside),
+                Err(BeneathError::Io(e))
+                    if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) =>
+                {
+                    return Err(Refused::Missing)
+                }
+                Err(BeneathError::Io(_)) => return Err(Refused::Denied),
+            }
+        }
+        match self.path.join(rel).canonicalize() {
+            Ok(real) if real.starts_with(&self.path) => {
+                File::open(real).map_err(|_| Refused::Denied)
+            }
+            Ok(_) => Err(Refused::Outside),
+            Err(_) => Err(Refused::Missing),
+        }
+    }
+
+    /// A precompressed variant's file and metadata, if it is there and inside.
+    pub fn open_variant(&self, rel: &Path) -> Option<(File, Metadata)> {
+        self.open_meta(rel).ok()
+    }
+
+    /// Opens `rel` and reads its metadata.
+    fn open_meta(&self, rel: &Path) -> Result<(File, Metadata), Refused> {
+        let f = self.open(rel)?;
+        let meta = f.metadata().map_err(|_| Refused::Missing)?;
+        Ok((f, meta))
+    }
+}
+
 /// The response for `target` (the request path, still escaped) under `root`.
-pub fn get(root: &Path, target: &str, ask: &Ask<'_>) -> Response {
+pub fn get(root: &Root, target: &str, ask: &Ask<'_>) -> Response {
     let path = target.split(['?', '#']).next().unwrap_or("/");
     let Some(decoded) = percent_decode(path) else {
         return Response::error(400, "Bad Request");
@@ -116,37 +182,42 @@ pub fn get(root: &Path, target: &str, ask: &Ask<'_>) -> Response {
     {
         return Response::error(403, "Forbidden");
     }
-    let full = root.join(rel);
-    // Symlinks may still point outside: compare the resolved path with the root.
-    let real = match full.canonicalize() {
-        Ok(r) if r.starts_with(root) => r,
-        Ok(_) => return Response::error(403, "Forbidden"),
-        Err(_) => return Response::error(404, "Not Found"),
+    // Symlinks may still point outside: the open refuses to leave the root.
+    let (f, meta) = match root.open_meta(rel) {
+        Ok(opened) => opened,
+        Err(Refused::Missing) => return Response::error(404, "Not Found"),
+        Err(Refused::Outside | Refused::Denied) => return Response::error(403, "Forbidden"),
     };
-    if real.is_dir() {
+    if meta.is_dir() {
         if !decoded.ends_with('/') {
             let mut r = Response::error(301, "Moved Permanently");
             r.headers.push(("Location".into(), format!("{path}/")));
             return r;
         }
-        let index = real.join("index.html");
-        if index.is_file() {
-            return file(root, &index, ask);
+        let index = rel.join("index.html");
+        if let Ok((f, meta)) = root.open_meta(&index) {
+            if meta.is_file() {
+                return file(root, &index, f, meta, ask);
+            }
         }
-        return listing(&real, &decoded);
+        return listing(&root.path.join(rel), &decoded);
     }
-    file(root, &real, ask)
+    if !meta.is_file() {
+        // A FIFO, socket or device in the tree is not a document.
+        return Response::error(403, "Forbidden");
+    }
+    file(root, rel, f, meta, ask)
 }
 
-fn file(root: &Path, path: &Path, ask: &Ask<'_>) -> Response {
-    let (variant, vary) = encoded::pick(root, path, ask.accept_encoding);
-    let served = variant.as_ref().map_or(path, |v| v.path.as_path());
-    let Ok(f) = File::open(served) else {
-        return Response::error(403, "Forbidden");
+/// Answers with the file `rel` (opened as `f`, with `meta`), or the precompressed variant the
+/// request accepts.
+fn file(root: &Root, rel: &Path, f: File, meta: Metadata, ask: &Ask<'_>) -> Response {
+    let (variant, vary) = encoded::pick(root, rel, ask.accept_encoding);
+    let (f, meta, coding) = match variant {
+        Some(v) => (v.file, v.meta, Some(v.coding)),
+        None => (f, meta, None),
     };
-    let Ok(meta) = f.metadata() else {
-        return Response::error(404, "Not Found");
-    };
+    let path = rel;
     let len = meta.len();
     let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
     let last_modified = httpdate::fmt_http_date(mtime);
@@ -157,9 +228,9 @@ fn file(root: &Path, path: &Path, ask: &Ask<'_>) -> Response {
             .push(("Last-Modified".into(), last_modified.clone()));
         r.headers.push(("ETag".into(), etag.clone()));
         r.headers.push(("Accept-Ranges".into(), "bytes".into()));
-        if let Some(v) = &variant {
+        if let Some(coding) = coding {
             r.headers
-                .push(("Content-Encoding".into(), v.coding.to_string()));
+                .push(("Content-Encoding".into(), coding.to_string()));
         }
         if vary {
             r.headers.push(("Vary".into(), "Accept-Encoding".into()));
@@ -286,7 +357,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tapir-http-files-{}", std::process::id()));
         fs::create_dir_all(dir.join("d")).unwrap();
         fs::write(dir.join("f.txt"), b"0123456789").unwrap();
-        let root = dir.canonicalize().unwrap();
+        let root = Root::new(dir.canonicalize().unwrap());
         let none = Ask {
             range: None,
             if_modified_since: None,
@@ -365,5 +436,34 @@ mod tests {
         assert_eq!(get(&root, "/../etc/passwd", &none).status, 403);
         assert_eq!(get(&root, "/nope", &none).status, 404);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn symlinks_are_followed_only_while_they_stay_beneath_the_root() {
+        let base = std::env::temp_dir().join(format!("tapir-http-links-{}", std::process::id()));
+        let dir = base.join("site");
+        fs::create_dir_all(dir.join("d")).unwrap();
+        fs::write(dir.join("d/in.txt"), b"inside").unwrap();
+        fs::write(base.join("secret.txt"), b"outside").unwrap();
+        std::os::unix::fs::symlink("d/in.txt", dir.join("near")).unwrap();
+        std::os::unix::fs::symlink("../secret.txt", dir.join("escape")).unwrap();
+        std::os::unix::fs::symlink(base.join("secret.txt"), dir.join("absolute")).unwrap();
+        std::os::unix::fs::symlink("..", dir.join("up")).unwrap();
+        let fifo = dir.join("pipe");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let root = Root::new(dir.canonicalize().unwrap());
+        let none = Ask::default();
+        let r = get(&root, "/near", &none);
+        assert_eq!((r.status, r.body_len()), (200, 6));
+        assert_eq!(get(&root, "/escape", &none).status, 403);
+        assert_eq!(get(&root, "/absolute", &none).status, 403);
+        assert_eq!(get(&root, "/up/secret.txt", &none).status, 403);
+        // A FIFO is neither a file nor a directory: refused, and the open does not wait for a writer.
+        assert_eq!(get(&root, "/pipe", &none).status, 403);
+        fs::remove_dir_all(&base).unwrap();
     }
 }

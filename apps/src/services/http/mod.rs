@@ -88,7 +88,7 @@ impl Config {
 
 /// What a request is answered from.
 pub struct Site {
-    root: Option<PathBuf>,
+    root: Option<files::Root>,
     cache_control: Option<String>,
 }
 
@@ -122,7 +122,7 @@ pub fn start(node: &Node, port: u16, config: Config) -> Result<Service> {
             .with_context(|| format!("cannot open the access log {}", path.display()))?;
     }
     let site = Site {
-        root: config.root.clone(),
+        root: config.root.clone().map(files::Root::new),
         cache_control: config.cache_control.clone(),
     };
     let shared = Arc::new(Shared {
