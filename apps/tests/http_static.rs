@@ -80,6 +80,41 @@ fn http_validators_precompressed_files_cache_control_and_the_access_log() {
     let (head, _) = fetch(&s, &["-H", "If-None-Match: \"other\""], &digits);
     assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
 
+    // If-Match (strong) and If-Unmodified-Since: 412 when they fail, the file when they hold;
+    // If-Match decides alone when both are sent (RFC 9110 §13.2.2).
+    let long_ago = "Sun, 06 Nov 1994 08:49:37 GMT";
+    for (extra, status) in [
+        (vec![format!("If-Match: {etag}")], 200),
+        (vec!["If-Match: *".to_string()], 200),
+        (vec![format!("If-Match: \"other\", {etag}")], 200),
+        (vec![format!("If-Match: W/{etag}")], 412),
+        (vec!["If-Match: \"other\"".to_string()], 412),
+        (vec![format!("If-Unmodified-Since: {last_modified}")], 200),
+        (vec![format!("If-Unmodified-Since: {long_ago}")], 412),
+        (
+            vec![
+                format!("If-Match: {etag}"),
+                format!("If-Unmodified-Since: {long_ago}"),
+            ],
+            200,
+        ),
+    ] {
+        let mut args = Vec::new();
+        for h in &extra {
+            args.extend(["-H", h.as_str()]);
+        }
+        let (head, body) = fetch(&s, &args, &digits);
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{extra:?}: {head}"
+        );
+        if status == 200 {
+            assert_eq!(text(&body), "0123456789", "{extra:?}");
+        } else {
+            assert_eq!(header(&head, "etag"), Some(etag.as_str()), "{head}");
+        }
+    }
+
     // If-Range: the range only while the validator matches (strongly), else the whole file.
     for (validator, status, want) in [
         (etag.clone(), 206, "23"),
@@ -163,7 +198,7 @@ fn http_validators_precompressed_files_cache_control_and_the_access_log() {
     assert_eq!(ip, "10.7.0.1");
     let (time, _) = rest.split_once("] ").expect(line);
     assert!(httpdate_like(time), "{time}");
-    assert_eq!(lines.lines().count(), 18, "one line per request: {lines}");
+    assert_eq!(lines.lines().count(), 26, "one line per request: {lines}");
 }
 
 /// The log file once a line ends with `want` (a bounded wait: lines are written at the end of

@@ -95,6 +95,8 @@ pub fn content_type(path: &Path) -> &'static str {
 pub struct Ask<'a> {
     pub range: Option<&'a str>,
     pub if_range: Option<&'a str>,
+    pub if_match: Option<&'a str>,
+    pub if_unmodified_since: Option<&'a str>,
     pub if_modified_since: Option<&'a str>,
     pub if_none_match: Option<&'a str>,
     pub accept_encoding: Option<&'a str>,
@@ -237,7 +239,20 @@ fn file(root: &Root, rel: &Path, f: File, meta: Metadata, ask: &Ask<'_>) -> Resp
         }
         r
     };
-    // RFC 9110 §13.2.2: If-None-Match first, If-Modified-Since only without it.
+    // RFC 9110 §13.2.2, in its order: If-Match, or If-Unmodified-Since without it, failing is
+    // 412; then If-None-Match, or If-Modified-Since without it, failing is 304 for GET/HEAD.
+    let precondition_fails = match ask.if_match {
+        Some(tags) => !validators::match_holds(tags, &etag),
+        None => ask
+            .if_unmodified_since
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .is_some_and(|since| unix_secs(mtime) > unix_secs(since)),
+    };
+    if precondition_fails {
+        let mut r = Response::error(412, "Precondition Failed");
+        r.headers.push(("ETag".into(), etag.clone()));
+        return r;
+    }
     let not_modified = match ask.if_none_match {
         Some(tags) => validators::none_match_fails(tags, &etag),
         None => ask

@@ -266,6 +266,8 @@ impl Site {
         let ask = files::Ask {
             range: req.range.as_deref(),
             if_range: req.if_range.as_deref(),
+            if_match: req.if_match.as_deref(),
+            if_unmodified_since: req.if_unmodified_since.as_deref(),
             if_modified_since: req.if_modified_since.as_deref(),
             if_none_match: req.if_none_match.as_deref(),
             accept_encoding: req.accept_encoding.as_deref(),

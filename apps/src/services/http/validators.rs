@@ -1,7 +1,7 @@
 //! A file's validators and the conditions on them (RFC 9110 §8.8, §13): a strong entity tag
 //! made of the file's inode, modification time and length (any change to the bytes served
 //! changes one of them, a precompressed variant being another file), `If-None-Match` compared
-//! weakly and `If-Range` strongly, as the RFC says.
+//! weakly, `If-Match` and `If-Range` strongly, as the RFC says.
 
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
@@ -39,6 +39,19 @@ pub fn none_match_fails(tags: &str, etag: &str) -> bool {
             .any(|(theirs, _)| theirs == ours)
 }
 
+/// `If-Match: tags` holds for the representation tagged `etag`: `*` (it exists), or one of
+/// the tags matches by strong comparison, a weak tag never (§13.1.1).
+pub fn match_holds(tags: &str, etag: &str) -> bool {
+    let Some((ours, false)) = opaque(etag) else {
+        return false;
+    };
+    tags.trim() == "*"
+        || tags
+            .split(',')
+            .filter_map(|t| opaque(t.trim()))
+            .any(|(theirs, weak)| !weak && theirs == ours)
+}
+
 /// `If-Range: value` holds for the file tagged `etag` modified at `mtime`: an entity tag that
 /// matches strongly (neither weak), or a date equal to Last-Modified (§13.1.5).
 pub fn if_range_holds(value: &str, etag: &str, mtime: SystemTime) -> bool {
@@ -67,6 +80,14 @@ mod tests {
         assert!(none_match_fails("*", ours));
         assert!(!none_match_fails("\"1-2-4\"", ours));
         assert!(!none_match_fails("1-2-3", ours), "unquoted is no tag");
+        assert!(match_holds("\"1-2-3\"", ours));
+        assert!(match_holds("\"x\", \"1-2-3\"", ours));
+        assert!(match_holds("*", ours));
+        assert!(
+            !match_holds("W/\"1-2-3\"", ours),
+            "If-Match compares strongly"
+        );
+        assert!(!match_holds("\"1-2-4\"", ours));
         let t = UNIX_EPOCH + Duration::from_secs(784_111_777);
         assert!(if_range_holds("\"1-2-3\"", ours, t));
         assert!(!if_range_holds("W/\"1-2-3\"", ours, t), "weak never holds");
