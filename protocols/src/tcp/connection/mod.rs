@@ -84,6 +84,9 @@ pub struct Connection {
     rcv_wscale: u8,
     /// Right edge of the window we last advertised; it never moves left.
     rcv_adv_edge: SeqNumber,
+    /// The application has read since the last segment we sent: only a read opens the window
+    /// enough to be worth a segment of its own (as Linux sends window updates from recvmsg).
+    read_since_sent: bool,
     rx: RecvBuffer,
     /// Sequence number of the next byte the application reads (RCV.NXT less what `rx` holds).
     rcv_read: SeqNumber,
@@ -197,6 +200,7 @@ impl Connection {
             rcv_nxt: SeqNumber(0),
             rcv_wscale,
             rcv_adv_edge: SeqNumber(0),
+            read_since_sent: false,
             rx: RecvBuffer::new(cfg.rx_buffer),
             rcv_read: SeqNumber(0),
             rcv_up: None,
@@ -715,6 +719,7 @@ impl Connection {
     /// The application took `n` in-order bytes.
     fn consumed(&mut self, n: usize) {
         self.rcv_read += n;
+        self.read_since_sent |= n > 0;
         if self.rcv_up.is_some_and(|up| up < self.rcv_read) {
             self.rcv_up = None;
         }

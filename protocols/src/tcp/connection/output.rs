@@ -413,6 +413,7 @@ impl Connection {
         self.send_probe = false;
         self.timers.stop(Timer::DelayedAck);
         self.last_ack_sent = self.rcv_nxt;
+        self.read_since_sent = false;
         let edge = self.rcv_nxt + (usize::from(repr.window_len) << self.rcv_wscale);
         if edge > self.rcv_adv_edge {
             self.rcv_adv_edge = edge;
@@ -457,9 +458,15 @@ impl Connection {
         field as u16
     }
 
-    /// A window update is worth a segment of its own when the window at least doubles and
-    /// grows by at least one step (which covers a window reopening from zero).
+    /// A window update is worth a segment of its own when the application's reads made the
+    /// window at least double and grow by at least one step (which covers a window reopening
+    /// from zero). A window that grew for another reason (the first scaled one after the
+    /// handshake, where the SYN-ACK's was capped at 65,535) rides on the next ACK: a pure ACK
+    /// for it would only cost both sides a segment per connection.
     fn window_update_due(&self) -> bool {
+        if !self.read_since_sent {
+            return false;
+        }
         if !matches!(
             self.state,
             State::Established | State::FinWait1 | State::FinWait2
