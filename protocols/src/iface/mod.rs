@@ -220,8 +220,12 @@ pub struct Stack {
     dhcp: Option<Box<dhcp::DhcpDriver>>,
     /// Send an RFC 5227 announcement at the next poll (a lease was just taken).
     dhcp_announce: bool,
-    /// (deadline, socket) for TCP timers; stale entries are skipped when popped.
+    /// (deadline, socket) for TCP timers, at most one live entry per socket (`timer_at`): a
+    /// deadline that moved later is found when its entry fires and is queued again; entries
+    /// superseded by an earlier one are skipped when popped.
     timers: BinaryHeap<Reverse<(Instant, SocketHandle)>>,
+    /// Entries ever pushed onto `timers` (each is popped once, at log(heap) cost).
+    timer_pushes: u64,
     /// Sockets that may have something to send.
     dirty: Vec<SocketHandle>,
     /// Something an application waits for happened since the last `take_wakeup`.
@@ -274,6 +278,7 @@ impl Stack {
             udp: udp::UdpTable::default(),
             icmp: icmp::IcmpTable::default(),
             timers: BinaryHeap::new(),
+            timer_pushes: 0,
             dirty: Vec::new(),
             wakeup: false,
             arrival: None,
@@ -399,6 +404,12 @@ impl Stack {
     /// The reason the last frame given to `receive` was dropped, if it was (then cleared).
     pub fn take_drop(&mut self) -> Option<DropReason> {
         self.counters.take_last_drop()
+    }
+
+    /// Entries ever pushed onto the TCP timer heap (for a test of how few).
+    #[cfg(test)]
+    pub(crate) fn tcp_timer_pushes(&self) -> u64 {
+        self.timer_pushes
     }
 
     /// The earliest instant at which `poll` has timer work.

@@ -15,11 +15,18 @@ impl Stack {
                 continue;
             };
             if s.timer_at != Some(t) {
-                continue; // stale entry
+                continue; // superseded by an earlier entry
             }
             s.timer_at = None;
-            s.conn.handle_timeout(now);
-            self.touch(h);
+            match s.conn.poll_at() {
+                // The deadline moved on since this entry was queued: queue it again there.
+                Some(at) if at > now => self.reschedule(h),
+                None => {}
+                Some(_) => {
+                    s.conn.handle_timeout(now);
+                    self.touch(h);
+                }
+            }
         }
     }
 

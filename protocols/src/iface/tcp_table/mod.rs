@@ -324,11 +324,15 @@ impl Stack {
         let Some(s) = self.tcp.sockets.get_mut(h) else {
             return;
         };
-        let at = s.conn.poll_at();
-        if at != s.timer_at {
-            s.timer_at = at;
-            if let Some(t) = at {
+        // Only a deadline earlier than the entry already in the heap needs a new one. A later
+        // one (an RTO pushed back by every ACK, the common case) keeps the entry, which fires
+        // early and is put back at the real deadline then: one heap entry per connection
+        // instead of one per segment, each of them popped later at log(heap) cost.
+        if let Some(t) = s.conn.poll_at() {
+            if s.timer_at.is_none_or(|queued| t < queued) {
+                s.timer_at = Some(t);
                 self.timers.push(Reverse((t, h)));
+                self.timer_pushes += 1;
             }
         }
     }
