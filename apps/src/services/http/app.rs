@@ -15,10 +15,11 @@ use protocols::time::Instant;
 
 use super::conn::{Conn, Verdict};
 use super::log::{AccessLog, Logged};
+use super::open_cache::OpenCache;
 use super::response::Response;
 use super::send::{Outgoing, CHUNK};
 use super::tls::Transport;
-use super::Shared;
+use super::{Responder, Shared};
 
 /// Accept queue per worker (established connections not yet taken, half-open included), as
 /// the blocking API's listeners have: beyond it a SYN flood meets SYN cookies, and the app
@@ -56,6 +57,8 @@ pub struct HttpApp {
     draining: bool,
     drained: bool,
     log: AccessLog,
+    /// This worker's recent opens under the root.
+    files: OpenCache,
     scratch: Vec<u8>,
     next_scan_us: u64,
     finished: bool,
@@ -75,6 +78,7 @@ impl HttpApp {
             draining: false,
             drained: false,
             log,
+            files: OpenCache::default(),
             scratch: vec![0; CHUNK],
             next_scan_us: 0,
             finished: false,
@@ -114,11 +118,16 @@ impl HttpApp {
         let Some(c) = self.conns.get_mut(&h) else {
             return; // not ours: another app's socket on this worker
         };
+        self.files.set_now(now_us);
+        let mut site = Responder {
+            site: &self.shared.site,
+            files: &mut self.files,
+        };
         let verdict = c.drive(
             stack,
             h,
             now_us,
-            &self.shared.site,
+            &mut site,
             &mut self.log,
             &mut self.scratch,
         );
@@ -185,6 +194,8 @@ impl HttpApp {
 
     /// Closes idle keep-alive connections and resets those whose client stopped reading.
     fn scan(&mut self, stack: &mut Stack, now_us: u64) {
+        self.files.set_now(now_us);
+        self.files.sweep();
         let idle_us = self.shared.config.idle.as_micros() as u64;
         let stall_us = self.shared.config.send_stall.as_micros() as u64;
         let late: Vec<(SocketHandle, bool)> = self

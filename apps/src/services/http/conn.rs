@@ -13,7 +13,7 @@ use super::request::{self, Framing, Head, Request, MAX_HEAD};
 use super::response::Response;
 use super::send::{Outgoing, SendFail};
 use super::tls::Transport;
-use super::Site;
+use super::Responder;
 
 /// Responses queued on one connection before it reads further requests: a client that
 /// pipelines without reading its answers is held back by TCP's window, not by our memory.
@@ -108,7 +108,7 @@ impl Conn {
         stack: &mut Stack,
         h: SocketHandle,
         now_us: u64,
-        site: &Site,
+        site: &mut Responder<'_>,
         log: &mut AccessLog,
         scratch: &mut [u8],
     ) -> Verdict {
@@ -165,7 +165,7 @@ impl Conn {
 
     /// Turns complete requests at the front of the input into queued responses, throwing away
     /// their bodies; true if anything was taken or queued.
-    fn answer(&mut self, site: &Site, log: &mut AccessLog) -> bool {
+    fn answer(&mut self, site: &mut Responder<'_>, log: &mut AccessLog) -> bool {
         let (start, queued) = (self.start, self.out.len());
         while !self.closing && self.out.len() < MAX_QUEUED {
             if !self.read_body(log) {
@@ -194,7 +194,13 @@ impl Conn {
     }
 
     /// Queues the answer to `req`, whose body (framed as `body`) follows in the input.
-    fn queue(&mut self, site: &Site, log: &mut AccessLog, req: &Request, body: Framing) {
+    fn queue(
+        &mut self,
+        site: &mut Responder<'_>,
+        log: &mut AccessLog,
+        req: &Request,
+        body: Framing,
+    ) {
         let r = site.respond(req);
         let status = r.status;
         let head_only = req.method == "HEAD";

@@ -5,12 +5,14 @@
 
 use std::fs::{File, Metadata};
 use std::path::Path;
+use std::sync::Arc;
 
 use super::files::Root;
+use super::open_cache::OpenCache;
 
 /// A variant to serve instead of the file itself, opened.
 pub struct Variant {
-    pub file: File,
+    pub file: Arc<File>,
     pub meta: Metadata,
     /// The Content-Encoding it has.
     pub coding: &'static str,
@@ -20,17 +22,23 @@ pub struct Variant {
 const CODINGS: [(&str, &str); 2] = [("br", "br"), ("gz", "gzip")];
 
 /// The variant of `rel` (under `root`) to serve for `accept` (None: the file itself), and
-/// whether any variant exists.
-pub fn pick(root: &Root, rel: &Path, accept: Option<&str>) -> (Option<Variant>, bool) {
+/// whether any variant exists. Looked up through the worker's `cache`: a variant that is not
+/// there (the usual case) costs no open while the cache remembers so.
+pub fn pick(
+    root: &Root,
+    rel: &Path,
+    accept: Option<&str>,
+    cache: &mut OpenCache,
+) -> (Option<Variant>, bool) {
     let mut vary = false;
     for (suffix, coding) in CODINGS {
         let mut name = rel.as_os_str().to_owned();
         name.push(".");
         name.push(suffix);
         // A variant is a regular file inside the root, symlinks resolved; on the hot path it is
-        // usually missing, which costs one failed open.
+        // usually missing, which costs one failed open a second.
         let Some((file, meta)) = root
-            .open_variant(Path::new(&name))
+            .open_variant(Path::new(&name), cache)
             .filter(|(_, meta)| meta.is_file())
         else {
             continue;
@@ -92,14 +100,30 @@ mod tests {
         let root = Root::new(dir.canonicalize().unwrap());
         let f = Path::new("a.txt");
         std::fs::write(dir.join(f), b"a").unwrap();
-        assert!(matches!(pick(&root, f, Some("gzip")), (None, false)));
+        // One worker's cache, its clock moved by hand: what it learnt holds for VALID_US.
+        let mut cache = OpenCache::default();
+        let mut now = 0;
+        let mut later = |cache: &mut OpenCache| {
+            now += super::super::open_cache::VALID_US;
+            cache.set_now(now);
+        };
+        assert!(matches!(
+            pick(&root, f, Some("gzip"), &mut cache),
+            (None, false)
+        ));
         std::fs::write(dir.join("a.txt.gz"), b"gz").unwrap();
-        let (v, vary) = pick(&root, f, Some("gzip, br"));
+        assert!(
+            matches!(pick(&root, f, Some("gzip"), &mut cache), (None, false)),
+            "a variant created a moment ago is not looked for again yet"
+        );
+        later(&mut cache);
+        let (v, vary) = pick(&root, f, Some("gzip, br"), &mut cache);
         assert_eq!((v.map(|v| v.coding), vary), (Some("gzip"), true));
         std::fs::write(dir.join("a.txt.br"), b"br").unwrap();
-        let (v, _) = pick(&root, f, Some("gzip, br"));
+        later(&mut cache);
+        let (v, _) = pick(&root, f, Some("gzip, br"), &mut cache);
         assert_eq!(v.map(|v| v.coding), Some("br"));
-        let (v, vary) = pick(&root, f, None);
+        let (v, vary) = pick(&root, f, None, &mut cache);
         assert!(v.is_none() && vary, "identity, but it varies");
         std::fs::remove_dir_all(&dir).unwrap();
     }

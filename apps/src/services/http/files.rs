@@ -6,11 +6,13 @@ use std::fmt::Write as _;
 use std::fs::{self, File, Metadata};
 use std::io::ErrorKind;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use engine::sys::fs::BeneathError;
 
 use super::encoded;
+use super::open_cache::{OpenCache, Refused};
 use super::ranges::{multipart, parse_range, RangeAsk};
 use super::response::{Body, Piece, Response};
 use super::validators;
@@ -117,16 +119,6 @@ pub struct Root {
     dir: Option<File>,
 }
 
-/// Why a path under the root was not opened.
-enum Refused {
-    /// It leaves the root (`..` above it, or a symlink pointing out): 403.
-    Outside,
-    /// Nothing there: 404.
-    Missing,
-    /// There, but not ours to read: 403.
-    Denied,
-}
-
 impl Root {
     /// `path` is the root already canonicalized.
     pub fn new(path: PathBuf) -> Root {
@@ -159,20 +151,26 @@ impl Root {
     }
 
     /// A precompressed variant's file and metadata, if it is there and inside.
-    pub fn open_variant(&self, rel: &Path) -> Option<(File, Metadata)> {
-        self.open_meta(rel).ok()
+    pub fn open_variant(&self, rel: &Path, cache: &mut OpenCache) -> Option<(Arc<File>, Metadata)> {
+        self.open_meta(rel, cache).ok()
     }
 
-    /// Opens `rel` and reads its metadata.
-    fn open_meta(&self, rel: &Path) -> Result<(File, Metadata), Refused> {
-        let f = self.open(rel)?;
+    /// Opens `rel` (or takes the worker's recent open of it) and reads its metadata, always
+    /// fresh from the descriptor.
+    fn open_meta(
+        &self,
+        rel: &Path,
+        cache: &mut OpenCache,
+    ) -> Result<(Arc<File>, Metadata), Refused> {
+        let f = cache.open(rel, |rel| self.open(rel).map(Arc::new))?;
         let meta = f.metadata().map_err(|_| Refused::Missing)?;
         Ok((f, meta))
     }
 }
 
-/// The response for `target` (the request path, still escaped) under `root`.
-pub fn get(root: &Root, target: &str, ask: &Ask<'_>) -> Response {
+/// The response for `target` (the request path, still escaped) under `root`; `cache` is the
+/// worker's recent opens.
+pub fn get(root: &Root, target: &str, ask: &Ask<'_>, cache: &mut OpenCache) -> Response {
     let path = target.split(['?', '#']).next().unwrap_or("/");
     let Some(decoded) = percent_decode(path) else {
         return Response::error(400, "Bad Request");
@@ -185,7 +183,7 @@ pub fn get(root: &Root, target: &str, ask: &Ask<'_>) -> Response {
         return Response::error(403, "Forbidden");
     }
     // Symlinks may still point outside: the open refuses to leave the root.
-    let (f, meta) = match root.open_meta(rel) {
+    let (f, meta) = match root.open_meta(rel, cache) {
         Ok(opened) => opened,
         Err(Refused::Missing) => return Response::error(404, "Not Found"),
         Err(Refused::Outside | Refused::Denied) => return Response::error(403, "Forbidden"),
@@ -197,9 +195,9 @@ pub fn get(root: &Root, target: &str, ask: &Ask<'_>) -> Response {
             return r;
         }
         let index = rel.join("index.html");
-        if let Ok((f, meta)) = root.open_meta(&index) {
+        if let Ok((f, meta)) = root.open_meta(&index, cache) {
             if meta.is_file() {
-                return file(root, &index, f, meta, ask);
+                return file(root, &index, f, meta, ask, cache);
             }
         }
         return listing(&root.path.join(rel), &decoded);
@@ -208,13 +206,20 @@ pub fn get(root: &Root, target: &str, ask: &Ask<'_>) -> Response {
         // A FIFO, socket or device in the tree is not a document.
         return Response::error(403, "Forbidden");
     }
-    file(root, rel, f, meta, ask)
+    file(root, rel, f, meta, ask, cache)
 }
 
 /// Answers with the file `rel` (opened as `f`, with `meta`), or the precompressed variant the
 /// request accepts.
-fn file(root: &Root, rel: &Path, f: File, meta: Metadata, ask: &Ask<'_>) -> Response {
-    let (variant, vary) = encoded::pick(root, rel, ask.accept_encoding);
+fn file(
+    root: &Root,
+    rel: &Path,
+    f: Arc<File>,
+    meta: Metadata,
+    ask: &Ask<'_>,
+    cache: &mut OpenCache,
+) -> Response {
+    let (variant, vary) = encoded::pick(root, rel, ask.accept_encoding, cache);
     let (f, meta, coding) = match variant {
         Some(v) => (v.file, v.meta, Some(v.coding)),
         None => (f, meta, None),
@@ -378,21 +383,21 @@ mod tests {
             if_modified_since: None,
             ..Ask::default()
         };
-        let r = get(&root, "/f.txt", &none);
+        let r = get(&root, "/f.txt", &none, &mut OpenCache::default());
         assert_eq!((r.status, r.body_len()), (200, 10));
         let ranged = Ask {
             range: Some("bytes=3-4"),
             if_modified_since: None,
             ..Ask::default()
         };
-        let r = get(&root, "/f.txt", &ranged);
+        let r = get(&root, "/f.txt", &ranged, &mut OpenCache::default());
         assert_eq!((r.status, r.body_len()), (206, 2));
         let two = Ask {
             range: Some("bytes=0-1,4-5"),
             if_modified_since: None,
             ..Ask::default()
         };
-        let r = get(&root, "/f.txt", &two);
+        let r = get(&root, "/f.txt", &two, &mut OpenCache::default());
         assert_eq!(r.status, 206);
         assert!(
             r.content_type
@@ -420,22 +425,34 @@ mod tests {
             if_modified_since: None,
             ..Ask::default()
         };
-        assert_eq!(get(&root, "/f.txt", &missing).status, 416);
+        assert_eq!(
+            get(&root, "/f.txt", &missing, &mut OpenCache::default()).status,
+            416
+        );
         let later = httpdate::fmt_http_date(SystemTime::now() + std::time::Duration::from_secs(60));
         let ims = Ask {
             range: None,
             if_modified_since: Some(&later),
             ..Ask::default()
         };
-        assert_eq!(get(&root, "/f.txt", &ims).status, 304);
+        assert_eq!(
+            get(&root, "/f.txt", &ims, &mut OpenCache::default()).status,
+            304
+        );
         let old = Ask {
             range: None,
             if_modified_since: Some("Sun, 06 Nov 1994 08:49:37 GMT"),
             ..Ask::default()
         };
-        assert_eq!(get(&root, "/f.txt", &old).status, 200);
-        assert_eq!(get(&root, "/d", &none).status, 301);
-        let idx = get(&root, "/", &none);
+        assert_eq!(
+            get(&root, "/f.txt", &old, &mut OpenCache::default()).status,
+            200
+        );
+        assert_eq!(
+            get(&root, "/d", &none, &mut OpenCache::default()).status,
+            301
+        );
+        let idx = get(&root, "/", &none, &mut OpenCache::default());
         assert_eq!(idx.status, 200);
         match idx.body {
             Body::Bytes(b) => {
@@ -447,9 +464,24 @@ mod tests {
             }
             _ => panic!("a listing is built in memory"),
         }
-        assert_eq!(get(&root, "/%2e%2e/etc/passwd", &none).status, 403);
-        assert_eq!(get(&root, "/../etc/passwd", &none).status, 403);
-        assert_eq!(get(&root, "/nope", &none).status, 404);
+        assert_eq!(
+            get(
+                &root,
+                "/%2e%2e/etc/passwd",
+                &none,
+                &mut OpenCache::default()
+            )
+            .status,
+            403
+        );
+        assert_eq!(
+            get(&root, "/../etc/passwd", &none, &mut OpenCache::default()).status,
+            403
+        );
+        assert_eq!(
+            get(&root, "/nope", &none, &mut OpenCache::default()).status,
+            404
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -472,13 +504,25 @@ mod tests {
             .success());
         let root = Root::new(dir.canonicalize().unwrap());
         let none = Ask::default();
-        let r = get(&root, "/near", &none);
+        let r = get(&root, "/near", &none, &mut OpenCache::default());
         assert_eq!((r.status, r.body_len()), (200, 6));
-        assert_eq!(get(&root, "/escape", &none).status, 403);
-        assert_eq!(get(&root, "/absolute", &none).status, 403);
-        assert_eq!(get(&root, "/up/secret.txt", &none).status, 403);
+        assert_eq!(
+            get(&root, "/escape", &none, &mut OpenCache::default()).status,
+            403
+        );
+        assert_eq!(
+            get(&root, "/absolute", &none, &mut OpenCache::default()).status,
+            403
+        );
+        assert_eq!(
+            get(&root, "/up/secret.txt", &none, &mut OpenCache::default()).status,
+            403
+        );
         // A FIFO is neither a file nor a directory: refused, and the open does not wait for a writer.
-        assert_eq!(get(&root, "/pipe", &none).status, 403);
+        assert_eq!(
+            get(&root, "/pipe", &none, &mut OpenCache::default()).status,
+            403
+        );
         fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -18,6 +18,7 @@ mod conn;
 mod encoded;
 mod files;
 mod log;
+mod open_cache;
 mod ranges;
 mod request;
 mod response;
@@ -36,6 +37,7 @@ use engine::Node;
 
 use app::{HttpApp, Report};
 pub use log::LogTarget;
+use open_cache::OpenCache;
 use request::Request;
 use response::{Body, Response};
 pub use tls::server_config;
@@ -223,13 +225,25 @@ impl Service {
     }
 }
 
+/// A worker's way to answer: the site, with the worker's own recent opens under its root.
+pub(crate) struct Responder<'a> {
+    pub site: &'a Site,
+    pub files: &'a mut OpenCache,
+}
+
+impl Responder<'_> {
+    pub fn respond(&mut self, req: &Request) -> Response {
+        self.site.respond(req, self.files)
+    }
+}
+
 /// The methods this server answers (RFC 9110 §9.3.7: `OPTIONS` says so).
 const ALLOW: &str = "GET, HEAD, OPTIONS";
 
 impl Site {
-    /// The answer to `req`.
-    pub fn respond(&self, req: &Request) -> Response {
-        let mut r = self.answer(req);
+    /// The answer to `req`; `files` is the worker's recent opens under the root.
+    pub fn respond(&self, req: &Request, files: &mut OpenCache) -> Response {
+        let mut r = self.answer(req, files);
         if let Some(cc) = &self.cache_control {
             if matches!(r.status, 200 | 206 | 304) && req.method != "OPTIONS" {
                 r.headers.push(("Cache-Control".into(), cc.clone()));
@@ -238,7 +252,7 @@ impl Site {
         r
     }
 
-    fn answer(&self, req: &Request) -> Response {
+    fn answer(&self, req: &Request, files: &mut OpenCache) -> Response {
         match req.method.as_str() {
             "GET" | "HEAD" if req.path != "*" => {}
             "OPTIONS" => {
@@ -272,6 +286,6 @@ impl Site {
             if_none_match: req.if_none_match.as_deref(),
             accept_encoding: req.accept_encoding.as_deref(),
         };
-        files::get(root, &req.path, &ask)
+        files::get(root, &req.path, &ask, files)
     }
 }

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 use std::fs::File;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// A piece of a file body.
@@ -32,7 +33,7 @@ pub enum Body {
     None,
     Bytes(Vec<u8>),
     File {
-        file: File,
+        file: Arc<File>,
         pieces: Vec<Piece>,
     },
 }

@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
 use protocols::iface::{SocketHandle, Stack, TcpError};
 
@@ -32,7 +33,7 @@ pub struct Outgoing {
     /// Bytes ready for the socket; `buf[off..]` not taken yet.
     buf: Vec<u8>,
     off: usize,
-    file: Option<File>,
+    file: Option<Arc<File>>,
     pieces: VecDeque<Piece>,
 }
 
