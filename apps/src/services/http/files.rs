@@ -191,7 +191,7 @@ pub fn get(root: &Root, target: &str, ask: &Ask<'_>, cache: &mut OpenCache) -> R
     if meta.is_dir() {
         if !decoded.ends_with('/') {
             let mut r = Response::error(301, "Moved Permanently");
-            r.headers.push(("Location".into(), format!("{path}/")));
+            r.headers.push(("Location", format!("{path}/")));
             return r;
         }
         let index = rel.join("index.html");
@@ -231,16 +231,14 @@ fn file(
     let etag = validators::etag(&meta);
     let base = |status, reason| {
         let mut r = Response::new(status, reason, content_type(path));
-        r.headers
-            .push(("Last-Modified".into(), last_modified.clone()));
-        r.headers.push(("ETag".into(), etag.clone()));
-        r.headers.push(("Accept-Ranges".into(), "bytes".into()));
+        r.headers.push(("Last-Modified", last_modified.clone()));
+        r.headers.push(("ETag", etag.clone()));
+        r.headers.push(("Accept-Ranges", "bytes".into()));
         if let Some(coding) = coding {
-            r.headers
-                .push(("Content-Encoding".into(), coding.to_string()));
+            r.headers.push(("Content-Encoding", coding.to_string()));
         }
         if vary {
-            r.headers.push(("Vary".into(), "Accept-Encoding".into()));
+            r.headers.push(("Vary", "Accept-Encoding".into()));
         }
         r
     };
@@ -255,7 +253,7 @@ fn file(
     };
     if precondition_fails {
         let mut r = Response::error(412, "Precondition Failed");
-        r.headers.push(("ETag".into(), etag.clone()));
+        r.headers.push(("ETag", etag.clone()));
         return r;
     }
     let not_modified = match ask.if_none_match {
@@ -288,7 +286,7 @@ fn file(
             let mut r = base(206, "Partial Content");
             let pieces = if let [(start, end)] = parts[..] {
                 r.headers
-                    .push(("Content-Range".into(), format!("bytes {start}-{end}/{len}")));
+                    .push(("Content-Range", format!("bytes {start}-{end}/{len}")));
                 vec![Piece::Span {
                     start,
                     len: end - start + 1,
@@ -304,8 +302,7 @@ fn file(
         }
         RangeAsk::Unsatisfiable => {
             let mut r = Response::error(416, "Range Not Satisfiable");
-            r.headers
-                .push(("Content-Range".into(), format!("bytes */{len}")));
+            r.headers.push(("Content-Range", format!("bytes */{len}")));
             r
         }
     }
@@ -405,7 +402,7 @@ mod tests {
             "{}",
             r.content_type
         );
-        assert!(!r.headers.iter().any(|(k, _)| k == "Content-Range"));
+        assert!(!r.headers.iter().any(|(k, _)| *k == "Content-Range"));
         let Body::File { pieces, .. } = &r.body else {
             panic!("a file body")
         };

@@ -246,7 +246,7 @@ impl Site {
         let mut r = self.answer(req, files);
         if let Some(cc) = &self.cache_control {
             if matches!(r.status, 200 | 206 | 304) && req.method != "OPTIONS" {
-                r.headers.push(("Cache-Control".into(), cc.clone()));
+                r.headers.push(("Cache-Control", cc.clone()));
             }
         }
         r
@@ -258,12 +258,12 @@ impl Site {
             "OPTIONS" => {
                 // For `*` (the server) and every path alike: what can be asked.
                 let mut r = Response::new(200, "OK", "");
-                r.headers.push(("Allow".into(), ALLOW.into()));
+                r.headers.push(("Allow", ALLOW.into()));
                 return r;
             }
             _ => {
                 let mut r = Response::error(405, "Method Not Allowed");
-                r.headers.push(("Allow".into(), ALLOW.into()));
+                r.headers.push(("Allow", ALLOW.into()));
                 return r;
             }
         }

@@ -2,10 +2,29 @@
 //! (spans of the file, and for a multipart answer the part heads between them) that
 //! [`super::send::Outgoing`] reads as the socket takes them, never the whole file at once.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+thread_local! {
+    /// The `Date` value of the current second on this worker, formatted once per second (as
+    /// nginx keeps its cached time strings) rather than once per response.
+    static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Appends `now` as an HTTP date (RFC 9110 §5.6.7), formatting it only when the second changed.
+fn push_date(head: &mut String, now: SystemTime) {
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.0 != secs {
+            *d = (secs, httpdate::fmt_http_date(now));
+        }
+        head.push_str(&d.1);
+    });
+}
 
 /// A piece of a file body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +61,7 @@ pub struct Response {
     pub status: u16,
     pub reason: &'static str,
     pub content_type: String,
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(&'static str, String)>,
     pub body: Body,
 }
 
@@ -76,12 +95,14 @@ impl Response {
 
     /// The status line and headers, up to and including the blank line.
     pub fn head(&self, keep: bool) -> Vec<u8> {
-        let mut head = format!(
-            "HTTP/1.1 {} {}\r\nServer: tapir\r\nDate: {}\r\n",
-            self.status,
-            self.reason,
-            httpdate::fmt_http_date(SystemTime::now())
+        let mut head = String::with_capacity(256);
+        let _ = write!(
+            head,
+            "HTTP/1.1 {} {}\r\nServer: tapir\r\nDate: ",
+            self.status, self.reason
         );
+        push_date(&mut head, SystemTime::now());
+        head.push_str("\r\n");
         if !matches!(self.body, Body::None) {
             if !self.content_type.is_empty() {
                 let _ = write!(head, "Content-Type: {}\r\n", self.content_type);
@@ -97,5 +118,29 @@ impl Response {
             "Connection: close\r\n\r\n"
         });
         head.into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_cached_date_is_the_date_of_each_second() {
+        let t = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        for (at, want) in [
+            (t, "Sun, 06 Nov 1994 08:49:37 GMT"),
+            (
+                t + Duration::from_millis(999),
+                "Sun, 06 Nov 1994 08:49:37 GMT",
+            ),
+            (t + Duration::from_secs(1), "Sun, 06 Nov 1994 08:49:38 GMT"),
+            (t, "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ] {
+            let mut head = String::new();
+            push_date(&mut head, at);
+            assert_eq!(head, want);
+        }
     }
 }
