@@ -50,6 +50,7 @@ fn _tapir(m: &Bound<'_, PyModule>) -> PyResult<()> {
         ("SO_ERROR", sock::SO_ERROR),
         ("SO_KEEPALIVE", sock::SO_KEEPALIVE),
         ("TCP_NODELAY", sock::TCP_NODELAY),
+        ("TCP_KEEPIDLE", sock::TCP_KEEPIDLE),
         ("IP_TTL", sock::IP_TTL),
         ("IP_HDRINCL", sock::IP_HDRINCL),
         ("SHUT_RD", sock::SHUT_RD),

@@ -9,7 +9,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,9 @@ pub const SO_BROADCAST: i32 = 6;
 pub const SO_KEEPALIVE: i32 = 9;
 pub const SO_REUSEPORT: i32 = 15;
 pub const TCP_NODELAY: i32 = 1;
+pub const TCP_KEEPIDLE: i32 = 4;
+/// Linux's default `TCP_KEEPIDLE` (net.ipv4.tcp_keepalive_time): two hours.
+pub const DEFAULT_KEEPIDLE: u32 = 7200;
 pub const IP_TTL: i32 = 2;
 pub const IP_HDRINCL: i32 = 3;
 pub const SHUT_RD: i32 = 0;
@@ -75,6 +78,9 @@ pub struct Core {
     state: Mutex<State>,
     nonblocking: AtomicBool,
     nodelay: AtomicBool,
+    keepalive: AtomicBool,
+    /// `TCP_KEEPIDLE`, seconds.
+    keepidle: AtomicU32,
     hdrincl: AtomicBool,
     /// IP TTL of what a raw or UDP socket sends (0: the stack's).
     ttl: AtomicU16,
@@ -161,10 +167,30 @@ impl Core {
             state: Mutex::new(state),
             nonblocking: AtomicBool::new(false),
             nodelay: AtomicBool::new(false),
+            keepalive: AtomicBool::new(false),
+            keepidle: AtomicU32::new(DEFAULT_KEEPIDLE),
             hdrincl: AtomicBool::new(proto == IPPROTO_RAW),
             ttl: AtomicU16::new(0),
             closed: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// The keep-alive idle time in force: None when `SO_KEEPALIVE` is off.
+    fn keepalive_idle(&self) -> Option<Duration> {
+        self.keepalive
+            .load(Ordering::Relaxed)
+            .then(|| Duration::from_secs(u64::from(self.keepidle.load(Ordering::Relaxed))))
+    }
+
+    /// Hands the keep-alive setting to the connection, if there is one yet.
+    fn apply_keepalive(&self) -> PyResult<()> {
+        if let State::Stream(s) = &*self.state() {
+            s.read()
+                .unwrap_or_else(|e| e.into_inner())
+                .set_keepalive(self.keepalive_idle())
+                .map_err(io_error)?;
+        }
+        Ok(())
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -523,6 +549,7 @@ impl Core {
         if nodelay {
             let _ = stream.set_nodelay(true);
         }
+        let _ = stream.set_keepalive(self.keepalive_idle());
         stream.set_read_timeout(Some(SLICE));
         stream.set_write_timeout(Some(SLICE));
         let core = Core {
@@ -532,6 +559,8 @@ impl Core {
             state: Mutex::new(State::Stream(Arc::new(RwLock::new(stream)))),
             nonblocking: AtomicBool::new(false),
             nodelay: AtomicBool::new(nodelay),
+            keepalive: AtomicBool::new(self.keepalive.load(Ordering::Relaxed)),
+            keepidle: AtomicU32::new(self.keepidle.load(Ordering::Relaxed)),
             hdrincl: AtomicBool::new(false),
             ttl: AtomicU16::new(0),
             closed: Arc::new(AtomicBool::new(false)),
@@ -590,6 +619,9 @@ impl Core {
         if self.nodelay.load(Ordering::Relaxed) {
             stream.set_nodelay(true).map_err(io_error)?;
         }
+        stream
+            .set_keepalive(self.keepalive_idle())
+            .map_err(io_error)?;
         let t = self.stream_timeout();
         stream.set_read_timeout(Some(t));
         stream.set_write_timeout(Some(t));
@@ -757,7 +789,8 @@ impl Core {
         }
     }
 
-    /// The options tapir has: TCP_NODELAY; IP_TTL (UDP, raw); IP_HDRINCL (raw); SO_REUSEADDR
+    /// The options tapir has: TCP_NODELAY, SO_KEEPALIVE and TCP_KEEPIDLE (TCP); IP_TTL (UDP,
+    /// raw); IP_HDRINCL (raw); SO_REUSEADDR
     /// and SO_REUSEPORT are accepted and change nothing (a tapir port is free again as soon as
     /// its listener closes).
     fn setsockopt(&self, level: i32, opt: i32, value: i64) -> PyResult<()> {
@@ -773,6 +806,17 @@ impl Core {
                 Ok(())
             }
             (SOL_SOCKET, SO_REUSEADDR | SO_REUSEPORT | SO_BROADCAST) => Ok(()),
+            (SOL_SOCKET, SO_KEEPALIVE) if self.kind == SOCK_STREAM => {
+                self.keepalive.store(value != 0, Ordering::Relaxed);
+                self.apply_keepalive()
+            }
+            (IPPROTO_TCP, TCP_KEEPIDLE) if self.kind == SOCK_STREAM => {
+                if !(1..=32767).contains(&value) {
+                    return Err(os_error(errno::EINVAL, "TCP_KEEPIDLE must be 1 to 32767 seconds"));
+                }
+                self.keepidle.store(value as u32, Ordering::Relaxed);
+                self.apply_keepalive()
+            }
             (IPPROTO_IP, IP_TTL) if self.kind != SOCK_STREAM => {
                 if !(1..=255).contains(&value) {
                     return Err(os_error(errno::EINVAL, "IP_TTL must be 1 to 255"));
@@ -787,7 +831,7 @@ impl Core {
             _ => Err(os_error(
                 errno::ENOPROTOOPT,
                 format!(
-                    "Protocol not available: option {opt} at level {level} is not one tapir has (TCP_NODELAY, IP_TTL, IP_HDRINCL, SO_REUSEADDR)"
+                    "Protocol not available: option {opt} at level {level} is not one tapir has (TCP_NODELAY, SO_KEEPALIVE, TCP_KEEPIDLE, IP_TTL, IP_HDRINCL, SO_REUSEADDR)"
                 ),
             )),
         }
@@ -799,6 +843,12 @@ impl Core {
                 Ok(i64::from(self.nodelay.load(Ordering::Relaxed)))
             }
             (SOL_SOCKET, SO_TYPE) => Ok(i64::from(self.kind)),
+            (SOL_SOCKET, SO_KEEPALIVE) if self.kind == SOCK_STREAM => {
+                Ok(i64::from(self.keepalive.load(Ordering::Relaxed)))
+            }
+            (IPPROTO_TCP, TCP_KEEPIDLE) if self.kind == SOCK_STREAM => {
+                Ok(i64::from(self.keepidle.load(Ordering::Relaxed)))
+            }
             (SOL_SOCKET, SO_ERROR) => Ok(0),
             (SOL_SOCKET, SO_REUSEADDR | SO_REUSEPORT | SO_BROADCAST) => Ok(0),
             (IPPROTO_IP, IP_TTL) => Ok(match self.ttl.load(Ordering::Relaxed) {

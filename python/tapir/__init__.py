@@ -40,6 +40,7 @@ from ._tapir import (  # noqa: F401
     SOCK_RAW,
     SOCK_STREAM,
     SOL_SOCKET,
+    TCP_KEEPIDLE,
     TCP_NODELAY,
     Packet,
     Services,

@@ -215,8 +215,9 @@ def test_socket_surface(lab, node):
     s.setsockopt(tapir.IPPROTO_TCP, tapir.TCP_NODELAY, 1)
     assert s.getsockopt(tapir.IPPROTO_TCP, tapir.TCP_NODELAY) == 1
     s.setsockopt(tapir.SOL_SOCKET, tapir.SO_REUSEADDR, 1)
+    SO_LINGER = 13
     with pytest.raises(OSError) as e:
-        s.setsockopt(tapir.SOL_SOCKET, tapir.SO_KEEPALIVE, 1)
+        s.setsockopt(tapir.SOL_SOCKET, SO_LINGER, 1)
     assert e.value.errno == errno.ENOPROTOOPT
     with pytest.raises(OSError) as e:
         s.getpeername()
@@ -236,3 +237,30 @@ def test_bad_node_options_are_value_errors(lab):
         tapir.Node(netns=lab.ns, ip="10.7.0.2/31")
     with pytest.raises(ValueError):
         tapir.Node(netns=lab.ns, ip="not-an-address")
+
+
+def test_so_keepalive_probes_an_idle_connection(lab, node):
+    lab.spawn("nc", "-l", KERNEL, "7500")
+    s = connect_when_listening(node, (KERNEL, 7500))
+    s.setsockopt(tapir.IPPROTO_TCP, tapir.TCP_KEEPIDLE, 1)
+    assert s.getsockopt(tapir.SOL_SOCKET, tapir.SO_KEEPALIVE) == 0
+    probed = threading.Event()
+    answered = threading.Event()
+
+    def watch(p):
+        tcp = p.layers[2] if len(p.layers) > 2 else {}
+        bare = tcp.get("flags") == "." and [la["name"] for la in p.layers][-1] == "tcp"
+        if p.direction == "out" and bare:
+            probed.set()
+        elif p.direction == "in" and bare and probed.is_set():
+            answered.set()
+
+    t = node.trace(watch, filter="tcp and port 7500")
+    s.setsockopt(tapir.SOL_SOCKET, tapir.SO_KEEPALIVE, 1)
+    assert s.getsockopt(tapir.SOL_SOCKET, tapir.SO_KEEPALIVE) == 1
+    # An idle connection sends nothing, unless keep-alive is on: a probe after 1 s idle, and
+    # the kernel's ACK for it.
+    assert probed.wait(20), "no keep-alive probe"
+    assert answered.wait(20), "the kernel did not answer the probe"
+    t.stop()
+    s.close()

@@ -301,6 +301,16 @@ impl TcpStream {
             .map_err(tcp_error)
     }
 
+    /// Keep-alive probes after `idle` without a segment from the peer (`SO_KEEPALIVE` with
+    /// `TCP_KEEPIDLE`), or none.
+    pub fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {
+        self.node
+            .with_stack(self.worker, |s, now| {
+                s.tcp_set_keepalive(self.handle, now, idle)
+            })
+            .map_err(tcp_error)
+    }
+
     /// The connection's TCP state.
     pub fn state(&self) -> Option<State> {
         self.node.with_stack(self.worker, |s, _| {
