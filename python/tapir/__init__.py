@@ -12,6 +12,7 @@ The stack is tapir's Rust engine (the extension ``tapir._tapir``); this package 
 sockets the standard library's shape, and ``patch`` puts them under ``socket.socket``.
 """
 
+import atexit as _atexit
 import io as _io
 import itertools as _itertools
 import socket as _stdsocket
@@ -96,6 +97,7 @@ class Node(_tapir.Node):
 
     def __init__(self, *args, **kwargs):
         self._traces = []
+        _live_nodes.add(self)
 
     @classmethod
     def from_args(cls, argv):
@@ -124,6 +126,20 @@ class Node(_tapir.Node):
 
     def __exit__(self, *exc):
         self.close()
+
+
+# Nodes still running when the interpreter exits are closed first (their trace threads call
+# into Python, which must still be there).
+_live_nodes = _weakref.WeakSet()
+
+
+@_atexit.register
+def _close_live_nodes():
+    for n in list(_live_nodes):
+        try:
+            n.close()
+        except Exception:
+            pass
 
 
 # Made-up file numbers: tapir sockets have no kernel descriptor, but selectors and servers ask
