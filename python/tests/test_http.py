@@ -72,3 +72,59 @@ def test_wget_saves_the_file(lab, node, web, tmp_path):
     r = node.wget("http://%s:8081/big.bin" % KERNEL, str(out))
     assert r["status"] == 200 and r["bytes"] == len(web)
     assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(web).digest()
+
+
+SMTP_PEER = r"""
+import socket
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("10.7.0.1", 2525))
+l.listen()
+print("ready", flush=True)
+c, _ = l.accept()
+f = c.makefile("rb")
+say = lambda line: c.sendall(line.encode() + b"\r\n")
+say("220 kernel ESMTP")
+body = []
+in_data = False
+for raw in f:
+    line = raw.decode().rstrip("\r\n")
+    if in_data:
+        if line == ".":
+            in_data = False
+            say("250 queued")
+        else:
+            body.append(line)
+        continue
+    verb = line.split(" ", 1)[0].upper()
+    if verb in ("EHLO", "HELO"):
+        say("250 kernel")
+    elif verb in ("MAIL", "RCPT", "RSET", "NOOP"):
+        say("250 ok")
+    elif verb == "DATA":
+        say("354 go ahead")
+        in_data = True
+    elif verb == "QUIT":
+        say("221 bye")
+        break
+c.close()
+print("\n".join(body), flush=True)
+"""
+
+
+def test_smtplib_through_patch(lab, node):
+    import smtplib
+    import subprocess
+
+    from conftest import kernel_python
+
+    peer = kernel_python(lab, SMTP_PEER, stdout=subprocess.PIPE, text=True)
+    assert peer.stdout.readline().strip() == "ready"
+    with tapir.patch(node):
+        with smtplib.SMTP(KERNEL, 2525, local_hostname="tapir", timeout=30) as smtp:
+            refused = smtp.sendmail("node@tapir", ["kernel@lab"],
+                                    "Subject: from tapir\r\n\r\nsent by smtplib on a tapir node\r\n")
+    assert refused == {}
+    out, _ = peer.communicate(timeout=30)
+    assert "Subject: from tapir" in out
+    assert "sent by smtplib on a tapir node" in out
