@@ -363,22 +363,16 @@ impl Core {
         timeout: Option<f64>,
     ) -> PyResult<usize> {
         let s = self.stream()?;
+        // sendall's timeout bounds the whole call, as CPython's does, not each piece.
+        let until = deadline(timeout);
         let mut sent = 0;
         while sent < data.len() {
             let rest = &data[sent..];
-            let r = self.wait(py, timeout, |_| {
+            let left = until.map(|u| u.saturating_duration_since(Instant::now()).as_secs_f64());
+            sent += self.wait(py, left, |_| {
                 let g = s.read().unwrap_or_else(|e| e.into_inner());
                 (&*g).write(rest)
-            });
-            match r {
-                Ok(n) => sent += n,
-                // A partial send before the time ran out still counts for `send`.
-                Err(e) if sent > 0 && !all => {
-                    drop(e);
-                    break;
-                }
-                Err(e) => return Err(e),
-            }
+            })?;
             if !all {
                 break;
             }
