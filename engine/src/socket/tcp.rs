@@ -108,6 +108,29 @@ impl TcpListener {
         }
     }
 
+    /// Waits until a connection is ready to accept (true) or `timeout` passes (false), accepting
+    /// nothing: what a `select`-style readiness check needs.
+    pub fn wait_acceptable(&self, timeout: Option<Duration>) -> io::Result<bool> {
+        let until = deadline(timeout);
+        loop {
+            let seen = self.node.epoch(On::All);
+            let ready = (0..self.node.queues()).any(|w| {
+                self.node
+                    .with_stack(w, |s, _| s.tcp_accept_ready_at(self.port))
+                    .is_some()
+            });
+            if ready {
+                return Ok(true);
+            }
+            if self.node.is_stopped() {
+                return Err(stopped());
+            }
+            if !self.node.wait_news(On::All, seen, until) {
+                return Ok(false);
+            }
+        }
+    }
+
     /// An iterator over accepted streams, like `std::net::TcpListener::incoming`.
     pub fn incoming(&self) -> impl Iterator<Item = io::Result<TcpStream>> + '_ {
         std::iter::from_fn(move || Some(self.accept().map(|(s, _)| s)))
@@ -278,6 +301,16 @@ impl TcpStream {
             .map_err(tcp_error)
     }
 
+    /// Keep-alive probes after `idle` without a segment from the peer (`SO_KEEPALIVE` with
+    /// `TCP_KEEPIDLE`), or none.
+    pub fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {
+        self.node
+            .with_stack(self.worker, |s, now| {
+                s.tcp_set_keepalive(self.handle, now, idle)
+            })
+            .map_err(tcp_error)
+    }
+
     /// The connection's TCP state.
     pub fn state(&self) -> Option<State> {
         self.node.with_stack(self.worker, |s, _| {
@@ -312,6 +345,28 @@ impl TcpStream {
                 .node
                 .with_stack(self.worker, |s, _| s.tcp_close(self.handle))
                 .map_err(tcp_error),
+        }
+    }
+
+    /// Waits until a read would not block (data, the end of the stream, or an error: true) or
+    /// `timeout` passes (false), reading nothing.
+    pub fn wait_readable(&self, timeout: Option<Duration>) -> io::Result<bool> {
+        let until = deadline(timeout);
+        loop {
+            let seen = self.node.epoch(On::One(self.worker));
+            let readable = self
+                .node
+                .with_stack(self.worker, |s, _| s.tcp_readiness(self.handle))
+                .map_or(true, |r| r.readable);
+            if readable {
+                return Ok(true);
+            }
+            if self.node.is_stopped() {
+                return Err(stopped());
+            }
+            if !self.node.wait_news(On::One(self.worker), seen, until) {
+                return Ok(false);
+            }
         }
     }
 

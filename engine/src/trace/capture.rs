@@ -47,6 +47,9 @@ pub struct TraceConfig {
     pub lines: Option<(Box<dyn Write + Send>, LineDecoder)>,
     /// Write a pcapng capture here.
     pub pcap: Option<Box<dyn Write + Send>>,
+    /// Hand every record to this function, on the writer thread (never on a worker): the
+    /// Python module's `trace(callback)` feeds its own queue from here.
+    pub sink: Option<FrameSink>,
     /// Slots in the ring (records in flight at most).
     pub ring_slots: usize,
     /// Bytes of a frame that are kept; longer frames are cut (the capture keeps their length).
@@ -68,6 +71,7 @@ impl Default for TraceConfig {
             filter: None,
             lines: None,
             pcap: None,
+            sink: None,
             ring_slots: DEFAULT_RING_SLOTS,
             snaplen: DEFAULT_SNAPLEN,
             max_events: 8,
@@ -76,6 +80,19 @@ impl Default for TraceConfig {
         }
     }
 }
+
+/// A recorded frame as the writer thread hands it to a [`TraceConfig::sink`].
+pub struct FrameRecord<'a> {
+    pub meta: FrameMeta,
+    /// The frame's length on the wire (`data` may be cut to the snap length).
+    pub orig_len: usize,
+    pub data: &'a [u8],
+    /// "dropped: REASON" and the stack events the frame caused, as the capture's comments.
+    pub comments: &'a [String],
+}
+
+/// See [`TraceConfig::sink`].
+pub type FrameSink = Box<dyn FnMut(&FrameRecord<'_>) + Send>;
 
 /// Counters of a trace session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -355,9 +372,10 @@ pub fn start(mut config: TraceConfig) -> io::Result<(Tracer, TraceWriter)> {
         shared: Some(shared.clone()),
     };
     let lines = config.lines.take();
+    let sink = config.sink.take();
     let thread = std::thread::Builder::new()
         .name("tapir-trace".into())
-        .spawn(move || writer_loop(&shared, &full_rx, &free_tx, lines, pcap))?;
+        .spawn(move || writer_loop(&shared, &full_rx, &free_tx, lines, pcap, sink))?;
     Ok((
         tracer.clone(),
         TraceWriter {
@@ -373,6 +391,7 @@ fn writer_loop(
     free: &Sender<Box<Slot>>,
     mut lines: Option<(Box<dyn Write + Send>, LineDecoder)>,
     mut pcap: Option<PcapngWriter<Box<dyn Write + Send>>>,
+    mut sink: Option<FrameSink>,
 ) {
     let mut line = String::new();
     let mut texts: Vec<String> = Vec::new();
@@ -407,6 +426,14 @@ fn writer_loop(
                 orig_len: slot.orig_len,
             };
             ok &= w.write_packet(&rec, &comments).is_ok();
+        }
+        if let Some(f) = &mut sink {
+            f(&FrameRecord {
+                meta: slot.meta,
+                orig_len: slot.orig_len,
+                data: &slot.data,
+                comments: &texts,
+            });
         }
         if !ok {
             shared.write_errors.fetch_add(1, Ordering::Relaxed);

@@ -42,8 +42,8 @@ pub mod sample;
 use core::fmt;
 
 pub use capture::{
-    start, unix_micros, TraceConfig, TraceStats, TraceWriter, Tracer, DEFAULT_RING_SLOTS,
-    DEFAULT_SNAPLEN,
+    start, unix_micros, FrameRecord, FrameSink, TraceConfig, TraceStats, TraceWriter, Tracer,
+    DEFAULT_RING_SLOTS, DEFAULT_SNAPLEN,
 };
 pub use decode::{DecodeOptions, Decoder, LineDecoder, PayloadMeta, Transport};
 pub use event::{ConnId, RetransmitReason, StackEvent, StackObserver};

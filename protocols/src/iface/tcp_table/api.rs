@@ -191,6 +191,18 @@ impl Stack {
         self.touch(h);
     }
 
+    /// Keep-alive for one connection (see `Connection::set_keepalive`).
+    pub fn tcp_set_keepalive(
+        &mut self,
+        h: SocketHandle,
+        now: Instant,
+        idle: Option<Duration>,
+    ) -> Result<(), TcpError> {
+        self.conn_mut(h)?.set_keepalive(now, idle);
+        self.touch(h);
+        Ok(())
+    }
+
     pub fn tcp_set_nodelay(&mut self, h: SocketHandle, on: bool) -> Result<(), TcpError> {
         self.conn_mut(h)?.set_nodelay(on);
         Ok(())

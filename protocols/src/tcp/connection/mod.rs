@@ -865,6 +865,21 @@ impl Connection {
         self.nodelay = on;
     }
 
+    /// Turns keep-alive on (`Some(idle)`: a probe after `idle` without a segment from the
+    /// peer, RFC 9293 §3.8.4) or off for this connection (`SO_KEEPALIVE` and `TCP_KEEPIDLE`).
+    /// The idle time counts from `now`.
+    pub fn set_keepalive(&mut self, now: Instant, idle: Option<Duration>) {
+        self.cfg.keepalive = idle;
+        self.keepalive_probes = 0;
+        match idle {
+            Some(idle) if matches!(self.state, State::Established | State::CloseWait) => {
+                self.timers.set(Timer::KeepAlive, now + idle);
+            }
+            Some(_) => {}
+            None => self.timers.stop(Timer::KeepAlive),
+        }
+    }
+
     /// Smoothed RTT, once measured.
     pub fn rtt(&self) -> Option<Duration> {
         self.rtt.srtt()

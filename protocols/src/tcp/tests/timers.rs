@@ -36,6 +36,26 @@ fn keepalive_probes_an_idle_peer_and_gives_up() {
 }
 
 #[test]
+fn keepalive_turned_on_and_off_on_an_established_connection() {
+    let mut h = established(&plain_config(), 8192);
+    assert_eq!(h.conn.poll_at(), None);
+    // SO_KEEPALIVE at 1 s with a 5 s idle time: the probe is due 5 s later.
+    h.now = ms(1_000);
+    h.conn.set_keepalive(h.now, Some(Duration::from_secs(5)));
+    assert_eq!(h.conn.poll_at(), Some(ms(6_000)));
+    assert_eq!(h.fire_next_timer(), ms(6_000));
+    let (probe, data) = h.expect();
+    assert_eq!(
+        (probe.seq_number, probe.flags, data.len()),
+        (lseq(0) - 1, ACK, 0)
+    );
+    // Off again: nothing more is due.
+    h.conn.set_keepalive(h.now, None);
+    assert_eq!(h.conn.poll_at(), None);
+    h.expect_nothing();
+}
+
+#[test]
 fn keepalive_is_off_by_default() {
     let h = established(&plain_config(), 8192);
     assert_eq!(h.conn.poll_at(), None);
