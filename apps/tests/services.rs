@@ -857,6 +857,46 @@ fn http_connection_limit_answers_503_beyond_it() {
     assert!(third.starts_with("HTTP/1.1 503 "), "{third}");
 }
 
+/// A server that closes first keeps each connection in TIME-WAIT for 60 s, so clients arriving
+/// from ever new ports would fill `--max-conns` with TIME-WAIT and be refused for a minute. With
+/// room for 8, 60 kernel clients one after another (each asking `Connection: close`, so tapir
+/// closes first) are all answered: the oldest TIME-WAIT gives way to each new SYN.
+#[test]
+fn time_wait_does_not_lock_out_new_clients_at_max_conns() {
+    if !interop_allowed() {
+        return;
+    }
+    let site = http_site();
+    let spec = format!("http:8080={}", site.0.display());
+    let s = serve(&["--max-conns", "8"], &[&spec]);
+    let addr = addr_of(&s, 8080);
+    // Stops at the first failure (a refused client would wait out its connect timeout).
+    let answers = kernel(&s.lab, || {
+        (0..60)
+            .map(|i| {
+                let ask = || -> std::io::Result<String> {
+                    let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+                    c.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    c.write_all(
+                        b"GET /digits.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    )?;
+                    let mut out = Vec::new();
+                    c.read_to_end(&mut out)?;
+                    Ok(text(&out))
+                };
+                ask().map_err(|e| format!("client {i}: {e}"))
+            })
+            .collect::<Result<Vec<String>, String>>()
+    });
+    let answers = answers.unwrap_or_else(|e| panic!("{e}"));
+    for (i, t) in answers.iter().enumerate() {
+        assert!(
+            t.starts_with("HTTP/1.1 200 ") && t.ends_with("0123456789"),
+            "{i}: {t}"
+        );
+    }
+}
+
 /// A python3 pty harness: runs ARGV on a pty, answers "Password: " with PASSWORD, sends COMMAND,
 /// waits for MARKER, then sends "exit" and waits for the end. Prints everything it saw; exits 0
 /// only when MARKER was seen and the session ended. Every wait is bounded.

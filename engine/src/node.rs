@@ -125,8 +125,9 @@ impl std::fmt::Display for NodeStats {
         let tx_gso: u64 = self.workers.iter().map(|w| w.tx_gso_frames).sum();
         write!(
             f,
-            " rx_gso={gso} tx_gso={tx_gso} rx_csum_trusted={trusted}; tcp_conns={} tcp_buffer_bytes={};",
-            self.tcp_conns, self.tcp_buffer_bytes
+            " rx_gso={gso} tx_gso={tx_gso} rx_csum_trusted={trusted}; tcp_conns={} tcp_buffer_bytes={} \
+             tcp_time_wait_recycled={};",
+            self.tcp_conns, self.tcp_buffer_bytes, self.stack.tcp_time_wait_recycled
         )?;
         write!(f, " drops:")?;
         let mut any = false;

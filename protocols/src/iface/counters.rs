@@ -92,6 +92,9 @@ pub struct Counters {
     pub tcp_conns_opened: u64,
     /// SYN-ACKs sent with a SYN cookie instead of a half-open connection (RFC 4987).
     pub tcp_syn_cookies_sent: u64,
+    /// TIME-WAIT connections closed early to make room for a new connection when the stack
+    /// held `max_conns` (the oldest first, as a kernel out of TIME-WAIT buckets skips them).
+    pub tcp_time_wait_recycled: u64,
     /// DHCP messages sent and accepted (parsed; the client may still ignore them).
     pub dhcp_sent: u64,
     pub dhcp_received: u64,
@@ -132,6 +135,7 @@ impl Default for Counters {
             tcp_rst_sent: 0,
             tcp_conns_opened: 0,
             tcp_syn_cookies_sent: 0,
+            tcp_time_wait_recycled: 0,
             dhcp_sent: 0,
             dhcp_received: 0,
             dhcp_probes_sent: 0,
@@ -193,6 +197,7 @@ impl Counters {
         self.tcp_rst_sent += other.tcp_rst_sent;
         self.tcp_conns_opened += other.tcp_conns_opened;
         self.tcp_syn_cookies_sent += other.tcp_syn_cookies_sent;
+        self.tcp_time_wait_recycled += other.tcp_time_wait_recycled;
         self.dhcp_sent += other.dhcp_sent;
         self.dhcp_received += other.dhcp_received;
         self.dhcp_probes_sent += other.dhcp_probes_sent;

@@ -56,7 +56,7 @@ impl Stack {
         if !self.is_local(local_ip) {
             return Err(TcpError::BadAddress);
         }
-        if self.tcp.sockets.len() >= self.config.max_conns {
+        if !self.room_for_conn() {
             return Err(TcpError::MaxConns);
         }
         let port = match local_port {

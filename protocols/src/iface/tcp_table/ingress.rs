@@ -72,7 +72,7 @@ impl Stack {
                     }
                     return self.send_syn_cookie(now, meta, &repr, sink);
                 }
-                if self.tcp.sockets.len() >= self.config.max_conns {
+                if !self.room_for_conn() {
                     return self.counters.drop(DropReason::TcpMaxConns);
                 }
                 let isn = self

@@ -58,7 +58,7 @@ impl Stack {
             self.counters.drop(DropReason::TcpBacklogFull);
             return true;
         }
-        if self.tcp.sockets.len() >= self.config.max_conns {
+        if !self.room_for_conn() {
             self.counters.drop(DropReason::TcpMaxConns);
             return true;
         }

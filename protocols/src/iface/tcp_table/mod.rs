@@ -126,6 +126,15 @@ struct TcpSocket {
     /// When the last segment for it arrived: for a passive open, the instant it became
     /// established once it moves to the accept queue.
     last_input: Instant,
+    /// On the TIME-WAIT queue (see [`TcpTable::time_wait`]).
+    in_time_wait: bool,
+}
+
+impl TcpSocket {
+    /// No application holds it: released, or never accepted.
+    fn let_go(&self) -> bool {
+        self.released || !self.owned
+    }
 }
 
 #[derive(Debug)]
@@ -150,6 +159,10 @@ pub(super) struct TcpTable {
     sweep_at: Option<Instant>,
     /// Buffers connections gave up, for the next ones (bounded).
     spares: SpareBuffers,
+    /// Connections in the order they entered TIME-WAIT: when the table is full, the oldest
+    /// gives way to a new connection. Entries go stale (the slot freed or reused; handles
+    /// carry a generation) and are skipped when met.
+    time_wait: VecDeque<SocketHandle>,
 }
 
 impl TcpTable {
@@ -162,6 +175,7 @@ impl TcpTable {
             ready: Vec::new(),
             sweep_at: None,
             spares: SpareBuffers::default(),
+            time_wait: VecDeque::new(),
         }
     }
 
@@ -215,6 +229,7 @@ impl Stack {
             timer_at: None,
             in_ready: false,
             last_input: now,
+            in_time_wait: false,
         });
         self.tcp.conns.insert((local_ip, local_port, remote), h);
         self.counters.tcp_conns_opened += 1;
@@ -254,6 +269,11 @@ impl Stack {
             // Nothing more to send or read: its buffers serve the next connection.
             s.conn.release_idle_buffers_into(&mut self.tcp.spares);
         }
+        let entered_time_wait = state == State::TimeWait && !s.in_time_wait && s.let_go();
+        if entered_time_wait {
+            s.in_time_wait = true;
+            self.tcp.time_wait.push_back(h);
+        }
         if let Some(port) = s.listener {
             let synchronized = !matches!(state, State::SynReceived | State::Closed | State::Listen);
             if synchronized || state == State::Closed {
@@ -266,6 +286,9 @@ impl Stack {
                     }
                 }
             }
+        }
+        if entered_time_wait {
+            self.prune_time_wait();
         }
         self.reschedule(h);
     }
@@ -334,6 +357,47 @@ impl Stack {
                 self.timers.push(Reverse((t, h)));
                 self.timer_pushes += 1;
             }
+        }
+    }
+
+    /// Whether a new connection may be entered: below `max_conns`, or made so by closing the
+    /// oldest TIME-WAIT connection no application holds. Without this, a server that closes
+    /// first fills its table with TIME-WAIT (60 s each, 4-tuples from many clients never
+    /// reused) and refuses every new connection until they expire.
+    fn room_for_conn(&mut self) -> bool {
+        while self.tcp.sockets.len() >= self.config.max_conns {
+            let Some(h) = self.tcp.time_wait.pop_front() else {
+                return false;
+            };
+            let Some(s) = self.tcp.sockets.get_mut(h) else {
+                continue; // freed already (expired, reset, or reused by a newer SYN)
+            };
+            s.in_time_wait = false;
+            if s.conn.state() != State::TimeWait || !s.let_go() {
+                continue;
+            }
+            s.conn.abort(); // TIME-WAIT: closes without a RST
+            self.remove_conn(h);
+            self.counters.tcp_time_wait_recycled += 1;
+        }
+        true
+    }
+
+    /// Drops queue entries of connections no longer in TIME-WAIT: they leave it in about the
+    /// order they entered, so the front goes first; the queue stays about as long as the number
+    /// of connections in TIME-WAIT, and never longer than twice the table.
+    fn prune_time_wait(&mut self) {
+        let sockets = &self.tcp.sockets;
+        let gone = |h: &SocketHandle| {
+            sockets
+                .get(*h)
+                .is_none_or(|s| !s.in_time_wait || s.conn.state() != State::TimeWait)
+        };
+        while self.tcp.time_wait.front().is_some_and(gone) {
+            self.tcp.time_wait.pop_front();
+        }
+        if self.tcp.time_wait.len() > 2 * self.config.max_conns {
+            self.tcp.time_wait.retain(|h| !gone(h));
         }
     }
 

@@ -127,13 +127,21 @@ fn cookies_off_drops_syns_beyond_the_backlog() {
 /// Returns the time and A's last TSval.
 fn b_in_time_wait(b: &mut Stack) -> Instant {
     b.tcp_listen(80, 4).unwrap();
-    let mut now = Instant::from_secs(2);
+    let (h, now) = b_closes_first(b, 40000, Instant::from_secs(2));
+    b.tcp_release(h);
+    now
+}
+
+/// B accepts a connection from A:`port` (listening on 80 already), closes it first and ends in
+/// TIME-WAIT, still holding the handle it returns; and the time after.
+fn b_closes_first(b: &mut Stack, port: u16, mut now: Instant) -> (SocketHandle, Instant) {
     let mut out: Vec<Vec<u8>> = Vec::new();
-    b.receive(now, &tcp_frame(&full_syn(40000, 1000, 100), &[]), &mut out);
+    b.receive(now, &tcp_frame(&full_syn(port, 1000, 100), &[]), &mut out);
     b.poll(now, &mut out);
     let sa = parse_tcp(&out[0]);
     let b_ts = sa.timestamp.unwrap().tsval;
     let a = |flags: TcpFlags, seq: u32, ack: SeqNumber, tsval: u32| TcpRepr {
+        src_port: port,
         flags,
         seq_number: SeqNumber(seq),
         ack_number: Some(ack),
@@ -159,8 +167,71 @@ fn b_in_time_wait(b: &mut Stack) -> Instant {
     b.receive(now, &tcp_frame(&fin_ack, &[]), &mut out);
     b.poll(now, &mut out);
     assert_eq!(b.tcp_readiness(h).unwrap().state, State::TimeWait);
-    b.tcp_release(h);
-    now
+    (h, now)
+}
+
+/// A server that closes first keeps a TIME-WAIT per connection for 60 s; clients on ever new
+/// 4-tuples would fill its table and be refused until they expire. At `max_conns` the oldest
+/// TIME-WAIT the application let go of gives way to the new connection; one it still holds
+/// does not.
+#[test]
+fn a_table_full_of_time_wait_takes_new_connections_oldest_first() {
+    let mut b = node_b();
+    b.config.max_conns = 3;
+    b.tcp_listen(80, 8).unwrap();
+    let mut now = Instant::from_secs(2);
+    let mut held = None;
+    for port in 40000..40003u16 {
+        let (h, t) = b_closes_first(&mut b, port, now);
+        now = t + Duration::from_secs(1);
+        if port == 40001 {
+            held = Some(h); // the application still holds this one
+        } else {
+            b.tcp_release(h);
+        }
+    }
+    let states = |b: &Stack| -> Vec<(u16, State)> {
+        let mut v: Vec<_> = b
+            .tcp_conns()
+            .iter()
+            .map(|c| (c.remote.port(), c.state))
+            .collect();
+        v.sort_by_key(|&(port, _)| port);
+        v
+    };
+    assert!(states(&b).iter().all(|&(_, s)| s == State::TimeWait));
+    let syn_from = |b: &mut Stack, port: u16, now: Instant| {
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        b.receive(now, &tcp_frame(&full_syn(port, 9000, 1), &[]), &mut out);
+        b.poll(now, &mut out);
+        segments(&out)
+    };
+    // A fourth client: the oldest TIME-WAIT (40000) gives way, silently; a SYN-ACK opens it.
+    let segs = syn_from(&mut b, 41000, now);
+    assert_eq!(segs.len(), 1);
+    assert!(segs[0].flags.syn() && segs[0].flags.ack());
+    assert_eq!(b.counters().tcp_time_wait_recycled, 1);
+    assert_eq!(
+        states(&b),
+        vec![
+            (40001, State::TimeWait),
+            (40002, State::TimeWait),
+            (41000, State::SynReceived)
+        ]
+    );
+    // A fifth: 40001 is held by its application and is skipped, 40002 gives way.
+    let segs = syn_from(&mut b, 41001, now);
+    assert!(segs[0].flags.syn() && segs[0].flags.ack());
+    assert_eq!(b.counters().tcp_time_wait_recycled, 2);
+    // A sixth: nothing left to recycle (a held TIME-WAIT, two opening): refused and counted.
+    let segs = syn_from(&mut b, 41002, now);
+    assert!(segs.is_empty(), "{segs:?}");
+    assert_eq!(b.counters().drops(DropReason::TcpMaxConns), 1);
+    assert_eq!(
+        b.tcp_readiness(held.unwrap()).unwrap().state,
+        State::TimeWait
+    );
+    assert_eq!(b.tcp_conns().len(), 3);
 }
 
 #[test]
