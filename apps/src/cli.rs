@@ -76,6 +76,11 @@ pub struct NodeOpts {
     /// Tap offloads (vnet header, checksum, TSO/GRO segments up to 64 KiB): on or off.
     #[arg(long, default_value = "on", value_parser = ["on", "off"], value_name = "on|off")]
     pub offload: String,
+    /// With several queues, the kernel puts each frame on the queue of the worker that owns its
+    /// flow (an eBPF steering program on the tap); off, frames that land on another worker's
+    /// queue are handed over to it.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"], value_name = "on|off")]
+    pub kernel_steering: String,
     /// ARP anti-poisoning: on, a live cache entry's MAC changes only through a reply to
     /// tapir's own request; off, any ARP packet updates it (RFC 826 merging, as the kernel does).
     #[arg(long, default_value = "on", value_parser = ["on", "off"], value_name = "on|off")]
@@ -132,6 +137,7 @@ impl NodeOpts {
         c.ring = Some(self.rx_ring);
         c.impair = self.impair;
         c.offload = self.offload == "on";
+        c.kernel_steering = self.kernel_steering == "on";
         Ok(c)
     }
 }
@@ -161,6 +167,7 @@ impl NodeOpts {
         c.stack.max_conns = self.max_conns;
         c.stack.arp.protect_live_entries = self.arp_protect == "on";
         c.ring = Some(self.rx_ring);
+        c.kernel_steering = self.kernel_steering == "on";
         c.stack.dhcp = true;
         c.stack.dhcp_client = protocols::dhcp::Config::new(c.stack.mac);
         c.stack.dhcp_client.host_name = Some(b"tapir".to_vec());

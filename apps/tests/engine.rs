@@ -2,7 +2,7 @@
 //! stream (offloads on and off), flows are owned by one worker with `--queues 2` (whichever side
 //! opens them), and the worker path allocates nothing per packet in steady state (a counting
 //! global allocator over a kernel-to-tapir stream: 0 allocations for about 13,000 frames; the
-//! same with hand-offs between workers; and on the connection path, SYN to TIME-WAIT, a few
+//! same with hand-offs between workers; none at all with the tap's steering program; and on the connection path, SYN to TIME-WAIT, a few
 //! allocations for thousands of connections). Needs root and /dev/net/tun; each test builds its own namespace
 //! (`tapir-eng-PID-N`) and removes it on every path.
 //!
@@ -66,12 +66,86 @@ fn allocations_over<T>(sample: impl Fn() -> T) -> (u64, (T, T)) {
 }
 
 fn node(lab: &Lab, queues: usize, offload: bool) -> Node {
+    node_steered(lab, queues, offload, true)
+}
+
+/// A node whose tap steers frames to their owner's queue itself (`kernel_steering`), or not.
+fn node_steered(lab: &Lab, queues: usize, offload: bool, kernel_steering: bool) -> Node {
     let mut c = NodeConfig::new(&lab.tap, lab.node);
     c.netns = Some(lab.ns.clone());
     c.seed = Some(11);
     c.queues = queues;
     c.offload = offload;
+    c.kernel_steering = kernel_steering;
     Node::start(c).expect("start node")
+}
+
+/// Frames handed between workers while 120 kernel clients connect to a 2-queue node one after
+/// another, each sending a line that tapir reads before it closes; and the node.
+fn hand_offs_over_short_connections(lab: &Lab, kernel_steering: bool) -> (u64, Node) {
+    let node = node_steered(lab, 2, true, kernel_steering);
+    let listener = engine::TcpListener::bind_with_backlog(&node, 5003, 64).expect("listen");
+    let to = SocketAddr::V4(SocketAddrV4::new(node.address(), 5003));
+    let ns = lab.ns.clone();
+    let clients = std::thread::spawn(move || {
+        engine::sys::netns::run_in_netns(&ns, || {
+            for _ in 0..120 {
+                let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(10))
+                    .expect("kernel connect");
+                s.write_all(b"hello\n").expect("write");
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut rest = Vec::new();
+                s.read_to_end(&mut rest).expect("read to the close");
+            }
+        })
+        .expect("netns")
+    });
+    let before = node.stats();
+    for _ in 0..120 {
+        let (mut conn, _) = listener.accept().expect("accept");
+        conn.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut line = [0u8; 6];
+        conn.read_exact(&mut line).expect("read the line");
+        assert_eq!(&line, b"hello\n");
+        drop(conn);
+    }
+    clients.join().expect("clients");
+    let after = node.stats();
+    let off = after
+        .workers
+        .iter()
+        .zip(&before.workers)
+        .map(|(a, b)| a.handed_off - b.handed_off)
+        .sum();
+    (off, node)
+}
+
+/// With two queues the kernel puts every frame on the queue of the worker that owns its flow
+/// (the tap's eBPF steering program computes tapir's own hash), so no frame is handed between
+/// workers; without it, the kernel's flow table steers only flows it learned from tapir's
+/// writes, and new connections' first frames land on either queue.
+#[test]
+fn kernel_steering_puts_every_frame_on_its_owners_queue() {
+    if !interop_allowed() {
+        return;
+    }
+    let _g = serial();
+    let lab = Lab::up("eng").expect("lab up");
+    let (steered, node) = hand_offs_over_short_connections(&lab, true);
+    assert_eq!(node.kernel_steering(), Ok(()));
+    let stats = node.stats();
+    assert_eq!(steered, 0, "hand-offs with kernel steering: {stats}");
+    assert_eq!(stats.stack.tcp_rst_sent, 0, "{stats}");
+    node.shutdown();
+    drop(node);
+    let (unsteered, node) = hand_offs_over_short_connections(&lab, false);
+    assert_eq!(node.kernel_steering(), Err("turned off"));
+    assert!(
+        unsteered > 0,
+        "the kernel's own steering handed nothing over: {}",
+        node.stats()
+    );
+    node.shutdown();
 }
 
 /// Deterministic stream `seed`: byte `i` of it.
@@ -346,7 +420,8 @@ fn two_workers_accept_connections_in_the_order_they_were_made() {
     }
     let _g = serial();
     let lab = Lab::up("eng").expect("lab up");
-    let node = node(&lab, 2, true);
+    // Without the tap's steering program: final ACKs may be handed over, the harder case.
+    let node = node_steered(&lab, 2, true, false);
     let listener = engine::TcpListener::bind(&node, 5003).expect("listen");
     let to = SocketAddr::V4(SocketAddrV4::new(lab.node.address(), 5003));
     // Made one after another, each established (and its number sent) before the next.
@@ -492,7 +567,8 @@ fn steady_state_allocations_with_hand_offs() {
     }
     let _g = serial();
     let lab = Lab::up("eng").expect("lab up");
-    let node = node(&lab, 2, true);
+    // Without the tap's steering program, so that frames land on the wrong queue.
+    let node = node_steered(&lab, 2, true, false);
     let sock = engine::UdpSocket::bind(&node, 9).expect("bind");
     let to = SocketAddr::V4(SocketAddrV4::new(node.address(), 9));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -53,6 +53,10 @@ pub struct NodeConfig {
     /// grown to this if smaller; a NIC's receive ring). The tun driver's default, 500, is 2 ms
     /// of a SYN flood: a worker descheduled that long loses frames.
     pub ring: Option<u32>,
+    /// With several queues, have the kernel put each frame on its flow owner's queue with an
+    /// eBPF steering program ([`crate::steer::bpf`]); off (or refused), frames that land on
+    /// another worker's queue are handed over.
+    pub kernel_steering: bool,
 }
 
 /// The default [`NodeConfig::ring`].
@@ -70,6 +74,7 @@ impl NodeConfig {
             impair: None,
             offload: true,
             ring: Some(DEFAULT_RING),
+            kernel_steering: true,
         }
     }
 }
@@ -207,6 +212,9 @@ pub(crate) struct Inner {
     /// other workers take it when the count moves.
     pub addressing: Mutex<Option<Addressing>>,
     pub addressing_generation: AtomicU64,
+    /// Whether the tap steers frames to their owner's queue itself (see
+    /// [`NodeConfig::kernel_steering`]), or why not.
+    pub steering: Result<(), String>,
 }
 
 /// A running node. Cheap to clone; the workers stop when [`Node::shutdown`] is called or the
@@ -281,6 +289,19 @@ impl Node {
             let _ = tap.queues[0].set_offload(0);
             0
         };
+        let steering = if config.queues < 2 {
+            Err("one queue".to_owned())
+        } else if !config.kernel_steering {
+            Err("turned off".to_owned())
+        } else {
+            attach_steering(&tap.queues[0], config.queues)
+        };
+        if let (Err(why), true) = (&steering, config.queues > 1 && config.kernel_steering) {
+            eprintln!(
+                "tapir: the tap refused a steering program ({why}); frames that arrive on another \
+                 worker's queue are handed over to it"
+            );
+        }
         let seed = config.seed.unwrap_or_else(os_seed);
         let mut rng = Rng::new(seed);
         // Not drawn from `rng`: turning impairment on must not change the node's other choices.
@@ -359,6 +380,7 @@ impl Node {
             conflict: OnceLock::new(),
             addressing: Mutex::new(None),
             addressing_generation: AtomicU64::new(0),
+            steering,
         });
         let cores = crate::sys::affinity::available_cores().max(1);
         let mut threads = Vec::new();
@@ -414,6 +436,16 @@ impl Node {
 
     pub fn queues(&self) -> usize {
         self.inner.workers.len()
+    }
+
+    /// Whether the kernel puts each frame on the queue of the worker that owns its flow (an
+    /// eBPF steering program on the tap), or why not.
+    pub fn kernel_steering(&self) -> Result<(), &str> {
+        self.inner
+            .steering
+            .as_ref()
+            .map(|_| ())
+            .map_err(String::as_str)
     }
 
     /// The TUN_F_* offloads in force (0 when off).
@@ -598,6 +630,20 @@ impl Node {
     pub(crate) fn random_u64(&self) -> u64 {
         lock(&self.inner.rng).next_u64()
     }
+}
+
+/// Loads the steering program for `queues` workers and sets it on the tap (through any of its
+/// queues: the program is the device's).
+fn attach_steering(queue: &crate::sys::TapQueue, queues: usize) -> Result<(), String> {
+    let insns: Vec<u64> = crate::steer::bpf::steering_program(queues)
+        .iter()
+        .map(|i| i.encode())
+        .collect();
+    let prog = crate::sys::bpf::load_socket_filter(&insns, "tapir_steer")
+        .map_err(|e| format!("loading it: {e}"))?;
+    queue
+        .set_steering_program(Some(std::os::fd::AsFd::as_fd(&prog)))
+        .map_err(|e| format!("TUNSETSTEERINGEBPF: {e}"))
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -1,12 +1,13 @@
 //! The operating-system layer: the only place in tapir that makes raw syscalls.
 //!
 //! It owns tap queue file descriptors ([`tap`]), network-namespace entry ([`netns`]), wake-ups and readiness
-//! ([`event`]), CPU pinning ([`affinity`]), opening files beneath a directory ([`fs`]) and the boot clock ([`time`]). Everything above it sees safe types with typed errors.
+//! ([`event`]), flow-steering programs for the tap ([`bpf`]), CPU pinning ([`affinity`]), opening files beneath a directory ([`fs`]) and the boot clock ([`time`]). Everything above it sees safe types with typed errors.
 //!
 //! Rules for this module: every `unsafe` block carries a `// SAFETY:` comment saying why it holds; nothing here
 //! panics on a syscall failure (errors are returned); nothing here parses or builds packets.
 
 pub mod affinity;
+pub mod bpf;
 pub mod event;
 pub mod fs;
 pub mod netns;

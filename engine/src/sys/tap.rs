@@ -29,6 +29,9 @@ pub const MAX_QUEUES: usize = 256;
 /// Longest interface name (`IFNAMSIZ` minus the NUL).
 pub const MAX_NAME_LEN: usize = libc::IFNAMSIZ - 1;
 
+/// `_IOR('T', 224, int)` from include/uapi/linux/if_tun.h.
+const TUNSETSTEERINGEBPF: libc::c_ulong = 0x8004_54e0;
+
 // ethtool's driver-info query (include/uapi/linux/ethtool.h), used only to explain an EINVAL from TUNSETIFF.
 const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
 
@@ -193,6 +196,22 @@ impl TapQueue {
                 self.fd.as_raw_fd(),
                 libc::TUNSETOFFLOAD,
                 libc::c_ulong::from(flags),
+            )
+        })
+        .map(drop)
+    }
+
+    /// `TUNSETSTEERINGEBPF`: the kernel runs `prog` (a socket filter) on every frame it queues to this tap and
+    /// puts the frame on the queue it returns, modulo the queue count; `None` goes back to the kernel's own
+    /// choice. The device holds the program until replaced, so `prog` may be closed afterwards.
+    pub fn set_steering_program(&self, prog: Option<BorrowedFd<'_>>) -> io::Result<()> {
+        let fd: libc::c_int = prog.map_or(-1, |p| p.as_raw_fd());
+        // SAFETY: TUNSETSTEERINGEBPF reads one int (a program fd, or -1) through the pointer, a live local.
+        cvt(unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                TUNSETSTEERINGEBPF,
+                &fd as *const libc::c_int,
             )
         })
         .map(drop)

@@ -80,6 +80,11 @@ impl Device {
     }
 
     /// Bytes of virtio-net header in front of each frame (0 without offloads).
+    /// Takes the tap's steering program away (see `Node::kernel_steering`); best effort.
+    pub fn clear_steering(&self) {
+        let _ = self.queue.set_steering_program(None);
+    }
+
     pub fn hdr(&self) -> usize {
         self.hdr
     }

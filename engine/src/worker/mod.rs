@@ -376,6 +376,11 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
         device.report(&mut counters);
         *lock(&shared.counters) = counters.clone();
     }
+    // A persistent tap keeps its steering program after we go: give the kernel its own choice
+    // back, for whoever attaches next.
+    if me == 0 && inner.steering.is_ok() {
+        device.clear_steering();
+    }
     shared.news.publish();
 }
 

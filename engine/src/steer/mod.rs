@@ -1,9 +1,12 @@
 //! Flow steering: which worker owns a frame's flow.
 //!
-//! The kernel's tun driver picks a queue by its own keyed hash, which user space cannot compute
-//! (DESIGN.md). tapir decides ownership with its own hash of the 4-tuple; the owner writes its
-//! flows' packets on its own queue, which teaches the kernel's flow table to steer them there,
-//! and a frame that still lands on another worker is handed to the owner.
+//! tapir decides ownership with its own hash of the 4-tuple. With several queues the tap runs
+//! the same decision as an eBPF program ([`bpf`]) and puts each frame on its owner's queue; the
+//! kernel's own choice (a keyed hash user space cannot compute, and a flow table learned from
+//! the frames tapir writes) applies only where the program was refused, and a frame that lands
+//! on another worker is then handed to the owner.
+
+pub mod bpf;
 
 use protocols::iface::DHCP_CLIENT_PORT;
 use protocols::wire::{ethernet, EtherType, IpProtocol};
