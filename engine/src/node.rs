@@ -298,8 +298,8 @@ impl Node {
         };
         if let (Err(why), true) = (&steering, config.queues > 1 && config.kernel_steering) {
             eprintln!(
-                "tapir: the tap refused a steering program ({why}); frames that arrive on another \
-                 worker's queue are handed over to it"
+                "tapir: no steering program on the tap ({why}; loading one needs CAP_BPF or root): \
+                 frames that arrive on another worker's queue are handed over to it"
             );
         }
         let seed = config.seed.unwrap_or_else(os_seed);
