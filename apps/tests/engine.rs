@@ -110,14 +110,17 @@ fn hand_offs_over_short_connections(lab: &Lab, kernel_steering: bool) -> (u64, N
         drop(conn);
     }
     clients.join().expect("clients");
-    let after = node.stats();
-    let off = after
+    (handed_off_since(&before, &node.stats()), node)
+}
+
+/// Frames handed between workers from `before` to `after`.
+fn handed_off_since(before: &engine::NodeStats, after: &engine::NodeStats) -> u64 {
+    after
         .workers
         .iter()
         .zip(&before.workers)
         .map(|(a, b)| a.handed_off - b.handed_off)
-        .sum();
-    (off, node)
+        .sum()
 }
 
 /// With two queues the kernel puts every frame on the queue of the worker that owns its flow
@@ -343,12 +346,7 @@ fn flows_tapir_opens_stay_on_their_opening_worker() {
     // (without it the kernel learns a flow's queue from the SYN only once that write returns,
     // and the SYN-ACK, sent within it, may land on the other worker).
     assert_eq!(node.kernel_steering(), Ok(()));
-    let off: u64 = stats
-        .workers
-        .iter()
-        .zip(&before.workers)
-        .map(|(c, b)| c.handed_off - b.handed_off)
-        .sum();
+    let off = handed_off_since(&before, &stats);
     assert_eq!(off, 0, "{off} hand-offs for {FLOWS} flows: {stats}");
     node.shutdown();
 }
@@ -604,7 +602,7 @@ fn steady_state_allocations_with_hand_offs() {
     let got = reader.join().expect("reader");
     let pairs = || s2.workers.iter().zip(&s1.workers);
     let frames: u64 = pairs().map(|(b, a)| b.rx_frames - a.rx_frames).sum();
-    let handed: u64 = pairs().map(|(b, a)| b.handed_off - a.handed_off).sum();
+    let handed = handed_off_since(&s1, &s2);
     let per = allocs as f64 / frames.max(1) as f64;
     eprintln!(
         "steady state with hand-offs: {allocs} allocations for {frames} frames read, {handed} \

@@ -294,14 +294,13 @@ impl Node {
         } else if !config.kernel_steering {
             Err("turned off".to_owned())
         } else {
-            attach_steering(&tap.queues[0], config.queues)
+            attach_steering(&tap.queues[0], config.queues).inspect_err(|why| {
+                eprintln!(
+                    "tapir: no steering program on the tap ({why}; loading one needs CAP_BPF or \
+                     root): frames that arrive on another worker's queue are handed over to it"
+                )
+            })
         };
-        if let (Err(why), true) = (&steering, config.queues > 1 && config.kernel_steering) {
-            eprintln!(
-                "tapir: no steering program on the tap ({why}; loading one needs CAP_BPF or root): \
-                 frames that arrive on another worker's queue are handed over to it"
-            );
-        }
         let seed = config.seed.unwrap_or_else(os_seed);
         let mut rng = Rng::new(seed);
         // Not drawn from `rng`: turning impairment on must not change the node's other choices.

@@ -79,12 +79,12 @@ impl Device {
         }
     }
 
-    /// Bytes of virtio-net header in front of each frame (0 without offloads).
     /// Takes the tap's steering program away (see `Node::kernel_steering`); best effort.
     pub fn clear_steering(&self) {
         let _ = self.queue.set_steering_program(None);
     }
 
+    /// Bytes of virtio-net header in front of each frame (0 without offloads).
     pub fn hdr(&self) -> usize {
         self.hdr
     }
