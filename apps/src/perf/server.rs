@@ -56,8 +56,10 @@ pub fn serve_one(node: &Node, listener: &TcpListener, port: u16) -> Result<TestR
         }
     }
     // The client numbers its streams in the order it connected them, one after another: by
-    // when their handshakes completed, not by which worker's accept queue was looked at first.
-    streams.sort_by_key(TcpStream::established_at);
+    // when their SYNs arrived (each sent after our SYN-ACK for the one before), not by which
+    // worker's accept queue was looked at first, nor by when their handshakes completed (the
+    // last ACK of one can wait on a busy worker while the next completes on another).
+    streams.sort_by_key(TcpStream::opened_at);
     let streams: Vec<(TcpStream, bool)> = streams
         .into_iter()
         .enumerate()

@@ -74,8 +74,8 @@ impl TcpListener {
         let n = self.node.queues();
         loop {
             let seen = self.node.epoch(On::All);
-            // The worker whose oldest waiting connection was established first: connections
-            // are accepted in the order they were made, as from one kernel accept queue.
+            // The worker whose oldest waiting connection's SYN came first: connections are
+            // accepted in the order they were made, as from one kernel accept queue.
             let mut first: Option<(protocols::time::Instant, usize)> = None;
             for w in 0..n {
                 let at = self
@@ -94,7 +94,7 @@ impl TcpListener {
                     .map_err(tcp_error)?;
                 if let Some((handle, remote)) = got {
                     let mut stream = TcpStream::from_parts(&self.node, w, handle, remote);
-                    stream.established = Some(at);
+                    stream.opened = Some(at);
                     return Ok((stream, remote));
                 }
                 continue;
@@ -156,7 +156,7 @@ pub struct TcpStream {
     /// release.
     detached: bool,
     /// Accepted: when its handshake completed (the instant the final ACK was read).
-    established: Option<protocols::time::Instant>,
+    opened: Option<protocols::time::Instant>,
     /// Times a blocked read or write on this stream was woken to look again.
     wakeups: AtomicU64,
 }
@@ -175,7 +175,7 @@ impl TcpStream {
             read_timeout: None,
             write_timeout: None,
             detached: false,
-            established: None,
+            opened: None,
             wakeups: AtomicU64::new(0),
         }
     }
@@ -270,10 +270,11 @@ impl TcpStream {
         SocketAddrV4::new(self.node.current_address(), self.local_port)
     }
 
-    /// For an accepted connection, when its handshake completed (the node's clock): what
-    /// orders connections made one after another when several workers accepted them.
-    pub fn established_at(&self) -> Option<protocols::time::Instant> {
-        self.established
+    /// For an accepted connection, when its SYN reached the node (the node's clock, read as
+    /// the frame was read): what orders connections a client made one after another when
+    /// several workers accepted them (see [`protocols::iface::Stack::tcp_accept_ready_at`]).
+    pub fn opened_at(&self) -> Option<protocols::time::Instant> {
+        self.opened
     }
 
     /// The worker that owns this connection.

@@ -125,7 +125,10 @@ impl Rx<'_> {
         }
     }
 
-    /// One frame (after any impairment): to this worker's stack, or to its flow's owner.
+    /// One frame (after any impairment): to this worker's stack, or to its flow's owner. The
+    /// frame is stamped with the clock as it is read (`now` was read before the batch): a SYN's
+    /// stamp orders the accept queues of several workers, and must not precede our SYN-ACK to
+    /// the connection the client made before it.
     fn ingress(
         &mut self,
         stack: &mut Stack,
@@ -135,9 +138,11 @@ impl Rx<'_> {
         tx: &mut TxBatch<'_>,
     ) {
         let workers = self.inner.workers.len();
+        let read_at = self.inner.clock.now();
         match classify(frame, self.me, workers) {
             Steer::Here => {
                 self.counters.delivered_local += 1;
+                stack.set_arrival(Some(read_at));
                 self.deliver(stack, now, trusted, false, frame, tx);
             }
             Steer::Owner(o) => {
@@ -145,7 +150,7 @@ impl Rx<'_> {
                     self.inner,
                     self.me,
                     o,
-                    (trusted, false, now),
+                    (trusted, false, read_at),
                     frame,
                     self.counters,
                 ) {
@@ -159,7 +164,7 @@ impl Rx<'_> {
                         self.inner,
                         self.me,
                         o,
-                        (trusted, true, now),
+                        (trusted, true, read_at),
                         frame,
                         self.counters,
                     ) {
@@ -168,6 +173,7 @@ impl Rx<'_> {
                     }
                 }
                 self.counters.delivered_local += 1;
+                stack.set_arrival(Some(read_at));
                 self.deliver(stack, now, trusted, false, frame, tx);
             }
         }
@@ -346,6 +352,7 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
             }
             // A batch from the device: to this stack, or handed to the flow's owner.
             more = device.receive(|trusted, frame| rx.ingress(stack, now, trusted, frame, &mut tx));
+            stack.set_arrival(None);
             rx.wake_owners();
             // Apps, then the stack's timers and sends.
             while let Ok(app) = apps_rx.try_recv() {

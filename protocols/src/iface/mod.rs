@@ -366,9 +366,10 @@ impl Stack {
     }
 
     /// Says that the frames received until the next call reached the node at `at` (None: at
-    /// the `now` they are received with): a frame another worker read and handed over. A
-    /// connection it establishes joins the accept queue with that instant, so that several
-    /// workers' queues merge in the order the handshakes completed on the wire.
+    /// the `now` they are received with): the engine stamps each frame as it reads it, and a
+    /// frame another worker read and handed over keeps its reader's stamp. A connection a SYN
+    /// opens keeps that instant, so that several workers' accept queues merge in the order
+    /// the SYNs arrived ([`Stack::tcp_accept_ready_at`]).
     pub fn set_arrival(&mut self, at: Option<Instant>) {
         self.arrival = at;
     }

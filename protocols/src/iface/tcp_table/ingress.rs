@@ -46,7 +46,6 @@ impl Stack {
                 let mut dropped = None;
                 if let Some(s) = self.tcp.sockets.get_mut(h) {
                     s.conn.handle_segment(now, &repr, packet.payload());
-                    s.last_input = self.arrival.unwrap_or(now);
                     dropped = s.conn.take_drop();
                 }
                 if let Some(d) = dropped {

@@ -133,10 +133,14 @@ impl Stack {
         Ok(Some((h, s.remote)))
     }
 
-    /// When the connection the next [`Stack::tcp_accept`] on `port` returns was established,
-    /// if one waits: a listener served by several stacks (one per worker) accepts from the one
-    /// whose head came first, so that connections are accepted in the order they were made,
-    /// as from one kernel accept queue (an iperf3 client numbers its streams that way).
+    /// When the SYN of the connection the next [`Stack::tcp_accept`] on `port` returns reached
+    /// the node, if one waits: a listener served by several stacks (one per worker) accepts
+    /// from the one whose head came first, so that connections are accepted in the order they
+    /// were made (an iperf3 client numbers its streams that way). The SYN, not the ACK that
+    /// completes the handshake: a client that connects one socket after another sends the next
+    /// SYN only after our SYN-ACK for the last one, so SYN arrivals keep the client's order
+    /// even when the last ACK waits on a slower worker while the next handshake completes on
+    /// another.
     pub fn tcp_accept_ready_at(&self, port: u16) -> Option<Instant> {
         self.tcp
             .listeners

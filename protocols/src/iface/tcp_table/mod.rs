@@ -123,9 +123,9 @@ struct TcpSocket {
     timer_at: Option<Instant>,
     /// On the ready list (see [`Stack::tcp_take_ready`]).
     in_ready: bool,
-    /// When the last segment for it arrived: for a passive open, the instant it became
-    /// established once it moves to the accept queue.
-    last_input: Instant,
+    /// When the segment that opened it reached the node (the peer's SYN for a passive open):
+    /// the key that orders several workers' accept queues (see [`Listener::ready`]).
+    opened_at: Instant,
     /// On the TIME-WAIT queue (see [`TcpTable::time_wait`]).
     in_time_wait: bool,
 }
@@ -140,7 +140,7 @@ impl TcpSocket {
 #[derive(Debug)]
 struct Listener {
     backlog: usize,
-    /// Established connections waiting for `accept`, with the instant each was established
+    /// Established connections waiting for `accept`, with the instant each one's SYN arrived
     /// (several workers' queues are merged in that order: [`Stack::tcp_accept_ready_at`]).
     ready: VecDeque<(SocketHandle, Instant)>,
     /// Connections in SYN-RECEIVED.
@@ -228,7 +228,7 @@ impl Stack {
             dirty: false,
             timer_at: None,
             in_ready: false,
-            last_input: now,
+            opened_at: self.arrival.unwrap_or(now),
             in_time_wait: false,
         });
         self.tcp.conns.insert((local_ip, local_port, remote), h);
@@ -281,7 +281,7 @@ impl Stack {
                 if let Some(l) = self.tcp.listeners.get_mut(&port) {
                     l.half_open = l.half_open.saturating_sub(1);
                     if synchronized {
-                        l.ready.push_back((h, s.last_input));
+                        l.ready.push_back((h, s.opened_at));
                         self.wakeup = true;
                     }
                 }

@@ -357,3 +357,57 @@ fn the_mss_offered_follows_the_mtu() {
         assert_eq!(segs[0].max_seg_size, Some(want), "MTU {mtu}, cap {cap:?}");
     }
 }
+
+/// Two workers' stacks serve one port; a client connects twice, one socket after the other.
+/// The first connection's last ACK reaches its worker only after the second connection's whole
+/// handshake completed on the other worker (a busy worker; CI saw iperf3's streams swapped so).
+/// The merged accept order must still be the client's: by when each SYN arrived.
+#[test]
+fn merged_accept_queues_keep_the_order_the_syns_arrived_in() {
+    let mut w0 = node_b();
+    let mut w1 = node_b();
+    w0.tcp_listen(80, 8).unwrap();
+    w1.tcp_listen(80, 8).unwrap();
+    let t = |ms: u64| Instant::from_millis(1000 + ms);
+    let synack = |w: &mut Stack, port: u16, at: Instant| {
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        w.set_arrival(Some(at));
+        w.receive(at, &tcp_frame(&full_syn(port, 100, 1), &[]), &mut out);
+        w.set_arrival(None);
+        w.poll(at, &mut out);
+        segments(&out)[0]
+    };
+    let ack = |w: &mut Stack, port: u16, sa: TcpRepr, at: Instant| {
+        let ack = TcpRepr {
+            src_port: port,
+            flags: TcpFlags::ACK,
+            seq_number: SeqNumber(101),
+            ack_number: Some(sa.seq_number + 1),
+            max_seg_size: None,
+            window_scale: None,
+            sack_permitted: false,
+            timestamp: Some(TcpTimestamp {
+                tsval: 2,
+                tsecr: sa.timestamp.map_or(0, |t| t.tsval),
+            }),
+            ..syn(80)
+        };
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        w.set_arrival(Some(at));
+        w.receive(at, &tcp_frame(&ack, &[]), &mut out);
+        w.set_arrival(None);
+    };
+    let first = synack(&mut w0, 40001, t(0));
+    let second = synack(&mut w1, 40003, t(1));
+    ack(&mut w1, 40003, second, t(2));
+    ack(&mut w0, 40001, first, t(3));
+    let heads = [
+        w0.tcp_accept_ready_at(80).expect("w0 ready"),
+        w1.tcp_accept_ready_at(80).expect("w1 ready"),
+    ];
+    assert_eq!(heads, [t(0), t(1)], "keyed by SYN arrival");
+    assert!(
+        heads[0] < heads[1],
+        "the first connection is accepted first"
+    );
+}
