@@ -73,8 +73,10 @@ pub struct NodeOpts {
     /// A DNS server to ask (repeatable; asked in order).
     #[arg(long = "dns", value_name = "IP")]
     pub dns: Vec<Ipv4Addr>,
-    /// Tap offloads (vnet header, checksum, TSO/GRO segments up to 64 KiB): on or off.
-    #[arg(long, default_value = "on", value_parser = ["on", "off"], value_name = "on|off")]
+    /// Tap offloads: on (a virtio-net header, checksums, TSO/GRO segments of up to 64 KiB),
+    /// csum (the header and checksums only: MTU-sized frames, no checksum computed twice) or
+    /// off (plain frames, every checksum computed and verified in software).
+    #[arg(long, default_value = "on", value_parser = ["on", "csum", "off"], value_name = "on|csum|off")]
     pub offload: String,
     /// With several queues, the kernel puts each frame on the queue of the worker that owns its
     /// flow (an eBPF steering program on the tap); off, frames that land on another worker's
@@ -123,20 +125,31 @@ impl NodeOpts {
                 );
             }
         }
+        let mut c = self.common(cidr, default_mac(cidr.address()))?;
+        c.stack.gateway = self.gateway;
+        Ok(c)
+    }
+
+    /// What a static and a DHCP node share: the tap, the MAC, the engine's and the stack's
+    /// options.
+    fn common(&self, cidr: Ipv4Cidr, default_mac: EthernetAddress) -> Result<NodeConfig> {
         let mut c = NodeConfig::new(&self.tap, cidr);
         c.netns = self.netns.clone();
         c.queues = self.queues();
-        c.stack.mac = self.mac.unwrap_or_else(|| default_mac(cidr.address()));
+        c.stack.mac = self.mac.unwrap_or(default_mac);
         if !c.stack.mac.is_unicast() {
             bail!("--mac {}: a node needs a unicast MAC address", c.stack.mac);
         }
-        c.stack.gateway = self.gateway;
         c.stack.mtu = usize::from(self.mtu);
         c.stack.max_conns = self.max_conns;
         c.stack.arp.protect_live_entries = self.arp_protect == "on";
         c.ring = Some(self.rx_ring);
         c.impair = self.impair;
-        c.offload = self.offload == "on";
+        c.offload = match self.offload.as_str() {
+            "on" => engine::Offload::Full,
+            "csum" => engine::Offload::Checksum,
+            _ => engine::Offload::Off,
+        };
         c.kernel_steering = self.kernel_steering == "on";
         Ok(c)
     }
@@ -156,18 +169,7 @@ impl NodeOpts {
             bail!("--gateway cannot be combined with --dhcp: the router comes from the lease");
         }
         let unset = Ipv4Cidr::new(Ipv4Addr::UNSPECIFIED, 32).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut c = NodeConfig::new(&self.tap, unset);
-        c.netns = self.netns.clone();
-        c.queues = self.queues();
-        c.stack.mac = self.mac.unwrap_or_else(|| dhcp_mac(&self.tap));
-        if !c.stack.mac.is_unicast() {
-            bail!("--mac {}: a node needs a unicast MAC address", c.stack.mac);
-        }
-        c.stack.mtu = usize::from(self.mtu);
-        c.stack.max_conns = self.max_conns;
-        c.stack.arp.protect_live_entries = self.arp_protect == "on";
-        c.ring = Some(self.rx_ring);
-        c.kernel_steering = self.kernel_steering == "on";
+        let mut c = self.common(unset, dhcp_mac(&self.tap))?;
         c.stack.dhcp = true;
         c.stack.dhcp_client = protocols::dhcp::Config::new(c.stack.mac);
         c.stack.dhcp_client.host_name = Some(b"tapir".to_vec());

@@ -83,7 +83,7 @@ impl Conformance {
         c.netns = Some(lab.ns.clone());
         c.seed = Some(13);
         c.pin = false;
-        c.offload = false;
+        c.offload = engine::Offload::Off;
         c.queues = 1;
         let node = Node::start(c).expect("start node");
         let services = services

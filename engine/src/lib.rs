@@ -25,6 +25,6 @@ pub mod vnet;
 mod worker;
 
 pub use fault::{FaultCounters, ImpairSpec};
-pub use node::{Node, NodeConfig, NodeError, NodeStats, TraceSlot, DEFAULT_RING};
+pub use node::{Node, NodeConfig, NodeError, NodeStats, Offload, TraceSlot, DEFAULT_RING};
 pub use rtc::{AppCtx, WorkerApp};
 pub use socket::{IcmpEvent, IcmpSocket, SocketCloser, TcpListener, TcpStream, UdpSocket};

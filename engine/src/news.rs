@@ -1,47 +1,68 @@
-//! Per-worker news for blocked callers: a worker with news for applications (data readable,
-//! a connection established, room to write) wakes only the threads waiting on it.
+//! Wake-ups for blocked callers, per worker and per socket: a caller waiting on a socket is woken
+//! by news about that socket on that socket's worker, and by nothing else.
 //!
-//! Each worker has its own [`News`]: an epoch it bumps and the list of threads parked on it. A
-//! caller reads the epoch of the worker(s) it depends on, tries its operation, and if that would
-//! block registers with those workers and parks until an epoch moves. A worker whose news has
-//! no waiters pays one atomic increment and one atomic load, and no lock; nothing here is shared
-//! between workers, so traffic on one worker never wakes a caller that waits on another.
+//! Each worker has its own [`News`]: the callers parked on it, each with the key it waits for
+//! (a [`Wake`] naming its socket, or none: anything). After a batch the worker hands over what
+//! its stack says changed ([`protocols::iface::News`]) and unparks the callers it concerns; a
+//! worker with no waiters pays one atomic load and takes no lock. Nothing here is shared
+//! between workers, and a busy connection never wakes a caller blocked on a quiet one.
 //!
-//! No wake-up is lost: the waiter announces itself (`waiting`) before it reads the epoch, and
-//! the worker bumps the epoch before it reads `waiting`, both sequentially consistent; so either
-//! the waiter sees the new epoch or the worker sees the waiter and unparks it (an unpark before
-//! the park makes the park return at once).
+//! No wake-up is lost: a caller registers before it tries its operation a last time, under the
+//! worker's stack lock. News that the try did not see comes from a later batch, which takes
+//! the same lock, and is published after it: by then the caller is on the list, and its flag
+//! is set before it is unparked (an unpark before the park makes the park return at once).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::Thread;
+
+use protocols::iface::{News as StackNews, SocketHandle, Wake};
 
 use crate::node::lock;
 
-/// One worker's news.
+/// A parked caller: its thread and whether news for it arrived.
+#[derive(Debug)]
+struct Parked {
+    thread: Thread,
+    fired: AtomicBool,
+}
+
+/// One worker's waiters.
 #[derive(Default)]
 pub(crate) struct News {
-    epoch: AtomicU64,
     waiting: AtomicUsize,
-    waiters: Mutex<Vec<Thread>>,
+    waiters: Mutex<Vec<(Arc<Parked>, Option<Wake>)>>,
     /// Threads woken by this worker's news, counted (each unpark of a registered waiter).
     woken: AtomicU64,
 }
 
 impl News {
-    pub fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::SeqCst)
+    /// Wakes this worker's waiters that `news` concerns.
+    pub fn publish(&self, news: &StackNews) {
+        if news.is_empty() || self.waiting.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let waiters = lock(&self.waiters);
+        let mut woken = 0;
+        for (p, key) in waiters.iter() {
+            if news.concerns(*key) {
+                p.fired.store(true, Ordering::SeqCst);
+                p.thread.unpark();
+                woken += 1;
+            }
+        }
+        self.woken.fetch_add(woken, Ordering::Relaxed);
     }
 
-    /// Tells this worker's waiters that something changed.
-    pub fn publish(&self) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
+    /// Wakes every waiter of this worker (the node stops, or changed for everyone).
+    pub fn publish_all(&self) {
         if self.waiting.load(Ordering::SeqCst) == 0 {
             return;
         }
         let waiters = lock(&self.waiters);
-        for t in waiters.iter() {
-            t.unpark();
+        for (p, _) in waiters.iter() {
+            p.fired.store(true, Ordering::SeqCst);
+            p.thread.unpark();
         }
         self.woken
             .fetch_add(waiters.len() as u64, Ordering::Relaxed);
@@ -52,34 +73,16 @@ impl News {
         self.woken.load(Ordering::Relaxed)
     }
 
-    fn register(&self) {
-        lock(&self.waiters).push(std::thread::current());
+    fn register(&self, p: &Arc<Parked>, key: Option<Wake>) {
+        lock(&self.waiters).push((p.clone(), key));
         self.waiting.fetch_add(1, Ordering::SeqCst);
     }
 
-    fn unregister(&self) {
-        let me = std::thread::current().id();
+    fn unregister(&self, p: &Arc<Parked>) {
         let mut waiters = lock(&self.waiters);
-        if let Some(i) = waiters.iter().position(|t| t.id() == me) {
+        if let Some(i) = waiters.iter().position(|(q, _)| Arc::ptr_eq(q, p)) {
             waiters.swap_remove(i);
-        }
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// The workers a blocked caller depends on: the one that owns its connection, or all of them
-/// (a listener or UDP socket has a handle on every worker).
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum On {
-    One(usize),
-    All,
-}
-
-impl On {
-    fn workers<T>(self, news: &[T]) -> &[T] {
-        match self {
-            On::One(w) => news.get(w..=w).unwrap_or_default(),
-            On::All => news,
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
@@ -90,110 +93,195 @@ impl AsRef<News> for News {
     }
 }
 
-/// What a caller saw before trying: the sum of the epochs it depends on (epochs only grow, so
-/// the sum moves exactly when one of them does).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Seen(u64);
-
-pub(crate) fn seen<T: AsRef<News>>(news: &[T], on: On) -> Seen {
-    Seen(
-        on.workers(news)
-            .iter()
-            .fold(0u64, |s, n| s.wrapping_add(n.as_ref().epoch())),
-    )
+/// What a blocked caller waits for, on which workers. `None` as a key: any news at all.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Interest<'a> {
+    /// News about `key` on one worker (a TCP connection lives on the worker that owns it).
+    One(usize, Option<Wake>),
+    /// News about `key` on every worker (a listening port has a listener on each).
+    Every(Option<Wake>),
+    /// News about `kind(handles[w])` on worker `w` (a UDP, ICMP or raw socket has a handle on
+    /// each).
+    Each(&'a [SocketHandle], fn(SocketHandle) -> Wake),
 }
 
-/// Parks until one of the epochs `on` names moves past `before`, `stopped()` is true, or the
-/// deadline passes (then false).
-pub(crate) fn wait<T: AsRef<News>>(
-    news: &[T],
-    on: On,
-    before: Seen,
-    deadline: Option<std::time::Instant>,
-    stopped: impl Fn() -> bool,
-) -> bool {
-    let workers = on.workers(news);
-    for n in workers {
-        n.as_ref().register();
-    }
-    struct Unregister<'a, T: AsRef<News>>(&'a [T]);
-    impl<T: AsRef<News>> Drop for Unregister<'_, T> {
-        fn drop(&mut self) {
-            for n in self.0 {
-                n.as_ref().unregister();
-            }
-        }
-    }
-    let _unregister = Unregister(workers);
-    loop {
-        if seen(news, on) != before || stopped() {
-            return true;
-        }
-        match deadline {
-            None => std::thread::park(),
-            Some(d) => {
-                let now = std::time::Instant::now();
-                if now >= d {
-                    return false;
+impl Interest<'_> {
+    /// Calls `f(worker, key)` for each worker (of `workers`) and key this interest names.
+    fn each(self, workers: usize, mut f: impl FnMut(usize, Option<Wake>)) {
+        match self {
+            Interest::One(w, key) => f(w, key),
+            Interest::Every(key) => (0..workers).for_each(|w| f(w, key)),
+            Interest::Each(handles, kind) => {
+                for (w, &h) in handles.iter().enumerate() {
+                    f(w, Some(kind(h)));
                 }
-                std::thread::park_timeout(d - now);
             }
         }
+    }
+}
+
+thread_local! {
+    /// This thread's waiter record, made once: blocking allocates nothing in steady state.
+    static PARKED: Arc<Parked> = Arc::new(Parked {
+        thread: std::thread::current(),
+        fired: AtomicBool::new(false),
+    });
+}
+
+/// A caller's place on the waiter lists of the workers it depends on; leaves them when dropped.
+pub(crate) struct Registration<'a, T: AsRef<News>> {
+    news: &'a [T],
+    interest: Interest<'a>,
+    parked: Arc<Parked>,
+}
+
+impl<'a, T: AsRef<News>> Registration<'a, T> {
+    pub fn new(news: &'a [T], interest: Interest<'a>) -> Self {
+        let parked = PARKED.with(Arc::clone);
+        // News for an earlier registration of this thread is no news for this one.
+        parked.fired.store(false, Ordering::SeqCst);
+        interest.each(news.len(), |w, key| {
+            if let Some(n) = news.get(w) {
+                n.as_ref().register(&parked, key);
+            }
+        });
+        Registration {
+            news,
+            interest,
+            parked,
+        }
+    }
+
+    /// Parks until news for this caller arrives (true) or the deadline passes (false). The
+    /// news is consumed: the next call waits for more.
+    pub fn park(&self, deadline: Option<std::time::Instant>) -> bool {
+        loop {
+            if self.parked.fired.swap(false, Ordering::SeqCst) {
+                return true;
+            }
+            match deadline {
+                None => std::thread::park(),
+                Some(d) => {
+                    let now = std::time::Instant::now();
+                    if now >= d {
+                        return false;
+                    }
+                    std::thread::park_timeout(d - now);
+                }
+            }
+        }
+    }
+}
+
+impl<T: AsRef<News>> Drop for Registration<'_, T> {
+    fn drop(&mut self) {
+        let (news, parked) = (self.news, &self.parked);
+        self.interest.each(news.len(), |w, _| {
+            if let Some(n) = news.get(w) {
+                n.as_ref().unregister(parked);
+            }
+        });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use protocols::iface::{Stack, StackConfig};
+    use protocols::rand::Rng;
     use std::time::{Duration, Instant};
 
     fn pair() -> Arc<[News; 2]> {
         Arc::new([News::default(), News::default()])
     }
 
-    #[test]
-    fn news_on_the_awaited_worker_wakes_the_waiter() {
-        let news = pair();
-        let n2 = news.clone();
-        let before = seen(&news[..], On::One(1));
-        let t = std::thread::spawn(move || wait(&n2[..], On::One(1), before, None, || false));
-        // Publish until the waiter has been woken by it (it may not have parked yet).
-        while !t.is_finished() {
-            news[1].publish();
+    /// Stack news naming a UDP socket bound on `port` (a real handle from a real stack).
+    fn udp_news(port: u16) -> (SocketHandle, StackNews) {
+        let cidr = protocols::wire::Ipv4Cidr::new([10, 0, 0, 2].into(), 24).unwrap();
+        let mac = protocols::wire::EthernetAddress([2, 0, 0, 0, 0, 2]);
+        let mut s = Stack::new(StackConfig::new(mac, cidr), Rng::new(1));
+        let h = s.udp_bind(port).unwrap();
+        let mut n = StackNews::default();
+        n.push(Wake::Udp(h));
+        (h, n)
+    }
+
+    /// Publishes `news` on `worker` until the waiter thread `t` ends (it may not have parked
+    /// yet), or for 300 ms; true if it ended.
+    fn publish_until_done(
+        news: &[News],
+        worker: usize,
+        what: &StackNews,
+        t: &std::thread::JoinHandle<bool>,
+    ) -> bool {
+        let until = Instant::now() + Duration::from_millis(300);
+        while !t.is_finished() && Instant::now() < until {
+            news[worker].publish(what);
             std::thread::yield_now();
         }
-        assert!(t.join().unwrap());
+        t.is_finished()
     }
 
     #[test]
-    fn news_on_another_worker_wakes_nobody() {
+    fn news_for_the_awaited_key_wakes_the_waiter() {
         let news = pair();
+        let (h, what) = udp_news(7);
         let n2 = news.clone();
-        let before = seen(&news[..], On::One(0));
+        let t = std::thread::spawn(move || {
+            let r = Registration::new(&n2[..], Interest::One(1, Some(Wake::Udp(h))));
+            r.park(None)
+        });
+        assert!(publish_until_done(&news[..], 1, &what, &t));
+        assert!(t.join().unwrap());
+        assert!(news[1].woken() >= 1);
+    }
+
+    #[test]
+    fn news_for_another_key_or_worker_wakes_nobody() {
+        let news = pair();
+        let (h, what) = udp_news(7);
+        let (other, _) = udp_news(8);
+        let n2 = news.clone();
         let deadline = Instant::now() + Duration::from_millis(300);
-        let t =
-            std::thread::spawn(move || wait(&n2[..], On::One(0), before, Some(deadline), || false));
-        while !t.is_finished() {
-            news[1].publish();
-            std::thread::yield_now();
-        }
-        // It timed out: worker 1's news never counted for it, and never unparked it.
-        assert!(!t.join().unwrap());
-        assert_eq!(news[1].woken(), 0);
-        assert!(news[1].epoch() > 0);
+        // Same stack slot, other kind; and the awaited key on the other worker.
+        let t = std::thread::spawn(move || {
+            let r = Registration::new(&n2[..], Interest::One(0, Some(Wake::Tcp(h))));
+            r.park(Some(deadline))
+        });
+        let _ = publish_until_done(&news[..], 0, &what, &t);
+        let mut on_1 = StackNews::default();
+        on_1.push(Wake::Tcp(h));
+        let _ = publish_until_done(&news[..], 1, &on_1, &t);
+        assert!(!t.join().unwrap(), "timed out, never fired");
+        assert_eq!(news[0].woken() + news[1].woken(), 0);
+        assert_eq!(
+            h, other,
+            "one slot, two stacks: kinds and workers tell them apart"
+        );
     }
 
     #[test]
-    fn a_waiter_on_all_workers_wakes_for_any() {
+    fn a_waiter_for_anything_on_every_worker_wakes_for_any() {
         let news = pair();
+        let (_, what) = udp_news(7);
         let n2 = news.clone();
-        let before = seen(&news[..], On::All);
-        let t = std::thread::spawn(move || wait(&n2[..], On::All, before, None, || false));
-        while !t.is_finished() {
-            news[1].publish();
-            std::thread::yield_now();
-        }
+        let t = std::thread::spawn(move || {
+            let r = Registration::new(&n2[..], Interest::Every(None));
+            r.park(None)
+        });
+        assert!(publish_until_done(&news[..], 1, &what, &t));
         assert!(t.join().unwrap());
+    }
+
+    #[test]
+    fn leaving_takes_the_waiter_off_every_list() {
+        let news = pair();
+        {
+            let _r = Registration::new(&news[..], Interest::Every(None));
+            assert_eq!(news[0].waiting.load(Ordering::SeqCst), 1);
+            assert_eq!(news[1].waiting.load(Ordering::SeqCst), 1);
+        }
+        assert_eq!(news[0].waiting.load(Ordering::SeqCst), 0);
+        assert!(lock(&news[1].waiters).is_empty());
     }
 }

@@ -14,7 +14,7 @@ use protocols::time::Instant;
 use protocols::wire::{EthernetAddress, Ipv4Cidr};
 
 use crate::clock::Clock;
-use crate::news::{News, On, Seen};
+use crate::news::{Interest, News, Registration};
 use crate::pool::BufferPool;
 use crate::sys::event::EventFd;
 use crate::sys::tap::{open_tap, TapError, TapOptions};
@@ -42,9 +42,9 @@ pub struct NodeConfig {
     /// Pin worker `i` to core `i % cores`.
     pub pin: bool,
     pub stack: StackConfig,
-    /// Ask the tap for offloads (`IFF_VNET_HDR`, checksum and TSO/GRO): probed, falling back to
-    /// what the kernel grants.
-    pub offload: bool,
+    /// Which tap offloads to ask for ([`Offload`]): probed, falling back to what the kernel
+    /// grants.
+    pub offload: Offload,
     /// Seed of the node's randomness (ISN keys, ports, IP ids); None draws one from the OS.
     pub seed: Option<u64>,
     /// Impair the frames every worker reads and writes (`--impair`, see [`crate::fault`]).
@@ -57,6 +57,21 @@ pub struct NodeConfig {
     /// eBPF steering program ([`crate::steer::bpf`]); off (or refused), frames that land on
     /// another worker's queue are handed over.
     pub kernel_steering: bool,
+}
+
+/// The tap offloads a node asks for (`--offload`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offload {
+    /// No virtio-net header: every frame is at most the MTU and every checksum is computed and
+    /// verified in software, on both sides of the tap.
+    Off,
+    /// The virtio-net header with checksums only (`TUN_F_CSUM`): frames are at most the MTU,
+    /// but neither side computes or verifies a TCP checksum the other vouched for (as a NIC with
+    /// checksum offload and no TSO/GRO).
+    Checksum,
+    /// Checksums and segmentation: the kernel hands over GRO'd segments of up to 64 KiB and
+    /// takes TSO segments as large (`TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`).
+    Full,
 }
 
 /// The default [`NodeConfig::ring`].
@@ -72,7 +87,7 @@ impl NodeConfig {
             stack: StackConfig::new(EthernetAddress([0x02, 0x54, 0x41, 0x50, 0, 0x02]), cidr),
             seed: None,
             impair: None,
-            offload: true,
+            offload: Offload::Full,
             ring: Some(DEFAULT_RING),
             kernel_steering: true,
         }
@@ -267,7 +282,7 @@ impl Node {
         // (`F_NEEDS_CSUM`) or vouched for before `--impair` flipped a bit: with corruption on,
         // every checksum must be real and verified, so offloads are off.
         if config.impair.is_some_and(|i| i.corrupt > 0.0) {
-            config.offload = false;
+            config.offload = Offload::Off;
         }
         if config.queues == 0 || config.queues > 64 {
             return Err(NodeError::Queues(config.queues));
@@ -276,12 +291,12 @@ impl Node {
             name: config.tap.clone(),
             queues: config.queues,
             netns: config.netns.clone(),
-            vnet_hdr: config.offload,
+            vnet_hdr: config.offload != Offload::Off,
             ring: config.ring,
             mtu: u32::try_from(config.stack.mtu).ok(),
         })?;
-        let offloads = if config.offload {
-            negotiate_offloads(&tap.queues[0])
+        let offloads = if config.offload != Offload::Off {
+            negotiate_offloads(&tap.queues[0], config.offload)
                 .map_err(|source| NodeError::Worker { worker: 0, source })?
         } else {
             // A persistent tap keeps the offloads a previous user asked for: clear them, so the
@@ -329,6 +344,9 @@ impl Node {
         if tso {
             stack_config.tcp.tso_max = usize::from(u16::MAX) - 20;
         }
+        // With the header on, the kernel takes a partial checksum in any frame we write (it
+        // then never computes it for a local receiver); not with `--impair` either.
+        stack_config.tx_csum_offload = config.offload != Offload::Off && config.impair.is_none();
         // Reassembly bounds are the node's: each worker holds its share (fragments of one
         // datagram all reach one worker, steered by source and IP id).
         let share = |total: usize, floor: usize| (total / config.queues).max(floor);
@@ -606,23 +624,36 @@ impl Node {
         r
     }
 
-    /// The news of the workers `on` names: read it before trying an operation, then wait for
-    /// it to move.
-    pub(crate) fn epoch(&self, on: On) -> Seen {
-        crate::news::seen(&self.inner.workers, on)
-    }
-
-    /// Waits until the news `on` names moves past `seen`, the deadline passes, or the node
-    /// stops. Returns false on timeout.
-    pub(crate) fn wait_news(
+    /// Runs `attempt` until it answers, parking between tries until news that `interest`
+    /// names arrives: `Ok(Some)` with the answer, `Ok(None)` once `until` passes, an error when
+    /// `attempt` fails or the node has stopped. `wakes` counts the times news woke the caller.
+    /// The first try registers nothing: a caller that need not wait takes no waiter lock.
+    pub(crate) fn block_on<R>(
         &self,
-        on: On,
-        seen: Seen,
-        deadline: Option<std::time::Instant>,
-    ) -> bool {
-        crate::news::wait(&self.inner.workers, on, seen, deadline, || {
-            self.is_stopped()
-        })
+        interest: Interest<'_>,
+        until: Option<std::time::Instant>,
+        wakes: Option<&AtomicU64>,
+        mut attempt: impl FnMut() -> std::io::Result<Option<R>>,
+    ) -> std::io::Result<Option<R>> {
+        if let Some(r) = attempt()? {
+            return Ok(Some(r));
+        }
+        let reg = Registration::new(&self.inner.workers, interest);
+        loop {
+            // Registered first, then tried: news the try misses wakes us.
+            if let Some(r) = attempt()? {
+                return Ok(Some(r));
+            }
+            if self.is_stopped() {
+                return Err(crate::socket::stopped());
+            }
+            if !reg.park(until) {
+                return Ok(None);
+            }
+            if let Some(w) = wakes {
+                w.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Draws from the node's RNG (application-level choices such as ICMP idents).
@@ -650,24 +681,30 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
-    /// News on every worker (a socket closed, the node stopping).
+    /// Wakes every waiter of every worker (a socket closed, the node stopping).
     pub(crate) fn publish_all(&self) {
         for w in &self.workers {
-            w.news.publish();
+            w.news.publish_all();
         }
     }
 }
 
-/// Sets the vnet header length and asks for checksum and TSO offloads, falling back to checksum
-/// only, then none. Returns the TUN_F_* bits granted. TUNSETOFFLOAD applies to the whole device.
-fn negotiate_offloads(q: &crate::sys::tap::TapQueue) -> std::io::Result<u32> {
+/// Sets the vnet header length and asks for checksum and TSO offloads (`Full`) or checksums
+/// alone, falling back to checksum only, then none. Returns the TUN_F_* bits granted.
+/// TUNSETOFFLOAD applies to the whole device.
+fn negotiate_offloads(q: &crate::sys::tap::TapQueue, want: Offload) -> std::io::Result<u32> {
     q.set_vnet_hdr_len(crate::vnet::LEN as libc::c_int)?;
-    let tries = [
+    let all = [
         libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6,
         libc::TUN_F_CSUM,
         0,
     ];
-    for flags in tries {
+    let tries = if want == Offload::Full {
+        &all[..]
+    } else {
+        &all[1..]
+    };
+    for &flags in tries {
         if q.set_offload(flags).is_ok() {
             return Ok(flags);
         }

@@ -70,7 +70,11 @@ def _node_argv(netns, tap, ip, gateway, dns, queues, dhcp, offload, mtu, mac, ex
         argv += ["--dns", str(d)]
     if queues is not None:
         argv += ["--queues", str(int(queues))]
-    argv += ["--offload", "on" if offload else "off"]
+    # True/False, or one of the command's words ("on", "csum", "off").
+    if isinstance(offload, str):
+        argv += ["--offload", offload]
+    else:
+        argv += ["--offload", "on" if offload else "off"]
     if mtu is not None:
         argv += ["--mtu", str(int(mtu))]
     if mac is not None:
@@ -82,7 +86,8 @@ class Node(_tapir.Node):
     """A network node: a tap (in a network namespace) and tapir's stack behind it.
 
     ``Node(netns=None, tap="tap0", ip="10.7.0.2/24", gateway=None, dns=[], queues=1,
-    dhcp=False, offload=True, mtu=None, mac=None, args=())``; ``args`` takes any other
+    dhcp=False, offload=True, mtu=None, mac=None, args=())``; ``offload`` is True, False or
+    ``"csum"`` (checksums only, as ``--offload csum``); ``args`` takes any other
     option of the ``tapir`` command (``["--impair", "loss=0.01"]``). Closing the node (or
     leaving its ``with`` block) stops it; its sockets then fail with OSError.
     """

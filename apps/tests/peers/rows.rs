@@ -1,6 +1,8 @@
 //! The peer matrix's rows: how the kernel in the lab is configured, and the write patterns of
 //! the request/response phases.
 
+use engine::Offload;
+
 /// How the two ends write a request/response round.
 #[derive(Debug, Clone, Copy)]
 pub struct Pattern {
@@ -33,9 +35,10 @@ pub struct Row {
     pub mtu: Option<u16>,
     /// `advmss` on the kernel's route to tapir: the MSS the kernel offers.
     pub advmss: Option<u16>,
-    /// tapir asks the tap for offloads (checksum, TSO/GRO). With TSO, one frame on the tap is
-    /// many segments, their size in the frame's GSO size; without, every frame is a segment.
-    pub offload: bool,
+    /// The tap offloads tapir asks for. With TSO (`Full`), one frame on the tap is many
+    /// segments, their size in the frame's GSO size; without, every frame is a segment. With
+    /// `Checksum`, TCP checksums cross the tap unfinished in both directions.
+    pub offload: Offload,
     pub pattern: Pattern,
 }
 
@@ -70,7 +73,7 @@ const fn row(name: &'static str, sysctls: &'static [(&'static str, &'static str)
         sysctls,
         mtu: None,
         advmss: None,
-        offload: true,
+        offload: Offload::Full,
         pattern: PLAIN,
     }
 }
@@ -81,7 +84,7 @@ const fn nagle(name: &'static str, pattern: Pattern) -> Row {
         sysctls: &[],
         mtu: None,
         advmss: None,
-        offload: true,
+        offload: Offload::Full,
         pattern,
     }
 }
@@ -94,28 +97,42 @@ pub const ROWS: &[Row] = &[
     row("ecn", &[ECN]),
     Row {
         advmss: Some(536),
-        offload: false,
+        offload: Offload::Off,
         ..row("advmss-536", &[])
     },
     Row {
         mtu: Some(576),
-        offload: false,
+        offload: Offload::Off,
         ..row("mtu-576", &[])
     },
     Row {
         mtu: Some(9000),
-        offload: false,
+        offload: Offload::Off,
         ..row("jumbo-9000", &[])
     },
     Row {
         mtu: Some(576),
-        offload: false,
+        offload: Offload::Off,
         ..row("all-off-mtu-576", &[NO_WSCALE, NO_SACK, NO_TS, ECN])
     },
     Row {
         mtu: Some(9000),
-        offload: false,
+        offload: Offload::Off,
         ..row("all-off-jumbo-9000", &[NO_WSCALE, NO_SACK, NO_TS, ECN])
+    },
+    // Checksum offload without segmentation: every frame is one MTU-sized segment whose TCP
+    // checksum neither side computes (tapir writes partial sums, the kernel hands over its own).
+    Row {
+        offload: Offload::Checksum,
+        ..row("csum-only", &[])
+    },
+    Row {
+        mtu: Some(576),
+        offload: Offload::Checksum,
+        ..row(
+            "all-off-csum-only-mtu-576",
+            &[NO_WSCALE, NO_SACK, NO_TS, ECN],
+        )
     },
     // The same links with TSO and GRO on the tap: segments are cut by the kernel, at the GSO
     // size each side gives.

@@ -13,8 +13,8 @@ use protocols::dhcp::{Lease, State};
 use protocols::iface::DhcpLogEntry;
 use protocols::wire::Ipv4Cidr;
 
-use super::{deadline, stopped, timed_out};
-use crate::news::On;
+use super::{deadline, timed_out};
+use crate::news::Interest;
 use crate::node::Node;
 
 impl Node {
@@ -68,19 +68,14 @@ impl Node {
             ));
         }
         let until = deadline(Some(timeout));
-        loop {
-            // Worker 0 runs the DHCP client.
-            let seen = self.epoch(On::One(0));
-            if let Some(l) = self.dhcp_lease() {
-                return Ok(l);
-            }
-            if self.is_stopped() {
-                return Err(stopped());
-            }
-            if !self.wait_news(On::One(0), seen, until) {
-                return Err(timed_out());
-            }
-        }
+        // Worker 0 runs the DHCP client; its events are news for everyone.
+        self.block_on(
+            Interest::One(0, None),
+            until,
+            None,
+            || Ok(self.dhcp_lease()),
+        )?
+        .ok_or_else(timed_out)
     }
 
     /// Gives the lease back (RFC 2131 §4.4.6) and waits, at most `timeout`, until the RELEASE

@@ -63,6 +63,7 @@ impl IcmpSocket {
         super::recv_any(
             &self.node,
             &self.handles,
+            protocols::iface::Wake::Icmp,
             deadline(timeout),
             timed_out,
             |s, h| Ok::<_, std::convert::Infallible>(s.icmp_recv(h)),
@@ -85,6 +86,7 @@ impl IcmpSocket {
         super::recv_any(
             &self.node,
             &self.handles,
+            protocols::iface::Wake::Icmp,
             deadline(timeout),
             timed_out,
             |s, h| {

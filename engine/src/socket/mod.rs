@@ -21,7 +21,7 @@ use std::io;
 
 use protocols::iface::{TcpError, UdpError};
 
-use crate::news::On;
+use crate::news::Interest;
 
 pub(crate) fn tcp_error(e: TcpError) -> io::Error {
     let kind = match e {
@@ -106,12 +106,14 @@ pub(crate) fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "timed out")
 }
 
-/// The receive loop of every per-worker socket (one handle per worker's stack): asks each
-/// worker in turn with `take`, and when none has anything waits for news until `until`. Fails
-/// with [`stopped`] once the node has stopped and with `on_timeout()` at the deadline.
+/// The receive loop of every per-worker socket (one handle per worker's stack, each named by
+/// `wake`'s kind): asks each worker in turn with `take`, and when none has anything waits for
+/// news about one of them until `until`. Fails with [`stopped`] once the node has stopped and
+/// with `on_timeout()` at the deadline.
 pub(crate) fn recv_any<T, E>(
     node: &crate::Node,
     handles: &[protocols::iface::SocketHandle],
+    wake: fn(protocols::iface::SocketHandle) -> protocols::iface::Wake,
     until: Option<std::time::Instant>,
     on_timeout: fn() -> io::Error,
     mut take: impl FnMut(
@@ -120,20 +122,15 @@ pub(crate) fn recv_any<T, E>(
     ) -> Result<Option<T>, E>,
     map_err: impl Fn(E) -> io::Error,
 ) -> io::Result<T> {
-    loop {
-        let seen = node.epoch(On::All);
+    let got = node.block_on(Interest::Each(handles, wake), until, None, || {
         for (w, &h) in handles.iter().enumerate() {
             if let Some(v) = node.with_stack(w, |s, _| take(s, h)).map_err(&map_err)? {
-                return Ok(v);
+                return Ok(Some(v));
             }
         }
-        if node.is_stopped() {
-            return Err(stopped());
-        }
-        if !node.wait_news(On::All, seen, until) {
-            return Err(on_timeout());
-        }
-    }
+        Ok(None)
+    })?;
+    got.ok_or_else(on_timeout)
 }
 
 /// The deadline `timeout` from now.

@@ -70,6 +70,7 @@ impl RawSocket {
         super::recv_any(
             &self.node,
             &self.handles,
+            protocols::iface::Wake::Raw,
             deadline(timeout),
             timed_out,
             |s, h| s.raw_recv(h),

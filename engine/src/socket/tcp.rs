@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocols::iface::{SocketHandle, TcpError};
+use protocols::iface::{SocketHandle, TcpError, Wake};
 use protocols::tcp::State;
 
-use super::{deadline, stopped, tcp_error, timed_out, Closable, SocketCloser};
-use crate::news::On;
+use super::{deadline, tcp_error, timed_out, Closable, SocketCloser};
+use crate::news::Interest;
 use crate::node::Node;
 use crate::steer::flow_owner;
 
@@ -72,8 +72,8 @@ impl TcpListener {
     ) -> io::Result<(TcpStream, SocketAddrV4)> {
         let until = deadline(timeout);
         let n = self.node.queues();
-        loop {
-            let seen = self.node.epoch(On::All);
+        let interest = Interest::Every(Some(Wake::Listener(self.port)));
+        let got = self.node.block_on(interest, until, None, || {
             // The worker whose oldest waiting connection's SYN came first: connections are
             // accepted in the order they were made, as from one kernel accept queue.
             let mut first: Option<(protocols::time::Instant, usize)> = None;
@@ -87,48 +87,36 @@ impl TcpListener {
                     }
                 }
             }
-            if let Some((at, w)) = first {
-                let got = self
-                    .node
-                    .with_stack(w, |s, _| s.tcp_accept(self.port))
-                    .map_err(tcp_error)?;
-                if let Some((handle, remote)) = got {
-                    let mut stream = TcpStream::from_parts(&self.node, w, handle, remote);
-                    stream.opened = Some(at);
-                    return Ok((stream, remote));
-                }
-                continue;
-            }
-            if self.node.is_stopped() {
-                return Err(stopped());
-            }
-            if !self.node.wait_news(On::All, seen, until) {
-                return Err(timed_out());
-            }
-        }
+            let Some((at, w)) = first else {
+                return Ok(None);
+            };
+            let got = self
+                .node
+                .with_stack(w, |s, _| s.tcp_accept(self.port))
+                .map_err(tcp_error)?;
+            Ok(got.map(|(handle, remote)| {
+                let mut stream = TcpStream::from_parts(&self.node, w, handle, remote);
+                stream.opened = Some(at);
+                (stream, remote)
+            }))
+        })?;
+        got.ok_or_else(timed_out)
     }
 
     /// Waits until a connection is ready to accept (true) or `timeout` passes (false), accepting
     /// nothing: what a `select`-style readiness check needs.
     pub fn wait_acceptable(&self, timeout: Option<Duration>) -> io::Result<bool> {
         let until = deadline(timeout);
-        loop {
-            let seen = self.node.epoch(On::All);
+        let interest = Interest::Every(Some(Wake::Listener(self.port)));
+        let ready = self.node.block_on(interest, until, None, || {
             let ready = (0..self.node.queues()).any(|w| {
                 self.node
                     .with_stack(w, |s, _| s.tcp_accept_ready_at(self.port))
                     .is_some()
             });
-            if ready {
-                return Ok(true);
-            }
-            if self.node.is_stopped() {
-                return Err(stopped());
-            }
-            if !self.node.wait_news(On::All, seen, until) {
-                return Ok(false);
-            }
-        }
+            Ok(ready.then_some(()))
+        })?;
+        Ok(ready.is_some())
     }
 
     /// An iterator over accepted streams, like `std::net::TcpListener::incoming`.
@@ -242,24 +230,21 @@ impl TcpStream {
             .map_err(tcp_error)?;
         let stream = TcpStream::from_parts(node, w, handle, remote);
         let until = deadline(timeout);
-        loop {
-            let seen = node.epoch(On::One(w));
-            let r = node
-                .with_stack(w, |s, _| s.tcp_readiness(handle))
-                .map_err(tcp_error)?;
-            if let Some(e) = r.error {
-                return Err(tcp_error(e));
-            }
-            if !matches!(r.state, State::SynSent | State::SynReceived) {
-                return Ok(stream);
-            }
-            if node.is_stopped() {
-                return Err(stopped());
-            }
-            if !node.wait_news(On::One(w), seen, until) {
-                return Err(timed_out());
-            }
-        }
+        let established = node.block_on(
+            Interest::One(w, Some(Wake::Tcp(handle))),
+            until,
+            None,
+            || {
+                let r = node
+                    .with_stack(w, |s, _| s.tcp_readiness(handle))
+                    .map_err(tcp_error)?;
+                if let Some(e) = r.error {
+                    return Err(tcp_error(e));
+                }
+                Ok((!matches!(r.state, State::SynSent | State::SynReceived)).then_some(()))
+            },
+        )?;
+        established.map(|()| stream).ok_or_else(timed_out)
     }
 
     pub fn peer_addr(&self) -> SocketAddrV4 {
@@ -353,41 +338,31 @@ impl TcpStream {
     /// `timeout` passes (false), reading nothing.
     pub fn wait_readable(&self, timeout: Option<Duration>) -> io::Result<bool> {
         let until = deadline(timeout);
-        loop {
-            let seen = self.node.epoch(On::One(self.worker));
+        let readable = self.node.block_on(self.interest(), until, None, || {
             let readable = self
                 .node
                 .with_stack(self.worker, |s, _| s.tcp_readiness(self.handle))
                 .map_or(true, |r| r.readable);
-            if readable {
-                return Ok(true);
-            }
-            if self.node.is_stopped() {
-                return Err(stopped());
-            }
-            if !self.node.wait_news(On::One(self.worker), seen, until) {
-                return Ok(false);
-            }
-        }
+            Ok(readable.then_some(()))
+        })?;
+        Ok(readable.is_some())
     }
 
     /// Waits until the connection is fully closed (our FIN acknowledged and theirs received, or
     /// reset), or the timeout passes. Useful before exiting so that nothing queued is lost.
     pub fn wait_closed(&self, timeout: Option<Duration>) -> io::Result<()> {
         let until = deadline(timeout);
-        loop {
-            let seen = self.node.epoch(On::One(self.worker));
-            let state = self.state();
-            if matches!(state, None | Some(State::Closed | State::TimeWait)) {
-                return Ok(());
-            }
-            if self.node.is_stopped() {
-                return Err(stopped());
-            }
-            if !self.node.wait_news(On::One(self.worker), seen, until) {
-                return Err(timed_out());
-            }
-        }
+        self.node
+            .block_on(self.interest(), until, None, || {
+                let state = self.state();
+                Ok(matches!(state, None | Some(State::Closed | State::TimeWait)).then_some(()))
+            })?
+            .ok_or_else(timed_out)
+    }
+
+    /// What a caller blocked on this stream waits for: news about it, on its worker.
+    fn interest(&self) -> Interest<'static> {
+        Interest::One(self.worker, Some(Wake::Tcp(self.handle)))
     }
 
     fn blocking<R>(
@@ -396,21 +371,16 @@ impl TcpStream {
         mut op: impl FnMut(&mut protocols::iface::Stack) -> Result<R, TcpError>,
     ) -> io::Result<R> {
         let until = deadline(timeout);
-        loop {
-            let seen = self.node.epoch(On::One(self.worker));
-            match self.node.with_stack(self.worker, |s, _| op(s)) {
-                Ok(r) => return Ok(r),
-                Err(TcpError::WouldBlock) => {}
-                Err(e) => return Err(tcp_error(e)),
-            }
-            if self.node.is_stopped() {
-                return Err(stopped());
-            }
-            if !self.node.wait_news(On::One(self.worker), seen, until) {
-                return Err(io::Error::new(io::ErrorKind::WouldBlock, "timed out"));
-            }
-            self.wakeups.fetch_add(1, Ordering::Relaxed);
-        }
+        let r = self
+            .node
+            .block_on(self.interest(), until, Some(&self.wakeups), || {
+                match self.node.with_stack(self.worker, |s, _| op(s)) {
+                    Ok(r) => Ok(Some(r)),
+                    Err(TcpError::WouldBlock) => Ok(None),
+                    Err(e) => Err(tcp_error(e)),
+                }
+            })?;
+        r.ok_or_else(|| io::Error::new(io::ErrorKind::WouldBlock, "timed out"))
     }
 }
 

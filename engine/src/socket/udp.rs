@@ -98,6 +98,7 @@ impl UdpSocket {
         super::recv_any(
             &self.node,
             &self.handles,
+            protocols::iface::Wake::Udp,
             deadline(timeout),
             super::timed_out,
             |s, h| s.udp_recv_error(h),
@@ -110,6 +111,7 @@ impl UdpSocket {
         super::recv_any(
             &self.node,
             &self.handles,
+            protocols::iface::Wake::Udp,
             deadline(self.read_timeout),
             || io::Error::new(io::ErrorKind::WouldBlock, "timed out"),
             |s, h| s.udp_recv_into(h, buf),

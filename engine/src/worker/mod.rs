@@ -269,12 +269,20 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
     let shared = &inner.workers[me];
     let mut poller = Poller::new(&[queue.as_raw_fd(), shared.wake.as_raw_fd()]);
     let mtu_buf = pool.small.buf_size();
-    let mut device = Device::new(queue, me, inner.config.offload, mtu_buf, faults);
+    let mut device = Device::new(
+        queue,
+        me,
+        inner.config.offload != crate::node::Offload::Off,
+        mtu_buf,
+        faults,
+    );
     let hdr = device.hdr();
     let mut frames: Vec<TxFrame> = Vec::with_capacity(POOL_BUFFERS + BIG_BUFFERS);
     let mut counters = WorkerCounters::default();
     let mut tracing = Tracing::default();
     let mut lease = LeaseShare::default();
+    // What the stack said changed in a batch, for blocked callers (storage reused).
+    let mut news = protocols::iface::News::default();
     {
         let mut st = lock(&shared.stack);
         let now = inner.clock.now();
@@ -318,7 +326,6 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
             break;
         }
         tracing.refresh(&inner);
-        let news;
         {
             let mut st = lock(&shared.stack);
             let stack = &mut st.stack;
@@ -369,7 +376,7 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
                 lease.publish(&inner, stack);
             }
             counters.tcp_conns_opened = stack.counters().tcp_conns_opened;
-            news = stack.take_wakeup();
+            stack.take_news(&mut news);
             if tracing.on() {
                 // Timer and application events go with the frames this poll sends.
                 tracing.events.clear();
@@ -377,9 +384,7 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
             }
         }
         device.transmit(&mut pool, &mut frames, &mut counters, &mut tracing);
-        if news {
-            shared.news.publish();
-        }
+        shared.news.publish(&news);
         device.report(&mut counters);
         *lock(&shared.counters) = counters.clone();
     }
@@ -388,7 +393,7 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
     if me == 0 && inner.steering.is_ok() {
         device.clear_steering();
     }
-    shared.news.publish();
+    shared.news.publish_all();
 }
 
 /// With DHCP on several queues: worker 0's stack runs the client and publishes its

@@ -276,7 +276,7 @@ impl Stack {
                 }
                 d.log.push_back(DhcpLogEntry { at: now, event: e });
             }
-            self.wakeup = true;
+            self.news.push_all();
         }
     }
 

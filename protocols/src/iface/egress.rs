@@ -10,8 +10,8 @@ use super::counters::{Counters, DropReason};
 use super::{Sink, Stack, StackConfig, TxOffload};
 use crate::time::Instant;
 use crate::wire::{
-    ethernet, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame,
-    EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
+    checksum, ethernet, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress,
+    EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
 };
 
 /// The parts of a stack that sending needs, borrowed apart from the socket tables so that a
@@ -105,11 +105,17 @@ impl Egress<'_> {
             }
             None => {
                 let mut frame = vec![0u8; ethernet::HEADER_LEN + mtu];
-                let (n, _) = fill(get_mut(&mut frame, ethernet::HEADER_LEN..));
+                let (n, off) = fill(get_mut(&mut frame, ethernet::HEADER_LEN..));
                 if n == 0 {
                     return true;
                 }
                 frame.truncate(ethernet::HEADER_LEN + n);
+                // A held frame leaves without its offload request (ARP releases plain frames):
+                // a checksum left to the device is finished here.
+                if let Some((start, at)) = off.csum {
+                    let start = ethernet::HEADER_LEN + usize::from(start);
+                    checksum::complete_partial(&mut frame, start, usize::from(at));
+                }
                 write_eth(
                     &mut frame,
                     src_mac,

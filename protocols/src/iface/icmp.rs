@@ -10,7 +10,7 @@ use super::counters::DropReason;
 use super::egress::emit_ipv4;
 use super::ingress::IpMeta;
 use super::sockets::{Slab, SocketHandle};
-use super::{Sink, Stack};
+use super::{Sink, Stack, Wake};
 use crate::time::{Duration, Instant};
 use crate::wire::{self, Icmpv4Packet, Icmpv4Repr, IpProtocol};
 
@@ -158,8 +158,9 @@ impl Stack {
                     .iter()
                     .find(|(_, s)| s.ident == ident)
                     .map(|(h, _)| h);
-                match sock.and_then(|h| self.icmp.sockets.get_mut(h)) {
-                    Some(s) if s.rx.len() < ECHO_RX_QUEUE => {
+                let found = sock.and_then(|h| Some(h).zip(self.icmp.sockets.get_mut(h)));
+                match found {
+                    Some((h, s)) if s.rx.len() < ECHO_RX_QUEUE => {
                         s.rx.push_back(EchoReply {
                             from: meta.src,
                             ident,
@@ -168,7 +169,7 @@ impl Stack {
                             data: data.to_vec(),
                             at: now,
                         });
-                        self.wakeup = true;
+                        self.news.push(Wake::Icmp(h));
                     }
                     _ => self.counters.drop(DropReason::IcmpUnhandled),
                 }
@@ -246,7 +247,8 @@ impl Stack {
             _ => false,
         };
         if delivered {
-            self.wakeup = true;
+            // Errors reach UDP and ICMP sockets found by port or ident: news for everyone.
+            self.news.push_all();
         } else {
             self.counters.drop(DropReason::IcmpUnhandled);
         }

@@ -27,6 +27,7 @@ pub mod event;
 mod fragment;
 mod icmp;
 mod ingress;
+mod news;
 mod raw;
 pub mod reassembly;
 mod sockets;
@@ -42,6 +43,7 @@ pub use counters::{Counters, DropReason};
 pub use dhcp::{DhcpLogEntry, CLIENT_PORT as DHCP_CLIENT_PORT};
 pub use event::{ConnId, StackEvent};
 pub use icmp::{EchoReply, IcmpErrorReport};
+pub use news::{News, Wake};
 pub use raw::{RawError, RawPacket};
 pub use reassembly::ReassemblyConfig;
 pub use sockets::SocketHandle;
@@ -125,6 +127,10 @@ pub struct StackConfig {
     pub rx_verify_checksums: bool,
     /// How transport checksums are filled on send.
     pub tx_checksum: TxChecksum,
+    /// The device finishes TCP checksums (virtio-net `F_NEEDS_CSUM`): every TCP segment goes
+    /// out with only its pseudo-header sum, and [`Sink::transmit_offload`] says where the sum
+    /// goes, TSO or not. Set only for a sink that takes offloads.
+    pub tx_csum_offload: bool,
     /// Datagrams held per UDP socket before new ones are dropped.
     pub udp_rx_queue: usize,
     /// TCP connections held at once (every state); SYNs beyond it are refused.
@@ -166,6 +172,7 @@ impl StackConfig {
             reassembly: ReassemblyConfig::default(),
             rx_verify_checksums: true,
             tx_checksum: TxChecksum::Full,
+            tx_csum_offload: false,
             udp_rx_queue: 1024,
             max_conns: 65536,
             icmp_error_rate: 100,
@@ -228,8 +235,8 @@ pub struct Stack {
     timer_pushes: u64,
     /// Sockets that may have something to send.
     dirty: Vec<SocketHandle>,
-    /// Something an application waits for happened since the last `take_wakeup`.
-    wakeup: bool,
+    /// What applications may wait for that happened since the last [`Stack::take_news`].
+    news: News,
     /// When the frame being received reached the node, when that was before `now`
     /// ([`Stack::set_arrival`]).
     arrival: Option<Instant>,
@@ -280,7 +287,7 @@ impl Stack {
             timers: BinaryHeap::new(),
             timer_pushes: 0,
             dirty: Vec::new(),
-            wakeup: false,
+            news: News::default(),
             arrival: None,
             icmp_tokens: config.icmp_error_rate,
             events_on: false,
@@ -372,12 +379,6 @@ impl Stack {
     /// the SYNs arrived ([`Stack::tcp_accept_ready_at`]).
     pub fn set_arrival(&mut self, at: Option<Instant>) {
         self.arrival = at;
-    }
-
-    /// True once since something an application may wait for happened (data, a connection, a
-    /// datagram, a state change). The engine wakes blocked callers on it.
-    pub fn take_wakeup(&mut self) -> bool {
-        std::mem::take(&mut self.wakeup)
     }
 
     /// Starts (or stops) recording [`StackEvent`]s for [`Stack::drain_events`]: TCP state

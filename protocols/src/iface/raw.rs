@@ -21,7 +21,7 @@ use std::net::Ipv4Addr;
 use super::counters::DropReason;
 use super::egress::emit_ipv4;
 use super::sockets::{Slab, SocketHandle};
-use super::{Sink, Stack};
+use super::{Sink, Stack, Wake};
 use crate::time::Instant;
 use crate::wire::{IpProtocol, Ipv4Packet};
 
@@ -224,6 +224,7 @@ impl Stack {
                 packet: packet.to_vec(),
                 at: now,
             });
+            self.news.push(Wake::Raw(h));
             took = true;
         }
         for _ in 0..full {
@@ -231,7 +232,6 @@ impl Stack {
         }
         if took {
             self.counters.raw_delivered += 1;
-            self.wakeup = true;
         }
         took
     }

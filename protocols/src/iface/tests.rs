@@ -960,3 +960,33 @@ fn events_record_state_changes_retransmissions_and_drops_when_asked() {
     assert_eq!(p.b.take_drop(), Some(DropReason::EthTruncated));
     assert_eq!(p.b.take_drop(), None);
 }
+
+/// With checksum offload, a segment is built with only its pseudo-header sum for the device to
+/// finish. One held for ARP is released later without its offload request, so its checksum is
+/// finished before it is held: the SYN that goes out once the peer answers ARP checks out.
+#[test]
+fn a_segment_held_for_arp_leaves_with_a_finished_checksum() {
+    let cidr = Ipv4Cidr::new(IP_B, 24).unwrap();
+    let mut cfg = StackConfig::new(MAC_B, cidr);
+    cfg.tx_csum_offload = true;
+    let mut b = Stack::new(cfg, Rng::new(5));
+    let now = Instant::from_secs(1);
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    b.tcp_connect(now, SocketAddrV4::new(IP_A, 80), None, &|_| true)
+        .unwrap();
+    b.poll(now, &mut out);
+    assert!(
+        out.iter().all(|f| f[12..14] == [0x08, 0x06]),
+        "only ARP before the peer answers"
+    );
+    out.clear();
+    b.receive(now, &arp_frame(ArpOperation::Reply, IP_B), &mut out);
+    b.poll(now, &mut out);
+    let syn = out
+        .iter()
+        .find(|f| f[12..14] == [0x08, 0x00])
+        .expect("the held SYN, released");
+    // parse_tcp verifies the checksum.
+    let seg = parse_tcp(syn);
+    assert!(seg.flags.syn() && !seg.flags.ack());
+}

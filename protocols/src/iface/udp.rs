@@ -10,7 +10,7 @@ use super::egress::emit_ipv4;
 use super::icmp::{IcmpErrorReport, ERROR_QUEUE};
 use super::ingress::IpMeta;
 use super::sockets::{Slab, SocketHandle};
-use super::{Sink, Stack};
+use super::{Sink, Stack, Wake};
 use crate::time::Instant;
 use crate::wire::{self, icmpv4, IpProtocol, UdpPacket, UdpRepr};
 
@@ -123,7 +123,7 @@ impl Stack {
             from: SocketAddrV4::new(meta.src, repr.src_port),
             data,
         });
-        self.wakeup = true;
+        self.news.push(Wake::Udp(h));
     }
 
     /// Binds a UDP socket to `port` (0 picks a random free ephemeral port, RFC 6056).

@@ -81,6 +81,19 @@ pub fn finish(sum: u16) -> u16 {
     !sum
 }
 
+/// Finishes a partial checksum as a device would (virtio-net `F_NEEDS_CSUM`): sums `buf` from
+/// `start` to its end, where the field at `start + offset` holds the pseudo-header sum, and
+/// stores the result there. Out-of-range offsets leave `buf` as it is.
+pub fn complete_partial(buf: &mut [u8], start: usize, offset: usize) {
+    let Some(covered) = buf.get(start..) else {
+        return;
+    };
+    let sum = finish(data(covered));
+    if let Some(field) = buf.get_mut(start + offset..start + offset + 2) {
+        field.copy_from_slice(&sum.to_be_bytes());
+    }
+}
+
 /// Incrementally updates `old_checksum` (as found in the header) after one 16-bit word of the
 /// covered data changed from `old_word` to `new_word`: RFC 1624 eqn. 3,
 /// `HC' = ~(~HC + ~m + m')`.

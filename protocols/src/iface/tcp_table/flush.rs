@@ -93,7 +93,8 @@ impl Stack {
 /// Builds one TCP segment straight into a frame: `make` gets the room for the segment and
 /// returns its header (payload already written after it) and its GSO size (payload bytes per
 /// MSS), or None for nothing to send. With TSO on (`tso_max`) the room is up to 64 KiB, and a
-/// segment larger than one MSS leaves its checksum and segmentation to the device.
+/// segment larger than one MSS leaves its checksum and segmentation to the device; with
+/// checksum offload (`tx_csum_offload`) every segment leaves its checksum to the device.
 /// Returns whether a segment was produced.
 pub(super) fn send_segment<S: Sink>(
     eg: &mut Egress<'_>,
@@ -107,6 +108,7 @@ pub(super) fn send_segment<S: Sink>(
     let ttl = eg.config.ttl;
     let csum = eg.config.tx_checksum;
     let tso = eg.config.tcp.tso_max > 0;
+    let csum_offload = eg.config.tx_csum_offload;
     let max_ip = if tso {
         usize::from(u16::MAX)
     } else {
@@ -135,6 +137,9 @@ pub(super) fn send_segment<S: Sink>(
                 gso_size: u16::try_from(gso).unwrap_or(u16::MAX),
                 hdr_len: u16::try_from(20 + hlen).unwrap_or(u16::MAX),
             };
+            TxChecksum::PseudoHeaderOnly
+        } else if csum_offload {
+            off.csum = Some((20, 16));
             TxChecksum::PseudoHeaderOnly
         } else {
             csum

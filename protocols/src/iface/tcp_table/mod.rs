@@ -15,7 +15,7 @@ use super::egress::{emit_ipv4, Egress};
 use super::event::{ConnId, StackEvent};
 use super::ingress::IpMeta;
 use super::sockets::{Slab, SocketHandle};
-use super::{Sink, Stack, TxOffload};
+use super::{Sink, Stack, TxOffload, Wake};
 use crate::tcp::{
     rst_for_unexpected, ConnError, Connection, RecvError, SegmentDrop, SendError, SpareBuffers,
     State, SynCookies,
@@ -258,7 +258,7 @@ impl Stack {
             return;
         };
         if s.conn.take_wakeup() {
-            self.wakeup = true;
+            self.news.push(Wake::Tcp(h));
             if self.tcp.track_ready && s.owned && !s.in_ready {
                 s.in_ready = true;
                 self.tcp.ready.push(h);
@@ -282,7 +282,7 @@ impl Stack {
                     l.half_open = l.half_open.saturating_sub(1);
                     if synchronized {
                         l.ready.push_back((h, s.opened_at));
-                        self.wakeup = true;
+                        self.news.push(Wake::Listener(port));
                     }
                 }
             }
