@@ -399,15 +399,20 @@ impl LoadApp {
             self.end_conn(stack, h, Ending::Announced, false);
             return;
         }
-        if !running || completed == 0 {
+        if completed == 0 {
             return;
         }
         if self.plan.rate.is_none() {
-            for _ in 0..completed {
-                let p = self.pending(now);
-                self.send_request(stack, h, now, p);
+            if running {
+                for _ in 0..completed {
+                    let p = self.pending(now);
+                    self.send_request(stack, h, now, p);
+                }
             }
         } else {
+            // Open loop, draining too: the backlog holds only requests due before the end, and
+            // a connection that just answered is the one free to take them (no other may be
+            // idle when the loop fell behind).
             for _ in 0..completed {
                 match self.backlog.pop_front() {
                     Some(p) => self.send_request(stack, h, now, p),
@@ -458,7 +463,14 @@ impl LoadApp {
         self.results.conns_at_end = self.conns.len() as u64;
         self.results.min_requests_at_end = self.conns.values().map(|c| c.completed).min();
         // Requests due before the end that wait for a free connection (the open loop fell
-        // behind: a late wake-up, a slow answer) still go out while the run drains.
+        // behind: a late wake-up, a slow answer) still go out while the run drains, those an
+        // ended connection left unanswered first; no connection opens now, and a closed
+        // loop's retries were only its next requests.
+        if self.open_loop() {
+            while let Some(p) = self.retries.pop_back() {
+                self.backlog.push_front(p);
+            }
+        }
         self.retries.clear();
         if self.backlog.is_empty() {
             self.close_idle(stack);
@@ -478,6 +490,19 @@ impl LoadApp {
     }
 
     fn finish(&mut self, stack: &mut Stack) {
+        // Open loop: requests due before the end that never found a connection before the
+        // drain's own deadline are counted, not lost from the total.
+        let unsent = self.backlog.len()
+            + if self.open_loop() {
+                self.retries.len()
+            } else {
+                0
+            };
+        for _ in 0..unsent {
+            self.results.error(ErrorKind::Timeout);
+        }
+        self.backlog.clear();
+        self.retries.clear();
         let handles: Vec<SocketHandle> = self.conns.keys().copied().collect();
         for h in handles {
             self.drop_conn(stack, h, false);
