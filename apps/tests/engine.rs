@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use tapir_apps::lab::Lab;
 
 mod common;
-use common::{interop_allowed, kernel};
+use common::{interop_allowed, kernel, kernel_snmp};
 
 /// Counts every allocation of the process.
 struct Counting;
@@ -250,29 +250,6 @@ fn without_offloads_the_same_stream_goes_in_mss_segments() {
     tso_transfer(false);
 }
 
-/// The kernel's TCP checksum errors in the lab (`InCsumErrors` of /proc/net/snmp).
-fn kernel_tcp_csum_errors(lab: &Lab) -> u64 {
-    let out = lab
-        .command("cat")
-        .arg("/proc/net/snmp")
-        .output()
-        .expect("snmp");
-    let snmp = String::from_utf8_lossy(&out.stdout).into_owned();
-    let rows: Vec<Vec<&str>> = snmp
-        .lines()
-        .filter(|l| l.starts_with("Tcp:"))
-        .map(|l| l.split_whitespace().collect())
-        .collect();
-    let [names, values] = &rows[..] else {
-        panic!("no Tcp counters in /proc/net/snmp: {snmp}");
-    };
-    let i = names
-        .iter()
-        .position(|n| *n == "InCsumErrors")
-        .expect("InCsumErrors");
-    values[i].parse().expect("a number")
-}
-
 /// `--offload csum`: checksums cross the tap unfinished both ways, frames stay MTU-sized. 20 MB
 /// each way arrive byte-exact, every frame the kernel sent came vouched for, none was a GRO or
 /// TSO super-frame, and the kernel counted no checksum error in what tapir sent it (tapir leaves
@@ -288,7 +265,7 @@ fn checksum_offload_alone_keeps_frames_mtu_sized_and_streams_exact() {
     let lab = Lab::up("eng").expect("lab up");
     let node = node_steered(&lab, 1, engine::Offload::Checksum, true);
     assert_eq!(node.offloads(), libc::TUN_F_CSUM, "checksums only");
-    let errors_before = kernel_tcp_csum_errors(&lab);
+    let errors_before = kernel_snmp(&lab, "Tcp", "InCsumErrors");
     tapir_to_kernel(&lab, &node, 5006, BYTES, 7);
     let listener = engine::TcpListener::bind(&node, 5007).expect("listen");
     let to = SocketAddr::V4(SocketAddrV4::new(node.address(), 5007));
@@ -315,7 +292,7 @@ fn checksum_offload_alone_keeps_frames_mtu_sized_and_streams_exact() {
     // Every data frame from the kernel came with its checksum vouched for.
     let data_frames = (BYTES / 1448) as u64;
     assert!(w.rx_csum_trusted >= data_frames, "{stats}");
-    assert_eq!(kernel_tcp_csum_errors(&lab), errors_before);
+    assert_eq!(kernel_snmp(&lab, "Tcp", "InCsumErrors"), errors_before);
     node.shutdown();
 }
 

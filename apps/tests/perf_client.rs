@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 
 use common::iperf::kernel_server;
-use common::{interop_allowed, text};
+use common::{interop_allowed, kernel_snmp, text};
 use serde_json::Value;
 use tapir_apps::lab::Lab;
 
@@ -45,23 +45,8 @@ fn tapir_client_with_kernel_udp(node_extra: &[&str], args: &[&str]) -> (Output, 
         text(&out.stdout),
         text(&out.stderr)
     );
-    let snmp = lab
-        .command("cat")
-        .arg("/proc/net/snmp")
-        .output()
-        .expect("snmp");
-    let snmp = text(&snmp.stdout);
-    let udp: Vec<Vec<&str>> = snmp
-        .lines()
-        .filter(|l| l.starts_with("Udp:"))
-        .map(|l| l.split_whitespace().collect())
-        .collect();
-    let [names, values] = &udp[..] else {
-        panic!("no Udp counters in /proc/net/snmp: {snmp}");
-    };
-    let at = names.iter().position(|&n| n == "RcvbufErrors");
-    let rcvbuf = at.and_then(|i| values.get(i)?.parse().ok());
-    (out, rcvbuf.expect("Udp RcvbufErrors"))
+    let rcvbuf = kernel_snmp(&lab, "Udp", "RcvbufErrors");
+    (out, rcvbuf)
 }
 
 /// tapir's `-J` report of a UDP test: `end.sum` as iperf3 writes it (the receiver's figures).

@@ -191,3 +191,26 @@ def wait_for(needle, secs, start=0):
             seen += d
     return False
 "#;
+
+/// A counter of the lab kernel's /proc/net/snmp: `field` of the `group` rows (`"Tcp"`,
+/// `"InCsumErrors"`).
+pub fn kernel_snmp(lab: &tapir_apps::lab::Lab, group: &str, field: &str) -> u64 {
+    let out = lab
+        .command("cat")
+        .arg("/proc/net/snmp")
+        .output()
+        .expect("snmp");
+    let snmp = text(&out.stdout);
+    let prefix = format!("{group}:");
+    let rows: Vec<Vec<&str>> = snmp
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let [names, values] = &rows[..] else {
+        panic!("no {group} counters in /proc/net/snmp: {snmp}");
+    };
+    let at = names.iter().position(|&n| n == field);
+    at.and_then(|i| values.get(i)?.parse().ok())
+        .unwrap_or_else(|| panic!("no {group} {field} in /proc/net/snmp: {snmp}"))
+}
