@@ -143,7 +143,7 @@ pub struct TcpStream {
     /// Handed to a run-to-completion app by [`TcpStream::into_raw_parts`]: no longer ours to
     /// release.
     detached: bool,
-    /// Accepted: when its handshake completed (the instant the final ACK was read).
+    /// Accepted: when its SYN reached the node (the instant the frame was read).
     opened: Option<protocols::time::Instant>,
     /// Times a blocked read or write on this stream was woken to look again.
     wakeups: AtomicU64,

@@ -19,7 +19,7 @@ use protocols::time::Instant;
 use crate::fault::FaultCounters;
 use crate::node::{lock, Inner};
 use crate::rtc::{AppCtx, WorkerApp};
-use crate::steer::{classify, Steer};
+use crate::steer::{classify, opens_tcp, Steer};
 use crate::sys::event::Poller;
 use crate::sys::tap::TapQueue;
 use crate::trace::Direction;
@@ -125,10 +125,10 @@ impl Rx<'_> {
         }
     }
 
-    /// One frame (after any impairment): to this worker's stack, or to its flow's owner. The
-    /// frame is stamped with the clock as it is read (`now` was read before the batch): a SYN's
-    /// stamp orders the accept queues of several workers, and must not precede our SYN-ACK to
-    /// the connection the client made before it.
+    /// One frame (after any impairment): to this worker's stack, or to its flow's owner. A SYN
+    /// is stamped with the clock as it is read (`now` was read before the batch): its stamp
+    /// orders the accept queues of several workers, and must not precede our SYN-ACK to the
+    /// connection the client made before it. Other frames go with `now`: no clock read each.
     fn ingress(
         &mut self,
         stack: &mut Stack,
@@ -138,7 +138,11 @@ impl Rx<'_> {
         tx: &mut TxBatch<'_>,
     ) {
         let workers = self.inner.workers.len();
-        let read_at = self.inner.clock.now();
+        let read_at = if opens_tcp(frame) {
+            self.inner.clock.now()
+        } else {
+            now
+        };
         match classify(frame, self.me, workers) {
             Steer::Here => {
                 self.counters.delivered_local += 1;
