@@ -225,6 +225,41 @@ fn tshark_lengths(pcap: &std::path::Path) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// With offloads on, tapir leaves its TCP checksums to the kernel (`F_NEEDS_CSUM`); while a
+/// capture runs it finishes them itself, so its segments are captured as they go on the wire:
+/// tshark, checking checksums, finds every TCP segment tapir sent correct.
+#[test]
+fn segments_tapir_leaves_to_the_kernel_to_checksum_are_captured_with_their_checksum() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = Lab::up("ts").expect("lab");
+    let served = Served::start(&lab, "sum", &["--queues", "1"], &["discard"]);
+    send_to_discard(&lab, 20_000);
+    let (_, _, pcap) = served.stop();
+    let filter = format!("ip.src == {} && tcp", lab.node.address());
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap.0)
+        .args(["-o", "tcp.check_checksum:TRUE", "-Y", &filter])
+        .args(["-T", "fields", "-e", "tcp.checksum.status"])
+        .output()
+        .expect("run tshark");
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all: Vec<&str> = status.lines().map(str::trim).collect();
+    assert!(all.len() >= 3, "SYN-ACK, ACKs, FIN: {all:?}");
+    // 1: good (0 bad, 2 unverified).
+    assert!(
+        all.iter().all(|s| *s == "1"),
+        "checksum status of tapir's segments: {all:?}"
+    );
+}
+
 #[test]
 fn an_offloaded_transfer_is_captured_whole_and_snaplen_cuts_it() {
     if !interop_allowed() {

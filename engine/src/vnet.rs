@@ -59,6 +59,22 @@ pub fn write_offload(buf: &mut [u8], off: &protocols::iface::TxOffload) {
     }
 }
 
+/// For a frame written with a header in front (`buf` holds both): finishes a transport
+/// checksum left to the kernel (`F_NEEDS_CSUM`, no segmentation) and marks it `F_DATA_VALID`,
+/// so that the frame is traced as it will be on the wire. Segmented frames stay as they are.
+pub fn finish_checksum(buf: &mut [u8]) {
+    let Some(h) = buf.get(..LEN) else {
+        return;
+    };
+    if h[0] & F_NEEDS_CSUM == 0 || h[1] & 0x7f != GSO_NONE {
+        return;
+    }
+    let start = usize::from(u16::from_le_bytes([h[6], h[7]]));
+    let offset = usize::from(u16::from_le_bytes([h[8], h[9]]));
+    protocols::wire::checksum::complete_partial(&mut buf[LEN..], start, offset);
+    buf[0] = F_DATA_VALID;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +110,51 @@ mod tests {
         );
         write_offload(&mut h, &protocols::iface::TxOffload::default());
         assert_eq!(h, [F_DATA_VALID, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_partial_checksum_is_finished_for_the_trace() {
+        use protocols::wire::{TcpPacket, TcpRepr, TxChecksum};
+        let (src, dst) = ([10, 0, 0, 2].into(), [10, 0, 0, 1].into());
+        let payload = b"partial sums are finished";
+        let repr = TcpRepr {
+            src_port: 80,
+            dst_port: 40000,
+            payload_len: payload.len(),
+            ..TcpRepr::default()
+        };
+        // Header, Ethernet and IPv4 (contents immaterial here), then the segment.
+        let seg_at = LEN + 14 + 20;
+        let mut buf = vec![0u8; seg_at + 20 + payload.len()];
+        buf[seg_at + 20..].copy_from_slice(payload);
+        repr.emit(
+            &mut TcpPacket::new_unchecked(&mut buf[seg_at..]),
+            src,
+            dst,
+            TxChecksum::PseudoHeaderOnly,
+        );
+        let off = protocols::iface::TxOffload {
+            csum: Some((34, 16)),
+            gso_size: 0,
+            hdr_len: 0,
+        };
+        write_offload(&mut buf, &off);
+        let seg = |b: &[u8]| TcpPacket::new_checked(b[seg_at..].to_vec()).unwrap();
+        assert!(!seg(&buf).verify_checksum(src, dst));
+        finish_checksum(&mut buf);
+        assert!(seg(&buf).verify_checksum(src, dst));
+        assert_eq!(buf[0], F_DATA_VALID);
+        // A segmented frame is left alone.
+        let mut gso = [0u8; LEN + 60];
+        write_offload(
+            &mut gso,
+            &protocols::iface::TxOffload {
+                gso_size: 1448,
+                ..off
+            },
+        );
+        let before = gso;
+        finish_checksum(&mut gso);
+        assert_eq!(gso, before);
     }
 }

@@ -177,6 +177,11 @@ impl Device {
         match self.faults.as_mut() {
             None => {
                 for f in frames.drain(..) {
+                    if trace && hdr > 0 {
+                        // Traced as it will be on the wire: the checksum the kernel would
+                        // finish is finished here (only while tracing).
+                        vnet::finish_checksum(pool.get_mut(&f));
+                    }
                     let buf = pool.get(&f);
                     match queue.write(buf) {
                         Ok(_) => {

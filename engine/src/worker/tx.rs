@@ -30,6 +30,13 @@ impl TxPools {
         }
     }
 
+    pub(super) fn get_mut(&mut self, f: &TxFrame) -> &mut [u8] {
+        match (&mut self.big, f.big) {
+            (Some(big), true) => &mut big.get_mut(f.id)[..f.len],
+            _ => &mut self.small.get_mut(f.id)[..f.len],
+        }
+    }
+
     pub(super) fn free(&mut self, f: &TxFrame) {
         match (&mut self.big, f.big) {
             (Some(big), true) => big.free(f.id),
