@@ -9,7 +9,7 @@
 pub mod bpf;
 
 use protocols::iface::DHCP_CLIENT_PORT;
-use protocols::wire::{ethernet, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, TcpPacket};
+use protocols::wire::{ethernet, EtherType, IpProtocol};
 
 /// Where a received frame should be processed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,27 +114,6 @@ pub fn classify(frame: &[u8], me: usize, workers: usize) -> Steer {
     }
 }
 
-/// Whether `frame` opens a TCP connection (an IPv4 TCP segment with SYN and without ACK): the
-/// frames whose arrival instant orders accept queues, so the only ones worth a clock read.
-pub fn opens_tcp(frame: &[u8]) -> bool {
-    let Ok(eth) = EthernetFrame::new_checked(frame) else {
-        return false;
-    };
-    if eth.ethertype() != EtherType::Ipv4 {
-        return false;
-    }
-    let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
-        return false;
-    };
-    if ip.protocol() != IpProtocol::Tcp || ip.more_frags() || ip.frag_offset() != 0 {
-        return false;
-    }
-    TcpPacket::new_checked(ip.payload()).is_ok_and(|t| {
-        let f = t.flags();
-        f.syn() && !f.ack()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,32 +182,5 @@ mod tests {
         for len in 0..tcp.len() {
             let _ = classify(&tcp[..len], 1, 2);
         }
-    }
-
-    #[test]
-    fn only_a_bare_syn_opens_a_connection() {
-        // Ethernet, IPv4 (20 bytes, total 40), TCP (20 bytes) with `flags`.
-        let seg = |proto: u8, flags: u8| {
-            let mut f = vec![0u8; 54];
-            f[12] = 0x08;
-            f[14] = 0x45;
-            f[14 + 2..14 + 4].copy_from_slice(&40u16.to_be_bytes());
-            f[14 + 8] = 64;
-            f[14 + 9] = proto;
-            f[34 + 12] = 0x50;
-            f[34 + 13] = flags;
-            f
-        };
-        assert!(opens_tcp(&seg(6, 0x02)), "SYN");
-        assert!(!opens_tcp(&seg(6, 0x12)), "SYN-ACK");
-        assert!(!opens_tcp(&seg(6, 0x10)), "ACK");
-        assert!(!opens_tcp(&seg(17, 0x02)), "UDP");
-        let syn = seg(6, 0x02);
-        for len in 0..syn.len() {
-            assert!(!opens_tcp(&syn[..len]), "cut at {len}");
-        }
-        let mut frag = seg(6, 0x02);
-        frag[14 + 6] = 0x20; // more fragments
-        assert!(!opens_tcp(&frag), "a fragment");
     }
 }

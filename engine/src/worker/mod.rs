@@ -19,7 +19,7 @@ use protocols::time::Instant;
 use crate::fault::FaultCounters;
 use crate::node::{lock, Inner};
 use crate::rtc::{AppCtx, WorkerApp};
-use crate::steer::{classify, opens_tcp, Steer};
+use crate::steer::{classify, Steer};
 use crate::sys::event::Poller;
 use crate::sys::tap::TapQueue;
 use crate::trace::Direction;
@@ -96,8 +96,6 @@ pub(crate) struct Handoff {
     /// A copy of a frame every worker gets (ARP): the reader traced it already, so this one
     /// stays out of the capture (each frame on the wire appears once).
     pub copy: bool,
-    /// When the reader read it: the owner's stack takes it as the frame's arrival.
-    pub read_at: Instant,
     pub frame: Vec<u8>,
 }
 
@@ -112,8 +110,9 @@ struct Rx<'a> {
 }
 
 impl Rx<'_> {
-    /// Wakes each worker this batch handed frames to, once. The frames carry the instant they
-    /// were read, so a later wake-up does not reorder what they establish.
+    /// Wakes each worker this batch handed frames to, once. A SYN handed over is stamped when
+    /// its owner takes it: still after it was read and before the owner's SYN-ACK, which is
+    /// all the accept order needs.
     fn wake_owners(&mut self) {
         let mut bits = std::mem::take(&mut self.to_wake);
         while bits != 0 {
@@ -125,10 +124,7 @@ impl Rx<'_> {
         }
     }
 
-    /// One frame (after any impairment): to this worker's stack, or to its flow's owner. A SYN
-    /// is stamped with the clock as it is read (`now` was read before the batch): its stamp
-    /// orders the accept queues of several workers, and must not precede our SYN-ACK to the
-    /// connection the client made before it. Other frames go with `now`: no clock read each.
+    /// One frame (after any impairment): to this worker's stack, or to its flow's owner.
     fn ingress(
         &mut self,
         stack: &mut Stack,
@@ -138,15 +134,9 @@ impl Rx<'_> {
         tx: &mut TxBatch<'_>,
     ) {
         let workers = self.inner.workers.len();
-        let read_at = if opens_tcp(frame) {
-            self.inner.clock.now()
-        } else {
-            now
-        };
         match classify(frame, self.me, workers) {
             Steer::Here => {
                 self.counters.delivered_local += 1;
-                stack.set_arrival(Some(read_at));
                 self.deliver(stack, now, trusted, false, frame, tx);
             }
             Steer::Owner(o) => {
@@ -154,7 +144,7 @@ impl Rx<'_> {
                     self.inner,
                     self.me,
                     o,
-                    (trusted, false, read_at),
+                    (trusted, false),
                     frame,
                     self.counters,
                 ) {
@@ -168,7 +158,7 @@ impl Rx<'_> {
                         self.inner,
                         self.me,
                         o,
-                        (trusted, true, read_at),
+                        (trusted, true),
                         frame,
                         self.counters,
                     ) {
@@ -177,13 +167,16 @@ impl Rx<'_> {
                     }
                 }
                 self.counters.delivered_local += 1;
-                stack.set_arrival(Some(read_at));
                 self.deliver(stack, now, trusted, false, frame, tx);
             }
         }
     }
 
-    /// Hands `frame` to the stack and traces it, unless it is a `copy` another worker traced.
+    /// Hands `frame` to the stack and traces it, unless it is a `copy` another worker traced. A
+    /// connection the frame opened (a SYN) is stamped with the clock read now, after the frame
+    /// was read and before our SYN-ACK leaves (`now` was read before the batch): the stamp
+    /// orders the accept queues of several workers, and must not precede our SYN-ACK to the
+    /// connection a client made before it. Other frames cost no clock read.
     fn deliver(
         &mut self,
         stack: &mut Stack,
@@ -198,6 +191,9 @@ impl Rx<'_> {
             stack.receive_trusted(now, frame, tx);
         } else {
             stack.receive(now, frame, tx);
+        }
+        if let Some(h) = stack.tcp_take_opened() {
+            stack.tcp_set_opened_at(h, self.inner.clock.now());
         }
         if self.tracing.on() {
             if copy {
@@ -353,9 +349,7 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
             // Frames other workers handed over first: they have waited longest.
             while let Ok(h) = handoff_rx.try_recv() {
                 rx.counters.handed_in += 1;
-                stack.set_arrival(Some(h.read_at));
                 rx.deliver(stack, now, h.trusted, h.copy, &h.frame, &mut tx);
-                stack.set_arrival(None);
                 // The buffer goes home; if its owner's return queue is full it is freed.
                 if let Some(w) = inner.workers.get(h.from) {
                     let _ = w.recycle_tx.try_send(h.frame);
@@ -363,7 +357,6 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
             }
             // A batch from the device: to this stack, or handed to the flow's owner.
             more = device.receive(|trusted, frame| rx.ingress(stack, now, trusted, frame, &mut tx));
-            stack.set_arrival(None);
             rx.wake_owners();
             // Apps, then the stack's timers and sends.
             while let Ok(app) = apps_rx.try_recv() {
@@ -454,7 +447,7 @@ fn hand_off(
     inner: &Inner,
     me: usize,
     owner: usize,
-    (trusted, copy, read_at): (bool, bool, Instant),
+    (trusted, copy): (bool, bool),
     frame: &[u8],
     counters: &mut WorkerCounters,
 ) -> bool {
@@ -470,7 +463,6 @@ fn hand_off(
         trusted,
         from: me,
         copy,
-        read_at,
         frame: buf,
     }) {
         Ok(()) => true,

@@ -158,7 +158,7 @@ impl Stack {
                     .iter()
                     .find(|(_, s)| s.ident == ident)
                     .map(|(h, _)| h);
-                let found = sock.and_then(|h| Some(h).zip(self.icmp.sockets.get_mut(h)));
+                let found = sock.and_then(|h| self.icmp.sockets.get_mut(h).map(|s| (h, s)));
                 match found {
                     Some((h, s)) if s.rx.len() < ECHO_RX_QUEUE => {
                         s.rx.push_back(EchoReply {

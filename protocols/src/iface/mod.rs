@@ -237,9 +237,6 @@ pub struct Stack {
     dirty: Vec<SocketHandle>,
     /// What applications may wait for that happened since the last [`Stack::take_news`].
     news: News,
-    /// When the frame being received reached the node, when that was before `now`
-    /// ([`Stack::set_arrival`]).
-    arrival: Option<Instant>,
     icmp_tokens: u32,
     /// Record stack events for tracing ([`Stack::set_events`]).
     events_on: bool,
@@ -288,7 +285,6 @@ impl Stack {
             timer_pushes: 0,
             dirty: Vec::new(),
             news: News::default(),
-            arrival: None,
             icmp_tokens: config.icmp_error_rate,
             events_on: false,
             events: Vec::new(),
@@ -370,15 +366,6 @@ impl Stack {
         let verify = std::mem::replace(&mut self.config.rx_verify_checksums, false);
         self.receive(now, frame, sink);
         self.config.rx_verify_checksums = verify;
-    }
-
-    /// Says that the frames received until the next call reached the node at `at` (None: at
-    /// the `now` they are received with): the engine stamps each frame as it reads it, and a
-    /// frame another worker read and handed over keeps its reader's stamp. A connection a SYN
-    /// opens keeps that instant, so that several workers' accept queues merge in the order
-    /// the SYNs arrived ([`Stack::tcp_accept_ready_at`]).
-    pub fn set_arrival(&mut self, at: Option<Instant>) {
-        self.arrival = at;
     }
 
     /// Starts (or stops) recording [`StackEvent`]s for [`Stack::drain_events`]: TCP state

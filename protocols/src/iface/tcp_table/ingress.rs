@@ -79,6 +79,7 @@ impl Stack {
                     .isn((meta.dst, repr.dst_port), (meta.src, repr.src_port), now);
                 let conn = Connection::accept(&self.config.tcp, &repr, isn, now);
                 let h = self.insert_conn(conn, (meta.dst, remote), Some(repr.dst_port), now);
+                self.tcp.just_opened = Some(h);
                 if let Some(l) = self.tcp.listeners.get_mut(&repr.dst_port) {
                     l.half_open += 1;
                 }

@@ -133,6 +133,21 @@ impl Stack {
         Ok(Some((h, s.remote)))
     }
 
+    /// The connection the frame just received opened from a SYN, once: the engine then reads
+    /// its clock and stamps it ([`Stack::tcp_set_opened_at`]). `now` was read before the
+    /// frame was; the stamp comes after it, and before our SYN-ACK leaves.
+    pub fn tcp_take_opened(&mut self) -> Option<SocketHandle> {
+        self.tcp.just_opened.take()
+    }
+
+    /// Records when the SYN that opened `h` reached the node: the instant its accept-queue
+    /// entry is ordered by ([`Stack::tcp_accept_ready_at`]).
+    pub fn tcp_set_opened_at(&mut self, h: SocketHandle, at: Instant) {
+        if let Some(s) = self.tcp.sockets.get_mut(h) {
+            s.opened_at = at;
+        }
+    }
+
     /// When the SYN of the connection the next [`Stack::tcp_accept`] on `port` returns reached
     /// the node, if one waits: a listener served by several stacks (one per worker) accepts
     /// from the one whose head came first, so that connections are accepted in the order they

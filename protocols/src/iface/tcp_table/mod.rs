@@ -123,8 +123,9 @@ struct TcpSocket {
     timer_at: Option<Instant>,
     /// On the ready list (see [`Stack::tcp_take_ready`]).
     in_ready: bool,
-    /// When the segment that opened it reached the node (the peer's SYN for a passive open):
-    /// the key that orders several workers' accept queues (see [`Listener::ready`]).
+    /// When the segment that opened it reached the node (the peer's SYN for a passive open, as
+    /// the engine stamps it: [`Stack::tcp_set_opened_at`]): the key that orders several
+    /// workers' accept queues (see [`Listener::ready`]).
     opened_at: Instant,
     /// On the TIME-WAIT queue (see [`TcpTable::time_wait`]).
     in_time_wait: bool,
@@ -163,6 +164,9 @@ pub(super) struct TcpTable {
     /// gives way to a new connection. Entries go stale (the slot freed or reused; handles
     /// carry a generation) and are skipped when met.
     time_wait: VecDeque<SocketHandle>,
+    /// The connection the last SYN received opened, until the engine stamps it
+    /// ([`Stack::tcp_take_opened`]).
+    just_opened: Option<SocketHandle>,
 }
 
 impl TcpTable {
@@ -176,6 +180,7 @@ impl TcpTable {
             sweep_at: None,
             spares: SpareBuffers::default(),
             time_wait: VecDeque::new(),
+            just_opened: None,
         }
     }
 
@@ -228,7 +233,7 @@ impl Stack {
             dirty: false,
             timer_at: None,
             in_ready: false,
-            opened_at: self.arrival.unwrap_or(now),
+            opened_at: now,
             in_time_wait: false,
         });
         self.tcp.conns.insert((local_ip, local_port, remote), h);

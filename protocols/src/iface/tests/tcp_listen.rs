@@ -371,9 +371,10 @@ fn merged_accept_queues_keep_the_order_the_syns_arrived_in() {
     let t = |ms: u64| Instant::from_millis(1000 + ms);
     let synack = |w: &mut Stack, port: u16, at: Instant| {
         let mut out: Vec<Vec<u8>> = Vec::new();
-        w.set_arrival(Some(at));
         w.receive(at, &tcp_frame(&full_syn(port, 100, 1), &[]), &mut out);
-        w.set_arrival(None);
+        // What the engine does after each frame: a connection a SYN opened gets its stamp.
+        let h = w.tcp_take_opened().expect("the SYN opened a connection");
+        w.tcp_set_opened_at(h, at);
         w.poll(at, &mut out);
         segments(&out)[0]
     };
@@ -393,9 +394,8 @@ fn merged_accept_queues_keep_the_order_the_syns_arrived_in() {
             ..syn(80)
         };
         let mut out: Vec<Vec<u8>> = Vec::new();
-        w.set_arrival(Some(at));
         w.receive(at, &tcp_frame(&ack, &[]), &mut out);
-        w.set_arrival(None);
+        assert_eq!(w.tcp_take_opened(), None, "only a SYN opens");
     };
     let first = synack(&mut w0, 40001, t(0));
     let second = synack(&mut w1, 40003, t(1));
