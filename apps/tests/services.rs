@@ -85,8 +85,14 @@ fn chain() -> Chain {
     veth(&r3, "10.7.3.1/24", &dst, "10.7.3.2/24");
     for r in [lab.ns.as_str(), &r2, &r3] {
         sysctl(r, "net.ipv4.ip_forward=1");
-        // Routers answer every probe (no ICMP rate limit inside the test's own namespaces).
-        sysctl(r, "net.ipv4.icmp_ratelimit=0");
+    }
+    // Every router and the destination answer every probe: no ICMP rate limit inside the
+    // test's own namespaces. `icmp_ratelimit=0` lifts only the per-host limit; the namespace-wide
+    // one (`icmp_msgs_per_sec`, which spends a random 0-2 credits per message) still dropped one
+    // answer in about a hundred traces. An empty `icmp_ratemask` exempts every type from both.
+    for n in [lab.ns.as_str(), &r2, &r3, &dst] {
+        sysctl(n, "net.ipv4.icmp_ratelimit=0");
+        sysctl(n, "net.ipv4.icmp_ratemask=0");
     }
     for net in ["10.7.2.0/24", "10.7.3.0/24"] {
         ip(&["-n", &lab.ns, "route", "add", net, "via", "10.7.1.2"]);
