@@ -571,8 +571,8 @@ impl Shell {
         }
         let _ = writeln!(
             out,
-            "tcp connections {}, buffer memory {} bytes",
-            s.tcp_conns, s.tcp_buffer_bytes
+            "tcp connections {} (and {} in TIME-WAIT), buffer memory {} bytes",
+            s.tcp_conns, s.tcp_time_wait, s.tcp_buffer_bytes
         );
         let _ = writeln!(out, "drops: {}", t.total_drops());
         if let Some(p) = self.node.trace_stats(TraceSlot::Pcap) {

@@ -126,6 +126,8 @@ pub struct NodeStats {
     pub workers: Vec<WorkerCounters>,
     /// TCP connections held now, and the heap bytes their buffers hold (0 when all are idle).
     pub tcp_conns: usize,
+    /// 4-tuples in TIME-WAIT that no application holds (kept compact, without a connection).
+    pub tcp_time_wait: usize,
     pub tcp_buffer_bytes: usize,
 }
 
@@ -145,9 +147,12 @@ impl std::fmt::Display for NodeStats {
         let tx_gso: u64 = self.workers.iter().map(|w| w.tx_gso_frames).sum();
         write!(
             f,
-            " rx_gso={gso} tx_gso={tx_gso} rx_csum_trusted={trusted}; tcp_conns={} tcp_buffer_bytes={} \
-             tcp_time_wait_recycled={};",
-            self.tcp_conns, self.tcp_buffer_bytes, self.stack.tcp_time_wait_recycled
+            " rx_gso={gso} tx_gso={tx_gso} rx_csum_trusted={trusted}; tcp_conns={} tcp_time_wait={} \
+             tcp_buffer_bytes={} tcp_time_wait_recycled={};",
+            self.tcp_conns,
+            self.tcp_time_wait,
+            self.tcp_buffer_bytes,
+            self.stack.tcp_time_wait_recycled
         )?;
         write!(f, " drops:")?;
         let mut any = false;
@@ -490,6 +495,7 @@ impl Node {
             let st = lock(&w.stack);
             s.stack.merge(st.stack.counters());
             s.tcp_conns += st.stack.tcp_conn_count();
+            s.tcp_time_wait += st.stack.tcp_time_wait_count();
             s.tcp_buffer_bytes += st.stack.tcp_buffer_bytes();
             drop(st);
             let mut c = lock(&w.counters).clone();

@@ -414,7 +414,8 @@ impl Stack {
         let dirty = if queued { Some(Instant::ZERO) } else { None };
         let dhcp = self.dhcp.as_ref().and_then(|d| d.poll_at());
         let sweep = self.tcp.sweep_at();
-        [tcp, arp, frags, dirty, dhcp, sweep]
+        let time_wait = self.tcp.time_wait_expiry();
+        [tcp, arp, frags, dirty, dhcp, sweep, time_wait]
             .into_iter()
             .flatten()
             .min()

@@ -815,6 +815,8 @@ fn off_subnet_goes_to_the_gateway_or_is_dropped_without_one() {
 
 mod tcp_listen;
 
+mod tcp_time_wait;
+
 mod fragments;
 
 mod arp_defence;

@@ -10,6 +10,7 @@
 //! [`Connection::poll_transmit`]. Listening sockets, demultiplexing and checksums belong to the
 //! caller.
 
+mod checks;
 pub mod congestion;
 mod connection;
 mod event;
@@ -21,6 +22,7 @@ mod sack;
 mod send_buffer;
 mod spare;
 mod syn_cookie;
+mod time_wait;
 mod timer;
 
 #[cfg(test)]
@@ -38,6 +40,7 @@ pub use isn::IsnGenerator;
 pub use rtt::RttEstimator;
 pub use spare::{SpareBuffers, MAX_SPARE_BYTES};
 pub use syn_cookie::SynCookies;
+pub use time_wait::{TimeWait, TimeWaitOutcome};
 
 /// Per-connection settings. `Default` gives the values documented on each field.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -64,6 +64,7 @@ impl Stack {
                 // Like a kernel bind without SO_REUSEADDR: a listening port is taken too.
                 if self.tcp.listeners.contains_key(&p)
                     || self.tcp.conns.contains_key(&(local_ip, p, remote))
+                    || self.tcp.tw.contains(&(local_ip, p, remote))
                 {
                     return Err(TcpError::AddrInUse);
                 }
@@ -96,6 +97,7 @@ impl Stack {
             let port = lo + (start.wrapping_add(i) % span as u16);
             if !self.tcp.listeners.contains_key(&port)
                 && !self.tcp.conns.contains_key(&(local_ip, port, remote))
+                && !self.tcp.tw.contains(&(local_ip, port, remote))
                 && port_ok(port)
             {
                 return Ok(port);
@@ -234,7 +236,7 @@ impl Stack {
     pub(super) fn info_of(&self, handle: SocketHandle, s: &TcpSocket) -> ConnInfo {
         let c = &s.conn;
         ConnInfo {
-            handle,
+            handle: Some(handle),
             local: SocketAddrV4::new(s.local_ip, c.local_port()),
             remote: s.remote,
             state: c.state(),
@@ -245,12 +247,13 @@ impl Stack {
         }
     }
 
-    /// Every connection, for `conns`.
+    /// Every connection, for `conns`: those with a socket, then the TIME-WAIT table's.
     pub fn tcp_conns(&self) -> Vec<ConnInfo> {
         self.tcp
             .sockets
             .iter()
             .map(|(h, s)| self.info_of(h, s))
+            .chain(self.time_wait_infos())
             .collect()
     }
 
@@ -260,9 +263,15 @@ impl Stack {
         v.sort_unstable();
         v
     }
-    /// TCP connections held (any state, listeners not counted).
+    /// TCP connections with a socket (any state, listeners not counted; TIME-WAIT no
+    /// application holds is counted by [`Stack::tcp_time_wait_count`]).
     pub fn tcp_conn_count(&self) -> usize {
         self.tcp.sockets.len()
+    }
+
+    /// 4-tuples in TIME-WAIT that no application holds (compact: no socket).
+    pub fn tcp_time_wait_count(&self) -> usize {
+        self.tcp.tw.len()
     }
 
     /// Heap bytes every TCP connection's buffers hold now (see

@@ -6,6 +6,7 @@ use super::*;
 impl Stack {
     pub(in crate::iface) fn poll_tcp_timers(&mut self, now: Instant) {
         self.tcp.sweep(now);
+        self.expire_time_wait(now);
         while let Some(&Reverse((t, h))) = self.timers.peek() {
             if t > now {
                 break;

@@ -60,6 +60,10 @@ impl Stack {
             }
             self.touch(h);
         }
+        let reopen = bare_syn && self.tcp.listeners.contains_key(&repr.dst_port);
+        if self.time_wait_segment(now, key, &repr, reopen, sink) {
+            return;
+        }
         if bare_syn {
             if let Some(l) = self.tcp.listeners.get(&repr.dst_port) {
                 if l.ready.len() >= l.backlog {

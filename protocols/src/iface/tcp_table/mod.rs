@@ -27,6 +27,7 @@ mod api;
 mod flush;
 mod ingress;
 mod listen;
+mod time_wait;
 
 /// Why a TCP call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -68,7 +69,9 @@ impl From<ConnError> for TcpError {
 /// A connection as `conns` shows it.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
-    pub handle: SocketHandle,
+    /// None for a 4-tuple in TIME-WAIT that no application holds (kept compact, without a
+    /// socket: see `tcp_table::time_wait`).
+    pub handle: Option<SocketHandle>,
     pub local: SocketAddrV4,
     pub remote: SocketAddrV4,
     pub state: State,
@@ -127,8 +130,6 @@ struct TcpSocket {
     /// the engine stamps it: [`Stack::tcp_set_opened_at`]): the key that orders several
     /// workers' accept queues (see [`Listener::ready`]).
     opened_at: Instant,
-    /// On the TIME-WAIT queue (see [`TcpTable::time_wait`]).
-    in_time_wait: bool,
 }
 
 impl TcpSocket {
@@ -160,10 +161,8 @@ pub(super) struct TcpTable {
     sweep_at: Option<Instant>,
     /// Buffers connections gave up, for the next ones (bounded).
     spares: SpareBuffers,
-    /// Connections in the order they entered TIME-WAIT: when the table is full, the oldest
-    /// gives way to a new connection. Entries go stale (the slot freed or reused; handles
-    /// carry a generation) and are skipped when met.
-    time_wait: VecDeque<SocketHandle>,
+    /// The 4-tuples in TIME-WAIT that no application holds, kept compact.
+    tw: time_wait::TimeWaitTable,
     /// The connection the last SYN received opened, until the engine stamps it
     /// ([`Stack::tcp_take_opened`]).
     just_opened: Option<SocketHandle>,
@@ -174,14 +173,19 @@ impl TcpTable {
         TcpTable {
             sockets: Slab::default(),
             conns: HashMap::with_hasher(KeyedHash(key.0, key.1)),
+            tw: time_wait::TimeWaitTable::new(KeyedHash(key.0 ^ 0x7477, key.1)),
             listeners: HashMap::new(),
             track_ready: false,
             ready: Vec::new(),
             sweep_at: None,
             spares: SpareBuffers::default(),
-            time_wait: VecDeque::new(),
             just_opened: None,
         }
+    }
+
+    /// When the oldest compact TIME-WAIT ends.
+    pub fn time_wait_expiry(&self) -> Option<Instant> {
+        self.tw.next_expiry()
     }
 
     /// When the next buffer sweep is due: a second after the last, while connections exist.
@@ -234,7 +238,6 @@ impl Stack {
             timer_at: None,
             in_ready: false,
             opened_at: now,
-            in_time_wait: false,
         });
         self.tcp.conns.insert((local_ip, local_port, remote), h);
         self.counters.tcp_conns_opened += 1;
@@ -274,11 +277,6 @@ impl Stack {
             // Nothing more to send or read: its buffers serve the next connection.
             s.conn.release_idle_buffers_into(&mut self.tcp.spares);
         }
-        let entered_time_wait = state == State::TimeWait && !s.in_time_wait && s.let_go();
-        if entered_time_wait {
-            s.in_time_wait = true;
-            self.tcp.time_wait.push_back(h);
-        }
         if let Some(port) = s.listener {
             let synchronized = !matches!(state, State::SynReceived | State::Closed | State::Listen);
             if synchronized || state == State::Closed {
@@ -292,8 +290,8 @@ impl Stack {
                 }
             }
         }
-        if entered_time_wait {
-            self.prune_time_wait();
+        if state == State::TimeWait && self.retire_to_time_wait(h) {
+            return;
         }
         self.reschedule(h);
     }
@@ -365,45 +363,10 @@ impl Stack {
         }
     }
 
-    /// Whether a new connection may be entered: below `max_conns`, or made so by closing the
-    /// oldest TIME-WAIT connection no application holds. Without this, a server that closes
-    /// first fills its table with TIME-WAIT (60 s each, 4-tuples from many clients never
-    /// reused) and refuses every new connection until they expire.
-    fn room_for_conn(&mut self) -> bool {
-        while self.tcp.sockets.len() >= self.config.max_conns {
-            let Some(h) = self.tcp.time_wait.pop_front() else {
-                return false;
-            };
-            let Some(s) = self.tcp.sockets.get_mut(h) else {
-                continue; // freed already (expired, reset, or reused by a newer SYN)
-            };
-            s.in_time_wait = false;
-            if s.conn.state() != State::TimeWait || !s.let_go() {
-                continue;
-            }
-            s.conn.abort(); // TIME-WAIT: closes without a RST
-            self.remove_conn(h);
-            self.counters.tcp_time_wait_recycled += 1;
-        }
-        true
-    }
-
-    /// Drops queue entries of connections no longer in TIME-WAIT: they leave it in about the
-    /// order they entered, so the front goes first; the queue stays about as long as the number
-    /// of connections in TIME-WAIT, and never longer than twice the table.
-    fn prune_time_wait(&mut self) {
-        let sockets = &self.tcp.sockets;
-        let gone = |h: &SocketHandle| {
-            sockets
-                .get(*h)
-                .is_none_or(|s| !s.in_time_wait || s.conn.state() != State::TimeWait)
-        };
-        while self.tcp.time_wait.front().is_some_and(gone) {
-            self.tcp.time_wait.pop_front();
-        }
-        if self.tcp.time_wait.len() > 2 * self.config.max_conns {
-            self.tcp.time_wait.retain(|h| !gone(h));
-        }
+    /// Whether a new connection may be entered: below `max_conns`. (TIME-WAIT no application
+    /// holds takes no room: see `tcp_table::time_wait`.)
+    fn room_for_conn(&self) -> bool {
+        self.tcp.sockets.len() < self.config.max_conns
     }
 
     fn remove_conn(&mut self, h: SocketHandle) {

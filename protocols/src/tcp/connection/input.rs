@@ -2,14 +2,12 @@
 //! acceptability test, RST, SYN, ACK, data and FIN, in that order.
 
 use super::Connection;
+use crate::tcp::checks;
 use crate::tcp::congestion::CongestionController;
 use crate::tcp::timer::Timer;
 use crate::tcp::{ConnError, SegmentDrop, State};
 use crate::time::{Duration, Instant};
 use crate::wire::tcp::{SeqNumber, TcpFlags, TcpRepr};
-
-/// RFC 7323 §5.5: TS.Recent is not trusted after this long without an update (24 days).
-const PAWS_IDLE_LIMIT: Duration = Duration::from_secs(24 * 24 * 3600);
 
 impl Connection {
     /// Processes one segment of this connection's 4-tuple (checksum already verified) and its
@@ -75,8 +73,7 @@ impl Connection {
         // duplicate: ACK and drop. Not for RSTs; not once TS.Recent went stale (§5.5).
         if self.ts_on && !seg.flags.rst() {
             if let Some(ts) = seg.timestamp {
-                let fresh = now - self.ts_recent_at <= PAWS_IDLE_LIMIT;
-                if fresh && (ts.tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
+                if checks::paws_rejects(self.ts_recent, self.ts_recent_at, now, ts.tsval) {
                     self.ack_now = true;
                     self.last_drop = Some(SegmentDrop::Paws);
                     return;
@@ -158,19 +155,9 @@ impl Connection {
         self.process_fin(now, seg);
     }
 
-    /// The four cases of RFC 9293 §3.10.7.4, with the allowance for ACKs (and a FIN) at a
-    /// zero window: a segment at exactly RCV.NXT is let through and its payload cut.
+    /// The four cases of RFC 9293 §3.10.7.4 ([`checks::acceptable`]).
     fn acceptable(&self, seg: &TcpRepr) -> bool {
-        let wnd = self.rcv_adv_edge - self.rcv_nxt;
-        let len = seg.segment_len();
-        let seq = seg.seq_number;
-        let in_window = |s: SeqNumber| self.rcv_nxt <= s && s < self.rcv_nxt + wnd;
-        match (len, wnd) {
-            (0, 0) => seq == self.rcv_nxt,
-            (0, _) => in_window(seq),
-            (_, 0) => seq == self.rcv_nxt,
-            (_, _) => in_window(seq) || in_window(seq + (len - 1)),
-        }
+        checks::acceptable(self.rcv_nxt, self.rcv_adv_edge, seg)
     }
 
     fn process_rst(&mut self, now: Instant, seg: &TcpRepr) {

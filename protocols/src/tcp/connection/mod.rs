@@ -17,6 +17,7 @@ mod recovery;
 
 use std::collections::VecDeque;
 
+use super::checks::ChallengeBudget;
 use super::congestion::{CongestionController, Controller};
 use super::event::EVENT_QUEUE;
 use super::rack::Rack;
@@ -24,6 +25,7 @@ use super::recv_buffer::RecvBuffer;
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
 use super::send_buffer::SendBuffer;
+use super::time_wait::{TimeWait, Timestamps};
 use super::timer::{Timer, TimerTable};
 use super::TcpEvent;
 use super::{ConnError, RecvError, SegmentDrop, SendError, State, TcpConfig};
@@ -147,8 +149,7 @@ pub struct Connection {
     // Keep-alive and RFC 5961 challenge ACK budget.
     keepalive_probes: u32,
     send_keepalive: bool,
-    challenge_second: u64,
-    challenge_sent: u32,
+    challenge: ChallengeBudget,
     last_drop: Option<SegmentDrop>,
 
     // ACK generation.
@@ -234,8 +235,7 @@ impl Connection {
             tlp_probes: 0,
             keepalive_probes: 0,
             send_keepalive: false,
-            challenge_second: 0,
-            challenge_sent: 0,
+            challenge: ChallengeBudget::default(),
             last_drop: None,
             ack_now: false,
             unacked_bytes: 0,
@@ -339,6 +339,35 @@ impl Connection {
             (true, Some(ts)) => (ts.tsval.wrapping_sub(self.ts_recent) as i32) > 0,
             _ => syn.seq_number > self.rcv_nxt,
         }
+    }
+
+    /// This connection as a compact [`TimeWait`], once it is in TIME-WAIT with nothing left to
+    /// send (its last ACK out); None before.
+    pub fn time_wait(&self) -> Option<TimeWait> {
+        if self.state != State::TimeWait || self.ack_now || self.pending_rst.is_some() {
+            return None;
+        }
+        let expires = self.timers.get(Timer::TimeWait)?;
+        // The window that advertises the edge we last advertised again: never less (RFC 9293
+        // §3.8.6.2.2 does not let a window shrink), and what lies in it stays acceptable.
+        let open = self.rcv_adv_edge - self.rcv_nxt;
+        let window_field = (open >> self.rcv_wscale).min(usize::from(u16::MAX)) as u16;
+        Some(TimeWait {
+            local_port: self.local_port,
+            remote_port: self.remote_port,
+            snd_nxt: self.snd_max,
+            max_snd_wnd: self.max_snd_wnd,
+            rcv_nxt: self.rcv_nxt,
+            rcv_adv_edge: self.rcv_adv_edge,
+            window_field,
+            ts: self.ts_on.then_some(Timestamps {
+                offset: self.ts_offset,
+                recent: self.ts_recent,
+                recent_at: self.ts_recent_at,
+            }),
+            expires,
+            challenge: self.challenge,
+        })
     }
 
     /// The last segment dropped (or answer held back) since the previous call, for counters.
@@ -483,13 +512,7 @@ impl Connection {
 
     /// RFC 5961 §7: a challenge ACK, unless this second's budget is spent.
     fn challenge_ack(&mut self, now: Instant) {
-        let second = now.total_micros() / 1_000_000;
-        if second != self.challenge_second {
-            self.challenge_second = second;
-            self.challenge_sent = 0;
-        }
-        if self.challenge_sent < self.cfg.challenge_ack_limit {
-            self.challenge_sent += 1;
+        if self.challenge.allow(now, self.cfg.challenge_ack_limit) {
             self.ack_now = true;
         } else {
             self.last_drop = Some(SegmentDrop::ChallengeAckLimited);
