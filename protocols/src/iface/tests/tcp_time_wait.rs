@@ -233,3 +233,26 @@ fn an_active_close_in_compact_time_wait_keeps_its_port_from_a_new_connect() {
         b.tcp_release(h);
     }
 }
+
+/// Entries a RST ends (or a new incarnation takes) leave their item in the expiry queue; the
+/// queue is compacted as they pile up, so its length follows the table, not the connection rate.
+#[test]
+fn the_expiry_queue_stays_bounded_by_the_table_not_the_connection_rate() {
+    let mut b = node_b();
+    b.tcp_listen(80, 8).unwrap();
+    let mut now = Instant::from_secs(2);
+    for port in 40000..40600u16 {
+        let (h, t) = b_closes_first(&mut b, port, now);
+        b.tcp_release(h);
+        let rst = TcpRepr {
+            src_port: port,
+            flags: TcpFlags::RST,
+            ack_number: None,
+            ..from_a(TcpFlags::RST, 1002, SeqNumber(0), 103)
+        };
+        assert!(answer(&mut b, t, &rst, &[]).is_empty());
+        assert_eq!(b.tcp_time_wait_count(), 0, "port {port}");
+        assert!(b.time_wait_queue_len() <= 64 + 1, "port {port}");
+        now = t + Duration::from_millis(1);
+    }
+}
