@@ -1,7 +1,7 @@
 //! TIME-WAIT without the connection. Once no application holds a connection in TIME-WAIT and its
 //! last ACK is out, all it does for the rest of 2·MSL is acknowledge the peer's FIN again if the
 //! peer sends it again, keep old duplicates of its 4-tuple away from a later incarnation, and
-//! give way to a SYN that RFC 6191 lets through. [`TimeWait`] keeps what that takes: about 60
+//! give way to a SYN that RFC 6191 lets through. [`TimeWait`] keeps what that takes: 80
 //! bytes, where the [`Connection`](super::Connection) it replaces is over a kilobyte without its
 //! buffers, and a server that closes first holds one per connection of the last minute.
 //!
