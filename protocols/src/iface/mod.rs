@@ -133,7 +133,9 @@ pub struct StackConfig {
     pub tx_csum_offload: bool,
     /// Datagrams held per UDP socket before new ones are dropped.
     pub udp_rx_queue: usize,
-    /// TCP connections held at once (every state); SYNs beyond it are refused.
+    /// TCP connections held at once (every state); SYNs beyond it are refused. TIME-WAIT no
+    /// application holds is kept apart and compact, as many again at most (the oldest gives
+    /// way): see `tcp_table::time_wait`.
     pub max_conns: usize,
     /// ICMP errors sent per second at most (RFC 1812 §4.3.2.8 rate limit).
     pub icmp_error_rate: u32,
