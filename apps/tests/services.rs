@@ -20,8 +20,8 @@ use common::http::{
 };
 use common::quiet::{assert_idle_silent, Flow};
 use common::{
-    interop_allowed, kernel, need, random_bytes, run_ok, text, Proc, SystemUser, TempDir, COUNTER,
-    PTY_PRELUDE,
+    interop_allowed, kernel, kernel_netstat, kernel_snmp, need, random_bytes, run_ok, text, Proc,
+    SystemUser, TempDir, COUNTER, PTY_PRELUDE,
 };
 
 fn ip(args: &[&str]) {
@@ -866,7 +866,8 @@ fn http_connection_limit_answers_503_beyond_it() {
 /// A server that closes first keeps each connection in TIME-WAIT for 60 s, so clients arriving
 /// from ever new ports would fill `--max-conns` with TIME-WAIT and be refused for a minute. With
 /// room for 8, 60 kernel clients one after another (each asking `Connection: close`, so tapir
-/// closes first) are all answered: the oldest TIME-WAIT gives way to each new SYN.
+/// closes first) are all answered: TIME-WAIT no application holds takes no room from
+/// connections, and at 8 of them the oldest gives way.
 #[test]
 fn time_wait_does_not_lock_out_new_clients_at_max_conns() {
     if !interop_allowed() {
@@ -885,6 +886,86 @@ fn time_wait_does_not_lock_out_new_clients_at_max_conns() {
         assert!(
             t.starts_with("HTTP/1.1 200 ") && t.ends_with("0123456789"),
             "client {i}: {t}"
+        );
+    }
+}
+
+/// A kernel client asks for a file 8 times from one port, `Connection: close`: tapir closes
+/// first, so each reconnect meets the 4-tuple in tapir's TIME-WAIT (kept compact). RFC 6191 lets
+/// each SYN in at once: by its newer timestamp, and with timestamps off in the kernel by its
+/// higher ISN. A SYN refused there would draw an ACK, the client's RST and the SYN again a second
+/// later: the kernel sends neither.
+#[test]
+fn a_client_reconnecting_from_its_port_gets_past_time_wait_with_and_without_timestamps() {
+    if !interop_allowed() {
+        return;
+    }
+    const CLIENT: &str = r#"
+import errno, socket, sys, time
+
+def connect_from_40123():
+    # The previous socket on the port may wait in LAST-ACK for tapir's ACK of its FIN a moment
+    # longer: connect() refuses its 4-tuple locally (no SYN) until then.
+    deadline = time.monotonic() + 10
+    while True:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.settimeout(10)
+        try:
+            s.bind(("10.7.0.1", 40123))
+            s.connect((sys.argv[1], 8080))
+            return s
+        except OSError as e:
+            s.close()
+            if e.errno not in (errno.EADDRNOTAVAIL, errno.EADDRINUSE) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.001)
+
+for i in range(8):
+    s = connect_from_40123()
+    s.sendall(b"GET /digits.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    got = b""
+    while True:
+        d = s.recv(4096)
+        if not d:
+            break  # the server's FIN: it closed first
+        got += d
+    s.close()
+    print(got.split(b"\r\n")[0].decode(), got.endswith(b"0123456789"))
+"#;
+    let site = http_site();
+    let spec = format!("http:8080={}", site.0.display());
+    for timestamps in ["1", "0"] {
+        let s = serve(&[], &[&spec]);
+        run_ok(
+            s.lab
+                .command("sysctl")
+                .args(["-qw", &format!("net.ipv4.tcp_timestamps={timestamps}")]),
+        );
+        let syn_again = kernel_netstat(&s.lab, "TcpExt", "TCPSynRetrans");
+        let rsts = kernel_snmp(&s.lab, "Tcp", "OutRsts");
+        let out = s
+            .lab
+            .command("python3")
+            .args(["-c", CLIENT, &s.lab.node.address().to_string()])
+            .output()
+            .expect("run the client");
+        let so = text(&out.stdout);
+        assert!(out.status.success(), "{so} {}", text(&out.stderr));
+        assert_eq!(
+            so,
+            "HTTP/1.1 200 OK True\n".repeat(8),
+            "timestamps={timestamps}"
+        );
+        assert_eq!(
+            kernel_netstat(&s.lab, "TcpExt", "TCPSynRetrans"),
+            syn_again,
+            "timestamps={timestamps}: a SYN had to go again"
+        );
+        assert_eq!(
+            kernel_snmp(&s.lab, "Tcp", "OutRsts"),
+            rsts,
+            "timestamps={timestamps}: the kernel reset"
         );
     }
 }

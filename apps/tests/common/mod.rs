@@ -195,22 +195,29 @@ def wait_for(needle, secs, start=0):
 /// A counter of the lab kernel's /proc/net/snmp: `field` of the `group` rows (`"Tcp"`,
 /// `"InCsumErrors"`).
 pub fn kernel_snmp(lab: &tapir_apps::lab::Lab, group: &str, field: &str) -> u64 {
-    let out = lab
-        .command("cat")
-        .arg("/proc/net/snmp")
-        .output()
-        .expect("snmp");
-    let snmp = text(&out.stdout);
+    kernel_counter(lab, "/proc/net/snmp", group, field)
+}
+
+/// A counter of the lab kernel's /proc/net/netstat (`"TcpExt"`, `"TCPSynRetrans"`).
+pub fn kernel_netstat(lab: &tapir_apps::lab::Lab, group: &str, field: &str) -> u64 {
+    kernel_counter(lab, "/proc/net/netstat", group, field)
+}
+
+/// `field` of the `group` rows of `file`, a table of name rows and value rows as /proc/net/snmp
+/// and /proc/net/netstat are.
+fn kernel_counter(lab: &tapir_apps::lab::Lab, file: &str, group: &str, field: &str) -> u64 {
+    let out = lab.command("cat").arg(file).output().expect("cat");
+    let table = text(&out.stdout);
     let prefix = format!("{group}:");
-    let rows: Vec<Vec<&str>> = snmp
+    let rows: Vec<Vec<&str>> = table
         .lines()
         .filter(|l| l.starts_with(&prefix))
         .map(|l| l.split_whitespace().collect())
         .collect();
     let [names, values] = &rows[..] else {
-        panic!("no {group} counters in /proc/net/snmp: {snmp}");
+        panic!("no {group} counters in {file}: {table}");
     };
     let at = names.iter().position(|&n| n == field);
     at.and_then(|i| values.get(i)?.parse().ok())
-        .unwrap_or_else(|| panic!("no {group} {field} in /proc/net/snmp: {snmp}"))
+        .unwrap_or_else(|| panic!("no {group} {field} in {file}: {table}"))
 }

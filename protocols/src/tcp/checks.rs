@@ -31,6 +31,20 @@ pub(super) fn paws_rejects(recent: u32, recent_at: Instant, now: Instant, tsval:
     now - recent_at <= PAWS_IDLE_LIMIT && (tsval.wrapping_sub(recent) as i32) < 0
 }
 
+/// RFC 6191 §2: whether a SYN may open a new incarnation of a 4-tuple in TIME-WAIT whose last
+/// sequence number seen is `rcv_nxt` and whose TS.Recent is `ts_recent` (when it used
+/// timestamps). With timestamps on both: a newer TSval, or the same TSval and a higher ISN (a
+/// client that reconnects within the millisecond of its FIN); without: a higher ISN.
+pub(super) fn reopens_time_wait(ts_recent: Option<u32>, rcv_nxt: SeqNumber, syn: &TcpRepr) -> bool {
+    match (ts_recent, syn.timestamp) {
+        (Some(recent), Some(ts)) => {
+            let newer = ts.tsval.wrapping_sub(recent) as i32;
+            newer > 0 || (newer == 0 && syn.seq_number > rcv_nxt)
+        }
+        _ => syn.seq_number > rcv_nxt,
+    }
+}
+
 /// RFC 5961 §7: challenge ACKs sent in the current second.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct ChallengeBudget {

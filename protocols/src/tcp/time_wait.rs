@@ -69,13 +69,10 @@ impl TimeWait {
         self.expires
     }
 
-    /// RFC 6191: whether a new incarnation opened by `syn` may take this 4-tuple: its timestamp
-    /// is newer than TS.Recent when both use timestamps, or else its ISN lies beyond RCV.NXT.
+    /// RFC 6191: whether a new incarnation opened by `syn` may take this 4-tuple (see
+    /// [`checks::reopens_time_wait`]).
     pub fn accepts(&self, syn: &TcpRepr) -> bool {
-        match (self.ts, syn.timestamp) {
-            (Some(ts), Some(s)) => (s.tsval.wrapping_sub(ts.recent) as i32) > 0,
-            _ => syn.seq_number > self.rcv_nxt,
-        }
+        checks::reopens_time_wait(self.ts.map(|t| t.recent), self.rcv_nxt, syn)
     }
 
     /// Processes a segment of this 4-tuple (checksum verified), as a connection in TIME-WAIT

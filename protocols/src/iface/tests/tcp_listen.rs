@@ -123,15 +123,6 @@ fn cookies_off_drops_syns_beyond_the_backlog() {
     assert_eq!(b.counters().drops(DropReason::TcpBacklogFull), 3);
 }
 
-/// B accepts a connection from A:40000 with timestamps, closes it first and ends in TIME-WAIT.
-/// Returns the time and A's last TSval.
-fn b_in_time_wait(b: &mut Stack) -> Instant {
-    b.tcp_listen(80, 4).unwrap();
-    let (h, now) = b_closes_first(b, 40000, Instant::from_secs(2));
-    b.tcp_release(h);
-    now
-}
-
 /// B accepts a connection from A:`port` (listening on 80 already), closes it first and ends in
 /// TIME-WAIT, still holding the handle it returns; and the time after.
 pub(super) fn b_closes_first(
@@ -231,31 +222,52 @@ fn time_wait_takes_no_room_from_connections_and_the_oldest_gives_way() {
     assert!(segs[0].flags.syn() && segs[0].flags.ack());
 }
 
+/// RFC 6191 §2: TIME-WAIT (TS.Recent 102, RCV.NXT 1002) gives way to a SYN with a newer TSval,
+/// or with the same TSval and a higher ISN (a client reconnecting within the millisecond of its
+/// FIN); an older TSval, or the same with a lower ISN, draws an ACK. Alike whether the
+/// application still holds the connection or let go of it (kept compact).
 #[test]
-fn time_wait_gives_way_to_a_syn_with_a_newer_timestamp_only() {
-    let mut b = node_b();
-    let now = b_in_time_wait(&mut b) + Duration::from_secs(1);
-    // An old SYN (TSval not newer than TS.Recent = 102): the TIME-WAIT connection answers
-    // with an ACK, no new connection.
-    let mut out: Vec<Vec<u8>> = Vec::new();
-    b.receive(now, &tcp_frame(&full_syn(40000, 5000, 102), &[]), &mut out);
-    b.poll(now, &mut out);
-    let segs = segments(&out);
-    assert_eq!(segs.len(), 1);
-    assert!(!segs[0].flags.syn() && segs[0].flags.ack());
-    assert_eq!(b.tcp_conns().len(), 1);
-    assert_eq!(b.tcp_conns()[0].state, State::TimeWait);
-    // A SYN with a newer TSval (RFC 6191): TIME-WAIT gives way, a SYN-ACK opens the new one.
-    out.clear();
-    b.receive(now, &tcp_frame(&full_syn(40000, 5000, 500), &[]), &mut out);
-    b.poll(now, &mut out);
-    let segs = segments(&out);
-    assert_eq!(segs.len(), 1);
-    assert!(segs[0].flags.syn() && segs[0].flags.ack());
-    assert_eq!(segs[0].ack_number, Some(SeqNumber(5001)));
-    let conns = b.tcp_conns();
-    assert_eq!(conns.len(), 1);
-    assert_eq!(conns[0].state, State::SynReceived);
+fn time_wait_gives_way_to_a_newer_timestamp_or_the_same_and_a_higher_isn() {
+    let cases = [
+        ("older TSval, higher ISN", 101, 5000, false),
+        ("same TSval, lower ISN", 102, 500, false),
+        ("same TSval, higher ISN", 102, 5000, true),
+        ("newer TSval, lower ISN", 500, 500, true),
+    ];
+    for held in [false, true] {
+        for (what, tsval, isn, opens) in cases {
+            let mut b = node_b();
+            b.tcp_listen(80, 4).unwrap();
+            let (h, now) = b_closes_first(&mut b, 40000, Instant::from_secs(2));
+            if !held {
+                b.tcp_release(h);
+            }
+            let now = now + Duration::from_secs(1);
+            let mut out: Vec<Vec<u8>> = Vec::new();
+            b.receive(now, &tcp_frame(&full_syn(40000, isn, tsval), &[]), &mut out);
+            b.poll(now, &mut out);
+            let segs = segments(&out);
+            let case = format!("{what} (held: {held})");
+            assert_eq!(segs.len(), 1, "{case}: {segs:?}");
+            let conns = b.tcp_conns();
+            if opens {
+                assert!(segs[0].flags.syn() && segs[0].flags.ack(), "{case}");
+                assert_eq!(segs[0].ack_number, Some(SeqNumber(isn + 1)), "{case}");
+                let states: Vec<State> = conns.iter().map(|c| c.state).collect();
+                let want = if held {
+                    vec![State::Closed, State::SynReceived]
+                } else {
+                    vec![State::SynReceived]
+                };
+                assert_eq!(states, want, "{case}");
+            } else {
+                assert!(!segs[0].flags.syn() && segs[0].flags.ack(), "{case}");
+                assert_eq!(segs[0].ack_number, Some(SeqNumber(1002)), "{case}");
+                assert_eq!(conns.len(), 1, "{case}");
+                assert_eq!(conns[0].state, State::TimeWait, "{case}");
+            }
+        }
+    }
 }
 
 /// RFC 9293 §3.10.7.2: in LISTEN, a segment without ACK that is not an opening SYN (FIN, NULL,

@@ -97,8 +97,8 @@ fn compact_time_wait_answers_every_segment_as_the_connection_did() {
         ),
         // TS.Recent is 107 now. Challenge ACKs: three a second here, this the third.
         (
-            "a SYN the table keeps out (TSval not newer)",
-            full_syn(40000, 5000, 107),
+            "a SYN the table keeps out (same TSval, lower ISN)",
+            full_syn(40000, 500, 107),
             b"",
             1,
         ),

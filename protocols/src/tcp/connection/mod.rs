@@ -329,16 +329,14 @@ impl Connection {
     }
 
     /// RFC 6191: whether this connection, in TIME-WAIT, may give way to a new incarnation
-    /// opened by `syn`: its timestamp is newer than TS.Recent when both incarnations use
-    /// timestamps, or else its ISN lies beyond RCV.NXT.
+    /// opened by `syn` (see [`super::checks::reopens_time_wait`]).
     pub fn time_wait_accepts(&self, syn: &TcpRepr) -> bool {
-        if self.state != State::TimeWait {
-            return false;
-        }
-        match (self.ts_on, syn.timestamp) {
-            (true, Some(ts)) => (ts.tsval.wrapping_sub(self.ts_recent) as i32) > 0,
-            _ => syn.seq_number > self.rcv_nxt,
-        }
+        self.state == State::TimeWait
+            && super::checks::reopens_time_wait(
+                self.ts_on.then_some(self.ts_recent),
+                self.rcv_nxt,
+                syn,
+            )
     }
 
     /// This connection as a compact [`TimeWait`], once it is in TIME-WAIT with nothing left to
