@@ -551,8 +551,14 @@ impl Shell {
         );
         let _ = writeln!(
             out,
-            "arp requests sent {}, echo replies {}, icmp errors {}, tcp resets {}, tcp conns opened {}",
-            t.arp_requests_sent, t.icmp_echo_replied, t.icmp_errors_sent, t.tcp_rst_sent, t.tcp_conns_opened
+            "arp requests sent {}, echo replies {}, icmp errors {}, tcp resets {}, tcp conns opened {} \
+             (path MTU lowered on {})",
+            t.arp_requests_sent,
+            t.icmp_echo_replied,
+            t.icmp_errors_sent,
+            t.tcp_rst_sent,
+            t.tcp_conns_opened,
+            t.tcp_path_mtu_lowered
         );
         let _ = writeln!(
             out,

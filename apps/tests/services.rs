@@ -16,12 +16,13 @@ use tapir_apps::lab::Lab;
 
 mod common;
 use common::http::{
-    addr_of, curl, header, http_site, nginx_with, raw_http, serve, split_head, Nginx, TAPIR,
+    addr_of, curl, header, http_site, nginx_with, raw_http, serve, serve_in, split_head, Nginx,
+    TAPIR,
 };
 use common::quiet::{assert_idle_silent, Flow};
 use common::{
-    interop_allowed, kernel, kernel_netstat, kernel_snmp, need, random_bytes, run_ok, text, Proc,
-    SystemUser, TempDir, COUNTER, PTY_PRELUDE,
+    interop_allowed, kernel, kernel_counter, kernel_netstat, kernel_snmp, need, random_bytes,
+    run_ok, text, Proc, SystemUser, TempDir, COUNTER, PTY_PRELUDE,
 };
 
 fn ip(args: &[&str]) {
@@ -54,8 +55,9 @@ fn sysctl(ns: &str, kv: &str) {
     run_ok(Command::new("ip").args(["netns", "exec", ns, "sysctl", "-q", "-w", kv]));
 }
 
-/// Joins `a` and `b` with a veth pair addressed `a_ip` / `b_ip` (CIDRs).
-fn veth(a: &str, a_ip: &str, b: &str, b_ip: &str) {
+/// Joins `a` and `b` with a veth pair addressed `a_ip` / `b_ip` (CIDRs); returns the names of
+/// its ends, in `a` and in `b`.
+fn veth(a: &str, a_ip: &str, b: &str, b_ip: &str) -> (String, String) {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     let (ea, eb) = (format!("tpa{n}"), format!("tpb{n}"));
     ip(&[
@@ -65,6 +67,7 @@ fn veth(a: &str, a_ip: &str, b: &str, b_ip: &str) {
     ip(&["-n", b, "addr", "add", b_ip, "dev", &eb]);
     ip(&["-n", a, "link", "set", &ea, "up"]);
     ip(&["-n", b, "link", "set", &eb, "up"]);
+    (ea, eb)
 }
 
 /// The lab (router 1: 10.7.0.1 towards tapir) and two more routers and a destination:
@@ -72,6 +75,12 @@ fn veth(a: &str, a_ip: &str, b: &str, b_ip: &str) {
 struct Chain {
     lab: Lab,
     _ns: Namespaces,
+    /// Router 2, router 3 and the destination's namespaces.
+    r2: String,
+    r3: String,
+    dst: String,
+    /// The ends of the router 2 - router 3 link (in r2, in r3).
+    r2_r3: (String, String),
 }
 
 fn chain() -> Chain {
@@ -81,7 +90,7 @@ fn chain() -> Chain {
     let r3 = ns.add("r3");
     let dst = ns.add("dst");
     veth(&lab.ns, "10.7.1.1/24", &r2, "10.7.1.2/24");
-    veth(&r2, "10.7.2.1/24", &r3, "10.7.2.2/24");
+    let r2_r3 = veth(&r2, "10.7.2.1/24", &r3, "10.7.2.2/24");
     veth(&r3, "10.7.3.1/24", &dst, "10.7.3.2/24");
     for r in [lab.ns.as_str(), &r2, &r3] {
         sysctl(r, "net.ipv4.ip_forward=1");
@@ -101,7 +110,14 @@ fn chain() -> Chain {
     ip(&["-n", &r2, "route", "add", "10.7.3.0/24", "via", "10.7.2.2"]);
     ip(&["-n", &r3, "route", "add", "default", "via", "10.7.2.1"]);
     ip(&["-n", &dst, "route", "add", "default", "via", "10.7.3.1"]);
-    Chain { lab, _ns: ns }
+    Chain {
+        lab,
+        _ns: ns,
+        r2,
+        r3,
+        dst,
+        r2_r3,
+    }
 }
 
 fn tapir_traceroute(c: &Chain, extra: &[&str]) -> Output {
@@ -888,6 +904,69 @@ fn time_wait_does_not_lock_out_new_clients_at_max_conns() {
             "client {i}: {t}"
         );
     }
+}
+
+/// Path MTU discovery (RFC 1191) through kernel routers: between router 2 and router 3 the link
+/// takes 1000-byte packets, and tapir's full-sized segments (DF set) are dropped there with an
+/// ICMP "fragmentation needed". tapir sends them again smaller at once, so curl at the far end
+/// gets a 300 KB file whole; router 2 reports a handful of segments, not one per segment of the
+/// file; and a second download starts at the path's MSS (router 2 reports nothing). tapir runs
+/// 2 queues and curl's ports are chosen so that worker 1 owns each connection: the report, which
+/// the tap queues on queue 0, must reach it.
+#[test]
+fn a_narrow_link_on_the_path_shrinks_the_segments_and_the_download_completes() {
+    if !interop_allowed() {
+        return;
+    }
+    let c = chain();
+    for (ns, dev) in [(&c.r2, &c.r2_r3.0), (&c.r3, &c.r2_r3.1)] {
+        ip(&["-n", ns, "link", "set", "dev", dev, "mtu", "1000"]);
+    }
+    let site = http_site();
+    let body = random_bytes(300_000, 9);
+    std::fs::write(site.0.join("big.bin"), &body).unwrap();
+    let spec = format!("http={}", site.0.display());
+    let Chain {
+        lab, _ns, r2, dst, ..
+    } = c;
+    let _served = serve_in(lab, &["--gateway", "10.7.0.1", "--queues", "2"], &[&spec]);
+    let mut worker_1_ports =
+        (41000..).filter(|&p| engine::steer::flow_owner(80, [10, 7, 3, 2], p, 2) == 1);
+    let reports = || kernel_counter(&r2, "/proc/net/snmp", "Icmp", "OutDestUnreachs");
+    let mut fetch = || {
+        let port = worker_1_ports.next().unwrap().to_string();
+        Command::new("ip")
+            .args(["netns", "exec", &dst, "curl", "-s", "-m", "20"])
+            .args(["--local-port", &port, "http://10.7.0.2/big.bin"])
+            .output()
+            .expect("run curl")
+    };
+    let before = reports();
+    let out = fetch();
+    assert!(out.status.success(), "curl: {:?}", out.status);
+    assert!(
+        out.stdout == body,
+        "{} of {} bytes",
+        out.stdout.len(),
+        body.len()
+    );
+    let first = reports() - before;
+    assert!(
+        (1..=64).contains(&first),
+        "router 2 reported {first} segments too big"
+    );
+    let out = fetch();
+    assert!(
+        out.stdout == body,
+        "{} of {} bytes",
+        out.stdout.len(),
+        body.len()
+    );
+    assert_eq!(
+        reports() - before,
+        first,
+        "the second download started small"
+    );
 }
 
 /// A kernel client asks for a file 8 times from one port, `Connection: close`: tapir closes

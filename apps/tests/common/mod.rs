@@ -195,18 +195,21 @@ def wait_for(needle, secs, start=0):
 /// A counter of the lab kernel's /proc/net/snmp: `field` of the `group` rows (`"Tcp"`,
 /// `"InCsumErrors"`).
 pub fn kernel_snmp(lab: &tapir_apps::lab::Lab, group: &str, field: &str) -> u64 {
-    kernel_counter(lab, "/proc/net/snmp", group, field)
+    kernel_counter(&lab.ns, "/proc/net/snmp", group, field)
 }
 
 /// A counter of the lab kernel's /proc/net/netstat (`"TcpExt"`, `"TCPSynRetrans"`).
 pub fn kernel_netstat(lab: &tapir_apps::lab::Lab, group: &str, field: &str) -> u64 {
-    kernel_counter(lab, "/proc/net/netstat", group, field)
+    kernel_counter(&lab.ns, "/proc/net/netstat", group, field)
 }
 
-/// `field` of the `group` rows of `file`, a table of name rows and value rows as /proc/net/snmp
-/// and /proc/net/netstat are.
-fn kernel_counter(lab: &tapir_apps::lab::Lab, file: &str, group: &str, field: &str) -> u64 {
-    let out = lab.command("cat").arg(file).output().expect("cat");
+/// `field` of the `group` rows of `file` in network namespace `ns` (one a test made): a table
+/// of name rows and value rows, as /proc/net/snmp and /proc/net/netstat are.
+pub fn kernel_counter(ns: &str, file: &str, group: &str, field: &str) -> u64 {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "cat", file])
+        .output()
+        .expect("cat");
     let table = text(&out.stdout);
     let prefix = format!("{group}:");
     let rows: Vec<Vec<&str>> = table

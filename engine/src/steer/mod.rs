@@ -89,6 +89,11 @@ pub fn classify(frame: &[u8], me: usize, workers: usize) -> Steer {
                 }
             }
             let proto = IpProtocol::from(proto);
+            if proto == IpProtocol::Icmp {
+                return icmp_error_owner(ip.get(ihl..).unwrap_or_default(), workers)
+                    .filter(|&o| o != me)
+                    .map_or(Steer::Here, Steer::Owner);
+            }
             if !matches!(proto, IpProtocol::Tcp | IpProtocol::Udp) {
                 return Steer::Here;
             }
@@ -112,6 +117,31 @@ pub fn classify(frame: &[u8], me: usize, workers: usize) -> Steer {
         }
         _ => Steer::Here,
     }
+}
+
+/// The owner of the TCP connection an ICMP destination-unreachable quotes (a path MTU report
+/// is that connection's business), or None for any other ICMP message. Reads only what it
+/// needs, trusting nothing.
+fn icmp_error_owner(icmp: &[u8], workers: usize) -> Option<usize> {
+    const DST_UNREACHABLE: u8 = 3;
+    if *icmp.first()? != DST_UNREACHABLE {
+        return None;
+    }
+    let quoted = icmp.get(8..)?;
+    let qihl = usize::from(quoted.first()? & 0x0f) * 4;
+    if *quoted.get(9)? != 6 || qihl < 20 {
+        return None;
+    }
+    let dst = quoted.get(16..20)?;
+    let ports = quoted.get(qihl..qihl + 4)?;
+    let local_port = u16::from_be_bytes([ports[0], ports[1]]);
+    let remote_port = u16::from_be_bytes([ports[2], ports[3]]);
+    Some(flow_owner(
+        local_port,
+        [dst[0], dst[1], dst[2], dst[3]],
+        remote_port,
+        workers,
+    ))
 }
 
 #[cfg(test)]
@@ -181,6 +211,49 @@ mod tests {
         assert_eq!(classify(&tcp, 0, 2), expect);
         for len in 0..tcp.len() {
             let _ = classify(&tcp[..len], 1, 2);
+        }
+    }
+
+    /// A "fragmentation needed" quoting our segment (10.0.0.2:80 -> 10.0.0.1:port) goes to the
+    /// worker owning that connection; an echo request, and one quoting UDP, stay where read.
+    #[test]
+    fn an_icmp_error_quoting_tcp_goes_to_the_connection_owner() {
+        let icmp = |icmp_type: u8, proto: u8, port: u16| {
+            let mut f = vec![0u8; 14 + 20 + 8 + 28];
+            f[12] = 0x08;
+            f[14] = 0x45;
+            f[14 + 9] = 1;
+            f[14 + 12..14 + 16].copy_from_slice(&[10, 0, 0, 9]); // a router
+            f[34] = icmp_type;
+            let q = 42;
+            f[q] = 0x45;
+            f[q + 9] = proto;
+            f[q + 12..q + 16].copy_from_slice(&[10, 0, 0, 2]);
+            f[q + 16..q + 20].copy_from_slice(&[10, 0, 0, 1]);
+            f[q + 20..q + 22].copy_from_slice(&80u16.to_be_bytes());
+            f[q + 22..q + 24].copy_from_slice(&port.to_be_bytes());
+            f
+        };
+        let workers = 4;
+        let mut owners = std::collections::HashSet::new();
+        for port in 40000..40040u16 {
+            let owner = flow_owner(80, [10, 0, 0, 1], port, workers);
+            owners.insert(owner);
+            for me in 0..workers {
+                let want = if owner == me {
+                    Steer::Here
+                } else {
+                    Steer::Owner(owner)
+                };
+                assert_eq!(classify(&icmp(3, 6, port), me, workers), want);
+                assert_eq!(classify(&icmp(3, 17, port), me, workers), Steer::Here);
+                assert_eq!(classify(&icmp(8, 6, port), me, workers), Steer::Here);
+            }
+        }
+        assert_eq!(owners.len(), workers, "the ports reach every worker");
+        let frame = icmp(3, 6, 40000);
+        for len in 0..frame.len() {
+            let _ = classify(&frame[..len], 1, workers);
         }
     }
 }

@@ -47,6 +47,7 @@ drop_reasons! {
     IcmpMalformed => "icmp_malformed", "A truncated ICMP message.";
     IcmpBadChecksum => "icmp_bad_checksum", "An ICMP message whose checksum is wrong.";
     IcmpUnhandled => "icmp_unhandled", "An ICMP message no socket wanted (e.g. an echo reply nobody waits for).";
+    IcmpTcpNotInFlight => "icmp_tcp_not_in_flight", "An ICMP \"fragmentation needed\" quoting a TCP segment no connection has in flight (RFC 5927: stale, or forged).";
     UdpMalformed => "udp_malformed", "A UDP datagram that is truncated or whose length field is wrong.";
     UdpBadChecksum => "udp_bad_checksum", "A UDP datagram whose checksum is wrong.";
     UdpNoListener => "udp_no_listener", "A UDP datagram to a closed port (answered by port unreachable).";
@@ -95,6 +96,8 @@ pub struct Counters {
     /// TIME-WAIT connections closed early to make room for a new connection when the stack
     /// held `max_conns` (the oldest first, as a kernel out of TIME-WAIT buckets skips them).
     pub tcp_time_wait_recycled: u64,
+    /// Connections whose MSS an ICMP "fragmentation needed" lowered (RFC 1191 path MTU).
+    pub tcp_path_mtu_lowered: u64,
     /// DHCP messages sent and accepted (parsed; the client may still ignore them).
     pub dhcp_sent: u64,
     pub dhcp_received: u64,
@@ -136,6 +139,7 @@ impl Default for Counters {
             tcp_conns_opened: 0,
             tcp_syn_cookies_sent: 0,
             tcp_time_wait_recycled: 0,
+            tcp_path_mtu_lowered: 0,
             dhcp_sent: 0,
             dhcp_received: 0,
             dhcp_probes_sent: 0,
@@ -198,6 +202,7 @@ impl Counters {
         self.tcp_conns_opened += other.tcp_conns_opened;
         self.tcp_syn_cookies_sent += other.tcp_syn_cookies_sent;
         self.tcp_time_wait_recycled += other.tcp_time_wait_recycled;
+        self.tcp_path_mtu_lowered += other.tcp_path_mtu_lowered;
         self.dhcp_sent += other.dhcp_sent;
         self.dhcp_received += other.dhcp_received;
         self.dhcp_probes_sent += other.dhcp_probes_sent;

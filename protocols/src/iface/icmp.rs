@@ -4,7 +4,7 @@
 
 use crate::wire::bytes::{array, be16, get, get_mut, u8_at};
 use std::collections::VecDeque;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::counters::DropReason;
 use super::egress::emit_ipv4;
@@ -12,7 +12,8 @@ use super::ingress::IpMeta;
 use super::sockets::{Slab, SocketHandle};
 use super::{Sink, Stack, Wake};
 use crate::time::{Duration, Instant};
-use crate::wire::{self, Icmpv4Packet, Icmpv4Repr, IpProtocol};
+use crate::wire::icmpv4::dst_unreachable;
+use crate::wire::{self, Icmpv4Packet, Icmpv4Repr, IpProtocol, SeqNumber};
 
 /// Most bytes of the offending datagram quoted in an error (RFC 1812 §4.3.2.3: the whole error
 /// fits in 576 bytes).
@@ -54,6 +55,8 @@ pub(super) const ERROR_QUEUE: usize = 64;
 /// What an ICMP error quotes (RFC 792: the IPv4 header and at least 8 bytes of its payload).
 struct Quoted {
     protocol: u8,
+    /// The quoted datagram's total length, as it left us.
+    total_len: u16,
     src: Ipv4Addr,
     dst: Ipv4Addr,
     /// The first 8 bytes of the quoted transport header.
@@ -69,10 +72,26 @@ fn parse_quote(invoking: &[u8]) -> Option<Quoted> {
     let addr = |o: usize| Ipv4Addr::from(array::<4>(get(invoking, o..o + 4)));
     Some(Quoted {
         protocol: u8_at(invoking, 9),
+        total_len: be16(get(invoking, 2..4)),
         src: addr(12),
         dst: addr(16),
         head,
     })
+}
+
+/// RFC 1191 §7's MTU plateaus, for a router that says "fragmentation needed" without the next
+/// hop's MTU (RFC 1191 came after it): the next one below the datagram's length is tried.
+const MTU_PLATEAUS: [u16; 9] = [32000, 17914, 8166, 4352, 2002, 1492, 1006, 508, 296];
+
+/// The path MTU a "fragmentation needed" reports for the quoted datagram: the next hop's MTU,
+/// or the plateau below the datagram when the router gave none (or one no smaller than the
+/// datagram, which cannot be why it was dropped).
+fn path_mtu_of(next_hop_mtu: u16, q: &Quoted) -> usize {
+    if next_hop_mtu >= 68 && next_hop_mtu < q.total_len {
+        return usize::from(next_hop_mtu);
+    }
+    let below = MTU_PLATEAUS.iter().find(|&&p| p < q.total_len);
+    usize::from(below.copied().unwrap_or(68))
 }
 
 #[derive(Debug)]
@@ -174,36 +193,50 @@ impl Stack {
                     _ => self.counters.drop(DropReason::IcmpUnhandled),
                 }
             }
-            Icmpv4Repr::DstUnreachable { code, invoking, .. } => self.deliver_icmp_error(
+            Icmpv4Repr::DstUnreachable {
+                code,
+                next_hop_mtu,
+                invoking,
+            } => self.deliver_icmp_error(
                 now,
                 meta,
-                wire::icmpv4::msg_type::DST_UNREACHABLE,
-                code,
+                (wire::icmpv4::msg_type::DST_UNREACHABLE, code, next_hop_mtu),
                 invoking,
             ),
             Icmpv4Repr::TimeExceeded { code, invoking } => self.deliver_icmp_error(
                 now,
                 meta,
-                wire::icmpv4::msg_type::TIME_EXCEEDED,
-                code,
+                (wire::icmpv4::msg_type::TIME_EXCEEDED, code, 0),
                 invoking,
             ),
             _ => self.counters.drop(DropReason::IcmpUnhandled),
         }
     }
 
-    /// Hands an ICMP error to the UDP or echo socket that sent the datagram it quotes.
+    /// Hands an ICMP error to the UDP or echo socket that sent the datagram it quotes; a path
+    /// MTU ("fragmentation needed", with the next hop's MTU) to the TCP connection.
     fn deliver_icmp_error(
         &mut self,
         now: Instant,
         meta: IpMeta,
-        msg_type: u8,
-        code: u8,
+        (msg_type, code, next_hop_mtu): (u8, u8, u16),
         invoking: &[u8],
     ) {
         let Some(q) = parse_quote(invoking) else {
             return self.counters.drop(DropReason::IcmpMalformed);
         };
+        if q.protocol == 6
+            && msg_type == wire::icmpv4::msg_type::DST_UNREACHABLE
+            && code == dst_unreachable::FRAG_REQUIRED
+            && self.is_local(q.src)
+        {
+            let h = &q.head;
+            let local_port = u16::from_be_bytes([h[0], h[1]]);
+            let remote = SocketAddrV4::new(q.dst, u16::from_be_bytes([h[2], h[3]]));
+            let seq = SeqNumber(u32::from_be_bytes([h[4], h[5], h[6], h[7]]));
+            let mtu = path_mtu_of(next_hop_mtu, &q);
+            return self.tcp_path_mtu(now, (q.src, local_port, remote), seq, mtu);
+        }
         if q.src != self.address() {
             return self.counters.drop(DropReason::IcmpUnhandled);
         }

@@ -28,6 +28,7 @@ mod fragment;
 mod icmp;
 mod ingress;
 mod news;
+mod path_mtu;
 mod raw;
 pub mod reassembly;
 mod sockets;
@@ -222,6 +223,8 @@ pub struct Stack {
     frags: reassembly::Reassembler,
     ip_ident: u16,
     tcp: tcp_table::TcpTable,
+    /// Path MTUs learned from ICMP "fragmentation needed", per destination.
+    pmtu: path_mtu::PathMtuCache,
     udp: udp::UdpTable,
     icmp: icmp::IcmpTable,
     raw: raw::RawTable,
@@ -281,6 +284,7 @@ impl Stack {
             isn: IsnGenerator::new(key, ts_key),
             ip_ident,
             tcp: tcp_table::TcpTable::new(hash_key),
+            pmtu: path_mtu::PathMtuCache::default(),
             udp: udp::UdpTable::default(),
             icmp: icmp::IcmpTable::default(),
             timers: BinaryHeap::new(),

@@ -817,6 +817,8 @@ mod tcp_listen;
 
 mod tcp_time_wait;
 
+mod path_mtu;
+
 mod fragments;
 
 mod arp_defence;

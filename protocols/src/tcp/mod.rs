@@ -34,7 +34,7 @@ use crate::time::Duration;
 use crate::wire::tcp::{SeqNumber, TcpFlags, TcpRepr};
 
 pub use congestion::{CongestionAlgorithm, CongestionController, Cubic, NewReno};
-pub use connection::{Connection, BUFFER_SWEEP};
+pub use connection::{Connection, PathMtu, BUFFER_SWEEP, MIN_PATH_MTU};
 pub use event::{RetransmitReason, TcpEvent};
 pub use isn::IsnGenerator;
 pub use rtt::RttEstimator;

@@ -17,8 +17,8 @@ use super::ingress::IpMeta;
 use super::sockets::{Slab, SocketHandle};
 use super::{Sink, Stack, TxOffload, Wake};
 use crate::tcp::{
-    rst_for_unexpected, ConnError, Connection, RecvError, SegmentDrop, SendError, SpareBuffers,
-    State, SynCookies,
+    rst_for_unexpected, ConnError, Connection, PathMtu, RecvError, SegmentDrop, SendError,
+    SpareBuffers, State, SynCookies,
 };
 use crate::time::{Duration, Instant};
 use crate::wire::{self, IpProtocol, TcpPacket, TcpRepr, TxChecksum};
@@ -223,6 +223,9 @@ impl Stack {
         let local_port = conn.local_port();
         conn.set_events(self.events_on);
         conn.adopt_buffers(&mut self.tcp.spares);
+        if let Some(mtu) = self.pmtu.get(*remote.ip(), now) {
+            conn.set_path_mtu(mtu);
+        }
         conn.set_ts_offset(
             self.isn
                 .ts_offset((local_ip, local_port), (*remote.ip(), remote.port())),
@@ -367,6 +370,33 @@ impl Stack {
     /// holds takes no room: see `tcp_table::time_wait`.)
     fn room_for_conn(&self) -> bool {
         self.tcp.sockets.len() < self.config.max_conns
+    }
+
+    /// An ICMP "fragmentation needed" quoting our segment at `seq` of 4-tuple `key`: the path to
+    /// its host takes `mtu`-byte packets at most. The connection sends what it has in flight
+    /// again in smaller segments (if `seq` is in flight: RFC 5927), and later connections to
+    /// the host start with that MTU.
+    pub(in crate::iface) fn tcp_path_mtu(
+        &mut self,
+        now: Instant,
+        key: Tuple,
+        seq: wire::SeqNumber,
+        mtu: usize,
+    ) {
+        let Some(h) = self.tcp.conns.get(&key).copied() else {
+            return self.counters.drop(DropReason::IcmpTcpNotInFlight);
+        };
+        let Some(s) = self.tcp.sockets.get_mut(h) else {
+            return self.counters.drop(DropReason::IcmpTcpNotInFlight);
+        };
+        match s.conn.on_path_mtu(now, seq, mtu) {
+            PathMtu::NotInFlight => return self.counters.drop(DropReason::IcmpTcpNotInFlight),
+            PathMtu::Unchanged => {}
+            PathMtu::Lowered => self.counters.tcp_path_mtu_lowered += 1,
+        }
+        self.pmtu
+            .learn(*key.2.ip(), mtu.max(crate::tcp::MIN_PATH_MTU), now);
+        self.touch(h);
     }
 
     fn remove_conn(&mut self, h: SocketHandle) {

@@ -40,6 +40,25 @@ const DEFAULT_PEER_MSS: usize = 536;
 /// (CVE-2019-11479; found by the `tcp_conn` fuzz target).
 const MIN_PEER_MSS: usize = 48;
 
+/// The smallest path MTU an ICMP "fragmentation needed" can make us use (Linux's
+/// `ip_rt_min_pmtu`): a smaller one would only multiply the segments an attacker can make us
+/// send.
+pub const MIN_PATH_MTU: usize = 552;
+
+/// What an ICMP "fragmentation needed" did to a connection ([`Connection::on_path_mtu`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathMtu {
+    /// The MSS shrank; what was in flight goes again in smaller segments.
+    Lowered,
+    /// The quoted segment is in flight, and the MSS is already no larger.
+    Unchanged,
+    /// The quoted segment is not in flight (stale, or forged): ignored.
+    NotInFlight,
+}
+
+/// IPv4 and TCP headers without options: path MTU minus this is the MSS.
+const IP_TCP_HEADERS: usize = 40;
+
 /// RFC 7323 §2.3: the largest window shift.
 const MAX_WINDOW_SHIFT: u8 = 14;
 
@@ -73,6 +92,9 @@ pub struct Connection {
     wscale_on: bool,
     /// Largest segment (payload plus options) the peer accepts, capped by our own MSS.
     snd_mss: usize,
+    /// The MSS the path allows (RFC 1191): `usize::MAX` until an ICMP "fragmentation needed"
+    /// (or the node's path MTU cache) says less.
+    path_mss: usize,
     tx: SendBuffer,
     /// Sequence number of the first byte in `tx`.
     tx_start: SeqNumber,
@@ -194,6 +216,7 @@ impl Connection {
             snd_wscale: 0,
             wscale_on: false,
             snd_mss: mss,
+            path_mss: usize::MAX,
             tx: SendBuffer::new(cfg.tx_buffer),
             tx_start: iss + 1,
             fin_queued: false,
@@ -382,6 +405,7 @@ impl Connection {
         self.snd_mss = peer_mss
             .max(MIN_PEER_MSS)
             .min(usize::from(self.cfg.mss))
+            .min(self.path_mss)
             .max(1);
         match syn.window_scale {
             Some(shift) if self.cfg.window_scaling => {
@@ -536,17 +560,7 @@ impl Connection {
         let rto_ms = u32::try_from(self.rtt.rto().as_millis()).unwrap_or(u32::MAX);
         let backoff = u8::try_from(self.rto_count).unwrap_or(u8::MAX);
         self.emit(TcpEvent::RtoFired { rto_ms, backoff });
-        self.rtt_probe = None;
-        self.retransmit_una = false;
-        self.dupacks = 0;
-        self.in_recovery = false;
-        self.high_rxt = self.snd_una;
-        self.timers.stop(Timer::LossProbe);
-        self.timers.stop(Timer::Reorder);
-        self.tlp_send = false;
-        self.tlp_end = None;
-        self.tlp_probes = 0;
-        self.rack.mark_all_lost();
+        self.forget_flight();
         if self.rto_count >= 2 {
             // RFC 6675 §5.1: SACKed data the peer may have reneged on is sent again after a
             // second timeout in a row.
@@ -571,6 +585,69 @@ impl Connection {
         self.snd_nxt = self.snd_una;
         // Keep timing while anything is outstanding, whether or not a segment fits right now.
         self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+    }
+
+    /// Everything in flight counts as lost, to be sent again from SND.UNA: no RTT sample from
+    /// it, no recovery or loss probe under way.
+    fn forget_flight(&mut self) {
+        self.rtt_probe = None;
+        self.retransmit_una = false;
+        self.dupacks = 0;
+        self.in_recovery = false;
+        self.high_rxt = self.snd_una;
+        self.timers.stop(Timer::LossProbe);
+        self.timers.stop(Timer::Reorder);
+        self.tlp_send = false;
+        self.tlp_end = None;
+        self.tlp_probes = 0;
+        self.rack.mark_all_lost();
+    }
+
+    /// RFC 1191 with RFC 5927's check: an ICMP "fragmentation needed" quoting our segment at
+    /// `seq` says the path takes IP packets of at most `mtu` bytes. Taken only when `seq` is in
+    /// flight (an off-path attacker must guess it) and the MSS shrinks (never below what a
+    /// [`MIN_PATH_MTU`] allows). What is in flight is then sent again at once in smaller
+    /// segments, with no congestion response: the path dropped them for their size, not for
+    /// congestion (as Linux's `tcp_simple_retransmit`).
+    pub fn on_path_mtu(&mut self, now: Instant, seq: SeqNumber, mtu: usize) -> PathMtu {
+        let sending = matches!(
+            self.state,
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
+        );
+        let in_flight = self.snd_una <= seq && seq < self.snd_max;
+        if !(sending && in_flight) {
+            return PathMtu::NotInFlight;
+        }
+        let mss = mtu.max(MIN_PATH_MTU) - IP_TCP_HEADERS;
+        if mss >= self.snd_mss {
+            // Another segment of a flight already sent again smaller, most likely.
+            return PathMtu::Unchanged;
+        }
+        self.path_mss = mss;
+        self.snd_mss = mss;
+        let smss = self.smss();
+        self.cc.set_mss(smss);
+        self.forget_flight();
+        // RFC 6582 §3.2 step 1: no fast retransmit for data sent before this.
+        self.recover = self.snd_max;
+        self.snd_nxt = self.snd_una;
+        self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        PathMtu::Lowered
+    }
+
+    /// Caps the MSS this connection sends with at what a path MTU of `mtu` allows (a path MTU
+    /// the node learned earlier towards the same host), whatever the peer's SYN offers.
+    pub fn set_path_mtu(&mut self, mtu: usize) {
+        self.path_mss = mtu.max(MIN_PATH_MTU) - IP_TCP_HEADERS;
+        if self.snd_mss > self.path_mss {
+            self.snd_mss = self.path_mss;
+            let smss = self.smss();
+            self.cc.set_mss(smss);
+        }
     }
 
     /// Interval before the next zero-window probe: RTO backed off per probe, clamped.
