@@ -128,6 +128,8 @@ pub struct NodeStats {
     pub tcp_conns: usize,
     /// 4-tuples in TIME-WAIT that no application holds (kept compact, without a connection).
     pub tcp_time_wait: usize,
+    /// Heap bytes those take (their tables at capacity).
+    pub tcp_time_wait_bytes: usize,
     pub tcp_buffer_bytes: usize,
 }
 
@@ -148,9 +150,10 @@ impl std::fmt::Display for NodeStats {
         write!(
             f,
             " rx_gso={gso} tx_gso={tx_gso} rx_csum_trusted={trusted}; tcp_conns={} tcp_time_wait={} \
-             tcp_buffer_bytes={} tcp_time_wait_recycled={};",
+             tcp_time_wait_bytes={} tcp_buffer_bytes={} tcp_time_wait_recycled={};",
             self.tcp_conns,
             self.tcp_time_wait,
+            self.tcp_time_wait_bytes,
             self.tcp_buffer_bytes,
             self.stack.tcp_time_wait_recycled
         )?;
@@ -496,6 +499,7 @@ impl Node {
             s.stack.merge(st.stack.counters());
             s.tcp_conns += st.stack.tcp_conn_count();
             s.tcp_time_wait += st.stack.tcp_time_wait_count();
+            s.tcp_time_wait_bytes += st.stack.tcp_time_wait_bytes();
             s.tcp_buffer_bytes += st.stack.tcp_buffer_bytes();
             drop(st);
             let mut c = lock(&w.counters).clone();

@@ -274,6 +274,11 @@ impl Stack {
         self.tcp.tw.len()
     }
 
+    /// Heap bytes the compact TIME-WAITs take, their tables' spare room included.
+    pub fn tcp_time_wait_bytes(&self) -> usize {
+        self.tcp.tw.heap_bytes()
+    }
+
     /// Heap bytes every TCP connection's buffers hold now (see
     /// [`Connection::buffer_footprint`]): 0 for a node whose connections are all idle.
     pub fn tcp_buffer_bytes(&self) -> usize {

@@ -30,6 +30,19 @@ impl TimeWaitTable {
         self.entries.len()
     }
 
+    /// Heap bytes the table holds: its hash table (a control byte per bucket) and its queue, at
+    /// their capacities.
+    pub fn heap_bytes(&self) -> usize {
+        let bucket = std::mem::size_of::<(Tuple, TimeWait)>() + 1;
+        let item = std::mem::size_of::<(Instant, Tuple)>();
+        // hashbrown keeps buckets at a power of two, at most 7/8 full.
+        let buckets = match self.entries.capacity() {
+            0 => 0,
+            c => (c * 8 / 7).next_power_of_two(),
+        };
+        buckets * bucket + self.order.capacity() * item
+    }
+
     pub fn contains(&self, key: &Tuple) -> bool {
         self.entries.contains_key(key)
     }
