@@ -119,9 +119,9 @@ pub fn classify(frame: &[u8], me: usize, workers: usize) -> Steer {
     }
 }
 
-/// The owner of the TCP connection an ICMP destination-unreachable quotes (a path MTU report
-/// is that connection's business), or None for any other ICMP message. Reads only what it
-/// needs, trusting nothing.
+/// The owner of the TCP connection or UDP flow an ICMP destination-unreachable quotes (a path
+/// MTU report is that connection's business, and the owner is the worker that sends the flow's
+/// datagrams), or None for any other ICMP message. Reads only what it needs, trusting nothing.
 fn icmp_error_owner(icmp: &[u8], workers: usize) -> Option<usize> {
     const DST_UNREACHABLE: u8 = 3;
     if *icmp.first()? != DST_UNREACHABLE {
@@ -129,7 +129,7 @@ fn icmp_error_owner(icmp: &[u8], workers: usize) -> Option<usize> {
     }
     let quoted = icmp.get(8..)?;
     let qihl = usize::from(quoted.first()? & 0x0f) * 4;
-    if *quoted.get(9)? != 6 || qihl < 20 {
+    if !matches!(quoted.get(9)?, 6 | 17) || qihl < 20 {
         return None;
     }
     let dst = quoted.get(16..20)?;
@@ -214,8 +214,9 @@ mod tests {
         }
     }
 
-    /// A "fragmentation needed" quoting our segment (10.0.0.2:80 -> 10.0.0.1:port) goes to the
-    /// worker owning that connection; an echo request, and one quoting UDP, stay where read.
+    /// A destination unreachable quoting our segment or datagram (10.0.0.2:80 -> 10.0.0.1:port)
+    /// goes to the worker owning that flow; an echo request, and one quoting ICMP, stay where
+    /// read.
     #[test]
     fn an_icmp_error_quoting_tcp_goes_to_the_connection_owner() {
         let icmp = |icmp_type: u8, proto: u8, port: u16| {
@@ -246,7 +247,8 @@ mod tests {
                     Steer::Owner(owner)
                 };
                 assert_eq!(classify(&icmp(3, 6, port), me, workers), want);
-                assert_eq!(classify(&icmp(3, 17, port), me, workers), Steer::Here);
+                assert_eq!(classify(&icmp(3, 17, port), me, workers), want);
+                assert_eq!(classify(&icmp(3, 1, port), me, workers), Steer::Here);
                 assert_eq!(classify(&icmp(8, 6, port), me, workers), Steer::Here);
             }
         }

@@ -21,9 +21,20 @@ pub(super) struct Egress<'a> {
     pub arp: &'a mut ArpCache,
     pub counters: &'a mut Counters,
     pub ip_ident: &'a mut u16,
+    /// Path MTUs learned per destination (datagrams are cut to them).
+    pub pmtu: &'a super::path_mtu::PathMtuCache,
 }
 
 impl Egress<'_> {
+    /// The largest IPv4 packet to send to `dst` whole: the link's MTU, or the smaller path MTU
+    /// learned towards `dst` (RFC 1191).
+    pub fn mtu_to(&self, dst: Ipv4Addr, now: Instant) -> usize {
+        match self.pmtu.get(dst, now) {
+            Some(path) => path.min(self.config.mtu),
+            None => self.config.mtu,
+        }
+    }
+
     /// The next hop for `dst`, or None when there is no route.
     fn next_hop(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
         let cidr = self.config.cidr;
@@ -258,6 +269,7 @@ impl Stack {
             arp: &mut self.arp,
             counters: &mut self.counters,
             ip_ident: &mut self.ip_ident,
+            pmtu: &self.pmtu,
         }
     }
 

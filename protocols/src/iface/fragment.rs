@@ -3,7 +3,8 @@
 //! Only whole datagrams that the node builds at once (UDP, ICMP) are fragmented: their transport
 //! header and checksum are written over the whole payload first, then the payload is cut into
 //! fragments of the largest multiple of 8 bytes that fits the MTU, all with DF clear and one
-//! identification. A datagram that fits the MTU goes out in one packet with DF set, as before.
+//! identification. A datagram that fits the MTU goes out in one packet with DF set, as before;
+//! the MTU is the smaller path MTU where one was learned towards the destination (RFC 1191).
 //! TCP never needs this (its segments are sized by the MSS) and sends with DF=1; nothing else is
 //! ever fragmented by this node.
 
@@ -20,7 +21,8 @@ pub const MAX_IPV4_PAYLOAD: usize = 65535 - ipv4::HEADER_LEN;
 
 impl Egress<'_> {
     /// Sends `payload` (a transport datagram, checksum filled) from `src` to `dst`: in one packet
-    /// with DF set when it fits the MTU, else in fragments with DF clear. Returns false when
+    /// with DF set when it fits the MTU (the link's, or the smaller path MTU learned towards
+    /// `dst`: RFC 1191), else in fragments with DF clear. Returns false when
     /// nothing or not everything could go out (no route, ARP queue full, too big), counted.
     #[allow(clippy::too_many_arguments)]
     pub fn send_datagram<S: Sink>(
@@ -34,7 +36,7 @@ impl Egress<'_> {
         payload: &[u8],
     ) -> bool {
         let ident = self.next_ident();
-        let mtu = self.config.mtu;
+        let mtu = self.mtu_to(dst, now);
         if payload.len() > MAX_IPV4_PAYLOAD {
             self.counters.drop(DropReason::TxTooBig);
             return false;

@@ -240,6 +240,8 @@ impl Stack {
         if q.src != self.address() {
             return self.counters.drop(DropReason::IcmpUnhandled);
         }
+        let too_big = msg_type == wire::icmpv4::msg_type::DST_UNREACHABLE
+            && code == dst_unreachable::FRAG_REQUIRED;
         let h = &q.head;
         let delivered = match q.protocol {
             17 => {
@@ -280,6 +282,12 @@ impl Stack {
             _ => false,
         };
         if delivered {
+            if too_big {
+                // A datagram of ours was too big for the path (and the report names a socket
+                // of ours): later ones to that host are cut to fit.
+                let mtu = path_mtu_of(next_hop_mtu, &q).max(crate::tcp::MIN_PATH_MTU);
+                self.pmtu.learn(q.dst, mtu, now);
+            }
             // Errors reach UDP and ICMP sockets found by port or ident: news for everyone.
             self.news.push_all();
         } else {
@@ -314,7 +322,7 @@ impl Stack {
         };
         let src = self.address();
         let mut eg = self.egress();
-        if 20 + repr.buffer_len() > eg.config.mtu {
+        if 20 + repr.buffer_len() > eg.mtu_to(dst, now) {
             // Larger than the MTU (ping -s 3000): whole message, then fragments.
             let mut msg = vec![0u8; repr.buffer_len()];
             repr.emit(&mut Icmpv4Packet::new_unchecked(&mut msg[..]));

@@ -268,7 +268,7 @@ impl Stack {
                 src_port: out.src_port,
                 dst_port: out.dst.port(),
             };
-            if 28 + out.data.len() > eg.config.mtu {
+            if 28 + out.data.len() > eg.mtu_to(dst, now) {
                 let mut dgram = vec![0u8; 8 + out.data.len()];
                 if let Some(body) = dgram.get_mut(8..) {
                     body.copy_from_slice(&out.data);

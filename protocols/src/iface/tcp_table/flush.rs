@@ -50,6 +50,7 @@ impl Stack {
                 arp,
                 counters,
                 ip_ident,
+                pmtu,
                 ..
             } = self;
             let Some(s) = tcp.sockets.get_mut(h) else {
@@ -63,6 +64,7 @@ impl Stack {
                 arp,
                 counters,
                 ip_ident,
+                pmtu,
             };
             // Bounded so that one connection cannot starve the others within a poll; one that
             // still has more goes back on the dirty list.
