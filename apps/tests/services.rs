@@ -911,8 +911,9 @@ fn time_wait_does_not_lock_out_new_clients_at_max_conns() {
 /// ICMP "fragmentation needed". tapir sends them again smaller at once, so curl at the far end
 /// gets a 300 KB file whole; router 2 reports a handful of segments, not one per segment of the
 /// file; and a second download starts at the path's MSS (router 2 reports nothing). tapir runs
-/// 2 queues and curl's ports are chosen so that worker 1 owns each connection: the report, which
-/// the tap queues on queue 0, must reach it.
+/// 2 queues and curl's ports are chosen so that worker 1 owns the first connection (the report,
+/// which the tap queues on queue 0, must reach it) and worker 0 the second (the path MTU worker 1
+/// learned must reach worker 0's stack).
 #[test]
 fn a_narrow_link_on_the_path_shrinks_the_segments_and_the_download_completes() {
     if !interop_allowed() {
@@ -930,11 +931,14 @@ fn a_narrow_link_on_the_path_shrinks_the_segments_and_the_download_completes() {
         lab, _ns, r2, dst, ..
     } = c;
     let _served = serve_in(lab, &["--gateway", "10.7.0.1", "--queues", "2"], &[&spec]);
-    let mut worker_1_ports =
-        (41000..).filter(|&p| engine::steer::flow_owner(80, [10, 7, 3, 2], p, 2) == 1);
+    let port_on = |worker: usize| {
+        (41000..)
+            .find(|&p| engine::steer::flow_owner(80, [10, 7, 3, 2], p, 2) == worker)
+            .unwrap()
+    };
     let reports = || kernel_counter(&r2, "/proc/net/snmp", "Icmp", "OutDestUnreachs");
-    let mut fetch = || {
-        let port = worker_1_ports.next().unwrap().to_string();
+    let fetch = |worker: usize| {
+        let port = port_on(worker).to_string();
         Command::new("ip")
             .args(["netns", "exec", &dst, "curl", "-s", "-m", "20"])
             .args(["--local-port", &port, "http://10.7.0.2/big.bin"])
@@ -942,7 +946,7 @@ fn a_narrow_link_on_the_path_shrinks_the_segments_and_the_download_completes() {
             .expect("run curl")
     };
     let before = reports();
-    let out = fetch();
+    let out = fetch(1);
     assert!(out.status.success(), "curl: {:?}", out.status);
     assert!(
         out.stdout == body,
@@ -955,7 +959,7 @@ fn a_narrow_link_on_the_path_shrinks_the_segments_and_the_download_completes() {
         (1..=64).contains(&first),
         "router 2 reported {first} segments too big"
     );
-    let out = fetch();
+    let out = fetch(0);
     assert!(
         out.stdout == body,
         "{} of {} bytes",
@@ -965,7 +969,7 @@ fn a_narrow_link_on_the_path_shrinks_the_segments_and_the_download_completes() {
     assert_eq!(
         reports() - before,
         first,
-        "the second download started small"
+        "the second download, on the other worker, started small"
     );
 }
 

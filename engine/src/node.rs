@@ -21,11 +21,17 @@ use crate::sys::tap::{open_tap, TapError, TapOptions};
 use crate::trace::{TraceConfig, TraceStats, TraceWriter, Tracer};
 use crate::worker::{self, WorkerCounters};
 
-/// What a worker receives from the others: frames of its flows, and apps to run.
+/// What a worker receives from the others: frames of its flows, apps to run, and what another
+/// worker learned that concerns the whole node.
 type WorkerInbox = (
     Receiver<crate::worker::Handoff>,
     Receiver<Box<dyn crate::rtc::WorkerApp>>,
+    Receiver<crate::worker::NodeUpdate>,
 );
+
+/// Node-wide updates waiting in one worker's channel before more are dropped (each is a rare
+/// event, such as a path MTU learned; one lost costs its host one more report).
+pub const UPDATE_QUEUE: usize = 256;
 
 /// Frames waiting in one worker's hand-off channel before more are dropped.
 pub const HANDOFF_QUEUE: usize = 4096;
@@ -198,6 +204,8 @@ pub(crate) struct WorkerShared {
     pub recycle_rx: Receiver<Vec<u8>>,
     /// Run-to-completion apps waiting to be picked up by the worker.
     pub apps_tx: Sender<Box<dyn crate::rtc::WorkerApp>>,
+    /// Node-wide updates for this worker's stack, from the worker that learned them.
+    pub updates_tx: Sender<crate::worker::NodeUpdate>,
     pub counters: Mutex<WorkerCounters>,
     /// What blocked callers of this worker's sockets wait on.
     pub news: News,
@@ -375,8 +383,9 @@ impl Node {
             let wake = EventFd::new().map_err(|source| NodeError::Worker { worker: i, source })?;
             let (tx, rx) = bounded(HANDOFF_QUEUE);
             let (apps_tx, apps_rx) = crossbeam_channel::unbounded();
+            let (updates_tx, updates_rx) = bounded(UPDATE_QUEUE);
             let (recycle_tx, recycle_rx) = bounded(HANDOFF_QUEUE);
-            receivers.push((rx, apps_rx));
+            receivers.push((rx, apps_rx, updates_rx));
             workers.push(WorkerShared {
                 stack: Mutex::new(WorkerState {
                     stack,
@@ -387,6 +396,7 @@ impl Node {
                 recycle_tx,
                 recycle_rx,
                 apps_tx,
+                updates_tx,
                 counters: Mutex::new(WorkerCounters::default()),
                 news: News::default(),
             });
@@ -409,7 +419,8 @@ impl Node {
         });
         let cores = crate::sys::affinity::available_cores().max(1);
         let mut threads = Vec::new();
-        for (i, (queue, (handoff_rx, apps_rx))) in tap.queues.into_iter().zip(receivers).enumerate()
+        for (i, (queue, (handoff_rx, apps_rx, updates_rx))) in
+            tap.queues.into_iter().zip(receivers).enumerate()
         {
             let small = BufferPool::new(worker::POOL_BUFFERS, worker::buf_size(config.stack.mtu))
                 .map_err(|source| NodeError::Worker { worker: i, source })?;
@@ -435,6 +446,7 @@ impl Node {
                         pool,
                         handoff_rx,
                         apps_rx,
+                        updates_rx,
                         core,
                         faults,
                     };

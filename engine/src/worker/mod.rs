@@ -206,6 +206,14 @@ impl Rx<'_> {
     }
 }
 
+/// What one worker's stack learned that the other workers' stacks need too. The stacks are not
+/// shared: each update goes to each other worker over its channel, to take at its next batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum NodeUpdate {
+    /// The path to a host takes packets of at most this many bytes (RFC 1191).
+    PathMtu(std::net::Ipv4Addr, usize),
+}
+
 /// What a worker owns: its tap queue, its pool, its inbound channels, where to pin it, and its
 /// fault injectors.
 pub(crate) struct WorkerIo {
@@ -213,6 +221,7 @@ pub(crate) struct WorkerIo {
     pub pool: TxPools,
     pub handoff_rx: Receiver<Handoff>,
     pub apps_rx: Receiver<Box<dyn WorkerApp>>,
+    pub updates_rx: Receiver<NodeUpdate>,
     pub core: Option<usize>,
     pub faults: Option<Faults>,
 }
@@ -258,9 +267,12 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
         mut pool,
         handoff_rx,
         apps_rx,
+        updates_rx,
         core,
         faults,
     } = io;
+    // Path MTUs this worker's stack learned in a batch, for the others (storage reused).
+    let mut learned: Vec<(std::net::Ipv4Addr, usize)> = Vec::new();
     let mut apps = Apps::default();
     if let Some(c) = core {
         // Pinning is an optimisation: a worker that cannot pin still works.
@@ -333,6 +345,11 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
             if me > 0 {
                 lease.follow(&inner, stack);
             }
+            while let Ok(update) = updates_rx.try_recv() {
+                match update {
+                    NodeUpdate::PathMtu(dst, mtu) => stack.learn_path_mtu(dst, mtu, now),
+                }
+            }
             let mut tx = TxBatch {
                 pool: &mut pool,
                 frames: &mut frames,
@@ -372,6 +389,12 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
             if me == 0 {
                 lease.publish(&inner, stack);
             }
+            stack.take_path_mtus(&mut learned);
+            share_updates(
+                &inner,
+                me,
+                learned.drain(..).map(|(d, m)| NodeUpdate::PathMtu(d, m)),
+            );
             counters.tcp_conns_opened = stack.counters().tcp_conns_opened;
             stack.take_news(&mut news);
             if tracing.on() {
@@ -391,6 +414,25 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
         device.clear_steering();
     }
     shared.news.publish_all();
+}
+
+/// Gives `updates` to every other worker and wakes each that got one.
+fn share_updates(inner: &Inner, me: usize, updates: impl Iterator<Item = NodeUpdate>) {
+    let mut woken = 0u64;
+    for u in updates {
+        for (o, w) in inner.workers.iter().enumerate().filter(|&(o, _)| o != me) {
+            if w.updates_tx.try_send(u).is_ok() {
+                woken |= 1 << o;
+            }
+        }
+    }
+    while woken != 0 {
+        let o = woken.trailing_zeros() as usize;
+        woken &= woken - 1;
+        if let Some(w) = inner.workers.get(o) {
+            let _ = w.wake.notify();
+        }
+    }
 }
 
 /// With DHCP on several queues: worker 0's stack runs the client and publishes its

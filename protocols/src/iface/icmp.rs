@@ -286,7 +286,7 @@ impl Stack {
                 // A datagram of ours was too big for the path (and the report names a socket
                 // of ours): later ones to that host are cut to fit.
                 let mtu = path_mtu_of(next_hop_mtu, &q).max(crate::tcp::MIN_PATH_MTU);
-                self.pmtu.learn(q.dst, mtu, now);
+                self.pmtu.learn_from_report(q.dst, mtu, now);
             }
             // Errors reach UDP and ICMP sockets found by port or ident: news for everyone.
             self.news.push_all();

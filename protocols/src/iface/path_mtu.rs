@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
+use super::Stack;
 use crate::time::{Duration, Instant};
 
 /// How long a learned path MTU holds.
@@ -15,9 +16,14 @@ pub const PMTU_EXPIRES: Duration = Duration::from_secs(600);
 /// Destinations remembered at most; past it, the entry that expires first gives way.
 pub const PMTU_ENTRIES: usize = 1024;
 
+/// Path MTUs learned from the wire and not yet taken by [`Stack::take_path_mtus`], at most.
+const NEWS_MAX: usize = 64;
+
 #[derive(Debug, Default)]
 pub(super) struct PathMtuCache {
     entries: HashMap<Ipv4Addr, (usize, Instant)>,
+    /// What reports taught since the last take, for the node's other stacks.
+    news: Vec<(Ipv4Addr, usize)>,
 }
 
 impl PathMtuCache {
@@ -29,12 +35,26 @@ impl PathMtuCache {
             .map(|&(mtu, _)| mtu)
     }
 
+    /// A report said the path to `dst` takes `mtu`-byte packets at most: learned, and kept
+    /// as news for the node's other stacks.
+    pub fn learn_from_report(&mut self, dst: Ipv4Addr, mtu: usize, now: Instant) {
+        if self.learn(dst, mtu, now) && self.news.len() < NEWS_MAX {
+            self.news.push((dst, mtu));
+        }
+    }
+
+    /// What reports taught since the last call.
+    pub fn take_news(&mut self, out: &mut Vec<(Ipv4Addr, usize)>) {
+        out.append(&mut self.news);
+    }
+
     /// Records that the path to `dst` takes `mtu`-byte packets at most (a smaller value than a
     /// valid one already held wins; a larger one does not replace it before it expires).
-    pub fn learn(&mut self, dst: Ipv4Addr, mtu: usize, now: Instant) {
+    /// Returns whether it changed anything.
+    pub fn learn(&mut self, dst: Ipv4Addr, mtu: usize, now: Instant) -> bool {
         if let Some(held) = self.get(dst, now) {
             if held <= mtu {
-                return;
+                return false;
             }
         }
         if self.entries.len() >= PMTU_ENTRIES && !self.entries.contains_key(&dst) {
@@ -51,11 +71,27 @@ impl PathMtuCache {
             }
         }
         self.entries.insert(dst, (mtu, now + PMTU_EXPIRES));
+        true
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+}
+
+impl Stack {
+    /// Path MTUs this stack learned from reports since the last call (each destination, the
+    /// MTU): for the node to give its other stacks, whose connections to those hosts then start
+    /// small too.
+    pub fn take_path_mtus(&mut self, out: &mut Vec<(Ipv4Addr, usize)>) {
+        self.pmtu.take_news(out);
+    }
+
+    /// Takes a path MTU another stack of the node learned (see [`Stack::take_path_mtus`]); it is
+    /// no news to pass on.
+    pub fn learn_path_mtu(&mut self, dst: Ipv4Addr, mtu: usize, now: Instant) {
+        self.pmtu.learn(dst, mtu.max(crate::tcp::MIN_PATH_MTU), now);
     }
 }
 

@@ -395,7 +395,7 @@ impl Stack {
             PathMtu::Lowered => self.counters.tcp_path_mtu_lowered += 1,
         }
         self.pmtu
-            .learn(*key.2.ip(), mtu.max(crate::tcp::MIN_PATH_MTU), now);
+            .learn_from_report(*key.2.ip(), mtu.max(crate::tcp::MIN_PATH_MTU), now);
         self.touch(h);
     }
 
