@@ -415,6 +415,73 @@ fn closed_ports_are_refused_at_once() {
     );
 }
 
+/// A firewall's REJECT and a router without a route answer tapir's SYN with an ICMP error: the
+/// kernel in the lab rejects ports 81-84 with each kind of error (nftables) and routes
+/// 10.99.0.0/16 `unreachable` and 10.98.0.0/16 `prohibit`. `tapir wget` fails each at its first
+/// SYN with the error Linux gives; before, it sent SYNs until its `-T 30` ran out and reported a
+/// timeout.
+#[test]
+fn an_icmp_error_answering_our_syn_fails_the_connect_with_its_error() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = Lab::up("it").expect("lab up");
+    let rules = "table inet tapirrej {
+        chain input {
+            type filter hook input priority 0;
+            tcp dport 81 reject with icmp type port-unreachable
+            tcp dport 82 reject with icmp type host-unreachable
+            tcp dport 83 reject with icmp type admin-prohibited
+            tcp dport 84 reject with icmp type net-unreachable
+        }
+    }";
+    let mut nft = lab
+        .command("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("nft");
+    nft.stdin
+        .take()
+        .unwrap()
+        .write_all(rules.as_bytes())
+        .unwrap();
+    assert!(nft.wait().unwrap().success(), "nft rules");
+    // Forward (so the routes below answer), and answer every SYN (no ICMP rate limit).
+    for kv in ["net.ipv4.ip_forward=1", "net.ipv4.icmp_ratemask=0"] {
+        common::run_ok(lab.command("sysctl").args(["-qw", kv]));
+    }
+    for (kind, net) in [
+        ("unreachable", "10.99.0.0/16"),
+        ("prohibit", "10.98.0.0/16"),
+    ] {
+        common::run_ok(Command::new("ip").args(["-n", &lab.ns, "route", "add", kind, net]));
+    }
+    let cases = [
+        ("10.7.0.1:81", "connection refused"),
+        ("10.7.0.1:82", "no route to host"),
+        ("10.7.0.1:83", "no route to host"),
+        ("10.7.0.1:84", "network is unreachable"),
+        ("10.99.0.5:80", "no route to host"),
+        ("10.98.0.5:80", "no route to host"),
+    ];
+    for (to, error) in cases {
+        let out = Command::new(TAPIR)
+            .arg("wget")
+            .args(lab.node_args())
+            .args(["--gateway", "10.7.0.1", "-T", "30", "-O", "-"])
+            .arg(format!("http://{to}/"))
+            .output()
+            .expect("run tapir wget");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{to}: {err}");
+        assert!(
+            err.contains(&format!("cannot connect to {to}: {error}")),
+            "{to}: {err}"
+        );
+    }
+}
+
 fn run_tapir(args: &[&str]) -> Output {
     Command::new(TAPIR).args(args).output().expect("run tapir")
 }

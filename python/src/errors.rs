@@ -23,11 +23,13 @@ pub mod errno {
     pub const EOPNOTSUPP: i32 = 95;
     pub const EADDRINUSE: i32 = 98;
     pub const EADDRNOTAVAIL: i32 = 99;
+    pub const ENETUNREACH: i32 = 101;
     pub const ECONNRESET: i32 = 104;
     pub const EISCONN: i32 = 106;
     pub const ENOTCONN: i32 = 107;
     pub const ETIMEDOUT: i32 = 110;
     pub const ECONNREFUSED: i32 = 111;
+    pub const EHOSTUNREACH: i32 = 113;
 }
 
 /// An `OSError(errno, message)`; Python picks the subclass from the errno.
@@ -40,6 +42,8 @@ pub fn errno_of(e: &io::Error) -> i32 {
     use io::ErrorKind as K;
     match e.kind() {
         K::ConnectionRefused => errno::ECONNREFUSED,
+        K::HostUnreachable => errno::EHOSTUNREACH,
+        K::NetworkUnreachable => errno::ENETUNREACH,
         K::ConnectionReset | K::ConnectionAborted => errno::ECONNRESET,
         K::BrokenPipe => errno::EPIPE,
         K::TimedOut => errno::ETIMEDOUT,

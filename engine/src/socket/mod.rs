@@ -34,6 +34,8 @@ pub(crate) fn tcp_error(e: TcpError) -> io::Error {
         TcpError::Refused => io::ErrorKind::ConnectionRefused,
         TcpError::Reset => io::ErrorKind::ConnectionReset,
         TcpError::TimedOut => io::ErrorKind::TimedOut,
+        TcpError::HostUnreachable => io::ErrorKind::HostUnreachable,
+        TcpError::NetUnreachable => io::ErrorKind::NetworkUnreachable,
         TcpError::Closed => io::ErrorKind::BrokenPipe,
     };
     io::Error::new(kind, e)

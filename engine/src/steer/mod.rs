@@ -119,12 +119,14 @@ pub fn classify(frame: &[u8], me: usize, workers: usize) -> Steer {
     }
 }
 
-/// The owner of the TCP connection or UDP flow an ICMP destination-unreachable quotes (a path
-/// MTU report is that connection's business, and the owner is the worker that sends the flow's
-/// datagrams), or None for any other ICMP message. Reads only what it needs, trusting nothing.
+/// The owner of the TCP connection or UDP flow an ICMP destination-unreachable or time-exceeded
+/// quotes (a path MTU report, or the error that ends an attempt to connect, is that
+/// connection's business, and the owner is the worker that sends the flow's datagrams), or None
+/// for any other ICMP message. Reads only what it needs, trusting nothing.
 fn icmp_error_owner(icmp: &[u8], workers: usize) -> Option<usize> {
     const DST_UNREACHABLE: u8 = 3;
-    if *icmp.first()? != DST_UNREACHABLE {
+    const TIME_EXCEEDED: u8 = 11;
+    if !matches!(icmp.first()?, &DST_UNREACHABLE | &TIME_EXCEEDED) {
         return None;
     }
     let quoted = icmp.get(8..)?;
@@ -248,6 +250,7 @@ mod tests {
                 };
                 assert_eq!(classify(&icmp(3, 6, port), me, workers), want);
                 assert_eq!(classify(&icmp(3, 17, port), me, workers), want);
+                assert_eq!(classify(&icmp(11, 6, port), me, workers), want);
                 assert_eq!(classify(&icmp(3, 1, port), me, workers), Steer::Here);
                 assert_eq!(classify(&icmp(8, 6, port), me, workers), Steer::Here);
             }

@@ -11,6 +11,7 @@ use super::egress::emit_ipv4;
 use super::ingress::IpMeta;
 use super::sockets::{Slab, SocketHandle};
 use super::{Sink, Stack, Wake};
+use crate::tcp::ConnError;
 use crate::time::{Duration, Instant};
 use crate::wire::icmpv4::dst_unreachable;
 use crate::wire::{self, Icmpv4Packet, Icmpv4Repr, IpProtocol, SeqNumber};
@@ -76,6 +77,23 @@ fn parse_quote(invoking: &[u8]) -> Option<Quoted> {
         src: addr(12),
         dst: addr(16),
         head,
+    })
+}
+
+/// What an ICMP error quoting a TCP segment means for its connection: None for "fragmentation
+/// needed" (a path MTU), else the error that ends an attempt to connect (Linux's mapping of the
+/// codes: port and protocol unreachable refuse; net codes make the network unreachable; host,
+/// prohibited and TTL codes leave no route to the host).
+fn tcp_error_of(msg_type: u8, code: u8) -> Option<ConnError> {
+    use dst_unreachable::*;
+    if msg_type != wire::icmpv4::msg_type::DST_UNREACHABLE {
+        return Some(ConnError::HostUnreachable); // time exceeded
+    }
+    Some(match code {
+        FRAG_REQUIRED => return None,
+        PORT_UNREACHABLE | PROTO_UNREACHABLE => ConnError::Refused,
+        NET_UNREACHABLE | 6 | 9 | 11 => ConnError::NetUnreachable,
+        _ => ConnError::HostUnreachable,
     })
 }
 
@@ -225,17 +243,16 @@ impl Stack {
         let Some(q) = parse_quote(invoking) else {
             return self.counters.drop(DropReason::IcmpMalformed);
         };
-        if q.protocol == 6
-            && msg_type == wire::icmpv4::msg_type::DST_UNREACHABLE
-            && code == dst_unreachable::FRAG_REQUIRED
-            && self.is_local(q.src)
-        {
+        if q.protocol == 6 && self.is_local(q.src) {
             let h = &q.head;
             let local_port = u16::from_be_bytes([h[0], h[1]]);
             let remote = SocketAddrV4::new(q.dst, u16::from_be_bytes([h[2], h[3]]));
             let seq = SeqNumber(u32::from_be_bytes([h[4], h[5], h[6], h[7]]));
-            let mtu = path_mtu_of(next_hop_mtu, &q);
-            return self.tcp_path_mtu(now, (q.src, local_port, remote), seq, mtu);
+            let key = (q.src, local_port, remote);
+            return match tcp_error_of(msg_type, code) {
+                None => self.tcp_path_mtu(now, key, seq, path_mtu_of(next_hop_mtu, &q)),
+                Some(err) => self.tcp_icmp_error(key, seq, err),
+            };
         }
         if q.src != self.address() {
             return self.counters.drop(DropReason::IcmpUnhandled);

@@ -819,6 +819,8 @@ mod tcp_time_wait;
 
 mod path_mtu;
 
+mod tcp_icmp;
+
 mod fragments;
 
 mod arp_defence;

@@ -185,6 +185,13 @@ pub enum ConnError {
     /// Retransmissions went unanswered R2 times.
     #[error("connection timed out")]
     TimedOut,
+    /// An ICMP error answered our SYN: no route to the host (host unreachable, or
+    /// administratively prohibited, or the SYN's TTL ran out on the way).
+    #[error("no route to host")]
+    HostUnreachable,
+    /// An ICMP error answered our SYN: the host's network is unreachable.
+    #[error("network is unreachable")]
+    NetUnreachable,
 }
 
 /// A segment the connection dropped, or an answer it held back, for the caller's counters

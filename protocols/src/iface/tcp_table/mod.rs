@@ -50,6 +50,10 @@ pub enum TcpError {
     Reset,
     #[error("connection timed out")]
     TimedOut,
+    #[error("no route to host")]
+    HostUnreachable,
+    #[error("network is unreachable")]
+    NetUnreachable,
     #[error("connection closed for sending")]
     Closed,
     #[error("not one of the node's addresses")]
@@ -62,6 +66,8 @@ impl From<ConnError> for TcpError {
             ConnError::Refused => TcpError::Refused,
             ConnError::Reset => TcpError::Reset,
             ConnError::TimedOut => TcpError::TimedOut,
+            ConnError::HostUnreachable => TcpError::HostUnreachable,
+            ConnError::NetUnreachable => TcpError::NetUnreachable,
         }
     }
 }
@@ -397,6 +403,28 @@ impl Stack {
         self.pmtu
             .learn_from_report(*key.2.ip(), mtu.max(crate::tcp::MIN_PATH_MTU), now);
         self.touch(h);
+    }
+
+    /// An ICMP error other than "fragmentation needed" quoting our segment at `seq` of 4-tuple
+    /// `key`: it ends a connection whose SYN it answers (see [`Connection::on_icmp_error`]);
+    /// anything else is counted and ignored.
+    pub(in crate::iface) fn tcp_icmp_error(
+        &mut self,
+        key: Tuple,
+        seq: wire::SeqNumber,
+        err: ConnError,
+    ) {
+        let h = self.tcp.conns.get(&key).copied();
+        let ended = h.is_some_and(|h| {
+            self.tcp
+                .sockets
+                .get_mut(h)
+                .is_some_and(|s| s.conn.on_icmp_error(seq, err))
+        });
+        match h {
+            Some(h) if ended => self.touch(h),
+            _ => self.counters.drop(DropReason::IcmpUnhandled),
+        }
     }
 
     fn remove_conn(&mut self, h: SocketHandle) {

@@ -639,6 +639,19 @@ impl Connection {
         PathMtu::Lowered
     }
 
+    /// RFC 1122 §4.2.3.9 and RFC 5927: an ICMP error (other than "fragmentation needed")
+    /// quoting our segment at `seq`. Answering our SYN (SYN-SENT, `seq` our ISN) it ends the
+    /// attempt at once with `err`, as Linux does, rather than after minutes of SYNs nobody will
+    /// answer (a firewall's REJECT, a router without a route). Anything later is a soft error a
+    /// connection survives: ignored. Returns whether it ended the connection.
+    pub fn on_icmp_error(&mut self, seq: SeqNumber, err: ConnError) -> bool {
+        if self.state != State::SynSent || seq != self.iss {
+            return false;
+        }
+        self.fail(err);
+        true
+    }
+
     /// Caps the MSS this connection sends with at what a path MTU of `mtu` allows (a path MTU
     /// the node learned earlier towards the same host), whatever the peer's SYN offers.
     pub fn set_path_mtu(&mut self, mtu: usize) {
