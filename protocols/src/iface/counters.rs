@@ -59,6 +59,7 @@ drop_reasons! {
     TcpMaxConns => "tcp_max_conns", "A SYN refused because the node holds --max-conns connections.";
     TcpPaws => "tcp_paws", "A TCP segment older than TS.Recent (RFC 7323 PAWS), answered by an ACK.";
     TcpOutOfWindow => "tcp_out_of_window", "A TCP segment outside the receive window (answered by an ACK unless a RST).";
+    TcpDataAfterClose => "tcp_data_after_close", "New data for a connection its application let go of: nobody would read it, so the connection is reset (RFC 1122 4.2.2.13).";
     TcpBadAck => "tcp_bad_ack", "A TCP segment acknowledging data never sent or older than the window (RFC 5961 §5).";
     TcpChallengeAckLimited => "tcp_challenge_ack_limited", "A challenge ACK (RFC 5961) not sent: the per-second budget was spent.";
     TcpListenNoAck => "tcp_listen_no_ack", "A segment with neither ACK nor a plain SYN to a listening port (FIN, NULL, Xmas or SYN+FIN probes): dropped without reply (RFC 9293 §3.10.7.2).";
@@ -98,6 +99,9 @@ pub struct Counters {
     pub tcp_time_wait_recycled: u64,
     /// Connections whose MSS an ICMP "fragmentation needed" lowered (RFC 1191 path MTU).
     pub tcp_path_mtu_lowered: u64,
+    /// Connections reset because their application let go of them with data unread (RFC 1122
+    /// §4.2.2.13, Linux's `TCPAbortOnClose`).
+    pub tcp_reset_unread: u64,
     /// DHCP messages sent and accepted (parsed; the client may still ignore them).
     pub dhcp_sent: u64,
     pub dhcp_received: u64,
@@ -140,6 +144,7 @@ impl Default for Counters {
             tcp_syn_cookies_sent: 0,
             tcp_time_wait_recycled: 0,
             tcp_path_mtu_lowered: 0,
+            tcp_reset_unread: 0,
             dhcp_sent: 0,
             dhcp_received: 0,
             dhcp_probes_sent: 0,
@@ -203,6 +208,7 @@ impl Counters {
         self.tcp_syn_cookies_sent += other.tcp_syn_cookies_sent;
         self.tcp_time_wait_recycled += other.tcp_time_wait_recycled;
         self.tcp_path_mtu_lowered += other.tcp_path_mtu_lowered;
+        self.tcp_reset_unread += other.tcp_reset_unread;
         self.dhcp_sent += other.dhcp_sent;
         self.dhcp_received += other.dhcp_received;
         self.dhcp_probes_sent += other.dhcp_probes_sent;

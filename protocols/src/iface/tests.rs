@@ -821,6 +821,8 @@ mod path_mtu;
 
 mod tcp_icmp;
 
+mod tcp_release;
+
 mod fragments;
 
 mod arp_defence;

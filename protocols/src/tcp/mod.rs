@@ -206,6 +206,9 @@ pub enum SegmentDrop {
     BadAck,
     /// Outside the receive window (answered by an ACK unless it is a RST).
     OutOfWindow,
+    /// New data for a connection its application let go of: nobody will read it, so the
+    /// connection is reset (RFC 1122 §4.2.2.13, Linux's `TCPAbortOnData`).
+    DataAfterClose,
 }
 
 /// Why [`Connection::send`] could not take data.

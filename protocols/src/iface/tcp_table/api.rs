@@ -186,8 +186,8 @@ impl Stack {
     pub fn tcp_release(&mut self, h: SocketHandle) {
         if let Some(s) = self.tcp.sockets.get_mut(h) {
             s.released = true;
-            if !s.conn.is_closed() {
-                s.conn.close();
+            if s.conn.orphan() {
+                self.counters.tcp_reset_unread += 1;
             }
         }
         self.touch(h);

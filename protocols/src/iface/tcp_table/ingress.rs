@@ -134,5 +134,6 @@ pub(super) fn drop_reason(d: SegmentDrop) -> DropReason {
         SegmentDrop::ChallengeAckLimited => DropReason::TcpChallengeAckLimited,
         SegmentDrop::BadAck => DropReason::TcpBadAck,
         SegmentDrop::OutOfWindow => DropReason::TcpOutOfWindow,
+        SegmentDrop::DataAfterClose => DropReason::TcpDataAfterClose,
     }
 }

@@ -149,6 +149,12 @@ impl Connection {
             self.state,
             State::Established | State::FinWait1 | State::FinWait2
         ) {
+            if self.orphaned && seg.seq_number + payload.len() > self.rcv_nxt {
+                // New data nobody will read (RFC 1122 §4.2.2.13).
+                self.last_drop = Some(SegmentDrop::DataAfterClose);
+                self.abort();
+                return;
+            }
             self.process_urgent(seg);
             self.process_data(now, seg, payload);
         }

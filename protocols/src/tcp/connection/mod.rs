@@ -172,6 +172,8 @@ pub struct Connection {
     keepalive_probes: u32,
     send_keepalive: bool,
     challenge: ChallengeBudget,
+    /// The application let go of the connection ([`Connection::orphan`]).
+    orphaned: bool,
     last_drop: Option<SegmentDrop>,
 
     // ACK generation.
@@ -259,6 +261,7 @@ impl Connection {
             keepalive_probes: 0,
             send_keepalive: false,
             challenge: ChallengeBudget::default(),
+            orphaned: false,
             last_drop: None,
             ack_now: false,
             unacked_bytes: 0,
@@ -939,6 +942,23 @@ impl Connection {
             }
             _ => {}
         }
+    }
+
+    /// The application let go of the connection: no one will read from it again. With data
+    /// still unread it is reset at once (the peer learns its data was lost; returns true);
+    /// else it closes gracefully, and new data arriving later resets it (RFC 1122 §4.2.2.13:
+    /// Linux's `TCPAbortOnClose` and `TCPAbortOnData`). Without this a peer could keep a
+    /// let-go connection, and its buffer, alive for good by sending into it.
+    pub fn orphan(&mut self) -> bool {
+        self.orphaned = true;
+        if self.rx.ready() > 0 {
+            self.abort();
+            return true;
+        }
+        if !self.is_closed() {
+            self.close();
+        }
+        false
     }
 
     /// Resets the connection: a RST goes out (if synchronized) on the next poll, state CLOSED.
