@@ -21,12 +21,19 @@ use super::interval::{Sample, Shared};
 /// How long a sender told to stop may take to finish the block it started.
 const GRACE: Duration = Duration::from_secs(2);
 
+/// How long a receiver told to stop goes on reading (and dropping) what its sender still sends,
+/// at most, before it lets go of the stream anyway (which then resets it).
+const DRAIN: Duration = Duration::from_secs(10);
+
 struct Stream {
     index: usize,
     send: bool,
     bytes: u64,
     /// Sender: where in the block the next write starts.
     off: usize,
+    /// Receiver told to stop: our FIN is out, and what the sender still sends is dropped until
+    /// it closes too.
+    draining: bool,
 }
 
 /// One worker's data streams.
@@ -37,8 +44,9 @@ pub struct StreamsApp {
     streams: HashMap<SocketHandle, Stream>,
     started: bool,
     give_up: Option<Instant>,
-    /// Told once, when every stream has been closed.
+    /// Told once, when every stream has been closed or is only draining.
     done: Sender<()>,
+    told: bool,
     finished: bool,
 }
 
@@ -64,6 +72,7 @@ impl StreamsApp {
                     send,
                     bytes: 0,
                     off: 0,
+                    draining: false,
                 };
                 (h, s)
             })
@@ -75,6 +84,7 @@ impl StreamsApp {
             started: false,
             give_up: None,
             done,
+            told: false,
             finished: false,
         }
     }
@@ -108,10 +118,15 @@ impl StreamsApp {
     }
 }
 
-/// Reads and drops everything ready; true when the stream is over (stopped, ended, failed).
+/// Reads and drops everything ready; true when the stream is over (ended, failed). Told to stop,
+/// it sends its FIN and goes on dropping what arrives until the sender closes too: the sender
+/// stops only when the control connection's TEST_END reaches it, which follows, and letting go
+/// of a stream with data still arriving would reset it under the sender (RFC 1122 §4.2.2.13),
+/// which a stock iperf3 server takes for a failed test.
 fn receive(stack: &mut Stack, h: SocketHandle, s: &mut Stream, stopping: bool) -> bool {
-    if stopping {
-        return true;
+    if stopping && !s.draining {
+        s.draining = true;
+        let _ = stack.tcp_close(h);
     }
     loop {
         match stack.tcp_discard(h, usize::MAX) {
@@ -165,6 +180,12 @@ impl WorkerApp for StreamsApp {
             self.give_up = Some(ctx.now + GRACE);
         }
         let late = self.give_up.is_some_and(|t| ctx.now >= t);
+        if self.give_up.is_some_and(|t| ctx.now >= t + DRAIN) {
+            // Senders that never closed: let go of their streams anyway.
+            for (h, _) in self.streams.drain() {
+                ctx.stack.tcp_release(h);
+            }
+        }
         if self.started && !stopping {
             for &h in ctx.ready {
                 self.drive(ctx.stack, h, false, false);
@@ -178,14 +199,21 @@ impl WorkerApp for StreamsApp {
                 self.drive(ctx.stack, h, stopping, late);
             }
         }
+        if !self.told && self.streams.values().all(|s| s.draining) {
+            self.told = true;
+            let _ = self.done.send(());
+        }
         if self.streams.is_empty() {
             self.finished = true;
-            let _ = self.done.send(());
             return None;
         }
         // A sender finishing its block wants to be polled at the grace's end even if no room
-        // opens.
-        self.give_up
+        // opens; draining receivers at the drain's end.
+        let drain_end = self.give_up.map(|t| t + DRAIN);
+        match (late, self.give_up) {
+            (false, at) => at,
+            (true, _) => drain_end,
+        }
     }
 
     fn done(&self) -> bool {
