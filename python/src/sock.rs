@@ -324,12 +324,13 @@ impl Core {
     ) -> PyResult<(Vec<u8>, SocketAddrV4)> {
         let (s, peer) = self.udp()?;
         let mut buf = vec![0u8; n.max(1)];
-        let (got, from) = self.wait(py, timeout, |_| loop {
+        let (got, from) = self.wait(py, timeout, |_| {
             let g = s.read().unwrap_or_else(|e| e.into_inner());
-            let (got, from) = g.recv_from(&mut buf)?;
-            // A connected UDP socket hears only its peer (as Linux's does).
-            if peer.is_none_or(|p| p == from) {
-                return Ok((got, from));
+            match peer {
+                // A connected UDP socket hears only its peer, and hears of a port unreachable
+                // from it as ECONNREFUSED (as Linux's does).
+                Some(p) => g.recv_connected(&mut buf, p).map(|got| (got, p)),
+                None => g.recv_from(&mut buf),
             }
         })?;
         buf.truncate(got.min(n));

@@ -110,6 +110,26 @@ def test_connection_refused_on_a_closed_port(lab, node):
     s2.close()
 
 
+def test_connected_udp_hears_port_unreachable_as_connection_refused(lab, node):
+    # The kernel answers a datagram to a closed port with ICMP port unreachable; a connected
+    # socket turns it into ECONNREFUSED on its next recv, as Linux's does, instead of waiting
+    # out its timeout. An unconnected socket does not.
+    u = node.socket(tapir.AF_INET, tapir.SOCK_DGRAM)
+    u.settimeout(20)
+    u.connect((KERNEL, 9))
+    u.send(b"anyone?")
+    with pytest.raises(ConnectionRefusedError) as e:
+        u.recv(100)
+    assert e.value.errno == errno.ECONNREFUSED
+    u.close()
+    v = node.socket(tapir.AF_INET, tapir.SOCK_DGRAM)
+    v.settimeout(0.5)
+    v.sendto(b"anyone?", (KERNEL, 9))
+    with pytest.raises(TimeoutError):
+        v.recvfrom(100)
+    v.close()
+
+
 def checksum(b):
     if len(b) % 2:
         b += b"\0"

@@ -119,6 +119,52 @@ impl UdpSocket {
         )
     }
 
+    /// Receives one datagram from `peer` only, as a socket connected to it does (Linux's
+    /// semantics): datagrams from others are dropped, and an ICMP hard error about a datagram
+    /// sent to `peer` (port or protocol unreachable: `ConnectionRefused`; administratively
+    /// prohibited: `HostUnreachable`) fails this call once instead of leaving it to time out.
+    /// Other ICMP errors, soft ones, are dropped as a connected Linux socket ignores them.
+    pub fn recv_connected(&self, buf: &mut [u8], peer: SocketAddrV4) -> io::Result<usize> {
+        use protocols::wire::icmpv4::{dst_unreachable as du, msg_type};
+        let got = super::recv_any(
+            &self.node,
+            &self.handles,
+            protocols::iface::Wake::Udp,
+            deadline(self.read_timeout),
+            || io::Error::new(io::ErrorKind::WouldBlock, "timed out"),
+            |s, h| {
+                while let Some((n, from)) = s.udp_recv_into(h, buf)? {
+                    if from == peer {
+                        return Ok(Some(Ok(n)));
+                    }
+                }
+                while let Some(r) = s.udp_recv_error(h)? {
+                    let about_peer = r.dst == *peer.ip() && r.detail == peer.port();
+                    let kind = match (r.msg_type, r.code) {
+                        (
+                            msg_type::DST_UNREACHABLE,
+                            du::PORT_UNREACHABLE | du::PROTO_UNREACHABLE,
+                        ) => io::ErrorKind::ConnectionRefused,
+                        (msg_type::DST_UNREACHABLE, 13) => io::ErrorKind::HostUnreachable,
+                        _ => continue,
+                    };
+                    if about_peer {
+                        return Ok(Some(Err(kind)));
+                    }
+                }
+                Ok(None)
+            },
+            udp_error,
+        )?;
+        got.map_err(|kind| {
+            let what = match kind {
+                io::ErrorKind::ConnectionRefused => "connection refused",
+                _ => "no route to host",
+            };
+            io::Error::new(kind, what)
+        })
+    }
+
     /// Gives the socket up to run-to-completion apps ([`crate::rtc`]), one per worker: handle
     /// `i` is in worker `i`'s stack, and only an app on that worker may use it (each worker
     /// receives the flows it owns, and answers them). The port stays bound until the returned
