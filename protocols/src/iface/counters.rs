@@ -99,9 +99,9 @@ pub struct Counters {
     pub tcp_time_wait_recycled: u64,
     /// Connections whose MSS an ICMP "fragmentation needed" lowered (RFC 1191 path MTU).
     pub tcp_path_mtu_lowered: u64,
-    /// Connections reset because their application let go of them with data unread (RFC 1122
-    /// §4.2.2.13, Linux's `TCPAbortOnClose`).
-    pub tcp_reset_unread: u64,
+    /// Bytes still unread when their application let go of a connection, dropped (its response
+    /// is still delivered, then data arriving later resets it: RFC 1122 §4.2.2.13).
+    pub tcp_unread_dropped: u64,
     /// DHCP messages sent and accepted (parsed; the client may still ignore them).
     pub dhcp_sent: u64,
     pub dhcp_received: u64,
@@ -144,7 +144,7 @@ impl Default for Counters {
             tcp_syn_cookies_sent: 0,
             tcp_time_wait_recycled: 0,
             tcp_path_mtu_lowered: 0,
-            tcp_reset_unread: 0,
+            tcp_unread_dropped: 0,
             dhcp_sent: 0,
             dhcp_received: 0,
             dhcp_probes_sent: 0,
@@ -208,7 +208,7 @@ impl Counters {
         self.tcp_syn_cookies_sent += other.tcp_syn_cookies_sent;
         self.tcp_time_wait_recycled += other.tcp_time_wait_recycled;
         self.tcp_path_mtu_lowered += other.tcp_path_mtu_lowered;
-        self.tcp_reset_unread += other.tcp_reset_unread;
+        self.tcp_unread_dropped += other.tcp_unread_dropped;
         self.dhcp_sent += other.dhcp_sent;
         self.dhcp_received += other.dhcp_received;
         self.dhcp_probes_sent += other.dhcp_probes_sent;

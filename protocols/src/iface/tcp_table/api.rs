@@ -186,9 +186,8 @@ impl Stack {
     pub fn tcp_release(&mut self, h: SocketHandle) {
         if let Some(s) = self.tcp.sockets.get_mut(h) {
             s.released = true;
-            if s.conn.orphan() {
-                self.counters.tcp_reset_unread += 1;
-            }
+            let unread = s.conn.orphan() as u64;
+            self.counters.tcp_unread_dropped += unread;
         }
         self.touch(h);
     }

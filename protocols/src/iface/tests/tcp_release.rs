@@ -1,7 +1,7 @@
-//! A connection its application let go of (RFC 1122 §4.2.2.13, as Linux): with data unread it
-//! is reset at once; closed gracefully, it is reset by the first new data that arrives, which
-//! nobody would read. Before, a peer could keep it (and its buffer) in FIN-WAIT-2 for good by
-//! sending into it.
+//! A connection its application let go of (RFC 1122 §4.2.2.13): data still unread is dropped
+//! and it closes gracefully, its response delivered; data arriving while some of ours is in
+//! flight is taken and dropped; data arriving once all of ours is acknowledged resets it. Before,
+//! a peer could keep it (and its buffer) in FIN-WAIT-2 for good by sending into it.
 
 use super::*;
 use crate::wire::SeqNumber;
@@ -63,7 +63,7 @@ fn data_for_a_connection_let_go_of_resets_it() {
 }
 
 #[test]
-fn letting_go_with_data_unread_resets_and_without_closes() {
+fn letting_go_with_data_unread_drops_it_and_still_delivers_the_answer() {
     let mut b = node_b();
     let now = Instant::from_secs(2);
     let (h, a) = b_accepts(&mut b, now);
@@ -73,33 +73,40 @@ fn letting_go_with_data_unread_resets_and_without_closes() {
         &tcp_frame(&a(TcpFlags::ACK, 1001, 0), b"unread"),
         &mut out,
     );
-    b.poll(now, &mut out);
+    b.tcp_send(h, b"answer").unwrap();
     out.clear();
     b.tcp_release(h);
     b.poll(now, &mut out);
     let segs = tcp_out(&out);
-    assert!(segs.len() == 1 && segs[0].flags.rst(), "{segs:?}");
-    assert_eq!(b.counters().tcp_reset_unread, 1);
-    assert!(b.tcp_conns().is_empty());
-    // All read first: a FIN, as always.
-    let mut b = node_b();
-    let (h, a) = b_accepts(&mut b, now);
+    assert!(!segs.iter().any(|s| s.flags.rst()), "{segs:?}");
+    assert!(segs.iter().any(|s| s.flags.fin()), "{segs:?}");
+    assert_eq!(
+        segs.iter().map(|s| s.payload_len).sum::<usize>(),
+        6,
+        "the answer"
+    );
+    assert_eq!(b.counters().tcp_unread_dropped, 6);
+    // More data while the answer and FIN are unacknowledged: taken and dropped, no reset.
+    out.clear();
     b.receive(
         now,
-        &tcp_frame(&a(TcpFlags::ACK, 1001, 0), b"read"),
+        &tcp_frame(&a(TcpFlags::ACK, 1007, 0), b"pipelined"),
         &mut out,
     );
-    let mut buf = [0u8; 16];
-    assert_eq!(b.tcp_recv(h, &mut buf), Ok(4));
-    out.clear();
-    b.tcp_release(h);
-    b.poll(now, &mut out);
+    b.poll(now + Duration::from_millis(300), &mut out);
     let segs = tcp_out(&out);
+    assert!(!segs.iter().any(|s| s.flags.rst()), "{segs:?}");
     assert!(
-        segs.iter().any(|s| s.flags.fin()) && !segs.iter().any(|s| s.flags.rst()),
-        "{segs:?}"
+        segs.iter().any(|s| s.ack_number == Some(SeqNumber(1016))),
+        "acknowledged: {segs:?}"
     );
-    assert_eq!(b.counters().tcp_reset_unread, 0);
+    let c = &b.tcp_conns()[0];
+    assert_eq!(
+        (c.state, c.recv_queue),
+        (State::FinWait1, 0),
+        "held for nobody"
+    );
+    assert_eq!(b.counters().drops(DropReason::TcpDataAfterClose), 0);
 }
 
 /// Half-closed (shutdown of the write side only), the application still reads: data keeps

@@ -149,14 +149,22 @@ impl Connection {
             self.state,
             State::Established | State::FinWait1 | State::FinWait2
         ) {
-            if self.orphaned && seg.seq_number + payload.len() > self.rcv_nxt {
-                // New data nobody will read (RFC 1122 §4.2.2.13).
+            let fresh = seg.seq_number + payload.len() > self.rcv_nxt;
+            if self.orphaned && fresh && self.state == State::FinWait2 {
+                // New data nobody will read, and all of ours is acknowledged: nothing is lost
+                // by a reset (RFC 1122 §4.2.2.13).
                 self.last_drop = Some(SegmentDrop::DataAfterClose);
                 self.abort();
                 return;
             }
             self.process_urgent(seg);
             self.process_data(now, seg, payload);
+            if self.orphaned {
+                // Ours still in flight: taken (and acknowledged) and dropped.
+                let n = self.rx.ready();
+                let n = self.rx.discard(n);
+                self.consumed(n);
+            }
         }
         self.process_fin(now, seg);
     }

@@ -944,21 +944,25 @@ impl Connection {
         }
     }
 
-    /// The application let go of the connection: no one will read from it again. With data
-    /// still unread it is reset at once (the peer learns its data was lost; returns true);
-    /// else it closes gracefully, and new data arriving later resets it (RFC 1122 §4.2.2.13:
-    /// Linux's `TCPAbortOnClose` and `TCPAbortOnData`). Without this a peer could keep a
-    /// let-go connection, and its buffer, alive for good by sending into it.
-    pub fn orphan(&mut self) -> bool {
+    /// The application let go of the connection: no one will read from it again. Data still
+    /// unread is dropped and the connection closes gracefully, so that what it sent (a response)
+    /// still reaches the peer. Data arriving later is taken and dropped while some of ours is in
+    /// flight (as a server's lingering close does), and resets the connection once all of ours
+    /// is acknowledged (RFC 1122 §4.2.2.13, Linux's `TCPAbortOnData`). Without this a peer
+    /// could keep a let-go connection, and its buffer, alive for good by sending into it.
+    /// (Linux resets at once when data is unread at close, `TCPAbortOnClose`, losing whatever
+    /// it had not sent yet; tapir delivers it.) Returns the unread bytes dropped.
+    pub fn orphan(&mut self) -> usize {
         self.orphaned = true;
-        if self.rx.ready() > 0 {
-            self.abort();
-            return true;
+        let unread = self.rx.ready();
+        if unread > 0 {
+            let n = self.rx.discard(unread);
+            self.consumed(n);
         }
         if !self.is_closed() {
             self.close();
         }
-        false
+        unread
     }
 
     /// Resets the connection: a RST goes out (if synchronized) on the next poll, state CLOSED.
