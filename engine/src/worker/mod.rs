@@ -114,14 +114,7 @@ impl Rx<'_> {
     /// its owner takes it: still after it was read and before the owner's SYN-ACK, which is
     /// all the accept order needs.
     fn wake_owners(&mut self) {
-        let mut bits = std::mem::take(&mut self.to_wake);
-        while bits != 0 {
-            let o = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            if let Some(w) = self.inner.workers.get(o) {
-                let _ = w.wake.notify();
-            }
-        }
+        wake_workers(self.inner, std::mem::take(&mut self.to_wake));
     }
 
     /// One frame (after any impairment): to this worker's stack, or to its flow's owner.
@@ -426,9 +419,14 @@ fn share_updates(inner: &Inner, me: usize, updates: impl Iterator<Item = NodeUpd
             }
         }
     }
-    while woken != 0 {
-        let o = woken.trailing_zeros() as usize;
-        woken &= woken - 1;
+    wake_workers(inner, woken);
+}
+
+/// Wakes worker `i` for each bit `i` set in `bits`, once.
+fn wake_workers(inner: &Inner, mut bits: u64) {
+    while bits != 0 {
+        let o = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
         if let Some(w) = inner.workers.get(o) {
             let _ = w.wake.notify();
         }
