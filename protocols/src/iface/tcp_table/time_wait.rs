@@ -145,6 +145,7 @@ impl Stack {
         };
         if reopen && tw.accepts(repr) {
             self.tcp.tw.remove(&key);
+            self.record_time_wait_closed(key);
             return false;
         }
         let before = tw.expires();

@@ -256,3 +256,39 @@ fn the_expiry_queue_stays_bounded_by_the_table_not_the_connection_rate() {
         now = t + Duration::from_millis(1);
     }
 }
+
+/// With events on (tracing), a compact TIME-WAIT's end is recorded as the connection's would
+/// be: TIME-WAIT to CLOSED, at expiry and when a new incarnation takes the 4-tuple.
+#[test]
+fn a_compact_time_wait_s_end_is_an_event() {
+    use crate::iface::event::StackEvent;
+    let ended = |b: &mut Stack| {
+        let mut evs = Vec::new();
+        b.drain_events(&mut evs);
+        evs.iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    StackEvent::TcpState {
+                        from: State::TimeWait,
+                        to: State::Closed,
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    // At expiry.
+    let (_, mut b, entered) = twins();
+    b.set_events(true);
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    b.poll(entered + b.config.tcp.time_wait, &mut out);
+    assert_eq!(b.tcp_time_wait_count(), 0);
+    assert_eq!(ended(&mut b), 1);
+    // Taken by a newer SYN.
+    let (_, mut b, entered) = twins();
+    b.set_events(true);
+    answer_frames(&mut b, entered, &full_syn(40000, 5000, 500));
+    assert_eq!(b.tcp_time_wait_count(), 0);
+    assert_eq!(ended(&mut b), 1);
+}
