@@ -1030,9 +1030,11 @@ fn a_narrow_link_on_the_path_makes_udp_datagrams_fragments_that_arrive() {
         sum["lost_packets"].as_u64().unwrap(),
     );
     assert!(packets > 1000, "{sum}");
-    assert!(lost <= 10, "the server lost {lost} of {packets}: {sum}");
+    // A handful: those sent before the first report came back (a worker descheduled on a busy
+    // machine may send a few dozen meanwhile, at 1,786 a second), not the 1,786 of before.
+    assert!(lost <= 50, "the server lost {lost} of {packets}: {sum}");
     let reported = reports() - before;
-    assert!((1..=10).contains(&reported), "router 2 reported {reported}");
+    assert!((1..=50).contains(&reported), "router 2 reported {reported}");
     let _ = server.0.wait();
 }
 
