@@ -302,7 +302,7 @@ impl Stack {
             if too_big {
                 // A datagram of ours was too big for the path (and the report names a socket
                 // of ours): later ones to that host are cut to fit.
-                let mtu = path_mtu_of(next_hop_mtu, &q).max(crate::tcp::MIN_PATH_MTU);
+                let mtu = path_mtu_of(next_hop_mtu, &q);
                 self.pmtu.learn_from_report(q.dst, mtu, now);
             }
             // Errors reach UDP and ICMP sockets found by port or ident: news for everyone.

@@ -48,10 +48,11 @@ impl PathMtuCache {
         out.append(&mut self.news);
     }
 
-    /// Records that the path to `dst` takes `mtu`-byte packets at most (a smaller value than a
-    /// valid one already held wins; a larger one does not replace it before it expires).
-    /// Returns whether it changed anything.
+    /// Records that the path to `dst` takes `mtu`-byte packets at most, never less than
+    /// [`crate::tcp::MIN_PATH_MTU`] (a smaller value than a valid one already held wins; a
+    /// larger one does not replace it before it expires). Returns whether it changed anything.
     pub fn learn(&mut self, dst: Ipv4Addr, mtu: usize, now: Instant) -> bool {
+        let mtu = mtu.max(crate::tcp::MIN_PATH_MTU);
         if let Some(held) = self.get(dst, now) {
             if held <= mtu {
                 return false;
@@ -91,7 +92,7 @@ impl Stack {
     /// Takes a path MTU another stack of the node learned (see [`Stack::take_path_mtus`]); it is
     /// no news to pass on.
     pub fn learn_path_mtu(&mut self, dst: Ipv4Addr, mtu: usize, now: Instant) {
-        self.pmtu.learn(dst, mtu.max(crate::tcp::MIN_PATH_MTU), now);
+        self.pmtu.learn(dst, mtu, now);
     }
 }
 

@@ -828,15 +828,32 @@ mod fragments;
 mod arp_defence;
 /// An ICMP error frame from A to B quoting `invoking` (a datagram B sent).
 fn icmp_error_frame(time_exceeded: bool, invoking: &[u8]) -> Vec<u8> {
-    let repr = if time_exceeded {
-        Icmpv4Repr::TimeExceeded {
-            code: icmpv4::time_exceeded::TTL_EXPIRED,
+    if time_exceeded {
+        icmp_error(
+            icmpv4::msg_type::TIME_EXCEEDED,
+            icmpv4::time_exceeded::TTL_EXPIRED,
+            0,
             invoking,
-        }
+        )
+    } else {
+        icmp_error(
+            icmpv4::msg_type::DST_UNREACHABLE,
+            icmpv4::dst_unreachable::PORT_UNREACHABLE,
+            0,
+            invoking,
+        )
+    }
+}
+
+/// An ICMP error of `msg_type` (time exceeded, or else destination unreachable) and `code` from
+/// A to B quoting `invoking`, with `next_hop_mtu` for "fragmentation needed".
+fn icmp_error(msg_type: u8, code: u8, next_hop_mtu: u16, invoking: &[u8]) -> Vec<u8> {
+    let repr = if msg_type == icmpv4::msg_type::TIME_EXCEEDED {
+        Icmpv4Repr::TimeExceeded { code, invoking }
     } else {
         Icmpv4Repr::DstUnreachable {
-            code: icmpv4::dst_unreachable::PORT_UNREACHABLE,
-            next_hop_mtu: 0,
+            code,
+            next_hop_mtu,
             invoking,
         }
     };

@@ -56,14 +56,6 @@ pub struct TimeWaitOutcome {
 }
 
 impl TimeWait {
-    pub fn local_port(&self) -> u16 {
-        self.local_port
-    }
-
-    pub fn remote_port(&self) -> u16 {
-        self.remote_port
-    }
-
     /// When 2·MSL runs out, unless the peer sends its FIN again.
     pub fn expires(&self) -> Instant {
         self.expires

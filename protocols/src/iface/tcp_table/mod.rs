@@ -400,8 +400,7 @@ impl Stack {
             PathMtu::Unchanged => {}
             PathMtu::Lowered => self.counters.tcp_path_mtu_lowered += 1,
         }
-        self.pmtu
-            .learn_from_report(*key.2.ip(), mtu.max(crate::tcp::MIN_PATH_MTU), now);
+        self.pmtu.learn_from_report(*key.2.ip(), mtu, now);
         self.touch(h);
     }
 

@@ -43,15 +43,12 @@ fn b_sends_30k(b: &mut Stack, port: u16, now: Instant) -> Vec<Vec<u8>> {
 /// "Fragmentation needed" from a router on the path, quoting `sent` (a frame B sent), with the
 /// next hop's MTU.
 fn frag_needed(sent: &[u8], next_hop_mtu: u16) -> Vec<u8> {
-    let invoking = &sent[14..14 + 20 + 8];
-    let repr = Icmpv4Repr::DstUnreachable {
-        code: icmpv4::dst_unreachable::FRAG_REQUIRED,
+    icmp_error(
+        icmpv4::msg_type::DST_UNREACHABLE,
+        icmpv4::dst_unreachable::FRAG_REQUIRED,
         next_hop_mtu,
-        invoking,
-    };
-    ip_frame(IpProtocol::Icmp, repr.buffer_len(), |seg| {
-        repr.emit(&mut Icmpv4Packet::new_unchecked(seg))
-    })
+        &sent[14..14 + 20 + 8],
+    )
 }
 
 /// IPv4 total length of each frame.

@@ -17,20 +17,9 @@ fn b_connects(b: &mut Stack, now: Instant) -> (SocketHandle, Vec<u8>) {
     (h, out.remove(0))
 }
 
+/// An ICMP error quoting `sent` (a frame B sent).
 fn icmp_about(sent: &[u8], msg_type: u8, code: u8) -> Vec<u8> {
-    let invoking = &sent[14..14 + 20 + 8];
-    let repr = if msg_type == icmpv4::msg_type::TIME_EXCEEDED {
-        Icmpv4Repr::TimeExceeded { code, invoking }
-    } else {
-        Icmpv4Repr::DstUnreachable {
-            code,
-            next_hop_mtu: 0,
-            invoking,
-        }
-    };
-    ip_frame(IpProtocol::Icmp, repr.buffer_len(), |seg| {
-        repr.emit(&mut Icmpv4Packet::new_unchecked(seg))
-    })
+    icmp_error(msg_type, code, 0, &sent[14..14 + 20 + 8])
 }
 
 #[test]

@@ -613,16 +613,8 @@ impl Connection {
     /// segments, with no congestion response: the path dropped them for their size, not for
     /// congestion (as Linux's `tcp_simple_retransmit`).
     pub fn on_path_mtu(&mut self, now: Instant, seq: SeqNumber, mtu: usize) -> PathMtu {
-        let sending = matches!(
-            self.state,
-            State::Established
-                | State::CloseWait
-                | State::FinWait1
-                | State::Closing
-                | State::LastAck
-        );
         let in_flight = self.snd_una <= seq && seq < self.snd_max;
-        if !(sending && in_flight) {
+        if !(self.sends_data() && in_flight) {
             return PathMtu::NotInFlight;
         }
         let mss = mtu.max(MIN_PATH_MTU) - IP_TCP_HEADERS;
@@ -682,14 +674,7 @@ impl Connection {
     /// avoidance (the override timeout). Without the second case a lost window update from a
     /// peer with a small buffer stalled the connection for good (found by the smoltcp sweep).
     fn update_persist(&mut self, now: Instant) {
-        let can_send = matches!(
-            self.state,
-            State::Established
-                | State::CloseWait
-                | State::FinWait1
-                | State::LastAck
-                | State::Closing
-        );
+        let can_send = self.sends_data();
         let unsent = self.tx_start + self.tx.len() > self.snd_nxt;
         let idle = self.snd_nxt == self.snd_una;
         let held = self.snd_wnd == 0 || idle;
@@ -751,6 +736,18 @@ impl Connection {
         self.timers.stop_all();
         self.ack_now = false;
         self.wakeup = true;
+    }
+
+    /// The states in which data (or our FIN) may still go out.
+    pub(super) fn sends_data(&self) -> bool {
+        matches!(
+            self.state,
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
+        )
     }
 
     fn syn_acked(&self) -> bool {

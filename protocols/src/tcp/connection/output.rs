@@ -251,14 +251,7 @@ impl Connection {
         retransmit: bool,
         limit: usize,
     ) -> Option<TcpRepr> {
-        if !matches!(
-            self.state,
-            State::Established
-                | State::CloseWait
-                | State::FinWait1
-                | State::Closing
-                | State::LastAck
-        ) {
+        if !self.sends_data() {
             return None;
         }
         if seq < self.tx_start {
