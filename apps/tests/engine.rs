@@ -3,14 +3,14 @@
 //! opens them), and the worker path allocates nothing per packet in steady state (a counting
 //! global allocator over a kernel-to-tapir stream: 0 allocations for about 13,000 frames; the
 //! same with hand-offs between workers; none at all with the tap's steering program; and on the connection path, SYN to TIME-WAIT, a few
-//! allocations for thousands of connections). Needs root and /dev/net/tun; each test builds its own namespace
+//! allocations for thousands of connections); two workers are one ARP host on the wire. Needs root and /dev/net/tun; each test builds its own namespace
 //! (`tapir-eng-PID-N`) and removes it on every path.
 //!
 //! The tests of this file take one lock: the allocation count is process-wide.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -21,7 +21,8 @@ use sha2::{Digest, Sha256};
 use tapir_apps::lab::Lab;
 
 mod common;
-use common::{interop_allowed, kernel, kernel_snmp};
+use common::capture::Capture;
+use common::{interop_allowed, kernel, kernel_snmp, run_ok};
 
 /// Counts every allocation of the process.
 struct Counting;
@@ -361,8 +362,7 @@ fn sixteen_kernel_flows_on_two_queues_are_each_owned_by_one_worker() {
     }
     let off: u64 = stats.workers.iter().map(|w| w.handed_off).sum();
     let inn: u64 = stats.workers.iter().map(|w| w.handed_in).sum();
-    let copies: u64 = stats.workers.iter().map(|w| w.copied_to_all).sum();
-    assert_eq!(off + copies, inn, "every hand-off arrived: {stats}");
+    assert_eq!(off, inn, "every hand-off arrived: {stats}");
     // A segment processed by a worker that does not own its flow would find no connection
     // there and be answered with a reset.
     assert_eq!(stats.stack.tcp_rst_sent, 0, "{stats}");
@@ -863,4 +863,90 @@ fn a_restarted_node_reuses_4_tuples_the_kernel_holds_in_time_wait() {
         refused, 0,
         "the kernel refused {refused} of {ROUNDS} SYNs on 4-tuples in its TIME-WAIT (PAWS)"
     );
+}
+
+/// An ARP frame seen on the lab's tap: operation, sender MAC, sender and target addresses.
+type ArpSeen = (u16, [u8; 6], Ipv4Addr, Ipv4Addr);
+
+fn arp_seen(f: &[u8]) -> Option<ArpSeen> {
+    if f.get(12..14)? != [0x08, 0x06] {
+        return None;
+    }
+    let a = f.get(14..42)?;
+    let ip = |o: usize| Ipv4Addr::new(a[o], a[o + 1], a[o + 2], a[o + 3]);
+    let mac: [u8; 6] = a[8..14].try_into().ok()?;
+    Some((u16::from_be_bytes([a[6], a[7]]), mac, ip(14), ip(24)))
+}
+
+/// With two queues the node is still one ARP host: one announcement at start, one reply per
+/// request (each worker answered every request before), and a worker that needs a neighbour
+/// asks through the ARP owner, so one request goes out for it whichever workers connect.
+#[test]
+fn two_workers_answer_and_ask_arp_as_one_host() {
+    if !interop_allowed() {
+        return;
+    }
+    let _g = serial();
+    let lab = Lab::up("eng").expect("lab up");
+    // A second kernel address on the tap that the node has never heard from.
+    let second = Ipv4Addr::new(10, 7, 0, 3);
+    run_ok(
+        lab.command("ip")
+            .args(["addr", "add", "10.7.0.3/24", "dev", &lab.tap]),
+    );
+    let capture = Capture::open_map(&lab.ns, &lab.tap, arp_seen);
+    let node = node(&lab, 2, true);
+    let me = node.address();
+    for _ in 0..5 {
+        run_ok(lab.command("ip").args(["neigh", "flush", "dev", &lab.tap]));
+        run_ok(lab.command("ping").args(["-c1", "-W5", &me.to_string()]));
+    }
+    // tapir connects to the second address from a port each worker owns, worker 1's first.
+    const PORT: u16 = 5009;
+    let bind = SocketAddr::V4(SocketAddrV4::new(second, PORT));
+    let listener = kernel(&lab, || TcpListener::bind(bind)).expect("kernel listen");
+    let acceptor = std::thread::spawn(move || {
+        (0..2)
+            .map(|_| listener.accept().expect("kernel accept").0)
+            .collect::<Vec<_>>()
+    });
+    let mut conns = Vec::new();
+    for w in [1, 0] {
+        let local = (20000..)
+            .find(|&p| flow_owner(p, second.octets(), PORT, 2) == w)
+            .unwrap();
+        let remote = SocketAddrV4::new(second, PORT);
+        let c = engine::TcpStream::connect_from_port(
+            &node,
+            local,
+            remote,
+            Some(Duration::from_secs(10)),
+        )
+        .unwrap_or_else(|e| panic!("connect from worker {w}: {e}"));
+        assert_eq!(c.worker(), w);
+        conns.push(c);
+    }
+    let accepted = acceptor.join().expect("acceptor");
+    let stats = node.stats();
+    node.shutdown();
+    let seen = capture.stop();
+    let node_mac = seen
+        .iter()
+        .find(|(op, _, s, t)| *op == 1 && s == &me && t == &me)
+        .map(|(_, m, _, _)| *m)
+        .expect("an announcement from the node");
+    let count = |f: &dyn Fn(&ArpSeen) -> bool| seen.iter().filter(|a| f(a)).count();
+    let announced = count(&|&(op, m, s, t)| op == 1 && m == node_mac && s == me && t == me);
+    let asked_us = count(&|&(op, m, _, t)| op == 1 && m != node_mac && t == me);
+    let answered = count(&|&(op, m, s, _)| op == 2 && m == node_mac && s == me);
+    let asked_second = count(&|&(op, m, _, t)| op == 1 && m == node_mac && t == second);
+    eprintln!(
+        "{stats}; announcements {announced}, kernel requests {asked_us}, node replies \
+         {answered}, node requests for {second} {asked_second}, {} connections",
+        accepted.len()
+    );
+    assert_eq!(announced, 1, "one announcement per node: {seen:?}");
+    assert!(asked_us >= 5, "{seen:?}");
+    assert_eq!(answered, asked_us, "one reply per request: {seen:?}");
+    assert_eq!(asked_second, 1, "one request for a neighbour: {seen:?}");
 }

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use protocols::iface::{Addressing, ConnInfo, Counters, Stack, StackConfig};
+use protocols::iface::{ArpRole, ConnInfo, Counters, Stack, StackConfig};
 use protocols::rand::Rng;
 use protocols::time::Instant;
 use protocols::wire::{EthernetAddress, Ipv4Cidr};
@@ -239,10 +239,6 @@ pub(crate) struct Inner {
     sessions: Mutex<[Option<(Tracer, TraceWriter)>; 2]>,
     /// The first other host seen claiming our address (RFC 5227), warned about once.
     pub conflict: OnceLock<EthernetAddress>,
-    /// With DHCP: the addressing worker 0's client holds, and how many times it changed; the
-    /// other workers take it when the count moves.
-    pub addressing: Mutex<Option<Addressing>>,
-    pub addressing_generation: AtomicU64,
     /// Whether the tap steers frames to their owner's queue itself (see
     /// [`NodeConfig::kernel_steering`]), or why not.
     pub steering: Result<(), String>,
@@ -370,10 +366,15 @@ impl Node {
         stack_config.reassembly.max_datagrams = share(stack_config.reassembly.max_datagrams, 64);
         for i in 0..config.queues {
             let mut worker_config = stack_config.clone();
-            // ARP reaches every worker; one defends our address (RFC 5227), all count.
-            worker_config.arp.defend &= i == 0;
-            // With DHCP, worker 0 runs the client and the others take its lease (see
-            // `Inner::addressing`) until then they hold no address.
+            // One worker owns the node's ARP, the others ask it and learn from it (their
+            // updates travel over the workers' update channels).
+            worker_config.arp.role = match (config.queues, i) {
+                (1, _) => ArpRole::Alone,
+                (_, crate::steer::ARP_OWNER) => ArpRole::Owner,
+                _ => ArpRole::Follower,
+            };
+            // With DHCP, worker 0 runs the client and the others take its lease (sent as a
+            // `NodeUpdate`); until then they hold no address.
             if i > 0 && worker_config.dhcp {
                 worker_config.dhcp = false;
                 worker_config.cidr =
@@ -413,8 +414,6 @@ impl Node {
             trace_generation: AtomicU64::new(0),
             sessions: Mutex::new([None, None]),
             conflict: OnceLock::new(),
-            addressing: Mutex::new(None),
-            addressing_generation: AtomicU64::new(0),
             steering,
         });
         let cores = crate::sys::affinity::available_cores().max(1);

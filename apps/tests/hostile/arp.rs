@@ -55,7 +55,7 @@ fn arp_spoofing_does_not_redirect_tapir_and_a_claim_on_its_address_is_warned_and
     let _g = serial();
     let dir = TempDir::new("arp");
     let log = dir.0.join("stderr");
-    // Two queues: every worker sees the ARP, one defends.
+    // Two queues: worker 0 owns ARP (it checks, answers and defends), worker 1 learns from it.
     let s = serve_to(
         &["http"],
         2,

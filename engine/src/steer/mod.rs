@@ -18,9 +18,12 @@ pub enum Steer {
     Here,
     /// By worker `n`.
     Owner(usize),
-    /// By every worker (ARP: each worker keeps its own cache).
-    All,
 }
+
+/// The worker that owns the node's ARP (answers, announces, asks on the wire, and shares what
+/// it learns with the others: `protocols::iface::ArpRole`). The tap's steering program puts
+/// ARP on its queue too.
+pub const ARP_OWNER: usize = 0;
 
 /// The worker that owns the flow (our port, their address, their port) among `workers`.
 /// Symmetric in the sense that matters: the same flow maps to the same worker whichever side
@@ -57,7 +60,8 @@ pub fn classify(frame: &[u8], me: usize, workers: usize) -> Steer {
         None => return Steer::Here,
     };
     match ethertype {
-        EtherType::Arp => Steer::All,
+        EtherType::Arp if me == ARP_OWNER => Steer::Here,
+        EtherType::Arp => Steer::Owner(ARP_OWNER),
         EtherType::Ipv4 => {
             let ip = match frame.get(ethernet::HEADER_LEN..) {
                 Some(ip) => ip,
@@ -191,12 +195,13 @@ mod tests {
     }
 
     #[test]
-    fn classify_never_panics_and_steers_arp_to_all() {
+    fn classify_never_panics_and_steers_arp_to_its_owner() {
         assert_eq!(classify(&[], 0, 2), Steer::Here);
         let mut arp = vec![0u8; 42];
         arp[12] = 0x08;
         arp[13] = 0x06;
-        assert_eq!(classify(&arp, 0, 2), Steer::All);
+        assert_eq!(classify(&arp, ARP_OWNER, 2), Steer::Here);
+        assert_eq!(classify(&arp, 1, 2), Steer::Owner(ARP_OWNER));
         let mut tcp = vec![0u8; 54];
         tcp[12] = 0x08;
         tcp[14] = 0x45;

@@ -28,12 +28,15 @@ use crate::vnet;
 mod device;
 mod tracing;
 mod tx;
+mod updates;
 
 use device::Device;
 pub(crate) use device::Faults;
 use tracing::Tracing;
 pub(crate) use tx::TxPools;
 use tx::{TxBatch, TxFrame};
+pub(crate) use updates::NodeUpdate;
+use updates::Sharing;
 
 /// Buffers per worker pool.
 pub const POOL_BUFFERS: usize = 1024;
@@ -62,8 +65,6 @@ pub struct WorkerCounters {
     pub delivered_local: u64,
     /// Frames this worker read that belonged to another worker's flow.
     pub handed_off: u64,
-    /// Copies of broadcast-ish frames (ARP) given to every other worker.
-    pub copied_to_all: u64,
     /// TCP connections this worker's stack opened (accepted or connected): the ones it owns.
     pub tcp_conns_opened: u64,
     /// Frames other workers handed to this one.
@@ -93,9 +94,6 @@ pub(crate) struct Handoff {
     pub trusted: bool,
     /// The worker that read the frame and owns the buffer.
     pub from: usize,
-    /// A copy of a frame every worker gets (ARP): the reader traced it already, so this one
-    /// stays out of the capture (each frame on the wire appears once).
-    pub copy: bool,
     pub frame: Vec<u8>,
 }
 
@@ -130,42 +128,18 @@ impl Rx<'_> {
         match classify(frame, self.me, workers) {
             Steer::Here => {
                 self.counters.delivered_local += 1;
-                self.deliver(stack, now, trusted, false, frame, tx);
+                self.deliver(stack, now, trusted, frame, tx);
             }
             Steer::Owner(o) => {
-                if hand_off(
-                    self.inner,
-                    self.me,
-                    o,
-                    (trusted, false),
-                    frame,
-                    self.counters,
-                ) {
+                if hand_off(self.inner, self.me, o, trusted, frame, self.counters) {
                     self.counters.handed_off += 1;
                     self.to_wake |= 1 << o;
                 }
             }
-            Steer::All => {
-                for o in (0..workers).filter(|&o| o != self.me) {
-                    if hand_off(
-                        self.inner,
-                        self.me,
-                        o,
-                        (trusted, true),
-                        frame,
-                        self.counters,
-                    ) {
-                        self.counters.copied_to_all += 1;
-                        self.to_wake |= 1 << o;
-                    }
-                }
-                self.counters.delivered_local += 1;
-                self.deliver(stack, now, trusted, false, frame, tx);
-            }
         }
     }
 
-    /// Hands `frame` to the stack and traces it, unless it is a `copy` another worker traced. A
+    /// Hands `frame` to the stack and traces it. A
     /// connection the frame opened (a SYN) is stamped with the clock read now, after the frame
     /// was read and before our SYN-ACK leaves (`now` was read before the batch): the stamp
     /// orders the accept queues of several workers, and must not precede our SYN-ACK to the
@@ -175,7 +149,6 @@ impl Rx<'_> {
         stack: &mut Stack,
         now: Instant,
         trusted: bool,
-        copy: bool,
         frame: &[u8],
         tx: &mut TxBatch<'_>,
     ) {
@@ -189,22 +162,10 @@ impl Rx<'_> {
             stack.tcp_set_opened_at(h, self.inner.clock.now());
         }
         if self.tracing.on() {
-            if copy {
-                self.tracing.untraced(stack, self.me as u16);
-            } else {
-                self.tracing
-                    .frame(stack, self.me as u16, Direction::In, frame);
-            }
+            self.tracing
+                .frame(stack, self.me as u16, Direction::In, frame);
         }
     }
-}
-
-/// What one worker's stack learned that the other workers' stacks need too. The stacks are not
-/// shared: each update goes to each other worker over its channel, to take at its next batch.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum NodeUpdate {
-    /// The path to a host takes packets of at most this many bytes (RFC 1191).
-    PathMtu(std::net::Ipv4Addr, usize),
 }
 
 /// What a worker owns: its tap queue, its pool, its inbound channels, where to pin it, and its
@@ -264,8 +225,7 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
         core,
         faults,
     } = io;
-    // Path MTUs this worker's stack learned in a batch, for the others (storage reused).
-    let mut learned: Vec<(std::net::Ipv4Addr, usize)> = Vec::new();
+    let mut sharing = Sharing::default();
     let mut apps = Apps::default();
     if let Some(c) = core {
         // Pinning is an optimisation: a worker that cannot pin still works.
@@ -285,7 +245,6 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
     let mut frames: Vec<TxFrame> = Vec::with_capacity(POOL_BUFFERS + BIG_BUFFERS);
     let mut counters = WorkerCounters::default();
     let mut tracing = Tracing::default();
-    let mut lease = LeaseShare::default();
     // What the stack said changed in a batch, for blocked callers (storage reused).
     let mut news = protocols::iface::News::default();
     {
@@ -335,20 +294,14 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
             let mut st = lock(&shared.stack);
             let stack = &mut st.stack;
             let now = inner.clock.now();
-            if me > 0 {
-                lease.follow(&inner, stack);
-            }
-            while let Ok(update) = updates_rx.try_recv() {
-                match update {
-                    NodeUpdate::PathMtu(dst, mtu) => stack.learn_path_mtu(dst, mtu, now),
-                }
-            }
             let mut tx = TxBatch {
                 pool: &mut pool,
                 frames: &mut frames,
                 no_buffer: 0,
                 hdr,
             };
+            // What the other workers learned (the DHCP lease, ARP, path MTUs) first.
+            sharing.take(&updates_rx, stack, now, &mut tx);
             let mut rx = Rx {
                 inner: &inner,
                 me,
@@ -359,7 +312,7 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
             // Frames other workers handed over first: they have waited longest.
             while let Ok(h) = handoff_rx.try_recv() {
                 rx.counters.handed_in += 1;
-                rx.deliver(stack, now, h.trusted, h.copy, &h.frame, &mut tx);
+                rx.deliver(stack, now, h.trusted, &h.frame, &mut tx);
                 // The buffer goes home; if its owner's return queue is full it is freed.
                 if let Some(w) = inner.workers.get(h.from) {
                     let _ = w.recycle_tx.try_send(h.frame);
@@ -379,15 +332,7 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
             if let Some(mac) = stack.take_arp_conflict() {
                 warn_conflict(&inner, stack.address(), mac);
             }
-            if me == 0 {
-                lease.publish(&inner, stack);
-            }
-            stack.take_path_mtus(&mut learned);
-            share_updates(
-                &inner,
-                me,
-                learned.drain(..).map(|(d, m)| NodeUpdate::PathMtu(d, m)),
-            );
+            sharing.give(&inner, me, stack);
             counters.tcp_conns_opened = stack.counters().tcp_conns_opened;
             stack.take_news(&mut news);
             if tracing.on() {
@@ -409,21 +354,8 @@ pub(crate) fn run(inner: Arc<Inner>, me: usize, io: WorkerIo) {
     shared.news.publish_all();
 }
 
-/// Gives `updates` to every other worker and wakes each that got one.
-fn share_updates(inner: &Inner, me: usize, updates: impl Iterator<Item = NodeUpdate>) {
-    let mut woken = 0u64;
-    for u in updates {
-        for (o, w) in inner.workers.iter().enumerate().filter(|&(o, _)| o != me) {
-            if w.updates_tx.try_send(u).is_ok() {
-                woken |= 1 << o;
-            }
-        }
-    }
-    wake_workers(inner, woken);
-}
-
 /// Wakes worker `i` for each bit `i` set in `bits`, once.
-fn wake_workers(inner: &Inner, mut bits: u64) {
+pub(super) fn wake_workers(inner: &Inner, mut bits: u64) {
     while bits != 0 {
         let o = bits.trailing_zeros() as usize;
         bits &= bits - 1;
@@ -433,45 +365,7 @@ fn wake_workers(inner: &Inner, mut bits: u64) {
     }
 }
 
-/// With DHCP on several queues: worker 0's stack runs the client and publishes its
-/// addressing whenever it changes; the other workers take it at their next wake-up.
-#[derive(Default)]
-struct LeaseShare {
-    /// What worker 0 last published / the generation a follower last took.
-    published: Option<protocols::iface::Addressing>,
-    generation: u64,
-}
-
-impl LeaseShare {
-    fn publish(&mut self, inner: &Inner, stack: &Stack) {
-        if !inner.config.stack.dhcp || inner.workers.len() < 2 {
-            return;
-        }
-        let now = stack.addressing();
-        if self.published == Some(now) {
-            return;
-        }
-        self.published = Some(now);
-        *lock(&inner.addressing) = Some(now);
-        inner.addressing_generation.fetch_add(1, Ordering::SeqCst);
-        for w in inner.workers.iter().skip(1) {
-            let _ = w.wake.notify();
-        }
-    }
-
-    fn follow(&mut self, inner: &Inner, stack: &mut Stack) {
-        let g = inner.addressing_generation.load(Ordering::SeqCst);
-        if g == self.generation {
-            return;
-        }
-        self.generation = g;
-        if let Some(a) = *lock(&inner.addressing) {
-            stack.set_addressing(&a);
-        }
-    }
-}
-
-/// Another host claims our address: said once per node (every worker sees the ARP).
+/// Another host claims our address: said once per node.
 fn warn_conflict(inner: &Inner, me: std::net::Ipv4Addr, mac: protocols::wire::EthernetAddress) {
     if inner.conflict.set(mac).is_ok() {
         eprintln!(
@@ -487,7 +381,7 @@ fn hand_off(
     inner: &Inner,
     me: usize,
     owner: usize,
-    (trusted, copy): (bool, bool),
+    trusted: bool,
     frame: &[u8],
     counters: &mut WorkerCounters,
 ) -> bool {
@@ -502,7 +396,6 @@ fn hand_off(
     match w.handoff_tx.try_send(Handoff {
         trusted,
         from: me,
-        copy,
         frame: buf,
     }) {
         Ok(()) => true,

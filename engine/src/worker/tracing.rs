@@ -41,19 +41,4 @@ impl Tracing {
             t.frame_with_events(ts, queue, dir, frame, drop, &self.events);
         }
     }
-
-    /// A frame that is not recorded (a copy another worker recorded): what the stack said
-    /// about it still reaches the observers, and does not ride on the next frame.
-    pub(super) fn untraced(&mut self, stack: &mut Stack, queue: u16) {
-        let _ = stack.take_drop();
-        self.events.clear();
-        stack.drain_events(&mut self.events);
-        let ts = unix_micros();
-        for t in &self.tracers {
-            for e in &self.events {
-                t.event(ts, queue, e);
-            }
-        }
-        self.events.clear();
-    }
 }

@@ -29,9 +29,9 @@ pub struct ArpConfig {
     /// per RFC 826). A host that really changed its MAC is learnt once the entry expires
     /// (`entry_ttl`). Off: RFC 826 merging as written, as the Linux kernel does.
     pub protect_live_entries: bool,
-    /// Whether this cache's stack defends our address with gratuitous ARP (RFC 5227): a node
-    /// whose workers each hold a stack lets one of them answer, not all.
-    pub defend: bool,
+    /// This stack's part in its node's ARP: alone, or one of several stacks (workers) of
+    /// one node, of which one owns ARP for all.
+    pub role: ArpRole,
     /// RFC 5227 §2.4 (c): when another host claims our address, defend it with one
     /// gratuitous ARP at most this often (DEFEND_INTERVAL, 10 s).
     pub defend_interval: Duration,
@@ -47,11 +47,33 @@ impl Default for ArpConfig {
             pending_per_addr: 128,
             pending_total: 256,
             protect_live_entries: true,
-            defend: true,
+            role: ArpRole::Alone,
             defend_interval: Duration::from_secs(10),
         }
     }
 }
+
+/// A stack's part in its node's ARP. A node whose workers each hold a stack gets every ARP
+/// frame to one of them, the owner: it alone answers, announces, defends the address (RFC
+/// 5227) and asks on the wire, and what it learns reaches the others as updates. The others
+/// (followers) pass each request they would send to the owner instead (one request a
+/// second per address for the whole node, and one reply per request on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ArpRole {
+    /// The node's only stack.
+    #[default]
+    Alone,
+    /// Owns the node's ARP; records each entry it learns for the followers
+    /// ([`super::Stack::take_arp_learned`]).
+    Owner,
+    /// Asks the owner ([`super::Stack::take_arp_wanted`]) and learns from it
+    /// ([`super::Stack::learn_neighbour`]).
+    Follower,
+}
+
+/// Most updates held for the node between two drains (the engine drains every batch): beyond
+/// it they are dropped, and a follower asks again at its next request timer.
+const SHARE_MAX: usize = 1024;
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -96,6 +118,10 @@ pub struct ArpCache {
     /// The first host seen claiming our address, until the application takes it.
     conflict: Option<EthernetAddress>,
     conflict_reported: bool,
+    /// Owner: entries learnt since the node last took them, for the followers.
+    learned: Vec<(Ipv4Addr, EthernetAddress)>,
+    /// Follower: addresses to resolve since the node last took them, for the owner.
+    wanted: Vec<Ipv4Addr>,
 }
 
 impl ArpCache {
@@ -108,6 +134,8 @@ impl ArpCache {
             defended_at: None,
             conflict: None,
             conflict_reported: false,
+            learned: Vec::new(),
+            wanted: Vec::new(),
         }
     }
 
@@ -139,7 +167,41 @@ impl ArpCache {
         if due {
             self.defended_at = Some(now);
         }
-        due && self.config.defend
+        due && self.config.role != ArpRole::Follower
+    }
+
+    pub fn role(&self) -> ArpRole {
+        self.config.role
+    }
+
+    /// A request for `addr` is due: true when this stack sends it on the wire; a follower
+    /// passes it to the owner instead (taken with [`ArpCache::take_wanted`]).
+    pub fn request_due(&mut self, addr: Ipv4Addr) -> bool {
+        if self.config.role != ArpRole::Follower {
+            return true;
+        }
+        if self.wanted.len() < SHARE_MAX && !self.wanted.contains(&addr) {
+            self.wanted.push(addr);
+        }
+        false
+    }
+
+    /// Follower: the addresses it wants resolved since the last call.
+    pub fn take_wanted(&mut self, out: &mut Vec<Ipv4Addr>) {
+        out.append(&mut self.wanted);
+    }
+
+    /// Owner: the entries learnt since the last call.
+    pub fn take_learned(&mut self, out: &mut Vec<(Ipv4Addr, EthernetAddress)>) {
+        out.append(&mut self.learned);
+    }
+
+    /// Owner: records a live entry for the followers (asked for by one of them, or just
+    /// learnt).
+    pub fn share(&mut self, addr: Ipv4Addr, mac: EthernetAddress) {
+        if self.config.role == ArpRole::Owner && self.learned.len() < SHARE_MAX {
+            self.learned.push((addr, mac));
+        }
     }
 
     /// The MAC of the first host that claimed our address, once (for a warning).
@@ -170,8 +232,10 @@ impl ArpCache {
         self.pending.contains_key(&addr)
     }
 
-    /// Records `addr` at `mac`, and returns the frames that were waiting for it.
+    /// Records `addr` at `mac` (for the followers too, on the owner), and returns the frames
+    /// that were waiting for it.
     pub fn insert(&mut self, addr: Ipv4Addr, mac: EthernetAddress, now: Instant) -> Vec<Vec<u8>> {
+        self.share(addr, mac);
         if !self.entries.contains_key(&addr) && self.entries.len() >= self.config.capacity {
             self.evict_one(now);
         }
@@ -321,6 +385,52 @@ impl super::Stack {
     /// node can warn about it; `counters().arp_conflicts` keeps counting.
     pub fn take_arp_conflict(&mut self) -> Option<EthernetAddress> {
         self.arp.take_conflict()
+    }
+
+    /// [`ArpRole::Owner`]: the entries learnt since the last call, for the followers'
+    /// [`super::Stack::learn_neighbour`].
+    pub fn take_arp_learned(&mut self, out: &mut Vec<(Ipv4Addr, EthernetAddress)>) {
+        self.arp.take_learned(out);
+    }
+
+    /// [`ArpRole::Follower`]: the addresses this stack would have sent requests for since the
+    /// last call, for the owner's [`super::Stack::resolve_for_follower`].
+    pub fn take_arp_wanted(&mut self, out: &mut Vec<Ipv4Addr>) {
+        self.arp.take_wanted(out);
+    }
+
+    /// [`ArpRole::Follower`]: the owner learnt `addr` at `mac`. Recorded, and the frames
+    /// waiting for it leave.
+    pub fn learn_neighbour(
+        &mut self,
+        now: Instant,
+        addr: Ipv4Addr,
+        mac: EthernetAddress,
+        sink: &mut impl super::Sink,
+    ) {
+        if self.is_local(addr) || !mac.is_unicast() {
+            return;
+        }
+        let waiting = self.arp.insert(addr, mac, now);
+        if !waiting.is_empty() {
+            self.egress().flush_pending(sink, mac, waiting);
+        }
+    }
+
+    /// [`ArpRole::Owner`]: a follower wants `addr` resolved. A live entry goes back to the
+    /// followers at once; otherwise a request goes out, at most one a second per address for
+    /// the whole node, and the reply is taken as one to our own request.
+    pub fn resolve_for_follower(
+        &mut self,
+        now: Instant,
+        addr: Ipv4Addr,
+        sink: &mut impl super::Sink,
+    ) {
+        if let Some(mac) = self.arp.lookup(addr, now) {
+            self.arp.share(addr, mac);
+        } else if self.arp.may_request(addr, now) {
+            self.send_arp_request_for(addr, sink);
+        }
     }
 }
 

@@ -135,7 +135,14 @@ impl Egress<'_> {
                 );
                 match self.arp.enqueue(hop, frame, now) {
                     Enqueued::HeldSendRequest => {
-                        self.send_arp(sink, ArpOperation::Request, hop, EthernetAddress([0; 6]));
+                        if self.arp.request_due(hop) {
+                            self.send_arp(
+                                sink,
+                                ArpOperation::Request,
+                                hop,
+                                EthernetAddress([0; 6]),
+                            );
+                        }
                         true
                     }
                     Enqueued::Held => true,
@@ -287,7 +294,9 @@ impl Stack {
             self.counters.drop(DropReason::ArpUnresolved);
         }
         for addr in timeouts.resend {
-            self.send_arp_request_for(addr, sink);
+            if self.arp.request_due(addr) {
+                self.send_arp_request_for(addr, sink);
+            }
         }
     }
 }

@@ -39,7 +39,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::Ipv4Addr;
 
-pub use arp_cache::ArpConfig;
+pub use arp_cache::{ArpConfig, ArpRole};
 pub use counters::{Counters, DropReason};
 pub use dhcp::{DhcpLogEntry, CLIENT_PORT as DHCP_CLIENT_PORT};
 pub use event::{ConnId, StackEvent};
@@ -345,7 +345,7 @@ impl Stack {
     }
 
     /// Announces the node: a gratuitous ARP request (RFC 5227 §3), so that neighbours with a stale
-    /// entry for our address learn our MAC.
+    /// entry for our address learn our MAC (not from an [`ArpRole::Follower`]).
     /// With DHCP, starts the client instead (its DISCOVER goes out at once).
     pub fn start(&mut self, now: Instant, sink: &mut impl Sink) {
         if self.dhcp.is_some() {
@@ -353,8 +353,9 @@ impl Stack {
             return;
         }
         let ip = self.address();
-        // A stack waiting for another's DHCP lease has nothing to announce yet.
-        if ip.is_unspecified() {
+        // A stack waiting for another's DHCP lease has nothing to announce yet, and a
+        // follower leaves it to its node's ARP owner.
+        if ip.is_unspecified() || self.arp.role() == ArpRole::Follower {
             return;
         }
         self.send_arp_request_for(ip, sink);

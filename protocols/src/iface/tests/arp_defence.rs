@@ -90,10 +90,10 @@ fn neither_a_request_nor_a_gratuitous_arp_poisons_a_live_entry() {
 }
 
 #[test]
-fn a_stack_told_not_to_defend_counts_the_conflict_but_sends_nothing() {
+fn a_follower_stack_counts_the_conflict_but_sends_nothing() {
     let cidr = Ipv4Cidr::new(IP_B, 24).unwrap();
     let mut config = StackConfig::new(MAC_B, cidr);
-    config.arp.defend = false;
+    config.arp.role = ArpRole::Follower;
     let mut b = Stack::new(config, Rng::new(3));
     let mut out: Vec<Vec<u8>> = Vec::new();
     b.receive(
