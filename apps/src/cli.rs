@@ -92,8 +92,9 @@ pub struct NodeOpts {
     #[arg(long, default_value_t = engine::DEFAULT_RING, value_name = "FRAMES",
           value_parser = clap::value_parser!(u32).range(64..=65536))]
     pub rx_ring: u32,
-    /// Most TCP connections held at once (TIME-WAIT that no application holds is kept apart,
-    /// compact, as many again at most: the oldest gives way).
+    /// Most TCP connections the node holds at once, each of the --queues workers holding its
+    /// share (TIME-WAIT that no application holds is kept apart, compact, as many again at
+    /// most: the oldest gives way).
     #[arg(long, default_value_t = 65536, value_name = "N")]
     pub max_conns: usize,
     /// Impair the frames tapir reads and writes, seeded: loss=P,reorder=P,dup=P,corrupt=P,seed=N

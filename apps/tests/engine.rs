@@ -22,7 +22,7 @@ use tapir_apps::lab::Lab;
 
 mod common;
 use common::capture::Capture;
-use common::{interop_allowed, kernel, kernel_snmp, run_ok};
+use common::{interop_allowed, kernel, kernel_snmp, run_ok, wait_until};
 
 /// Counts every allocation of the process.
 struct Counting;
@@ -949,4 +949,77 @@ fn two_workers_answer_and_ask_arp_as_one_host() {
     assert!(asked_us >= 5, "{seen:?}");
     assert_eq!(answered, asked_us, "one reply per request: {seen:?}");
     assert_eq!(asked_second, 1, "one request for a neighbour: {seen:?}");
+}
+
+/// The node's limits hold for the node, not per worker: on two queues `--max-conns 8` holds 8
+/// connections at most and ICMP errors keep to the node's rate (each worker held the whole
+/// limit before: twice the promise).
+#[test]
+fn two_workers_share_the_nodes_limits() {
+    if !interop_allowed() {
+        return;
+    }
+    let _g = serial();
+    let lab = Lab::up("eng").expect("lab up");
+    let mut c = NodeConfig::new(&lab.tap, lab.node);
+    c.netns = Some(lab.ns.clone());
+    c.seed = Some(11);
+    c.queues = 2;
+    c.stack.max_conns = 8;
+    let rate = c.stack.icmp_error_rate as u64;
+    let node = Node::start(c).expect("start node");
+    let _listener = engine::TcpListener::bind_with_backlog(&node, 5010, 64).expect("listen");
+
+    // 2,000 datagrams to closed ports, spread over both workers by port.
+    let to = node.address();
+    let before = kernel_snmp(&lab, "Icmp", "InDestUnreachs");
+    let started = std::time::Instant::now();
+    kernel(&lab, || {
+        let s = std::net::UdpSocket::bind("10.7.0.1:0").expect("kernel bind");
+        for i in 0..2000u16 {
+            s.send_to(b"x", SocketAddrV4::new(to, 30000 + i))
+                .expect("kernel send");
+        }
+    });
+    let elapsed = started.elapsed().as_secs();
+    // Every datagram processed (a worker writes its answers right after), and a ping's round
+    // trip for the last ones to be written.
+    let processed = || {
+        node.stats()
+            .stack
+            .drops(protocols::iface::DropReason::UdpNoListener)
+    };
+    assert!(wait_until(20, || processed() >= 2000), "{}", node.stats());
+    run_ok(lab.command("ping").args(["-c1", "-W5", &to.to_string()]));
+    let errors = kernel_snmp(&lab, "Icmp", "InDestUnreachs") - before;
+
+    // Sixteen kernel connections: those past the limit get no SYN-ACK.
+    let addr = SocketAddr::V4(SocketAddrV4::new(to, 5010));
+    let held: Vec<TcpStream> = kernel(&lab, || {
+        (0..16)
+            .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok())
+            .collect()
+    });
+    let stats = node.stats();
+    eprintln!(
+        "{stats}; {errors} port unreachables for 2,000 datagrams in {elapsed} s (rate {rate}); \
+         {} of 16 connections",
+        held.len()
+    );
+    node.shutdown();
+    // A burst within one second gets at most the node's rate; one spanning a refill, more.
+    assert!(
+        errors <= rate * (1 + elapsed),
+        "{errors} ICMP errors, node rate {rate}/s"
+    );
+    assert!(
+        errors >= rate / 2,
+        "{errors} ICMP errors: the limiter answered too few"
+    );
+    assert!(
+        held.len() <= 8,
+        "{} connections held at --max-conns 8",
+        held.len()
+    );
+    assert!(!held.is_empty());
 }

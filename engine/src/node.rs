@@ -359,11 +359,16 @@ impl Node {
         // With the header on, the kernel takes a partial checksum in any frame we write (it
         // then never computes it for a local receiver); not with `--impair` either.
         stack_config.tx_csum_offload = config.offload != Offload::Off && config.impair.is_none();
-        // Reassembly bounds are the node's: each worker holds its share (fragments of one
-        // datagram all reach one worker, steered by source and IP id).
+        // Limits are the node's, each worker holding its share: reassembly (fragments of one
+        // datagram all reach one worker, steered by source and IP id), connections held
+        // (`--max-conns`) and ICMP errors a second (flows spread over the workers by hash).
+        // Before, each worker held the whole limit: N queues, N times the promise.
         let share = |total: usize, floor: usize| (total / config.queues).max(floor);
         stack_config.reassembly.max_bytes = share(stack_config.reassembly.max_bytes, 256 << 10);
         stack_config.reassembly.max_datagrams = share(stack_config.reassembly.max_datagrams, 64);
+        stack_config.max_conns = share(stack_config.max_conns, 1);
+        let icmp_rate = share(stack_config.icmp_error_rate as usize, 1);
+        stack_config.icmp_error_rate = u32::try_from(icmp_rate).unwrap_or(u32::MAX);
         for i in 0..config.queues {
             let mut worker_config = stack_config.clone();
             // One worker owns the node's ARP, the others ask it and learn from it (their
