@@ -123,6 +123,63 @@ fn kernel_ping_gets_three_replies() {
     assert!(text.contains("3 packets transmitted, 3 received"), "{text}");
 }
 
+/// The lines of a ping's option block (`RR:` or `TS:`) for its first reply, each split on
+/// whitespace, the block's name dropped.
+fn option_block(text: &str, name: &str) -> Vec<Vec<String>> {
+    let mut lines = text.lines().skip_while(|l| !l.starts_with(name));
+    let Some(first) = lines.next() else {
+        return Vec::new();
+    };
+    std::iter::once(first.trim_start_matches(name))
+        .chain(lines.take_while(|l| l.starts_with('\t')))
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+/// RFC 1122 §3.2.2.6: an echo request's record route and timestamp options come back in the
+/// reply with the node in them (iputils `ping -R` and `-T`; the node's stamp in
+/// milliseconds since midnight UT, as the kernel's).
+#[test]
+fn kernel_ping_record_route_and_timestamps_include_the_node() {
+    if !interop_allowed() {
+        return;
+    }
+    let s = serve("it", &[], &["echo"]);
+    let node = s.lab.node.address().to_string();
+    let host = s.lab.host.to_string();
+    let ping = |args: &[&str]| {
+        let out = s
+            .lab
+            .command("ping")
+            .args(["-c", "1", "-W", "5"])
+            .args(args)
+            .arg(&node)
+            .output()
+            .expect("run ping");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "ping {args:?}: {text}");
+        text
+    };
+    let text = ping(&["-R"]);
+    let route: Vec<String> = option_block(&text, "RR:").into_iter().flatten().collect();
+    assert_eq!(route, [host.as_str(), &node, &host], "{text}");
+
+    let text = ping(&["-T", "tsandaddr"]);
+    let stamps = option_block(&text, "TS:");
+    let ours = stamps
+        .iter()
+        .find(|l| l.first() == Some(&node))
+        .unwrap_or_else(|| panic!("no stamp from the node: {text}"));
+    // Its stamp, relative to the kernel's: the same wall clock, read a moment apart.
+    let delta: i64 = ours[1].parse().unwrap_or_else(|_| panic!("{text}"));
+    assert!(delta.abs() < 60_000, "{text}");
+
+    let text = ping(&["-T", "tsprespec", &node, &host]);
+    let stamps = option_block(&text, "TS:");
+    assert_eq!(stamps.first().map(|l| &l[0]), Some(&node), "{text}");
+    assert_eq!(ping(&["-T", "tsonly"]).matches("absolute").count(), 1);
+}
+
 /// `tapir ping` from a node in `lab` with `args` after the lab's node options: (success,
 /// stdout, stderr).
 fn tapir_ping(lab: &Lab, args: &[&str]) -> (bool, String, String) {

@@ -336,6 +336,14 @@ impl Node {
         let mut workers = Vec::new();
         let mut receivers: Vec<WorkerInbox> = Vec::new();
         let mut stack_config = config.stack.clone();
+        // The wall clock for IP timestamps (an echo reply's timestamp option).
+        if stack_config.unix_ms_at_zero.is_none() {
+            stack_config.unix_ms_at_zero = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .and_then(|d| u64::try_from(d.as_millis()).ok())
+                .map(|ms| ms.saturating_sub(clock.now().total_millis()));
+        }
         // Timestamp offsets keyed per boot (with the boot clock, `Clock`): a restarted node's
         // timestamps on a 4-tuple are newer than its previous run's, so a peer still in
         // TIME-WAIT for that 4-tuple takes the new SYN at once. The boot id is not secret to

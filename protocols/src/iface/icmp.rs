@@ -14,6 +14,7 @@ use super::{Sink, Stack, Wake};
 use crate::tcp::ConnError;
 use crate::time::{Duration, Instant};
 use crate::wire::icmpv4::dst_unreachable;
+use crate::wire::ipv4_options::{self, ReplyOptions};
 use crate::wire::{self, Icmpv4Packet, Icmpv4Repr, IpProtocol, SeqNumber};
 
 /// Most bytes of the offending datagram quoted in an error (RFC 1812 §4.3.2.3: the whole error
@@ -119,6 +120,19 @@ struct EchoSocket {
     errors: VecDeque<IcmpErrorReport>,
 }
 
+/// An echo message to send.
+struct Echo<'a> {
+    dst: Ipv4Addr,
+    /// A reply (else a request).
+    reply: bool,
+    ident: u16,
+    seq_no: u16,
+    ttl: u8,
+    data: &'a [u8],
+    /// IPv4 options (a multiple of 4 bytes): an echo reply's record route and timestamp.
+    options: &'a [u8],
+}
+
 #[derive(Debug)]
 struct EchoRequest {
     dst: Ipv4Addr,
@@ -148,6 +162,7 @@ impl Stack {
         &mut self,
         now: Instant,
         meta: IpMeta,
+        header: &[u8],
         body: &[u8],
         sink: &mut impl Sink,
     ) {
@@ -172,16 +187,23 @@ impl Stack {
                     // RFC 1122 §3.2.2.6 lets us ignore broadcast pings; we do (smurf defence).
                     return self.counters.drop(DropReason::NotForUs);
                 }
-                self.send_echo(
-                    now,
-                    sink,
-                    meta.src,
-                    true,
+                // RFC 1122 §3.2.2.6: record route and timestamp come back, with us in them.
+                let options = match header.get(wire::ipv4::HEADER_LEN..) {
+                    Some(o) if !o.is_empty() => {
+                        ipv4_options::echo_reply(o, self.address(), self.ip_timestamp(now))
+                    }
+                    _ => ReplyOptions::EMPTY,
+                };
+                let echo = Echo {
+                    dst: meta.src,
+                    reply: true,
                     ident,
                     seq_no,
-                    self.config.ttl,
+                    ttl: self.config.ttl,
                     data,
-                );
+                    options: options.as_bytes(),
+                };
+                self.send_echo(now, sink, echo);
                 self.counters.icmp_echo_replied += 1;
             }
             Icmpv4Repr::EchoReply {
@@ -312,34 +334,27 @@ impl Stack {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn send_echo(
-        &mut self,
-        now: Instant,
-        sink: &mut impl Sink,
-        dst: Ipv4Addr,
-        reply: bool,
-        ident: u16,
-        seq_no: u16,
-        ttl: u8,
-        data: &[u8],
-    ) {
-        let repr = if reply {
+    /// Sends an echo request or reply. A message larger than the path MTU leaves in
+    /// fragments, without options.
+    fn send_echo(&mut self, now: Instant, sink: &mut impl Sink, echo: Echo<'_>) {
+        let repr = if echo.reply {
             Icmpv4Repr::EchoReply {
-                ident,
-                seq_no,
-                data,
+                ident: echo.ident,
+                seq_no: echo.seq_no,
+                data: echo.data,
             }
         } else {
             Icmpv4Repr::EchoRequest {
-                ident,
-                seq_no,
-                data,
+                ident: echo.ident,
+                seq_no: echo.seq_no,
+                data: echo.data,
             }
         };
-        let src = self.address();
+        let (src, dst, ttl) = (self.address(), echo.dst, echo.ttl);
+        let options = echo.options;
+        let header_len = wire::ipv4::HEADER_LEN + options.len();
         let mut eg = self.egress();
-        if 20 + repr.buffer_len() > eg.mtu_to(dst, now) {
+        if header_len + repr.buffer_len() > eg.mtu_to(dst, now) {
             // Larger than the MTU (ping -s 3000): whole message, then fragments.
             let mut msg = vec![0u8; repr.buffer_len()];
             repr.emit(&mut Icmpv4Packet::new_unchecked(&mut msg[..]));
@@ -349,12 +364,44 @@ impl Stack {
         let ident_ip = eg.next_ident();
         eg.send_ipv4(now, sink, dst, |buf| {
             let len = repr.buffer_len();
-            if 20 + len > buf.len() {
+            if header_len + len > buf.len() {
                 return 0;
             }
-            repr.emit(&mut Icmpv4Packet::new_unchecked(get_mut(buf, 20..20 + len)));
-            emit_ipv4(buf, src, dst, IpProtocol::Icmp, len, ident_ip, ttl)
+            let msg = get_mut(buf, header_len..header_len + len);
+            repr.emit(&mut Icmpv4Packet::new_unchecked(msg));
+            if options.is_empty() {
+                return emit_ipv4(buf, src, dst, IpProtocol::Icmp, len, ident_ip, ttl);
+            }
+            let ip = wire::Ipv4Repr {
+                src_addr: src,
+                dst_addr: dst,
+                protocol: IpProtocol::Icmp,
+                payload_len: len,
+                ttl,
+                ident: ident_ip,
+                dont_frag: true,
+                more_frags: false,
+                frag_offset: 0,
+                dscp_ecn: 0,
+            };
+            let total = header_len + len;
+            ip.emit_with_options(
+                &mut wire::Ipv4Packet::new_unchecked(get_mut(buf, ..total)),
+                options,
+            );
+            total
         });
+    }
+
+    /// An IP timestamp (RFC 791) for `now`: milliseconds since midnight UT when the stack
+    /// knows the wall clock, else its own milliseconds with the high bit set (a non-standard
+    /// time, as RFC 791 allows).
+    fn ip_timestamp(&self, now: Instant) -> u32 {
+        const DAY_MS: u64 = 86_400_000;
+        match self.config.unix_ms_at_zero {
+            Some(zero) => ((zero + now.total_millis()) % DAY_MS) as u32,
+            None => (now.total_millis() as u32) | 0x8000_0000,
+        }
     }
 
     /// Sends a destination-unreachable error about a received datagram (`header` is its IPv4
@@ -471,7 +518,16 @@ impl Stack {
 
     pub(super) fn flush_icmp(&mut self, now: Instant, sink: &mut impl Sink) {
         while let Some(r) = self.icmp.tx.pop_front() {
-            self.send_echo(now, sink, r.dst, false, r.ident, r.seq_no, r.ttl, &r.data);
+            let echo = Echo {
+                dst: r.dst,
+                reply: false,
+                ident: r.ident,
+                seq_no: r.seq_no,
+                ttl: r.ttl,
+                data: &r.data,
+                options: &[],
+            };
+            self.send_echo(now, sink, echo);
         }
     }
 }

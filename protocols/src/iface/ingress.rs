@@ -156,7 +156,7 @@ impl Stack {
             .unwrap_or_default();
         let raw_took = self.deliver_raw(now, repr.protocol, whole);
         match repr.protocol {
-            IpProtocol::Icmp => self.receive_icmp(now, meta, body, sink),
+            IpProtocol::Icmp => self.receive_icmp(now, meta, header, body, sink),
             IpProtocol::Udp => self.receive_udp(now, meta, header, body, sink),
             IpProtocol::Tcp => self.receive_tcp(now, meta, header, body, sink),
             _ if raw_took => {}

@@ -155,6 +155,10 @@ pub struct StackConfig {
     /// process's timestamps newer than an old one's on the same 4-tuple, so that a peer still
     /// in TIME-WAIT for it accepts the new SYN at once (RFC 6191) instead of after a retry.
     pub ts_key: Option<[u8; 16]>,
+    /// The wall clock at `Instant::ZERO`, in milliseconds since the Unix epoch, for IP
+    /// timestamps (RFC 791: milliseconds since midnight UT). None: they are the stack's own
+    /// milliseconds, marked non-standard.
+    pub unix_ms_at_zero: Option<u64>,
 }
 
 impl StackConfig {
@@ -183,6 +187,7 @@ impl StackConfig {
             dhcp_client: crate::dhcp::Config::new(mac),
             extra_addrs: None,
             ts_key: None,
+            unix_ms_at_zero: None,
         }
     }
 

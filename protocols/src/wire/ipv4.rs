@@ -1,6 +1,7 @@
 //! IPv4 packets (RFC 791) and addresses with a prefix length.
 //!
-//! This stack reads options (and skips them) but never writes any.
+//! This stack reads options (and skips them); it writes them only in an echo reply
+//! ([`super::ipv4_options`]).
 
 use super::bytes::{array, be16, copy, get, get_mut, set_u8, u8_at};
 use core::fmt;
@@ -402,9 +403,25 @@ impl Ipv4Repr {
         })
     }
 
-    /// Header length: we never emit options.
+    /// Header length without options.
     pub fn buffer_len(&self) -> usize {
         HEADER_LEN
+    }
+
+    /// Like [`Ipv4Repr::emit`], with `options` (a multiple of 4 bytes, at most 40) after the
+    /// fixed header: the payload then starts at `20 + options.len()`.
+    pub fn emit_with_options<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        packet: &mut Ipv4Packet<T>,
+        options: &[u8],
+    ) {
+        debug_assert!(options.len().is_multiple_of(4) && options.len() <= 40);
+        self.emit(packet);
+        let header_len = HEADER_LEN + options.len();
+        packet.set_header_len(header_len);
+        packet.set_total_len((header_len + self.payload_len) as u16);
+        get_mut(packet.buffer.as_mut(), HEADER_LEN..header_len).copy_from_slice(options);
+        packet.fill_checksum();
     }
 
     /// Writes a 20-byte header with `total_len = 20 + payload_len` and its checksum; the

@@ -14,6 +14,7 @@ pub mod dns;
 pub mod ethernet;
 pub mod icmpv4;
 pub mod ipv4;
+pub mod ipv4_options;
 pub mod tcp;
 pub mod udp;
 

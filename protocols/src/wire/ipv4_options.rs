@@ -1,0 +1,240 @@
+//! The IPv4 options a host answers (RFC 1122 §3.2.2.6): an echo request's record route and
+//! timestamp options go back in the echo reply, updated to include this host (RFC 791 §3.1).
+//! Any other option is left out of the reply, and a malformed options area gets a reply
+//! without options.
+
+use core::net::Ipv4Addr;
+
+use super::bytes::{copy, get, get_mut, set_u8, u8_at};
+
+/// Most bytes of options an IPv4 header holds.
+pub const MAX_LEN: usize = 40;
+
+const EOL: u8 = 0;
+const NOP: u8 = 1;
+/// Record route (RFC 791): type 7, length, pointer, then room for addresses.
+const RR: u8 = 7;
+/// Internet timestamp (RFC 791): type 68, length, pointer, overflow and flags, then room.
+const TS: u8 = 68;
+/// Timestamp flags: timestamps only; address and timestamp pairs; timestamps at prespecified
+/// addresses.
+const TS_ONLY: u8 = 0;
+const TS_AND_ADDR: u8 = 1;
+const TS_PRESPEC: u8 = 3;
+
+/// The options of an echo reply: at most [`MAX_LEN`] bytes, a multiple of 4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyOptions {
+    buf: [u8; MAX_LEN],
+    len: usize,
+}
+
+impl ReplyOptions {
+    pub const EMPTY: ReplyOptions = ReplyOptions {
+        buf: [0; MAX_LEN],
+        len: 0,
+    };
+
+    pub fn as_bytes(&self) -> &[u8] {
+        get(&self.buf, ..self.len)
+    }
+
+    fn push(&mut self, option: &[u8]) {
+        copy(get_mut(&mut self.buf, self.len..), option);
+        self.len = (self.len + option.len()).min(MAX_LEN);
+    }
+}
+
+/// The options an echo reply carries for a request whose header held `received` (the bytes
+/// after the fixed 20): its record route with `me` added where there is room, and its
+/// timestamp option with `ts` (and `me`, as its flags ask). `ts` is milliseconds since midnight
+/// UT, or any time with its high bit set (RFC 791).
+pub fn echo_reply(received: &[u8], me: Ipv4Addr, ts: u32) -> ReplyOptions {
+    // A header holds 40 bytes of options: what the reply copies fits as well.
+    let received = received.get(..MAX_LEN).unwrap_or(received);
+    let mut out = ReplyOptions::EMPTY;
+    let (mut rr, mut ts_seen) = (false, false);
+    let mut i = 0;
+    while let Some(&kind) = received.get(i) {
+        match kind {
+            EOL => break,
+            NOP => i += 1,
+            kind => {
+                let len = usize::from(u8_at(received, i + 1));
+                let Some(option) = received.get(i..i + len).filter(|_| len >= 2) else {
+                    return ReplyOptions::EMPTY;
+                };
+                i += len;
+                let mut buf = [0u8; MAX_LEN];
+                let o = get_mut(&mut buf, ..len);
+                copy(o, option);
+                let valid = match kind {
+                    RR if !rr => {
+                        rr = true;
+                        record_route(o, me)
+                    }
+                    TS if !ts_seen => {
+                        ts_seen = true;
+                        timestamp(o, me, ts)
+                    }
+                    // Another option, or a second one of a kind: not answered.
+                    _ => continue,
+                };
+                if !valid {
+                    return ReplyOptions::EMPTY;
+                }
+                out.push(o);
+            }
+        }
+    }
+    // Padded with end-of-options to a multiple of 4.
+    out.len = out.len.next_multiple_of(4);
+    out
+}
+
+/// Adds `me` to a record route option if there is room; false if the option is malformed.
+fn record_route(o: &mut [u8], me: Ipv4Addr) -> bool {
+    let ptr = usize::from(u8_at(o, 2));
+    if o.len() < 3 || ptr < 4 {
+        return false;
+    }
+    if let Some(slot) = o.get_mut(ptr - 1..ptr + 3) {
+        slot.copy_from_slice(&me.octets());
+        set_u8(o, 2, u8_at(o, 2).saturating_add(4));
+    }
+    true
+}
+
+/// Adds `ts` (and `me`) to a timestamp option as its flags ask, or counts an overflow when it
+/// is full; false if the option is malformed.
+fn timestamp(o: &mut [u8], me: Ipv4Addr, ts: u32) -> bool {
+    let (ptr, oflw_flags) = (usize::from(u8_at(o, 2)), u8_at(o, 3));
+    let (overflow, flags) = (oflw_flags >> 4, oflw_flags & 0x0f);
+    let entry = match flags {
+        TS_ONLY => 4,
+        TS_AND_ADDR | TS_PRESPEC => 8,
+        _ => return false,
+    };
+    if o.len() < 4 || ptr < 5 {
+        return false;
+    }
+    let Some(slot) = o.get_mut(ptr - 1..ptr - 1 + entry) else {
+        // Full: the overflow count goes up (it stays at 15 at most).
+        if flags != TS_PRESPEC {
+            set_u8(o, 3, (overflow.saturating_add(1).min(15) << 4) | flags);
+        }
+        return true;
+    };
+    let (addr, stamp) = slot.split_at_mut(entry - 4);
+    match flags {
+        TS_ONLY => {}
+        TS_AND_ADDR => addr.copy_from_slice(&me.octets()),
+        // Prespecified: only where the next address named is ours.
+        _ if *addr == me.octets() => {}
+        _ => return true,
+    }
+    stamp.copy_from_slice(&ts.to_be_bytes());
+    set_u8(o, 2, u8_at(o, 2).saturating_add(entry as u8));
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_options_area_gives_a_well_formed_reply(
+            b in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let r = echo_reply(&b, ME, 1);
+            prop_assert!(r.as_bytes().len() <= MAX_LEN && r.as_bytes().len().is_multiple_of(4));
+        }
+    }
+
+    const ME: Ipv4Addr = Ipv4Addr::new(10, 7, 0, 2);
+    const PEER: [u8; 4] = [10, 7, 0, 1];
+
+    /// What `ping -R` sends from 10.7.0.1: NOP, then record route with 9 slots and the first
+    /// filled by the sender's kernel.
+    fn ping_rr() -> Vec<u8> {
+        let mut o = vec![NOP, RR, 39, 8];
+        o.extend_from_slice(&PEER);
+        o.resize(40, 0);
+        o
+    }
+
+    #[test]
+    fn record_route_gets_our_address_in_the_next_slot() {
+        let r = echo_reply(&ping_rr(), ME, 0);
+        let b = r.as_bytes();
+        assert_eq!(b.len(), 40);
+        assert_eq!(&b[..4], &[RR, 39, 12, 10]);
+        assert_eq!(&b[3..7], &PEER);
+        assert_eq!(&b[7..11], &ME.octets());
+        assert!(b[11..].iter().all(|&x| x == 0));
+    }
+
+    #[test]
+    fn a_full_record_route_goes_back_unchanged() {
+        let mut o = vec![RR, 7, 8, 1, 2, 3, 4, NOP];
+        let r = echo_reply(&o, ME, 0);
+        o.truncate(7);
+        o.push(EOL);
+        assert_eq!(r.as_bytes(), &o[..]);
+    }
+
+    #[test]
+    fn timestamps_are_added_as_the_flags_ask() {
+        // Timestamps only: 9 slots, one used.
+        let mut o = vec![TS, 40, 9, TS_ONLY, 0, 0, 0, 7];
+        o.resize(40, 0);
+        let r = echo_reply(&o, ME, 0x0102_0304);
+        assert_eq!(r.as_bytes()[2], 13);
+        assert_eq!(&r.as_bytes()[8..12], &[1, 2, 3, 4]);
+        // Address and timestamp pairs.
+        let mut o = vec![TS, 36, 5, TS_AND_ADDR];
+        o.resize(36, 0);
+        let r = echo_reply(&o, ME, 9);
+        assert_eq!(r.as_bytes()[2], 13);
+        assert_eq!(&r.as_bytes()[4..12], &[10, 7, 0, 2, 0, 0, 0, 9]);
+        // Prespecified: stamped where our address is next, passed over where it is not.
+        let mut o = vec![TS, 20, 5, TS_PRESPEC, 10, 7, 0, 2, 0, 0, 0, 0];
+        o.extend_from_slice(&[10, 7, 0, 1, 0, 0, 0, 0]);
+        let r = echo_reply(&o, ME, 9);
+        assert_eq!(r.as_bytes()[2], 13);
+        assert_eq!(&r.as_bytes()[8..12], &[0, 0, 0, 9]);
+        let r2 = echo_reply(r.as_bytes(), ME, 10);
+        assert_eq!(r2.as_bytes(), r.as_bytes(), "the next address is not ours");
+    }
+
+    #[test]
+    fn a_full_timestamp_option_counts_an_overflow() {
+        let o = [TS, 8, 9, TS_ONLY, 0, 0, 0, 1];
+        let r = echo_reply(&o, ME, 5);
+        assert_eq!(r.as_bytes()[3], 1 << 4);
+        let r = echo_reply(&[TS, 8, 9, 0xf0, 0, 0, 0, 1], ME, 5);
+        assert_eq!(r.as_bytes()[3], 0xf0, "the count stays at 15");
+    }
+
+    #[test]
+    fn other_options_are_left_out_and_malformed_areas_give_none() {
+        // A router alert (type 148) and a security option are not answered.
+        let o = [148, 4, 0, 0, RR, 7, 4, 0, 0, 0, 0, EOL];
+        let r = echo_reply(&o, ME, 0);
+        assert_eq!(r.as_bytes(), &[RR, 7, 8, 10, 7, 0, 2, EOL]);
+        for bad in [
+            &[RR][..],
+            &[RR, 1, 4],
+            &[RR, 12, 4, 0],
+            &[RR, 7, 2, 0, 0, 0, 0, 0],
+            &[TS, 3, 5],
+            &[TS, 8, 4, 0, 0, 0, 0, 0],
+            &[TS, 8, 5, 2, 0, 0, 0, 0],
+        ] {
+            assert_eq!(echo_reply(bad, ME, 0), ReplyOptions::EMPTY, "{bad:?}");
+        }
+        assert_eq!(echo_reply(&[NOP, NOP, NOP, EOL], ME, 0).as_bytes(), &[]);
+    }
+}
