@@ -200,7 +200,7 @@ mod tests {
         let cidr = protocols::wire::Ipv4Cidr::new([10, 0, 0, 2].into(), 24).unwrap();
         let mac = protocols::wire::EthernetAddress([2, 0, 0, 0, 0, 2]);
         let mut s = Stack::new(StackConfig::new(mac, cidr), Rng::new(1));
-        let h = s.udp_bind(port).unwrap();
+        let h = s.udp().bind(port).unwrap();
         let mut n = StackNews::default();
         n.push(Wake::Udp(h));
         (h, n)

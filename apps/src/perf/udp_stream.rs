@@ -107,7 +107,7 @@ impl UdpStreamsApp {
     /// Drains this worker's sockets, counting each data datagram on its stream.
     fn receive(&mut self, stack: &mut Stack) {
         for &h in &self.handles {
-            while let Ok(Some(d)) = stack.udp_recv_from(h) {
+            while let Ok(Some(d)) = stack.udp().recv_from(h) {
                 let arrival = udp::wall_clock().as_secs_f64();
                 // A client's streams share a peer, a server's a socket.
                 let Some(s) = self
@@ -143,7 +143,7 @@ impl UdpStreamsApp {
                 }
                 let count = s.stats.packets + 1;
                 udp::write_header(&mut self.block, udp::wall_clock(), count, self.wide);
-                match stack.udp_send_to(s.spec.handle, s.spec.peer, &self.block) {
+                match stack.udp().send_to(s.spec.handle, s.spec.peer, &self.block) {
                     Ok(()) => {
                         s.stats.packets = count;
                         s.stats.bytes += self.block.len() as u64;

@@ -78,7 +78,7 @@ impl UdpApp {
 impl WorkerApp for UdpApp {
     fn poll(&mut self, ctx: &mut AppCtx<'_>) -> Option<Instant> {
         loop {
-            let (n, from) = match ctx.stack.udp_recv_into(self.handle, &mut self.buf) {
+            let (n, from) = match ctx.stack.udp().recv_into(self.handle, &mut self.buf) {
                 Ok(Some(got)) => got,
                 Ok(None) => return None,
                 Err(_) => {
@@ -88,16 +88,17 @@ impl WorkerApp for UdpApp {
             };
             // A reply the send queue has no room for is lost, as UDP may lose it anywhere.
             let _ = match self.kind {
-                Kind::Echo => ctx.stack.udp_send_to(self.handle, from, &self.buf[..n]),
+                Kind::Echo => ctx.stack.udp().send_to(self.handle, from, &self.buf[..n]),
                 Kind::Daytime => {
                     ctx.stack
-                        .udp_send_to(self.handle, from, daytime_string().as_bytes())
+                        .udp()
+                        .send_to(self.handle, from, daytime_string().as_bytes())
                 }
                 Kind::Chargen => {
                     // RFC 864: an answer of 0 to 512 characters; six whole lines are 444.
                     let d = chargen_lines(self.next_line, 6);
                     self.next_line = (self.next_line + 6) % CHARGEN_CYCLE;
-                    ctx.stack.udp_send_to(self.handle, from, &d)
+                    ctx.stack.udp().send_to(self.handle, from, &d)
                 }
                 _ => Ok(()),
             };

@@ -22,7 +22,7 @@ impl IcmpSocket {
     pub fn bind(node: &Node) -> io::Result<IcmpSocket> {
         let ident = node.random_u64() as u16;
         let handles = (0..node.queues())
-            .map(|w| node.with_stack(w, |s, _| s.icmp_bind(ident)))
+            .map(|w| node.with_stack(w, |s, _| s.icmp().bind(ident)))
             .collect();
         Ok(IcmpSocket {
             node: node.clone(),
@@ -46,7 +46,7 @@ impl IcmpSocket {
         let h = self.handles[0];
         if self
             .node
-            .with_stack(0, |s, _| s.icmp_send_echo(h, dst, seq_no, ttl, data))
+            .with_stack(0, |s, _| s.icmp().send_echo(h, dst, seq_no, ttl, data))
         {
             Ok(())
         } else {
@@ -66,7 +66,7 @@ impl IcmpSocket {
             protocols::iface::Wake::Icmp,
             deadline(timeout),
             timed_out,
-            |s, h| Ok::<_, std::convert::Infallible>(s.icmp_recv(h)),
+            |s, h| Ok::<_, std::convert::Infallible>(s.icmp().recv(h)),
             |e| match e {},
         )
     }
@@ -91,9 +91,10 @@ impl IcmpSocket {
             timed_out,
             |s, h| {
                 Ok::<_, std::convert::Infallible>(
-                    s.icmp_recv(h)
+                    s.icmp()
+                        .recv(h)
                         .map(IcmpEvent::Reply)
-                        .or_else(|| s.icmp_recv_error(h).map(IcmpEvent::Error)),
+                        .or_else(|| s.icmp().recv_error(h).map(IcmpEvent::Error)),
                 )
             },
             |e| match e {},
@@ -104,7 +105,7 @@ impl IcmpSocket {
 impl Drop for IcmpSocket {
     fn drop(&mut self) {
         for (w, &h) in self.handles.iter().enumerate() {
-            self.node.with_stack(w, |s, _| s.icmp_close(h));
+            self.node.with_stack(w, |s, _| s.icmp().close(h));
         }
     }
 }

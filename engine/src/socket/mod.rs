@@ -91,7 +91,7 @@ impl SocketCloser {
                 Closable::Listener(port) => self.node.with_stack(w, |s, _| s.tcp_unlisten(*port)),
                 Closable::Udp(handles) => {
                     if let Some(&h) = handles.get(w) {
-                        self.node.with_stack(w, |s, _| s.udp_close(h));
+                        self.node.with_stack(w, |s, _| s.udp().close(h));
                     }
                 }
             }

@@ -34,7 +34,7 @@ impl RawSocket {
     pub fn bind(node: &Node, protocol: u8) -> io::Result<RawSocket> {
         let protocol = IpProtocol::from(protocol);
         let handles = (0..node.queues())
-            .map(|w| node.with_stack(w, |s, _| s.raw_bind(protocol)))
+            .map(|w| node.with_stack(w, |s, _| s.raw().bind(protocol)))
             .collect();
         Ok(RawSocket {
             node: node.clone(),
@@ -52,7 +52,7 @@ impl RawSocket {
     pub fn send_to(&self, payload: &[u8], dst: Ipv4Addr, ttl: Option<u8>) -> io::Result<()> {
         let h = self.handles[0];
         self.node
-            .with_stack(0, |s, _| s.raw_send(h, dst, ttl, payload))
+            .with_stack(0, |s, _| s.raw().send(h, dst, ttl, payload))
             .map_err(raw_error)
     }
 
@@ -61,7 +61,7 @@ impl RawSocket {
     pub fn send_packet(&self, packet: &[u8]) -> io::Result<()> {
         let h = self.handles[0];
         self.node
-            .with_stack(0, |s, _| s.raw_send_packet(h, packet))
+            .with_stack(0, |s, _| s.raw().send_packet(h, packet))
             .map_err(raw_error)
     }
 
@@ -73,7 +73,7 @@ impl RawSocket {
             protocols::iface::Wake::Raw,
             deadline(timeout),
             timed_out,
-            |s, h| s.raw_recv(h),
+            |s, h| s.raw().recv(h),
             raw_error,
         )
     }
@@ -82,7 +82,7 @@ impl RawSocket {
 impl Drop for RawSocket {
     fn drop(&mut self) {
         for (w, &h) in self.handles.iter().enumerate() {
-            self.node.with_stack(w, |s, _| s.raw_close(h));
+            self.node.with_stack(w, |s, _| s.raw().close(h));
         }
     }
 }

@@ -28,18 +28,18 @@ impl UdpSocket {
     /// Binds `port` (0: a random free ephemeral port).
     pub fn bind(node: &Node, port: u16) -> io::Result<UdpSocket> {
         let first = node
-            .with_stack(0, |s, _| s.udp_bind(port))
+            .with_stack(0, |s, _| s.udp().bind(port))
             .map_err(udp_error)?;
         let port = node
-            .with_stack(0, |s, _| s.udp_local_port(first))
+            .with_stack(0, |s, _| s.udp().local_port(first))
             .unwrap_or(port);
         let mut handles = vec![first];
         for w in 1..node.queues() {
-            match node.with_stack(w, |s, _| s.udp_bind(port)) {
+            match node.with_stack(w, |s, _| s.udp().bind(port)) {
                 Ok(h) => handles.push(h),
                 Err(e) => {
                     for (i, h) in handles.into_iter().enumerate() {
-                        node.with_stack(i, |s, _| s.udp_close(h));
+                        node.with_stack(i, |s, _| s.udp().close(h));
                     }
                     return Err(udp_error(e));
                 }
@@ -77,7 +77,7 @@ impl UdpSocket {
         let w = flow_owner(self.port, dst.ip().octets(), dst.port(), self.handles.len());
         let h = self.handles[w];
         self.node
-            .with_stack(w, |s, _| s.udp_send_to(h, dst, buf))
+            .with_stack(w, |s, _| s.udp().send_to(h, dst, buf))
             .map_err(udp_error)?;
         Ok(buf.len())
     }
@@ -87,7 +87,7 @@ impl UdpSocket {
         let w = flow_owner(self.port, dst.ip().octets(), dst.port(), self.handles.len());
         let h = self.handles[w];
         self.node
-            .with_stack(w, |s, _| s.udp_send_to_ttl(h, dst, buf, Some(ttl)))
+            .with_stack(w, |s, _| s.udp().send_to_ttl(h, dst, buf, Some(ttl)))
             .map_err(udp_error)?;
         Ok(buf.len())
     }
@@ -101,7 +101,7 @@ impl UdpSocket {
             protocols::iface::Wake::Udp,
             deadline(timeout),
             super::timed_out,
-            |s, h| s.udp_recv_error(h),
+            |s, h| s.udp().recv_error(h),
             udp_error,
         )
     }
@@ -114,7 +114,7 @@ impl UdpSocket {
             protocols::iface::Wake::Udp,
             deadline(self.read_timeout),
             || io::Error::new(io::ErrorKind::WouldBlock, "timed out"),
-            |s, h| s.udp_recv_into(h, buf),
+            |s, h| s.udp().recv_into(h, buf),
             udp_error,
         )
     }
@@ -133,12 +133,12 @@ impl UdpSocket {
             deadline(self.read_timeout),
             || io::Error::new(io::ErrorKind::WouldBlock, "timed out"),
             |s, h| {
-                while let Some((n, from)) = s.udp_recv_into(h, buf)? {
+                while let Some((n, from)) = s.udp().recv_into(h, buf)? {
                     if from == peer {
                         return Ok(Some(Ok(n)));
                     }
                 }
-                while let Some(r) = s.udp_recv_error(h)? {
+                while let Some(r) = s.udp().recv_error(h)? {
                     let about_peer = r.dst == *peer.ip() && r.detail == peer.port();
                     let kind = match (r.msg_type, r.code) {
                         (

@@ -229,8 +229,9 @@ fn sends_nothing_but_dhcp_before_it_has_an_address() {
     let mut s = dhcp_stack();
     let mut out = Vec::new();
     s.start(secs(1), &mut out);
-    let h = s.udp_bind(0).unwrap();
-    s.udp_send_to(h, "10.7.0.1:53".parse().unwrap(), b"x")
+    let h = s.udp().bind(0).unwrap();
+    s.udp()
+        .send_to(h, "10.7.0.1:53".parse().unwrap(), b"x")
         .unwrap();
     let mut out = Vec::new();
     s.poll(secs(1), &mut out);

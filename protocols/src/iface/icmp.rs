@@ -157,6 +157,74 @@ impl IcmpTable {
     }
 }
 
+/// The ICMP echo table's socket API (`stack.icmp()`): it borrows the table and the stack's
+/// default TTL, nothing else of the stack.
+pub struct Icmp<'a> {
+    table: &'a mut IcmpTable,
+    default_ttl: u8,
+}
+
+impl Stack {
+    pub fn icmp(&mut self) -> Icmp<'_> {
+        Icmp {
+            table: &mut self.icmp,
+            default_ttl: self.config.ttl,
+        }
+    }
+}
+
+impl Icmp<'_> {
+    /// Opens an echo socket that receives the echo replies carrying `ident`.
+    pub fn bind(&mut self, ident: u16) -> SocketHandle {
+        self.table.sockets.insert(EchoSocket {
+            ident,
+            rx: VecDeque::new(),
+            errors: VecDeque::new(),
+        })
+    }
+
+    /// Queues an echo request; it goes out at the next `poll`. False if the queue is full.
+    pub fn send_echo(
+        &mut self,
+        h: SocketHandle,
+        dst: Ipv4Addr,
+        seq_no: u16,
+        ttl: Option<u8>,
+        data: &[u8],
+    ) -> bool {
+        let Some(s) = self.table.sockets.get(h) else {
+            return false;
+        };
+        if self.table.tx.len() >= ECHO_TX_QUEUE {
+            return false;
+        }
+        let ident = s.ident;
+        let ttl = ttl.unwrap_or(self.default_ttl);
+        self.table.tx.push_back(EchoRequest {
+            dst,
+            ident,
+            seq_no,
+            ttl,
+            data: data.to_vec(),
+        });
+        true
+    }
+
+    /// The next echo reply received by `h`, if any.
+    pub fn recv(&mut self, h: SocketHandle) -> Option<EchoReply> {
+        self.table.sockets.get_mut(h)?.rx.pop_front()
+    }
+
+    /// The next ICMP error about an echo request sent by `h`, if any.
+    pub fn recv_error(&mut self, h: SocketHandle) -> Option<IcmpErrorReport> {
+        self.table.sockets.get_mut(h)?.errors.pop_front()
+    }
+
+    pub fn close(&mut self, h: SocketHandle) {
+        self.table.sockets.remove(h);
+    }
+}
+
 impl Stack {
     pub(super) fn receive_icmp(
         &mut self,
@@ -464,56 +532,6 @@ impl Stack {
         }
         self.icmp_tokens -= 1;
         true
-    }
-
-    /// Opens an echo socket that receives the echo replies carrying `ident`.
-    pub fn icmp_bind(&mut self, ident: u16) -> SocketHandle {
-        self.icmp.sockets.insert(EchoSocket {
-            ident,
-            rx: VecDeque::new(),
-            errors: VecDeque::new(),
-        })
-    }
-
-    /// Queues an echo request; it goes out at the next `poll`. False if the queue is full.
-    pub fn icmp_send_echo(
-        &mut self,
-        h: SocketHandle,
-        dst: Ipv4Addr,
-        seq_no: u16,
-        ttl: Option<u8>,
-        data: &[u8],
-    ) -> bool {
-        let Some(s) = self.icmp.sockets.get(h) else {
-            return false;
-        };
-        if self.icmp.tx.len() >= ECHO_TX_QUEUE {
-            return false;
-        }
-        let ident = s.ident;
-        let ttl = ttl.unwrap_or(self.config.ttl);
-        self.icmp.tx.push_back(EchoRequest {
-            dst,
-            ident,
-            seq_no,
-            ttl,
-            data: data.to_vec(),
-        });
-        true
-    }
-
-    /// The next echo reply received by `h`, if any.
-    pub fn icmp_recv(&mut self, h: SocketHandle) -> Option<EchoReply> {
-        self.icmp.sockets.get_mut(h)?.rx.pop_front()
-    }
-
-    /// The next ICMP error about an echo request sent by `h`, if any.
-    pub fn icmp_recv_error(&mut self, h: SocketHandle) -> Option<IcmpErrorReport> {
-        self.icmp.sockets.get_mut(h)?.errors.pop_front()
-    }
-
-    pub fn icmp_close(&mut self, h: SocketHandle) {
-        self.icmp.sockets.remove(h);
     }
 
     pub(super) fn flush_icmp(&mut self, now: Instant, sink: &mut impl Sink) {

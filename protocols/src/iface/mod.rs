@@ -43,13 +43,13 @@ pub use arp_cache::{ArpConfig, ArpRole};
 pub use counters::{Counters, DropReason};
 pub use dhcp::{DhcpLogEntry, CLIENT_PORT as DHCP_CLIENT_PORT};
 pub use event::{ConnId, StackEvent};
-pub use icmp::{EchoReply, IcmpErrorReport};
+pub use icmp::{EchoReply, Icmp, IcmpErrorReport};
 pub use news::{News, Wake};
-pub use raw::{RawError, RawPacket};
+pub use raw::{Raw, RawError, RawPacket};
 pub use reassembly::ReassemblyConfig;
 pub use sockets::SocketHandle;
 pub use tcp_table::{ConnInfo, Readiness, TcpError};
-pub use udp::{Datagram, UdpError, EPHEMERAL_PORTS};
+pub use udp::{Datagram, Udp, UdpError, EPHEMERAL_PORTS};
 
 use crate::rand::Rng;
 use crate::tcp::{IsnGenerator, TcpConfig};

@@ -6,8 +6,8 @@
 //! (reassembly is not enabled). A packet of a protocol the stack does not handle draws no
 //! protocol-unreachable when a raw socket took it.
 //!
-//! Sending: [`Stack::raw_send`] sends a payload under a header the stack builds (the socket's
-//! protocol, our address, the stack's TTL unless given); [`Stack::raw_send_packet`] sends a
+//! Sending: [`Raw::send`] sends a payload under a header the stack builds (the socket's
+//! protocol, our address, the stack's TTL unless given); [`Raw::send_packet`] sends a
 //! caller-built IPv4 header and payload (Linux's `IP_HDRINCL`). The header is checked (version
 //! 4, header length at least 20 and within the packet, total length equal to the buffer, no
 //! larger than the MTU), the source must be our address or 0.0.0.0 (filled with ours), an
@@ -97,44 +97,70 @@ impl RawTable {
     }
 }
 
+/// The raw table's socket API (`stack.raw()`): it borrows the table and the IP context a
+/// caller-built header is checked and completed with (the node's address, the MTU, the IP
+/// identification counter), nothing else of the stack.
+pub struct Raw<'a> {
+    table: &'a mut RawTable,
+    me: Ipv4Addr,
+    mtu: usize,
+    ip_ident: &'a mut u16,
+}
+
 impl Stack {
+    pub fn raw(&mut self) -> Raw<'_> {
+        Raw {
+            me: self.address(),
+            table: &mut self.raw,
+            mtu: self.config.mtu,
+            ip_ident: &mut self.ip_ident,
+        }
+    }
+}
+
+impl Raw<'_> {
     /// Opens a raw socket that receives a copy of every IPv4 packet of `protocol`.
-    pub fn raw_bind(&mut self, protocol: IpProtocol) -> SocketHandle {
-        self.raw.sockets.insert(RawSocket {
+    pub fn bind(&mut self, protocol: IpProtocol) -> SocketHandle {
+        self.table.sockets.insert(RawSocket {
             protocol,
             rx: VecDeque::new(),
         })
     }
 
-    pub fn raw_close(&mut self, h: SocketHandle) {
-        self.raw.sockets.remove(h);
+    pub fn close(&mut self, h: SocketHandle) {
+        self.table.sockets.remove(h);
     }
 
     /// The next packet received by `h`, if any.
-    pub fn raw_recv(&mut self, h: SocketHandle) -> Result<Option<RawPacket>, RawError> {
-        let s = self.raw.sockets.get_mut(h).ok_or(RawError::BadHandle)?;
+    pub fn recv(&mut self, h: SocketHandle) -> Result<Option<RawPacket>, RawError> {
+        let s = self.table.sockets.get_mut(h).ok_or(RawError::BadHandle)?;
         Ok(s.rx.pop_front())
     }
 
     /// Queues `data` to `dst` under a header the stack builds with the socket's protocol.
-    pub fn raw_send(
+    pub fn send(
         &mut self,
         h: SocketHandle,
         dst: Ipv4Addr,
         ttl: Option<u8>,
         data: &[u8],
     ) -> Result<(), RawError> {
-        let protocol = self.raw.sockets.get(h).ok_or(RawError::BadHandle)?.protocol;
-        if data.len() + 20 > self.config.mtu {
+        let protocol = self
+            .table
+            .sockets
+            .get(h)
+            .ok_or(RawError::BadHandle)?
+            .protocol;
+        if data.len() + 20 > self.mtu {
             return Err(RawError::TooBig);
         }
-        if self.address().is_unspecified() {
+        if self.me.is_unspecified() {
             return Err(RawError::NoAddress);
         }
-        if self.raw.tx.len() >= RAW_TX_QUEUE {
+        if self.table.tx.len() >= RAW_TX_QUEUE {
             return Err(RawError::QueueFull);
         }
-        self.raw.tx.push_back(RawOut::Payload {
+        self.table.tx.push_back(RawOut::Payload {
             dst,
             protocol,
             ttl,
@@ -144,13 +170,13 @@ impl Stack {
     }
 
     /// Queues a caller-built IPv4 packet (header included); see the module docs for the checks.
-    pub fn raw_send_packet(&mut self, h: SocketHandle, packet: &[u8]) -> Result<(), RawError> {
-        self.raw.sockets.get(h).ok_or(RawError::BadHandle)?;
-        let me = self.address();
+    pub fn send_packet(&mut self, h: SocketHandle, packet: &[u8]) -> Result<(), RawError> {
+        self.table.sockets.get(h).ok_or(RawError::BadHandle)?;
+        let me = self.me;
         if me.is_unspecified() {
             return Err(RawError::NoAddress);
         }
-        if packet.len() > self.config.mtu {
+        if packet.len() > self.mtu {
             return Err(RawError::TooBig);
         }
         if packet.len() < 20 {
@@ -181,17 +207,19 @@ impl Stack {
             return Err(RawError::NotOurSource(src));
         }
         if p.ident() == 0 {
-            let ident = self.egress().next_ident();
-            p.set_ident(ident);
+            *self.ip_ident = self.ip_ident.wrapping_add(1);
+            p.set_ident(*self.ip_ident);
         }
         p.fill_checksum();
-        if self.raw.tx.len() >= RAW_TX_QUEUE {
+        if self.table.tx.len() >= RAW_TX_QUEUE {
             return Err(RawError::QueueFull);
         }
-        self.raw.tx.push_back(RawOut::Packet { dst, data });
+        self.table.tx.push_back(RawOut::Packet { dst, data });
         Ok(())
     }
+}
 
+impl Stack {
     /// Copies a received packet (`packet` is exactly the IPv4 packet) to the raw sockets of its
     /// protocol; true if any took it.
     pub(super) fn deliver_raw(

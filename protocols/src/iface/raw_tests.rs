@@ -92,21 +92,21 @@ fn echo(request: bool) -> Vec<u8> {
 #[test]
 fn a_raw_icmp_socket_gets_a_copy_and_the_stack_still_answers() {
     let mut b = node_b();
-    let h = b.raw_bind(IpProtocol::Icmp);
+    let h = b.raw().bind(IpProtocol::Icmp);
     let mut out = Vec::new();
     let frame = ip_frame(IpProtocol::Icmp, &echo(true));
     b.receive(t(2), &frame, &mut out);
     assert_eq!(out.len(), 1, "the echo request is still answered");
-    let p = b.raw_recv(h).unwrap().expect("a copy");
+    let p = b.raw().recv(h).unwrap().expect("a copy");
     assert_eq!(p.packet, &frame[14..], "the whole IPv4 packet");
     assert_eq!(p.src(), IP_A);
     assert_eq!(p.payload(), &echo(true)[..]);
     // An echo reply nobody's echo socket waits for still reaches the raw socket.
     b.receive(t(2), &ip_frame(IpProtocol::Icmp, &echo(false)), &mut out);
-    assert!(b.raw_recv(h).unwrap().is_some());
+    assert!(b.raw().recv(h).unwrap().is_some());
     // Other protocols do not.
     b.receive(t(2), &ip_frame(IpProtocol::Udp, &[0; 8]), &mut out);
-    assert_eq!(b.raw_recv(h).unwrap(), None);
+    assert_eq!(b.raw().recv(h).unwrap(), None);
     assert_eq!(b.counters().raw_delivered, 2);
 }
 
@@ -120,7 +120,7 @@ fn an_unknown_protocol_with_a_raw_socket_draws_no_unreachable() {
         &mut out,
     );
     assert_eq!(out.len(), 1, "protocol unreachable without a raw socket");
-    let h = b.raw_bind(IpProtocol::Unknown(253));
+    let h = b.raw().bind(IpProtocol::Unknown(253));
     let mut out = Vec::new();
     b.receive(
         t(2),
@@ -128,15 +128,15 @@ fn an_unknown_protocol_with_a_raw_socket_draws_no_unreachable() {
         &mut out,
     );
     assert!(out.is_empty());
-    assert_eq!(b.raw_recv(h).unwrap().unwrap().payload(), b"hello");
+    assert_eq!(b.raw().recv(h).unwrap().unwrap().payload(), b"hello");
     assert_eq!(b.counters().drops(DropReason::UnknownProtocol), 1);
 }
 
 #[test]
 fn raw_send_builds_the_header() {
     let mut b = node_b();
-    let h = b.raw_bind(IpProtocol::Unknown(253));
-    b.raw_send(h, IP_A, Some(9), b"payload").unwrap();
+    let h = b.raw().bind(IpProtocol::Unknown(253));
+    b.raw().send(h, IP_A, Some(9), b"payload").unwrap();
     let mut out = Vec::new();
     b.poll(t(2), &mut out);
     assert_eq!(out.len(), 1);
@@ -176,10 +176,11 @@ fn built(src: Ipv4Addr, ident: u16) -> Vec<u8> {
 #[test]
 fn a_caller_built_header_is_checked_completed_and_sent() {
     let mut b = node_b();
-    let h = b.raw_bind(IpProtocol::Icmp);
-    b.raw_send_packet(h, &built(Ipv4Addr::UNSPECIFIED, 0))
+    let h = b.raw().bind(IpProtocol::Icmp);
+    b.raw()
+        .send_packet(h, &built(Ipv4Addr::UNSPECIFIED, 0))
         .unwrap();
-    b.raw_send_packet(h, &built(IP_B, 77)).unwrap();
+    b.raw().send_packet(h, &built(IP_B, 77)).unwrap();
     let mut out = Vec::new();
     b.poll(t(2), &mut out);
     assert_eq!(out.len(), 2);
@@ -200,40 +201,41 @@ fn a_caller_built_header_is_checked_completed_and_sent() {
 #[test]
 fn bad_caller_built_headers_are_refused() {
     let mut b = node_b();
-    let h = b.raw_bind(IpProtocol::Icmp);
+    let h = b.raw().bind(IpProtocol::Icmp);
     let good = built(IP_B, 1);
     assert_eq!(
-        b.raw_send_packet(h, &built(Ipv4Addr::new(10, 0, 0, 99), 1)),
+        b.raw()
+            .send_packet(h, &built(Ipv4Addr::new(10, 0, 0, 99), 1)),
         Err(RawError::NotOurSource(Ipv4Addr::new(10, 0, 0, 99)))
     );
     let mut v6 = good.clone();
     v6[0] = 0x65;
     assert!(matches!(
-        b.raw_send_packet(h, &v6),
+        b.raw().send_packet(h, &v6),
         Err(RawError::BadHeader(_))
     ));
     let mut ihl = good.clone();
     ihl[0] = 0x44;
     assert!(matches!(
-        b.raw_send_packet(h, &ihl),
+        b.raw().send_packet(h, &ihl),
         Err(RawError::BadHeader(_))
     ));
     let mut long = good.clone();
     long[3] += 1;
     assert!(matches!(
-        b.raw_send_packet(h, &long),
+        b.raw().send_packet(h, &long),
         Err(RawError::BadHeader(_))
     ));
     assert!(matches!(
-        b.raw_send_packet(h, &good[..12]),
+        b.raw().send_packet(h, &good[..12]),
         Err(RawError::BadHeader(_))
     ));
     assert_eq!(
-        b.raw_send_packet(h, &vec![0x45; 1600]),
+        b.raw().send_packet(h, &vec![0x45; 1600]),
         Err(RawError::TooBig)
     );
-    b.raw_close(h);
-    assert_eq!(b.raw_send_packet(h, &good), Err(RawError::BadHandle));
+    b.raw().close(h);
+    assert_eq!(b.raw().send_packet(h, &good), Err(RawError::BadHandle));
     let mut out = Vec::new();
     b.poll(t(2), &mut out);
     assert!(out.is_empty());

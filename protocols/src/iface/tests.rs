@@ -280,15 +280,15 @@ fn no_icmp_error_about_a_broadcast() {
 #[test]
 fn udp_datagrams_reach_a_bound_socket() {
     let mut b = node_b();
-    let h = b.udp_bind(7).unwrap();
+    let h = b.udp().bind(7).unwrap();
     let mut out: Vec<Vec<u8>> = Vec::new();
     b.receive(Instant::from_secs(2), &udp_frame(7, b"ping"), &mut out);
     assert!(out.is_empty());
     assert!(b.take_wakeup());
-    let d = b.udp_recv_from(h).unwrap().unwrap();
+    let d = b.udp().recv_from(h).unwrap().unwrap();
     assert_eq!(d.from, SocketAddrV4::new(IP_A, 40000));
     assert_eq!(d.data, b"ping");
-    b.udp_send_to(h, d.from, b"pong").unwrap();
+    b.udp().send_to(h, d.from, b"pong").unwrap();
     b.poll(Instant::from_secs(2), &mut out);
     assert_eq!(out.len(), 1);
     let (_, ip, body) = parse_ip(&out[0]);
@@ -418,7 +418,7 @@ fn every_truncation_of_valid_frames_is_survived() {
     ];
     let mut b = node_b();
     b.tcp_listen(80, 4).unwrap();
-    b.udp_bind(7).unwrap();
+    b.udp().bind(7).unwrap();
     let mut out: Vec<Vec<u8>> = Vec::new();
     for f in &frames {
         for len in 0..f.len() {
@@ -757,10 +757,12 @@ fn icmp_errors_are_rate_limited() {
 fn unresolved_next_hop_waits_for_arp_then_sends() {
     let mut b = stack(MAC_B, IP_B, 3);
     let now = Instant::from_secs(1);
-    let h = b.udp_bind(5000).unwrap();
-    b.udp_send_to(h, SocketAddrV4::new(IP_A, 9), b"queued")
+    let h = b.udp().bind(5000).unwrap();
+    b.udp()
+        .send_to(h, SocketAddrV4::new(IP_A, 9), b"queued")
         .unwrap();
-    b.udp_send_to(h, SocketAddrV4::new(IP_A, 9), b"queued too")
+    b.udp()
+        .send_to(h, SocketAddrV4::new(IP_A, 9), b"queued too")
         .unwrap();
     let mut out: Vec<Vec<u8>> = Vec::new();
     b.poll(now, &mut out);
@@ -791,9 +793,9 @@ fn unresolved_next_hop_waits_for_arp_then_sends() {
 fn off_subnet_goes_to_the_gateway_or_is_dropped_without_one() {
     let mut b = stack(MAC_B, IP_B, 4);
     let now = Instant::from_secs(1);
-    let h = b.udp_bind(5000).unwrap();
+    let h = b.udp().bind(5000).unwrap();
     let far = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 9);
-    b.udp_send_to(h, far, b"x").unwrap();
+    b.udp().send_to(h, far, b"x").unwrap();
     let mut out: Vec<Vec<u8>> = Vec::new();
     b.poll(now, &mut out);
     assert!(out.is_empty());
@@ -804,8 +806,8 @@ fn off_subnet_goes_to_the_gateway_or_is_dropped_without_one() {
     let mut g = Stack::new(config, Rng::new(5));
     g.receive(now, &arp_frame(ArpOperation::Request, IP_B), &mut out);
     out.clear();
-    let h = g.udp_bind(5000).unwrap();
-    g.udp_send_to(h, far, b"x").unwrap();
+    let h = g.udp().bind(5000).unwrap();
+    g.udp().send_to(h, far, b"x").unwrap();
     g.poll(now, &mut out);
     assert_eq!(out.len(), 1);
     let (eth, ip, _) = parse_ip(&out[0]);
@@ -868,9 +870,10 @@ fn icmp_error(msg_type: u8, code: u8, next_hop_mtu: u16, invoking: &[u8]) -> Vec
 #[test]
 fn icmp_errors_reach_the_udp_socket_whose_datagram_they_quote() {
     let mut b = node_b();
-    let h = b.udp_bind(45000).unwrap();
-    let other = b.udp_bind(45001).unwrap();
-    b.udp_send_to_ttl(h, SocketAddrV4::new(IP_A, 33434), b"probe", Some(1))
+    let h = b.udp().bind(45000).unwrap();
+    let other = b.udp().bind(45001).unwrap();
+    b.udp()
+        .send_to_ttl(h, SocketAddrV4::new(IP_A, 33434), b"probe", Some(1))
         .unwrap();
     let mut out: Vec<Vec<u8>> = Vec::new();
     b.poll(Instant::from_secs(2), &mut out);
@@ -886,28 +889,28 @@ fn icmp_errors_reach_the_udp_socket_whose_datagram_they_quote() {
     );
     assert!(answers.is_empty(), "never an error about an error");
     assert!(b.take_wakeup());
-    let r = b.udp_recv_error(h).unwrap().expect("a report");
+    let r = b.udp().recv_error(h).unwrap().expect("a report");
     assert_eq!(
         (r.from, r.msg_type, r.code, r.dst, r.detail),
         (IP_A, 11, 0, IP_A, 33434)
     );
-    assert_eq!(b.udp_recv_error(h).unwrap(), None);
-    assert_eq!(b.udp_recv_error(other).unwrap(), None);
+    assert_eq!(b.udp().recv_error(h).unwrap(), None);
+    assert_eq!(b.udp().recv_error(other).unwrap(), None);
     // A quote too short to name the port is malformed, not delivered.
     b.receive(
         Instant::from_secs(3),
         &icmp_error_frame(false, &sent[..24]),
         &mut answers,
     );
-    assert_eq!(b.udp_recv_error(h).unwrap(), None);
+    assert_eq!(b.udp().recv_error(h).unwrap(), None);
     assert_eq!(b.counters().drops(DropReason::IcmpMalformed), 1);
 }
 
 #[test]
 fn icmp_errors_reach_the_echo_socket_whose_request_they_quote() {
     let mut b = node_b();
-    let h = b.icmp_bind(0x1234);
-    assert!(b.icmp_send_echo(h, IP_A, 7, Some(3), b"abcdefgh"));
+    let h = b.icmp().bind(0x1234);
+    assert!(b.icmp().send_echo(h, IP_A, 7, Some(3), b"abcdefgh"));
     let mut out: Vec<Vec<u8>> = Vec::new();
     b.poll(Instant::from_secs(2), &mut out);
     assert_eq!(out.len(), 1);
@@ -919,9 +922,9 @@ fn icmp_errors_reach_the_echo_socket_whose_request_they_quote() {
         &icmp_error_frame(false, &sent),
         &mut Vec::new(),
     );
-    let r = b.icmp_recv_error(h).expect("a report");
+    let r = b.icmp().recv_error(h).expect("a report");
     assert_eq!((r.from, r.msg_type, r.code, r.detail), (IP_A, 3, 3, 7));
-    assert_eq!(b.icmp_recv(h), None, "an error is not an echo reply");
+    assert_eq!(b.icmp().recv(h), None, "an error is not an echo reply");
 }
 
 #[test]

@@ -11,6 +11,7 @@ use super::icmp::{IcmpErrorReport, ERROR_QUEUE};
 use super::ingress::IpMeta;
 use super::sockets::{Slab, SocketHandle};
 use super::{Sink, Stack, Wake};
+use crate::rand::Rng;
 use crate::time::Instant;
 use crate::wire::{self, icmpv4, IpProtocol, UdpPacket, UdpRepr};
 
@@ -46,7 +47,7 @@ struct UdpSocket {
     port: u16,
     rx: VecDeque<Datagram>,
     errors: VecDeque<IcmpErrorReport>,
-    /// Buffers of datagrams already read ([`Stack::udp_recv_into`]), reused for the next ones:
+    /// Buffers of datagrams already read ([`Udp::recv_into`]), reused for the next ones:
     /// in steady state receiving allocates nothing.
     spare: Vec<Vec<u8>>,
 }
@@ -77,6 +78,143 @@ impl UdpTable {
     fn recycle(&mut self, data: Vec<u8>) {
         if self.spare_tx.len() < TX_QUEUE {
             self.spare_tx.push(data);
+        }
+    }
+}
+
+/// The UDP table's socket API (`stack.udp()`): it borrows the table and what binding needs
+/// (the stack's generator, for ephemeral ports), nothing else of the stack.
+pub struct Udp<'a> {
+    table: &'a mut UdpTable,
+    rng: &'a mut Rng,
+    /// Datagrams held per socket (`StackConfig::udp_rx_queue`): as many spare buffers kept.
+    rx_limit: usize,
+}
+
+impl Stack {
+    pub fn udp(&mut self) -> Udp<'_> {
+        Udp {
+            table: &mut self.udp,
+            rng: &mut self.rng,
+            rx_limit: self.config.udp_rx_queue,
+        }
+    }
+}
+
+impl Udp<'_> {
+    /// Binds a UDP socket to `port` (0 picks a random free ephemeral port, RFC 6056).
+    pub fn bind(&mut self, port: u16) -> Result<SocketHandle, UdpError> {
+        let port = if port == 0 {
+            self.ephemeral_port()?
+        } else {
+            port
+        };
+        if self.table.by_port.contains_key(&port) {
+            return Err(UdpError::AddrInUse);
+        }
+        let h = self.table.sockets.insert(UdpSocket {
+            port,
+            rx: VecDeque::new(),
+            errors: VecDeque::new(),
+            spare: Vec::new(),
+        });
+        self.table.by_port.insert(port, h);
+        Ok(h)
+    }
+
+    fn ephemeral_port(&mut self) -> Result<u16, UdpError> {
+        let span = u64::from(EPHEMERAL_PORTS.end() - EPHEMERAL_PORTS.start()) + 1;
+        for _ in 0..64 {
+            let port = EPHEMERAL_PORTS.start() + self.rng.below(span) as u16;
+            if !self.table.by_port.contains_key(&port) {
+                return Ok(port);
+            }
+        }
+        EPHEMERAL_PORTS
+            .clone()
+            .find(|p| !self.table.by_port.contains_key(p))
+            .ok_or(UdpError::NoFreePort)
+    }
+
+    pub fn local_port(&self, h: SocketHandle) -> Option<u16> {
+        self.table.sockets.get(h).map(|s| s.port)
+    }
+
+    /// Queues a datagram; it goes out at the next `poll`.
+    pub fn send_to(
+        &mut self,
+        h: SocketHandle,
+        dst: SocketAddrV4,
+        data: &[u8],
+    ) -> Result<(), UdpError> {
+        self.send_to_ttl(h, dst, data, None)
+    }
+
+    /// Queues a datagram with its own IP TTL (traceroute's probes); `None` is the stack's.
+    pub fn send_to_ttl(
+        &mut self,
+        h: SocketHandle,
+        dst: SocketAddrV4,
+        data: &[u8],
+        ttl: Option<u8>,
+    ) -> Result<(), UdpError> {
+        let sock = self.table.sockets.get(h).ok_or(UdpError::BadHandle)?;
+        // Larger than the MTU goes out in fragments (iface/fragment.rs).
+        if data.len() + 8 > super::fragment::MAX_IPV4_PAYLOAD {
+            return Err(UdpError::TooBig);
+        }
+        if self.table.tx.len() >= TX_QUEUE {
+            return Err(UdpError::QueueFull);
+        }
+        let src_port = sock.port;
+        let mut buf = self.table.spare_tx.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(data);
+        self.table.tx.push_back(Outgoing {
+            src_port,
+            dst,
+            data: buf,
+            ttl,
+        });
+        Ok(())
+    }
+
+    /// The next datagram received by `h`, if any.
+    pub fn recv_from(&mut self, h: SocketHandle) -> Result<Option<Datagram>, UdpError> {
+        let sock = self.table.sockets.get_mut(h).ok_or(UdpError::BadHandle)?;
+        Ok(sock.rx.pop_front())
+    }
+
+    /// The next datagram copied into `buf` (the rest of a longer one is discarded, as a
+    /// kernel's `recv` does): its length and sender. Its buffer stays with the socket for the
+    /// next arrival, so a steady flow allocates nothing.
+    pub fn recv_into(
+        &mut self,
+        h: SocketHandle,
+        buf: &mut [u8],
+    ) -> Result<Option<(usize, SocketAddrV4)>, UdpError> {
+        let limit = self.rx_limit;
+        let sock = self.table.sockets.get_mut(h).ok_or(UdpError::BadHandle)?;
+        let Some(d) = sock.rx.pop_front() else {
+            return Ok(None);
+        };
+        let n = d.data.len().min(buf.len());
+        copy(buf, &d.data);
+        if sock.spare.len() < limit {
+            sock.spare.push(d.data);
+        }
+        Ok(Some((n, d.from)))
+    }
+
+    /// The next ICMP error about a datagram sent by `h`, if any.
+    pub fn recv_error(&mut self, h: SocketHandle) -> Result<Option<IcmpErrorReport>, UdpError> {
+        let sock = self.table.sockets.get_mut(h).ok_or(UdpError::BadHandle)?;
+        Ok(sock.errors.pop_front())
+    }
+
+    pub fn close(&mut self, h: SocketHandle) {
+        if let Some(s) = self.table.sockets.remove(h) {
+            self.table.by_port.remove(&s.port);
         }
     }
 }
@@ -126,116 +264,6 @@ impl Stack {
         self.news.push(Wake::Udp(h));
     }
 
-    /// Binds a UDP socket to `port` (0 picks a random free ephemeral port, RFC 6056).
-    pub fn udp_bind(&mut self, port: u16) -> Result<SocketHandle, UdpError> {
-        let port = if port == 0 {
-            self.udp_ephemeral_port()?
-        } else {
-            port
-        };
-        if self.udp.by_port.contains_key(&port) {
-            return Err(UdpError::AddrInUse);
-        }
-        let h = self.udp.sockets.insert(UdpSocket {
-            port,
-            rx: VecDeque::new(),
-            errors: VecDeque::new(),
-            spare: Vec::new(),
-        });
-        self.udp.by_port.insert(port, h);
-        Ok(h)
-    }
-
-    fn udp_ephemeral_port(&mut self) -> Result<u16, UdpError> {
-        let span = u64::from(EPHEMERAL_PORTS.end() - EPHEMERAL_PORTS.start()) + 1;
-        for _ in 0..64 {
-            let port = EPHEMERAL_PORTS.start() + self.rng.below(span) as u16;
-            if !self.udp.by_port.contains_key(&port) {
-                return Ok(port);
-            }
-        }
-        EPHEMERAL_PORTS
-            .clone()
-            .find(|p| !self.udp.by_port.contains_key(p))
-            .ok_or(UdpError::NoFreePort)
-    }
-
-    pub fn udp_local_port(&self, h: SocketHandle) -> Option<u16> {
-        self.udp.sockets.get(h).map(|s| s.port)
-    }
-
-    /// Queues a datagram; it goes out at the next `poll`.
-    pub fn udp_send_to(
-        &mut self,
-        h: SocketHandle,
-        dst: SocketAddrV4,
-        data: &[u8],
-    ) -> Result<(), UdpError> {
-        self.udp_send_to_ttl(h, dst, data, None)
-    }
-
-    /// Queues a datagram with its own IP TTL (traceroute's probes); `None` is the stack's.
-    pub fn udp_send_to_ttl(
-        &mut self,
-        h: SocketHandle,
-        dst: SocketAddrV4,
-        data: &[u8],
-        ttl: Option<u8>,
-    ) -> Result<(), UdpError> {
-        let sock = self.udp.sockets.get(h).ok_or(UdpError::BadHandle)?;
-        // Larger than the MTU goes out in fragments (iface/fragment.rs).
-        if data.len() + 8 > super::fragment::MAX_IPV4_PAYLOAD {
-            return Err(UdpError::TooBig);
-        }
-        if self.udp.tx.len() >= TX_QUEUE {
-            return Err(UdpError::QueueFull);
-        }
-        let src_port = sock.port;
-        let mut buf = self.udp.spare_tx.pop().unwrap_or_default();
-        buf.clear();
-        buf.extend_from_slice(data);
-        self.udp.tx.push_back(Outgoing {
-            src_port,
-            dst,
-            data: buf,
-            ttl,
-        });
-        Ok(())
-    }
-
-    /// The next datagram received by `h`, if any.
-    pub fn udp_recv_from(&mut self, h: SocketHandle) -> Result<Option<Datagram>, UdpError> {
-        let sock = self.udp.sockets.get_mut(h).ok_or(UdpError::BadHandle)?;
-        Ok(sock.rx.pop_front())
-    }
-
-    /// The next datagram copied into `buf` (the rest of a longer one is discarded, as a
-    /// kernel's `recv` does): its length and sender. Its buffer stays with the socket for the
-    /// next arrival, so a steady flow allocates nothing.
-    pub fn udp_recv_into(
-        &mut self,
-        h: SocketHandle,
-        buf: &mut [u8],
-    ) -> Result<Option<(usize, SocketAddrV4)>, UdpError> {
-        let limit = self.config.udp_rx_queue;
-        let sock = self.udp.sockets.get_mut(h).ok_or(UdpError::BadHandle)?;
-        let Some(d) = sock.rx.pop_front() else {
-            return Ok(None);
-        };
-        let n = d.data.len().min(buf.len());
-        copy(buf, &d.data);
-        if sock.spare.len() < limit {
-            sock.spare.push(d.data);
-        }
-        Ok(Some((n, d.from)))
-    }
-
-    /// The next ICMP error about a datagram sent by `h`, if any.
-    pub fn udp_recv_error(&mut self, h: SocketHandle) -> Result<Option<IcmpErrorReport>, UdpError> {
-        let sock = self.udp.sockets.get_mut(h).ok_or(UdpError::BadHandle)?;
-        Ok(sock.errors.pop_front())
-    }
-
     /// Queues `report` on the socket bound to `port`; false if there is none or it is full.
     pub(super) fn udp_push_error(&mut self, port: u16, report: IcmpErrorReport) -> bool {
         let Some(&h) = self.udp.by_port.get(&port) else {
@@ -247,12 +275,6 @@ impl Stack {
                 true
             }
             _ => false,
-        }
-    }
-
-    pub fn udp_close(&mut self, h: SocketHandle) {
-        if let Some(s) = self.udp.sockets.remove(h) {
-            self.udp.by_port.remove(&s.port);
         }
     }
 

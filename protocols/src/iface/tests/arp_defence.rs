@@ -19,11 +19,13 @@ fn arp_from(op: ArpOperation, mac: EthernetAddress, sender: Ipv4Addr, target: Ip
 
 /// The destination MAC of B's next UDP datagram to A.
 fn next_hop_mac(b: &mut Stack, now: Instant) -> Option<EthernetAddress> {
-    let h = b.udp_bind(0).unwrap();
-    b.udp_send_to(h, SocketAddrV4::new(IP_A, 9), b"x").unwrap();
+    let h = b.udp().bind(0).unwrap();
+    b.udp()
+        .send_to(h, SocketAddrV4::new(IP_A, 9), b"x")
+        .unwrap();
     let mut out: Vec<Vec<u8>> = Vec::new();
     b.poll(now, &mut out);
-    b.udp_close(h);
+    b.udp().close(h);
     out.iter()
         .map(|f| parse_ip_or_arp(f))
         .find_map(|(eth, is_ip)| is_ip.then_some(eth.dst_addr))
@@ -111,8 +113,10 @@ fn a_follower_stack_counts_the_conflict_but_sends_nothing() {
 fn a_reply_to_our_own_request_is_taken() {
     let mut b = stack(MAC_B, IP_B, 2);
     let now = Instant::from_secs(2);
-    let h = b.udp_bind(0).unwrap();
-    b.udp_send_to(h, SocketAddrV4::new(IP_A, 9), b"x").unwrap();
+    let h = b.udp().bind(0).unwrap();
+    b.udp()
+        .send_to(h, SocketAddrV4::new(IP_A, 9), b"x")
+        .unwrap();
     let mut out: Vec<Vec<u8>> = Vec::new();
     b.poll(now, &mut out);
     assert_eq!(out.len(), 1, "an ARP request");

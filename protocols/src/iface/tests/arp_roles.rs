@@ -27,9 +27,10 @@ fn a_follower_announces_nothing_and_asks_the_owner_instead_of_the_wire() {
     out.clear();
 
     // The follower holds its datagram and wants A resolved, sending nothing itself.
-    let h = follower.udp_bind(5000).unwrap();
+    let h = follower.udp().bind(5000).unwrap();
     follower
-        .udp_send_to(h, SocketAddrV4::new(IP_A, 9), b"held")
+        .udp()
+        .send_to(h, SocketAddrV4::new(IP_A, 9), b"held")
         .unwrap();
     follower.poll(now, &mut out);
     assert!(out.is_empty(), "{} frames from a follower", out.len());
@@ -91,9 +92,10 @@ fn the_owner_shares_what_a_request_for_us_teaches_and_a_lone_stack_records_nothi
     alone.take_arp_learned(&mut learned);
     assert!(learned.is_empty());
     let mut wanted = Vec::new();
-    let h = alone.udp_bind(5000).unwrap();
+    let h = alone.udp().bind(5000).unwrap();
     alone
-        .udp_send_to(h, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 7), 9), b"x")
+        .udp()
+        .send_to(h, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 7), 9), b"x")
         .unwrap();
     out.clear();
     alone.poll(now, &mut out);

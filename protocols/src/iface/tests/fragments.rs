@@ -266,12 +266,12 @@ fn a_3000_byte_ping_goes_out_in_fragments_and_its_reply_comes_back_whole() {
     let mut a = stack(MAC_A, IP_A, 1);
     let mut b = stack(MAC_B, IP_B, 2);
     let now = Instant::from_secs(1);
-    let h = a.icmp_bind(0x4242);
+    let h = a.icmp().bind(0x4242);
     let payload = data(3000);
-    assert!(a.icmp_send_echo(h, IP_B, 1, None, &payload));
+    assert!(a.icmp().send_echo(h, IP_B, 1, None, &payload));
     // ARP for B, the fragments, the reply's fragments, and reassembly on both sides.
     exchange(now, &mut a, &mut b);
-    let reply = a.icmp_recv(h).expect("echo reply");
+    let reply = a.icmp().recv(h).expect("echo reply");
     assert_eq!(reply.data, payload);
     assert_eq!(b.counters().ipv4_reassembled, 1);
     assert_eq!(a.counters().ipv4_reassembled, 1);
@@ -284,10 +284,12 @@ fn a_3000_byte_ping_goes_out_in_fragments_and_its_reply_comes_back_whole() {
 fn fragments_have_df_clear_and_fit_the_mtu_and_small_datagrams_keep_df() {
     let mut b = node_b();
     let now = Instant::from_secs(2);
-    let h = b.udp_bind(7).unwrap();
-    b.udp_send_to(h, SocketAddrV4::new(IP_A, 9), &data(4000))
+    let h = b.udp().bind(7).unwrap();
+    b.udp()
+        .send_to(h, SocketAddrV4::new(IP_A, 9), &data(4000))
         .unwrap();
-    b.udp_send_to(h, SocketAddrV4::new(IP_A, 9), b"small")
+    b.udp()
+        .send_to(h, SocketAddrV4::new(IP_A, 9), b"small")
         .unwrap();
     let mut out: Vec<Vec<u8>> = Vec::new();
     b.poll(now, &mut out);
@@ -306,7 +308,7 @@ fn fragments_have_df_clear_and_fit_the_mtu_and_small_datagrams_keep_df() {
     assert!(ip.dont_frag && !ip.more_frags);
     // Too big for IPv4 at all: a clear error, nothing queued.
     assert_eq!(
-        b.udp_send_to(h, SocketAddrV4::new(IP_A, 9), &data(65508)),
+        b.udp().send_to(h, SocketAddrV4::new(IP_A, 9), &data(65508)),
         Err(UdpError::TooBig)
     );
 }
@@ -316,13 +318,14 @@ fn a_4000_byte_udp_datagram_crosses_between_two_stacks() {
     let mut a = stack(MAC_A, IP_A, 1);
     let mut b = stack(MAC_B, IP_B, 2);
     let now = Instant::from_secs(1);
-    let ha = a.udp_bind(5000).unwrap();
-    let hb = b.udp_bind(7).unwrap();
+    let ha = a.udp().bind(5000).unwrap();
+    let hb = b.udp().bind(7).unwrap();
     let payload = data(4000);
-    a.udp_send_to(ha, SocketAddrV4::new(IP_B, 7), &payload)
+    a.udp()
+        .send_to(ha, SocketAddrV4::new(IP_B, 7), &payload)
         .unwrap();
     exchange(now, &mut a, &mut b);
-    let got = b.udp_recv_from(hb).unwrap().expect("datagram");
+    let got = b.udp().recv_from(hb).unwrap().expect("datagram");
     assert_eq!(got.data, payload);
     assert_eq!(got.from, SocketAddrV4::new(IP_A, 5000));
 }
@@ -400,10 +403,11 @@ fn a_fragmented_tcp_syn_reaches_the_listener() {
 #[test]
 fn a_largest_datagram_waits_whole_for_arp() {
     let mut b = stack(MAC_B, IP_B, 2);
-    let h = b.udp_bind(5000).unwrap();
+    let h = b.udp().bind(5000).unwrap();
     let now = Instant::from_secs(1);
     let mut out: Vec<Vec<u8>> = Vec::new();
-    b.udp_send_to(h, SocketAddrV4::new(IP_A, 9), &data(65507))
+    b.udp()
+        .send_to(h, SocketAddrV4::new(IP_A, 9), &data(65507))
         .unwrap();
     b.poll(now, &mut out);
     assert_eq!(

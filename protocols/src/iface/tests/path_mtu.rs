@@ -151,11 +151,11 @@ fn a_router_that_gives_no_mtu_gets_the_plateau_below_the_datagram() {
 #[test]
 fn a_datagram_too_big_for_the_path_makes_the_next_ones_fragments_that_fit() {
     let mut b = node_b();
-    let h = b.udp_bind(45000).unwrap();
+    let h = b.udp().bind(45000).unwrap();
     let to = SocketAddrV4::new(IP_A, 9000);
     let now = Instant::from_secs(2);
     let mut out: Vec<Vec<u8>> = Vec::new();
-    b.udp_send_to(h, to, &[5u8; 1400]).unwrap();
+    b.udp().send_to(h, to, &[5u8; 1400]).unwrap();
     b.poll(now, &mut out);
     assert_eq!(ip_lens(&out), vec![1428]);
     let (_, ip, _) = parse_ip(&out[0]);
@@ -163,11 +163,12 @@ fn a_datagram_too_big_for_the_path_makes_the_next_ones_fragments_that_fit() {
     let first = out.remove(0);
     b.receive(now, &frag_needed(&first, 1000), &mut out);
     let err = b
-        .udp_recv_error(h)
+        .udp()
+        .recv_error(h)
         .unwrap()
         .expect("the socket hears of it");
     assert_eq!(err.code, icmpv4::dst_unreachable::FRAG_REQUIRED);
-    b.udp_send_to(h, to, &[6u8; 1400]).unwrap();
+    b.udp().send_to(h, to, &[6u8; 1400]).unwrap();
     b.poll(now, &mut out);
     let lens = ip_lens(&out);
     assert_eq!(lens.len(), 2, "{lens:?}");
@@ -175,12 +176,13 @@ fn a_datagram_too_big_for_the_path_makes_the_next_ones_fragments_that_fit() {
     assert!(out.iter().all(|f| !parse_ip(f).1.dont_frag));
     // Another host's datagrams are not cut.
     out.clear();
-    b.udp_send_to(
-        h,
-        SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 77), 9000),
-        &[7u8; 1400],
-    )
-    .unwrap();
+    b.udp()
+        .send_to(
+            h,
+            SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 77), 9000),
+            &[7u8; 1400],
+        )
+        .unwrap();
     b.poll(now, &mut out);
     let ip_frames: Vec<_> = out
         .iter()
