@@ -143,6 +143,20 @@ impl NodeOpts {
             bail!("--mac {}: a node needs a unicast MAC address", c.stack.mac);
         }
         c.stack.mtu = usize::from(self.mtu);
+        // Each worker holds its share of --max-conns: one connection at least.
+        if self.max_conns == 0 {
+            bail!("--max-conns 0: a node holds one connection at least");
+        }
+        if self.max_conns < c.queues {
+            bail!(
+                "--max-conns {} is fewer than the node's {} queues (each queue's worker holds its \
+                 share, one connection at least): give a larger --max-conns, or --queues {} or \
+                 fewer",
+                self.max_conns,
+                c.queues,
+                self.max_conns
+            );
+        }
         c.stack.max_conns = self.max_conns;
         c.stack.arp.protect_live_entries = self.arp_protect == "on";
         c.ring = Some(self.rx_ring);

@@ -646,3 +646,26 @@ fn a_tap_that_cannot_be_opened_is_one_clear_line_and_status_1() {
         .expect("run unshare");
     assert_clean_error(&out, 1, "/dev/net/tun");
 }
+
+/// `--max-conns` is the node's, split among its queues' workers: fewer than the queues is a
+/// usage error that says what to give instead (no tap is touched).
+#[test]
+fn max_conns_below_the_queue_count_is_a_usage_error() {
+    for (args, says) in [
+        (
+            &["--queues", "4", "--max-conns", "2"][..],
+            "--queues 2 or fewer",
+        ),
+        (&["--max-conns", "0"][..], "one connection at least"),
+    ] {
+        let out = Command::new(TAPIR)
+            .args(["serve", "--ip", "10.7.0.2/24"])
+            .args(args)
+            .arg("echo")
+            .output()
+            .expect("run tapir");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
