@@ -82,6 +82,19 @@ impl Sharing {
                 false
             }
         };
+        // The lease first: a flood of ARP news must not keep it out of a channel.
+        if me == 0 && inner.config.stack.dhcp && inner.workers.len() > 1 {
+            let now = stack.addressing();
+            if self.lease != Some(now) {
+                self.lease = Some(now);
+                self.lease_unsent = others.clone().fold(0, |bits, o| bits | 1 << o);
+            }
+            for o in others.clone() {
+                if self.lease_unsent & 1 << o != 0 && send(o, NodeUpdate::Addressing(now)) {
+                    self.lease_unsent &= !(1 << o);
+                }
+            }
+        }
         // Lost to a full channel: an MTU is learnt again from the next report, a neighbour
         // asked for again at the follower's next request timer.
         let everyone = self
@@ -101,18 +114,6 @@ impl Sharing {
         for a in self.wanted.drain(..) {
             if me != ARP_OWNER {
                 send(ARP_OWNER, NodeUpdate::Resolve(a));
-            }
-        }
-        if me == 0 && inner.config.stack.dhcp && inner.workers.len() > 1 {
-            let now = stack.addressing();
-            if self.lease != Some(now) {
-                self.lease = Some(now);
-                self.lease_unsent = others.clone().fold(0, |bits, o| bits | 1 << o);
-            }
-            for o in others {
-                if self.lease_unsent & 1 << o != 0 && send(o, NodeUpdate::Addressing(now)) {
-                    self.lease_unsent &= !(1 << o);
-                }
             }
         }
         super::wake_workers(inner, woken);
