@@ -662,3 +662,77 @@ fn spoofed_rst_and_syn_in_the_window_draw_challenge_acks_and_do_not_kill_the_con
     );
     node.shutdown();
 }
+
+/// An IPv4 packet from the kernel's address to the node: `Ip::packet`'s header with `options`
+/// (a multiple of 4 bytes) after it, lengths and checksum redone.
+fn ip_with_options(lab: &Lab, proto: u8, options: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut p = Ip::new(lab.host, lab.node.address(), proto).packet(payload);
+    let header = 20 + options.len();
+    p.splice(20..20, options.iter().copied());
+    p[0] = 0x40 | (header / 4) as u8;
+    p[2..4].copy_from_slice(&((header + payload.len()) as u16).to_be_bytes());
+    p[10..12].copy_from_slice(&[0, 0]);
+    let c = raw::checksum(0, &p[..header]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// IPv4 options as Linux meets them by default: a source-routed datagram is dropped unanswered
+/// (counted), a malformed options area draws a parameter problem (the kernel counts it in
+/// `Icmp InParmProbs`), and a datagram with a good record route is served.
+#[test]
+fn source_routes_are_refused_and_malformed_options_draw_a_parameter_problem() {
+    if !interop_allowed() {
+        return;
+    }
+    let _g = serial();
+    let lab = Lab::up("hostile").expect("lab up");
+    let node = node_in(&lab, &["echo"]);
+    let node_ip = lab.node.address();
+    let host_mac = raw::mac_of(&lab.ns, &lab.tap);
+    let sock = RawSocket::open(&lab.ns, &lab.tap).expect("AF_PACKET");
+    let echo = kernel(&lab, || UdpSocket::bind("10.7.0.1:40007")).expect("kernel bind");
+    echo.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let send = |options: &[u8], data: &[u8]| {
+        let datagram = raw::udp(lab.host, node_ip, 40007, 7, data);
+        let p = ip_with_options(&lab, 17, options, &datagram);
+        sock.send(&eth(NODE_MAC, host_mac, 0x0800, &p))
+            .expect("send");
+    };
+    let drops = |r: DropReason| node.stats().stack.drops(r);
+    let parm_probs = || common::kernel_snmp(&lab, "Icmp", "InParmProbs");
+    let before = parm_probs();
+
+    // Loose and strict source routes via 10.7.0.9, pointer at the first hop.
+    for kind in [131u8, 137] {
+        send(&[1, kind, 7, 4, 10, 7, 0, 9], b"routed");
+    }
+    // Record route with its pointer inside a slot, and a timestamp option with unknown flags.
+    send(&[7, 7, 5, 0, 0, 0, 0, 1], b"bad options");
+    send(&[68, 8, 5, 2, 0, 0, 0, 0], b"bad options");
+    assert!(
+        common::wait_until(10, || drops(DropReason::Ipv4BadOptions) == 2
+            && parm_probs() - before == 2),
+        "{}; InParmProbs +{}",
+        drops_report(&node),
+        parm_probs() - before
+    );
+    assert_eq!(
+        drops(DropReason::Ipv4SourceRouted),
+        2,
+        "{}",
+        drops_report(&node)
+    );
+
+    // A good record route: the echo comes back, and it is the first (the worker answers in
+    // order: an echo of a refused datagram would have come before it).
+    send(&[1, 7, 7, 4, 0, 0, 0, 0], b"echo me");
+    let mut buf = [0u8; 64];
+    let (n, from) = echo
+        .recv_from(&mut buf)
+        .expect("the echo of a datagram with RR");
+    assert_eq!(&buf[..n], b"echo me");
+    assert_eq!(from.ip(), std::net::IpAddr::V4(node_ip));
+    node.shutdown();
+}

@@ -34,6 +34,8 @@ drop_reasons! {
     Ipv4Malformed => "ipv4_malformed", "An IPv4 header with a bad version, header length or total length.";
     Ipv4BadChecksum => "ipv4_bad_checksum", "An IPv4 header whose checksum is wrong.";
     Ipv4BadSource => "ipv4_bad_source", "An IPv4 packet from a broadcast, multicast or our own address.";
+    Ipv4BadOptions => "ipv4_bad_options", "An IPv4 packet whose options are malformed (answered by a parameter problem).";
+    Ipv4SourceRouted => "ipv4_source_routed", "An IPv4 packet with a loose or strict source route (refused, as Linux refuses them by default).";
     FragMalformed => "frag_malformed", "An IPv4 fragment whose length is not a multiple of 8, is empty, or runs past 65535 bytes.";
     FragOverlap => "frag_overlap", "An IPv4 fragment overlapping another of its datagram (or inconsistent with its end): the whole datagram is dropped (RFC 5722 rule).";
     FragDuplicate => "frag_duplicate", "An exact duplicate of an IPv4 fragment already held.";

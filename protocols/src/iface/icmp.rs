@@ -120,6 +120,15 @@ struct EchoSocket {
     errors: VecDeque<IcmpErrorReport>,
 }
 
+/// An ICMP error this host sends about a datagram it received.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum IcmpError {
+    /// Destination unreachable with this code (port, protocol).
+    Unreachable(u8),
+    /// Parameter problem (RFC 792) pointing at this byte of the datagram's IPv4 header.
+    ParamProblem(u8),
+}
+
 /// An echo message to send.
 struct Echo<'a> {
     dst: Ipv4Addr,
@@ -472,14 +481,14 @@ impl Stack {
         }
     }
 
-    /// Sends a destination-unreachable error about a received datagram (`header` is its IPv4
-    /// header, `body` its payload), unless RFC 1122 §3.2.2 forbids it or the rate limit is hit.
+    /// Sends an ICMP error about a received datagram (`header` is its IPv4 header, `body` its
+    /// payload), unless RFC 1122 §3.2.2 forbids it or the rate limit is hit.
     pub(super) fn send_icmp_error(
         &mut self,
         now: Instant,
         sink: &mut impl Sink,
         meta: IpMeta,
-        code: u8,
+        error: IcmpError,
         header: &[u8],
         body: &[u8],
     ) {
@@ -500,10 +509,18 @@ impl Stack {
         invoking.extend_from_slice(header);
         invoking.extend_from_slice(body);
         invoking.truncate(quote_len);
-        let repr = Icmpv4Repr::DstUnreachable {
-            code,
-            next_hop_mtu: 0,
-            invoking: &invoking,
+        let repr = match error {
+            IcmpError::Unreachable(code) => Icmpv4Repr::DstUnreachable {
+                code,
+                next_hop_mtu: 0,
+                invoking: &invoking,
+            },
+            IcmpError::ParamProblem(pointer) => Icmpv4Repr::Other {
+                msg_type: wire::icmpv4::msg_type::PARAM_PROBLEM,
+                code: 0,
+                rest: [pointer, 0, 0, 0],
+                data: &invoking,
+            },
         };
         let src = self.address();
         let dst = meta.src;

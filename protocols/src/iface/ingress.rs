@@ -4,8 +4,10 @@
 use std::net::Ipv4Addr;
 
 use super::counters::DropReason;
+use super::icmp::IcmpError;
 use super::{Sink, Stack};
 use crate::time::Instant;
+use crate::wire::ipv4_options::{self, Received};
 use crate::wire::{
     self, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetFrame, IpProtocol, Ipv4Packet,
     Ipv4Repr,
@@ -146,11 +148,24 @@ impl Stack {
             ttl: repr.ttl,
             broadcast,
         };
+        let header = payload.get(..packet.header_len()).unwrap_or_default();
+        let body = packet.payload();
+        if packet.header_len() > wire::ipv4::HEADER_LEN {
+            match ipv4_options::check_received(packet.options()) {
+                Received::Fine => {}
+                Received::SourceRouted => {
+                    return self.counters.drop(DropReason::Ipv4SourceRouted);
+                }
+                Received::Malformed { pointer } => {
+                    self.counters.drop(DropReason::Ipv4BadOptions);
+                    let problem = IcmpError::ParamProblem(pointer);
+                    return self.send_icmp_error(now, sink, meta, problem, header, body);
+                }
+            }
+        }
         if repr.more_frags || repr.frag_offset != 0 {
             return self.receive_fragment(now, meta, payload, sink);
         }
-        let header = payload.get(..packet.header_len()).unwrap_or_default();
-        let body = packet.payload();
         let whole = payload
             .get(..usize::from(packet.total_len()))
             .unwrap_or_default();
@@ -163,14 +178,9 @@ impl Stack {
             _ => {
                 self.counters.drop(DropReason::UnknownProtocol);
                 // RFC 1122 §3.2.2.1: protocol unreachable.
-                self.send_icmp_error(
-                    now,
-                    sink,
-                    meta,
-                    wire::icmpv4::dst_unreachable::PROTO_UNREACHABLE,
-                    header,
-                    body,
-                );
+                let unreachable =
+                    IcmpError::Unreachable(wire::icmpv4::dst_unreachable::PROTO_UNREACHABLE);
+                self.send_icmp_error(now, sink, meta, unreachable, header, body);
             }
         }
     }

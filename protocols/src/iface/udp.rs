@@ -7,7 +7,7 @@ use std::net::SocketAddrV4;
 
 use super::counters::DropReason;
 use super::egress::emit_ipv4;
-use super::icmp::{IcmpErrorReport, ERROR_QUEUE};
+use super::icmp::{IcmpError, IcmpErrorReport, ERROR_QUEUE};
 use super::ingress::IpMeta;
 use super::sockets::{Slab, SocketHandle};
 use super::{Sink, Stack, Wake};
@@ -244,8 +244,8 @@ impl Stack {
         let limit = self.config.udp_rx_queue;
         let Some(&h) = self.udp.by_port.get(&repr.dst_port) else {
             self.counters.drop(DropReason::UdpNoListener);
-            let code = icmpv4::dst_unreachable::PORT_UNREACHABLE;
-            self.send_icmp_error(now, sink, meta, code, header, body);
+            let unreachable = IcmpError::Unreachable(icmpv4::dst_unreachable::PORT_UNREACHABLE);
+            self.send_icmp_error(now, sink, meta, unreachable, header, body);
             return;
         };
         let Some(sock) = self.udp.sockets.get_mut(h) else {

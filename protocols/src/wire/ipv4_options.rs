@@ -1,7 +1,10 @@
-//! The IPv4 options a host answers (RFC 1122 §3.2.2.6): an echo request's record route and
-//! timestamp options go back in the echo reply, updated to include this host (RFC 791 §3.1).
-//! Any other option is left out of the reply, and a malformed options area gets a reply
-//! without options.
+//! IPv4 options as a host meets them. [`check_received`] judges a received packet's options
+//! as Linux does by default: a malformed area is answered by a parameter problem (RFC 1122
+//! §3.2.2.5) and dropped, and a source-routed packet is dropped (Linux's
+//! `accept_source_route` is off: a host that honoured the route would let any sender pass
+//! itself off as a trusted address). [`echo_reply`] gives an echo request's record route and
+//! timestamp options back in the echo reply, updated to include this host (RFC 1122
+//! §3.2.2.6, RFC 791 §3.1); any other option is left out of the reply.
 
 use core::net::Ipv4Addr;
 
@@ -14,6 +17,9 @@ const EOL: u8 = 0;
 const NOP: u8 = 1;
 /// Record route (RFC 791): type 7, length, pointer, then room for addresses.
 const RR: u8 = 7;
+/// Loose and strict source and record route (RFC 791).
+const LSRR: u8 = 131;
+const SSRR: u8 = 137;
 /// Internet timestamp (RFC 791): type 68, length, pointer, overflow and flags, then room.
 const TS: u8 = 68;
 /// Timestamp flags: timestamps only; address and timestamp pairs; timestamps at prespecified
@@ -42,6 +48,84 @@ impl ReplyOptions {
     fn push(&mut self, option: &[u8]) {
         copy(get_mut(&mut self.buf, self.len..), option);
         self.len = (self.len + option.len()).min(MAX_LEN);
+    }
+}
+
+/// What a received packet's options say about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    Fine,
+    /// A loose or strict source route: dropped, unanswered.
+    SourceRouted,
+    /// Malformed: the parameter problem's pointer is this offset into the IPv4 header.
+    Malformed {
+        pointer: u8,
+    },
+}
+
+/// Judges the options area of a received header (the bytes after the fixed 20), with the
+/// checks Linux makes (`ip_options_compile`): lengths that fit, record route and timestamp
+/// pointers at a slot boundary, known timestamp flags, no timestamp overflow count at 15 with
+/// the option full. Options it does not know pass.
+pub fn check_received(options: &[u8]) -> Received {
+    let malformed = |at: usize| Received::Malformed {
+        pointer: u8::try_from(super::ipv4::HEADER_LEN + at).unwrap_or(u8::MAX),
+    };
+    let mut routed = false;
+    let mut i = 0;
+    while let Some(&kind) = options.get(i) {
+        match kind {
+            EOL => break,
+            NOP => {
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
+        let len = usize::from(u8_at(options, i + 1));
+        if len < 2 || i + len > options.len() {
+            return malformed(i + 1);
+        }
+        let o = get(options, i..i + len);
+        let ptr = usize::from(u8_at(o, 2));
+        match kind {
+            RR | LSRR | SSRR => {
+                if len < 3 {
+                    return malformed(i + 1);
+                }
+                if ptr < 4 || (ptr <= len && ptr + 3 > len) {
+                    return malformed(i + 2);
+                }
+                routed |= kind != RR;
+            }
+            TS => {
+                if len < 4 {
+                    return malformed(i + 1);
+                }
+                if ptr < 5 {
+                    return malformed(i + 2);
+                }
+                let (overflow, flags) = (u8_at(o, 3) >> 4, u8_at(o, 3) & 0x0f);
+                let entry = match flags {
+                    TS_ONLY => 4,
+                    TS_AND_ADDR | TS_PRESPEC => 8,
+                    _ => return malformed(i + 3),
+                };
+                if ptr <= len && ptr + entry - 1 > len {
+                    return malformed(i + 2);
+                }
+                if ptr > len && overflow == 15 {
+                    return malformed(i + 3);
+                }
+            }
+            _ => {}
+        }
+        i += len;
+    }
+    if routed {
+        Received::SourceRouted
+    } else {
+        Received::Fine
     }
 }
 
@@ -163,6 +247,40 @@ mod tests {
         o.extend_from_slice(&PEER);
         o.resize(40, 0);
         o
+    }
+
+    #[test]
+    fn received_options_are_judged_as_linux_judges_them() {
+        assert_eq!(check_received(&[]), Received::Fine);
+        assert_eq!(check_received(&ping_rr()), Received::Fine);
+        assert_eq!(
+            check_received(&[TS, 12, 5, TS_ONLY, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Received::Fine
+        );
+        // A full timestamp option still counting overflows, and an option nobody knows.
+        assert_eq!(
+            check_received(&[TS, 8, 9, 0x10, 0, 0, 0, 1]),
+            Received::Fine
+        );
+        assert_eq!(check_received(&[148, 4, 0, 0]), Received::Fine);
+        // Source routes, loose and strict.
+        for kind in [LSRR, SSRR] {
+            let o = [NOP, kind, 7, 4, 10, 0, 0, 9];
+            assert_eq!(check_received(&o), Received::SourceRouted);
+        }
+        // Malformed, with the pointer at the bad byte (offsets from the IPv4 header).
+        let bad = |pointer| Received::Malformed { pointer };
+        assert_eq!(check_received(&[RR, 1, 4, 0]), bad(21));
+        assert_eq!(check_received(&[NOP, RR, 40, 4]), bad(22));
+        assert_eq!(check_received(&[RR, 7, 3, 0, 0, 0, 0, 0]), bad(22));
+        assert_eq!(check_received(&[RR, 7, 5, 0, 0, 0, 0, 0]), bad(22));
+        assert_eq!(check_received(&[TS, 8, 5, 2, 0, 0, 0, 0]), bad(23));
+        assert_eq!(
+            check_received(&[TS, 8, 5, TS_AND_ADDR, 0, 0, 0, 0]),
+            bad(22)
+        );
+        assert_eq!(check_received(&[TS, 8, 9, 0xf0, 0, 0, 0, 1]), bad(23));
+        assert_eq!(check_received(&[TS, 3, 5, 0]), bad(21));
     }
 
     #[test]
