@@ -180,6 +180,50 @@ fn kernel_ping_record_route_and_timestamps_include_the_node() {
     assert_eq!(ping(&["-T", "tsonly"]).matches("absolute").count(), 1);
 }
 
+/// An ICMP timestamp request (RFC 792) is answered as Linux answers it: hping3's two requests
+/// get replies carrying their originate time and the node's own, milliseconds since midnight
+/// UT from the same wall clock; and nmap's timestamp ping finds the host up (ARP ping off).
+#[test]
+fn timestamp_requests_are_answered_with_the_nodes_wall_clock() {
+    if !interop_allowed() {
+        return;
+    }
+    let s = serve("it", &[], &["echo"]);
+    let node = s.lab.node.address().to_string();
+    let out = s
+        .lab
+        .command("hping3")
+        .args(["--icmp", "--icmp-ts", "-c", "2", &node])
+        .output()
+        .expect("run hping3");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stamps: Vec<Vec<i64>> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("ICMP timestamp: "))
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|f| f.split_once('=')?.1.parse().ok())
+                .collect()
+        })
+        .collect();
+    assert_eq!(stamps.len(), 2, "{text}");
+    for st in &stamps {
+        let [originate, receive, transmit] = st[..] else {
+            panic!("{text}")
+        };
+        assert!((receive - originate).abs() < 60_000, "{text}");
+        assert_eq!(receive, transmit, "{text}");
+    }
+    let out = s
+        .lab
+        .command("nmap")
+        .args(["-sn", "-PP", "--disable-arp-ping", "-n", &node])
+        .output()
+        .expect("run nmap");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1 host up"), "{text}");
+}
+
 /// `tapir ping` from a node in `lab` with `args` after the lab's node options: (success,
 /// stdout, stderr).
 fn tapir_ping(lab: &Lab, args: &[&str]) -> (bool, String, String) {

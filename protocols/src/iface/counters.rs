@@ -91,6 +91,8 @@ pub struct Counters {
     pub tx_bytes: u64,
     pub arp_requests_sent: u64,
     pub icmp_echo_replied: u64,
+    /// ICMP timestamp requests answered (RFC 792).
+    pub icmp_timestamp_replied: u64,
     pub icmp_errors_sent: u64,
     pub tcp_rst_sent: u64,
     pub tcp_conns_opened: u64,
@@ -140,6 +142,7 @@ impl Default for Counters {
             tx_bytes: 0,
             arp_requests_sent: 0,
             icmp_echo_replied: 0,
+            icmp_timestamp_replied: 0,
             icmp_errors_sent: 0,
             tcp_rst_sent: 0,
             tcp_conns_opened: 0,
@@ -204,6 +207,7 @@ impl Counters {
         self.tx_bytes += other.tx_bytes;
         self.arp_requests_sent += other.arp_requests_sent;
         self.icmp_echo_replied += other.icmp_echo_replied;
+        self.icmp_timestamp_replied += other.icmp_timestamp_replied;
         self.icmp_errors_sent += other.icmp_errors_sent;
         self.tcp_rst_sent += other.tcp_rst_sent;
         self.tcp_conns_opened += other.tcp_conns_opened;

@@ -310,6 +310,38 @@ impl Stack {
                     _ => self.counters.drop(DropReason::IcmpUnhandled),
                 }
             }
+            // RFC 792 timestamp request: answered as Linux answers it, with the request's
+            // originate time and ours (received and sent: the same instant), and its options.
+            Icmpv4Repr::Other {
+                msg_type: wire::icmpv4::msg_type::TIMESTAMP,
+                code: 0,
+                rest,
+                data,
+            } if data.len() >= 12 => {
+                if meta.broadcast {
+                    return self.counters.drop(DropReason::NotForUs);
+                }
+                let ts = self.ip_timestamp(now).to_be_bytes();
+                let mut stamps = [0u8; 12];
+                let (originate, ours) = stamps.split_at_mut(4);
+                originate.copy_from_slice(get(data, ..4));
+                ours.copy_from_slice(&[ts, ts].concat());
+                let options = match header.get(wire::ipv4::HEADER_LEN..) {
+                    Some(o) if !o.is_empty() => {
+                        ipv4_options::echo_reply(o, self.address(), self.ip_timestamp(now))
+                    }
+                    _ => ReplyOptions::EMPTY,
+                };
+                let reply = Icmpv4Repr::Other {
+                    msg_type: wire::icmpv4::msg_type::TIMESTAMP_REPLY,
+                    code: 0,
+                    rest,
+                    data: &stamps,
+                };
+                let to = (meta.src, self.config.ttl);
+                self.send_icmp(now, sink, to, &reply, options.as_bytes());
+                self.counters.icmp_timestamp_replied += 1;
+            }
             Icmpv4Repr::DstUnreachable {
                 code,
                 next_hop_mtu,
@@ -411,8 +443,7 @@ impl Stack {
         }
     }
 
-    /// Sends an echo request or reply. A message larger than the path MTU leaves in
-    /// fragments, without options.
+    /// Sends an echo request or reply.
     fn send_echo(&mut self, now: Instant, sink: &mut impl Sink, echo: Echo<'_>) {
         let repr = if echo.reply {
             Icmpv4Repr::EchoReply {
@@ -427,8 +458,20 @@ impl Stack {
                 data: echo.data,
             }
         };
-        let (src, dst, ttl) = (self.address(), echo.dst, echo.ttl);
-        let options = echo.options;
+        self.send_icmp(now, sink, (echo.dst, echo.ttl), &repr, echo.options);
+    }
+
+    /// Sends an ICMP message with IPv4 `options` (a multiple of 4 bytes). A message larger
+    /// than the path MTU leaves in fragments, without options.
+    fn send_icmp(
+        &mut self,
+        now: Instant,
+        sink: &mut impl Sink,
+        (dst, ttl): (Ipv4Addr, u8),
+        repr: &Icmpv4Repr<'_>,
+        options: &[u8],
+    ) {
+        let src = self.address();
         let header_len = wire::ipv4::HEADER_LEN + options.len();
         let mut eg = self.egress();
         if header_len + repr.buffer_len() > eg.mtu_to(dst, now) {
