@@ -153,6 +153,7 @@ fn tapir_ping(node: &Node, lab: &Lab) -> Check {
             size: 56,
             timeout: 2.0,
             ttl: None,
+            record_route: false,
         };
         let mut sink = Vec::new();
         let s = ping::run(node, &opts, &mut sink)?;

@@ -27,6 +27,11 @@ pub struct PingOpts {
     /// TTL of the requests.
     #[arg(short = 't', value_name = "TTL", value_parser = clap::value_parser!(u8).range(1..))]
     pub ttl: Option<u8>,
+    /// Record route: each request asks for the route it and its reply take (an IPv4 record
+    /// route option, room for nine hops) and the route is printed as iputils prints it
+    /// (requests beyond the MTU go in fragments, without the option).
+    #[arg(short = 'R')]
+    pub record_route: bool,
 }
 
 /// The largest echo payload: an IPv4 datagram is at most 65,535 bytes, less 20 of IP header
@@ -73,15 +78,18 @@ pub fn run(node: &Node, opts: &PingOpts, out: &mut dyn std::io::Write) -> Result
     let interval = secs(opts.interval, "-i")?;
     let wait = secs(opts.timeout, "-W")?;
     let sock = IcmpSocket::bind(node)?;
+    sock.set_record_route(opts.record_route);
     let size = usize::from(opts.size);
+    let options = if opts.record_route { 40 } else { 0 };
     writeln!(
         out,
         "PING {} ({}) {}({}) bytes of data.",
         opts.host,
         opts.host,
         size,
-        size + 28
+        size + 28 + options
     )?;
+    let mut last_route: Option<Vec<Ipv4Addr>> = None;
     let start = Instant::now();
     let mut summary = PingSummary::default();
     let mut sent_at: Vec<Option<Instant>> = Vec::new();
@@ -127,6 +135,9 @@ pub fn run(node: &Node, opts: &PingOpts, out: &mut dyn std::io::Write) -> Result
                     reply.ttl,
                     rtt.as_secs_f64() * 1000.0
                 )?;
+                if opts.record_route {
+                    print_route(out, &reply.route, &mut last_route)?;
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
             Err(e) => return Err(e.into()),
@@ -158,4 +169,26 @@ pub fn run(node: &Node, opts: &PingOpts, out: &mut dyn std::io::Write) -> Result
         )?;
     }
     Ok(summary)
+}
+
+/// A reply's recorded route as iputils prints it: each address on its own line after `RR:`,
+/// then a blank line; a route the same as the last reply's is said so.
+fn print_route(
+    out: &mut dyn std::io::Write,
+    route: &[Ipv4Addr],
+    last: &mut Option<Vec<Ipv4Addr>>,
+) -> std::io::Result<()> {
+    if route.is_empty() {
+        return writeln!(out, "RR: \t(none: the reply carried no route)");
+    }
+    if last.as_deref() == Some(route) {
+        return writeln!(out, "RR: \t(same route)");
+    }
+    for (i, hop) in route.iter().enumerate() {
+        let lead = if i == 0 { "RR: " } else { "" };
+        writeln!(out, "{lead}\t{hop}")?;
+    }
+    writeln!(out)?;
+    *last = Some(route.to_vec());
+    Ok(())
 }

@@ -170,6 +170,49 @@ fn tapir_traceroute_lists_three_routers_then_the_destination() {
     }
 }
 
+/// `tapir ping -R` through three kernel routers: the record route comes back with the node,
+/// each router's address on the way out, the destination, and each router's on the way back
+/// (nine addresses, the option full), printed as iputils prints it.
+#[test]
+fn tapir_ping_record_route_lists_the_routers_both_ways() {
+    if !interop_allowed() {
+        return;
+    }
+    let c = chain();
+    let out = Command::new(TAPIR)
+        .arg("ping")
+        .args(c.lab.node_args())
+        .args([
+            "--gateway",
+            "10.7.0.1",
+            "10.7.3.2",
+            "-R",
+            "-c",
+            "2",
+            "-i",
+            "0.2",
+        ])
+        .output()
+        .expect("run tapir ping -R");
+    let so = text(&out.stdout);
+    assert!(out.status.success(), "{so} {}", text(&out.stderr));
+    let route: Vec<&str> = so
+        .lines()
+        .skip_while(|l| !l.starts_with("RR:"))
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.trim_start_matches("RR:").trim())
+        .collect();
+    assert_eq!(
+        route,
+        [
+            "10.7.0.2", "10.7.1.1", "10.7.2.1", "10.7.3.1", "10.7.3.2", "10.7.3.2", "10.7.2.2",
+            "10.7.1.2", "10.7.0.1"
+        ],
+        "{so}"
+    );
+    assert!(so.contains("RR: \t(same route)"), "{so}");
+}
+
 #[test]
 fn tapir_traceroute_of_a_silent_host_prints_stars_and_exits_1() {
     if !interop_allowed() {

@@ -181,6 +181,7 @@ impl PyNode {
             size,
             timeout,
             ttl,
+            record_route: false,
         };
         let mut out = PyOut::stdout(quiet);
         let r = py.detach(|| tapir_apps::ping::run(&held.node, &opts, &mut out));

@@ -35,6 +35,15 @@ impl IcmpSocket {
         self.ident
     }
 
+    /// Whether requests ask for the route they take (an IPv4 record route option, `ping
+    /// -R`); each reply's `route` holds what was recorded.
+    pub fn set_record_route(&self, on: bool) {
+        for (w, &h) in self.handles.iter().enumerate() {
+            self.node
+                .with_stack(w, |s, _| s.icmp().set_record_route(h, on));
+        }
+    }
+
     /// Queues an echo request.
     pub fn send_echo(
         &self,

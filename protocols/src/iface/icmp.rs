@@ -14,7 +14,7 @@ use super::{Sink, Stack, Wake};
 use crate::tcp::ConnError;
 use crate::time::{Duration, Instant};
 use crate::wire::icmpv4::dst_unreachable;
-use crate::wire::ipv4_options::{self, ReplyOptions};
+use crate::wire::ipv4_options::{self, Options};
 use crate::wire::{self, Icmpv4Packet, Icmpv4Repr, IpProtocol, SeqNumber};
 
 /// Most bytes of the offending datagram quoted in an error (RFC 1812 §4.3.2.3: the whole error
@@ -31,6 +31,9 @@ pub struct EchoReply {
     pub data: Vec<u8>,
     /// When the stack received it.
     pub at: Instant,
+    /// The addresses its record route option holds (a request sent with one: `ping -R`),
+    /// in order; empty without one.
+    pub route: Vec<Ipv4Addr>,
 }
 
 /// An ICMP error (destination unreachable, time exceeded) about a datagram this node sent,
@@ -116,6 +119,8 @@ fn path_mtu_of(next_hop_mtu: u16, q: &Quoted) -> usize {
 #[derive(Debug)]
 struct EchoSocket {
     ident: u16,
+    /// Requests ask for the route (a record route option).
+    record_route: bool,
     rx: VecDeque<EchoReply>,
     errors: VecDeque<IcmpErrorReport>,
 }
@@ -149,6 +154,7 @@ struct EchoRequest {
     seq_no: u16,
     ttl: u8,
     data: Vec<u8>,
+    record_route: bool,
 }
 
 #[derive(Debug, Default)]
@@ -187,6 +193,7 @@ impl Icmp<'_> {
     pub fn bind(&mut self, ident: u16) -> SocketHandle {
         self.table.sockets.insert(EchoSocket {
             ident,
+            record_route: false,
             rx: VecDeque::new(),
             errors: VecDeque::new(),
         })
@@ -207,7 +214,7 @@ impl Icmp<'_> {
         if self.table.tx.len() >= ECHO_TX_QUEUE {
             return false;
         }
-        let ident = s.ident;
+        let (ident, record_route) = (s.ident, s.record_route);
         let ttl = ttl.unwrap_or(self.default_ttl);
         self.table.tx.push_back(EchoRequest {
             dst,
@@ -215,8 +222,17 @@ impl Icmp<'_> {
             seq_no,
             ttl,
             data: data.to_vec(),
+            record_route,
         });
         true
+    }
+
+    /// Whether `h`'s requests ask for the route they take (a record route option, as
+    /// `ping -R`); the replies' [`EchoReply::route`] holds it.
+    pub fn set_record_route(&mut self, h: SocketHandle, on: bool) {
+        if let Some(s) = self.table.sockets.get_mut(h) {
+            s.record_route = on;
+        }
     }
 
     /// The next echo reply received by `h`, if any.
@@ -269,7 +285,7 @@ impl Stack {
                     Some(o) if !o.is_empty() => {
                         ipv4_options::echo_reply(o, self.address(), self.ip_timestamp(now))
                     }
-                    _ => ReplyOptions::EMPTY,
+                    _ => Options::EMPTY,
                 };
                 let echo = Echo {
                     dst: meta.src,
@@ -304,6 +320,7 @@ impl Stack {
                             ttl: meta.ttl,
                             data: data.to_vec(),
                             at: now,
+                            route: ipv4_options::recorded_route(get(header, 20..)),
                         });
                         self.news.push(Wake::Icmp(h));
                     }
@@ -330,7 +347,7 @@ impl Stack {
                     Some(o) if !o.is_empty() => {
                         ipv4_options::echo_reply(o, self.address(), self.ip_timestamp(now))
                     }
-                    _ => ReplyOptions::EMPTY,
+                    _ => Options::EMPTY,
                 };
                 let reply = Icmpv4Repr::Other {
                     msg_type: wire::icmpv4::msg_type::TIMESTAMP_REPLY,
@@ -596,6 +613,10 @@ impl Stack {
 
     pub(super) fn flush_icmp(&mut self, now: Instant, sink: &mut impl Sink) {
         while let Some(r) = self.icmp.tx.pop_front() {
+            let options = match r.record_route {
+                true => ipv4_options::record_route_request(self.address()),
+                false => Options::EMPTY,
+            };
             let echo = Echo {
                 dst: r.dst,
                 reply: false,
@@ -603,7 +624,7 @@ impl Stack {
                 seq_no: r.seq_no,
                 ttl: r.ttl,
                 data: &r.data,
-                options: &[],
+                options: options.as_bytes(),
             };
             self.send_echo(now, sink, echo);
         }

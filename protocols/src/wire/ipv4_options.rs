@@ -28,15 +28,15 @@ const TS_ONLY: u8 = 0;
 const TS_AND_ADDR: u8 = 1;
 const TS_PRESPEC: u8 = 3;
 
-/// The options of an echo reply: at most [`MAX_LEN`] bytes, a multiple of 4.
+/// Options to send: at most [`MAX_LEN`] bytes, a multiple of 4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReplyOptions {
+pub struct Options {
     buf: [u8; MAX_LEN],
     len: usize,
 }
 
-impl ReplyOptions {
-    pub const EMPTY: ReplyOptions = ReplyOptions {
+impl Options {
+    pub const EMPTY: Options = Options {
         buf: [0; MAX_LEN],
         len: 0,
     };
@@ -133,10 +133,10 @@ pub fn check_received(options: &[u8]) -> Received {
 /// after the fixed 20): its record route with `me` added where there is room, and its
 /// timestamp option with `ts` (and `me`, as its flags ask). `ts` is milliseconds since midnight
 /// UT, or any time with its high bit set (RFC 791).
-pub fn echo_reply(received: &[u8], me: Ipv4Addr, ts: u32) -> ReplyOptions {
+pub fn echo_reply(received: &[u8], me: Ipv4Addr, ts: u32) -> Options {
     // A header holds 40 bytes of options: what the reply copies fits as well.
     let received = received.get(..MAX_LEN).unwrap_or(received);
-    let mut out = ReplyOptions::EMPTY;
+    let mut out = Options::EMPTY;
     let (mut rr, mut ts_seen) = (false, false);
     let mut i = 0;
     while let Some(&kind) = received.get(i) {
@@ -146,7 +146,7 @@ pub fn echo_reply(received: &[u8], me: Ipv4Addr, ts: u32) -> ReplyOptions {
             kind => {
                 let len = usize::from(u8_at(received, i + 1));
                 let Some(option) = received.get(i..i + len).filter(|_| len >= 2) else {
-                    return ReplyOptions::EMPTY;
+                    return Options::EMPTY;
                 };
                 i += len;
                 let mut buf = [0u8; MAX_LEN];
@@ -165,7 +165,7 @@ pub fn echo_reply(received: &[u8], me: Ipv4Addr, ts: u32) -> ReplyOptions {
                     _ => continue,
                 };
                 if !valid {
-                    return ReplyOptions::EMPTY;
+                    return Options::EMPTY;
                 }
                 out.push(o);
             }
@@ -174,6 +174,44 @@ pub fn echo_reply(received: &[u8], me: Ipv4Addr, ts: u32) -> ReplyOptions {
     // Padded with end-of-options to a multiple of 4.
     out.len = out.len.next_multiple_of(4);
     out
+}
+
+/// The options of a request asking for the route (`ping -R`): a no-op, then a record route
+/// with room for nine addresses, the first of them ours (the sender records itself, as Linux
+/// does).
+pub fn record_route_request(me: Ipv4Addr) -> Options {
+    let mut out = Options::EMPTY;
+    let mut rr = [0u8; MAX_LEN - 1];
+    rr[..3].copy_from_slice(&[RR, (MAX_LEN - 1) as u8, 4]);
+    record_route(&mut rr, me);
+    out.push(&[NOP]);
+    out.push(&rr);
+    out
+}
+
+/// The addresses a received record route option holds (those before its pointer), in order;
+/// empty without one.
+pub fn recorded_route(options: &[u8]) -> Vec<Ipv4Addr> {
+    let mut i = 0;
+    while let Some(&kind) = options.get(i) {
+        match kind {
+            EOL => break,
+            NOP => i += 1,
+            _ => {
+                let len = usize::from(u8_at(options, i + 1)).max(2);
+                if kind == RR {
+                    let o = get(options, i..i + len);
+                    let end = usize::from(u8_at(o, 2)).saturating_sub(1).min(o.len());
+                    return get(o, 3..end.max(3))
+                        .chunks_exact(4)
+                        .map(|a| Ipv4Addr::new(u8_at(a, 0), u8_at(a, 1), u8_at(a, 2), u8_at(a, 3)))
+                        .collect();
+                }
+                i += len;
+            }
+        }
+    }
+    Vec::new()
 }
 
 /// Adds `me` to a record route option if there is room; false if the option is malformed.
@@ -284,6 +322,21 @@ mod tests {
     }
 
     #[test]
+    fn a_route_request_records_us_first_and_reads_back_what_was_recorded() {
+        let req = record_route_request(ME);
+        let b = req.as_bytes();
+        assert_eq!((b.len(), &b[..4]), (40, &[NOP, RR, 39, 8][..]));
+        assert_eq!(check_received(b), Received::Fine);
+        assert_eq!(recorded_route(b), [ME]);
+        // The peer adds itself on the way back.
+        let peer = Ipv4Addr::from(PEER);
+        let reply = echo_reply(b, peer, 0);
+        assert_eq!(recorded_route(reply.as_bytes()), [ME, peer]);
+        assert!(recorded_route(&[TS, 8, 5, 0, 0, 0, 0, 0]).is_empty());
+        assert!(recorded_route(&[]).is_empty());
+    }
+
+    #[test]
     fn record_route_gets_our_address_in_the_next_slot() {
         let r = echo_reply(&ping_rr(), ME, 0);
         let b = r.as_bytes();
@@ -351,7 +404,7 @@ mod tests {
             &[TS, 8, 4, 0, 0, 0, 0, 0],
             &[TS, 8, 5, 2, 0, 0, 0, 0],
         ] {
-            assert_eq!(echo_reply(bad, ME, 0), ReplyOptions::EMPTY, "{bad:?}");
+            assert_eq!(echo_reply(bad, ME, 0), Options::EMPTY, "{bad:?}");
         }
         assert_eq!(echo_reply(&[NOP, NOP, NOP, EOL], ME, 0).as_bytes(), &[]);
     }
