@@ -551,11 +551,12 @@ impl Shell {
         );
         let _ = writeln!(
             out,
-            "arp requests sent {}, echo replies {}, timestamp replies {}, icmp errors {}, tcp resets \
-             {}, tcp conns opened {} (path MTU lowered on {})",
+            "arp requests sent {}, echo replies {}, timestamp replies {}, redirects taken {}, icmp \
+             errors {}, tcp resets {}, tcp conns opened {} (path MTU lowered on {})",
             t.arp_requests_sent,
             t.icmp_echo_replied,
             t.icmp_timestamp_replied,
+            t.icmp_redirects_taken,
             t.icmp_errors_sent,
             t.tcp_rst_sent,
             t.tcp_conns_opened,

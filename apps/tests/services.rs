@@ -213,6 +213,57 @@ fn tapir_ping_record_route_lists_the_routers_both_ways() {
     assert!(so.contains("RR: \t(same route)"), "{so}");
 }
 
+/// ICMP redirects from a kernel router (RFC 1122 §3.2.2.2: a host MUST take them): the lab's
+/// router (10.7.0.1, tapir's gateway) reaches 10.9.0.1 through 10.7.0.5, a second router on
+/// the same link (a bridge joins the tap and a veth to it). Forwarding tapir's first echo back
+/// out the link it came in on, the kernel sends tapir a host redirect; tapir then sends to
+/// 10.7.0.5 directly, so the lab's router forwards one or two requests of five, not five.
+#[test]
+fn a_kernel_routers_redirect_moves_tapirs_traffic_to_the_better_router() {
+    if !interop_allowed() {
+        return;
+    }
+    let lab = Lab::up("rd").expect("lab up");
+    let mut ns = Namespaces(Vec::new());
+    let rx = ns.add("rx");
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let (ea, eb) = (format!("tpa{n}"), format!("tpb{n}"));
+    let l = lab.ns.as_str();
+    ip(&["-n", l, "link", "add", "br0", "type", "bridge"]);
+    ip(&["-n", l, "addr", "del", "10.7.0.1/24", "dev", &lab.tap]);
+    ip(&["-n", l, "link", "set", &lab.tap, "master", "br0"]);
+    ip(&["-n", l, "addr", "add", "10.7.0.1/24", "dev", "br0"]);
+    ip(&["-n", l, "link", "set", "br0", "up"]);
+    ip(&[
+        "-n", l, "link", "add", &ea, "type", "veth", "peer", "name", &eb, "netns", &rx,
+    ]);
+    ip(&["-n", l, "link", "set", &ea, "master", "br0"]);
+    ip(&["-n", l, "link", "set", &ea, "up"]);
+    ip(&["-n", &rx, "addr", "add", "10.7.0.5/24", "dev", &eb]);
+    ip(&["-n", &rx, "addr", "add", "10.9.0.1/32", "dev", "lo"]);
+    ip(&["-n", &rx, "link", "set", &eb, "up"]);
+    sysctl(l, "net.ipv4.ip_forward=1");
+    ip(&["-n", l, "route", "add", "10.9.0.0/24", "via", "10.7.0.5"]);
+    let forwarded = || kernel_snmp(&lab, "Ip", "ForwDatagrams");
+    let (fwd0, redirects0) = (forwarded(), kernel_snmp(&lab, "Icmp", "OutRedirects"));
+    let out = Command::new(TAPIR)
+        .arg("ping")
+        .args(lab.node_args())
+        .args(["--gateway", "10.7.0.1", "10.9.0.1", "-c", "5", "-i", "0.2"])
+        .output()
+        .expect("run tapir ping");
+    let so = text(&out.stdout);
+    assert!(out.status.success(), "{so} {}", text(&out.stderr));
+    assert!(so.contains("5 packets transmitted, 5 received"), "{so}");
+    let fwd = forwarded() - fwd0;
+    let redirects = kernel_snmp(&lab, "Icmp", "OutRedirects") - redirects0;
+    assert!(redirects >= 1, "the router sent no redirect: {so}");
+    assert!(
+        fwd <= 2,
+        "the router forwarded {fwd} of 5 requests after redirecting"
+    );
+}
+
 #[test]
 fn tapir_traceroute_of_a_silent_host_prints_stars_and_exits_1() {
     if !interop_allowed() {

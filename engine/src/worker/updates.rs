@@ -1,6 +1,6 @@
 //! Node-wide state, owned once and pushed. Each worker's stack is its own; what one of them
 //! learns that the others need travels as a [`NodeUpdate`] over each other worker's bounded
-//! channel, taken at its next batch: path MTUs (any worker), ARP (the owner's entries to the
+//! channel, taken at its next batch: path MTUs and redirects (any worker), ARP (the owner's entries to the
 //! followers, the followers' requests to the owner) and the DHCP lease (worker 0's client to
 //! the others). Nothing is locked between workers on the way.
 
@@ -19,6 +19,8 @@ use crate::steer::ARP_OWNER;
 pub(crate) enum NodeUpdate {
     /// The path to a host takes packets of at most this many bytes (RFC 1191).
     PathMtu(Ipv4Addr, usize),
+    /// A redirect said packets to a host go to this first hop (RFC 1122 §3.2.2.2).
+    Redirect(Ipv4Addr, Ipv4Addr),
     /// The ARP owner learnt (or was asked for, and holds) this neighbour.
     Neighbour(Ipv4Addr, EthernetAddress),
     /// A follower wants this address resolved (to the ARP owner only).
@@ -31,6 +33,7 @@ impl NodeUpdate {
     fn apply(self, stack: &mut Stack, now: Instant, sink: &mut impl Sink) {
         match self {
             NodeUpdate::PathMtu(dst, mtu) => stack.learn_path_mtu(dst, mtu, now),
+            NodeUpdate::Redirect(dst, gw) => stack.learn_redirect(dst, gw, now),
             NodeUpdate::Neighbour(addr, mac) => stack.learn_neighbour(now, addr, mac, sink),
             NodeUpdate::Resolve(addr) => stack.resolve_for_follower(now, addr, sink),
             NodeUpdate::Addressing(a) => stack.set_addressing(&a),
@@ -43,6 +46,7 @@ impl NodeUpdate {
 #[derive(Default)]
 pub(super) struct Sharing {
     mtus: Vec<(Ipv4Addr, usize)>,
+    redirects: Vec<(Ipv4Addr, Ipv4Addr)>,
     neighbours: Vec<(Ipv4Addr, EthernetAddress)>,
     wanted: Vec<Ipv4Addr>,
     /// Worker 0 with DHCP on several queues: the addressing last published, and the workers
@@ -70,6 +74,7 @@ impl Sharing {
     /// that got something, once.
     pub fn give(&mut self, inner: &Inner, me: usize, stack: &mut Stack) {
         stack.take_path_mtus(&mut self.mtus);
+        stack.take_redirects(&mut self.redirects);
         stack.take_arp_learned(&mut self.neighbours);
         stack.take_arp_wanted(&mut self.wanted);
         let others = (0..inner.workers.len()).filter(|&o| o != me);
@@ -95,12 +100,17 @@ impl Sharing {
                 }
             }
         }
-        // Lost to a full channel: an MTU is learnt again from the next report, a neighbour
-        // asked for again at the follower's next request timer.
+        // Lost to a full channel: an MTU or a redirect is learnt again from the next report, a
+        // neighbour asked for again at the follower's next request timer.
         let everyone = self
             .mtus
             .drain(..)
             .map(|(d, m)| NodeUpdate::PathMtu(d, m))
+            .chain(
+                self.redirects
+                    .drain(..)
+                    .map(|(d, gw)| NodeUpdate::Redirect(d, gw)),
+            )
             .chain(
                 self.neighbours
                     .drain(..)

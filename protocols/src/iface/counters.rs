@@ -34,6 +34,7 @@ drop_reasons! {
     Ipv4Malformed => "ipv4_malformed", "An IPv4 header with a bad version, header length or total length.";
     Ipv4BadChecksum => "ipv4_bad_checksum", "An IPv4 header whose checksum is wrong.";
     Ipv4BadSource => "ipv4_bad_source", "An IPv4 packet from a broadcast, multicast or our own address.";
+    IcmpRedirectRefused => "icmp_redirect_refused", "An ICMP redirect not taken: not from the router used for that destination, not about a datagram we sent, or naming a gateway off our subnet.";
     Ipv4BadOptions => "ipv4_bad_options", "An IPv4 packet whose options are malformed (answered by a parameter problem).";
     Ipv4SourceRouted => "ipv4_source_routed", "An IPv4 packet with a loose or strict source route (refused, as Linux refuses them by default).";
     FragMalformed => "frag_malformed", "An IPv4 fragment whose length is not a multiple of 8, is empty, or runs past 65535 bytes.";
@@ -93,6 +94,8 @@ pub struct Counters {
     pub icmp_echo_replied: u64,
     /// ICMP timestamp requests answered (RFC 792).
     pub icmp_timestamp_replied: u64,
+    /// ICMP redirects taken: host routes learned (RFC 1122 §3.2.2.2).
+    pub icmp_redirects_taken: u64,
     pub icmp_errors_sent: u64,
     pub tcp_rst_sent: u64,
     pub tcp_conns_opened: u64,
@@ -143,6 +146,7 @@ impl Default for Counters {
             arp_requests_sent: 0,
             icmp_echo_replied: 0,
             icmp_timestamp_replied: 0,
+            icmp_redirects_taken: 0,
             icmp_errors_sent: 0,
             tcp_rst_sent: 0,
             tcp_conns_opened: 0,
@@ -208,6 +212,7 @@ impl Counters {
         self.arp_requests_sent += other.arp_requests_sent;
         self.icmp_echo_replied += other.icmp_echo_replied;
         self.icmp_timestamp_replied += other.icmp_timestamp_replied;
+        self.icmp_redirects_taken += other.icmp_redirects_taken;
         self.icmp_errors_sent += other.icmp_errors_sent;
         self.tcp_rst_sent += other.tcp_rst_sent;
         self.tcp_conns_opened += other.tcp_conns_opened;

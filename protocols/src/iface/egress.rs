@@ -23,6 +23,8 @@ pub(super) struct Egress<'a> {
     pub ip_ident: &'a mut u16,
     /// Path MTUs learned per destination (datagrams are cut to them).
     pub pmtu: &'a super::path_mtu::PathMtuCache,
+    /// First hops learned from redirects, per destination.
+    pub redirects: &'a super::redirect::Redirects,
 }
 
 impl Egress<'_> {
@@ -36,12 +38,12 @@ impl Egress<'_> {
     }
 
     /// The next hop for `dst`, or None when there is no route.
-    fn next_hop(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+    pub fn next_hop(&self, dst: Ipv4Addr, now: Instant) -> Option<Ipv4Addr> {
         let cidr = self.config.cidr;
         if dst.is_broadcast() || cidr.contains(dst) {
             Some(dst)
         } else {
-            self.config.gateway
+            self.redirects.0.get(dst, now).or(self.config.gateway)
         }
     }
 
@@ -80,7 +82,7 @@ impl Egress<'_> {
             self.counters.drop(DropReason::NoAddress);
             return false;
         }
-        let Some(hop) = self.next_hop(dst) else {
+        let Some(hop) = self.next_hop(dst, now) else {
             self.counters.drop(DropReason::NoRoute);
             return false;
         };
@@ -277,6 +279,7 @@ impl Stack {
             counters: &mut self.counters,
             ip_ident: &mut self.ip_ident,
             pmtu: &self.pmtu,
+            redirects: &self.redirects,
         }
     }
 

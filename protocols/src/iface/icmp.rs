@@ -359,6 +359,12 @@ impl Stack {
                 self.send_icmp(now, sink, to, &reply, options.as_bytes());
                 self.counters.icmp_timestamp_replied += 1;
             }
+            Icmpv4Repr::Other {
+                msg_type: wire::icmpv4::msg_type::REDIRECT,
+                code: 0..=3,
+                rest,
+                data,
+            } => self.on_redirect(now, meta, Ipv4Addr::from(rest), data),
             Icmpv4Repr::DstUnreachable {
                 code,
                 next_hop_mtu,

@@ -25,12 +25,14 @@ mod dhcp;
 mod egress;
 pub mod event;
 mod fragment;
+mod host_table;
 mod icmp;
 mod ingress;
 mod news;
 mod path_mtu;
 mod raw;
 pub mod reassembly;
+mod redirect;
 mod sockets;
 mod tcp_table;
 mod udp;
@@ -230,6 +232,7 @@ pub struct Stack {
     tcp: tcp_table::TcpTable,
     /// Path MTUs learned from ICMP "fragmentation needed", per destination.
     pmtu: path_mtu::PathMtuCache,
+    redirects: redirect::Redirects,
     udp: udp::UdpTable,
     icmp: icmp::IcmpTable,
     raw: raw::RawTable,
@@ -290,6 +293,7 @@ impl Stack {
             ip_ident,
             tcp: tcp_table::TcpTable::new(hash_key),
             pmtu: path_mtu::PathMtuCache::default(),
+            redirects: redirect::Redirects::default(),
             udp: udp::UdpTable::default(),
             icmp: icmp::IcmpTable::default(),
             timers: BinaryHeap::new(),

@@ -4,9 +4,9 @@
 //! out after [`PMTU_EXPIRES`] (RFC 1191 §6.3: the path may have grown since), as Linux's
 //! `ip_rt_mtu_expires`.
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
+use super::host_table::HostTable;
 use super::Stack;
 use crate::time::{Duration, Instant};
 
@@ -16,36 +16,32 @@ pub const PMTU_EXPIRES: Duration = Duration::from_secs(600);
 /// Destinations remembered at most; past it, the entry that expires first gives way.
 pub const PMTU_ENTRIES: usize = 1024;
 
-/// Path MTUs learned from the wire and not yet taken by [`Stack::take_path_mtus`], at most.
-const NEWS_MAX: usize = 64;
+#[derive(Debug)]
+pub(super) struct PathMtuCache(HostTable<usize>);
 
-#[derive(Debug, Default)]
-pub(super) struct PathMtuCache {
-    entries: HashMap<Ipv4Addr, (usize, Instant)>,
-    /// What reports taught since the last take, for the node's other stacks.
-    news: Vec<(Ipv4Addr, usize)>,
+impl Default for PathMtuCache {
+    fn default() -> Self {
+        PathMtuCache(HostTable::new(PMTU_ENTRIES))
+    }
 }
 
 impl PathMtuCache {
     /// The path MTU towards `dst` learned and still valid at `now`.
     pub fn get(&self, dst: Ipv4Addr, now: Instant) -> Option<usize> {
-        self.entries
-            .get(&dst)
-            .filter(|&&(_, expires)| expires > now)
-            .map(|&(mtu, _)| mtu)
+        self.0.get(dst, now)
     }
 
     /// A report said the path to `dst` takes `mtu`-byte packets at most: learned, and kept
     /// as news for the node's other stacks.
     pub fn learn_from_report(&mut self, dst: Ipv4Addr, mtu: usize, now: Instant) {
-        if self.learn(dst, mtu, now) && self.news.len() < NEWS_MAX {
-            self.news.push((dst, mtu));
+        if self.learn(dst, mtu, now) {
+            self.0.tell(dst, mtu.max(crate::tcp::MIN_PATH_MTU));
         }
     }
 
     /// What reports taught since the last call.
     pub fn take_news(&mut self, out: &mut Vec<(Ipv4Addr, usize)>) {
-        out.append(&mut self.news);
+        self.0.take_news(out);
     }
 
     /// Records that the path to `dst` takes `mtu`-byte packets at most, never less than
@@ -53,31 +49,16 @@ impl PathMtuCache {
     /// larger one does not replace it before it expires). Returns whether it changed anything.
     pub fn learn(&mut self, dst: Ipv4Addr, mtu: usize, now: Instant) -> bool {
         let mtu = mtu.max(crate::tcp::MIN_PATH_MTU);
-        if let Some(held) = self.get(dst, now) {
-            if held <= mtu {
-                return false;
-            }
+        if self.get(dst, now).is_some_and(|held| held <= mtu) {
+            return false;
         }
-        if self.entries.len() >= PMTU_ENTRIES && !self.entries.contains_key(&dst) {
-            self.entries.retain(|_, &mut (_, expires)| expires > now);
-            if self.entries.len() >= PMTU_ENTRIES {
-                let soonest = self
-                    .entries
-                    .iter()
-                    .min_by_key(|(_, &(_, e))| e)
-                    .map(|(&a, _)| a);
-                if let Some(a) = soonest {
-                    self.entries.remove(&a);
-                }
-            }
-        }
-        self.entries.insert(dst, (mtu, now + PMTU_EXPIRES));
+        self.0.insert(dst, mtu, now, now + PMTU_EXPIRES);
         true
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.0.len()
     }
 }
 

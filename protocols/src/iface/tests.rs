@@ -831,6 +831,8 @@ mod arp_defence;
 
 mod arp_roles;
 
+mod redirect;
+
 /// An ICMP error frame from A to B quoting `invoking` (a datagram B sent).
 fn icmp_error_frame(time_exceeded: bool, invoking: &[u8]) -> Vec<u8> {
     if time_exceeded {

@@ -51,6 +51,7 @@ impl Stack {
                 counters,
                 ip_ident,
                 pmtu,
+                redirects,
                 ..
             } = self;
             let Some(s) = tcp.sockets.get_mut(h) else {
@@ -65,6 +66,7 @@ impl Stack {
                 counters,
                 ip_ident,
                 pmtu,
+                redirects,
             };
             // Bounded so that one connection cannot starve the others within a poll; one that
             // still has more goes back on the dirty list.
