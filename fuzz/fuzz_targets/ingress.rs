@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let cidr = Ipv4Cidr::new(Ipv4Addr::new(10, 0, 0, 2), 24).unwrap();
     let mut stack = Stack::new(StackConfig::new(mac, cidr), Rng::new(1));
     stack.tcp_listen(80, 4).unwrap();
-    let udp = stack.udp_bind(7).unwrap();
+    let udp = stack.udp().bind(7).unwrap();
     let mut now = Instant::from_secs(1);
     let mut out: Vec<Vec<u8>> = Vec::new();
     stack.start(now, &mut out);
@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         stack.receive(now, frame, &mut out);
         now += Duration::from_millis(u64::from(len % 16) * 50);
         stack.poll(now, &mut out);
-        while let Ok(Some(_)) = stack.udp_recv_from(udp) {}
+        while let Ok(Some(_)) = stack.udp().recv_from(udp) {}
         while let Ok(Some((h, _))) = stack.tcp_accept(80) {
             let mut buf = [0u8; 256];
             let _ = stack.tcp_recv(h, &mut buf);

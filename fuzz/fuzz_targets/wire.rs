@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use libfuzzer_sys::fuzz_target;
 use protocols::wire::{
-    ArpPacket, ArpRepr, EthernetFrame, EthernetRepr, Icmpv4Packet, Icmpv4Repr, Ipv4Packet,
+    ipv4_options, ArpPacket, ArpRepr, EthernetFrame, EthernetRepr, Icmpv4Packet, Icmpv4Repr, Ipv4Packet,
     Ipv4Repr, TcpPacket, TcpRepr, TxChecksum, UdpPacket, UdpRepr,
 };
 
@@ -40,6 +40,19 @@ fuzz_target!(|data: &[u8]| {
                 let _ = p.options();
                 let _ = Ipv4Repr::parse(&p, true);
                 let _ = Ipv4Repr::parse(&p, false);
+            }
+            // Any options area: judged, answered and read back without a panic; what passes the
+            // check gives a reply that passes it too.
+            let options = bytes.get(..40).unwrap_or(bytes);
+            let verdict = ipv4_options::check_received(options);
+            let reply = ipv4_options::echo_reply(options, DST, 1);
+            let _ = ipv4_options::recorded_route(options);
+            assert!(reply.as_bytes().len() <= 40 && reply.as_bytes().len() % 4 == 0);
+            if verdict == ipv4_options::Received::Fine {
+                assert_ne!(
+                    std::mem::discriminant(&ipv4_options::check_received(reply.as_bytes())),
+                    std::mem::discriminant(&ipv4_options::Received::Malformed { pointer: 0 })
+                );
             }
         }
         3 => {
