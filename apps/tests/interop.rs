@@ -224,6 +224,32 @@ fn timestamp_requests_are_answered_with_the_nodes_wall_clock() {
     assert!(text.contains("1 host up"), "{text}");
 }
 
+/// RFC 5227 duplicate address detection against the node (iputils `arping -D`, as a host
+/// about to take an address runs it): a probe for the node's address is answered, so arping
+/// reports it in use (exit 1), on two queues as on one; a free address stays free (exit 0).
+/// Before, the node let the prober take its address.
+#[test]
+fn arping_duplicate_address_detection_finds_the_node() {
+    if !interop_allowed() {
+        return;
+    }
+    common::need("arping");
+    let s = serve("it", &["--queues", "2"], &["echo"]);
+    let node = s.lab.node.address().to_string();
+    let dad = |addr: &str| {
+        s.lab
+            .command("arping")
+            .args(["-D", "-I", &s.lab.tap, "-c", "2", "-w", "3", addr])
+            .output()
+            .expect("run arping")
+    };
+    let out = dad(&node);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("Received 1 response(s)"), "{text}");
+    assert_eq!(dad("10.7.0.9").status.code(), Some(0));
+}
+
 /// `tapir ping` from a node in `lab` with `args` after the lab's node options: (success,
 /// stdout, stderr).
 fn tapir_ping(lab: &Lab, args: &[&str]) -> (bool, String, String) {

@@ -92,6 +92,8 @@ pub struct Counters {
     pub tx_bytes: u64,
     pub arp_requests_sent: u64,
     pub icmp_echo_replied: u64,
+    /// ARP probes for one of our addresses answered (RFC 5227: the prober finds it in use).
+    pub arp_probes_answered: u64,
     /// ICMP timestamp requests answered (RFC 792).
     pub icmp_timestamp_replied: u64,
     /// ICMP redirects taken: host routes learned (RFC 1122 §3.2.2.2).
@@ -146,6 +148,7 @@ impl Default for Counters {
             arp_requests_sent: 0,
             icmp_echo_replied: 0,
             icmp_timestamp_replied: 0,
+            arp_probes_answered: 0,
             icmp_redirects_taken: 0,
             icmp_errors_sent: 0,
             tcp_rst_sent: 0,
@@ -212,6 +215,7 @@ impl Counters {
         self.arp_requests_sent += other.arp_requests_sent;
         self.icmp_echo_replied += other.icmp_echo_replied;
         self.icmp_timestamp_replied += other.icmp_timestamp_replied;
+        self.arp_probes_answered += other.arp_probes_answered;
         self.icmp_redirects_taken += other.icmp_redirects_taken;
         self.icmp_errors_sent += other.icmp_errors_sent;
         self.tcp_rst_sent += other.tcp_rst_sent;

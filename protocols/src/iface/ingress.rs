@@ -93,6 +93,20 @@ impl Stack {
                     .flush_pending(sink, repr.source_hardware_addr, waiting);
             }
         }
+        // RFC 5227 §2.1.1: an ARP probe (sender 0.0.0.0) for an address of ours, from a host
+        // about to take it, is answered to the prober as Linux answers it: it finds the
+        // address in use instead of taking it too.
+        let probe = repr.operation == ArpOperation::Request && sender.is_unspecified();
+        if probe && for_me && repr.source_hardware_addr.is_unicast() {
+            self.counters.arp_probes_answered += 1;
+            return self.egress().send_arp_from(
+                sink,
+                ArpOperation::Reply,
+                target,
+                sender,
+                repr.source_hardware_addr,
+            );
+        }
         if !for_me {
             if repr.operation == ArpOperation::Request || !sender_ok {
                 self.counters.drop(DropReason::NotForUs);

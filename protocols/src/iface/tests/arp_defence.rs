@@ -172,3 +172,41 @@ fn a_host_claiming_our_address_is_counted_reported_once_and_defended_at_most_eve
     assert!(b.arp_entries(t0).iter().all(|(a, _, _)| *a != IP_B));
     assert_eq!(next_hop_mac(&mut b, t0), Some(MAC_A));
 }
+
+#[test]
+fn an_arp_probe_for_our_address_is_answered_to_the_prober() {
+    let mut b = node_b();
+    let now = Instant::from_secs(2);
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let prober = EthernetAddress([2, 0, 0, 0, 0, 0x77]);
+    // RFC 5227 probe: sender 0.0.0.0, target our address, from a host about to take it.
+    b.receive(
+        now,
+        &arp_from(ArpOperation::Request, prober, Ipv4Addr::UNSPECIFIED, IP_B),
+        &mut out,
+    );
+    assert_eq!(out.len(), 1, "one reply to a probe");
+    let eth = EthernetFrame::new_checked(&out[0][..]).unwrap();
+    assert_eq!(eth.dst_addr(), prober);
+    let arp = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).unwrap()).unwrap();
+    assert_eq!(arp.operation, ArpOperation::Reply);
+    assert_eq!(
+        (arp.source_hardware_addr, arp.source_protocol_addr),
+        (MAC_B, IP_B)
+    );
+    assert_eq!(
+        (arp.target_hardware_addr, arp.target_protocol_addr),
+        (prober, Ipv4Addr::UNSPECIFIED)
+    );
+    assert_eq!(b.counters().arp_probes_answered, 1);
+    // A probe for another address is none of ours, and the prober is not learnt.
+    out.clear();
+    let other = Ipv4Addr::new(10, 0, 0, 50);
+    b.receive(
+        now,
+        &arp_from(ArpOperation::Request, prober, Ipv4Addr::UNSPECIFIED, other),
+        &mut out,
+    );
+    assert!(out.is_empty());
+    assert!(b.arp_entries(now).iter().all(|(_, m, _)| *m != prober));
+}
