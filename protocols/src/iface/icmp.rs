@@ -280,13 +280,7 @@ impl Stack {
                     // RFC 1122 §3.2.2.6 lets us ignore broadcast pings; we do (smurf defence).
                     return self.counters.drop(DropReason::NotForUs);
                 }
-                // RFC 1122 §3.2.2.6: record route and timestamp come back, with us in them.
-                let options = match header.get(wire::ipv4::HEADER_LEN..) {
-                    Some(o) if !o.is_empty() => {
-                        ipv4_options::echo_reply(o, self.address(), self.ip_timestamp(now))
-                    }
-                    _ => Options::EMPTY,
-                };
+                let options = self.reply_options(header, now);
                 let echo = Echo {
                     dst: meta.src,
                     reply: true,
@@ -343,12 +337,7 @@ impl Stack {
                 let (originate, ours) = stamps.split_at_mut(4);
                 originate.copy_from_slice(get(data, ..4));
                 ours.copy_from_slice(&[ts, ts].concat());
-                let options = match header.get(wire::ipv4::HEADER_LEN..) {
-                    Some(o) if !o.is_empty() => {
-                        ipv4_options::echo_reply(o, self.address(), self.ip_timestamp(now))
-                    }
-                    _ => Options::EMPTY,
-                };
+                let options = self.reply_options(header, now);
                 let reply = Icmpv4Repr::Other {
                     msg_type: wire::icmpv4::msg_type::TIMESTAMP_REPLY,
                     code: 0,
@@ -534,6 +523,17 @@ impl Stack {
             );
             total
         });
+    }
+
+    /// The options of our reply to a query whose IPv4 header is `header` (RFC 1122
+    /// §3.2.2.6): its record route and timestamp, with us in them.
+    fn reply_options(&self, header: &[u8], now: Instant) -> Options {
+        match header.get(wire::ipv4::HEADER_LEN..) {
+            Some(o) if !o.is_empty() => {
+                ipv4_options::echo_reply(o, self.address(), self.ip_timestamp(now))
+            }
+            _ => Options::EMPTY,
+        }
     }
 
     /// An IP timestamp (RFC 791) for `now`: milliseconds since midnight UT when the stack

@@ -172,15 +172,10 @@ fn start_sends_a_gratuitous_arp() {
     assert_eq!(arp.source_hardware_addr, MAC_B);
 }
 
-#[test]
-fn arp_request_for_us_is_answered_and_sender_learned() {
-    let mut b = stack(MAC_B, IP_B, 1);
-    let mut out: Vec<Vec<u8>> = Vec::new();
-    let now = Instant::from_secs(1);
-    b.receive(now, &arp_frame(ArpOperation::Request, IP_B), &mut out);
-    assert_eq!(out.len(), 1);
-    let eth = EthernetFrame::new_checked(&out[0][..]).unwrap();
-    assert_eq!(eth.dst_addr(), MAC_A);
+/// `frame` is B's ARP reply to `mac` at `ip`, unicast to it.
+fn assert_arp_reply_from_b(frame: &[u8], mac: EthernetAddress, ip: Ipv4Addr) {
+    let eth = EthernetFrame::new_checked(frame).unwrap();
+    assert_eq!(eth.dst_addr(), mac);
     let arp = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).unwrap()).unwrap();
     assert_eq!(arp.operation, ArpOperation::Reply);
     assert_eq!(
@@ -189,8 +184,18 @@ fn arp_request_for_us_is_answered_and_sender_learned() {
     );
     assert_eq!(
         (arp.target_hardware_addr, arp.target_protocol_addr),
-        (MAC_A, IP_A)
+        (mac, ip)
     );
+}
+
+#[test]
+fn arp_request_for_us_is_answered_and_sender_learned() {
+    let mut b = stack(MAC_B, IP_B, 1);
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let now = Instant::from_secs(1);
+    b.receive(now, &arp_frame(ArpOperation::Request, IP_B), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_arp_reply_from_b(&out[0], MAC_A, IP_A);
     assert_eq!(b.arp_entries(now).len(), 1);
     // A request for someone else is not answered and teaches nothing new.
     let mut c = stack(MAC_B, IP_B, 1);

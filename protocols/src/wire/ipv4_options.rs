@@ -63,6 +63,30 @@ pub enum Received {
     },
 }
 
+/// The options of an area in order, each as (its offset, its type, its bytes), end-of-options
+/// and no-ops passed over; `Err(offset)` where an option's length byte is wrong (shorter than
+/// 2, or running past the area), and nothing after it.
+fn walk(area: &[u8]) -> impl Iterator<Item = Result<(usize, u8, &[u8]), usize>> {
+    let mut i = 0;
+    core::iter::from_fn(move || loop {
+        let kind = *area.get(i)?;
+        match kind {
+            EOL => return None,
+            NOP => i += 1,
+            _ => {
+                let at = i;
+                let len = usize::from(u8_at(area, i + 1));
+                let Some(bytes) = area.get(at..at + len).filter(|_| len >= 2) else {
+                    i = area.len();
+                    return Some(Err(at));
+                };
+                i += len;
+                return Some(Ok((at, kind, bytes)));
+            }
+        }
+    })
+}
+
 /// Judges the options area of a received header (the bytes after the fixed 20), with the
 /// checks Linux makes (`ip_options_compile`): lengths that fit, record route and timestamp
 /// pointers at a slot boundary, known timestamp flags, no timestamp overflow count at 15 with
@@ -72,22 +96,12 @@ pub fn check_received(options: &[u8]) -> Received {
         pointer: u8::try_from(super::ipv4::HEADER_LEN + at).unwrap_or(u8::MAX),
     };
     let mut routed = false;
-    let mut i = 0;
-    while let Some(&kind) = options.get(i) {
-        match kind {
-            EOL => break,
-            NOP => {
-                i += 1;
-                continue;
-            }
-            _ => {}
-        }
-        let len = usize::from(u8_at(options, i + 1));
-        if len < 2 || i + len > options.len() {
-            return malformed(i + 1);
-        }
-        let o = get(options, i..i + len);
-        let ptr = usize::from(u8_at(o, 2));
+    for option in walk(options) {
+        let (i, kind, o) = match option {
+            Ok(option) => option,
+            Err(at) => return malformed(at + 1),
+        };
+        let (len, ptr) = (o.len(), usize::from(u8_at(o, 2)));
         match kind {
             RR | LSRR | SSRR => {
                 if len < 3 {
@@ -120,7 +134,6 @@ pub fn check_received(options: &[u8]) -> Received {
             }
             _ => {}
         }
-        i += len;
     }
     if routed {
         Received::SourceRouted
@@ -138,43 +151,34 @@ pub fn echo_reply(received: &[u8], me: Ipv4Addr, ts: u32) -> Options {
     let received = received.get(..MAX_LEN).unwrap_or(received);
     let mut out = Options::EMPTY;
     let (mut rr, mut ts_seen) = (false, false);
-    let mut i = 0;
-    while let Some(&kind) = received.get(i) {
-        match kind {
-            EOL => break,
-            NOP => i += 1,
-            kind => {
-                let len = usize::from(u8_at(received, i + 1));
-                let Some(option) = received.get(i..i + len).filter(|_| len >= 2) else {
-                    return Options::EMPTY;
-                };
-                i += len;
-                let mut buf = [0u8; MAX_LEN];
-                let o = get_mut(&mut buf, ..len);
-                copy(o, option);
-                let valid = match kind {
-                    RR if !rr => {
-                        rr = true;
-                        record_route(o, me)
-                    }
-                    TS if !ts_seen => {
-                        ts_seen = true;
-                        timestamp(o, me, ts)
-                    }
-                    // Another option, or a second one of a kind: not answered.
-                    _ => continue,
-                };
-                if !valid {
-                    return Options::EMPTY;
-                }
-                // An option of an odd size (a pointer Linux takes in, at a slot that does not
-                // fit whole once we used the one before) would come back malformed: left out.
-                if matches!(check_received(o), Received::Malformed { .. }) {
-                    continue;
-                }
-                out.push(o);
+    for option in walk(received) {
+        let Ok((_, kind, option)) = option else {
+            return Options::EMPTY;
+        };
+        let mut buf = [0u8; MAX_LEN];
+        let o = get_mut(&mut buf, ..option.len());
+        copy(o, option);
+        let valid = match kind {
+            RR if !rr => {
+                rr = true;
+                record_route(o, me)
             }
+            TS if !ts_seen => {
+                ts_seen = true;
+                timestamp(o, me, ts)
+            }
+            // Another option, or a second one of a kind: not answered.
+            _ => continue,
+        };
+        if !valid {
+            return Options::EMPTY;
         }
+        // An option of an odd size (a pointer Linux takes in, at a slot that does not fit
+        // whole once we used the one before) would come back malformed: left out.
+        if matches!(check_received(o), Received::Malformed { .. }) {
+            continue;
+        }
+        out.push(o);
     }
     // Padded with end-of-options to a multiple of 4.
     out.len = out.len.next_multiple_of(4);
@@ -197,26 +201,14 @@ pub fn record_route_request(me: Ipv4Addr) -> Options {
 /// The addresses a received record route option holds (those before its pointer), in order;
 /// empty without one.
 pub fn recorded_route(options: &[u8]) -> Vec<Ipv4Addr> {
-    let mut i = 0;
-    while let Some(&kind) = options.get(i) {
-        match kind {
-            EOL => break,
-            NOP => i += 1,
-            _ => {
-                let len = usize::from(u8_at(options, i + 1)).max(2);
-                if kind == RR {
-                    let o = get(options, i..i + len);
-                    let end = usize::from(u8_at(o, 2)).saturating_sub(1).min(o.len());
-                    return get(o, 3..end.max(3))
-                        .chunks_exact(4)
-                        .map(|a| Ipv4Addr::new(u8_at(a, 0), u8_at(a, 1), u8_at(a, 2), u8_at(a, 3)))
-                        .collect();
-                }
-                i += len;
-            }
-        }
-    }
-    Vec::new()
+    let Some((_, _, o)) = walk(options).flatten().find(|&(_, kind, _)| kind == RR) else {
+        return Vec::new();
+    };
+    let end = usize::from(u8_at(o, 2)).saturating_sub(1).min(o.len());
+    get(o, 3..end.max(3))
+        .chunks_exact(4)
+        .map(|a| Ipv4Addr::new(u8_at(a, 0), u8_at(a, 1), u8_at(a, 2), u8_at(a, 3)))
+        .collect()
 }
 
 /// Adds `me` to a record route option if there is room; false if the option is malformed.

@@ -186,18 +186,7 @@ fn an_arp_probe_for_our_address_is_answered_to_the_prober() {
         &mut out,
     );
     assert_eq!(out.len(), 1, "one reply to a probe");
-    let eth = EthernetFrame::new_checked(&out[0][..]).unwrap();
-    assert_eq!(eth.dst_addr(), prober);
-    let arp = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).unwrap()).unwrap();
-    assert_eq!(arp.operation, ArpOperation::Reply);
-    assert_eq!(
-        (arp.source_hardware_addr, arp.source_protocol_addr),
-        (MAC_B, IP_B)
-    );
-    assert_eq!(
-        (arp.target_hardware_addr, arp.target_protocol_addr),
-        (prober, Ipv4Addr::UNSPECIFIED)
-    );
+    assert_arp_reply_from_b(&out[0], prober, Ipv4Addr::UNSPECIFIED);
     assert_eq!(b.counters().arp_probes_answered, 1);
     // A probe for another address is none of ours, and the prober is not learnt.
     out.clear();
