@@ -180,6 +180,37 @@ fn kernel_ping_record_route_and_timestamps_include_the_node() {
     assert_eq!(ping(&["-T", "tsonly"]).matches("absolute").count(), 1);
 }
 
+/// An echo reply carries the request's DSCP (RFC 1349 §5.1), as the kernel's own replies do:
+/// `ping -Q 0xb8` (expedited forwarding) gets its replies marked 0xb8; a plain ping, 0.
+#[test]
+fn echo_replies_carry_the_requests_dscp() {
+    if !interop_allowed() {
+        return;
+    }
+    let s = serve("it", &[], &["echo"]);
+    let node = s.lab.node.address();
+    let capture = common::capture::Capture::open_map(&s.lab.ns, &s.lab.tap, move |f| {
+        // IPv4 ICMP echo replies from the node: their TOS byte.
+        let ip = f.get(14..)?;
+        let from_node = ip.get(12..16)? == node.octets();
+        (f.get(12..14)? == [8, 0] && ip[9] == 1 && from_node && ip.get(20)? == &0).then(|| ip[1])
+    });
+    for tos in ["0xb8", "0"] {
+        let out = s
+            .lab
+            .command("ping")
+            .args(["-c", "1", "-W", "5", "-Q", tos, &node.to_string()])
+            .output()
+            .expect("run ping");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    assert_eq!(capture.stop(), [0xb8, 0]);
+}
+
 /// An ICMP timestamp request (RFC 792) is answered as Linux answers it: hping3's two requests
 /// get replies carrying their originate time and the node's own, milliseconds since midnight
 /// UT from the same wall clock; and nmap's timestamp ping finds the host up (ARP ping off).

@@ -145,6 +145,8 @@ struct Echo<'a> {
     data: &'a [u8],
     /// IPv4 options (a multiple of 4 bytes): an echo reply's record route and timestamp.
     options: &'a [u8],
+    /// The DSCP: a reply's is the request's (RFC 1349 §5.1).
+    dscp: u8,
 }
 
 #[derive(Debug)]
@@ -289,6 +291,7 @@ impl Stack {
                     ttl: self.config.ttl,
                     data,
                     options: options.as_bytes(),
+                    dscp: meta.dscp,
                 };
                 self.send_echo(now, sink, echo);
                 self.counters.icmp_echo_replied += 1;
@@ -344,7 +347,7 @@ impl Stack {
                     rest,
                     data: &stamps,
                 };
-                let to = (meta.src, self.config.ttl);
+                let to = (meta.src, self.config.ttl, meta.dscp);
                 self.send_icmp(now, sink, to, &reply, options.as_bytes());
                 self.counters.icmp_timestamp_replied += 1;
             }
@@ -470,7 +473,8 @@ impl Stack {
                 data: echo.data,
             }
         };
-        self.send_icmp(now, sink, (echo.dst, echo.ttl), &repr, echo.options);
+        let to = (echo.dst, echo.ttl, echo.dscp);
+        self.send_icmp(now, sink, to, &repr, echo.options);
     }
 
     /// Sends an ICMP message with IPv4 `options` (a multiple of 4 bytes). A message larger
@@ -479,7 +483,7 @@ impl Stack {
         &mut self,
         now: Instant,
         sink: &mut impl Sink,
-        (dst, ttl): (Ipv4Addr, u8),
+        (dst, ttl, dscp): (Ipv4Addr, u8, u8),
         repr: &Icmpv4Repr<'_>,
         options: &[u8],
     ) {
@@ -501,9 +505,6 @@ impl Stack {
             }
             let msg = get_mut(buf, header_len..header_len + len);
             repr.emit(&mut Icmpv4Packet::new_unchecked(msg));
-            if options.is_empty() {
-                return emit_ipv4(buf, src, dst, IpProtocol::Icmp, len, ident_ip, ttl);
-            }
             let ip = wire::Ipv4Repr {
                 src_addr: src,
                 dst_addr: dst,
@@ -514,13 +515,14 @@ impl Stack {
                 dont_frag: true,
                 more_frags: false,
                 frag_offset: 0,
-                dscp_ecn: 0,
+                dscp_ecn: dscp,
             };
             let total = header_len + len;
-            ip.emit_with_options(
-                &mut wire::Ipv4Packet::new_unchecked(get_mut(buf, ..total)),
-                options,
-            );
+            let mut packet = wire::Ipv4Packet::new_unchecked(get_mut(buf, ..total));
+            match options {
+                [] => ip.emit(&mut packet),
+                _ => ip.emit_with_options(&mut packet, options),
+            }
             total
         });
     }
@@ -631,6 +633,7 @@ impl Stack {
                 ttl: r.ttl,
                 data: &r.data,
                 options: options.as_bytes(),
+                dscp: 0,
             };
             self.send_echo(now, sink, echo);
         }

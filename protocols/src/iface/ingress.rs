@@ -21,6 +21,9 @@ pub(super) struct IpMeta {
     pub ttl: u8,
     /// Sent to a broadcast address: never answered with an error or a RST.
     pub broadcast: bool,
+    /// Its DSCP (the ECN bits cleared): an echo or timestamp reply carries the request's
+    /// (RFC 1349 §5.1), as Linux's do.
+    pub dscp: u8,
 }
 
 impl Stack {
@@ -161,6 +164,7 @@ impl Stack {
             dst: repr.dst_addr,
             ttl: repr.ttl,
             broadcast,
+            dscp: repr.dscp_ecn & !0x03,
         };
         let header = payload.get(..packet.header_len()).unwrap_or_default();
         let body = packet.payload();
