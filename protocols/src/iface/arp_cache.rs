@@ -18,6 +18,11 @@ pub struct ArpConfig {
     pub request_interval: Duration,
     /// Requests sent for one address before its waiting packets are dropped.
     pub max_requests: u32,
+    /// An entry in use is confirmed this long before it expires, by a request unicast to the
+    /// MAC it holds (RFC 1122 §2.3.2.1's unicast poll, as Linux probes a neighbour it still
+    /// uses): packets keep going to it meanwhile, instead of waiting for a broadcast request
+    /// once it has expired.
+    pub refresh_before: Duration,
     /// Packets held per unresolved address (default 128: every fragment of a largest IPv4
     /// datagram down to MTU 576, 119 of them, as Linux's 208 KiB `unres_qlen_bytes` holds one).
     pub pending_per_addr: usize,
@@ -44,6 +49,7 @@ impl Default for ArpConfig {
             entry_ttl: Duration::from_secs(60),
             request_interval: Duration::from_secs(1),
             max_requests: 3,
+            refresh_before: Duration::from_secs(5),
             pending_per_addr: 128,
             pending_total: 256,
             protect_live_entries: true,
@@ -79,6 +85,8 @@ const SHARE_MAX: usize = 1024;
 struct Entry {
     mac: EthernetAddress,
     expires_at: Instant,
+    /// When a confirming request last went out (see [`ArpConfig::refresh_before`]).
+    refresh_sent: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -221,6 +229,20 @@ impl ArpCache {
             .map(|e| e.mac)
     }
 
+    /// The MAC to confirm `addr` at with a unicast request, when its entry, in use now, is
+    /// within `refresh_before` of expiring and no request went out in the last second;
+    /// recorded as sent.
+    pub fn refresh_due(&mut self, addr: Ipv4Addr, now: Instant) -> Option<EthernetAddress> {
+        let (before, interval) = (self.config.refresh_before, self.config.request_interval);
+        let e = self.entries.get_mut(&addr)?;
+        let near = e.expires_at > now && e.expires_at <= now + before;
+        if !near || e.refresh_sent.is_some_and(|t| now < t + interval) {
+            return None;
+        }
+        e.refresh_sent = Some(now);
+        Some(e.mac)
+    }
+
     /// True if an entry (live or not) exists for `addr`: RFC 826's "merge" rule updates only
     /// those, unless the packet was addressed to us.
     pub fn knows(&self, addr: Ipv4Addr) -> bool {
@@ -244,6 +266,7 @@ impl ArpCache {
             Entry {
                 mac,
                 expires_at: now + self.config.entry_ttl,
+                refresh_sent: None,
             },
         );
         match self.pending.remove(&addr) {
@@ -428,6 +451,9 @@ impl super::Stack {
     ) {
         if let Some(mac) = self.arp.lookup(addr, now) {
             self.arp.share(addr, mac);
+            if let Some(at) = self.arp.refresh_due(addr, now) {
+                self.egress().send_arp_request_to(sink, addr, at);
+            }
         } else if self.arp.may_request(addr, now) {
             self.send_arp_request_for(addr, sink);
         }

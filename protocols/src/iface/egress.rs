@@ -92,7 +92,11 @@ impl Egress<'_> {
         let mac = if bcast {
             Some(EthernetAddress::BROADCAST)
         } else {
-            self.arp.lookup(hop, now)
+            let mac = self.arp.lookup(hop, now);
+            if mac.is_some() {
+                self.confirm_neighbour(sink, hop, now);
+            }
+            mac
         };
         match mac {
             Some(dst_mac) => {
@@ -159,6 +163,32 @@ impl Egress<'_> {
 
     /// Sends an ARP packet: a request for `target` (broadcast) or a reply to `target` at
     /// `target_mac`.
+    /// A neighbour in use whose entry is about to expire is confirmed by a request unicast
+    /// to it (a follower asks its node's ARP owner instead, which confirms it).
+    fn confirm_neighbour<S: Sink>(&mut self, sink: &mut S, hop: Ipv4Addr, now: Instant) {
+        if let Some(mac) = self.arp.refresh_due(hop, now) {
+            if self.arp.request_due(hop) {
+                self.send_arp_request_to(sink, hop, mac);
+            }
+        }
+    }
+
+    /// An ARP request for `target` sent to `mac` alone (RFC 1122 §2.3.2.1's unicast poll).
+    pub fn send_arp_request_to<S: Sink>(
+        &mut self,
+        sink: &mut S,
+        target: Ipv4Addr,
+        mac: EthernetAddress,
+    ) {
+        let me = self.config.cidr.address();
+        self.send_arp_frame(
+            sink,
+            ArpOperation::Request,
+            (me, target, EthernetAddress([0; 6])),
+            mac,
+        );
+    }
+
     pub fn send_arp<S: Sink>(
         &mut self,
         sink: &mut S,
@@ -180,16 +210,28 @@ impl Egress<'_> {
         target: Ipv4Addr,
         target_mac: EthernetAddress,
     ) {
+        let dst_mac = match operation {
+            ArpOperation::Reply => target_mac,
+            _ => EthernetAddress::BROADCAST,
+        };
+        self.send_arp_frame(sink, operation, (source, target, target_mac), dst_mac);
+    }
+
+    /// An ARP frame from us speaking for `source` about `target` (at `target_mac` in the
+    /// packet), framed to `dst_mac`.
+    fn send_arp_frame<S: Sink>(
+        &mut self,
+        sink: &mut S,
+        operation: ArpOperation,
+        (source, target, target_mac): (Ipv4Addr, Ipv4Addr, EthernetAddress),
+        dst_mac: EthernetAddress,
+    ) {
         let repr = ArpRepr {
             operation,
             source_hardware_addr: self.config.mac,
             source_protocol_addr: source,
             target_hardware_addr: target_mac,
             target_protocol_addr: target,
-        };
-        let dst_mac = match operation {
-            ArpOperation::Reply => target_mac,
-            _ => EthernetAddress::BROADCAST,
         };
         let src_mac = self.config.mac;
         if operation == ArpOperation::Request {

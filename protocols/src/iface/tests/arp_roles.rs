@@ -114,3 +114,80 @@ fn a_follower_ignores_neighbours_that_are_ours_or_not_unicast() {
     assert!(follower.arp_entries(now).is_empty());
     assert!(out.is_empty());
 }
+
+/// Frames B sends for one datagram to A at `now`: (ARP requests, with their Ethernet
+/// destination), then whether the datagram itself left at once (framed to A's MAC).
+fn send_to_a(b: &mut Stack, now: Instant) -> (Vec<EthernetAddress>, bool) {
+    let h = b.udp().bind(0).unwrap();
+    b.udp()
+        .send_to(h, SocketAddrV4::new(IP_A, 9), b"x")
+        .unwrap();
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    b.poll(now, &mut out);
+    b.udp().close(h);
+    let mut requests = Vec::new();
+    let mut sent = false;
+    for f in &out {
+        let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+        match eth.ethertype() {
+            EtherType::Arp => requests.push(eth.dst_addr()),
+            _ => sent |= eth.dst_addr() == MAC_A,
+        }
+    }
+    (requests, sent)
+}
+
+#[test]
+fn a_neighbour_in_use_is_confirmed_by_a_unicast_request_before_it_expires() {
+    let mut b = node_b(); // A learnt at 1 s, for 60 s
+    assert_eq!(send_to_a(&mut b, Instant::from_secs(50)), (vec![], true));
+    // Within 5 s of expiry: a request to A's MAC alone, and the datagram still goes at once.
+    let near = Instant::from_secs(57);
+    assert_eq!(send_to_a(&mut b, near), (vec![MAC_A], true));
+    assert_eq!(
+        send_to_a(&mut b, near + Duration::from_millis(500)),
+        (vec![], true),
+        "one request a second"
+    );
+    // A answers: the entry is good for another minute, and nothing waits past the old expiry.
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    b.receive(
+        near + Duration::from_millis(600),
+        &arp_frame(ArpOperation::Reply, IP_B),
+        &mut out,
+    );
+    assert_eq!(b.counters().drops(DropReason::ArpUnsolicited), 0);
+    assert_eq!(send_to_a(&mut b, Instant::from_secs(62)), (vec![], true));
+    // Unconfirmed, it expires as before: the next datagram waits for a broadcast request.
+    let later = Instant::from_secs(200);
+    assert_eq!(
+        send_to_a(&mut b, later),
+        (vec![EthernetAddress::BROADCAST], false)
+    );
+}
+
+#[test]
+fn a_follower_has_the_owner_confirm_a_neighbour_about_to_expire() {
+    let now = Instant::from_secs(1);
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut follower = with_role(ArpRole::Follower, 2);
+    follower.learn_neighbour(now, IP_A, MAC_A, &mut out);
+    let near = Instant::from_secs(57);
+    assert_eq!(send_to_a(&mut follower, near), (vec![], true));
+    let mut wanted = Vec::new();
+    follower.take_arp_wanted(&mut wanted);
+    assert_eq!(wanted, [IP_A]);
+    // The owner, its own entry as old, confirms it with a unicast request and shares it.
+    let mut owner = with_role(ArpRole::Owner, 1);
+    owner.receive(now, &arp_frame(ArpOperation::Request, IP_B), &mut out);
+    out.clear();
+    let mut learned = Vec::new();
+    owner.take_arp_learned(&mut learned);
+    learned.clear();
+    owner.resolve_for_follower(near, IP_A, &mut out);
+    assert_eq!(out.len(), 1);
+    let eth = EthernetFrame::new_checked(&out[0][..]).unwrap();
+    assert_eq!((eth.ethertype(), eth.dst_addr()), (EtherType::Arp, MAC_A));
+    owner.take_arp_learned(&mut learned);
+    assert_eq!(learned, [(IP_A, MAC_A)]);
+}
