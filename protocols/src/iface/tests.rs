@@ -172,6 +172,16 @@ fn start_sends_a_gratuitous_arp() {
     assert_eq!(arp.source_hardware_addr, MAC_B);
 }
 
+/// The frames `b` sends in the poll after one UDP datagram to `dst` (ARP first, if any).
+fn frames_for_one_datagram(b: &mut Stack, dst: Ipv4Addr, now: Instant) -> Vec<Vec<u8>> {
+    let h = b.udp().bind(0).unwrap();
+    b.udp().send_to(h, SocketAddrV4::new(dst, 9), b"x").unwrap();
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    b.poll(now, &mut out);
+    b.udp().close(h);
+    out
+}
+
 /// `frame` is B's ARP reply to `mac` at `ip`, unicast to it.
 fn assert_arp_reply_from_b(frame: &[u8], mac: EthernetAddress, ip: Ipv4Addr) {
     let eth = EthernetFrame::new_checked(frame).unwrap();

@@ -19,14 +19,8 @@ fn arp_from(op: ArpOperation, mac: EthernetAddress, sender: Ipv4Addr, target: Ip
 
 /// The destination MAC of B's next UDP datagram to A.
 fn next_hop_mac(b: &mut Stack, now: Instant) -> Option<EthernetAddress> {
-    let h = b.udp().bind(0).unwrap();
-    b.udp()
-        .send_to(h, SocketAddrV4::new(IP_A, 9), b"x")
-        .unwrap();
-    let mut out: Vec<Vec<u8>> = Vec::new();
-    b.poll(now, &mut out);
-    b.udp().close(h);
-    out.iter()
+    frames_for_one_datagram(b, IP_A, now)
+        .iter()
         .map(|f| parse_ip_or_arp(f))
         .find_map(|(eth, is_ip)| is_ip.then_some(eth.dst_addr))
 }

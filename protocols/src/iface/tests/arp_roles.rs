@@ -118,13 +118,7 @@ fn a_follower_ignores_neighbours_that_are_ours_or_not_unicast() {
 /// Frames B sends for one datagram to A at `now`: (ARP requests, with their Ethernet
 /// destination), then whether the datagram itself left at once (framed to A's MAC).
 fn send_to_a(b: &mut Stack, now: Instant) -> (Vec<EthernetAddress>, bool) {
-    let h = b.udp().bind(0).unwrap();
-    b.udp()
-        .send_to(h, SocketAddrV4::new(IP_A, 9), b"x")
-        .unwrap();
-    let mut out: Vec<Vec<u8>> = Vec::new();
-    b.poll(now, &mut out);
-    b.udp().close(h);
+    let out = frames_for_one_datagram(b, IP_A, now);
     let mut requests = Vec::new();
     let mut sent = false;
     for f in &out {

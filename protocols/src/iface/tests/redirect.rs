@@ -27,11 +27,7 @@ fn routed_b() -> (Stack, Vec<u8>) {
 /// Where B's next datagram to FAR is framed to: A (by its MAC), or the address an ARP request
 /// asks for (the last frame of the poll: ARP's own timers go first).
 fn next_hop(b: &mut Stack, now: Instant) -> Ipv4Addr {
-    let h = b.udp().bind(0).unwrap();
-    b.udp().send_to(h, SocketAddrV4::new(FAR, 9), b"x").unwrap();
-    let mut out: Vec<Vec<u8>> = Vec::new();
-    b.poll(now, &mut out);
-    b.udp().close(h);
+    let out = frames_for_one_datagram(b, FAR, now);
     let eth = EthernetFrame::new_checked(&out.last().unwrap()[..]).unwrap();
     if eth.ethertype() == EtherType::Arp {
         let arp = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).unwrap()).unwrap();
