@@ -89,6 +89,19 @@ struct Entry {
     refresh_sent: Option<Instant>,
 }
 
+impl Entry {
+    /// Live, within `before` of expiring, and no confirming request in the last `interval`:
+    /// one is due, and recorded as sent now.
+    fn confirm_due(&mut self, now: Instant, before: Duration, interval: Duration) -> bool {
+        let near = self.expires_at > now && self.expires_at <= now + before;
+        if !near || self.refresh_sent.is_some_and(|t| now < t + interval) {
+            return false;
+        }
+        self.refresh_sent = Some(now);
+        true
+    }
+}
+
 #[derive(Debug, Default)]
 struct Pending {
     /// Whole frames, Ethernet destination still to be filled.
@@ -229,18 +242,25 @@ impl ArpCache {
             .map(|e| e.mac)
     }
 
+    /// The MAC to send a packet for `addr` to, if a live entry exists, in one lookup (the
+    /// per-packet path), and whether to confirm it now ([`ArpCache::refresh_due`]).
+    pub fn lookup_to_send(
+        &mut self,
+        addr: Ipv4Addr,
+        now: Instant,
+    ) -> Option<(EthernetAddress, bool)> {
+        let (before, interval) = (self.config.refresh_before, self.config.request_interval);
+        let e = self.entries.get_mut(&addr).filter(|e| e.expires_at > now)?;
+        Some((e.mac, e.confirm_due(now, before, interval)))
+    }
+
     /// The MAC to confirm `addr` at with a unicast request, when its entry, in use now, is
     /// within `refresh_before` of expiring and no request went out in the last second;
     /// recorded as sent.
     pub fn refresh_due(&mut self, addr: Ipv4Addr, now: Instant) -> Option<EthernetAddress> {
         let (before, interval) = (self.config.refresh_before, self.config.request_interval);
         let e = self.entries.get_mut(&addr)?;
-        let near = e.expires_at > now && e.expires_at <= now + before;
-        if !near || e.refresh_sent.is_some_and(|t| now < t + interval) {
-            return None;
-        }
-        e.refresh_sent = Some(now);
-        Some(e.mac)
+        e.confirm_due(now, before, interval).then_some(e.mac)
     }
 
     /// True if an entry (live or not) exists for `addr`: RFC 826's "merge" rule updates only

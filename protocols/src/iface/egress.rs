@@ -92,11 +92,15 @@ impl Egress<'_> {
         let mac = if bcast {
             Some(EthernetAddress::BROADCAST)
         } else {
-            let mac = self.arp.lookup(hop, now);
-            if mac.is_some() {
-                self.confirm_neighbour(sink, hop, now);
+            let found = self.arp.lookup_to_send(hop, now);
+            if let Some((mac, true)) = found {
+                // About to expire: confirmed by a request unicast to it (a follower asks its
+                // node's ARP owner instead, which confirms it).
+                if self.arp.request_due(hop) {
+                    self.send_arp_request_to(sink, hop, mac);
+                }
             }
-            mac
+            found.map(|(mac, _)| mac)
         };
         match mac {
             Some(dst_mac) => {
@@ -161,18 +165,6 @@ impl Egress<'_> {
         }
     }
 
-    /// Sends an ARP packet: a request for `target` (broadcast) or a reply to `target` at
-    /// `target_mac`.
-    /// A neighbour in use whose entry is about to expire is confirmed by a request unicast
-    /// to it (a follower asks its node's ARP owner instead, which confirms it).
-    fn confirm_neighbour<S: Sink>(&mut self, sink: &mut S, hop: Ipv4Addr, now: Instant) {
-        if let Some(mac) = self.arp.refresh_due(hop, now) {
-            if self.arp.request_due(hop) {
-                self.send_arp_request_to(sink, hop, mac);
-            }
-        }
-    }
-
     /// An ARP request for `target` sent to `mac` alone (RFC 1122 §2.3.2.1's unicast poll).
     pub fn send_arp_request_to<S: Sink>(
         &mut self,
@@ -189,6 +181,8 @@ impl Egress<'_> {
         );
     }
 
+    /// Sends an ARP packet: a request for `target` (broadcast) or a reply to `target` at
+    /// `target_mac`.
     pub fn send_arp<S: Sink>(
         &mut self,
         sink: &mut S,
